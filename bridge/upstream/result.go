@@ -1,0 +1,136 @@
+package upstream
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// CallResult is a tools/call result as the server sent it.
+type CallResult struct {
+	Content []Content
+	// Structured is the result's structuredContent, byte for byte; nil when
+	// absent.
+	Structured json.RawMessage
+	IsError    bool
+}
+
+// Content is one content item of a tool result. Type says which fields are
+// set: "text" (Text), "image" and "audio" (Data, MIMEType), "resource_link"
+// (URI, Name, Title, Description, MIMEType, Size) and "resource" (Resource).
+// Raw keeps the whole item, for types this package does not know.
+type Content struct {
+	Type        string            `json:"type"`
+	Text        string            `json:"text"`
+	Data        string            `json:"data"`
+	MIMEType    string            `json:"mimeType"`
+	URI         string            `json:"uri"`
+	Name        string            `json:"name"`
+	Title       string            `json:"title"`
+	Description string            `json:"description"`
+	Size        *int64            `json:"size"`
+	Resource    *ResourceContents `json:"resource"`
+	Raw         json.RawMessage   `json:"-"`
+}
+
+// ResourceContents is the resource of an embedded resource item: Text for a
+// text resource, Blob (base64) for a binary one.
+type ResourceContents struct {
+	URI      string  `json:"uri"`
+	MIMEType string  `json:"mimeType"`
+	Text     *string `json:"text"`
+	Blob     *string `json:"blob"`
+}
+
+type rawCallResult struct {
+	Content           []json.RawMessage `json:"content"`
+	StructuredContent json.RawMessage   `json:"structuredContent"`
+	IsError           bool              `json:"isError"`
+	ResultType        string            `json:"resultType"`
+}
+
+// decodeCallResult reads a raw tools/call result.
+func decodeCallResult(b json.RawMessage) (*CallResult, error) {
+	var raw rawCallResult
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, err
+	}
+	if raw.ResultType != "" && raw.ResultType != "complete" {
+		return nil, &InputRequiredError{ResultType: raw.ResultType}
+	}
+	res := &CallResult{
+		Content:    make([]Content, 0, len(raw.Content)),
+		Structured: nonNull(raw.StructuredContent),
+		IsError:    raw.IsError,
+	}
+	for i, item := range raw.Content {
+		var c Content
+		if err := json.Unmarshal(item, &c); err != nil {
+			return nil, fmt.Errorf("content item %d: %w", i, err)
+		}
+		c.Raw = item
+		res.Content = append(res.Content, c)
+	}
+	return res, nil
+}
+
+// RPCError is a JSON-RPC error answered by the server.
+type RPCError struct {
+	Code    int
+	Message string
+	// Data is the error's data member, nil when absent.
+	Data json.RawMessage
+}
+
+func newRPCError(d *mcp.JSONRPCErrorDetails) *RPCError {
+	e := &RPCError{Code: d.Code, Message: d.Message}
+	if d.Data != nil {
+		if b, err := json.Marshal(d.Data); err == nil {
+			e.Data = b
+		}
+	}
+	return e
+}
+
+func (e *RPCError) Error() string {
+	return fmt.Sprintf("JSON-RPC error %d: %s", e.Code, e.Message)
+}
+
+// JSON-RPC error codes the bridge gives a meaning to.
+const (
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+)
+
+// InputRequiredError reports a tool that asked for input (elicitation,
+// sampling) through a multi round-trip result, which a proxy without a
+// human in the loop cannot give.
+type InputRequiredError struct {
+	ResultType string
+}
+
+func (e *InputRequiredError) Error() string {
+	return fmt.Sprintf("the tool asked for interactive input (result type %q), which this proxy cannot provide", e.ResultType)
+}
+
+// UnavailableError reports a server that cannot take calls right now.
+type UnavailableError struct {
+	Server string
+	State  State
+	// Cause is why the last start failed or the connection died; nil while
+	// the first start is still running.
+	Cause error
+	// RetryAfter is a hint for when to try again.
+	RetryAfter time.Duration
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("server %q is %s: %v", e.Server, e.State, e.Cause)
+	}
+	return fmt.Sprintf("server %q is %s", e.Server, e.State)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Cause }

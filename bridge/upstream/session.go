@@ -1,0 +1,317 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+)
+
+// session is one live connection to a server: an initialized mcp-go client,
+// and for stdio the process behind it. A session that dies is never revived;
+// the Upstream starts a new one.
+type session struct {
+	client *client.Client      // nil until initialized
+	tr     transport.Interface // the client's transport
+	proc   *process            // nil for HTTP transports
+	info   ServerInfo
+
+	ctx    context.Context // ends when the session is closed
+	cancel context.CancelFunc
+
+	done    chan struct{} // closed when the session died or was closed
+	endOnce sync.Once
+	endErr  error // why it ended; set before done closes
+
+	relist chan struct{} // a tools/list_changed arrived
+}
+
+// end marks the session dead with err. Only the first call counts.
+func (s *session) end(err error) {
+	s.endOnce.Do(func() {
+		s.endErr = err
+		close(s.done)
+	})
+}
+
+// err returns why the session ended.
+func (s *session) err() error {
+	select {
+	case <-s.done:
+		return s.endErr
+	default:
+		return nil
+	}
+}
+
+// close shuts the session down: the client (which for HTTP ends the
+// server-side session) and, for stdio, the process group.
+func (s *session) close(t StopTimeouts, log *zap.Logger) {
+	s.end(errors.New("session closed"))
+	if s.tr != nil {
+		_ = s.tr.Close() // what the client's Close does
+	}
+	if s.proc != nil {
+		select {
+		case <-s.proc.exited:
+			s.proc.reapGroup(t)
+		default:
+			s.proc.stop(t, log)
+		}
+	}
+	s.cancel()
+}
+
+// clientInfo is how caddy-mcpo introduces itself to servers.
+var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
+
+// dialer connects sessions for one Upstream.
+type dialer struct {
+	spec   Spec
+	log    func() *zap.Logger
+	stop   StopTimeouts
+	notify func(s *session, n mcp.JSONRPCNotification)
+}
+
+// dial starts a session and initializes it. ctx bounds the start; the
+// session itself lives until closed, under parent.
+func (d *dialer) dial(parent, ctx context.Context) (*session, error) {
+	switch d.spec.Transport {
+	case TransportStdio:
+		return d.dialStdio(parent, ctx)
+	case TransportStreamableHTTP:
+		return d.dialHTTP(parent, ctx, d.newStreamable)
+	case TransportSSE:
+		return d.dialHTTP(parent, ctx, d.newSSE)
+	case TransportAuto:
+		s, err := d.dialHTTP(parent, ctx, d.newStreamable)
+		if err == nil || !errors.Is(err, transport.ErrLegacySSEServer) {
+			return s, err
+		}
+		d.log().Info("endpoint refused Streamable HTTP; trying HTTP+SSE",
+			zap.String("server", d.spec.Name), zap.String("url", d.spec.Endpoint()))
+		s, sseErr := d.dialHTTP(parent, ctx, d.newSSE)
+		if sseErr != nil {
+			return nil, fmt.Errorf("streamable HTTP: %v; HTTP+SSE: %w", err, sseErr)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("unknown transport %q", d.spec.Transport)
+}
+
+func (d *dialer) newSession(parent context.Context) *session {
+	ctx, cancel := context.WithCancel(parent)
+	return &session{
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		relist: make(chan struct{}, 1),
+	}
+}
+
+func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
+	s := d.newSession(parent)
+	proc, err := startProcess(d.spec, func(line string) {
+		d.log().Info(line, zap.String("server", d.spec.Name), zap.String("stream", "stderr"))
+	})
+	if err != nil {
+		s.cancel()
+		return nil, err
+	}
+	s.proc = proc
+	// mcp-go's own process handling (exec.CommandContext, SIGTERM to the
+	// child only) is bypassed: it gets the pipes, and the process stays ours.
+	tr := newTap(transport.NewIO(proc.stdout, proc.stdin, nil))
+	s.tr = tr
+	go func() {
+		select {
+		case <-proc.exited:
+			s.end(proc.exitError())
+		case <-s.ctx.Done():
+		}
+	}()
+
+	fail := func(err error) (*session, error) {
+		s.close(d.stop, d.log())
+		if perr := s.err(); proc.exitedNow() && perr != nil {
+			return nil, fmt.Errorf("%w (%v)", err, perr)
+		}
+		return nil, err
+	}
+	protocol := d.spec.Protocol
+	if protocol == "" {
+		protocol = ProtocolLegacy // see ProtocolAuto
+	}
+	c, err := d.initialize(s, tr, ctx, protocol)
+	if err != nil && d.spec.Protocol == "" && isRefusal(err) {
+		// The server answered the handshake with an error: it may speak only
+		// the stateless 2026-07-28 protocol.
+		c, err = d.initialize(s, tr, ctx, ProtocolModern)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	s.client = c
+	return s, nil
+}
+
+// exitedNow reports whether the process has already exited.
+func (p *process) exitedNow() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *dialer) newStreamable(*session) (transport.Interface, error) {
+	return transport.NewStreamableHTTP(d.spec.URL,
+		transport.WithHTTPHeaders(d.spec.Headers),
+		transport.WithHTTPLogger(d.slog()),
+	)
+}
+
+func (d *dialer) newSSE(s *session) (transport.Interface, error) {
+	t, err := transport.NewSSE(d.spec.URL,
+		transport.WithHeaders(d.spec.Headers),
+		transport.WithSSELogger(d.slog()),
+		// Calls carry their own deadlines; the transport's default of 60 s
+		// would cut long tool calls short.
+		transport.WithResponseTimeout(24*time.Hour),
+	)
+	if err != nil {
+		return nil, err
+	}
+	t.SetConnectionLostHandler(func(err error) {
+		s.end(fmt.Errorf("SSE connection lost: %w", err))
+	})
+	return t, nil
+}
+
+func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*session) (transport.Interface, error)) (*session, error) {
+	s := d.newSession(parent)
+	inner, err := newTransport(s)
+	if err != nil {
+		s.cancel()
+		return nil, err
+	}
+	protocol := d.spec.Protocol
+	if d.spec.Transport == TransportSSE || d.spec.Transport == TransportAuto && isSSE(inner) {
+		protocol = ProtocolLegacy
+	}
+	s.tr = newTap(inner)
+	c, err := d.initialize(s, s.tr, ctx, protocol)
+	if err != nil {
+		s.close(d.stop, d.log())
+		return nil, err
+	}
+	s.client = c
+	return s, nil
+}
+
+func isSSE(t transport.Interface) bool {
+	_, ok := t.(*transport.SSE)
+	return ok
+}
+
+// initialize creates a client on tr for the given protocol choice, starts
+// it under the session's context and performs the handshake under ctx.
+func (d *dialer) initialize(s *session, tr transport.Interface, ctx context.Context, protocol string) (*client.Client, error) {
+	var opts []client.ClientOption
+	switch protocol {
+	case "":
+		opts = append(opts, client.WithDiscoverTimeout(3*time.Second))
+	case ProtocolLegacy:
+		opts = append(opts, client.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
+	case ProtocolModern:
+		opts = append(opts, client.WithProtocolVersion(mcp.LATEST_PROTOCOL_VERSION))
+	default:
+		opts = append(opts, client.WithProtocolVersion(protocol))
+	}
+	c := client.NewClient(tr, opts...)
+	// The transport lives as long as the session, not as long as the start.
+	if err := c.Start(s.ctx); err != nil {
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
+	c.OnNotification(func(n mcp.JSONRPCNotification) { d.notify(s, n) })
+
+	cctx, capt := withCapture(ctx)
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = clientInfo
+	res, err := c.Initialize(cctx, req)
+	if err != nil {
+		if resp := capt.last(); resp != nil && resp.Error != nil {
+			return nil, fmt.Errorf("initialize: %w", newRPCError(resp.Error))
+		}
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	s.info = ServerInfo{
+		Name:         res.ServerInfo.Name,
+		Title:        res.ServerInfo.Title,
+		Version:      res.ServerInfo.Version,
+		Instructions: res.Instructions,
+		Protocol:     c.ProtocolVersion(),
+	}
+	return c, nil
+}
+
+// isRefusal reports an error that the server answered: a JSON-RPC error or
+// a protocol version this client does not know.
+func isRefusal(err error) bool {
+	var rpc *RPCError
+	var unsupported mcp.UnsupportedProtocolVersionError
+	return errors.As(err, &rpc) || errors.As(err, &unsupported)
+}
+
+func (d *dialer) slog() *slog.Logger {
+	h := zapslog.NewHandler(d.log().Core(), zapslog.WithName("mcp-go"),
+		zapslog.AddStacktraceAt(slog.Level(127))) // no stack traces in logs
+	return slog.New(h).With("server", d.spec.Name)
+}
+
+// callTool calls a tool and returns its raw result. JSON-RPC errors come back
+// as *RPCError with their code and data intact.
+func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
+	cctx, capt := withCapture(ctx)
+	req := mcp.CallToolRequest{}
+	req.Params.Name = name
+	req.Params.Arguments = args
+	_, err := s.client.CallTool(cctx, req)
+	if resp := capt.last(); resp != nil {
+		// The answer arrived; mcp-go's own decoding of it does not matter.
+		if resp.Error != nil {
+			return nil, newRPCError(resp.Error)
+		}
+		res, derr := decodeCallResult(resp.Result)
+		if derr != nil {
+			var ir *InputRequiredError
+			if errors.As(derr, &ir) {
+				return nil, derr
+			}
+			return nil, fmt.Errorf("decoding tools/call result: %w", derr)
+		}
+		return res, nil
+	}
+	if err == nil {
+		return nil, errors.New("tools/call: no response")
+	}
+	if isDead(err) {
+		s.end(err)
+	}
+	return nil, err
+}
+
+// isDead reports a transport error after which the session cannot be used.
+func isDead(err error) bool {
+	return errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, transport.ErrSessionTerminated)
+}

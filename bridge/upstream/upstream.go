@@ -1,0 +1,465 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/zap"
+)
+
+// State is where an Upstream is in its life.
+type State string
+
+// The states of an Upstream.
+const (
+	// StateIdle: created, not started yet.
+	StateIdle State = "idle"
+	// StateStarting: starting the process or dialling, initializing and
+	// listing tools.
+	StateStarting State = "starting"
+	// StateReady: taking calls.
+	StateReady State = "ready"
+	// StateFailed: the last start failed or the connection died; a restart
+	// is scheduled.
+	StateFailed State = "failed"
+	// StateStopped: closed for good.
+	StateStopped State = "stopped"
+)
+
+// Status is a snapshot of an Upstream.
+type Status struct {
+	Name     string
+	State    State
+	Endpoint string     // command or URL, without secrets
+	Server   ServerInfo // from the last successful start
+	Tools    int        // from the last successful listing
+	PID      int        // stdio process ID while running, else 0
+	// Restarts counts how often the server was started again after it had
+	// been ready once.
+	Restarts  int
+	LastError string
+	Since     time.Time // when State was entered
+	RetryAt   time.Time // in StateFailed, when the next start begins
+}
+
+// Options tune an Upstream without changing its identity; they may change
+// while it runs.
+type Options struct {
+	// StartTimeout bounds starting, initializing and listing tools.
+	StartTimeout time.Duration
+	// Stop bounds the steps of stopping a stdio process.
+	Stop StopTimeouts
+}
+
+// DefaultStartTimeout leaves room for npx or uvx to download a server on
+// first use.
+const DefaultStartTimeout = 60 * time.Second
+
+// Backoff between failed starts: it doubles from backoffMin up to
+// backoffMax, with jitter. A server that ran for stableAfter before dying is
+// restarted at once.
+const (
+	backoffMin  = time.Second
+	backoffMax  = 30 * time.Second
+	stableAfter = 30 * time.Second
+)
+
+// Upstream runs one MCP server and keeps it connected. It is safe for
+// concurrent use. Start it once, call tools while it is ready, Close it
+// when done.
+type Upstream struct {
+	spec   Spec
+	redact func(error) error
+	log    atomic.Pointer[zap.Logger]
+	opts atomic.Pointer[Options]
+
+	ctx       context.Context // ends on Close
+	cancel    context.CancelFunc
+	startOnce sync.Once
+	closeOnce sync.Once
+	done      chan struct{} // closed when the supervisor has ended
+
+	tools atomic.Pointer[ToolSet] // the last listing, kept across restarts
+
+	mu       sync.Mutex
+	state    State
+	since    time.Time
+	retryAt  time.Time
+	lastErr  error
+	restarts int
+	sess     *session      // the ready session, or nil
+	changed  chan struct{} // closed and replaced on every state change
+}
+
+// New returns an idle Upstream for spec. Nothing runs until Start.
+func New(spec Spec, opts Options, log *zap.Logger) *Upstream {
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &Upstream{
+		spec:    spec,
+		redact:  spec.redactor(),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		state:   StateIdle,
+		since:   time.Now(),
+		changed: make(chan struct{}),
+	}
+	u.SetLogger(log)
+	u.SetOptions(opts)
+	return u
+}
+
+// Spec returns the Upstream's identity.
+func (u *Upstream) Spec() Spec { return u.spec }
+
+// SetLogger replaces the logger, for an Upstream that outlives the
+// configuration that created it.
+func (u *Upstream) SetLogger(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	u.log.Store(l)
+}
+
+func (u *Upstream) logger() *zap.Logger { return u.log.Load() }
+
+// SetOptions replaces the options; they apply from the next start or stop.
+func (u *Upstream) SetOptions(o Options) {
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.Stop.Grace <= 0 {
+		o.Stop.Grace = DefaultStopTimeouts.Grace
+	}
+	if o.Stop.Term <= 0 {
+		o.Stop.Term = DefaultStopTimeouts.Term
+	}
+	u.opts.Store(&o)
+}
+
+func (u *Upstream) options() Options { return *u.opts.Load() }
+
+// Start begins running the server in the background. Calls after the first,
+// and calls after Close, do nothing.
+func (u *Upstream) Start() {
+	u.startOnce.Do(func() { go u.run() })
+}
+
+// Close stops the server and waits until it is gone (bounded by the stop
+// timeouts). In-flight calls fail.
+func (u *Upstream) Close() error {
+	u.closeOnce.Do(func() {
+		u.cancel()
+		u.startOnce.Do(func() { // never started: nothing to wait for
+			u.setState(StateStopped, nil, time.Time{})
+			close(u.done)
+		})
+	})
+	<-u.done
+	return nil
+}
+
+// Tools returns the last tool listing, or nil if the server was never ready.
+func (u *Upstream) Tools() *ToolSet { return u.tools.Load() }
+
+// Status returns a snapshot of the Upstream.
+func (u *Upstream) Status() Status {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := Status{
+		Name:     u.spec.Name,
+		State:    u.state,
+		Endpoint: u.spec.Endpoint(),
+		Restarts: u.restarts,
+		Since:    u.since,
+		RetryAt:  u.retryAt,
+	}
+	if u.lastErr != nil {
+		st.LastError = u.lastErr.Error()
+	}
+	if ts := u.tools.Load(); ts != nil {
+		st.Server = ts.Server
+		st.Tools = len(ts.Tools)
+	}
+	if u.sess != nil && u.sess.proc != nil {
+		st.PID = u.sess.proc.pid()
+	}
+	return st
+}
+
+// Changed returns a channel that is closed at the next state change.
+func (u *Upstream) Changed() <-chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.changed
+}
+
+// CallTool calls the named tool with args, a JSON object, and returns the
+// server's answer. Errors are *UnavailableError when the server is not
+// ready, *RPCError for a JSON-RPC error, *InputRequiredError, or the
+// transport's error (wrapping ctx's error on timeout or cancellation).
+func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
+	u.mu.Lock()
+	s := u.sess
+	u.mu.Unlock()
+	if s == nil {
+		return nil, u.unavailable()
+	}
+	res, err := s.callTool(ctx, name, args)
+	return res, u.redact(err)
+}
+
+// unavailable describes why no session is ready.
+func (u *Upstream) unavailable() *UnavailableError {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	e := &UnavailableError{Server: u.spec.Name, State: u.state, Cause: u.lastErr, RetryAfter: 2 * time.Second}
+	if u.state == StateFailed {
+		e.RetryAfter = max(time.Until(u.retryAt), time.Second)
+	}
+	if u.state == StateReady { // the session just went away
+		e.State = StateFailed
+	}
+	return e
+}
+
+func (u *Upstream) setState(s State, err error, retryAt time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.state = s
+	u.since = time.Now()
+	u.retryAt = retryAt
+	if err != nil {
+		u.lastErr = u.redact(err)
+	}
+	close(u.changed)
+	u.changed = make(chan struct{})
+}
+
+// run is the supervisor: it starts sessions and restarts them when they die
+// until Close.
+func (u *Upstream) run() {
+	defer close(u.done)
+	d := &dialer{spec: u.spec, log: u.logger, notify: u.notify}
+	failures := 0
+	for {
+		u.setState(StateStarting, nil, time.Time{})
+		opts := u.options()
+		d.stop = opts.Stop
+		begun := time.Now()
+		sess, err := u.startSession(d, opts)
+		if u.ctx.Err() != nil {
+			if sess != nil {
+				sess.close(opts.Stop, u.logger())
+			}
+			u.setState(StateStopped, nil, time.Time{})
+			return
+		}
+		if err != nil {
+			failures++
+			delay := backoff(failures)
+			u.setState(StateFailed, err, time.Now().Add(delay))
+			u.logger().Error("MCP server failed to start",
+				zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
+				zap.Error(u.redact(err)), zap.Duration("retry_in", delay))
+			if !u.sleep(delay) {
+				u.setState(StateStopped, nil, time.Time{})
+				return
+			}
+			continue
+		}
+
+		started := time.Now()
+		u.mu.Lock()
+		u.sess = sess
+		u.lastErr = nil
+		u.mu.Unlock()
+		u.setState(StateReady, nil, time.Time{})
+		ts := u.tools.Load()
+		fields := []zap.Field{
+			zap.String("server", u.spec.Name), zap.String("protocol", ts.Server.Protocol),
+			zap.Int("tools", len(ts.Tools)), zap.Duration("took", started.Sub(begun)),
+		}
+		if sess.proc != nil {
+			fields = append(fields, zap.Int("pid", sess.proc.pid()))
+		}
+		u.logger().Info("MCP server ready", fields...)
+
+		relisted := make(chan struct{})
+		go func() {
+			defer close(relisted)
+			u.relistLoop(sess)
+		}()
+		var ended error
+		select {
+		case <-sess.done:
+			ended = sess.err()
+		case <-u.ctx.Done():
+		}
+		u.mu.Lock()
+		u.sess = nil
+		u.mu.Unlock()
+		sess.close(opts.Stop, u.logger())
+		<-relisted
+		if u.ctx.Err() != nil {
+			u.setState(StateStopped, nil, time.Time{})
+			return
+		}
+
+		u.mu.Lock()
+		u.restarts++
+		u.mu.Unlock()
+		if time.Since(started) >= stableAfter {
+			failures = 0
+		}
+		delay := time.Duration(0)
+		if failures > 0 {
+			delay = backoff(failures)
+		}
+		failures++
+		u.setState(StateFailed, fmt.Errorf("connection lost: %w", ended), time.Now().Add(delay))
+		u.logger().Warn("MCP server connection lost; restarting",
+			zap.String("server", u.spec.Name), zap.Error(u.redact(ended)), zap.Duration("retry_in", delay))
+		if !u.sleep(delay) {
+			u.setState(StateStopped, nil, time.Time{})
+			return
+		}
+	}
+}
+
+// startSession dials, initializes and lists tools, all within the start
+// timeout.
+func (u *Upstream) startSession(d *dialer, opts Options) (*session, error) {
+	ctx, cancel := context.WithTimeout(u.ctx, opts.StartTimeout)
+	defer cancel()
+	sess, err := d.dial(u.ctx, ctx)
+	if err != nil {
+		return nil, startError(ctx, err, opts.StartTimeout)
+	}
+	ts, err := u.list(ctx, sess)
+	if err != nil {
+		sess.close(opts.Stop, u.logger())
+		return nil, startError(ctx, err, opts.StartTimeout)
+	}
+	u.tools.Store(ts)
+	return sess, nil
+}
+
+func startError(ctx context.Context, err error, timeout time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("not ready within the start timeout of %s: %w", timeout, err)
+	}
+	return err
+}
+
+// list reads the session's tools into a new ToolSet.
+func (u *Upstream) list(ctx context.Context, s *session) (*ToolSet, error) {
+	tools, warnings, err := listTools(ctx, s.client)
+	var rpc *RPCError
+	if errors.As(err, &rpc) && rpc.Code == CodeMethodNotFound {
+		warnings, err = []string{"the server does not implement tools/list; it has no tools"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		u.logger().Warn(w, zap.String("server", u.spec.Name))
+	}
+	return &ToolSet{Server: s.info, Tools: tools}, nil
+}
+
+// relistLoop re-reads the tool list each time the server says it changed.
+// It runs off the transport's reader goroutine: mcp-go deadlocks if the
+// client is called from a notification handler.
+func (u *Upstream) relistLoop(s *session) {
+	for {
+		select {
+		case <-s.relist:
+		case <-s.done:
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, u.options().StartTimeout)
+		ts, err := u.list(ctx, s)
+		cancel()
+		if err != nil {
+			if s.err() == nil {
+				u.logger().Warn("re-listing tools after tools/list_changed failed; keeping the previous list",
+					zap.String("server", u.spec.Name), zap.Error(u.redact(err)))
+			}
+			continue
+		}
+		u.tools.Store(ts)
+		u.logger().Info("MCP server tool list changed", zap.String("server", u.spec.Name), zap.Int("tools", len(ts.Tools)))
+	}
+}
+
+// notify handles a server notification. It runs on the transport's reader
+// goroutine, so it must not block or call the client.
+func (u *Upstream) notify(s *session, n mcp.JSONRPCNotification) {
+	switch n.Method {
+	case string(mcp.MethodNotificationToolsListChanged):
+		select {
+		case s.relist <- struct{}{}:
+		default: // a re-list is already pending
+		}
+	case string(mcp.MethodNotificationMessage):
+		u.logMessage(n.Params.AdditionalFields)
+	default:
+		u.logger().Debug("MCP notification", zap.String("server", u.spec.Name), zap.String("method", n.Method))
+	}
+}
+
+// logMessage writes a notifications/message to the log at its level.
+func (u *Upstream) logMessage(p map[string]any) {
+	level, _ := p["level"].(string)
+	fields := []zap.Field{zap.String("server", u.spec.Name), zap.Any("data", p["data"])}
+	if name, ok := p["logger"].(string); ok && name != "" {
+		fields = append(fields, zap.String("logger", name))
+	}
+	log := u.logger()
+	const msg = "MCP server log message"
+	switch level {
+	case "debug":
+		log.Debug(msg, fields...)
+	case "info", "notice":
+		log.Info(msg, fields...)
+	case "warning":
+		log.Warn(msg, fields...)
+	default: // error, critical, alert, emergency, or unknown
+		log.Error(msg, fields...)
+	}
+}
+
+// sleep waits d, or until Close. It reports whether d passed.
+func (u *Upstream) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return u.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-u.ctx.Done():
+		return false
+	}
+}
+
+// backoff returns the delay before start number n+1 after n failures:
+// backoffMin doubled per failure up to backoffMax, ±20% jitter.
+func backoff(n int) time.Duration {
+	d := backoffMin
+	for i := 1; i < n && d < backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, backoffMax)
+	jitter := time.Duration((rand.Float64()*0.4 - 0.2) * float64(d))
+	return d + jitter
+}
