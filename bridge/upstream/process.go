@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -27,7 +28,16 @@ type process struct {
 	exited  chan struct{} // closed once the child has exited and been reaped
 	waitErr error         // the child's exit status, set before exited closes
 	drained chan struct{} // closed once stderr hit EOF
+
+	tailMu sync.Mutex
+	tail   []string // the last stderr lines, for error messages
 }
+
+// Bounds on the stderr lines kept for error messages.
+const (
+	tailLines   = 5
+	tailLineLen = 300
+)
 
 // Bounds on one logged line of a child's stderr.
 const maxStderrLine = 8 << 10
@@ -113,9 +123,48 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 	go func() {
 		defer close(p.drained)
 		defer stderrR.Close()
-		readLines(stderrR, logLine)
+		readLines(stderrR, func(line string) {
+			p.remember(line)
+			logLine(line)
+		})
 	}()
 	return p, nil
+}
+
+func (p *process) remember(line string) {
+	if len(line) > tailLineLen {
+		line = line[:tailLineLen] + "…"
+	}
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	if len(p.tail) == tailLines {
+		p.tail = append(p.tail[:0], p.tail[1:]...)
+	}
+	p.tail = append(p.tail, line)
+}
+
+// describeExit says how the process ended and what it last wrote to
+// stderr, once it has exited. It waits up to d for the exit and for stderr
+// to drain; "" means it is still running.
+func (p *process) describeExit(d time.Duration) string {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+	case <-timer.C:
+		return ""
+	}
+	select {
+	case <-p.drained:
+	case <-timer.C:
+	}
+	msg := p.exitError().Error()
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	if len(p.tail) > 0 {
+		msg += "; its last stderr lines: " + strings.Join(p.tail, " | ")
+	}
+	return msg
 }
 
 // pid returns the child's process ID, which is also its process group ID.

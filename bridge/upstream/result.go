@@ -127,8 +127,13 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string {
-	if e.Cause != nil {
-		return fmt.Sprintf("server %q is %s: %v", e.Server, e.State, e.Cause)
+	switch {
+	case e.State == StateFailed && e.Cause != nil:
+		return fmt.Sprintf("server %q is not running: %v", e.Server, e.Cause)
+	case e.State == StateFailed:
+		return fmt.Sprintf("server %q is not running", e.Server)
+	case e.Cause != nil: // restarting after a failure
+		return fmt.Sprintf("server %q is %s (the last attempt failed: %v)", e.Server, e.State, e.Cause)
 	}
 	return fmt.Sprintf("server %q is %s", e.Server, e.State)
 }

@@ -141,9 +141,11 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 	}()
 
 	fail := func(err error) (*session, error) {
+		// A server that dies at start says why on stderr.
+		exit := proc.describeExit(500 * time.Millisecond)
 		s.close(d.stop, d.log())
-		if perr := s.err(); proc.exitedNow() && perr != nil {
-			return nil, fmt.Errorf("%w (%v)", err, perr)
+		if exit != "" {
+			return nil, fmt.Errorf("%w: the server %s", err, exit)
 		}
 		return nil, err
 	}
@@ -162,16 +164,6 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 	}
 	s.client = c
 	return s, nil
-}
-
-// exitedNow reports whether the process has already exited.
-func (p *process) exitedNow() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
 }
 
 func (d *dialer) newStreamable(*session) (transport.Interface, error) {

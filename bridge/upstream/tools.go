@@ -58,7 +58,14 @@ type rawTool struct {
 	InputSchema  json.RawMessage `json:"inputSchema"`
 	OutputSchema json.RawMessage `json:"outputSchema"`
 	Annotations  json.RawMessage `json:"annotations"`
+	Execution    struct {
+		TaskSupport string `json:"taskSupport"`
+	} `json:"execution"`
 }
+
+// errNeedsTasks marks a tool that can only run as a task (2025-11-25
+// tasks), which this client does not offer.
+var errNeedsTasks = errors.New("it can only run as a task (execution.taskSupport is \"required\"), which caddy-mcpo does not support yet")
 
 type rawToolsPage struct {
 	Tools      []json.RawMessage `json:"tools"`
@@ -105,6 +112,10 @@ func listTools(ctx context.Context, c *client.Client) ([]*Tool, []string, error)
 		}
 		for i, rt := range raw.Tools {
 			t, err := decodeTool(rt)
+			if errors.Is(err, errNeedsTasks) {
+				warnings = append(warnings, fmt.Sprintf("tool %q skipped: %v", t.Name, err))
+				continue
+			}
 			if err != nil {
 				warnings = append(warnings, fmt.Sprintf("tools/list page %d item %d skipped: %v", page+1, i, err))
 				continue
@@ -136,7 +147,8 @@ func listTools(ctx context.Context, c *client.Client) ([]*Tool, []string, error)
 }
 
 // decodeTool reads one raw tool. A tool without a name or with a malformed
-// schema is an error; absent schemas become nil.
+// schema is an error; absent schemas become nil. A tool that needs task
+// support comes back with errNeedsTasks.
 func decodeTool(b json.RawMessage) (*Tool, error) {
 	var rt rawTool
 	if err := json.Unmarshal(b, &rt); err != nil {
@@ -160,6 +172,9 @@ func decodeTool(b json.RawMessage) (*Tool, error) {
 		if json.Unmarshal(t.Annotations, &a) == nil {
 			t.Title = a.Title
 		}
+	}
+	if rt.Execution.TaskSupport == "required" {
+		return t, errNeedsTasks
 	}
 	return t, nil
 }

@@ -78,7 +78,7 @@ type Upstream struct {
 	spec   Spec
 	redact func(error) error
 	log    atomic.Pointer[zap.Logger]
-	opts atomic.Pointer[Options]
+	opts   atomic.Pointer[Options]
 
 	ctx       context.Context // ends on Close
 	cancel    context.CancelFunc
