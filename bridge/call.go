@@ -1,0 +1,179 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// call runs one tool call: read the arguments, call with the server's
+// deadline, and write the mapped result or error.
+func (b *Bridge) call(w http.ResponseWriter, r *http.Request, s *Server, rt *route) {
+	args, status, msg := readArgs(w, r, b.cfg.MaxBodyBytes)
+	if status != 0 {
+		writeError(w, status, errorDetail{Message: msg, Server: s.Name, Tool: rt.tool.Name})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.Timeout)
+	defer cancel()
+	start := time.Now()
+	res, err := s.Upstream.CallTool(ctx, rt.tool.Name, args)
+	if err != nil {
+		b.callError(w, r, s, rt.tool.Name, err, ctx)
+		return
+	}
+	status, body := renderResult(res, s, rt.tool)
+	writeJSON(w, status, body)
+	if ce := b.log.Check(zap.DebugLevel, "tool call"); ce != nil {
+		ce.Write(zap.String("server", s.Name), zap.String("tool", rt.tool.Name),
+			zap.Int("status", status), zap.Duration("took", time.Since(start)))
+	}
+}
+
+// readArgs reads the request body as the tool's arguments: a JSON object,
+// or {} for an empty body. A non-zero status reports a bad body.
+func readArgs(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMessage, int, string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit)
+		}
+		return nil, http.StatusBadRequest, "reading the request body: " + err.Error()
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return json.RawMessage("{}"), 0, ""
+	}
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		return nil, http.StatusBadRequest, fmt.Sprintf("the request body is not valid JSON (%v); send the tool's arguments as a JSON object, e.g. {\"name\": \"value\"}", err)
+	}
+	if body[0] != '{' {
+		return nil, http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not " + jsonKind(body[0])
+	}
+	return body, 0, ""
+}
+
+func jsonKind(first byte) string {
+	switch first {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// callError writes the response for a failed call. tool may be empty (a
+// document request), ctx is the call's context (nil when no call ran).
+func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, tool string, err error, ctx context.Context) {
+	d := errorDetail{Server: s.Name, Tool: tool}
+	var status int
+	var (
+		unavailable *upstream.UnavailableError
+		rpc         *upstream.RPCError
+		input       *upstream.InputRequiredError
+	)
+	switch {
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
+		return
+	case errors.As(err, &unavailable):
+		status = http.StatusServiceUnavailable
+		secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		d.Message = unavailable.Error() + "; try again later"
+	case errors.As(err, &rpc):
+		switch rpc.Code {
+		case upstream.CodeInvalidParams:
+			status = http.StatusUnprocessableEntity
+		case upstream.CodeMethodNotFound:
+			status = http.StatusNotFound
+		default:
+			status = http.StatusBadGateway
+		}
+		d.Message = rpc.Message
+		code := rpc.Code
+		d.Code = &code
+		d.Data = rpc.Data
+	case errors.As(err, &input):
+		status = http.StatusBadGateway
+		d.Message = fmt.Sprintf("server %q: tool %q: %v", s.Name, tool, input)
+	case ctx != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+		d.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, s.Timeout)
+	default:
+		status = http.StatusBadGateway
+		d.Message = fmt.Sprintf("server %q: calling tool %q failed: %v", s.Name, tool, err)
+	}
+	if status >= 500 {
+		b.log.Warn("tool call failed", zap.String("server", s.Name), zap.String("tool", tool),
+			zap.Int("status", status), zap.Error(err))
+	}
+	writeError(w, status, d)
+}
+
+// errorDetail is the body of every error response, inside {"detail": ...}.
+type errorDetail struct {
+	Message string          `json:"message"`
+	Server  string          `json:"server,omitempty"`
+	Tool    string          `json:"tool,omitempty"`
+	Code    *int            `json:"code,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, d errorDetail) {
+	body, err := json.Marshal(struct {
+		Detail errorDetail `json:"detail"`
+	}{d})
+	if err != nil { // only Data can fail, and it came from valid JSON
+		d.Data = nil
+		body, _ = json.Marshal(struct {
+			Detail errorDetail `json:"detail"`
+		}{d})
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// errorOf turns a status's last error back into an error.
+func errorOf(msg string) error {
+	if msg == "" {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+// retryAfter estimates when a server that is not ready may be.
+func retryAfter(st upstream.Status) time.Duration {
+	if st.State == upstream.StateFailed && !st.RetryAt.IsZero() {
+		return max(time.Until(st.RetryAt), time.Second)
+	}
+	return 2 * time.Second
+}

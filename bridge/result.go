@@ -1,0 +1,128 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// renderResult maps a tool result to an HTTP status and JSON body, the way
+// mcpo does so that existing Open WebUI setups keep working:
+//
+//   - a tool error (isError) gets the server's ToolErrorStatus with the
+//     tool's text as the message;
+//   - a tool with an outputSchema that returned structuredContent gets that
+//     content as the body;
+//   - otherwise each content item maps to a JSON value: text to its JSON
+//     value when it parses as JSON, else to a string; image and audio to a
+//     data: URI string; resource links and embedded resources to objects;
+//   - one item is returned bare, any other number as an array.
+//
+// Unlike mcpo, a result holding an image or audio is always an array:
+// Open WebUI shows data: URIs to the user as files only when they sit in a
+// list, and would otherwise feed the base64 text to the model.
+func renderResult(res *upstream.CallResult, s *Server, tool *upstream.Tool) (int, []byte) {
+	if res.IsError {
+		body, _ := json.Marshal(struct {
+			Detail errorDetail `json:"detail"`
+		}{errorDetail{Message: errorText(res), Server: s.Name, Tool: tool.Name}})
+		return s.ToolErrorStatus, body
+	}
+	if res.Structured != nil && (tool.OutputSchema != nil || len(res.Content) == 0) {
+		return http.StatusOK, res.Structured
+	}
+	items := make([][]byte, 0, len(res.Content))
+	media := false
+	for i := range res.Content {
+		c := &res.Content[i]
+		if c.Type == "image" || c.Type == "audio" {
+			media = true
+		}
+		items = append(items, renderContent(c))
+	}
+	if len(items) == 1 && !media {
+		return http.StatusOK, items[0]
+	}
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(it)
+	}
+	b.WriteByte(']')
+	return http.StatusOK, b.Bytes()
+}
+
+// renderContent maps one content item to JSON.
+func renderContent(c *upstream.Content) []byte {
+	switch c.Type {
+	case "text":
+		if t := bytes.TrimSpace([]byte(c.Text)); len(t) > 0 && json.Valid(t) {
+			return t
+		}
+		return mustJSON(c.Text)
+	case "image", "audio":
+		return mustJSON(dataURI(c.MIMEType, c.Data))
+	case "resource_link":
+		return mustJSON(struct {
+			Type        string `json:"type"`
+			URI         string `json:"uri"`
+			Name        string `json:"name,omitempty"`
+			Title       string `json:"title,omitempty"`
+			Description string `json:"description,omitempty"`
+			MIMEType    string `json:"mimeType,omitempty"`
+			Size        *int64 `json:"size,omitempty"`
+		}{"resource_link", c.URI, c.Name, c.Title, c.Description, c.MIMEType, c.Size})
+	case "resource":
+		if c.Resource == nil {
+			return c.Raw
+		}
+		r := c.Resource
+		out := struct {
+			Type     string  `json:"type"`
+			URI      string  `json:"uri"`
+			MIMEType string  `json:"mimeType,omitempty"`
+			Text     *string `json:"text,omitempty"`
+			Data     string  `json:"data,omitempty"`
+		}{Type: "resource", URI: r.URI, MIMEType: r.MIMEType, Text: r.Text}
+		if r.Blob != nil {
+			out.Data = dataURI(r.MIMEType, *r.Blob)
+		}
+		return mustJSON(out)
+	}
+	return c.Raw // a content type newer than this bridge: passed on as sent
+}
+
+func dataURI(mime, data string) string {
+	if mime == "" {
+		mime = "application/octet-stream"
+	}
+	return "data:" + mime + ";base64," + data
+}
+
+// errorText is the message of a tool error: its text items, joined.
+func errorText(res *upstream.CallResult) string {
+	var parts []string
+	for _, c := range res.Content {
+		if c.Type == "text" && strings.TrimSpace(c.Text) != "" {
+			parts = append(parts, c.Text)
+		}
+	}
+	if len(parts) == 0 {
+		return "the tool reported an error without a message"
+	}
+	return strings.Join(parts, "\n")
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("bridge: encoding a content item: " + err.Error()) // only strings and ints
+	}
+	return b
+}
