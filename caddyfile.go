@@ -1,0 +1,306 @@
+package caddymcpo
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+func init() {
+	httpcaddyfile.RegisterDirective("mcpo", parseCaddyfile)
+	// After the auth directives (basic_auth, forward_auth) and handle/route,
+	// before the proxy and file server.
+	httpcaddyfile.RegisterDirectiveOrder("mcpo", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens and mounts it:
+// "mcpo /time {...}" serves /time and everything below it, unlike a matcher
+// token, which would match /time alone.
+func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	var handler Handler
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	var matcher caddy.ModuleMap
+	if handler.Mount != "/" {
+		// One path, so that Caddy sorts nested mounts longest first; the
+		// handler passes on what the pattern matches beyond the mount
+		// ("/timeline" for "/time").
+		matcher = caddy.ModuleMap{"path": h.JSON(caddyhttp.MatchPath{handler.Mount + "*"})}
+	}
+	return h.NewRoute(matcher, &handler), nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcpo [<mount>] {
+//		# one server, served at the mount
+//		command <program> [<args...>]
+//		args <args...>
+//		env <name> <value>
+//		inherit_env <names...> | *
+//		dir <path>
+//		url <url>
+//		header <name> <value>
+//		transport stdio|streamable_http|sse|auto
+//		protocol auto|legacy|modern|<version>
+//		tools <names...>
+//		disabled_tools <names...>
+//		timeout <duration>
+//		start_timeout <duration>
+//		tool_error_status <code>
+//
+//		# or several servers, each served at <mount>/<name>
+//		server <name> {
+//			<the subdirectives above>
+//			title <text>
+//		}
+//		config <path to a Claude Desktop / mcpo config file>
+//
+//		title <text>
+//		max_request_body <size>
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	blockLine := d.Line()
+	h.Mount = "/"
+	if d.NextArg() {
+		m, err := normalizeMount(d.Val())
+		if err != nil {
+			return d.WrapErr(err)
+		}
+		h.Mount = m
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+
+	top := &Server{}
+	topSeen := map[string]bool{}
+	topLine := 0 // line of the first server subdirective at the top level
+	names := map[string]bool{}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "server":
+			if topLine != 0 {
+				return d.Errf("server blocks cannot be mixed with a server configured at the top of the block (line %d): move it into a server block", topLine)
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name, line := d.Val(), d.Line()
+			if names[name] {
+				return d.Errf("server name %q is used twice", name)
+			}
+			names[name] = true
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s := &Server{Name: name}
+			seen := map[string]bool{}
+			for d.NextBlock(1) {
+				if d.Val() == "title" {
+					if !d.AllArgs(&s.Title) {
+						return d.ArgErr()
+					}
+					continue
+				}
+				if err := s.unmarshalDirective(d, seen); err != nil {
+					return err
+				}
+			}
+			if s.Command == "" && s.URL == "" {
+				return d.Errf("server %q (line %d) needs a command or a url", name, line)
+			}
+			h.Servers = append(h.Servers, s)
+		case "config":
+			if topLine != 0 {
+				return d.Errf("config cannot be mixed with a server configured at the top of the block (line %d): move it into a server block", topLine)
+			}
+			var f string
+			if !d.AllArgs(&f) {
+				return d.ArgErr()
+			}
+			h.ConfigFiles = append(h.ConfigFiles, f)
+		case "title":
+			if !d.AllArgs(&h.Title) {
+				return d.ArgErr()
+			}
+		case "max_request_body":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > math.MaxInt64 {
+				return d.Errf("max_request_body %q: want a size such as 8MB", v)
+			}
+			h.MaxRequestBody = int64(n)
+		default:
+			if len(h.Servers) > 0 || len(h.ConfigFiles) > 0 {
+				if isServerDirective(d.Val()) {
+					return d.Errf("%s belongs in a server block when the mcpo block has server blocks or config files", d.Val())
+				}
+			}
+			if topLine == 0 {
+				topLine = d.Line()
+			}
+			if err := top.unmarshalDirective(d, topSeen); err != nil {
+				return err
+			}
+		}
+	}
+	if topLine != 0 {
+		if top.Command == "" && top.URL == "" {
+			return d.Errf("the mcpo block starting on line %d needs a command or a url", blockLine)
+		}
+		h.Servers = []*Server{top}
+	}
+	if len(h.Servers) == 0 && len(h.ConfigFiles) == 0 {
+		return d.Errf("the mcpo block starting on line %d configures no MCP server: give a command, a url, server blocks or config", blockLine)
+	}
+	return nil
+}
+
+func isServerDirective(name string) bool {
+	switch name {
+	case "command", "args", "env", "inherit_env", "dir", "url", "header", "transport", "protocol",
+		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status":
+		return true
+	}
+	return false
+}
+
+// singleValued are the subdirectives a server may have once.
+var singleValued = map[string]bool{
+	"command": true, "dir": true, "url": true, "transport": true, "protocol": true,
+	"timeout": true, "start_timeout": true, "tool_error_status": true,
+}
+
+// unmarshalDirective reads one server subdirective at the dispenser's
+// current token; seen tracks the ones already given for this server.
+func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool) error {
+	dir := d.Val()
+	if singleValued[dir] {
+		if seen[dir] {
+			return d.Errf("%s given twice", dir)
+		}
+		seen[dir] = true
+	}
+	switch dir {
+	case "command":
+		if s.URL != "" {
+			return d.Errf("command and url are exclusive: a server runs a command (stdio) or is reached at a url")
+		}
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		s.Command = args[0]
+		s.Args = append(args[1:len(args):len(args)], s.Args...)
+	case "args":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		s.Args = append(s.Args, args...)
+	case "env":
+		var k, v string
+		if !d.AllArgs(&k, &v) {
+			return d.ArgErr()
+		}
+		if s.Env == nil {
+			s.Env = map[string]string{}
+		}
+		s.Env[k] = v
+	case "inherit_env":
+		names := d.RemainingArgs()
+		if len(names) == 0 {
+			return d.ArgErr()
+		}
+		s.InheritEnv = append(s.InheritEnv, names...)
+	case "dir":
+		if !d.AllArgs(&s.Dir) {
+			return d.ArgErr()
+		}
+	case "url":
+		if s.Command != "" {
+			return d.Errf("command and url are exclusive: a server runs a command (stdio) or is reached at a url")
+		}
+		if !d.AllArgs(&s.URL) {
+			return d.ArgErr()
+		}
+	case "header":
+		var k, v string
+		if !d.AllArgs(&k, &v) {
+			return d.ArgErr()
+		}
+		if s.Headers == nil {
+			s.Headers = map[string]string{}
+		}
+		s.Headers[k] = v
+	case "transport":
+		if !d.AllArgs(&s.Transport) {
+			return d.ArgErr()
+		}
+		if _, err := upstream.ParseTransport(s.Transport); err != nil {
+			return d.WrapErr(err)
+		}
+	case "protocol":
+		if !d.AllArgs(&s.Protocol) {
+			return d.ArgErr()
+		}
+		if _, err := upstream.ParseProtocol(s.Protocol); err != nil {
+			return d.WrapErr(err)
+		}
+	case "tools":
+		names := d.RemainingArgs()
+		if len(names) == 0 {
+			return d.ArgErr()
+		}
+		s.Tools = append(s.Tools, names...)
+	case "disabled_tools":
+		names := d.RemainingArgs()
+		if len(names) == 0 {
+			return d.ArgErr()
+		}
+		s.DisabledTools = append(s.DisabledTools, names...)
+	case "timeout", "start_timeout":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return d.Errf("%s %q: want a positive duration such as 30s", dir, v)
+		}
+		if dir == "timeout" {
+			s.Timeout = caddy.Duration(dur)
+		} else {
+			s.StartTimeout = caddy.Duration(dur)
+		}
+	case "tool_error_status":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		code, err := strconv.Atoi(v)
+		if err != nil || code < 400 || code > 599 {
+			return d.Errf("tool_error_status %q: want an HTTP error status (400-599)", v)
+		}
+		s.ToolErrorStatus = code
+	default:
+		return d.Errf("unknown subdirective %q", dir)
+	}
+	return nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

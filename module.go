@@ -1,0 +1,424 @@
+// Package caddymcpo is a Caddy module that serves the tools of MCP (Model
+// Context Protocol) servers as a REST API, with an OpenAPI 3.1 document and
+// Swagger UI, for Open WebUI and any other OpenAPI tool client.
+//
+// The HTTP handler http.handlers.mcpo owns the MCP sessions (stdio,
+// Streamable HTTP, HTTP+SSE); Caddy does TLS, subpaths, authentication,
+// logging and reloads. Sessions are pooled by their configuration, so a
+// reload keeps every server whose configuration did not change running.
+// The bridge logic lives in the bridge packages, which do not depend on Caddy.
+package caddymcpo
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves the tools of one or more MCP servers under a mount path.
+//
+// With one unnamed server, the server is served at the mount itself:
+// POST <mount>/<tool>, GET <mount>/openapi.json and GET <mount>/docs.
+// With named servers (or a config file), each is served at <mount>/<name>/...
+// and <mount>/openapi.json and <mount>/docs describe all of them at once.
+type Handler struct {
+	// The path prefix the handler serves, such as "/time". Requests outside
+	// it go to the next handler. Default: "/".
+	Mount string `json:"mount,omitempty"`
+
+	// The MCP servers to serve. A single server without a name is served at
+	// the mount itself; otherwise every server needs a unique name.
+	Servers []*Server `json:"servers,omitempty"`
+
+	// Claude Desktop / mcpo configuration files (with an "mcpServers"
+	// object) whose servers are added to Servers each time the
+	// configuration is loaded. Relative paths are relative to Caddy's
+	// working directory.
+	ConfigFiles []string `json:"config_files,omitempty"`
+
+	// The title of the OpenAPI document: the server's document with a
+	// single server, the document covering every server otherwise.
+	Title string `json:"title,omitempty"`
+
+	// The largest request body accepted, in bytes. Default: 8 MiB.
+	MaxRequestBody int64 `json:"max_request_body,omitempty"`
+
+	mount  string
+	bridge *bridge.Bridge
+	keys   []string // pool keys of the upstreams this handler holds
+	logger *zap.Logger
+}
+
+// Server configures one MCP server: a command to run over stdio, or a URL to
+// reach over Streamable HTTP or HTTP+SSE.
+//
+// Values of command, args, env, dir, url and headers may hold Caddy's global
+// placeholders, such as {env.API_KEY} or {file./run/secrets/key}, which are
+// resolved when the configuration loads (unlike {$VAR}, which the Caddyfile
+// adapter bakes into the JSON configuration).
+type Server struct {
+	// The server's name: its path segment under the mount when a handler
+	// serves several servers, and its name in logs and errors.
+	Name string `json:"name,omitempty"`
+
+	// The program to run for a stdio server, found through the PATH of the
+	// server's environment. It is run directly, never through a shell.
+	Command string `json:"command,omitempty"`
+	// Arguments passed to the command.
+	Args []string `json:"args,omitempty"`
+	// Environment variables set for the command.
+	Env map[string]string `json:"env,omitempty"`
+	// Names of Caddy's own environment variables passed on to the command,
+	// besides HOME, LOGNAME, PATH, SHELL, TERM, USER, TMPDIR, TZ and the
+	// locale, XDG directory, proxy and CA certificate variables, which
+	// always are. "*" passes all of them.
+	InheritEnv []string `json:"inherit_env,omitempty"`
+	// The command's working directory. Default: Caddy's.
+	Dir string `json:"dir,omitempty"`
+
+	// The endpoint of a server reached over HTTP.
+	URL string `json:"url,omitempty"`
+	// HTTP headers sent with every request to URL, such as Authorization.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// How the server is reached: "stdio" (the default with command),
+	// "streamable_http" (the default with url), "sse" for the legacy
+	// HTTP+SSE transport, or "auto" to try Streamable HTTP and fall back to
+	// HTTP+SSE.
+	Transport string `json:"transport,omitempty"`
+	// The MCP protocol era: "auto" (the default), "legacy" (2025-11-25 and
+	// earlier, with the initialize handshake), "modern" (2026-07-28), or an
+	// exact protocol version.
+	Protocol string `json:"protocol,omitempty"`
+
+	// When not empty, only these tools are exposed.
+	Tools []string `json:"tools,omitempty"`
+	// Tools never exposed.
+	DisabledTools []string `json:"disabled_tools,omitempty"`
+
+	// How long a tool call may take before the caller gets 504.
+	// Default: 5m.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// How long starting the server (process start or connect, handshake
+	// and tool listing) may take before it counts as failed and is retried
+	// with backoff. Default: 60s.
+	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
+	// The HTTP status of a result the tool marked as an error (isError).
+	// Default: 500.
+	ToolErrorStatus int `json:"tool_error_status,omitempty"`
+	// The title of the server's own OpenAPI document. Default: its name.
+	Title string `json:"title,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcpo",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// upstreams holds every running MCP server, keyed by its identity, so that
+// a configuration reload hands unchanged servers over to the new handlers.
+var upstreams = caddy.NewUsagePool()
+
+// pooled makes an Upstream a caddy.Destructor.
+type pooled struct{ *upstream.Upstream }
+
+func (p pooled) Destruct() error { return p.Close() }
+
+// Provision resolves the configuration, loads config files, and takes the
+// handler's upstreams from the pool. It starts nothing: the mcpo app starts
+// them once the configuration runs, so `caddy validate` spawns no process.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	mount, err := normalizeMount(h.Mount)
+	if err != nil {
+		return err
+	}
+	h.mount = mount
+
+	servers := slices.Clone(h.Servers)
+	for _, f := range h.ConfigFiles {
+		more, err := loadConfigFile(f, h.logger)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, more...)
+	}
+	single := len(h.ConfigFiles) == 0 && len(servers) == 1 && servers[0].Name == ""
+	if len(servers) == 0 {
+		return errors.New("no MCP server configured: give a command, a url, server blocks or a config file")
+	}
+	if err := checkNames(servers, single); err != nil {
+		return err
+	}
+
+	appModule, err := ctx.App("mcpo")
+	if err != nil {
+		return err
+	}
+	app := appModule.(*App)
+	repl := caddy.NewReplacer()
+	cfg := bridge.Config{
+		Single:       single,
+		Title:        h.Title,
+		MaxBodyBytes: h.MaxRequestBody,
+		Logger:       h.logger,
+	}
+	for _, s := range servers {
+		name := s.Name
+		if single {
+			name = mountName(mount)
+		}
+		spec, opts, err := s.spec(name, repl)
+		if err != nil {
+			return fmt.Errorf("server %q: %w", name, err)
+		}
+		key := spec.Key()
+		val, loaded, err := upstreams.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return pooled{upstream.New(spec, opts, h.logger)}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("server %q: %w", name, err)
+		}
+		h.keys = append(h.keys, key)
+		u := val.(pooled).Upstream
+		if loaded { // a running server handed over from the previous configuration
+			u.SetLogger(h.logger)
+			u.SetOptions(opts)
+		}
+		app.register(u)
+
+		title := s.Title
+		if single && title == "" {
+			title = h.Title
+		}
+		cfg.Servers = append(cfg.Servers, &bridge.Server{
+			Name:            name,
+			Upstream:        u,
+			Tools:           s.Tools,
+			DisabledTools:   s.DisabledTools,
+			Timeout:         time.Duration(s.Timeout),
+			ToolErrorStatus: s.ToolErrorStatus,
+			Title:           title,
+		})
+	}
+	h.bridge, err = bridge.New(cfg)
+	return err
+}
+
+// Cleanup releases the handler's upstreams; the pool stops those no other
+// configuration uses.
+func (h *Handler) Cleanup() error {
+	var errs []error
+	for _, key := range h.keys {
+		if _, err := upstreams.Delete(key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.keys = nil
+	return errors.Join(errs...)
+}
+
+// ServeHTTP serves requests under the mount and passes others on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rel, ok := cutMount(r.URL.Path, h.mount)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	h.bridge.Serve(w, r, rel, externalBase(r, rel, h.mount))
+	return nil
+}
+
+// normalizeMount cleans a mount path: "/" for none, no trailing slash.
+func normalizeMount(m string) (string, error) {
+	if m == "" {
+		return "/", nil
+	}
+	if !strings.HasPrefix(m, "/") {
+		return "", fmt.Errorf("mount %q must start with '/'", m)
+	}
+	if strings.ContainsAny(m, "*?{}") {
+		return "", fmt.Errorf("mount %q must be a plain path, without wildcards or placeholders", m)
+	}
+	m = path.Clean(m)
+	return m, nil
+}
+
+// mountName names the single server of a mount after its last segment.
+func mountName(mount string) string {
+	if name := path.Base(mount); name != "/" && name != "." {
+		return name
+	}
+	return "mcp"
+}
+
+// cutMount returns the part of p below mount ("" or starting with "/").
+// Caddy's path matcher ignores case, so the prefix does too.
+func cutMount(p, mount string) (string, bool) {
+	if mount == "/" {
+		return p, true
+	}
+	if len(p) < len(mount) || !strings.EqualFold(p[:len(mount)], mount) {
+		return "", false
+	}
+	rel := p[len(mount):]
+	if rel != "" && rel[0] != '/' {
+		return "", false // "/timeX" is not under "/time"
+	}
+	return rel, true
+}
+
+// externalBase returns the mount's path as the client sees it, so that
+// documents stay right behind handle_path or another prefix: the original
+// request path minus what is left below the mount.
+func externalBase(r *http.Request, rel, mount string) string {
+	base := mount
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		if p := orig.URL.Path; strings.HasSuffix(p, rel) {
+			base = p[:len(p)-len(rel)]
+		}
+	}
+	if base == "" {
+		base = "/"
+	}
+	return (&url.URL{Path: base}).EscapedPath()
+}
+
+// checkNames checks server names: unique, path-safe, and present when the
+// handler serves several servers.
+func checkNames(servers []*Server, single bool) error {
+	if single {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, s := range servers {
+		if s.Name == "" {
+			return errors.New("with several servers, every server needs a name")
+		}
+		if err := bridge.ValidateServerName(s.Name); err != nil {
+			return err
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("server name %q is used twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// alwaysInherited are the variables of Caddy's environment every stdio
+// server gets: what programs and package runners (npx, uvx) need to work,
+// including behind a proxy or a TLS-intercepting gateway, and nothing that
+// usually holds a secret.
+var alwaysInherited = []string{
+	"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "TMPDIR", "TZ",
+	"LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE",
+	"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+}
+
+// spec resolves placeholders and builds the upstream's identity and options.
+func (s *Server) spec(name string, repl *caddy.Replacer) (upstream.Spec, upstream.Options, error) {
+	r := func(v string) string { return repl.ReplaceKnown(v, "") }
+	spec := upstream.Spec{Name: name, Command: r(s.Command), Dir: r(s.Dir), URL: r(s.URL)}
+	for _, a := range s.Args {
+		spec.Args = append(spec.Args, r(a))
+	}
+	var err error
+	switch {
+	case s.Transport != "":
+		if spec.Transport, err = upstream.ParseTransport(s.Transport); err != nil {
+			return spec, upstream.Options{}, err
+		}
+	case s.Command != "":
+		spec.Transport = upstream.TransportStdio
+	case s.URL != "":
+		spec.Transport = upstream.TransportStreamableHTTP
+	default:
+		return spec, upstream.Options{}, errors.New("needs a command (stdio) or a url (HTTP)")
+	}
+	if s.Command != "" && s.URL != "" {
+		return spec, upstream.Options{}, errors.New("has both a command and a url: give one")
+	}
+	if spec.Protocol, err = upstream.ParseProtocol(s.Protocol); err != nil {
+		return spec, upstream.Options{}, err
+	}
+	if len(s.Headers) > 0 {
+		spec.Headers = make(map[string]string, len(s.Headers))
+		for k, v := range s.Headers {
+			spec.Headers[k] = r(v)
+		}
+	}
+	if spec.Transport == upstream.TransportStdio {
+		spec.Env = childEnv(os.Environ(), s.InheritEnv, s.Env, r)
+	} else if len(s.Env) > 0 || len(s.InheritEnv) > 0 {
+		return spec, upstream.Options{}, errors.New("env and inherit_env apply to stdio servers only")
+	}
+	if err := spec.Validate(); err != nil {
+		return spec, upstream.Options{}, err
+	}
+	if s.ToolErrorStatus != 0 && (s.ToolErrorStatus < 400 || s.ToolErrorStatus > 599) {
+		return spec, upstream.Options{}, fmt.Errorf("tool_error_status %d is not an HTTP error status (400-599)", s.ToolErrorStatus)
+	}
+	opts := upstream.Options{StartTimeout: time.Duration(s.StartTimeout)}
+	return spec, opts, nil
+}
+
+// childEnv builds a stdio server's whole environment: the inherited
+// variables of parent, then the configured ones (resolved by r), sorted so
+// that equal configurations give equal environments.
+func childEnv(parent, inherit []string, set map[string]string, r func(string) string) []string {
+	all := slices.Contains(inherit, "*")
+	want := map[string]bool{}
+	for _, k := range alwaysInherited {
+		want[k] = true
+	}
+	for _, k := range inherit {
+		want[k] = true
+	}
+	env := map[string]string{}
+	for _, kv := range parent {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && (all || want[k]) {
+			env[k] = v
+		}
+	}
+	for k, v := range set {
+		env[k] = r(v)
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.Destructor            = pooled{}
+)
