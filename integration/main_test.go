@@ -1,0 +1,318 @@
+// Package integration runs caddy-mcpo end to end: a real Caddy, started in
+// the test process from Caddyfiles, in front of real MCP servers (the Go
+// fixtures, and servers from npm and PyPI installed by `make test`).
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/getkin/kin-openapi/openapi3"
+
+	// The module under test.
+	_ "github.com/caddy-mcpo/caddy-mcpo"
+	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+)
+
+func TestMain(m *testing.M) {
+	fixture.MaybeServeStdio()
+
+	// Caddy keeps its autosave and storage under these; keep them out of
+	// the user's home.
+	dir, err := os.MkdirTemp("", "caddy-mcpo-integration")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+
+	code := m.Run()
+	if code == 0 && !testing.Short() {
+		code = checkNoLeftovers()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// checkNoLeftovers unloads every configuration and fails the run if any
+// process started by the tests outlives it.
+func checkNoLeftovers() int {
+	if err := loadRaw(`{}`, "application/json"); err != nil {
+		fmt.Fprintln(os.Stderr, "unloading the last configuration:", err)
+		return 1
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := descendants(os.Getpid())
+		if len(left) == 0 {
+			return 0
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "processes left behind after Caddy unloaded its configuration: %v\n", left)
+			return 1
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// loadRaw loads a configuration into the running Caddy through its admin API.
+func loadRaw(config, contentType string) error {
+	req, err := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(config))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// descendants lists the live processes below pid, from /proc.
+func descendants(pid int) []string {
+	children := map[int][]int{}
+	names := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		children[ppid] = append(children[ppid], p)
+		names[p] = string(b[bytes.IndexByte(b, '(')+1 : i])
+	}
+	var out []string
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, fmt.Sprintf("%d(%s)", c, names[c]))
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// The ports of the Caddy under test.
+const (
+	httpPort = 9080
+	base     = "http://localhost:9080"
+)
+
+// globalOptions starts every Caddyfile the tests load.
+const globalOptions = `{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	skip_install_trust
+	auto_https off
+}
+`
+
+// waitLimit bounds every wait in these tests.
+const waitLimit = 60 * time.Second
+
+// startCaddy loads a Caddyfile site block (without global options) into the
+// Caddy under test.
+func startCaddy(t *testing.T, site string) *caddytest.Tester {
+	t.Helper()
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		TestRequestTimeout: waitLimit,
+		LoadRequestTimeout: 30 * time.Second,
+	})
+	tester.InitServer(globalOptions+site, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tester
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }
+
+// do sends a request to the Caddy under test and reads the whole answer.
+func do(t *testing.T, method, path, body string, header ...string) response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// waitReady polls an OpenAPI document until its server is ready, and
+// returns the document.
+func waitReady(t *testing.T, docPath string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		r := do(t, http.MethodGet, docPath, "")
+		if r.status == http.StatusOK {
+			return r.body
+		}
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("GET %s: %s", docPath, r)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: still %s after %s", docPath, r, waitLimit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// loadDoc checks that an OpenAPI document loads and validates as OpenAPI 3.1
+// after a loader round trip, and returns it.
+func loadDoc(t *testing.T, body []byte) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(body)
+	if err != nil {
+		t.Fatalf("loading the OpenAPI document: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("the OpenAPI document is invalid: %v", err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Errorf("openapi = %q", doc.OpenAPI)
+	}
+	return doc
+}
+
+// toolPaths maps each operation's MCP tool name to its path.
+func toolPaths(t *testing.T, doc *openapi3.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for path, item := range doc.Paths.Map() {
+		if item.Post == nil {
+			t.Errorf("%s has no POST operation", path)
+			continue
+		}
+		name, _ := item.Post.Extensions["x-mcp-tool-name"].(string)
+		if name == "" {
+			t.Errorf("%s has no x-mcp-tool-name", path)
+		}
+		out[name] = path
+	}
+	return out
+}
+
+// serverURL is the document's first server URL.
+func serverURL(t *testing.T, doc *openapi3.T) string {
+	t.Helper()
+	if len(doc.Servers) == 0 {
+		t.Fatal("the document has no servers")
+	}
+	return doc.Servers[0].URL
+}
+
+// jsonEqual reports whether two JSON texts hold the same value.
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return bytes.Equal(xb, yb)
+}
+
+// peers returns the directory `make test` installed the test peers into.
+// Without it (a plain `go test`), tests that need peers are skipped.
+func peers(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("MCPO_TEST_PEERS")
+	if dir == "" {
+		t.Skip("MCPO_TEST_PEERS is not set: run `make test` to install the npm and PyPI test peers")
+	}
+	return dir
+}
+
+// fixtureCommand is a Caddyfile command line and env lines that start the
+// stdio fixture server.
+func fixtureCommand(opts fixture.Options) string {
+	cmd, args, env := fixture.StdioCommand(opts)
+	var b strings.Builder
+	fmt.Fprintf(&b, "command %s %s\n", cmd, strings.Join(args, " "))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "\t\tenv %s %s\n", k, strconv.Quote(v))
+	}
+	return b.String()
+}
+
+// envMap turns KEY=VALUE entries into a map.
+func envMap(env []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+// writeJSON writes v as JSON into dir/name and returns the path.
+func writeJSON(t *testing.T, dir, name string, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
