@@ -24,9 +24,11 @@ type Namer struct {
 
 // OperationID returns a unique operationId made of the parts joined by
 // "_", restricted to [A-Za-z0-9_] (the strictest rule among LLM providers),
-// not starting with a digit, at most MaxOperationID long. Names that had to
-// be shortened or that collide get a short hash of the original, so the
-// result does not depend on the order tools are listed in.
+// not starting with a digit, at most MaxOperationID long. A name that had
+// to be shortened, or that collides with one handed out before, gets a short
+// hash of the original appended, so what it becomes depends only on the name
+// (though which of two colliding names keeps the plain form depends on which
+// comes first).
 func (n *Namer) OperationID(parts ...string) string {
 	if n.ids == nil {
 		n.ids = map[string]bool{}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -41,6 +42,11 @@ func Input(raw json.RawMessage, prefix string) Result {
 		return Result{Schema: emptyObject()}
 	}
 	res := convert(raw, prefix)
+	if res.Schema.IsEmpty() && len(res.Warnings) == 0 {
+		// {} accepts anything: a free-form object, as nothing was lost.
+		res.Schema = permissiveObject("")
+		return res
+	}
 	if res.Schema.Always != nil {
 		// true accepts anything; false would make the tool uncallable, which
 		// the server will say better than the document.
@@ -83,74 +89,162 @@ func permissiveObject(description string) *openapi3.Schema {
 
 func ptr[T any](v T) *T { return &v }
 
-// convert normalizes raw and decodes it into kin-openapi types, falling back
-// to a permissive schema when the result is not valid OpenAPI 3.1.
-func convert(raw json.RawMessage, prefix string) Result {
-	res := Result{Components: map[string]*openapi3.Schema{}}
+// convert normalizes raw and decodes it into kin-openapi types. The result
+// is loaded and validated the way a client loads the document (inside a
+// small OpenAPI 3.1 document, references resolved), so it cannot make the
+// document invalid: a top-level property whose schema fails loses its
+// annotations or its schema, and a schema that still fails is replaced by a
+// permissive one. The warnings say what was lost.
+func convert(raw json.RawMessage, prefix string) (res Result) {
+	defer func() {
+		if r := recover(); r != nil { // kin-openapi on input nobody foresaw
+			res = Result{Schema: &openapi3.Schema{}, Warnings: append(res.Warnings, fmt.Sprintf("the schema could not be converted (%v)", r))}
+		}
+	}()
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the schema is not valid JSON (%v)", err))
-		res.Schema = &openapi3.Schema{}
-		return res
+		return Result{Schema: &openapi3.Schema{}, Warnings: []string{fmt.Sprintf("the schema is not valid JSON (%v)", err)}}
 	}
-	c := &converter{prefix: prefix, refs: map[string]string{}}
-	root, isMap := v.(map[string]any)
-	if isMap {
+	c := &converter{prefix: prefix, refs: map[string]string{}, defs: map[string]any{}}
+	if root, ok := v.(map[string]any); ok {
 		c.hoist(root, "$defs")
 		c.hoist(root, "definitions")
+		v = c.inlineRootRef(root)
 	}
 	out := c.walk(v, 0)
 	defs := map[string]any{}
 	for name, d := range c.defs {
 		defs[name] = c.walk(d, 1)
 	}
-	res.Warnings = append(res.Warnings, c.warnings...)
 
-	s, err := decode(out)
-	if err != nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the schema could not be converted (%v)", err))
-		res.Schema = &openapi3.Schema{}
+	res, err := load(prefix, out, defs)
+	if err == nil {
+		res.Warnings = c.warnings
 		return res
 	}
-	for name, d := range defs {
-		ds, err := decode(d)
-		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("definition %q could not be converted (%v)", name, err))
-			ds = &openapi3.Schema{}
+	root, ok := out.(map[string]any)
+	props, _ := root["properties"].(map[string]any)
+	if !ok || len(props) == 0 {
+		c.warn("the schema is not valid in OpenAPI 3.1 (%v)", err)
+		return Result{Schema: &openapi3.Schema{}, Warnings: c.warnings}
+	}
+	// Keep what can be kept, property by property.
+	for _, name := range sortedKeys(props) {
+		one := shallowCopy(root)
+		one["properties"] = map[string]any{name: props[name]}
+		delete(one, "required")
+		_, perr := load(prefix, one, defs)
+		if perr == nil {
+			continue
 		}
-		res.Components[name] = ds
-	}
-	res.Schema = s
-	resolve(s, res.Components)
-	for _, d := range res.Components {
-		resolve(d, res.Components)
-	}
-	ctx := context.Background()
-	if err := s.Validate(ctx, openapi3.IsOpenAPI31OrLater()); err != nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the schema is not valid in OpenAPI 3.1 (%v)", err))
-		return Result{Schema: &openapi3.Schema{}, Warnings: res.Warnings}
-	}
-	for name, d := range res.Components {
-		if err := d.Validate(ctx, openapi3.IsOpenAPI31OrLater()); err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("definition %q is not valid in OpenAPI 3.1 (%v)", name, err))
-			return Result{Schema: &openapi3.Schema{}, Warnings: res.Warnings}
+		if p, ok := props[name].(map[string]any); ok {
+			bare := withoutAnnotations(p)
+			one["properties"] = map[string]any{name: bare}
+			if _, err := load(prefix, one, defs); err == nil {
+				props[name] = bare
+				c.warn("argument %q: its default and examples were dropped (%v)", name, perr)
+				continue
+			}
 		}
+		props[name] = map[string]any{}
+		c.warn("argument %q: its schema was dropped, so it accepts anything (%v)", name, perr)
 	}
-	return res
+	if res, err = load(prefix, root, defs); err == nil {
+		res.Warnings = c.warnings
+		return res
+	}
+	c.warn("the schema is not valid in OpenAPI 3.1 (%v)", err)
+	return Result{Schema: &openapi3.Schema{}, Warnings: c.warnings}
 }
 
-func decode(v any) (*openapi3.Schema, error) {
-	b, err := json.Marshal(v)
+// load validates the schema root (named name) and its definitions inside a
+// minimal OpenAPI 3.1 document, and returns them as kin-openapi schemas with
+// their references resolved.
+func load(name string, root any, defs map[string]any) (Result, error) {
+	schemas := make(map[string]any, len(defs)+1)
+	for k, d := range defs {
+		schemas[k] = d
+	}
+	schemas[name] = root
+	b, err := json.Marshal(map[string]any{
+		"openapi":    "3.1.0",
+		"info":       map[string]any{"title": "schema", "version": "0"},
+		"paths":      map[string]any{},
+		"components": map[string]any{"schemas": schemas},
+	})
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
-	s := &openapi3.Schema{}
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, err
+	doc, err := openapi3.NewLoader().LoadFromData(b) // external references stay disallowed
+	if err != nil {
+		return Result{}, err
 	}
-	return s, nil
+	if err := doc.Validate(context.Background()); err != nil {
+		return Result{}, err
+	}
+	res := Result{Components: map[string]*openapi3.Schema{}}
+	for k, ref := range doc.Components.Schemas {
+		if ref == nil || ref.Value == nil {
+			return Result{}, fmt.Errorf("component %q did not load", k)
+		}
+		if k == name {
+			res.Schema = ref.Value
+		} else {
+			res.Components[k] = ref.Value
+		}
+	}
+	return res, nil
+}
+
+// inlineRootRef replaces a root that only references one of its own
+// definitions by that definition, so that its properties stay at the top
+// level where clients look for arguments.
+func (c *converter) inlineRootRef(root map[string]any) map[string]any {
+	ref, ok := root["$ref"].(string)
+	if !ok {
+		return root
+	}
+	comp, ok := strings.CutPrefix(c.refs[ref], ComponentsPrefix)
+	def, isMap := c.defs[comp].(map[string]any)
+	if !ok || !isMap {
+		return root
+	}
+	inlined := shallowCopy(def)
+	for k, v := range root {
+		if _, has := inlined[k]; !has && k != "$ref" {
+			inlined[k] = v
+		}
+	}
+	return inlined
+}
+
+func shallowCopy(m map[string]any) map[string]any {
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// withoutAnnotations returns schema without the keywords that only
+// illustrate it (default, examples), which kin-openapi checks against it.
+func withoutAnnotations(schema map[string]any) map[string]any {
+	c := shallowCopy(schema)
+	delete(c, "default")
+	delete(c, "examples")
+	delete(c, "example")
+	return c
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // maxDepth bounds how deep a schema may nest before the rest is replaced by
@@ -174,9 +268,6 @@ func (c *converter) hoist(root map[string]any, key string) {
 		return
 	}
 	delete(root, key)
-	if c.defs == nil {
-		c.defs = map[string]any{}
-	}
 	names := make([]string, 0, len(m))
 	for name := range m {
 		names = append(names, name)
@@ -188,7 +279,10 @@ func (c *converter) hoist(root map[string]any, key string) {
 			comp += "_"
 		}
 		c.defs[comp] = m[name]
-		c.refs["#/"+key+"/"+escapePointer(name)] = ComponentsPrefix + comp
+		pointer := "#/" + key + "/" + escapePointer(name)
+		c.refs[pointer] = ComponentsPrefix + comp
+		// RFC 6901 §6: in a URI fragment, the pointer is percent-encoded.
+		c.refs["#/"+key+"/"+url.PathEscape(escapePointer(name))] = ComponentsPrefix + comp
 	}
 }
 
@@ -227,7 +321,11 @@ var (
 func (c *converter) walk(v any, depth int) any {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return v // a boolean schema, or garbage that decoding will report
+		if _, isBool := v.(bool); isBool {
+			return v
+		}
+		c.warn("%s where a schema belongs; it accepts anything", describeJSON(v))
+		return map[string]any{}
 	}
 	if depth > maxDepth {
 		c.warn("the schema nests deeper than %d levels; deeper parts accept anything", maxDepth)
@@ -241,6 +339,8 @@ func (c *converter) walk(v any, depth int) any {
 			c.warn("nested %s are not supported yet; references into them accept anything", k)
 		case k == "nullable":
 			// OpenAPI 3.0 style; handled with type below.
+		case k == "items" && isList(val):
+			// Draft-07 tuple: fixDialect turns it into prefixItems.
 		case schemaKeywords[k]:
 			out[k] = c.walk(val, depth+1)
 		case schemaListKeywords[k]:
@@ -265,6 +365,22 @@ func (c *converter) walk(v any, depth int) any {
 				o[name] = c.walk(s, depth+1)
 			}
 			out[k] = o
+		case k == "required":
+			req := uniqueStrings(val)
+			if l, _ := val.([]any); len(req) != len(l) {
+				c.warn("required lists an argument twice, or something that is not a name; kept once each, names only")
+			}
+			out[k] = req
+		case k == "pattern":
+			if p, ok := val.(string); ok {
+				if _, err := regexp.Compile(p); err != nil {
+					// ECMA-262 features such as lookahead; kept for readers.
+					c.warn("pattern %q is not supported by Go's regexp syntax; kept as x-pattern", p)
+					out["x-pattern"] = p
+					continue
+				}
+			}
+			out[k] = val
 		case valueKeywords[k]:
 			out[k] = val
 		case k == "dependencies": // draft-07: split by value kind
@@ -343,6 +459,40 @@ func (c *converter) fixDialect(in, out map[string]any, depth int) {
 	}
 }
 
+// uniqueStrings keeps the distinct strings of a required list.
+func uniqueStrings(v any) []any {
+	list, _ := v.([]any)
+	out := make([]any, 0, len(list))
+	seen := map[string]bool{}
+	for _, x := range list {
+		if s, ok := x.(string); ok && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func isList(v any) bool {
+	_, ok := v.([]any)
+	return ok
+}
+
+// describeJSON names the kind of a JSON value, for warnings.
+func describeJSON(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case []any:
+		return "a list"
+	}
+	return "a value"
+}
+
 func containsString(l []any, s string) bool {
 	for _, v := range l {
 		if v == s {
@@ -360,46 +510,4 @@ func (c *converter) warn(format string, args ...any) {
 		}
 	}
 	c.warnings = append(c.warnings, msg)
-}
-
-// resolve fills the Value of every component reference in s, so that the
-// schema validates and documents without a loader round-trip.
-func resolve(s *openapi3.Schema, comps map[string]*openapi3.Schema) {
-	seen := map[*openapi3.Schema]bool{}
-	var visit func(s *openapi3.Schema)
-	var visitRef func(r *openapi3.SchemaRef)
-	visitRef = func(r *openapi3.SchemaRef) {
-		if r == nil {
-			return
-		}
-		if name, ok := strings.CutPrefix(r.Ref, ComponentsPrefix); ok && r.Value == nil {
-			if d, ok := comps[name]; ok {
-				r.Value = d
-			} else {
-				r.Ref = ""
-				r.Value = &openapi3.Schema{}
-			}
-		}
-		visit(r.Value)
-	}
-	visit = func(s *openapi3.Schema) {
-		if s == nil || seen[s] {
-			return
-		}
-		seen[s] = true
-		for _, l := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf, s.PrefixItems} {
-			for _, r := range l {
-				visitRef(r)
-			}
-		}
-		for _, m := range []openapi3.Schemas{s.Properties, s.PatternProperties, s.DependentSchemas} {
-			for _, r := range m {
-				visitRef(r)
-			}
-		}
-		for _, r := range []*openapi3.SchemaRef{s.Items, s.Not, s.If, s.Then, s.Else, s.Contains, s.PropertyNames, s.ContentSchema, s.AdditionalProperties.Schema, s.UnevaluatedItems.Schema, s.UnevaluatedProperties.Schema} {
-			visitRef(r)
-		}
-	}
-	visit(s)
 }
