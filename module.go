@@ -12,6 +12,7 @@ package caddymcpo
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -245,6 +246,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.logger.Error("panic while serving an MCP request", zap.Any("panic", v), zap.Stack("stack"))
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"detail":{"message":"internal error in caddy-mcpo; see Caddy's log"}}`)
+		}
+	}()
 	h.bridge.Serve(w, r, rel, externalBase(r, rel, h.mount))
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -49,8 +50,8 @@ type serverState struct {
 	allow map[string]bool // nil: every tool not denied
 	deny  map[string]bool
 
-	mu   sync.Mutex
-	view *view
+	view atomic.Pointer[view] // the latest view
+	mu   sync.Mutex           // serializes building views
 }
 
 func newServerState(s *Server) *serverState {
@@ -76,16 +77,19 @@ func (s *serverState) current(log *zap.Logger) (*view, error) {
 		st := s.cfg.Upstream.Status()
 		return nil, &upstream.UnavailableError{Server: s.cfg.Name, State: st.State, Cause: errorOf(st.LastError), RetryAfter: retryAfter(st)}
 	}
+	if v := s.view.Load(); v != nil && v.set == set {
+		return v, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.view != nil && s.view.set == set {
-		return s.view, nil
+	if v := s.view.Load(); v != nil && v.set == set {
+		return v, nil
 	}
 	v, err := s.build(set, log)
 	if err != nil {
 		return nil, err
 	}
-	s.view = v
+	s.view.Store(v)
 	return v, nil
 }
 
@@ -245,7 +249,7 @@ func (b *Bridge) buildAggregate(views []*view, down []string) (*aggregate, error
 	for i, s := range b.cfg.Servers {
 		names[i] = s.Name
 	}
-	desc := fmt.Sprintf("Tools of the MCP servers %s, served by caddy-mcpo. Each server also has its own document at <server>/openapi.json.",
+	desc := fmt.Sprintf("Tools of the MCP servers %s, served by caddy-mcpo. Each server also has its own document at `<server>/openapi.json`.",
 		strings.Join(names, ", "))
 	if len(down) > 0 {
 		desc += "\n\nNot ready, so not listed: " + strings.Join(down, "; ") + "."

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,29 +144,41 @@ func (p *process) remember(line string) {
 	p.tail = append(p.tail, line)
 }
 
-// describeExit says how the process ended and what it last wrote to
-// stderr, once it has exited. It waits up to d for the exit and for stderr
-// to drain; "" means it is still running.
-func (p *process) describeExit(d time.Duration) string {
+// exited waits up to d for the process to exit and its stderr to drain,
+// and reports whether it exited.
+func (p *process) exitedWithin(d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-p.exited:
 	case <-timer.C:
-		return ""
+		return false
 	}
 	select {
 	case <-p.drained:
 	case <-timer.C:
 	}
-	msg := p.exitError().Error()
+	return true
+}
+
+// lastStderr returns the last lines the process wrote to stderr.
+func (p *process) lastStderr() []string {
 	p.tailMu.Lock()
 	defer p.tailMu.Unlock()
-	if len(p.tail) > 0 {
-		msg += "; its last stderr lines: " + strings.Join(p.tail, " | ")
-	}
-	return msg
+	return slices.Clone(p.tail)
 }
+
+// ExitError reports a stdio server that exited while starting. Its message
+// holds the exit status only: what the server wrote to stderr may hold
+// anything, so it goes to the log, never into an HTTP response.
+type ExitError struct {
+	Err error
+	// Stderr holds the last lines the server wrote to stderr.
+	Stderr []string
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
 
 // pid returns the child's process ID, which is also its process group ID.
 func (p *process) pid() int { return p.cmd.Process.Pid }

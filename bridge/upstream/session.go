@@ -142,10 +142,13 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 
 	fail := func(err error) (*session, error) {
 		// A server that dies at start says why on stderr.
-		exit := proc.describeExit(500 * time.Millisecond)
+		exited := proc.exitedWithin(500 * time.Millisecond)
 		s.close(d.stop, d.log())
-		if exit != "" {
-			return nil, fmt.Errorf("%w: the server %s", err, exit)
+		if exited {
+			return nil, &ExitError{
+				Err:    fmt.Errorf("%w: the server %v", err, proc.exitError()),
+				Stderr: proc.lastStderr(),
+			}
 		}
 		return nil, err
 	}

@@ -266,9 +266,15 @@ func (u *Upstream) run() {
 			failures++
 			delay := backoff(failures)
 			u.setState(StateFailed, err, time.Now().Add(delay))
-			u.logger().Error("MCP server failed to start",
+			fields := []zap.Field{
 				zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
-				zap.Error(u.redact(err)), zap.Duration("retry_in", delay))
+				zap.Error(u.redact(err)), zap.Duration("retry_in", delay),
+			}
+			var exit *ExitError
+			if errors.As(err, &exit) && len(exit.Stderr) > 0 {
+				fields = append(fields, zap.Strings("stderr", exit.Stderr))
+			}
+			u.logger().Error("MCP server failed to start", fields...)
 			if !u.sleep(delay) {
 				u.setState(StateStopped, nil, time.Time{})
 				return

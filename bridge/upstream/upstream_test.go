@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -585,4 +586,29 @@ func TestBackoff_DoublesWithJitterUpToTheMaximum(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestUpstream_AServerThatExitsAtStartIsExplainedWithoutItsStderr(t *testing.T) {
+	log, logs := testLogger(t)
+	spec := Spec{Name: "crashy", Transport: TransportStdio, Command: "/bin/sh",
+		Args: []string{"-c", `echo "token=hunter2 is wrong" >&2; exit 7`}, Env: []string{"PATH=/usr/bin:/bin"}}
+	u := New(spec, Options{}, log)
+	u.Start()
+	defer u.Close()
+	st := waitState(t, u, StateFailed)
+	if !strings.Contains(st.LastError, "exit status 7") {
+		t.Errorf("last error = %q, want the exit status", st.LastError)
+	}
+	// What a server prints may be anything; it goes to the log only.
+	if strings.Contains(st.LastError, "hunter2") {
+		t.Errorf("last error %q holds the server's stderr", st.LastError)
+	}
+	eventually(t, "the failure logged with the server's stderr", func() bool {
+		for _, e := range logs.FilterMessage("MCP server failed to start").All() {
+			if strings.Contains(fmt.Sprint(e.ContextMap()["stderr"]), "token=hunter2 is wrong") {
+				return true
+			}
+		}
+		return false
+	})
 }
