@@ -206,26 +206,11 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 		s.Command = args[0]
 		s.Args = append(args[1:len(args):len(args)], s.Args...)
 	case "args":
-		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return d.ArgErr()
-		}
-		s.Args = append(s.Args, args...)
+		return appendArgs(d, &s.Args)
 	case "env":
-		var k, v string
-		if !d.AllArgs(&k, &v) {
-			return d.ArgErr()
-		}
-		if s.Env == nil {
-			s.Env = map[string]string{}
-		}
-		s.Env[k] = v
+		return setPair(d, &s.Env)
 	case "inherit_env":
-		names := d.RemainingArgs()
-		if len(names) == 0 {
-			return d.ArgErr()
-		}
-		s.InheritEnv = append(s.InheritEnv, names...)
+		return appendArgs(d, &s.InheritEnv)
 	case "dir":
 		if !d.AllArgs(&s.Dir) {
 			return d.ArgErr()
@@ -238,14 +223,7 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 			return d.ArgErr()
 		}
 	case "header":
-		var k, v string
-		if !d.AllArgs(&k, &v) {
-			return d.ArgErr()
-		}
-		if s.Headers == nil {
-			s.Headers = map[string]string{}
-		}
-		s.Headers[k] = v
+		return setPair(d, &s.Headers)
 	case "transport":
 		if !d.AllArgs(&s.Transport) {
 			return d.ArgErr()
@@ -261,17 +239,9 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 			return d.WrapErr(err)
 		}
 	case "tools":
-		names := d.RemainingArgs()
-		if len(names) == 0 {
-			return d.ArgErr()
-		}
-		s.Tools = append(s.Tools, names...)
+		return appendArgs(d, &s.Tools)
 	case "disabled_tools":
-		names := d.RemainingArgs()
-		if len(names) == 0 {
-			return d.ArgErr()
-		}
-		s.DisabledTools = append(s.DisabledTools, names...)
+		return appendArgs(d, &s.DisabledTools)
 	case "timeout", "start_timeout":
 		var v string
 		if !d.AllArgs(&v) {
@@ -299,6 +269,29 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 	default:
 		return d.Errf("unknown subdirective %q", dir)
 	}
+	return nil
+}
+
+// appendArgs appends the rest of the line, which must not be empty, to list.
+func appendArgs(d *caddyfile.Dispenser, list *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*list = append(*list, args...)
+	return nil
+}
+
+// setPair reads "<name> <value>" into m.
+func setPair(d *caddyfile.Dispenser, m *map[string]string) error {
+	var k, v string
+	if !d.AllArgs(&k, &v) {
+		return d.ArgErr()
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[k] = v
 	return nil
 }
 

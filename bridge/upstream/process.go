@@ -144,14 +144,12 @@ func (p *process) remember(line string) {
 	p.tail = append(p.tail, line)
 }
 
-// exited waits up to d for the process to exit and its stderr to drain,
-// and reports whether it exited.
+// exitedWithin waits up to d for the process to exit and its stderr to
+// drain, and reports whether it exited.
 func (p *process) exitedWithin(d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	select {
-	case <-p.exited:
-	case <-timer.C:
+	if !p.awaitExit(timer) {
 		return false
 	}
 	select {
@@ -226,9 +224,7 @@ func (p *process) stop(t StopTimeouts, log *zap.Logger) {
 func (p *process) waitGroup(d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	select {
-	case <-p.exited:
-	case <-timer.C:
+	if !p.awaitExit(timer) {
 		return false
 	}
 	// The leader is gone; members it spawned may linger, holding pipes.
@@ -242,6 +238,17 @@ func (p *process) waitGroup(d time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// awaitExit waits for the process to exit until timer fires, and reports
+// whether it exited.
+func (p *process) awaitExit(timer *time.Timer) bool {
+	select {
+	case <-p.exited:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // reapGroup stops what is left of the process group after the leader exited
