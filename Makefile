@@ -44,7 +44,7 @@ $(PEERS)/.installed: Makefile
 
 test: peers
 	PATH="$(PEERPATH)" MCPO_TEST_PEERS=$(PEERS) MCPO_TIME_SERVER='$(TIME_SERVER)' \
-		$(GO) test -count=1 -timeout 30m ./...
+		$(GO) test -race -count=1 -timeout 30m ./...
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:
