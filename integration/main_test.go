@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 
 	code := m.Run()
-	if code == 0 && !testing.Short() {
+	if code == 0 && caddyStarted {
 		code = checkNoLeftovers()
 	}
 	os.RemoveAll(dir)
@@ -141,10 +141,14 @@ const globalOptions = `{
 // waitLimit bounds every wait in these tests.
 const waitLimit = 60 * time.Second
 
+// caddyStarted records that a test started the Caddy under test.
+var caddyStarted bool
+
 // startCaddy loads a Caddyfile site block (without global options) into the
 // Caddy under test.
 func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
+	caddyStarted = true
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
 		TestRequestTimeout: waitLimit,
 		LoadRequestTimeout: 30 * time.Second,
