@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-)
 
-const prefix = "tool_input"
+	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+)
 
 // rootName is the component the converted schema is stored under in the
 // documents the tests build around it.
@@ -23,12 +23,6 @@ const rootName = "Root"
 // request body.
 func documentWith(res Result) ([]byte, error) {
 	comps := map[string]any{rootName: res.Schema}
-	for name, s := range res.Components {
-		if name == rootName {
-			return nil, fmt.Errorf("component name %q clashes with the test's root", name)
-		}
-		comps[name] = s
-	}
 	doc := map[string]any{
 		"openapi": "3.1.0",
 		"info":    map[string]any{"title": "test", "version": "1.0.0"},
@@ -193,9 +187,6 @@ var inputCases = []inputCase{
 			want(t, got, `"City name"`, "properties", "city", "description")
 			want(t, got, `"integer"`, "properties", "days", "type")
 			want(t, got, `["city"]`, "required")
-			if len(res.Components) != 0 {
-				t.Errorf("components = %v, want none", res.Components)
-			}
 		},
 	},
 	{
@@ -224,9 +215,6 @@ var inputCases = []inputCase{
 			if res.Schema.Properties == nil || len(res.Schema.Properties) != 0 {
 				t.Errorf("Properties = %v, want an empty map", res.Schema.Properties)
 			}
-			if res.Components != nil && len(res.Components) != 0 {
-				t.Errorf("components = %v, want none", keys(res.Components))
-			}
 		},
 	},
 	{
@@ -240,9 +228,10 @@ var inputCases = []inputCase{
 	{
 		name: "false",
 		raw:  `false`,
+		warn: "accepts nothing",
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `"object"`, "type")
-			want(t, got, `true`, "additionalProperties")
+			want(t, got, `false`, "additionalProperties")
 		},
 	},
 	{
@@ -263,24 +252,12 @@ var inputCases = []inputCase{
 		raw: `{"type":"object","properties":{"user":{"$ref":"#/$defs/User"},"tags":{"type":"array","items":{"$ref":"#/$defs/Tag"}}},
 			"$defs":{"User":{"type":"object","properties":{"name":{"type":"string"},"tag":{"$ref":"#/$defs/Tag"}}},"Tag":{"type":"string","enum":["a","b"]}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"#/components/schemas/tool_input__User"`, "properties", "user", "$ref")
-			want(t, got, `"#/components/schemas/tool_input__Tag"`, "properties", "tags", "items", "$ref")
+			want(t, got, `"object"`, "properties", "user", "type")
+			want(t, got, `"string"`, "properties", "user", "properties", "name", "type")
+			want(t, got, `["a","b"]`, "properties", "user", "properties", "tag", "enum")
+			want(t, got, `["a","b"]`, "properties", "tags", "items", "enum")
 			absent(t, got, "$defs")
-			user := res.Components[prefix+"__User"]
-			if user == nil {
-				t.Fatalf("component %s__User missing; have %v", prefix, keys(res.Components))
-			}
-			u := asJSON(t, user)
-			want(t, u, `"#/components/schemas/tool_input__Tag"`, "properties", "tag", "$ref")
-			want(t, u, `"string"`, "properties", "name", "type")
-			if tag := res.Components[prefix+"__Tag"]; tag == nil {
-				t.Errorf("component %s__Tag missing", prefix)
-			} else {
-				want(t, asJSON(t, tag), `["a","b"]`, "enum")
-			}
-			if len(res.Components) != 2 {
-				t.Errorf("components = %v, want 2", keys(res.Components))
-			}
+			noRefs(t, got)
 		},
 	},
 	{
@@ -288,11 +265,10 @@ var inputCases = []inputCase{
 		raw: `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"n":{"$ref":"#/definitions/Num"}},
 			"definitions":{"Num":{"type":"number","minimum":0}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"#/components/schemas/tool_input__Num"`, "properties", "n", "$ref")
+			want(t, got, `"number"`, "properties", "n", "type")
+			want(t, got, `0`, "properties", "n", "minimum")
 			absent(t, got, "definitions")
-			if res.Components[prefix+"__Num"] == nil {
-				t.Errorf("component missing; have %v", keys(res.Components))
-			}
+			noRefs(t, got)
 		},
 	},
 	{
@@ -300,55 +276,61 @@ var inputCases = []inputCase{
 		raw: `{"type":"object","properties":{"a":{"$ref":"#/$defs/A"},"b":{"$ref":"#/definitions/B"}},
 			"$defs":{"A":{"type":"string"}},"definitions":{"B":{"type":"integer"}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"#/components/schemas/tool_input__A"`, "properties", "a", "$ref")
-			want(t, got, `"#/components/schemas/tool_input__B"`, "properties", "b", "$ref")
+			want(t, got, `"string"`, "properties", "a", "type")
+			want(t, got, `"integer"`, "properties", "b", "type")
 		},
 	},
 	{
-		name: "definition names that need sanitizing or JSON-pointer escaping",
+		name: "definition names that need JSON-pointer escaping",
 		raw: `{"type":"object","properties":{"a":{"$ref":"#/$defs/Page[Item]"},"b":{"$ref":"#/$defs/a~1b"},"c":{"$ref":"#/$defs/t~0x"},"d":{"$ref":"#/$defs/Größe"}},
 			"$defs":{"Page[Item]":{"type":"string"},"a/b":{"type":"integer"},"t~x":{"type":"boolean"},"Größe":{"type":"number"}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			for _, p := range []string{"a", "b", "c", "d"} {
-				v, ok := at(got, "properties", p, "$ref")
-				ref, _ := v.(string)
-				name, isComp := strings.CutPrefix(ref, ComponentsPrefix)
-				if !ok || !isComp || res.Components[name] == nil {
-					t.Errorf("property %s: $ref = %v, want a reference to one of the components %v", p, v, keys(res.Components))
-				}
+			for p, typ := range map[string]string{"a": `"string"`, "b": `"integer"`, "c": `"boolean"`, "d": `"number"`} {
+				want(t, got, typ, "properties", p, "type")
 			}
 		},
 	},
 	{
-		name: "definition names that collide once sanitized",
+		name: "definition names that differ only in characters a sanitizer would replace",
 		raw: `{"type":"object","properties":{"a":{"$ref":"#/$defs/a b"},"b":{"$ref":"#/$defs/a_b"}},
 			"$defs":{"a b":{"type":"string"},"a_b":{"type":"integer"}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			ra, _ := at(got, "properties", "a", "$ref")
-			rb, _ := at(got, "properties", "b", "$ref")
-			if ra == rb {
-				t.Fatalf("both references point to %v", ra)
-			}
-			for p, typ := range map[string]string{"a": "string", "b": "integer"} {
-				ref, _ := at(got, "properties", p, "$ref")
-				name, _ := strings.CutPrefix(fmt.Sprint(ref), ComponentsPrefix)
-				c := res.Components[name]
-				if c == nil || !c.Type.Is(typ) {
-					t.Errorf("property %s refers to %s = %s, want type %s", p, name, mustMarshal(c), typ)
-				}
-			}
+			want(t, got, `"string"`, "properties", "a", "type")
+			want(t, got, `"integer"`, "properties", "b", "type")
 		},
 	},
 	{
 		name: "recursive definition",
 		raw: `{"type":"object","properties":{"root":{"$ref":"#/$defs/Node"}},
 			"$defs":{"Node":{"type":"object","properties":{"value":{"type":"string"},"children":{"type":"array","items":{"$ref":"#/$defs/Node"}}}}}}`,
+		warn: "recursive",
 		check: func(t *testing.T, res Result, got map[string]any) {
-			n := res.Components[prefix+"__Node"]
-			if n == nil {
-				t.Fatalf("component missing; have %v", keys(res.Components))
+			want(t, got, `"string"`, "properties", "root", "properties", "value", "type")
+			want(t, got, `"string"`, "properties", "root", "properties", "children", "items", "properties", "value", "type")
+			cut, ok := at(got, "properties", "root", "properties", "children", "items", "properties", "children", "items")
+			if !ok || !strings.Contains(mustMarshal(cut), "recursive") {
+				t.Errorf("the recursion is not cut after two levels: %s", mustMarshal(got))
 			}
-			want(t, asJSON(t, n), `"#/components/schemas/tool_input__Node"`, "properties", "children", "items", "$ref")
+			want(t, got, `"object"`, "properties", "root", "properties", "children", "items", "properties", "children", "items", "type")
+			noRefs(t, got)
+		},
+	},
+	{
+		name: "recursion through the root",
+		raw:  `{"type":"object","properties":{"name":{"type":"string"},"parent":{"$ref":"#"}}}`,
+		warn: "recursive",
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `"string"`, "properties", "parent", "properties", "name", "type")
+			noRefs(t, got)
+		},
+	},
+	{
+		name: "anchor reference",
+		raw:  `{"type":"object","properties":{"a":{"$ref":"#item"}},"$defs":{"Item":{"$anchor":"item","type":"string","minLength":2}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `"string"`, "properties", "a", "type")
+			want(t, got, `2`, "properties", "a", "minLength")
+			absent(t, got, "properties", "a", "$anchor")
 		},
 	},
 	{
@@ -356,8 +338,9 @@ var inputCases = []inputCase{
 		raw: `{"type":"object","properties":{"color":{"$ref":"#/$defs/Color","description":"The color","default":"red"}},
 			"$defs":{"Color":{"type":"string","enum":["red","green"]}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"#/components/schemas/tool_input__Color"`, "properties", "color", "$ref")
+			want(t, got, `["red","green"]`, "properties", "color", "enum")
 			want(t, got, `"The color"`, "properties", "color", "description")
+			want(t, got, `"red"`, "properties", "color", "default")
 		},
 	},
 	{
@@ -365,8 +348,9 @@ var inputCases = []inputCase{
 		raw: `{"type":"object","properties":{"m":{"anyOf":[{"$ref":"#/$defs/M"},{"type":"null"}],"default":null}},
 			"$defs":{"M":{"type":"object","properties":{"x":{"type":"integer"}}}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"#/components/schemas/tool_input__M"`, "properties", "m", "anyOf", "0", "$ref")
-			want(t, got, `"null"`, "properties", "m", "anyOf", "1", "type")
+			want(t, got, `["object","null"]`, "properties", "m", "type")
+			want(t, got, `"integer"`, "properties", "m", "properties", "x", "type")
+			absent(t, got, "properties", "m", "anyOf")
 		},
 	},
 	{
@@ -390,19 +374,21 @@ var inputCases = []inputCase{
 		},
 	},
 	{
-		name: "reference into properties",
-		raw:  `{"type":"object","properties":{"a":{"type":"string"},"b":{"$ref":"#/properties/a"}}}`,
-		warn: "#/properties/a",
+		name: "reference into properties (zod-to-json-schema)",
+		raw:  `{"type":"object","properties":{"a":{"type":"string","maxLength":5},"b":{"$ref":"#/properties/a"},"c":{"anyOf":[{"type":"integer"},{"type":"object","properties":{"d":{"type":"boolean"}}}]},"e":{"$ref":"#/properties/c/anyOf/1"}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `"string"`, "properties", "a", "type")
-			absent(t, got, "properties", "b", "$ref")
+			want(t, got, `"string"`, "properties", "b", "type")
+			want(t, got, `5`, "properties", "b", "maxLength")
+			want(t, got, `"boolean"`, "properties", "e", "properties", "d", "type")
+			noRefs(t, got)
 		},
 	},
 	{
 		name: "nested $defs",
 		raw:  `{"type":"object","properties":{"a":{"$defs":{"X":{"type":"string"}},"$ref":"#/properties/a/$defs/X"}}}`,
-		warn: "nested $defs",
 		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `"string"`, "properties", "a", "type")
 			absent(t, got, "properties", "a", "$defs")
 			absent(t, got, "properties", "a", "$ref")
 		},
@@ -468,12 +454,13 @@ var inputCases = []inputCase{
 			"$defs":{"P":{"type":"string"}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `[{"type":"string"},{"type":"integer"}]`, "properties", "closed", "prefixItems")
-			want(t, got, `false`, "properties", "closed", "items")
+			want(t, got, `{"not":{}}`, "properties", "closed", "items")
 			absent(t, got, "properties", "closed", "additionalItems")
 			want(t, got, `[{"type":"string"}]`, "properties", "rest", "prefixItems")
 			want(t, got, `{"type":"number"}`, "properties", "rest", "items")
-			want(t, got, `"#/components/schemas/tool_input__P"`, "properties", "open", "prefixItems", "0", "$ref")
-			absent(t, got, "properties", "open", "items")
+			want(t, got, `"string"`, "properties", "open", "prefixItems", "0", "type")
+			// Open tuple: any further items, said explicitly for linters.
+			want(t, got, `{}`, "properties", "open", "items")
 		},
 	},
 	{
@@ -555,8 +542,16 @@ var inputCases = []inputCase{
 			want(t, got, `{"const":"x"}`, "if", "properties", "a")
 			want(t, got, `["a"]`, "then", "required")
 			want(t, got, `["a"]`, "else", "not", "required")
-			want(t, got, `[{"type":"object"}]`, "allOf")
-			want(t, got, `["b"]`, "oneOf", "1", "required")
+			// The root compositions are flattened: the arguments of every
+			// branch are offered, the shapes are described.
+			absent(t, got, "allOf")
+			absent(t, got, "oneOf")
+			if _, ok := at(got, "properties", "b"); !ok {
+				t.Errorf("argument b, required by one branch, is not offered: %s", mustMarshal(got))
+			}
+			if d, _ := at(got, "description"); !strings.Contains(fmt.Sprint(d), "(a) or (b)") {
+				t.Errorf("description = %v, want the alternatives", d)
+			}
 			want(t, got, `["b"]`, "dependentRequired", "a")
 		},
 	},
@@ -575,8 +570,10 @@ var inputCases = []inputCase{
 		name: "boolean subschemas",
 		raw:  `{"type":"object","properties":{"any":true,"none":false,"list":{"type":"array","items":true}},"additionalProperties":false}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `true`, "properties", "any")
-			want(t, got, `false`, "properties", "none")
+			// A property that accepts anything gets every type, so clients
+			// that require a type keep it.
+			want(t, got, `["string","number","boolean","object","array","null"]`, "properties", "any", "type")
+			absent(t, got, "properties", "none") // no value is valid: not offered
 			want(t, got, `true`, "properties", "list", "items")
 			want(t, got, `false`, "additionalProperties")
 		},
@@ -592,21 +589,28 @@ var inputCases = []inputCase{
 	{
 		name: "string root",
 		raw:  `{"type":"string","description":"A query"}`,
-		warn: "not a plain object schema",
+		warn: "not an object",
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `"object"`, "type")
-			want(t, got, `true`, "additionalProperties")
+			want(t, got, `"string"`, "properties", "input", "type")
+			want(t, got, `["input"]`, "required")
 			want(t, got, `"A query"`, "description")
+			if res.Wrapped != "input" {
+				t.Errorf("Wrapped = %q, want input", res.Wrapped)
+			}
 		},
 	},
 	{
 		name: "array root",
 		raw:  `{"type":"array","items":{"type":"string"}}`,
-		warn: "not a plain object schema",
+		warn: "not an object",
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `"object"`, "type")
-			want(t, got, `true`, "additionalProperties")
+			want(t, got, `{"type":"string"}`, "properties", "input", "items")
 			absent(t, got, "items")
+			if res.Wrapped != "input" {
+				t.Errorf("Wrapped = %q, want input", res.Wrapped)
+			}
 		},
 	},
 	{
@@ -615,6 +619,7 @@ var inputCases = []inputCase{
 		warn: "where a schema belongs",
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `"object"`, "type")
+			want(t, got, `true`, "additionalProperties")
 		},
 	},
 	{
@@ -719,7 +724,7 @@ func rawOf(s string) json.RawMessage {
 func TestInputConvertsRealWorldSchemas(t *testing.T) {
 	for _, tc := range inputCases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := Input(rawOf(tc.raw), prefix)
+			res := Input(rawOf(tc.raw))
 			if res.Schema == nil {
 				t.Fatal("Schema is nil")
 			}
@@ -732,11 +737,7 @@ func TestInputConvertsRealWorldSchemas(t *testing.T) {
 			case tc.warn != "" && !hasWarning(res, tc.warn):
 				t.Errorf("warnings = %q, want one containing %q", res.Warnings, tc.warn)
 			}
-			for name := range res.Components {
-				if !strings.HasPrefix(name, prefix+"__") {
-					t.Errorf("component %q does not start with %q", name, prefix+"__")
-				}
-			}
+			noRefs(t, asJSON(t, res.Schema))
 			if err := validateInDocument(res); err != nil {
 				t.Fatalf("the result does not validate as part of an OpenAPI 3.1 document: %v", err)
 			}
@@ -749,15 +750,12 @@ func TestInputConvertsRealWorldSchemas(t *testing.T) {
 
 func TestInputIsDeterministic(t *testing.T) {
 	for _, tc := range inputCases {
-		a, b := Input(rawOf(tc.raw), prefix), Input(rawOf(tc.raw), prefix)
+		a, b := Input(rawOf(tc.raw)), Input(rawOf(tc.raw))
 		if ja, jb := mustMarshal(a.Schema), mustMarshal(b.Schema); ja != jb {
 			t.Errorf("%s: two conversions differ:\n%s\n%s", tc.name, ja, jb)
 		}
 		if !reflect.DeepEqual(a.Warnings, b.Warnings) {
 			t.Errorf("%s: warnings differ: %q vs %q", tc.name, a.Warnings, b.Warnings)
-		}
-		if mustMarshal(a.Components) != mustMarshal(b.Components) {
-			t.Errorf("%s: components differ", tc.name)
 		}
 	}
 }
@@ -766,7 +764,7 @@ func TestInputDoesNotModifyItsArgument(t *testing.T) {
 	for _, tc := range inputCases {
 		raw := rawOf(tc.raw)
 		before := bytes.Clone(raw)
-		Input(raw, prefix)
+		Input(raw)
 		if !bytes.Equal(raw, before) {
 			t.Errorf("%s: the raw schema changed", tc.name)
 		}
@@ -775,7 +773,7 @@ func TestInputDoesNotModifyItsArgument(t *testing.T) {
 
 func TestInputWarningsAreNotRepeated(t *testing.T) {
 	raw := `{"type":"object","properties":{"a":{"$ref":"#/$defs/X"},"b":{"$ref":"#/$defs/X"},"c":{"items":{"$ref":"#/$defs/X"}}}}`
-	res := Input(json.RawMessage(raw), prefix)
+	res := Input(json.RawMessage(raw))
 	if len(res.Warnings) != 1 {
 		t.Errorf("warnings = %q, want the unresolved reference once", res.Warnings)
 	}
@@ -803,10 +801,8 @@ var outputCases = []outputCase{
 		raw: `{"type":"object","properties":{"items":{"type":"array","items":{"$ref":"#/$defs/Item"}}},"required":["items"],
 			"$defs":{"Item":{"type":"object","properties":{"id":{"type":"integer"}}}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"#/components/schemas/tool_output__Item"`, "properties", "items", "items", "$ref")
-			if res.Components["tool_output__Item"] == nil {
-				t.Errorf("component missing; have %v", keys(res.Components))
-			}
+			want(t, got, `"integer"`, "properties", "items", "items", "properties", "id", "type")
+			noRefs(t, got)
 		},
 	},
 	{
@@ -834,7 +830,7 @@ var outputCases = []outputCase{
 func TestOutputConvertsSchemas(t *testing.T) {
 	for _, tc := range outputCases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := Output(rawOf(tc.raw), "tool_output")
+			res := Output(rawOf(tc.raw))
 			if res.Schema == nil {
 				t.Fatal("Schema is nil")
 			}
@@ -856,7 +852,7 @@ func TestOutputConvertsSchemas(t *testing.T) {
 
 func TestOutputBooleanSchemas(t *testing.T) {
 	for _, raw := range []string{"true", "false"} {
-		res := Output(json.RawMessage(raw), "tool_output")
+		res := Output(json.RawMessage(raw))
 		if err := validateInDocument(res); err != nil {
 			t.Errorf("%s: %v", raw, err)
 		}
@@ -874,7 +870,7 @@ func TestOutputBooleanSchemas(t *testing.T) {
 // describe arguments. The arguments must stay visible.
 func TestInputRootRefToObjectDefinitionKeepsArguments(t *testing.T) {
 	raw := `{"$ref":"#/$defs/Args","$defs":{"Args":{"type":"object","properties":{"query":{"type":"string"}},"required":["query"]}}}`
-	res := Input(json.RawMessage(raw), prefix)
+	res := Input(json.RawMessage(raw))
 	if err := validateInDocument(res); err != nil {
 		t.Fatalf("the result does not validate: %v", err)
 	}
@@ -884,27 +880,20 @@ func TestInputRootRefToObjectDefinitionKeepsArguments(t *testing.T) {
 	if len(res.Warnings) > 0 {
 		t.Errorf("warnings = %q, want none: nothing is lost", res.Warnings)
 	}
-	// Either inlined or through allOf, the argument must be reachable.
-	got := mustMarshal(res.Schema)
-	comps := mustMarshal(res.Components)
-	if !strings.Contains(got, `"query"`) && !(strings.Contains(got, "tool_input__Args") && strings.Contains(comps, `"query"`)) {
-		t.Errorf("the argument \"query\" is lost: schema %s, components %s", got, comps)
-	}
+	want(t, asJSON(t, res.Schema), `"string"`, "properties", "query", "type")
+	want(t, asJSON(t, res.Schema), `["query"]`, "required")
 }
 
 func TestOutputRootRefKeepsTheDefinition(t *testing.T) {
 	raw := `{"$ref":"#/$defs/Result","$defs":{"Result":{"type":"object","properties":{"total":{"type":"integer"}}}}}`
-	res := Output(json.RawMessage(raw), "tool_output")
+	res := Output(json.RawMessage(raw))
 	if err := validateInDocument(res); err != nil {
 		t.Fatalf("the result does not validate: %v", err)
 	}
 	if len(res.Warnings) > 0 {
 		t.Errorf("warnings = %q, want none", res.Warnings)
 	}
-	got, comps := mustMarshal(res.Schema), mustMarshal(res.Components)
-	if !strings.Contains(got, `"total"`) && !(strings.Contains(got, "tool_output__Result") && strings.Contains(comps, `"total"`)) {
-		t.Errorf("the result schema is lost: schema %s, components %s", got, comps)
-	}
+	want(t, asJSON(t, res.Schema), `"integer"`, "properties", "total", "type")
 }
 
 // A $ref is a URI: in its fragment, a definition name with a space or
@@ -912,16 +901,13 @@ func TestOutputRootRefKeepsTheDefinition(t *testing.T) {
 // section 6).
 func TestInputResolvesPercentEncodedRefs(t *testing.T) {
 	raw := `{"type":"object","properties":{"a":{"$ref":"#/$defs/My%20Type"}},"$defs":{"My Type":{"type":"string"}}}`
-	res := Input(json.RawMessage(raw), prefix)
+	res := Input(json.RawMessage(raw))
 	if err := validateInDocument(res); err != nil {
 		t.Fatalf("the result does not validate: %v", err)
 	}
-	got := asJSON(t, res.Schema)
-	ref, _ := at(got, "properties", "a", "$ref")
-	name, _ := strings.CutPrefix(fmt.Sprint(ref), ComponentsPrefix)
-	if res.Components[name] == nil {
-		t.Errorf("properties.a = %s, want a reference to the component of \"My Type\" (warnings %q)",
-			mustMarshal(got["properties"]), res.Warnings)
+	want(t, asJSON(t, res.Schema), `"string"`, "properties", "a", "type")
+	if len(res.Warnings) > 0 {
+		t.Errorf("warnings = %q, want none", res.Warnings)
 	}
 }
 
@@ -929,7 +915,7 @@ func TestInputResolvesPercentEncodedRefs(t *testing.T) {
 // as a free-form object, so it must not add a warning (which ends up in the
 // tool's description as "could not be rendered exactly").
 func TestInputEmptySchemaIsPermissiveWithoutWarning(t *testing.T) {
-	res := Input(json.RawMessage(`{}`), prefix)
+	res := Input(json.RawMessage(`{}`))
 	if err := validateInDocument(res); err != nil {
 		t.Fatalf("the result does not validate: %v", err)
 	}
@@ -952,7 +938,7 @@ func TestInputKeepsArgumentsWhenOneKeywordIsRejected(t *testing.T) {
 		{"required name repeated", `{"type":"object","properties":{"a":{"type":"string"}},"required":["a","a"]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := Input(json.RawMessage(tc.raw), prefix)
+			res := Input(json.RawMessage(tc.raw))
 			if err := validateInDocument(res); err != nil {
 				t.Fatalf("the result does not validate: %v", err)
 			}
@@ -969,17 +955,25 @@ func TestInputKeepsArgumentsWhenOneKeywordIsRejected(t *testing.T) {
 
 var converters = []struct {
 	name string
-	conv func(json.RawMessage, string) Result
+	conv func(json.RawMessage) Result
 }{{"Input", Input}, {"Output", Output}}
 
 // convertSafely runs conv, turning a panic into an error.
-func convertSafely(conv func(json.RawMessage, string) Result, raw, prefix string) (res Result, err error) {
+func convertSafely(conv func(json.RawMessage) Result, raw string) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return conv(json.RawMessage(raw), prefix), nil
+	return conv(json.RawMessage(raw)), nil
+}
+
+// noRefs fails if a converted schema still holds a reference anywhere.
+func noRefs(t *testing.T, v any) {
+	t.Helper()
+	if s := mustMarshal(v); strings.Contains(s, `"$ref"`) || strings.Contains(s, `"$defs"`) {
+		t.Errorf("the converted schema holds references: %s", s)
+	}
 }
 
 // A null where a schema belongs is garbage, but garbage from one server
@@ -1001,7 +995,7 @@ func TestInputNullSubschemaDoesNotPanic(t *testing.T) {
 	} {
 		for _, c := range converters {
 			name, conv := c.name, c.conv
-			res, err := convertSafely(conv, raw, prefix)
+			res, err := convertSafely(conv, raw)
 			if err != nil {
 				t.Errorf("%s(%s): %v", name, raw, err)
 				continue
@@ -1026,7 +1020,7 @@ func TestInputRefSiblingsNeverMakeAnInvalidDocument(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, c := range converters {
 				name, conv := c.name, c.conv
-				res, err := convertSafely(conv, tc.raw, prefix)
+				res, err := convertSafely(conv, tc.raw)
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -1043,10 +1037,10 @@ func TestInputRefSiblingsNeverMakeAnInvalidDocument(t *testing.T) {
 // as part of an OpenAPI 3.1 document. Without -fuzz it runs the seeds only.
 func FuzzInput(f *testing.F) {
 	for _, tc := range inputCases {
-		f.Add(tc.raw)
+		f.Add(tc.raw, `{}`)
 	}
 	for _, tc := range outputCases {
-		f.Add(tc.raw)
+		f.Add(tc.raw, `{}`)
 	}
 	for _, s := range []string{
 		`null`, `1`, `"x"`, `{"$ref":"#"}`, `{"$ref":"#/$defs/A","$defs":{"A":{"$ref":"#/$defs/A"}}}`,
@@ -1058,10 +1052,24 @@ func FuzzInput(f *testing.F) {
 		`{"type":["object","null"],"nullable":true}`, `{"type":"object","x-":1,"":2}`,
 		`{"type":"object","properties":{"a":{"$ref":"#/$defs/a b"}},"$defs":{"a b":null,"a_b":{"type":"string"}}}`,
 	} {
-		f.Add(s)
+		f.Add(s, `{"a":"1","b":null}`)
 	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		res, err := convertSafely(Input, raw, prefix)
+	// Every hard schema and every schema captured from a real server, with
+	// its sample arguments.
+	for _, h := range fixture.HardSchemas {
+		f.Add(h.Schema, h.Sample)
+	}
+	for _, server := range fixture.CapturedServers() {
+		for _, raw := range fixture.InputSchemas(fixture.Options{Captured: server}) {
+			sample, err := fixture.SampleArguments(raw)
+			if err != nil {
+				sample = json.RawMessage(`{}`)
+			}
+			f.Add(string(raw), string(sample))
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw, args string) {
+		res, err := convertSafely(Input, raw)
 		if err != nil {
 			t.Fatalf("Input(%q): %v", raw, err)
 		}
@@ -1074,12 +1082,29 @@ func FuzzInput(f *testing.F) {
 		if err := validateInDocument(res); err != nil {
 			t.Fatalf("Input(%q): %v", raw, err)
 		}
-		out, err := convertSafely(Output, raw, "tool_output")
+		// Inlining may repeat definitions, within bounds.
+		if size, bound := len(mustMarshal(res.Schema)), maxNodes*(len(raw)+256); size > bound {
+			t.Fatalf("Input(%q): %d bytes of schema from %d bytes", raw, size, len(raw))
+		}
+		out, err := convertSafely(Output, raw)
 		if err != nil {
 			t.Fatalf("Output(%q): %v", raw, err)
 		}
 		if err := validateInDocument(out); err != nil {
 			t.Fatalf("Output(%q): %v", raw, err)
+		}
+		v, err := NewValidator(json.RawMessage(raw))
+		if err != nil || !json.Valid([]byte(args)) {
+			return
+		}
+		errs := v.Validate(json.RawMessage(args))
+		if len(errs) > maxArgumentErrors {
+			t.Fatalf("%d argument errors, more than the bound", len(errs))
+		}
+		if errs != nil {
+			if coerced, ok := v.Coerce(json.RawMessage(args)); ok && v.Validate(coerced) != nil {
+				t.Fatalf("Coerce(%s) = %s, which does not validate", args, coerced)
+			}
 		}
 	})
 }
