@@ -50,6 +50,11 @@ type Server struct {
 	ToolErrorStatus int
 	// Title, when set, is the title of the server's OpenAPI document.
 	Title string
+	// LenientArgs coerces arguments that fail the tool's input schema when
+	// coercing makes them valid (strings holding numbers or booleans, nulls
+	// for arguments that take none), for LLMs that send strings. By default
+	// such arguments are refused with 422.
+	LenientArgs bool
 }
 
 // Defaults for Server and Config fields left zero.

@@ -14,15 +14,22 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // call runs one tool call: read the arguments, call with the server's
 // deadline, and write the mapped result or error.
 func (b *Bridge) call(w http.ResponseWriter, r *http.Request, s *Server, rt *route) {
-	args, status, msg := readArgs(w, r, b.cfg.MaxBodyBytes)
+	body, status, msg := readArgs(w, r, b.cfg.MaxBodyBytes)
 	if status != 0 {
 		writeError(w, status, errorDetail{Message: msg, Server: s.Name, Tool: rt.tool.Name})
+		return
+	}
+	args, status, d := prepareArgs(body, s, rt)
+	if status != 0 {
+		d.Server, d.Tool = s.Name, rt.tool.Name
+		writeError(w, status, d)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.Timeout)
@@ -33,8 +40,8 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, s *Server, rt *rou
 		b.callError(w, r, s, rt.tool.Name, err, ctx)
 		return
 	}
-	status, body := renderResult(res, s, rt.tool)
-	writeJSON(w, status, body)
+	status, out := renderResult(res, s, rt.tool)
+	writeJSON(w, status, out)
 	if ce := b.log.Check(zap.DebugLevel, "tool call"); ce != nil {
 		ce.Write(zap.String("server", s.Name), zap.String("tool", rt.tool.Name),
 			zap.Int("status", status), zap.Duration("took", time.Since(start)))
@@ -134,11 +141,12 @@ func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, to
 
 // errorDetail is the body of every error response, inside {"detail": ...}.
 type errorDetail struct {
-	Message string          `json:"message"`
-	Server  string          `json:"server,omitempty"`
-	Tool    string          `json:"tool,omitempty"`
-	Code    *int            `json:"code,omitempty"`
-	Data    json.RawMessage `json:"data,omitempty"`
+	Message string                 `json:"message"`
+	Server  string                 `json:"server,omitempty"`
+	Tool    string                 `json:"tool,omitempty"`
+	Code    *int                   `json:"code,omitempty"`
+	Data    json.RawMessage        `json:"data,omitempty"`
+	Errors  []schema.ArgumentError `json:"errors,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, status int, d errorDetail) {

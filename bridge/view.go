@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/openapi"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
@@ -21,6 +23,11 @@ type route struct {
 	segment     string // path segment below the server's base
 	operationID string // in the server's own document
 	tool        *upstream.Tool
+	input       schema.Result
+	output      *schema.Result
+	// validator checks arguments against the tool's original input schema;
+	// nil when that schema cannot be compiled (the server still checks).
+	validator *schema.Validator
 }
 
 // view is what one tool listing of a server looks like over HTTP: its
@@ -109,10 +116,10 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 		if !s.exposed(t.Name) {
 			continue
 		}
-		rt := &route{segment: namer.PathSegment(t.Name), operationID: namer.OperationID(t.Name), tool: t}
+		rt := newRoute(namer.PathSegment(t.Name), namer.OperationID(t.Name), t, s.cfg.Name, log)
 		v.routes = append(v.routes, rt)
 		v.bySegment[rt.segment] = rt
-		ops = append(ops, openapi.Operation{Path: "/" + rt.segment, OperationID: rt.operationID, Tool: t})
+		ops = append(ops, rt.operation("/"+rt.segment, rt.operationID, ""))
 	}
 	for name := range s.allow {
 		if !hasTool(set, name) {
@@ -131,13 +138,46 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
 	}
-	for _, w := range doc.Warnings {
-		log.Warn("tool schema converted with losses", zap.String("server", s.cfg.Name), zap.String("tool", w.Tool), zap.String("warning", w.Message))
-	}
 	v.doc = doc
 	v.etag = hashOf(doc)
 	log.Debug("OpenAPI document built", zap.String("server", s.cfg.Name), zap.Int("tools", len(v.routes)), zap.Int("bytes", doc.Size()))
 	return v, nil
+}
+
+// newRoute converts a tool's schemas and compiles its validator, logging
+// what they lose.
+func newRoute(segment, operationID string, t *upstream.Tool, server string, log *zap.Logger) *route {
+	rt := &route{segment: segment, operationID: operationID, tool: t}
+	rt.input, rt.output = openapi.Convert(t)
+	warnings := append(slices.Clone(rt.input.Warnings), outputWarnings(rt.output)...)
+	if t.InputSchema != nil {
+		v, err := schema.NewValidator(t.InputSchema)
+		if err != nil {
+			warnings = append(warnings, "arguments are not validated here: "+err.Error())
+		} else {
+			rt.validator = v
+			warnings = append(warnings, v.Warnings...)
+		}
+	}
+	for _, w := range warnings {
+		log.Warn("tool schema handled with losses", zap.String("server", server), zap.String("tool", t.Name), zap.String("warning", w))
+	}
+	return rt
+}
+
+func outputWarnings(r *schema.Result) []string {
+	if r == nil {
+		return nil
+	}
+	return r.Warnings
+}
+
+// operation describes the route for a document.
+func (rt *route) operation(path, operationID, server string) openapi.Operation {
+	return openapi.Operation{
+		Path: path, OperationID: operationID, Server: server,
+		Tool: rt.tool, Input: rt.input, Output: rt.output,
+	}
 }
 
 func hasTool(set *upstream.ToolSet, name string) bool {
@@ -237,12 +277,7 @@ func (b *Bridge) buildAggregate(views []*view, down []string) (*aggregate, error
 			continue
 		}
 		for _, rt := range views[i].routes {
-			ops = append(ops, openapi.Operation{
-				Path:        "/" + s.Name + "/" + rt.segment,
-				OperationID: namer.OperationID(s.Name, rt.tool.Name),
-				Server:      s.Name,
-				Tool:        rt.tool,
-			})
+			ops = append(ops, rt.operation("/"+s.Name+"/"+rt.segment, namer.OperationID(s.Name, rt.tool.Name), s.Name))
 		}
 	}
 	names := make([]string, len(b.cfg.Servers))

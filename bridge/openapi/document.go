@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -31,7 +32,26 @@ type Operation struct {
 	// becomes the operation's tag.
 	Server string
 	Tool   *upstream.Tool
+	// Input and Output are the tool's converted schemas (see Convert);
+	// Output is nil when the tool declares no output schema. Build converts
+	// them when Input.Schema is nil.
+	Input  schema.Result
+	Output *schema.Result
 }
+
+// Convert converts a tool's schemas for an Operation.
+func Convert(t *upstream.Tool) (schema.Result, *schema.Result) {
+	in := schema.Input(t.InputSchema)
+	if t.OutputSchema == nil {
+		return in, nil
+	}
+	out := schema.Output(t.OutputSchema)
+	return in, &out
+}
+
+// WrappedExtension marks an operation whose tool takes a non-object input,
+// sent as the one argument it names.
+const WrappedExtension = "x-mcp-arguments-wrapped"
 
 // Warning is something a tool's schemas lost in conversion.
 type Warning struct {
@@ -113,15 +133,19 @@ func operation(comps openapi3.Schemas, op Operation) (*openapi3.Operation, []str
 		o.Extensions["x-mcp-annotations"] = json.RawMessage(t.Annotations)
 	}
 
-	in := schema.Input(t.InputSchema, op.OperationID+"_input")
-	warnings := in.Warnings
+	if op.Input.Schema == nil { // not converted by the caller
+		op.Input, op.Output = Convert(t)
+	}
+	warnings := append(slices.Clone(op.Input.Warnings), outputWarnings(op.Output)...)
+	if op.Input.Wrapped != "" {
+		o.Extensions[WrappedExtension] = op.Input.Wrapped
+	}
 	inName := op.OperationID + "_input"
-	addComponents(comps, in.Components)
-	comps[inName] = openapi3.NewSchemaRef("", in.Schema)
+	comps[inName] = openapi3.NewSchemaRef("", op.Input.Schema)
 	body := openapi3.NewRequestBody().
 		WithDescription("The tool's arguments, as a JSON object.").
-		WithJSONSchemaRef(openapi3.NewSchemaRef(schema.ComponentsPrefix+inName, in.Schema))
-	body.Required = len(in.Schema.Required) > 0
+		WithJSONSchemaRef(openapi3.NewSchemaRef(schema.ComponentsPrefix+inName, op.Input.Schema))
+	body.Required = len(op.Input.Schema.Required) > 0
 	o.RequestBody = &openapi3.RequestBodyRef{Value: body}
 
 	result := openapi3.NewSchemaRef("", &openapi3.Schema{
@@ -129,13 +153,10 @@ func operation(comps openapi3.Schemas, op Operation) (*openapi3.Operation, []str
 			"else that text as a string; a list when it returns several items or any image or audio " +
 			"(as data: URIs).",
 	})
-	if t.OutputSchema != nil {
-		outRes := schema.Output(t.OutputSchema, op.OperationID+"_output")
-		warnings = append(warnings, outRes.Warnings...)
+	if op.Output != nil {
 		outName := op.OperationID + "_output"
-		addComponents(comps, outRes.Components)
-		comps[outName] = openapi3.NewSchemaRef("", outRes.Schema)
-		result = openapi3.NewSchemaRef(schema.ComponentsPrefix+outName, outRes.Schema)
+		comps[outName] = openapi3.NewSchemaRef("", op.Output.Schema)
+		result = openapi3.NewSchemaRef(schema.ComponentsPrefix+outName, op.Output.Schema)
 	}
 	o.Responses = openapi3.NewResponses(
 		openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
@@ -151,10 +172,11 @@ func operation(comps openapi3.Schemas, op Operation) (*openapi3.Operation, []str
 	return o, warnings
 }
 
-func addComponents(comps openapi3.Schemas, add map[string]*openapi3.Schema) {
-	for name, s := range add {
-		comps[name] = openapi3.NewSchemaRef("", s)
+func outputWarnings(r *schema.Result) []string {
+	if r == nil {
+		return nil
 	}
+	return r.Warnings
 }
 
 // description is never empty: clients use it as the function description
@@ -185,6 +207,16 @@ func errorSchema() *openapi3.Schema {
 		"tool":    described(openapi3.NewStringSchema(), "The tool involved."),
 		"code":    described(openapi3.NewIntegerSchema(), "The JSON-RPC error code, when the server answered with one."),
 		"data":    described(&openapi3.Schema{}, "The JSON-RPC error data, when the server sent any."),
+		"errors": described(&openapi3.Schema{
+			Type: &openapi3.Types{openapi3.TypeArray},
+			Items: openapi3.NewSchemaRef("", &openapi3.Schema{
+				Type: &openapi3.Types{openapi3.TypeObject},
+				Properties: openapi3.Schemas{
+					"path":    described(openapi3.NewStringSchema(), "A JSON pointer to the failing argument; empty for the whole object."),
+					"message": described(openapi3.NewStringSchema(), "What is wrong with it."),
+				},
+			}),
+		}, "For arguments that do not match the tool's input schema: each problem found."),
 	}
 	detail.Required = []string{"message"}
 	detail.AdditionalProperties = openapi3.AdditionalProperties{Has: ptrBool(true)}

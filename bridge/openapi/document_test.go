@@ -372,7 +372,7 @@ func TestBuildServerWithoutTagsInUntaggedDocument(t *testing.T) {
 	}
 }
 
-func TestBuildHoistsDefinitionsIntoComponents(t *testing.T) {
+func TestBuildInlinesDefinitions(t *testing.T) {
 	ops := []Operation{
 		{Path: "/create.user", OperationID: "create_user", Tool: toolDefs},
 		{Path: "/get-sum", OperationID: "get_sum", Tool: toolStructured},
@@ -384,12 +384,9 @@ func TestBuildHoistsDefinitionsIntoComponents(t *testing.T) {
 	b := d.JSON("/")
 	loadAndValidate(t, b)
 	m := generic(t, b)
-	if got := get(m, "components", "schemas", "create_user_input", "properties", "user", "$ref"); got != "#/components/schemas/create_user_input__User" {
-		t.Errorf("user $ref = %v", got)
-	}
-	user := get(m, "components", "schemas", "create_user_input__User")
+	user := get(m, "components", "schemas", "create_user_input", "properties", "user")
 	if user == nil {
-		t.Fatalf("component create_user_input__User missing; have %v", keysOf(get(m, "components", "schemas").(map[string]any)))
+		t.Fatalf("the user argument is missing: %s", b)
 	}
 	if got := get(user, "properties", "age", "exclusiveMinimum"); fmt.Sprint(got) != "0" {
 		t.Errorf("age.exclusiveMinimum = %v, want 0", got)
@@ -397,14 +394,17 @@ func TestBuildHoistsDefinitionsIntoComponents(t *testing.T) {
 	if got := get(user, "properties", "nick", "type"); !jsonEqual(got, []string{"string", "null"}) {
 		t.Errorf("nick.type = %v, want [string null]", got)
 	}
-	if got := get(m, "components", "schemas", "get_sum_output", "properties", "terms", "items", "$ref"); got != "#/components/schemas/get_sum_output__Term" {
-		t.Errorf("terms.items $ref = %v", got)
+	if get(m, "components", "schemas", "get_sum_output", "properties", "terms", "items", "type") == nil {
+		t.Errorf("terms.items is not inlined: %s", b)
 	}
-	if get(m, "components", "schemas", "get_sum_output__Term") == nil {
-		t.Error("component get_sum_output__Term missing")
+	// Only the operations' own schemas are components; nothing refers elsewhere.
+	if n := len(get(m, "components", "schemas").(map[string]any)); n != 4 {
+		t.Errorf("%d components, want Error and the three tool schemas", n)
 	}
-	if strings.Contains(string(b), `"$defs"`) || strings.Contains(string(b), `"definitions"`) || strings.Contains(string(b), `"$schema"`) {
-		t.Errorf("the document still holds $defs, definitions or $schema: %s", b)
+	for _, kw := range []string{`"$defs"`, `"definitions"`, `"$schema"`, `"#/$defs`} {
+		if strings.Contains(string(b), kw) {
+			t.Errorf("the document still holds %s: %s", kw, b)
+		}
 	}
 }
 
@@ -439,8 +439,12 @@ func TestBuildReportsWarningsInTheDescription(t *testing.T) {
 	if !strings.HasPrefix(desc, toolLossy.Description) || !strings.Contains(desc, "#/$defs/Nowhere") {
 		t.Errorf("description = %q, want the tool's description and the warning", desc)
 	}
-	if got := get(m, "components", "schemas", "bad_input", "additionalProperties"); got != true {
-		t.Errorf("bad_input.additionalProperties = %v, want a free-form object", got)
+	// A string input is wrapped in an "input" argument.
+	if got := get(m, "components", "schemas", "bad_input", "properties", "input", "type"); got != "string" {
+		t.Errorf("bad_input.properties.input.type = %v, want string", got)
+	}
+	if got := get(m, "paths", "/bad", "post", WrappedExtension); got != "input" {
+		t.Errorf("%s = %v, want input", WrappedExtension, got)
 	}
 }
 

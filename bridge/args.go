@@ -1,0 +1,114 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
+)
+
+// member is one member of a JSON object, its value kept as sent.
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// members splits a JSON object into its members, in order.
+func members(obj json.RawMessage) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var out []member
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, member{key: t.(string), value: v})
+	}
+	return out, nil
+}
+
+// object joins members into a JSON object, values as they were sent.
+func object(ms []member) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(m.key)
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(m.value)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// prepareArgs turns a request body into the arguments the server gets:
+// unwrapped for a tool that takes a non-object input, with renamed
+// arguments back under their wire names, validated against the tool's
+// original input schema (and, for a lenient server, coerced when that makes
+// them valid). A non-zero status reports arguments to send back.
+func prepareArgs(body json.RawMessage, s *Server, rt *route) (json.RawMessage, int, errorDetail) {
+	args := body
+	switch {
+	case rt.input.Wrapped != "":
+		ms, err := members(body)
+		if err != nil {
+			return nil, http.StatusBadRequest, errorDetail{Message: err.Error()}
+		}
+		found := false
+		for _, m := range ms {
+			if m.key == rt.input.Wrapped {
+				args, found = m.value, true
+			}
+		}
+		if !found {
+			return nil, http.StatusUnprocessableEntity, errorDetail{
+				Message: fmt.Sprintf("this tool takes a single input, sent as the %q argument", rt.input.Wrapped),
+			}
+		}
+	case len(rt.input.Renames) > 0:
+		ms, err := members(body)
+		if err != nil {
+			return nil, http.StatusBadRequest, errorDetail{Message: err.Error()}
+		}
+		given := make(map[string]bool, len(ms))
+		for _, m := range ms {
+			given[m.key] = true
+		}
+		kept := ms[:0]
+		for _, m := range ms {
+			if wire, ok := rt.input.Renames[m.key]; ok {
+				if given[wire] {
+					continue // sent under both names: the wire name wins
+				}
+				m.key = wire
+			}
+			kept = append(kept, m)
+		}
+		args = object(kept)
+	}
+	if rt.validator == nil {
+		return args, 0, errorDetail{}
+	}
+	errs := rt.validator.Validate(args)
+	if errs == nil {
+		return args, 0, errorDetail{}
+	}
+	if s.LenientArgs {
+		if coerced, ok := rt.validator.Coerce(args); ok {
+			return coerced, 0, errorDetail{}
+		}
+	}
+	return nil, http.StatusUnprocessableEntity, errorDetail{Message: schema.Summary(errs), Errors: errs}
+}
