@@ -56,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		timeout <duration>
 //		start_timeout <duration>
 //		tool_error_status <code>
+//		strict_args on|off
 //
 //		# or several servers, each served at <mount>/<name>
 //		server <name> {
@@ -172,7 +173,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func isServerDirective(name string) bool {
 	switch name {
 	case "command", "args", "env", "inherit_env", "dir", "url", "header", "transport", "protocol",
-		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status":
+		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status", "strict_args":
 		return true
 	}
 	return false
@@ -181,7 +182,7 @@ func isServerDirective(name string) bool {
 // singleValued are the subdirectives a server may have once.
 var singleValued = map[string]bool{
 	"command": true, "dir": true, "url": true, "transport": true, "protocol": true,
-	"timeout": true, "start_timeout": true, "tool_error_status": true,
+	"timeout": true, "start_timeout": true, "tool_error_status": true, "strict_args": true,
 }
 
 // unmarshalDirective reads one server subdirective at the dispenser's
@@ -256,6 +257,19 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 		} else {
 			s.StartTimeout = caddy.Duration(dur)
 		}
+	case "strict_args":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch v {
+		case "on":
+			s.StrictArgs = ptr(true)
+		case "off":
+			s.StrictArgs = ptr(false)
+		default:
+			return d.Errf("strict_args %q: want on or off", v)
+		}
 	case "tool_error_status":
 		var v string
 		if !d.AllArgs(&v) {
@@ -294,6 +308,8 @@ func setPair(d *caddyfile.Dispenser, m *map[string]string) error {
 	(*m)[k] = v
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // Interface guard.
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

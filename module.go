@@ -127,6 +127,12 @@ type Server struct {
 	ToolErrorStatus int `json:"tool_error_status,omitempty"`
 	// The title of the server's own OpenAPI document. Default: its name.
 	Title string `json:"title,omitempty"`
+	// Whether arguments must match the tool's input schema as sent. When
+	// false, arguments that fail are coerced if that makes them valid:
+	// strings holding numbers or booleans become numbers or booleans, and
+	// nulls for arguments that take none are left out (for LLMs that send
+	// every value as a string). Default: true; failing arguments get 422.
+	StrictArgs *bool `json:"strict_args,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -221,6 +227,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Timeout:         time.Duration(s.Timeout),
 			ToolErrorStatus: s.ToolErrorStatus,
 			Title:           title,
+			LenientArgs:     s.StrictArgs != nil && !*s.StrictArgs,
 		})
 	}
 	h.bridge, err = bridge.New(cfg)
