@@ -2,6 +2,7 @@
 #
 #   make run    build ./caddy and serve examples/Caddyfile on :8080
 #   make test   the whole test suite, installing its test peers first
+#   make fuzz   fuzz the schema converter at length
 #   make build  just ./caddy
 #
 # Test peers (MCP servers from npm and PyPI, and uv to run the latter) are
@@ -14,12 +15,15 @@ PEERPATH := $(PEERS)/venv/bin:$(PEERS)/node_modules/.bin:$(PATH)
 
 # Pinned versions of the test peers.
 SERVER_EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
+# The OpenAPI linters every generated document must pass (integration/lint/).
+REDOCLY_CLI       := @redocly/cli@2.77.0
+SPECTRAL_CLI      := @stoplight/spectral-cli@6.16.3
 UV_VERSION        := 0.13.9
 TIME_SERVER       := mcp-server-time==2026.10.19
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go.sum
 
-.PHONY: build run test test-short peers clean
+.PHONY: build run test test-short fuzz peers clean
 
 build: caddy
 
@@ -35,7 +39,7 @@ peers: $(PEERS)/.installed
 $(PEERS)/.installed: Makefile
 	@mkdir -p $(PEERS)
 	[ -f $(PEERS)/package.json ] || echo '{"name": "caddy-mcpo-test-peers", "private": true}' > $(PEERS)/package.json
-	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING)
+	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(REDOCLY_CLI) $(SPECTRAL_CLI)
 	[ -x $(PEERS)/venv/bin/python ] || python3 -m venv $(PEERS)/venv
 	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	# Fetch mcp-server-time once, so that no test waits for a download.
@@ -45,6 +49,15 @@ $(PEERS)/.installed: Makefile
 test: peers
 	PATH="$(PEERPATH)" MCPO_TEST_PEERS=$(PEERS) MCPO_TIME_SERVER='$(TIME_SERVER)' \
 		$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_SHORT)
+
+# Fuzz the schema converter and validator, and operation naming: briefly in
+# `make test`, at length with `make fuzz` (FUZZTIME=10m make fuzz).
+FUZZTIME       ?= 5m
+FUZZTIME_SHORT := 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./bridge/schema/
+	$(GO) test -run '^$$' -fuzz '^FuzzOperationID$$' -fuzztime $(FUZZTIME) ./bridge/openapi/
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:

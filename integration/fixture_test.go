@@ -55,7 +55,7 @@ var fixtureCalls = []struct {
 // their x-mcp-tool-name, paths are joined to the document's server URL.
 func checkFixtureServer(t *testing.T, name, docPath string) {
 	t.Helper()
-	doc := loadDoc(t, waitReady(t, docPath))
+	doc := loadDoc(t, "fixture-"+name, waitReady(t, docPath), fixture.InputSchemas(fixture.Options{}))
 	paths := toolPaths(t, doc)
 	var names []string
 	for n := range paths {
@@ -134,14 +134,14 @@ func TestFixtureBehindHandlePathGetsTheRightServerURL(t *testing.T) {
 }
 `, httpPort, fixtureCommand(fixture.Options{}), fixtureCommand(fixture.Options{Name: "other"})))
 
-	doc := loadDoc(t, waitReady(t, "/api/v1/fx/openapi.json"))
+	doc := loadDoc(t, "fixture-handle-path", waitReady(t, "/api/v1/fx/openapi.json"), fixture.InputSchemas(fixture.Options{}))
 	if got := serverURL(t, doc); got != "/api/v1/fx" {
 		t.Errorf("server URL behind handle_path = %q, want /api/v1/fx", got)
 	}
 	if r := do(t, http.MethodPost, "/api/v1/fx/add", `{"a":1,"b":2}`); r.status != 200 || string(r.body) != "3" {
 		t.Errorf("POST /api/v1/fx/add: %s", r)
 	}
-	doc = loadDoc(t, waitReady(t, "/time/openapi.json"))
+	doc = loadDoc(t, "fixture-time-mount", waitReady(t, "/time/openapi.json"), fixture.InputSchemas(fixture.Options{}))
 	if got := serverURL(t, doc); got != "/time" {
 		t.Errorf("server URL = %q, want /time", got)
 	}
@@ -184,7 +184,7 @@ func TestSeveralServersInOneBlock(t *testing.T) {
 	for _, s := range []string{"local", "filed", "remote"} {
 		waitReady(t, "/tools/"+s+"/openapi.json")
 	}
-	all := loadDoc(t, waitReady(t, "/tools/openapi.json"))
+	all := loadDoc(t, "fixture-aggregate", waitReady(t, "/tools/openapi.json"), fixture.InputSchemas(fixture.Options{}))
 	if all.Info.Title != "All the tools" {
 		t.Errorf("title = %q", all.Info.Title)
 	}

@@ -42,6 +42,12 @@ func TestMain(m *testing.M) {
 	if code == 0 && caddyStarted {
 		code = checkNoLeftovers()
 	}
+	if code == 0 {
+		if err := lintRecordedDocuments(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -185,7 +191,12 @@ func do(t *testing.T, method, path, body string, header ...string) response {
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{
+		// A fresh connection each time: with the tests' 1ns grace period, a
+		// reload closes idle connections, and a POST is not retried.
+		Transport:     &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -218,9 +229,12 @@ func waitReady(t *testing.T, docPath string) []byte {
 	}
 }
 
-// loadDoc checks that an OpenAPI document loads and validates as OpenAPI 3.1
-// after a loader round trip, and returns it.
-func loadDoc(t *testing.T, body []byte) *openapi3.T {
+// loadDoc checks a served OpenAPI document and returns it: it loads and
+// validates as OpenAPI 3.1 after a loader round trip, Open WebUI turns it
+// into functions that keep every argument of the tools (rawInputs maps tool
+// names to their original input schemas), and it is kept for the linters,
+// which run after the tests.
+func loadDoc(t *testing.T, name string, body []byte, rawInputs map[string]json.RawMessage) *openapi3.T {
 	t.Helper()
 	doc, err := openapi3.NewLoader().LoadFromData(body)
 	if err != nil {
@@ -232,6 +246,8 @@ func loadDoc(t *testing.T, body []byte) *openapi3.T {
 	if doc.OpenAPI != "3.1.0" {
 		t.Errorf("openapi = %q", doc.OpenAPI)
 	}
+	checkOpenWebUI(t, body, rawInputs)
+	recordDocument(name, body)
 	return doc
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
 )
 
 // everythingScript is server-everything's entry point among the peers.
@@ -169,7 +171,8 @@ func TestServerEverythingOverEveryTransport(t *testing.T) {
 
 	for _, name := range []string{"stdio", "http", "sse"} {
 		t.Run(name, func(t *testing.T) {
-			doc := loadDoc(t, waitReady(t, "/"+name+"/openapi.json"))
+			doc := loadDoc(t, "everything-"+name, waitReady(t, "/"+name+"/openapi.json"),
+				fixture.InputSchemas(fixture.Options{Captured: "everything"}))
 			paths := toolPaths(t, doc)
 			if _, ok := paths["simulate-research-query"]; ok {
 				t.Error("a tool that needs task support is documented")
@@ -192,10 +195,11 @@ func TestServerEverythingOverEveryTransport(t *testing.T) {
 				}
 				t.Run(c.tool, func(t *testing.T) { c.check(t, v) })
 			}
-			// The server reports bad arguments as a tool error, which the
-			// caller sees with the server's message.
+			// Bad arguments are refused before they reach the server, with
+			// every problem named.
 			r := do(t, http.MethodPost, "/"+name+"/get-sum", `{"a":"two"}`)
-			if r.status != http.StatusInternalServerError || !strings.Contains(string(r.body), "expected number, received string at a") {
+			if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), `"path":"/a"`) ||
+				!strings.Contains(string(r.body), "missing property 'b'") {
 				t.Errorf("get-sum with a bad argument: %s", r)
 			}
 		})
@@ -252,7 +256,7 @@ func TestMCPServerTimeFromPyPI(t *testing.T) {
 	}
 }
 `, 9080, pkg))
-	doc := loadDoc(t, waitReady(t, "/time/openapi.json"))
+	doc := loadDoc(t, "mcp-server-time", waitReady(t, "/time/openapi.json"), fixture.InputSchemas(fixture.Options{Captured: "time"}))
 	paths := toolPaths(t, doc)
 	if _, ok := paths["get_current_time"]; !ok {
 		t.Fatalf("get_current_time is not documented: %v", paths)
