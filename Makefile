@@ -52,7 +52,7 @@ test: peers
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
 # Fuzz the schema converter and validator, and operation naming: briefly in
-# `make test`, at length with `make fuzz` (FUZZTIME=10m make fuzz).
+# `make test`, at length with `make fuzz` (make fuzz FUZZTIME=30m).
 FUZZTIME       ?= 5m
 FUZZTIME_SHORT := 20s
 fuzz:
