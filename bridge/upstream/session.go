@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type session struct {
 	tr     transport.Interface // the client's transport
 	proc   *process            // nil for HTTP transports
 	info   ServerInfo
+	caps   mcp.ServerCapabilities
 
 	ctx    context.Context // ends when the session is closed
 	cancel context.CancelFunc
@@ -89,17 +91,21 @@ func (d *dialer) dial(parent, ctx context.Context) (*session, error) {
 	case TransportStdio:
 		return d.dialStdio(parent, ctx)
 	case TransportStreamableHTTP:
-		return d.dialHTTP(parent, ctx, d.newStreamable)
+		return d.dialStreamable(parent, ctx)
 	case TransportSSE:
-		return d.dialHTTP(parent, ctx, d.newSSE)
+		protocol := d.spec.Protocol
+		if protocol == "" {
+			protocol = ProtocolLegacy // HTTP+SSE is a legacy transport
+		}
+		return d.dialHTTP(parent, ctx, d.newSSE, protocol)
 	case TransportAuto:
-		s, err := d.dialHTTP(parent, ctx, d.newStreamable)
+		s, err := d.dialStreamable(parent, ctx)
 		if err == nil || !errors.Is(err, transport.ErrLegacySSEServer) {
 			return s, err
 		}
 		d.log().Info("endpoint refused Streamable HTTP; trying HTTP+SSE",
 			zap.String("server", d.spec.Name), zap.String("url", d.spec.Endpoint()))
-		s, sseErr := d.dialHTTP(parent, ctx, d.newSSE)
+		s, sseErr := d.dialHTTP(parent, ctx, d.newSSE, ProtocolLegacy)
 		if sseErr != nil {
 			return nil, fmt.Errorf("streamable HTTP: %v; HTTP+SSE: %w", err, sseErr)
 		}
@@ -169,11 +175,41 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-func (d *dialer) newStreamable(*session) (transport.Interface, error) {
-	return transport.NewStreamableHTTP(d.spec.URL,
-		transport.WithHTTPHeaders(d.spec.Headers),
-		transport.WithHTTPLogger(d.slog()),
-	)
+// dialStreamable connects over Streamable HTTP. A legacy server that says
+// its tools may change only sends tools/list_changed on a standing GET
+// stream, which mcp-go opens only when told before the handshake: such a
+// server is dialled again, on the version it negotiated, with the stream.
+func (d *dialer) dialStreamable(parent, ctx context.Context) (*session, error) {
+	listen := pinnedLegacy(d.spec.Protocol)
+	s, err := d.dialHTTP(parent, ctx, d.newStreamable(listen), d.spec.Protocol)
+	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || !toolsMayChange(s.caps) {
+		return s, err
+	}
+	version := s.info.Protocol
+	s.close(d.stop, d.log())
+	return d.dialHTTP(parent, ctx, d.newStreamable(true), version)
+}
+
+// pinnedLegacy reports a protocol choice that rules out 2026-07-28.
+func pinnedLegacy(p string) bool {
+	return p == ProtocolLegacy || p != "" && p != ProtocolModern && !mcp.IsModernProtocol(p)
+}
+
+func toolsMayChange(caps mcp.ServerCapabilities) bool {
+	return caps.Tools != nil && caps.Tools.ListChanged
+}
+
+func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface, error) {
+	return func(*session) (transport.Interface, error) {
+		opts := []transport.StreamableHTTPCOption{
+			transport.WithHTTPHeaders(d.spec.Headers),
+			transport.WithHTTPLogger(d.slog()),
+		}
+		if listen {
+			opts = append(opts, transport.WithContinuousListening())
+		}
+		return transport.NewStreamableHTTP(d.spec.URL, opts...)
+	}
 }
 
 func (d *dialer) newSSE(s *session) (transport.Interface, error) {
@@ -193,30 +229,38 @@ func (d *dialer) newSSE(s *session) (transport.Interface, error) {
 	return t, nil
 }
 
-func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*session) (transport.Interface, error)) (*session, error) {
+func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*session) (transport.Interface, error), protocol string) (*session, error) {
 	s := d.newSession(parent)
 	inner, err := newTransport(s)
 	if err != nil {
 		s.cancel()
 		return nil, err
 	}
-	protocol := d.spec.Protocol
-	if d.spec.Transport == TransportSSE || d.spec.Transport == TransportAuto && isSSE(inner) {
-		protocol = ProtocolLegacy
-	}
-	s.tr = newTap(inner)
-	c, err := d.initialize(s, s.tr, ctx, protocol)
+	tr := newTap(inner)
+	s.tr = tr
+	c, err := d.initialize(s, tr, ctx, protocol)
 	if err != nil {
 		s.close(d.stop, d.log())
 		return nil, err
 	}
 	s.client = c
+	if mcp.IsModernProtocol(s.info.Protocol) {
+		// Closing a request's stream is the cancellation.
+		if toolsMayChange(s.caps) {
+			// 2026-07-28 delivers list changes on a subscription.
+			_, err := c.ListenAsync(s.ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) {
+				if s.err() == nil {
+					d.log().Debug("subscriptions/listen ended", zap.String("server", d.spec.Name), zap.Error(err))
+				}
+			})
+			if err != nil {
+				d.log().Warn("cannot subscribe to tool list changes", zap.String("server", d.spec.Name), zap.Error(err))
+			}
+		}
+	} else {
+		tapOf(tr).cancelByNotification.Store(true)
+	}
 	return s, nil
-}
-
-func isSSE(t transport.Interface) bool {
-	_, ok := t.(*transport.SSE)
-	return ok
 }
 
 // initialize creates a client on tr for the given protocol choice, starts
@@ -250,6 +294,7 @@ func (d *dialer) initialize(s *session, tr transport.Interface, ctx context.Cont
 		}
 		return nil, fmt.Errorf("initialize: %w", err)
 	}
+	s.caps = c.GetServerCapabilities()
 	s.info = ServerInfo{
 		Name:         res.ServerInfo.Name,
 		Title:        res.ServerInfo.Title,
@@ -285,6 +330,9 @@ func (s *session) callTool(ctx context.Context, name string, args json.RawMessag
 	if resp := capt.last(); resp != nil {
 		// The answer arrived; mcp-go's own decoding of it does not matter.
 		if resp.Error != nil {
+			if s.proc == nil && forgotSession(resp.Error) {
+				return nil, fmt.Errorf("%w: %s", errSessionExpired, resp.Error.Message)
+			}
 			return nil, newRPCError(resp.Error)
 		}
 		res, derr := decodeCallResult(resp.Result)
@@ -300,13 +348,31 @@ func (s *session) callTool(ctx context.Context, name string, args json.RawMessag
 	if err == nil {
 		return nil, errors.New("tools/call: no response")
 	}
-	if isDead(err) {
+	if errors.Is(err, transport.ErrSessionTerminated) {
+		return nil, fmt.Errorf("%w: %v", errSessionExpired, err)
+	}
+	if errors.Is(err, transport.ErrTransportClosed) {
 		s.end(err)
 	}
 	return nil, err
 }
 
-// isDead reports a transport error after which the session cannot be used.
-func isDead(err error) bool {
-	return errors.Is(err, transport.ErrTransportClosed) || errors.Is(err, transport.ErrSessionTerminated)
+// errSessionExpired marks a call the server refused because it no longer
+// knows the Streamable HTTP session: it did not run it.
+var errSessionExpired = errors.New("the server no longer knows the session")
+
+// forgotSession recognizes the error some servers answer an unknown session
+// with (HTTP 400 with a JSON-RPC error naming the session, where the
+// specification says 404).
+func forgotSession(d *mcp.JSONRPCErrorDetails) bool {
+	m := strings.ToLower(d.Message)
+	if !strings.Contains(m, "session") {
+		return false
+	}
+	for _, w := range []string{"no valid", "not found", "unknown", "invalid", "expired", "terminated"} {
+		if strings.Contains(m, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,7 +2,11 @@ package upstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -50,7 +54,23 @@ func (c *capture) last() *transport.JSONRPCResponse {
 // not to send notifications/cancelled, which HTTP transports do not need).
 type tap struct {
 	inner transport.Interface
+	// cancelByNotification makes a request whose context ends send
+	// notifications/cancelled, which mcp-go does itself over stdio only:
+	// legacy HTTP sessions need it too (on 2026-07-28 connections closing
+	// the request's stream is the cancellation).
+	cancelByNotification atomic.Bool
 }
+
+// tapOf returns the tap of a transport made by newTap.
+func tapOf(t transport.Interface) *tap {
+	if h, ok := t.(*httpTap); ok {
+		return h.tap
+	}
+	return t.(*tap)
+}
+
+// cancelNotificationTimeout bounds sending a notifications/cancelled.
+const cancelNotificationTimeout = 5 * time.Second
 
 // newTap wraps t, keeping the HTTP-ness of t visible to mcp-go.
 func newTap(t transport.Interface) transport.Interface {
@@ -68,7 +88,48 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 	if c, ok := ctx.Value(captureKey{}).(*capture); ok && resp != nil {
 		c.set(resp)
 	}
+	if err != nil && ctx.Err() == nil {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
+			// The transport's own timer, set to the deadline, fired first
+			// (SSE does this): the call ran out of time all the same.
+			timer := time.NewTimer(deadlineSlack)
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+	}
+	if err != nil && ctx.Err() != nil {
+		if !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		if t.cancelByNotification.Load() && req.Method != string(mcp.MethodInitialize) {
+			t.sendCancel(req.ID, ctx.Err())
+		}
+	}
 	return resp, err
+}
+
+// deadlineSlack is how early a transport's timeout may fire and still be
+// the call's deadline.
+const deadlineSlack = 100 * time.Millisecond
+
+// sendCancel tells the server, in the background and within a bound, to
+// stop working on a request.
+func (t *tap) sendCancel(id mcp.RequestId, reason error) {
+	n := mcp.JSONRPCNotification{
+		JSONRPC: mcp.JSONRPC_VERSION,
+		Notification: mcp.Notification{
+			Method: string(mcp.MethodNotificationCancelled),
+			Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": id, "reason": reason.Error()}},
+		},
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cancelNotificationTimeout)
+		defer cancel()
+		_ = t.inner.SendNotification(ctx, n)
+	}()
 }
 
 func (t *tap) SendNotification(ctx context.Context, n mcp.JSONRPCNotification) error {

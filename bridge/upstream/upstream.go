@@ -56,11 +56,19 @@ type Options struct {
 	StartTimeout time.Duration
 	// Stop bounds the steps of stopping a stdio process.
 	Stop StopTimeouts
+	// Drain bounds how long Close waits for in-flight calls to finish
+	// before stopping the server.
+	Drain time.Duration
 }
 
-// DefaultStartTimeout leaves room for npx or uvx to download a server on
-// first use.
-const DefaultStartTimeout = 60 * time.Second
+// Defaults for Options left zero.
+const (
+	// DefaultStartTimeout leaves room for npx or uvx to download a server on
+	// first use.
+	DefaultStartTimeout = 60 * time.Second
+	// DefaultDrain lets ordinary calls finish when a server is replaced.
+	DefaultDrain = 30 * time.Second
+)
 
 // Backoff between failed starts: it doubles from backoffMin up to
 // backoffMax, with jitter. A server that ran for stableAfter before dying is
@@ -88,6 +96,8 @@ type Upstream struct {
 
 	tools atomic.Pointer[ToolSet] // the last listing, kept across restarts
 
+	wake chan struct{} // cuts a backoff wait short (Restart)
+
 	mu       sync.Mutex
 	state    State
 	since    time.Time
@@ -96,6 +106,9 @@ type Upstream struct {
 	restarts int
 	sess     *session      // the ready session, or nil
 	changed  chan struct{} // closed and replaced on every state change
+	inflight int           // calls under way
+	draining bool          // Close has begun: no new calls
+	drained  chan struct{} // closed when inflight reaches 0 while draining
 }
 
 // New returns an idle Upstream for spec. Nothing runs until Start.
@@ -110,6 +123,7 @@ func New(spec Spec, opts Options, log *zap.Logger) *Upstream {
 		state:   StateIdle,
 		since:   time.Now(),
 		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 	}
 	u.SetLogger(log)
 	u.SetOptions(opts)
@@ -141,6 +155,9 @@ func (u *Upstream) SetOptions(o Options) {
 	if o.Stop.Term <= 0 {
 		o.Stop.Term = DefaultStopTimeouts.Term
 	}
+	if o.Drain <= 0 {
+		o.Drain = DefaultDrain
+	}
 	u.opts.Store(&o)
 }
 
@@ -152,10 +169,12 @@ func (u *Upstream) Start() {
 	u.startOnce.Do(func() { go u.run() })
 }
 
-// Close stops the server and waits until it is gone (bounded by the stop
-// timeouts). In-flight calls fail.
+// Close stops the server and waits until it is gone. New calls are refused
+// at once; calls under way may finish within the drain timeout, then the
+// server is stopped within the stop timeouts.
 func (u *Upstream) Close() error {
 	u.closeOnce.Do(func() {
+		u.drain(u.options().Drain)
 		u.cancel()
 		u.startOnce.Do(func() { // never started: nothing to wait for
 			u.setState(StateStopped, nil, time.Time{})
@@ -163,6 +182,65 @@ func (u *Upstream) Close() error {
 		})
 	})
 	<-u.done
+	return nil
+}
+
+// drain refuses new calls and waits up to d for those under way.
+func (u *Upstream) drain(d time.Duration) {
+	u.mu.Lock()
+	u.draining = true
+	n := u.inflight
+	if n == 0 {
+		u.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	u.drained = done
+	u.mu.Unlock()
+	u.logger().Info("waiting for calls under way before stopping the MCP server",
+		zap.String("server", u.spec.Name), zap.Int("calls", n), zap.Duration("drain_timeout", d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		u.logger().Warn("calls still under way after the drain timeout; stopping the MCP server",
+			zap.String("server", u.spec.Name))
+	}
+}
+
+// Restart ends the current session, or cuts a backoff wait short, so that
+// the server starts again now.
+func (u *Upstream) Restart() {
+	u.mu.Lock()
+	s := u.sess
+	u.mu.Unlock()
+	if s != nil {
+		s.end(errRestartRequested)
+		return
+	}
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+// errRestartRequested ends a session on Restart.
+var errRestartRequested = errors.New("restart requested")
+
+// Refresh lists the server's tools again. It fails when the server is not
+// ready.
+func (u *Upstream) Refresh() error {
+	u.mu.Lock()
+	s := u.sess
+	u.mu.Unlock()
+	if s == nil {
+		return u.unavailable()
+	}
+	select {
+	case s.relist <- struct{}{}:
+	default: // a re-list is already pending
+	}
 	return nil
 }
 
@@ -205,21 +283,94 @@ func (u *Upstream) Changed() <-chan struct{} {
 // server's answer. Errors are *UnavailableError when the server is not
 // ready, *RPCError for a JSON-RPC error, *InputRequiredError, or the
 // transport's error (wrapping ctx's error on timeout or cancellation).
+//
+// A Streamable HTTP session the server forgot (it restarted, or expired the
+// session) is replaced and the call made once more: the server did not run
+// it.
 func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
-	u.mu.Lock()
-	s := u.sess
-	u.mu.Unlock()
-	if s == nil {
-		return nil, u.unavailable()
+	s, err := u.acquire()
+	if err != nil {
+		return nil, err
 	}
+	defer u.release()
 	res, err := s.callTool(ctx, name, args)
+	if errors.Is(err, errSessionExpired) && ctx.Err() == nil {
+		u.logger().Info("the MCP server forgot the session; starting a new one and calling again",
+			zap.String("server", u.spec.Name), zap.String("tool", name))
+		s.end(err)
+		next, werr := u.nextSession(ctx, s)
+		if werr != nil {
+			return nil, werr
+		}
+		res, err = next.callTool(ctx, name, args)
+	}
 	return res, u.redact(err)
+}
+
+// acquire returns the ready session and counts a call under way.
+func (u *Upstream) acquire() (*session, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.draining {
+		return nil, &UnavailableError{Server: u.spec.Name, State: StateStopped, RetryAfter: time.Second}
+	}
+	if u.sess == nil {
+		return nil, u.unavailableLocked()
+	}
+	u.inflight++
+	return u.sess, nil
+}
+
+// release ends a call counted by acquire.
+func (u *Upstream) release() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.inflight--
+	if u.inflight == 0 && u.drained != nil {
+		close(u.drained)
+		u.drained = nil
+	}
+}
+
+// nextSession waits for a ready session other than old, within ctx and the
+// start timeout.
+func (u *Upstream) nextSession(ctx context.Context, old *session) (*session, error) {
+	t := time.NewTimer(u.options().StartTimeout)
+	defer t.Stop()
+	for {
+		u.mu.Lock()
+		s, changed := u.sess, u.changed
+		u.mu.Unlock()
+		if s != nil && s != old {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+			return nil, u.unavailable()
+		case <-u.ctx.Done():
+			return nil, u.unavailable()
+		}
+	}
+}
+
+// InFlight reports how many calls are under way.
+func (u *Upstream) InFlight() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.inflight
 }
 
 // unavailable describes why no session is ready.
 func (u *Upstream) unavailable() *UnavailableError {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	return u.unavailableLocked()
+}
+
+func (u *Upstream) unavailableLocked() *UnavailableError {
 	e := &UnavailableError{Server: u.spec.Name, State: u.state, Cause: u.lastErr, RetryAfter: 2 * time.Second}
 	if u.state == StateFailed {
 		e.RetryAfter = max(time.Until(u.retryAt), time.Second)
@@ -326,10 +477,15 @@ func (u *Upstream) run() {
 			failures = 0
 		}
 		delay := time.Duration(0)
-		if failures > 0 {
+		switch {
+		case errors.Is(ended, errSessionExpired) || errors.Is(ended, errRestartRequested):
+			// Nothing is wrong with the server: start again at once.
+		case failures > 0:
 			delay = backoff(failures)
+			failures++
+		default:
+			failures++
 		}
-		failures++
 		u.setState(StateFailed, fmt.Errorf("connection lost: %w", ended), time.Now().Add(delay))
 		u.logger().Warn("MCP server connection lost; restarting",
 			zap.String("server", u.spec.Name), zap.Error(u.redact(ended)), zap.Duration("retry_in", delay))
@@ -452,6 +608,8 @@ func (u *Upstream) sleep(d time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
+	case <-u.wake: // Restart
 		return true
 	case <-u.ctx.Done():
 		return false

@@ -372,26 +372,32 @@ func TestUpstream_LogsTheServersStderrLineByLine(t *testing.T) {
 }
 
 func TestUpstream_RelistsToolsWhenTheServerSaysTheyChanged(t *testing.T) {
-	transports(t, fixture.Options{}, func(t *testing.T, spec Spec) {
-		if spec.Transport == TransportStreamableHTTP {
-			// A legacy Streamable HTTP session only carries notifications on
-			// a request's own stream; the 2026-07-28 protocol needs a
-			// subscription. Neither is wired up yet.
-			t.Skip("tools/list_changed over Streamable HTTP needs subscriptions")
-		}
-		u, _ := start(t, spec, Options{})
-		before := u.Tools()
-		if got := text(t, call(t, u, "register_tool", `{"name":"late_tool"}`)); got != "registered" {
-			t.Fatalf("register_tool = %q", got)
-		}
-		eventually(t, "late_tool in the tool list", func() bool {
-			ts := u.Tools()
-			return ts != before && slices.ContainsFunc(ts.Tools, func(t *Tool) bool { return t.Name == "late_tool" })
-		})
-		if got := text(t, call(t, u, "late_tool", `{}`)); got != "late_tool" {
-			t.Errorf("late_tool = %q", got)
-		}
+	t.Run("streamable_http_legacy", func(t *testing.T) {
+		// A legacy session hears of changes on its standing GET stream.
+		spec := Spec{Name: "fx", Transport: TransportStreamableHTTP, Protocol: ProtocolLegacy, URL: fixture.NewStreamableHTTP(t, fixture.Options{})}
+		checkRelist(t, spec)
 	})
+	t.Run("streamable_http_legacy_negotiated", func(t *testing.T) {
+		// Negotiated down to legacy: dialled again with the stream.
+		spec := Spec{Name: "fx", Transport: TransportStreamableHTTP, Protocol: "2025-06-18", URL: fixture.NewStreamableHTTP(t, fixture.Options{})}
+		checkRelist(t, spec)
+	})
+	transports(t, fixture.Options{}, checkRelist)
+}
+
+func checkRelist(t *testing.T, spec Spec) {
+	u, _ := start(t, spec, Options{})
+	before := u.Tools()
+	if got := text(t, call(t, u, "register_tool", `{"name":"late_tool"}`)); got != "registered" {
+		t.Fatalf("register_tool = %q", got)
+	}
+	eventually(t, "late_tool in the tool list", func() bool {
+		ts := u.Tools()
+		return ts != before && slices.ContainsFunc(ts.Tools, func(t *Tool) bool { return t.Name == "late_tool" })
+	})
+	if got := text(t, call(t, u, "late_tool", `{}`)); got != "late_tool" {
+		t.Errorf("late_tool = %q", got)
+	}
 }
 
 func TestUpstream_ACallPastItsDeadlineLeavesTheSessionUsable(t *testing.T) {
@@ -611,4 +617,118 @@ func TestUpstream_AServerThatExitsAtStartIsExplainedWithoutItsStderr(t *testing.
 		}
 		return false
 	})
+}
+
+func TestUpstream_ReplacesASessionTheServerForgot(t *testing.T) {
+	srv := fixture.NewStreamableHTTPServer(t, fixture.Options{})
+	spec := Spec{Name: "fx", Transport: TransportStreamableHTTP, Protocol: ProtocolLegacy, URL: srv.URL}
+	u, _ := start(t, spec, Options{})
+	if got := text(t, call(t, u, "echo", `{"message":"before"}`)); got != "before" {
+		t.Fatalf("echo = %q", got)
+	}
+	srv.DropSessions() // the server restarted: our session is unknown (404)
+	if got := text(t, call(t, u, "echo", `{"message":"after"}`)); got != "after" {
+		t.Errorf("echo after the server forgot the session = %q", got)
+	}
+	if st := u.Status(); st.Restarts != 1 || st.State != StateReady {
+		t.Errorf("status = %+v, want ready after one new session", st)
+	}
+}
+
+func TestUpstream_CloseLetsCallsUnderWayFinish(t *testing.T) {
+	u, _ := start(t, stdioSpec(fixture.Options{}), Options{Drain: 10 * time.Second})
+	result := make(chan error, 1)
+	go func() {
+		res, err := u.CallTool(context.Background(), "slow", json.RawMessage(`{"ms":300}`))
+		if err == nil && (len(res.Content) != 1 || res.Content[0].Text != "done") {
+			err = errors.New("unexpected result")
+		}
+		result <- err
+	}()
+	eventually(t, "the call under way", func() bool { return u.InFlight() == 1 })
+	closed := make(chan struct{})
+	go func() {
+		_ = u.Close()
+		close(closed)
+	}()
+	eventually(t, "new calls refused", func() bool {
+		_, err := u.CallTool(context.Background(), "echo", json.RawMessage(`{"message":"x"}`))
+		var un *UnavailableError
+		return errors.As(err, &un) && un.State == StateStopped
+	})
+	if err := <-result; err != nil {
+		t.Errorf("the call under way failed: %v", err)
+	}
+	<-closed
+}
+
+func TestUpstream_CloseStopsCallsThatOutlastTheDrain(t *testing.T) {
+	u, _ := start(t, stdioSpec(fixture.Options{}), Options{Drain: 200 * time.Millisecond})
+	result := make(chan error, 1)
+	go func() {
+		_, err := u.CallTool(context.Background(), "slow", json.RawMessage(`{"ms":30000}`))
+		result <- err
+	}()
+	eventually(t, "the call under way", func() bool { return u.InFlight() == 1 })
+	_ = u.Close()
+	select {
+	case err := <-result:
+		if err == nil {
+			t.Error("a call cut by the stop succeeded")
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the call was not ended by the stop")
+	}
+}
+
+func TestUpstream_RestartStartsAFreshProcess(t *testing.T) {
+	u, _ := start(t, stdioSpec(fixture.Options{}), Options{})
+	pid1 := text(t, call(t, u, "pid", `{}`))
+	u.Restart()
+	eventually(t, "a new process", func() bool {
+		st := u.Status()
+		return st.State == StateReady && st.Restarts == 1
+	})
+	if pid2 := text(t, call(t, u, "pid", `{}`)); pid2 == pid1 {
+		t.Errorf("pid after restart = %s, same as before", pid2)
+	}
+}
+
+func TestUpstream_RefreshListsToolsAgain(t *testing.T) {
+	u, _ := start(t, stdioSpec(fixture.Options{}), Options{})
+	before := u.Tools()
+	if err := u.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a new tool listing", func() bool { return u.Tools() != before })
+}
+
+func TestUpstream_ATimedOutCallIsCancelledAtTheServer(t *testing.T) {
+	variants := map[string]func(t *testing.T) Spec{
+		"stdio": func(*testing.T) Spec { return stdioSpec(fixture.Options{}) },
+		"streamable_http_legacy": func(t *testing.T) Spec {
+			return Spec{Name: "fx", Transport: TransportStreamableHTTP, Protocol: ProtocolLegacy, URL: fixture.NewStreamableHTTP(t, fixture.Options{})}
+		},
+		"streamable_http_2026": func(t *testing.T) Spec {
+			return Spec{Name: "fx", Transport: TransportStreamableHTTP, URL: fixture.NewStreamableHTTP(t, fixture.Options{})}
+		},
+		"sse": func(t *testing.T) Spec {
+			return Spec{Name: "fx", Transport: TransportSSE, URL: fixture.NewSSE(t, fixture.Options{})}
+		},
+	}
+	for name, spec := range variants {
+		t.Run(name, func(t *testing.T) {
+			u, _ := start(t, spec(t), Options{})
+			before := text(t, call(t, u, "cancelled_calls", `{}`))
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			if _, err := u.CallTool(ctx, "slow", json.RawMessage(`{"ms":20000}`)); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("slow = %v, want the deadline", err)
+			}
+			n, _ := strconv.Atoi(before)
+			eventually(t, "the server saw the cancellation", func() bool {
+				return text(t, call(t, u, "cancelled_calls", `{}`)) == strconv.Itoa(n+1)
+			})
+		})
+	}
 }
