@@ -58,9 +58,15 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop does nothing: upstreams are stopped by the pool when the last
-// configuration using them is cleaned up.
-func (a *App) Stop() error { return nil }
+// Stop waits, when Caddy exits, for the servers still stopping in the
+// background after earlier reloads. Servers in use are stopped by the pool
+// when the last configuration using them is cleaned up.
+func (a *App) Stop() error {
+	if caddy.Exiting() {
+		closing.Wait()
+	}
+	return nil
+}
 
 // Interface guards.
 var _ caddy.App = (*App)(nil)

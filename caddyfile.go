@@ -54,7 +54,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		tools <names...>
 //		disabled_tools <names...>
 //		timeout <duration>
+//		tool_timeout <tool> <duration>
 //		start_timeout <duration>
+//		max_concurrent <calls>
+//		queue_timeout <duration>
+//		drain_timeout <duration>
+//		stop_timeout <duration>
+//		kill_timeout <duration>
 //		tool_error_status <code>
 //		strict_args on|off
 //
@@ -173,7 +179,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func isServerDirective(name string) bool {
 	switch name {
 	case "command", "args", "env", "inherit_env", "dir", "url", "header", "transport", "protocol",
-		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status", "strict_args":
+		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status", "strict_args",
+		"tool_timeout", "max_concurrent", "queue_timeout", "drain_timeout", "stop_timeout", "kill_timeout":
 		return true
 	}
 	return false
@@ -183,6 +190,7 @@ func isServerDirective(name string) bool {
 var singleValued = map[string]bool{
 	"command": true, "dir": true, "url": true, "transport": true, "protocol": true,
 	"timeout": true, "start_timeout": true, "tool_error_status": true, "strict_args": true,
+	"max_concurrent": true, "queue_timeout": true, "drain_timeout": true, "stop_timeout": true, "kill_timeout": true,
 }
 
 // unmarshalDirective reads one server subdirective at the dispenser's
@@ -243,20 +251,42 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 		return appendArgs(d, &s.Tools)
 	case "disabled_tools":
 		return appendArgs(d, &s.DisabledTools)
-	case "timeout", "start_timeout":
+	case "timeout", "start_timeout", "queue_timeout", "drain_timeout", "stop_timeout", "kill_timeout":
 		var v string
 		if !d.AllArgs(&v) {
 			return d.ArgErr()
 		}
-		dur, err := caddy.ParseDuration(v)
-		if err != nil || dur <= 0 {
-			return d.Errf("%s %q: want a positive duration such as 30s", dir, v)
+		dur, err := parseDuration(d, dir, v)
+		if err != nil {
+			return err
 		}
-		if dir == "timeout" {
-			s.Timeout = caddy.Duration(dur)
-		} else {
-			s.StartTimeout = caddy.Duration(dur)
+		*map[string]*caddy.Duration{
+			"timeout": &s.Timeout, "start_timeout": &s.StartTimeout, "queue_timeout": &s.QueueTimeout,
+			"drain_timeout": &s.DrainTimeout, "stop_timeout": &s.StopTimeout, "kill_timeout": &s.KillTimeout,
+		}[dir] = dur
+	case "tool_timeout":
+		var tool, v string
+		if !d.AllArgs(&tool, &v) {
+			return d.ArgErr()
 		}
+		dur, err := parseDuration(d, dir, v)
+		if err != nil {
+			return err
+		}
+		if s.ToolTimeouts == nil {
+			s.ToolTimeouts = map[string]caddy.Duration{}
+		}
+		s.ToolTimeouts[tool] = dur
+	case "max_concurrent":
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return d.Errf("max_concurrent %q: want a number of calls, 1 or more", v)
+		}
+		s.MaxConcurrent = n
 	case "strict_args":
 		var v string
 		if !d.AllArgs(&v) {
@@ -310,6 +340,15 @@ func setPair(d *caddyfile.Dispenser, m *map[string]string) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// parseDuration reads a subdirective's positive duration.
+func parseDuration(d *caddyfile.Dispenser, dir, v string) (caddy.Duration, error) {
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s %q: want a positive duration such as 30s", dir, v)
+	}
+	return caddy.Duration(dur), nil
+}
 
 // Interface guard.
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -115,9 +116,28 @@ type Server struct {
 	// Tools never exposed.
 	DisabledTools []string `json:"disabled_tools,omitempty"`
 
-	// How long a tool call may take before the caller gets 504.
-	// Default: 5m.
+	// How long a tool call may take before the caller gets 504 and the
+	// call is cancelled at the server. Default: 5m.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Timeouts of particular tools, overriding timeout.
+	ToolTimeouts map[string]caddy.Duration `json:"tool_timeouts,omitempty"`
+	// The most calls under way at once; further calls wait up to
+	// queue_timeout for a free slot, then get 429 with Retry-After.
+	// Default: no limit.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// How long a call waits for a free slot under max_concurrent.
+	// Default: 0, refused at once.
+	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
+	// How long calls under way may take to finish when a configuration
+	// change replaces or removes the server, before it is stopped.
+	// Default: 30s.
+	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
+	// How long a stdio server may take to exit after its stdin is closed,
+	// before its process group gets SIGTERM. Default: 2s.
+	StopTimeout caddy.Duration `json:"stop_timeout,omitempty"`
+	// How long after SIGTERM before the process group gets SIGKILL.
+	// Default: 3s.
+	KillTimeout caddy.Duration `json:"kill_timeout,omitempty"`
 	// How long starting the server (process start or connect, handshake
 	// and tool listing) may take before it counts as failed and is retried
 	// with backoff. Default: 60s.
@@ -150,7 +170,24 @@ var upstreams = caddy.NewUsagePool()
 // pooled makes an Upstream a caddy.Destructor.
 type pooled struct{ *upstream.Upstream }
 
-func (p pooled) Destruct() error { return p.Close() }
+// closing tracks the servers stopping in the background.
+var closing sync.WaitGroup
+
+// Destruct stops a server no configuration uses any more. On a reload it
+// does so in the background, letting calls under way finish (within the
+// drain timeout) without holding up the new configuration; when Caddy
+// exits, it waits.
+func (p pooled) Destruct() error {
+	if caddy.Exiting() {
+		return p.Close()
+	}
+	closing.Add(1)
+	go func() {
+		defer closing.Done()
+		_ = p.Close()
+	}()
+	return nil
+}
 
 // Provision resolves the configuration, loads config files, and takes the
 // handler's upstreams from the pool. It starts nothing: the mcpo app starts
@@ -228,6 +265,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			ToolErrorStatus: s.ToolErrorStatus,
 			Title:           title,
 			LenientArgs:     s.StrictArgs != nil && !*s.StrictArgs,
+			ToolTimeouts:    durations(s.ToolTimeouts),
+			MaxConcurrent:   s.MaxConcurrent,
+			QueueTimeout:    time.Duration(s.QueueTimeout),
 		})
 	}
 	h.bridge, err = bridge.New(cfg)
@@ -400,8 +440,26 @@ func (s *Server) spec(name string, repl *caddy.Replacer) (upstream.Spec, upstrea
 	if s.ToolErrorStatus != 0 && (s.ToolErrorStatus < 400 || s.ToolErrorStatus > 599) {
 		return spec, upstream.Options{}, fmt.Errorf("tool_error_status %d is not an HTTP error status (400-599)", s.ToolErrorStatus)
 	}
-	opts := upstream.Options{StartTimeout: time.Duration(s.StartTimeout)}
+	if s.MaxConcurrent < 0 {
+		return spec, upstream.Options{}, fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent)
+	}
+	opts := upstream.Options{
+		StartTimeout: time.Duration(s.StartTimeout),
+		Drain:        time.Duration(s.DrainTimeout),
+		Stop:         upstream.StopTimeouts{Grace: time.Duration(s.StopTimeout), Term: time.Duration(s.KillTimeout)},
+	}
 	return spec, opts, nil
+}
+
+func durations(m map[string]caddy.Duration) map[string]time.Duration {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]time.Duration, len(m))
+	for k, d := range m {
+		out[k] = time.Duration(d)
+	}
+	return out
 }
 
 // childEnv builds a stdio server's whole environment: the inherited

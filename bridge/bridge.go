@@ -45,6 +45,13 @@ type Server struct {
 	DisabledTools []string
 	// Timeout bounds each call; DefaultTimeout when zero.
 	Timeout time.Duration
+	// ToolTimeouts overrides Timeout for the tools it names.
+	ToolTimeouts map[string]time.Duration
+	// MaxConcurrent caps the calls under way at once; 0 caps nothing.
+	MaxConcurrent int
+	// QueueTimeout is how long a call waits for a slot when MaxConcurrent
+	// calls are under way, before it gets 429; 0 refuses it at once.
+	QueueTimeout time.Duration
 	// ToolErrorStatus is the HTTP status of a result the tool marked as an
 	// error (isError); DefaultToolErrorStatus when zero.
 	ToolErrorStatus int
@@ -75,6 +82,8 @@ type Config struct {
 	// MaxBodyBytes caps request bodies; DefaultMaxBodyBytes when zero.
 	MaxBodyBytes int64
 	Logger       *zap.Logger
+	// Observer is told about every call; nil tells nobody.
+	Observer Observer
 }
 
 // Bridge serves the tools of a set of MCP servers. It is safe for
@@ -82,6 +91,7 @@ type Config struct {
 type Bridge struct {
 	cfg     Config
 	log     *zap.Logger
+	obs     Observer
 	servers map[string]*serverState // by name
 
 	mu  sync.Mutex // guards all
@@ -91,6 +101,14 @@ type Bridge struct {
 // Names used by the router itself; a server cannot take them in a mount of
 // several servers.
 var reservedNames = map[string]bool{"docs": true, "openapi.json": true, "health": true}
+
+// timeoutFor returns the deadline of a call of tool.
+func (s *Server) timeoutFor(tool string) time.Duration {
+	if d, ok := s.ToolTimeouts[tool]; ok && d > 0 {
+		return d
+	}
+	return s.Timeout
+}
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 
@@ -123,7 +141,10 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Title == "" {
 		cfg.Title = "MCP tools"
 	}
-	b := &Bridge{cfg: cfg, log: cfg.Logger, servers: map[string]*serverState{}}
+	b := &Bridge{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, servers: map[string]*serverState{}}
+	if b.obs == nil {
+		b.obs = noObserver{}
+	}
 	for _, s := range cfg.Servers {
 		if !cfg.Single {
 			if err := ValidateServerName(s.Name); err != nil {
@@ -149,6 +170,12 @@ func New(cfg Config) (*Bridge, error) {
 // for the documents' server URL.
 func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string) {
 	base = strings.TrimSuffix(base, "/")
+	if rel == "/health" && (r.Method != http.MethodPost || !b.cfg.Single) {
+		if allow(w, r, methodsDoc) {
+			b.serveHealth(w, r)
+		}
+		return
+	}
 	if b.cfg.Single {
 		b.serveServer(w, r, b.servers[b.cfg.Servers[0].Name], rel, base)
 		return
@@ -234,15 +261,16 @@ func (b *Bridge) serveServer(w http.ResponseWriter, r *http.Request, s *serverSt
 
 	if r.Method == http.MethodPost {
 		if rt == nil { // the server is not ready; nothing is known of the tool
-			b.callError(w, r, s.cfg, seg, err, nil)
+			outcome := b.callError(w, r, s.cfg, seg, err, nil, 0)
+			b.obs.CallFinished(s.cfg.Name, seg, outcome, 0)
 			return
 		}
-		b.call(w, r, s.cfg, rt)
+		b.call(w, r, s, rt)
 		return
 	}
 	if rel == "/openapi.json" {
 		if v == nil {
-			b.callError(w, r, s.cfg, "", err, nil)
+			b.callError(w, r, s.cfg, "", err, nil, 0)
 			return
 		}
 		serveDocument(w, r, v.doc, v.etag, base)

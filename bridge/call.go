@@ -18,34 +18,71 @@ import (
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
-// call runs one tool call: read the arguments, call with the server's
-// deadline, and write the mapped result or error.
-func (b *Bridge) call(w http.ResponseWriter, r *http.Request, s *Server, rt *route) {
+// call runs one tool call: read and check the arguments, wait for a slot
+// under the server's concurrency cap, call with the tool's deadline, and
+// write the mapped result or error.
+func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route) {
+	s, tool := st.cfg, rt.tool.Name
+	start := time.Now()
+	outcome := OutcomeOK
+	b.obs.CallStarted(s.Name, tool)
+	defer func() { b.obs.CallFinished(s.Name, tool, outcome, time.Since(start)) }()
+
 	body, status, msg := readArgs(w, r, b.cfg.MaxBodyBytes)
 	if status != 0 {
-		writeError(w, status, errorDetail{Message: msg, Server: s.Name, Tool: rt.tool.Name})
+		outcome = OutcomeInvalidArguments
+		writeError(w, status, errorDetail{Message: msg, Server: s.Name, Tool: tool})
 		return
 	}
 	args, status, d := prepareArgs(body, s, rt)
 	if status != 0 {
-		d.Server, d.Tool = s.Name, rt.tool.Name
+		outcome = OutcomeInvalidArguments
+		d.Server, d.Tool = s.Name, tool
 		writeError(w, status, d)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.Timeout)
+	release, ok := st.slots.acquire(r.Context(), s.QueueTimeout)
+	if !ok {
+		outcome = OutcomeRejected
+		if r.Context().Err() != nil {
+			outcome = OutcomeCanceled
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, errorDetail{Server: s.Name, Tool: tool,
+			Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)})
+		return
+	}
+	defer release()
+
+	timeout := s.timeoutFor(tool)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	start := time.Now()
-	res, err := s.Upstream.CallTool(ctx, rt.tool.Name, args)
+	res, err := s.Upstream.CallTool(ctx, tool, args)
 	if err != nil {
-		b.callError(w, r, s, rt.tool.Name, err, ctx)
+		outcome = b.callError(w, r, s, tool, err, ctx, timeout)
 		return
 	}
 	status, out := renderResult(res, s, rt.tool)
+	if res.IsError {
+		outcome = OutcomeToolError
+	}
 	writeJSON(w, status, out)
 	if ce := b.log.Check(zap.DebugLevel, "tool call"); ce != nil {
-		ce.Write(zap.String("server", s.Name), zap.String("tool", rt.tool.Name),
-			zap.Int("status", status), zap.Duration("took", time.Since(start)))
+		ce.Write(zap.String("server", s.Name), zap.String("tool", tool),
+			zap.Int("status", status), zap.Duration("took", time.Since(start)),
+			zap.ByteString("arguments", capped(args)), zap.ByteString("result", capped(out)))
 	}
+}
+
+// maxLoggedBytes bounds the arguments and results in debug logs.
+const maxLoggedBytes = 1024
+
+func capped(b []byte) []byte {
+	if len(b) <= maxLoggedBytes {
+		return b
+	}
+	return append(b[:maxLoggedBytes:maxLoggedBytes], "…"...)
 }
 
 // readArgs reads the request body as the tool's arguments: a JSON object,
@@ -89,11 +126,13 @@ func jsonKind(first byte) string {
 	}
 }
 
-// callError writes the response for a failed call. tool may be empty (a
-// document request), ctx is the call's context (nil when no call ran).
-func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, tool string, err error, ctx context.Context) {
+// callError writes the response for a failed call and returns its outcome.
+// tool may be empty (a document request), ctx is the call's context and
+// timeout its timeout (nil and 0 when no call ran).
+func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, tool string, err error, ctx context.Context, timeout time.Duration) Outcome {
 	d := errorDetail{Server: s.Name, Tool: tool}
 	var status int
+	var outcome Outcome
 	var (
 		unavailable *upstream.UnavailableError
 		rpc         *upstream.RPCError
@@ -103,33 +142,33 @@ func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, to
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
 		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
-		return
+		return OutcomeCanceled
 	case errors.As(err, &unavailable):
-		status = http.StatusServiceUnavailable
+		status, outcome = http.StatusServiceUnavailable, OutcomeUnavailable
 		secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		d.Message = unavailable.Error() + "; try again later"
 	case errors.As(err, &rpc):
 		switch rpc.Code {
 		case upstream.CodeInvalidParams:
-			status = http.StatusUnprocessableEntity
+			status, outcome = http.StatusUnprocessableEntity, OutcomeInvalidArguments
 		case upstream.CodeMethodNotFound:
-			status = http.StatusNotFound
+			status, outcome = http.StatusNotFound, OutcomeUpstreamError
 		default:
-			status = http.StatusBadGateway
+			status, outcome = http.StatusBadGateway, OutcomeUpstreamError
 		}
 		d.Message = rpc.Message
 		code := rpc.Code
 		d.Code = &code
 		d.Data = rpc.Data
 	case errors.As(err, &input):
-		status = http.StatusBadGateway
+		status, outcome = http.StatusBadGateway, OutcomeUpstreamError
 		d.Message = fmt.Sprintf("server %q: tool %q: %v", s.Name, tool, input)
 	case ctx != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		status = http.StatusGatewayTimeout
-		d.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, s.Timeout)
+		status, outcome = http.StatusGatewayTimeout, OutcomeTimeout
+		d.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, timeout)
 	default:
-		status = http.StatusBadGateway
+		status, outcome = http.StatusBadGateway, OutcomeUpstreamError
 		d.Message = fmt.Sprintf("server %q: calling tool %q failed: %v", s.Name, tool, err)
 	}
 	if status >= 500 {
@@ -137,6 +176,7 @@ func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, to
 			zap.Int("status", status), zap.Error(err))
 	}
 	writeError(w, status, d)
+	return outcome
 }
 
 // errorDetail is the body of every error response, inside {"detail": ...}.

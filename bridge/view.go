@@ -56,13 +56,14 @@ type serverState struct {
 	cfg   *Server
 	allow map[string]bool // nil: every tool not denied
 	deny  map[string]bool
+	slots slots
 
 	view atomic.Pointer[view] // the latest view
 	mu   sync.Mutex           // serializes building views
 }
 
 func newServerState(s *Server) *serverState {
-	st := &serverState{cfg: s, deny: map[string]bool{}}
+	st := &serverState{cfg: s, deny: map[string]bool{}, slots: newSlots(s.MaxConcurrent)}
 	if len(s.Tools) > 0 {
 		st.allow = map[string]bool{}
 		for _, t := range s.Tools {

@@ -75,7 +75,7 @@ func checkNoLeftovers() int {
 
 // loadRaw loads a configuration into the running Caddy through its admin API.
 func loadRaw(config, contentType string) error {
-	req, err := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(config))
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(config))
 	if err != nil {
 		return err
 	}
@@ -127,22 +127,34 @@ func descendants(pid int) []string {
 	return out
 }
 
-// The ports of the Caddy under test.
-const (
-	httpPort = 9080
-	base     = "http://localhost:9080"
+// The ports of the Caddy under test: 9080 for HTTP and 2999 for the admin
+// API, or from MCPO_TEST_PORT_BASE (HTTP at the base, admin at base+1), so
+// that two runs of the suite can share a machine.
+var (
+	httpPort  = 9080
+	adminPort = 2999
+	base      string
 )
 
+func init() {
+	if b, err := strconv.Atoi(os.Getenv("MCPO_TEST_PORT_BASE")); err == nil && b > 0 {
+		httpPort, adminPort = b, b+1
+	}
+	base = fmt.Sprintf("http://localhost:%d", httpPort)
+}
+
 // globalOptions starts every Caddyfile the tests load.
-const globalOptions = `{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+func globalOptions() string {
+	return fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	https_port %d
 	grace_period 1ns
 	skip_install_trust
 	auto_https off
 }
-`
+`, adminPort, httpPort, httpPort+2)
+}
 
 // waitLimit bounds every wait in these tests.
 const waitLimit = 60 * time.Second
@@ -156,10 +168,11 @@ func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
 	caddyStarted = true
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		AdminPort:          adminPort,
 		TestRequestTimeout: waitLimit,
 		LoadRequestTimeout: 30 * time.Second,
 	})
-	tester.InitServer(globalOptions+site, "caddyfile")
+	tester.InitServer(globalOptions()+site, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}

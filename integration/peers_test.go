@@ -150,8 +150,8 @@ func isString(t *testing.T, v any) {
 
 func TestServerEverythingOverEveryTransport(t *testing.T) {
 	script := everythingScript(t)
-	httpPort := startEverythingHTTP(t, "streamableHttp")
-	ssePort := startEverythingHTTP(t, "sse")
+	everythingHTTP := startEverythingHTTP(t, "streamableHttp")
+	everythingSSE := startEverythingHTTP(t, "sse")
 	// Set after the HTTP servers started: only stdio servers are Caddy's to
 	// isolate.
 	t.Setenv("MCPO_INTEGRATION_SECRET", secretValue)
@@ -167,7 +167,7 @@ func TestServerEverythingOverEveryTransport(t *testing.T) {
 		transport sse
 	}
 }
-`, 9080, script, httpPort, ssePort))
+`, httpPort, script, everythingHTTP, everythingSSE))
 
 	for _, name := range []string{"stdio", "http", "sse"} {
 		t.Run(name, func(t *testing.T) {
@@ -219,7 +219,7 @@ func TestStdioEnvironmentIsolation(t *testing.T) {
 		env RENAMED {env.MCPO_INTEGRATION_SECRET}
 	}
 }
-`, 9080, script, script))
+`, httpPort, script, script))
 	waitReady(t, "/plain/openapi.json")
 	waitReady(t, "/given/openapi.json")
 	env := func(path string) map[string]string {
@@ -255,7 +255,7 @@ func TestMCPServerTimeFromPyPI(t *testing.T) {
 		command uvx --offline --from %s mcp-server-time --local-timezone=UTC
 	}
 }
-`, 9080, pkg))
+`, httpPort, pkg))
 	doc := loadDoc(t, "mcp-server-time", waitReady(t, "/time/openapi.json"), fixture.InputSchemas(fixture.Options{Captured: "time"}))
 	paths := toolPaths(t, doc)
 	if _, ok := paths["get_current_time"]; !ok {

@@ -47,6 +47,7 @@ type Status struct {
 	LastError string
 	Since     time.Time // when State was entered
 	RetryAt   time.Time // in StateFailed, when the next start begins
+	InFlight  int       // calls under way
 }
 
 // Options tune an Upstream without changing its identity; they may change
@@ -258,6 +259,7 @@ func (u *Upstream) Status() Status {
 		Restarts: u.restarts,
 		Since:    u.since,
 		RetryAt:  u.retryAt,
+		InFlight: u.inflight,
 	}
 	if u.lastErr != nil {
 		st.LastError = u.lastErr.Error()

@@ -1,0 +1,70 @@
+package bridge
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// serverHealth is one server in the health report.
+type serverHealth struct {
+	Name      string         `json:"name"`
+	State     upstream.State `json:"state"`
+	Endpoint  string         `json:"endpoint"`
+	Protocol  string         `json:"protocol,omitempty"`
+	Server    string         `json:"server,omitempty"` // the server's own name and version
+	Tools     int            `json:"tools"`
+	InFlight  int            `json:"in_flight"`
+	Restarts  int            `json:"restarts"`
+	PID       int            `json:"pid,omitempty"`
+	Since     time.Time      `json:"since"`
+	RetryAt   *time.Time     `json:"retry_at,omitempty"`
+	LastError string         `json:"last_error,omitempty"`
+}
+
+// serveHealth reports every server's state: 200 when all are ready, 503
+// otherwise (with the same body).
+func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request) {
+	report := struct {
+		Status  string         `json:"status"`
+		Servers []serverHealth `json:"servers"`
+	}{Status: "ready"}
+	ready := 0
+	for _, s := range b.cfg.Servers {
+		st := s.Upstream.Status()
+		h := serverHealth{
+			Name: s.Name, State: st.State, Endpoint: st.Endpoint, Protocol: st.Server.Protocol,
+			Tools: st.Tools, InFlight: st.InFlight, Restarts: st.Restarts, PID: st.PID,
+			Since: st.Since.UTC(), LastError: st.LastError,
+		}
+		if st.Server.Name != "" {
+			h.Server = st.Server.Name + " " + st.Server.Version
+		}
+		if !st.RetryAt.IsZero() {
+			at := st.RetryAt.UTC()
+			h.RetryAt = &at
+		}
+		if st.State == upstream.StateReady {
+			ready++
+		}
+		report.Servers = append(report.Servers, h)
+	}
+	status := http.StatusOK
+	switch {
+	case ready == len(b.cfg.Servers):
+	case ready == 0:
+		report.Status, status = "unavailable", http.StatusServiceUnavailable
+	case ready < len(b.cfg.Servers):
+		report.Status, status = "degraded", http.StatusServiceUnavailable
+	}
+	body, _ := json.Marshal(report)
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		return
+	}
+	writeJSON(w, status, body)
+}
