@@ -261,8 +261,10 @@ func (b *Bridge) serveServer(w http.ResponseWriter, r *http.Request, s *serverSt
 
 	if r.Method == http.MethodPost {
 		if rt == nil { // the server is not ready; nothing is known of the tool
+			start := time.Now()
+			b.obs.CallStarted(s.cfg.Name, "")
 			outcome := b.callError(w, r, s.cfg, seg, err, nil, 0)
-			b.obs.CallFinished(s.cfg.Name, seg, outcome, 0)
+			b.obs.CallFinished(s.cfg.Name, "", outcome, time.Since(start))
 			return
 		}
 		b.call(w, r, s, rt)

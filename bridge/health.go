@@ -8,8 +8,9 @@ import (
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
-// serverHealth is one server in the health report.
-type serverHealth struct {
+// ServerReport is one server as the health report and the admin API show
+// it.
+type ServerReport struct {
 	Name      string         `json:"name"`
 	State     upstream.State `json:"state"`
 	Endpoint  string         `json:"endpoint"`
@@ -18,10 +19,28 @@ type serverHealth struct {
 	Tools     int            `json:"tools"`
 	InFlight  int            `json:"in_flight"`
 	Restarts  int            `json:"restarts"`
+	Failures  int            `json:"failures"`
 	PID       int            `json:"pid,omitempty"`
 	Since     time.Time      `json:"since"`
 	RetryAt   *time.Time     `json:"retry_at,omitempty"`
 	LastError string         `json:"last_error,omitempty"`
+}
+
+// Report describes a server from its status.
+func Report(st upstream.Status) ServerReport {
+	r := ServerReport{
+		Name: st.Name, State: st.State, Endpoint: st.Endpoint, Protocol: st.Server.Protocol,
+		Tools: st.Tools, InFlight: st.InFlight, Restarts: st.Restarts, Failures: st.Failures, PID: st.PID,
+		Since: st.Since.UTC(), LastError: st.LastError,
+	}
+	if st.Server.Name != "" {
+		r.Server = st.Server.Name + " " + st.Server.Version
+	}
+	if !st.RetryAt.IsZero() {
+		at := st.RetryAt.UTC()
+		r.RetryAt = &at
+	}
+	return r
 }
 
 // serveHealth reports every server's state: 200 when all are ready, 503
@@ -29,24 +48,13 @@ type serverHealth struct {
 func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request) {
 	report := struct {
 		Status  string         `json:"status"`
-		Servers []serverHealth `json:"servers"`
-	}{Status: "ready"}
+		Servers []ServerReport `json:"servers"`
+	}{Status: "ready", Servers: make([]ServerReport, 0, len(b.cfg.Servers))}
 	ready := 0
 	for _, s := range b.cfg.Servers {
-		st := s.Upstream.Status()
-		h := serverHealth{
-			Name: s.Name, State: st.State, Endpoint: st.Endpoint, Protocol: st.Server.Protocol,
-			Tools: st.Tools, InFlight: st.InFlight, Restarts: st.Restarts, PID: st.PID,
-			Since: st.Since.UTC(), LastError: st.LastError,
-		}
-		if st.Server.Name != "" {
-			h.Server = st.Server.Name + " " + st.Server.Version
-		}
-		if !st.RetryAt.IsZero() {
-			at := st.RetryAt.UTC()
-			h.RetryAt = &at
-		}
-		if st.State == upstream.StateReady {
+		h := Report(s.Upstream.Status())
+		h.Name = s.Name
+		if h.State == upstream.StateReady {
 			ready++
 		}
 		report.Servers = append(report.Servers, h)

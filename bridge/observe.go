@@ -21,7 +21,10 @@ const (
 )
 
 // Observer is told about every tool call, for metrics. Its methods must be
-// safe for concurrent use and quick.
+// safe for concurrent use and quick. Every CallFinished follows a
+// CallStarted with the same server and tool. The tool is one the server
+// listed, or empty for a call to a server that has not listed its tools
+// yet (the name in the request's path is then unchecked).
 type Observer interface {
 	CallStarted(server, tool string)
 	CallFinished(server, tool string, outcome Outcome, took time.Duration)

@@ -204,6 +204,7 @@ var DefaultStopTimeouts = StopTimeouts{Grace: 2 * time.Second, Term: 3 * time.Se
 // stop ends the process and everything in its process group: close stdin
 // and wait, then SIGTERM to the group and wait, then SIGKILL to the group.
 // It returns once the group is gone or SIGKILL has been sent and waited for.
+// log should name the server.
 func (p *process) stop(t StopTimeouts, log *zap.Logger) {
 	p.stdin.Close()
 	pgid := p.pid()

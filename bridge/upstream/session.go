@@ -79,7 +79,7 @@ var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
 // dialer connects sessions for one Upstream.
 type dialer struct {
 	spec   Spec
-	log    func() *zap.Logger
+	log    func() *zap.Logger // names the server
 	stop   StopTimeouts
 	notify func(s *session, n mcp.JSONRPCNotification)
 }
@@ -104,7 +104,7 @@ func (d *dialer) dial(parent, ctx context.Context) (*session, error) {
 			return s, err
 		}
 		d.log().Info("endpoint refused Streamable HTTP; trying HTTP+SSE",
-			zap.String("server", d.spec.Name), zap.String("url", d.spec.Endpoint()))
+			zap.String("url", d.spec.Endpoint()))
 		s, sseErr := d.dialHTTP(parent, ctx, d.newSSE, ProtocolLegacy)
 		if sseErr != nil {
 			return nil, fmt.Errorf("streamable HTTP: %v; HTTP+SSE: %w", err, sseErr)
@@ -127,7 +127,7 @@ func (d *dialer) newSession(parent context.Context) *session {
 func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 	s := d.newSession(parent)
 	proc, err := startProcess(d.spec, func(line string) {
-		d.log().Info(line, zap.String("server", d.spec.Name), zap.String("stream", "stderr"))
+		d.log().Info(line, zap.String("stream", "stderr"))
 	})
 	if err != nil {
 		s.cancel()
@@ -250,11 +250,11 @@ func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*sessio
 			// 2026-07-28 delivers list changes on a subscription.
 			_, err := c.ListenAsync(s.ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) {
 				if s.err() == nil {
-					d.log().Debug("subscriptions/listen ended", zap.String("server", d.spec.Name), zap.Error(err))
+					d.log().Debug("subscriptions/listen ended", zap.Error(err))
 				}
 			})
 			if err != nil {
-				d.log().Warn("cannot subscribe to tool list changes", zap.String("server", d.spec.Name), zap.Error(err))
+				d.log().Warn("cannot subscribe to tool list changes", zap.Error(err))
 			}
 		}
 	} else {
@@ -316,7 +316,7 @@ func isRefusal(err error) bool {
 func (d *dialer) slog() *slog.Logger {
 	h := zapslog.NewHandler(d.log().Core(), zapslog.WithName("mcp-go"),
 		zapslog.AddStacktraceAt(slog.Level(127))) // no stack traces in logs
-	return slog.New(h).With("server", d.spec.Name)
+	return slog.New(h) // the core names the server
 }
 
 // callTool calls a tool and returns its raw result. JSON-RPC errors come back

@@ -43,8 +43,10 @@ type Status struct {
 	PID      int        // stdio process ID while running, else 0
 	// Restarts counts how often the server was started again after it had
 	// been ready once.
-	Restarts  int
-	LastError string
+	Restarts int
+	// Failures counts the failed starts since the server was last ready.
+	Failures  int
+	LastError string    // why the server last failed, kept after it recovers
 	Since     time.Time // when State was entered
 	RetryAt   time.Time // in StateFailed, when the next start begins
 	InFlight  int       // calls under way
@@ -105,6 +107,7 @@ type Upstream struct {
 	retryAt  time.Time
 	lastErr  error
 	restarts int
+	failures int
 	sess     *session      // the ready session, or nil
 	changed  chan struct{} // closed and replaced on every state change
 	inflight int           // calls under way
@@ -144,6 +147,12 @@ func (u *Upstream) SetLogger(l *zap.Logger) {
 }
 
 func (u *Upstream) logger() *zap.Logger { return u.log.Load() }
+
+// serverLogger is the logger with the server's name, for code that knows
+// nothing else of the Upstream.
+func (u *Upstream) serverLogger() *zap.Logger {
+	return u.logger().With(zap.String("server", u.spec.Name))
+}
 
 // SetOptions replaces the options; they apply from the next start or stop.
 func (u *Upstream) SetOptions(o Options) {
@@ -257,6 +266,7 @@ func (u *Upstream) Status() Status {
 		State:    u.state,
 		Endpoint: u.spec.Endpoint(),
 		Restarts: u.restarts,
+		Failures: u.failures,
 		Since:    u.since,
 		RetryAt:  u.retryAt,
 		InFlight: u.inflight,
@@ -400,7 +410,7 @@ func (u *Upstream) setState(s State, err error, retryAt time.Time) {
 // until Close.
 func (u *Upstream) run() {
 	defer close(u.done)
-	d := &dialer{spec: u.spec, log: u.logger, notify: u.notify}
+	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify}
 	failures := 0
 	for {
 		u.setState(StateStarting, nil, time.Time{})
@@ -410,7 +420,7 @@ func (u *Upstream) run() {
 		sess, err := u.startSession(d, opts)
 		if u.ctx.Err() != nil {
 			if sess != nil {
-				sess.close(opts.Stop, u.logger())
+				sess.close(opts.Stop, u.serverLogger())
 			}
 			u.setState(StateStopped, nil, time.Time{})
 			return
@@ -418,6 +428,9 @@ func (u *Upstream) run() {
 		if err != nil {
 			failures++
 			delay := backoff(failures)
+			u.mu.Lock()
+			u.failures++
+			u.mu.Unlock()
 			u.setState(StateFailed, err, time.Now().Add(delay))
 			fields := []zap.Field{
 				zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
@@ -438,7 +451,7 @@ func (u *Upstream) run() {
 		started := time.Now()
 		u.mu.Lock()
 		u.sess = sess
-		u.lastErr = nil
+		u.failures = 0
 		u.mu.Unlock()
 		u.setState(StateReady, nil, time.Time{})
 		ts := u.tools.Load()
@@ -465,7 +478,7 @@ func (u *Upstream) run() {
 		u.mu.Lock()
 		u.sess = nil
 		u.mu.Unlock()
-		sess.close(opts.Stop, u.logger())
+		sess.close(opts.Stop, u.serverLogger())
 		<-relisted
 		if u.ctx.Err() != nil {
 			u.setState(StateStopped, nil, time.Time{})
@@ -509,7 +522,7 @@ func (u *Upstream) startSession(d *dialer, opts Options) (*session, error) {
 	}
 	ts, err := u.list(ctx, sess)
 	if err != nil {
-		sess.close(opts.Stop, u.logger())
+		sess.close(opts.Stop, u.serverLogger())
 		return nil, startError(ctx, err, opts.StartTimeout)
 	}
 	u.tools.Store(ts)
