@@ -221,12 +221,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app := appModule.(*App)
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	cfg := bridge.Config{
 		Single:       single,
 		Title:        h.Title,
 		MaxBodyBytes: h.MaxRequestBody,
 		Logger:       h.logger,
+		Observer:     callObserver{},
 	}
 	for _, s := range servers {
 		name := s.Name

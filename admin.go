@@ -1,0 +1,281 @@
+package caddymcpo
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI is a module that serves the MCP servers of the running
+// configuration on Caddy's admin endpoint, to see how they are doing and to
+// restart them or have them list their tools again:
+//
+//   - GET /mcpo/servers lists every MCP server the running configuration
+//     uses, sorted by name then id, as a JSON array. Each server has an id
+//     (12 hex digits, stable while its configuration does not change), its
+//     name, state (idle, starting, ready, failed or stopped), endpoint (the
+//     command or the URL without secrets), protocol, server (the name and
+//     version it reports), tools (how many it listed), in_flight (calls
+//     under way), restarts, failures (failed starts since it was last
+//     ready), pid (of a stdio server's process), since (when it entered its
+//     state), retry_at (when a failed server is started again) and
+//     last_error.
+//   - GET /mcpo/servers/<server> gives one of them.
+//   - POST /mcpo/servers/<server>/restart stops the server's session (a
+//     stdio server's process) and starts a new one, or cuts short the wait
+//     before a failed server is started again. It answers 202 Accepted with
+//     {"restarted": "<id>"} at once; GET the server to follow it.
+//   - POST /mcpo/servers/<server>/refresh has a ready server list its tools
+//     again, for servers that do not announce changes to their tools. It
+//     answers 202 Accepted with {"refreshed": "<id>"}, or 503 with
+//     Retry-After while the server is not ready.
+//
+// <server> is a server's id, or its name when no other server has that
+// name: the same name under two mounts with different configurations
+// answers 409 with the ids to choose from. Errors are Caddy's admin API
+// errors: a JSON object whose "error" says what went wrong.
+//
+// The module is part of the admin API whenever Caddy is built with
+// caddy-mcpo; it needs no configuration.
+type AdminAPI struct {
+	pool *caddy.UsagePool
+	log  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.mcpo",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Provision sets the module up on the pool of running MCP servers.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	a.pool = upstreams
+	a.log = ctx.Logger(a)
+	return nil
+}
+
+// adminServersPath is where the module's endpoints are.
+const adminServersPath = "/mcpo/servers"
+
+// Routes returns the routes of /mcpo/servers and below.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: adminServersPath, Handler: caddy.AdminHandlerFunc(a.handleList)},
+		{Pattern: adminServersPath + "/", Handler: caddy.AdminHandlerFunc(a.handleServer)},
+	}
+}
+
+// serverStatus is one MCP server as the admin API reports it: as a
+// mount's /health report does, with its id.
+type serverStatus struct {
+	ID string `json:"id"`
+	bridge.ServerReport
+}
+
+// newServerStatus describes a pooled server.
+func newServerStatus(s pooledServer) serverStatus {
+	return serverStatus{ID: s.id, ServerReport: bridge.Report(s.status)}
+}
+
+// handleList answers GET /mcpo/servers with every server of the pool.
+func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
+	if err := allowMethod(w, r, http.MethodGet); err != nil {
+		return err
+	}
+	servers := poolStatuses(a.pool)
+	out := make([]serverStatus, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, newServerStatus(s))
+	}
+	return writeAdminJSON(w, http.StatusOK, out)
+}
+
+// handleServer answers the paths below /mcpo/servers/: one server, and its
+// restart and refresh actions.
+func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, adminServersPath+"/")
+	if rest == "" {
+		return a.handleList(w, r)
+	}
+	ref, action, _ := strings.Cut(rest, "/")
+	method, ok := map[string]string{"": http.MethodGet, "restart": http.MethodPost, "refresh": http.MethodPost}[action]
+	if !ok {
+		return caddy.APIError{
+			HTTPStatus: http.StatusNotFound,
+			Err:        fmt.Errorf("no such endpoint: %s; a server has %s/<server>, .../restart and .../refresh", r.URL.Path, adminServersPath),
+		}
+	}
+	if err := allowMethod(w, r, method); err != nil {
+		return err
+	}
+	s, err := a.find(ref)
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "restart":
+		return a.restart(w, s)
+	case "refresh":
+		return a.refresh(w, s)
+	default:
+		return writeAdminJSON(w, http.StatusOK, newServerStatus(s))
+	}
+}
+
+// restart restarts a server that was started.
+func (a *AdminAPI) restart(w http.ResponseWriter, s pooledServer) error {
+	switch s.status.State {
+	case upstream.StateIdle, upstream.StateStopped:
+		return caddy.APIError{
+			HTTPStatus: http.StatusConflict,
+			Err:        fmt.Errorf("server %q (%s) is %s: only a started server can be restarted", s.status.Name, s.id, s.status.State),
+		}
+	}
+	s.upstream.Restart()
+	a.log.Info("MCP server restart requested", zap.String("server", s.status.Name), zap.String("id", s.id),
+		zap.String("state", string(s.status.State)))
+	return writeAdminJSON(w, http.StatusAccepted, map[string]string{"restarted": s.id})
+}
+
+// refresh has a ready server list its tools again.
+func (a *AdminAPI) refresh(w http.ResponseWriter, s pooledServer) error {
+	if err := s.upstream.Refresh(); err != nil {
+		var unavailable *upstream.UnavailableError
+		if errors.As(err, &unavailable) && unavailable.State != upstream.StateIdle && unavailable.State != upstream.StateStopped {
+			secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			return caddy.APIError{
+				HTTPStatus: http.StatusServiceUnavailable,
+				Err:        fmt.Errorf("refreshing the tools of server %s: %w", s.id, err),
+			}
+		}
+		return caddy.APIError{
+			HTTPStatus: http.StatusConflict,
+			Err:        fmt.Errorf("refreshing the tools of server %s: %w", s.id, err),
+		}
+	}
+	a.log.Info("MCP server tool refresh requested", zap.String("server", s.status.Name), zap.String("id", s.id))
+	return writeAdminJSON(w, http.StatusAccepted, map[string]string{"refreshed": s.id})
+}
+
+// find returns the server whose id, or else whose name, is ref: an error
+// for Caddy's admin API when there is none, or when several servers have
+// that name.
+func (a *AdminAPI) find(ref string) (pooledServer, error) {
+	var named []pooledServer
+	for _, s := range poolStatuses(a.pool) {
+		if s.id == ref {
+			return s, nil
+		}
+		if s.status.Name == ref {
+			named = append(named, s)
+		}
+	}
+	switch len(named) {
+	case 0:
+		return pooledServer{}, caddy.APIError{
+			HTTPStatus: http.StatusNotFound,
+			Err:        fmt.Errorf("no MCP server has the id or name %q; GET %s lists them", ref, adminServersPath),
+		}
+	case 1:
+		return named[0], nil
+	}
+	ids := make([]string, len(named))
+	for i, s := range named {
+		ids[i] = s.id
+	}
+	return pooledServer{}, caddy.APIError{
+		HTTPStatus: http.StatusConflict,
+		Err: fmt.Errorf("%d MCP servers are named %q (under different mounts or configurations): use one of their ids: %s",
+			len(named), ref, strings.Join(ids, ", ")),
+	}
+}
+
+// pooledServer is a snapshot of one server of the pool.
+type pooledServer struct {
+	id       string
+	upstream *upstream.Upstream
+	status   upstream.Status
+}
+
+// serverID returns the id of the server under a pool key: the first 12 hex
+// digits of the key's SHA-256, short and stable while the server's
+// configuration stays the same.
+func serverID(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:6])
+}
+
+// poolStatuses returns a snapshot of every server of pool, sorted by name,
+// then id.
+func poolStatuses(pool *caddy.UsagePool) []pooledServer {
+	var out []pooledServer
+	pool.Range(func(key, value any) bool {
+		k, ok1 := key.(string)
+		p, ok2 := value.(pooled)
+		if ok1 && ok2 {
+			out = append(out, pooledServer{id: serverID(k), upstream: p.Upstream})
+		}
+		return true
+	})
+	// Status locks the server: take it outside the pool's lock.
+	for i := range out {
+		out[i].status = out[i].upstream.Status()
+	}
+	slices.SortFunc(out, func(a, b pooledServer) int {
+		return cmp.Or(strings.Compare(a.status.Name, b.status.Name), strings.Compare(a.id, b.id))
+	})
+	return out
+}
+
+// allowMethod returns the admin API's 405 error, and sets Allow, unless the
+// request's method is method.
+func allowMethod(w http.ResponseWriter, r *http.Request, method string) error {
+	if r.Method == method {
+		return nil
+	}
+	w.Header().Set("Allow", method)
+	return caddy.APIError{
+		HTTPStatus: http.StatusMethodNotAllowed,
+		Err:        fmt.Errorf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, method),
+	}
+}
+
+// writeAdminJSON writes v as a JSON response.
+func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("encoding the response: %w", err)}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+)

@@ -1,0 +1,343 @@
+package caddymcpo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+)
+
+func TestMain(m *testing.M) {
+	fixture.MaybeServeStdio()
+	os.Exit(m.Run())
+}
+
+// testWait bounds every wait in these tests.
+const testWait = 20 * time.Second
+
+// testPool is a pool of real MCP servers, like the module's.
+type testPool struct {
+	t    *testing.T
+	pool *caddy.UsagePool
+}
+
+// newTestPool returns an empty pool for one test.
+func newTestPool(t *testing.T) *testPool {
+	return &testPool{t: t, pool: caddy.NewUsagePool()}
+}
+
+// add puts a server for spec into the pool, started when start is set,
+// and returns it and its id. It is closed when the test ends.
+func (p *testPool) add(spec upstream.Spec, start bool) (*upstream.Upstream, string) {
+	p.t.Helper()
+	if err := spec.Validate(); err != nil {
+		p.t.Fatal(err)
+	}
+	key := spec.Key()
+	val, _, err := p.pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooled{upstream.New(spec, upstream.Options{StartTimeout: testWait}, zaptest.NewLogger(p.t))}, nil
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	u := val.(pooled).Upstream
+	p.t.Cleanup(func() {
+		_, _ = p.pool.Delete(key)
+		_ = u.Close() // Destruct closes it in the background; wait for it
+	})
+	if start {
+		u.Start()
+	}
+	return u, serverID(key)
+}
+
+// fixtureSpec runs the stdio fixture server under name.
+func fixtureSpec(name string, opts fixture.Options) upstream.Spec {
+	cmd, args, env := fixture.StdioCommand(opts)
+	return upstream.Spec{Name: name, Transport: upstream.TransportStdio, Command: cmd, Args: args, Env: append(os.Environ(), env...)}
+}
+
+// waitStatus waits until u's status satisfies ok and returns it.
+func waitStatus(t *testing.T, u *upstream.Upstream, what string, ok func(upstream.Status) bool) upstream.Status {
+	t.Helper()
+	deadline := time.NewTimer(testWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond) // Status changes without a state change too
+	defer tick.Stop()
+	for {
+		changed := u.Changed()
+		st := u.Status()
+		if ok(st) {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("server %s: still not %s after %s: %+v", st.Name, what, testWait, st)
+		}
+	}
+}
+
+// isReady reports a ready server.
+func isReady(st upstream.Status) bool { return st.State == upstream.StateReady }
+
+// adminResult is what an admin route did with a request: the response it
+// wrote, or the error it returned for Caddy to write.
+type adminResult struct {
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// serveAdmin sends a request to a's routes the way Caddy's admin endpoint
+// does: through an http.ServeMux holding each route's pattern.
+func serveAdmin(a *AdminAPI, method, path string) adminResult {
+	var res adminResult
+	mux := http.NewServeMux()
+	for _, route := range a.Routes() {
+		mux.Handle(route.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			res.err = route.Handler.ServeHTTP(w, r)
+		}))
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	res.status, res.header, res.body = rec.Code, rec.Header(), rec.Body.Bytes()
+	var apiErr caddy.APIError
+	if errors.As(res.err, &apiErr) {
+		res.status = apiErr.HTTPStatus
+	}
+	return res
+}
+
+// newTestAdmin returns the admin module over p, as Provision sets it up
+// over the module's pool.
+func newTestAdmin(t *testing.T, p *testPool) *AdminAPI {
+	return &AdminAPI{pool: p.pool, log: zaptest.NewLogger(t)}
+}
+
+// callPID asks a fixture server for its process ID.
+func callPID(t *testing.T, u *upstream.Upstream) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	res, err := u.CallTool(ctx, "pid", json.RawMessage(`{}`))
+	if err != nil {
+		t.Fatalf("calling pid: %v", err)
+	}
+	if len(res.Content) != 1 {
+		t.Fatalf("pid answered %+v", res.Content)
+	}
+	pid, err := strconv.Atoi(res.Content[0].Text)
+	if err != nil {
+		t.Fatalf("pid answered %q", res.Content[0].Text)
+	}
+	return pid
+}
+
+func TestAdminListsEveryPooledServerSortedByNameThenID(t *testing.T) {
+	p := newTestPool(t)
+	fx, fxID := p.add(fixtureSpec("fx", fixture.Options{}), true)
+	_, dupA := p.add(upstream.Spec{Name: "dup", Transport: upstream.TransportStdio, Command: "never-started", Args: []string{"a"}}, false)
+	_, dupB := p.add(upstream.Spec{Name: "dup", Transport: upstream.TransportStdio, Command: "never-started", Args: []string{"b"}}, false)
+	waitStatus(t, fx, "ready", isReady)
+
+	res := serveAdmin(newTestAdmin(t, p), http.MethodGet, "/mcpo/servers")
+	if res.err != nil || res.status != http.StatusOK {
+		t.Fatalf("GET /mcpo/servers: %d %s (%v)", res.status, res.body, res.err)
+	}
+	if ct := res.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var got []serverStatus
+	if err := json.Unmarshal(res.body, &got); err != nil {
+		t.Fatalf("GET /mcpo/servers: %v in %s", err, res.body)
+	}
+	wantIDs := []string{min(dupA, dupB), max(dupA, dupB), fxID}
+	if len(got) != len(wantIDs) {
+		t.Fatalf("GET /mcpo/servers lists %d servers, want %d: %s", len(got), len(wantIDs), res.body)
+	}
+	for i, id := range wantIDs {
+		if got[i].ID != id {
+			t.Errorf("server %d is %s %q, want id %s", i, got[i].ID, got[i].Name, id)
+		}
+	}
+	if len(fxID) != 12 || strings.Trim(fxID, "0123456789abcdef") != "" {
+		t.Errorf("id %q is not 12 hex digits", fxID)
+	}
+
+	st := got[2]
+	want := serverStatus{ID: fxID, ServerReport: bridge.ServerReport{
+		Name: "fx", State: upstream.StateReady, Endpoint: fx.Spec().Command,
+		Protocol: st.Protocol, Server: fixture.DefaultName + " " + fixture.Version,
+		Tools: len(fixture.ToolNames(fixture.Options{})), PID: callPID(t, fx), Since: st.Since,
+	}}
+	if st.Protocol == "" || st.Since.IsZero() {
+		t.Errorf("protocol %q, since %s: want both set", st.Protocol, st.Since)
+	}
+	if st != want {
+		t.Errorf("fx is\n%+v, want\n%+v", st, want)
+	}
+	if idle := got[0]; idle.Name != "dup" || idle.State != upstream.StateIdle || idle.PID != 0 || idle.Tools != 0 {
+		t.Errorf("an idle server is %+v", idle)
+	}
+}
+
+func TestAdminAnswersByIDOrNameAndRefusesWhatItCannotDo(t *testing.T) {
+	p := newTestPool(t)
+	fx, fxID := p.add(fixtureSpec("fx", fixture.Options{}), true)
+	_, dupA := p.add(upstream.Spec{Name: "dup", Transport: upstream.TransportStdio, Command: "never-started", Args: []string{"a"}}, false)
+	_, dupB := p.add(upstream.Spec{Name: "dup", Transport: upstream.TransportStdio, Command: "never-started", Args: []string{"b"}}, false)
+	waitStatus(t, fx, "ready", isReady)
+	a := newTestAdmin(t, p)
+
+	tests := []struct {
+		name, method, path string
+		status             int
+		wantID             string   // the id of the server answered
+		errHas             []string // in the error's message
+		allow              string
+	}{
+		{name: "a server by name", method: "GET", path: "/mcpo/servers/fx", status: 200, wantID: fxID},
+		{name: "a server by id", method: "GET", path: "/mcpo/servers/" + fxID, status: 200, wantID: fxID},
+		{name: "one of two servers of a name by id", method: "GET", path: "/mcpo/servers/" + dupB, status: 200, wantID: dupB},
+		{name: "a name two servers share is ambiguous and lists their ids", method: "GET", path: "/mcpo/servers/dup",
+			status: 409, errHas: []string{`"dup"`, dupA, dupB}},
+		{name: "restarting an ambiguous name is refused", method: "POST", path: "/mcpo/servers/dup/restart",
+			status: 409, errHas: []string{dupA, dupB}},
+		{name: "an unknown server is not found", method: "GET", path: "/mcpo/servers/nope", status: 404, errHas: []string{`"nope"`}},
+		{name: "restarting an unknown server is not found", method: "POST", path: "/mcpo/servers/nope/restart", status: 404},
+		{name: "an unknown action is not found", method: "POST", path: "/mcpo/servers/fx/frobnicate", status: 404},
+		{name: "the list with a slash is the list", method: "GET", path: "/mcpo/servers/", status: 200},
+		{name: "the list takes GET only", method: "POST", path: "/mcpo/servers", status: 405, allow: "GET"},
+		{name: "a server takes GET only", method: "DELETE", path: "/mcpo/servers/fx", status: 405, allow: "GET"},
+		{name: "restart takes POST only", method: "GET", path: "/mcpo/servers/fx/restart", status: 405, allow: "POST"},
+		{name: "refresh takes POST only", method: "GET", path: "/mcpo/servers/fx/refresh", status: 405, allow: "POST"},
+		{name: "a server never started cannot be restarted", method: "POST", path: "/mcpo/servers/" + dupA + "/restart",
+			status: 409, errHas: []string{"idle"}},
+		{name: "a server never started cannot be refreshed", method: "POST", path: "/mcpo/servers/" + dupA + "/refresh",
+			status: 409, errHas: []string{dupA}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := serveAdmin(a, tc.method, tc.path)
+			if res.status != tc.status {
+				t.Fatalf("%s %s: %d %s (%v), want %d", tc.method, tc.path, res.status, res.body, res.err, tc.status)
+			}
+			if tc.status >= 400 {
+				var apiErr caddy.APIError
+				if !errors.As(res.err, &apiErr) {
+					t.Fatalf("%s %s: error %v is not a caddy.APIError", tc.method, tc.path, res.err)
+				}
+				for _, s := range tc.errHas {
+					if !strings.Contains(apiErr.Error(), s) {
+						t.Errorf("error %q does not mention %s", apiErr.Error(), s)
+					}
+				}
+				if got := res.header.Get("Allow"); got != tc.allow {
+					t.Errorf("Allow = %q, want %q", got, tc.allow)
+				}
+				return
+			}
+			if tc.wantID != "" {
+				var st serverStatus
+				if err := json.Unmarshal(res.body, &st); err != nil || st.ID != tc.wantID {
+					t.Errorf("%s %s answered %s, want the server %s", tc.method, tc.path, res.body, tc.wantID)
+				}
+			}
+		})
+	}
+}
+
+func TestAdminRestartStartsANewSession(t *testing.T) {
+	p := newTestPool(t)
+	fx, fxID := p.add(fixtureSpec("fx", fixture.Options{}), true)
+	before := waitStatus(t, fx, "ready", isReady)
+	if before.PID == 0 || before.PID != callPID(t, fx) {
+		t.Fatalf("status PID %d, the process says %d", before.PID, callPID(t, fx))
+	}
+
+	res := serveAdmin(newTestAdmin(t, p), http.MethodPost, "/mcpo/servers/fx/restart")
+	if res.err != nil || res.status != http.StatusAccepted || string(res.body) != `{"restarted":"`+fxID+`"}`+"\n" {
+		t.Fatalf("POST restart: %d %s (%v)", res.status, res.body, res.err)
+	}
+	after := waitStatus(t, fx, "ready again after a restart", func(st upstream.Status) bool {
+		return st.State == upstream.StateReady && st.Restarts == 1
+	})
+	if after.PID == before.PID || after.PID != callPID(t, fx) {
+		t.Errorf("PID before %d, after %d, the process says %d: want a new process", before.PID, after.PID, callPID(t, fx))
+	}
+}
+
+func TestAdminRefreshListsToolsAgain(t *testing.T) {
+	// A server that does not announce changes to its tools: only a refresh
+	// shows the tool added below.
+	s := server.NewMCPServer("quiet", "1.0.0", server.WithToolCapabilities(false))
+	tool := func(name string) (mcp.Tool, server.ToolHandlerFunc) {
+		return mcp.NewTool(name), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(name), nil
+		}
+	}
+	s.AddTool(tool("first"))
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", server.NewStreamableHTTPServer(s, server.WithDisableLocalhostProtection(true)))
+	ts := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+	})
+
+	p := newTestPool(t)
+	u, id := p.add(upstream.Spec{Name: "quiet", Transport: upstream.TransportStreamableHTTP, URL: ts.URL + "/mcp"}, true)
+	waitStatus(t, u, "ready", isReady)
+	if n := u.Status().Tools; n != 1 {
+		t.Fatalf("tools = %d, want 1", n)
+	}
+	s.AddTool(tool("second"))
+
+	res := serveAdmin(newTestAdmin(t, p), http.MethodPost, "/mcpo/servers/quiet/refresh")
+	if res.err != nil || res.status != http.StatusAccepted || string(res.body) != `{"refreshed":"`+id+`"}`+"\n" {
+		t.Fatalf("POST refresh: %d %s (%v)", res.status, res.body, res.err)
+	}
+	waitStatus(t, u, "listing 2 tools", func(st upstream.Status) bool { return st.Tools == 2 })
+}
+
+func TestAdminRefreshOfAFailedServerAnswers503WithRetryAfter(t *testing.T) {
+	p := newTestPool(t)
+	u, id := p.add(upstream.Spec{Name: "broken", Transport: upstream.TransportStdio, Command: "/nonexistent/mcp-server"}, true)
+	waitStatus(t, u, "failed", func(st upstream.Status) bool { return st.State == upstream.StateFailed })
+	a := newTestAdmin(t, p)
+
+	res := serveAdmin(a, http.MethodPost, "/mcpo/servers/broken/refresh")
+	if res.status != http.StatusServiceUnavailable {
+		t.Fatalf("POST refresh: %d %s (%v), want 503", res.status, res.body, res.err)
+	}
+	if secs, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || secs < 1 {
+		t.Errorf("Retry-After = %q, want whole seconds", res.header.Get("Retry-After"))
+	}
+	if !strings.Contains(res.err.Error(), id) {
+		t.Errorf("error %q does not name the server %s", res.err, id)
+	}
+
+	// A restart cuts the wait before the next start short.
+	res = serveAdmin(a, http.MethodPost, "/mcpo/servers/broken/restart")
+	if res.status != http.StatusAccepted {
+		t.Fatalf("POST restart: %d %s (%v), want 202", res.status, res.body, res.err)
+	}
+}

@@ -1,0 +1,174 @@
+package caddymcpo
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// The module's Prometheus metrics, served with Caddy's own at the admin
+// endpoint's /metrics and by the metrics handler.
+//
+// Caddy gives every configuration a new registry
+// (caddy.Context.GetMetricsRegistry), so each configuration registers the
+// collectors again. They are package-level, like Caddy's own admin and
+// reload metrics, so that counters carry over a reload instead of starting
+// from zero.
+//
+// Call metrics are labelled with the server's name as the bridge serves it
+// (the same name under two mounts adds up), the tool's MCP name, and the
+// call's outcome (bridge.Outcome). Tool labels only come from tools a server
+// listed: the bridge routes a call only to a listed tool. A call refused
+// before its server ever listed tools (the tool in its URL cannot be
+// checked) has an empty tool label.
+//
+// Server metrics are read from the pool of running servers at each scrape,
+// labelled with the server's name and its id, the id the admin API
+// (admin.api.mcpo) uses: two servers may share a name (under two mounts,
+// or for a moment while a reload replaces one), and two series with the
+// same labels would fail the whole scrape.
+var metrics = struct {
+	calls    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight *prometheus.GaugeVec
+	pool     *poolCollector
+}{
+	calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace,
+		Name:      "calls_total",
+		Help:      "Tool calls served, by server, tool and outcome.",
+	}, []string{"server", "tool", "outcome"}),
+	duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: metricsNamespace,
+		Name:      "call_duration_seconds",
+		Help:      "How long tool calls took, from the request to the answer, by server and tool.",
+		Buckets:   callDurationBuckets,
+	}, []string{"server", "tool"}),
+	inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: metricsNamespace,
+		Name:      "calls_in_flight",
+		Help:      "Tool calls under way, by server.",
+	}, []string{"server"}),
+	pool: newPoolCollector(upstreams),
+}
+
+// metricsNamespace prefixes every metric name of the module.
+const metricsNamespace = "caddy_mcpo"
+
+// callDurationBuckets spans what tool calls take: from a few milliseconds
+// for a local lookup to the default call timeout of five minutes.
+var callDurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// registerMetrics adds the module's collectors to registry, the metrics
+// registry of the configuration being provisioned. A collector already
+// there (another mcpo handler of the same configuration registered it) is
+// fine. A nil registry, as in a bare caddy.Context, registers nothing.
+func registerMetrics(registry *prometheus.Registry) error {
+	if registry == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{metrics.calls, metrics.duration, metrics.inFlight, metrics.pool} {
+		err := registry.Register(c)
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) && dup.ExistingCollector == c {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("registering the mcpo metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// callObserver records the tool calls of the bridges in the package's
+// call metrics.
+type callObserver struct{}
+
+// CallStarted counts a call under way.
+func (callObserver) CallStarted(server, _ string) {
+	metrics.inFlight.WithLabelValues(server).Inc()
+}
+
+// CallFinished counts a finished call by its outcome and records how long
+// it took.
+func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, took time.Duration) {
+	metrics.inFlight.WithLabelValues(server).Dec()
+	metrics.calls.WithLabelValues(server, tool, string(outcome)).Inc()
+	metrics.duration.WithLabelValues(server, tool).Observe(took.Seconds())
+}
+
+// upstreamStates are the states of the server_state metric; a state the
+// upstream package adds later is reported too, but only while a server is
+// in it.
+var upstreamStates = []upstream.State{
+	upstream.StateIdle, upstream.StateStarting, upstream.StateReady, upstream.StateFailed, upstream.StateStopped,
+}
+
+// poolCollector reports the state of every server of a pool when scraped.
+type poolCollector struct {
+	pool     *caddy.UsagePool
+	up       *prometheus.Desc
+	state    *prometheus.Desc
+	restarts *prometheus.Desc
+	tools    *prometheus.Desc
+}
+
+// newPoolCollector returns a collector over pool, whose values are pooled.
+func newPoolCollector(pool *caddy.UsagePool) *poolCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, "", name), help,
+			append([]string{"server", "id"}, labels...), nil)
+	}
+	return &poolCollector{
+		pool:     pool,
+		up:       desc("server_up", "Whether the MCP server is ready for calls (1) or not (0)."),
+		state:    desc("server_state", "The MCP server's state: 1 for the current one, 0 for the others.", "state"),
+		restarts: desc("server_restarts_total", "How often the MCP server was started again after it had been ready."),
+		tools:    desc("server_tools", "How many tools the MCP server listed last, before any filtering."),
+	}
+}
+
+// Describe sends the descriptors of every metric the collector reports.
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.state
+	ch <- c.restarts
+	ch <- c.tools
+}
+
+// Collect sends the current metrics of every server in the pool.
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range poolStatuses(c.pool) {
+		st := s.status
+		up := 0.0
+		if st.State == upstream.StateReady {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, st.Name, s.id)
+		known := false
+		for _, state := range upstreamStates {
+			v := 0.0
+			if state == st.State {
+				v, known = 1, true
+			}
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, st.Name, s.id, string(state))
+		}
+		if !known {
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, 1, st.Name, s.id, string(st.State))
+		}
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.Restarts), st.Name, s.id)
+		ch <- prometheus.MustNewConstMetric(c.tools, prometheus.GaugeValue, float64(st.Tools), st.Name, s.id)
+	}
+}
+
+// Interface guards.
+var (
+	_ bridge.Observer      = callObserver{}
+	_ prometheus.Collector = (*poolCollector)(nil)
+)
