@@ -258,6 +258,33 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			}}},
 		},
 		{
+			name: "lifecycle limits and per-tool timeouts",
+			input: `mcpo /x {
+				server a {
+					command prog
+					tool_timeout slow 10m
+					tool_timeout "spaced name" 1s
+					max_concurrent 4
+					queue_timeout 2s
+					drain_timeout 1m
+					stop_timeout 500ms
+					kill_timeout 1s
+				}
+			}`,
+			want: &Handler{Mount: "/x", Servers: []*Server{{
+				Name:    "a",
+				Command: "prog",
+				ToolTimeouts: map[string]caddy.Duration{
+					"slow": caddy.Duration(10 * time.Minute), "spaced name": caddy.Duration(time.Second),
+				},
+				MaxConcurrent: 4,
+				QueueTimeout:  caddy.Duration(2 * time.Second),
+				DrainTimeout:  caddy.Duration(time.Minute),
+				StopTimeout:   caddy.Duration(500 * time.Millisecond),
+				KillTimeout:   caddy.Duration(time.Second),
+			}}},
+		},
+		{
 			name: "composite duration",
 			input: `mcpo /x {
 				command prog
@@ -606,6 +633,30 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			substrs: []string{`timeout "soon"`, "positive duration"},
 		},
 		{
+			name:    "zero max_concurrent",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_concurrent 0\n}",
+			line:    3,
+			substrs: []string{`max_concurrent "0"`, "1 or more"},
+		},
+		{
+			name:    "max_concurrent that is not a number",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_concurrent many\n}",
+			line:    3,
+			substrs: []string{`max_concurrent "many"`},
+		},
+		{
+			name:    "tool_timeout that does not parse",
+			input:   "mcpo /x {\n\tcommand prog\n\ttool_timeout slow forever\n}",
+			line:    3,
+			substrs: []string{`tool_timeout "forever"`, "positive duration"},
+		},
+		{
+			name:    "kill_timeout twice",
+			input:   "mcpo /x {\n\tcommand prog\n\tkill_timeout 1s\n\tkill_timeout 2s\n}",
+			line:    4,
+			substrs: []string{"kill_timeout"},
+		},
+		{
 			name:    "zero start_timeout",
 			input:   "mcpo /x {\n\tcommand prog\n\tstart_timeout 0s\n}",
 			line:    3,
@@ -733,6 +784,13 @@ func TestUnmarshalCaddyfile_RejectsMissingArguments(t *testing.T) {
 		{name: "timeout", line: "timeout"},
 		{name: "timeout with two arguments", line: "timeout 5s 10s"},
 		{name: "start_timeout", line: "start_timeout"},
+		{name: "tool_timeout without duration", line: "tool_timeout slow"},
+		{name: "tool_timeout with three arguments", line: "tool_timeout slow 1s 2s"},
+		{name: "max_concurrent", line: "max_concurrent"},
+		{name: "queue_timeout", line: "queue_timeout"},
+		{name: "drain_timeout", line: "drain_timeout"},
+		{name: "stop_timeout", line: "stop_timeout"},
+		{name: "kill_timeout with two arguments", line: "kill_timeout 1s 2s"},
 		{name: "tool_error_status", line: "tool_error_status"},
 		{name: "block title", line: "title"},
 		{name: "block title with two arguments", line: "title two words"},

@@ -447,6 +447,9 @@ func (s *Server) spec(name string, repl *caddy.Replacer) (upstream.Spec, upstrea
 	if s.MaxConcurrent < 0 {
 		return spec, upstream.Options{}, fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent)
 	}
+	if s.QueueTimeout > 0 && s.MaxConcurrent == 0 {
+		return spec, upstream.Options{}, errors.New("queue_timeout needs max_concurrent: without a limit no call waits")
+	}
 	opts := upstream.Options{
 		StartTimeout: time.Duration(s.StartTimeout),
 		Drain:        time.Duration(s.DrainTimeout),
