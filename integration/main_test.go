@@ -7,13 +7,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,17 +146,23 @@ func init() {
 	base = fmt.Sprintf("http://localhost:%d", httpPort)
 }
 
-// globalOptions starts every Caddyfile the tests load.
-func globalOptions() string {
-	return fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port %d
-	grace_period 1ns
-	skip_install_trust
-	auto_https off
-}
-`, adminPort, httpPort, httpPort+2)
+// globalOptions starts every Caddyfile the tests load; extra lines are
+// added to the block, replacing the default of the same option.
+func globalOptions(extra ...string) string {
+	lines := []string{
+		fmt.Sprintf("admin localhost:%d", adminPort),
+		fmt.Sprintf("http_port %d", httpPort),
+		fmt.Sprintf("https_port %d", httpPort+2),
+		"grace_period 1ns",
+		"skip_install_trust",
+		"auto_https off",
+	}
+	for _, e := range extra {
+		name, _, _ := strings.Cut(e, " ")
+		lines = slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, name+" ") })
+		lines = append(lines, e)
+	}
+	return "{\n\t" + strings.Join(lines, "\n\t") + "\n}\n"
 }
 
 // waitLimit bounds every wait in these tests.
@@ -166,13 +175,19 @@ var caddyStarted bool
 // Caddy under test.
 func startCaddy(t *testing.T, site string) *caddytest.Tester {
 	t.Helper()
+	return startCaddyWith(t, nil, site)
+}
+
+// startCaddyWith is startCaddy with extra global options.
+func startCaddyWith(t *testing.T, global []string, site string) *caddytest.Tester {
+	t.Helper()
 	caddyStarted = true
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
 		AdminPort:          adminPort,
 		TestRequestTimeout: waitLimit,
 		LoadRequestTimeout: 30 * time.Second,
 	})
-	tester.InitServer(globalOptions()+site, "caddyfile")
+	tester.InitServer(globalOptions(global...)+site, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -193,33 +208,64 @@ func do(t *testing.T, method, path, body string, header ...string) response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
+	r, err := send(ctx, method, path, body, header...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// send is do for any goroutine: it reports failures instead of ending the
+// test.
+//
+// A request whose fresh connection is closed without an answer is sent once
+// more. That happens, rarely, at a reload: Caddy's previous HTTP server may
+// accept a connection in the instant before it shuts down, and net/http
+// then closes a connection whose request it reads after shutdown began,
+// without running any handler.
+func send(ctx context.Context, method, path, body string, header ...string) (response, error) {
+	r, err := sendOnce(ctx, method, path, body, header...)
+	if droppedUnread(err) && ctx.Err() == nil {
+		return sendOnce(ctx, method, path, body, header...)
+	}
+	return r, err
+}
+
+// droppedUnread reports a connection closed before any answer came.
+func droppedUnread(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// sendOnce sends a request once.
+func sendOnce(ctx context.Context, method, path, body string, header ...string) (response, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, r)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	client := &http.Client{
-		// A fresh connection each time: with the tests' 1ns grace period, a
-		// reload closes idle connections, and a POST is not retried.
-		Transport:     &http.Transport{DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+		return response{}, fmt.Errorf("reading the body: %w", err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// client opens a fresh connection for every request: with the tests' 1ns
+// grace period, a reload closes idle connections, and a POST is not retried.
+var client = &http.Client{
+	Transport:     &http.Transport{DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // waitReady polls an OpenAPI document until its server is ready, and

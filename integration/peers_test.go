@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,36 +32,53 @@ func everythingScript(t *testing.T) string {
 // free loopback port until the test ends, and returns the port.
 func startEverythingHTTP(t *testing.T, mode string) int {
 	t.Helper()
+	port := freePort(t)
+	startEverythingHTTPOn(t, mode, port)
+	return port
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
 
+// startEverythingHTTPOn runs server-everything in one of its HTTP modes on
+// port, once it listens there, and returns a function that kills it; the
+// test's end kills it too.
+func startEverythingHTTPOn(t *testing.T, mode string, port int) (kill func()) {
+	t.Helper()
 	cmd := exec.Command("node", everythingScript(t), mode)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(kill)
 	deadline := time.Now().Add(waitLimit)
 	for {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return kill
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server-everything %s did not start listening on port %d", mode, port)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return port
 }
 
 // everythingCalls are server-everything's tools that need no human input,
