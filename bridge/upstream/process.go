@@ -184,9 +184,9 @@ func (p *process) pid() int { return p.cmd.Process.Pid }
 // exitError describes how the child ended; call it after exited is closed.
 func (p *process) exitError() error {
 	if p.waitErr == nil {
-		return errors.New("process exited with status 0")
+		return errors.New("process exited (exit status 0)")
 	}
-	return fmt.Errorf("process %w", p.waitErr)
+	return fmt.Errorf("process exited (%w)", p.waitErr)
 }
 
 // StopTimeouts bound the steps of stopping a stdio server.
