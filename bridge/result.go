@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -46,28 +45,35 @@ func renderResult(res *upstream.CallResult, s *Server, tool *upstream.Tool) (int
 	if len(items) == 1 && !media {
 		return http.StatusOK, items[0]
 	}
-	var b bytes.Buffer
-	b.WriteByte('[')
+	size := 2 + max(len(items)-1, 0) // brackets and commas
+	for _, it := range items {
+		size += len(it)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, '[')
 	for i, it := range items {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(it)
+		b = append(b, it...)
 	}
-	b.WriteByte(']')
-	return http.StatusOK, b.Bytes()
+	return http.StatusOK, append(b, ']')
 }
 
 // renderContent maps one content item to JSON.
 func renderContent(c *upstream.Content) []byte {
 	switch c.Type {
 	case "text":
-		if t := bytes.TrimSpace([]byte(c.Text)); len(t) > 0 && json.Valid(t) {
-			return t
+		// Only a text that starts like a JSON value is copied to be checked:
+		// most texts are prose, and some are megabytes.
+		if t := strings.TrimSpace(c.Text); t != "" && strings.IndexByte(jsonStart, t[0]) >= 0 {
+			if b := []byte(t); json.Valid(b) {
+				return b
+			}
 		}
 		return mustJSON(c.Text)
 	case "image", "audio":
-		return mustJSON(dataURI(c.MIMEType, c.Data))
+		return dataURIJSON(c.MIMEType, c.Data)
 	case "resource_link":
 		return mustJSON(struct {
 			Type        string `json:"type"`
@@ -98,12 +104,58 @@ func renderContent(c *upstream.Content) []byte {
 	return c.Raw // a content type newer than this bridge: passed on as sent
 }
 
+// jsonStart holds the bytes a JSON text can start with.
+const jsonStart = `{["tfn-0123456789`
+
 func dataURI(mime, data string) string {
 	if mime == "" {
 		mime = "application/octet-stream"
 	}
 	return "data:" + mime + ";base64," + data
 }
+
+// dataURIJSON is the JSON string of dataURI(mime, data). Base64 data and
+// MIME types normally hold no character JSON escapes (nor one json.Marshal
+// escapes for HTML); then the string is written as it is, in one
+// allocation, rather than joined, then escaped, then copied: images are
+// often megabytes.
+func dataURIJSON(mime, data string) []byte {
+	if mime == "" {
+		mime = "application/octet-stream"
+	}
+	if !plainJSON(mime) || !plainJSON(data) {
+		return mustJSON(dataURI(mime, data))
+	}
+	const prefix, middle = `"data:`, ";base64,"
+	b := make([]byte, 0, len(prefix)+len(mime)+len(middle)+len(data)+1)
+	b = append(b, prefix...)
+	b = append(b, mime...)
+	b = append(b, middle...)
+	b = append(b, data...)
+	return append(b, '"')
+}
+
+// plainJSON reports whether json.Marshal writes s unchanged between its
+// quotes: printable ASCII, without the characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !plainByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// plainByte holds the bytes plainJSON allows.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()
 
 // errorText is the message of a tool error: its text items, joined.
 func errorText(res *upstream.CallResult) string {

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"reflect"
 	"strings"
@@ -261,5 +262,39 @@ func TestRenderResultToolErrorDefaultStatus(t *testing.T) {
 	status, _ := renderResult(&upstream.CallResult{IsError: true}, s, plainTool)
 	if status != DefaultToolErrorStatus {
 		t.Errorf("status = %d, want %d", status, DefaultToolErrorStatus)
+	}
+}
+
+// TestRenderContentFastPaths checks the shortcuts renderContent takes for
+// texts and data URIs against what they stand for, on random strings of
+// the characters that matter: a text is its JSON value when it is JSON,
+// else a JSON string; media is the JSON string of its data: URI.
+func TestRenderContentFastPaths(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	pieces := []string{" ", "\t", "\n", "\v", "\f", "\r", "\u0085", "\u00a0", "\u2028", "{", "}", "[", "]", "\"", "a", "1", "-",
+		"true", "null", "f", "<", "&", "\\", "\x00", "\x7f", "\xff", "é", ",", ":", "0", "e", "+", "/", "=", "image/png", "A", "z"}
+	for range 100000 {
+		var b strings.Builder
+		for range r.IntN(8) {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		s := b.String()
+		want := mustJSON(s)
+		if trimmed := bytes.TrimSpace([]byte(s)); len(trimmed) > 0 && json.Valid(trimmed) {
+			want = trimmed
+		}
+		if got := renderContent(&upstream.Content{Type: "text", Text: s}); !bytes.Equal(got, want) {
+			t.Fatalf("text %q: %s, want %s", s, got, want)
+		}
+		mime := pieces[r.IntN(len(pieces))]
+		if r.IntN(3) == 0 {
+			mime = ""
+		}
+		for _, typ := range []string{"image", "audio"} {
+			c := &upstream.Content{Type: typ, MIMEType: mime, Data: s}
+			if got, want := renderContent(c), mustJSON(dataURI(mime, s)); !bytes.Equal(got, want) {
+				t.Fatalf("%s %q %q: %s, want %s", typ, mime, s, got, want)
+			}
+		}
 	}
 }

@@ -6,26 +6,81 @@ import (
 	"testing"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
 )
 
-// BenchmarkBuild1000Tools measures converting 1,000 tools' schemas and
-// building their document, what a server with 1,000 tools costs once per
-// tool listing.
-func BenchmarkBuild1000Tools(b *testing.B) {
-	const input = `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{
+// benchInput is the input schema of every generated tool: draft-07, with a
+// default, a $ref into $defs and a nullable type.
+const benchInput = `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{
 		"query":{"type":"string","description":"What to look for","minLength":1},
 		"limit":{"type":"integer","minimum":1,"maximum":100,"default":10},
 		"filter":{"$ref":"#/$defs/Filter"}},"required":["query"],
 		"$defs":{"Filter":{"type":"object","properties":{"kind":{"enum":["a","b","c"]},"since":{"type":["string","null"],"format":"date-time"}}}}}`
+
+// generatedOperations returns n tools taking benchInput, not converted yet.
+func generatedOperations(n int) []Operation {
 	var ops []Operation
 	var namer Namer
-	for i := range 1000 {
+	for i := range n {
 		name := fmt.Sprintf("tool_%04d", i)
 		ops = append(ops, Operation{
 			Path: "/" + name, OperationID: namer.OperationID(name),
-			Tool: &upstream.Tool{Name: name, Description: "A generated tool.", InputSchema: json.RawMessage(input)},
+			Tool: &upstream.Tool{Name: name, Description: "A generated tool.", InputSchema: json.RawMessage(benchInput)},
 		})
 	}
+	return ops
+}
+
+// capturedTool decodes a tool as the bridge lists it.
+func capturedTool(raw json.RawMessage) *upstream.Tool {
+	var t struct {
+		Name         string          `json:"name"`
+		Title        string          `json:"title"`
+		Description  string          `json:"description"`
+		InputSchema  json.RawMessage `json:"inputSchema"`
+		OutputSchema json.RawMessage `json:"outputSchema"`
+		Annotations  json.RawMessage `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &t); err != nil {
+		panic(err)
+	}
+	tool := &upstream.Tool{Name: t.Name, Title: t.Title, Description: t.Description,
+		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations}
+	if tool.Title == "" && t.Annotations != nil {
+		var a struct {
+			Title string `json:"title"`
+		}
+		if json.Unmarshal(t.Annotations, &a) == nil {
+			tool.Title = a.Title
+		}
+	}
+	return tool
+}
+
+// typicalOperations returns 20 real tools, taken in turn from the servers
+// captured in integration/fixture, not converted yet: a server of typical
+// size and schemas (zod's, pydantic's, with and without output schemas).
+func typicalOperations() []Operation {
+	var lists [][]json.RawMessage
+	for _, server := range fixture.CapturedServers() {
+		lists = append(lists, fixture.CapturedTools(server))
+	}
+	var ops []Operation
+	var namer Namer
+	for i := 0; len(ops) < 20; i++ {
+		for _, list := range lists {
+			if i < len(list) && len(ops) < 20 {
+				t := capturedTool(list[i])
+				ops = append(ops, Operation{Path: "/" + namer.PathSegment(t.Name), OperationID: namer.OperationID(t.Name), Tool: t})
+			}
+		}
+	}
+	return ops
+}
+
+// benchmarkBuild measures converting the tools' schemas and building their
+// document, what a server costs once per tool listing.
+func benchmarkBuild(b *testing.B, ops []Operation) {
 	b.ReportAllocs()
 	for b.Loop() {
 		fresh := make([]Operation, len(ops))
@@ -37,3 +92,9 @@ func BenchmarkBuild1000Tools(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuild1000Tools measures a server with 1,000 tools.
+func BenchmarkBuild1000Tools(b *testing.B) { benchmarkBuild(b, generatedOperations(1000)) }
+
+// BenchmarkBuild20Tools measures a server with 20 typical tools.
+func BenchmarkBuild20Tools(b *testing.B) { benchmarkBuild(b, typicalOperations()) }

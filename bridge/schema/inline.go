@@ -194,6 +194,9 @@ func recursionCut(target any, ref string) map[string]any {
 // fetched: a tool list must not make the proxy reach out to the network.
 var errExternalRef = errors.New("external reference not followed")
 
+// pointerUnescaper unescapes a JSON pointer's reference token.
+var pointerUnescaper = strings.NewReplacer("~1", "/", "~0", "~")
+
 // lookup finds what a reference points at inside the schema document. It
 // returns a key identifying the target.
 func (in *inliner) lookup(ref string) (any, string, error) {
@@ -213,7 +216,7 @@ func (in *inliner) lookup(ref string) (any, string, error) {
 	cur := in.root
 	if frag != "" {
 		for _, tok := range strings.Split(frag[1:], "/") {
-			tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+			tok = pointerUnescaper.Replace(tok)
 			switch c := cur.(type) {
 			case map[string]any:
 				next, ok := c[tok]

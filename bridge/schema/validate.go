@@ -134,12 +134,15 @@ func (v *Validator) check(inst any) []ArgumentError {
 	return out
 }
 
+// pointerEscaper escapes a JSON pointer's reference token.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // pointer makes a JSON pointer of an instance location.
 func pointer(loc []string) string {
 	var b strings.Builder
 	for _, tok := range loc {
 		b.WriteByte('/')
-		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+		b.WriteString(pointerEscaper.Replace(tok))
 	}
 	return b.String()
 }

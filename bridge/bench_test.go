@@ -1,0 +1,55 @@
+package bridge
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// benchResults are typical tool results, by the shape of their body.
+func benchResults() []struct {
+	name string
+	res  upstream.CallResult
+	tool *upstream.Tool
+} {
+	// About 100 KB of text, as a file read returns: lines of prose with
+	// quotes, tabs and non-ASCII characters, which JSON escapes or keeps.
+	line := "Lorem ipsum \"dolor\" sit amet,\tconsectetur adipiscing élit <b>&</b> — sed do eiusmod tempor.\n"
+	longText := strings.Repeat(line, 100*1024/len(line))
+	image := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("\x89PNG\r\n\x1a\n", 2048))) // ~22 KB of base64
+	structured := `{"temperature":21.5,"unit":"C","station":{"id":"LFPG","name":"Paris-Charles de Gaulle"},"history":[20.1,20.8,21.5]}`
+	return []struct {
+		name string
+		res  upstream.CallResult
+		tool *upstream.Tool
+	}{
+		{"short text", upstream.CallResult{Content: []upstream.Content{text("The current time in UTC is 20:20:19.")}}, plainTool},
+		{"JSON text", upstream.CallResult{Content: []upstream.Content{text(`{"timezone":"UTC","datetime":"2026-11-21T20:20:19+00:00","day_of_week":"Saturday","is_dst":false}`)}}, plainTool},
+		{"structuredContent", upstream.CallResult{Content: []upstream.Content{text(structured)}, Structured: json.RawMessage(structured)}, typedTool},
+		{"100 KB text", upstream.CallResult{Content: []upstream.Content{text(longText)}}, plainTool},
+		{"mixed with image", upstream.CallResult{Content: []upstream.Content{
+			text("Here is the chart you asked for."),
+			{Type: "image", MIMEType: "image/png", Data: image},
+			{Type: "resource_link", URI: "file:///reports/chart.png", Name: "chart.png", MIMEType: "image/png", Size: ptr(int64(16384))},
+			text(`{"rows":3,"columns":["a","b"]}`),
+		}}, plainTool},
+	}
+}
+
+// BenchmarkRenderResult measures turning a tool result into the HTTP body,
+// what every successful call costs on top of the server's answer.
+func BenchmarkRenderResult(b *testing.B) {
+	for _, bc := range benchResults() {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if status, body := renderResult(&bc.res, testServer, bc.tool); status != 200 || len(body) == 0 {
+					b.Fatal(status, string(body))
+				}
+			}
+		})
+	}
+}
