@@ -323,6 +323,7 @@ func (d *dialer) slog() *slog.Logger {
 // as *RPCError with their code and data intact.
 func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
 	cctx, capt := withCapture(ctx)
+	capt.stand = emptyCallResult
 	req := mcp.CallToolRequest{}
 	req.Params.Name = name
 	req.Params.Arguments = args
@@ -356,6 +357,10 @@ func (s *session) callTool(ctx context.Context, name string, args json.RawMessag
 	}
 	return nil, err
 }
+
+// emptyCallResult is what mcp-go decodes of a tools/call answer: the
+// session decodes the real one from the capture.
+var emptyCallResult = json.RawMessage(`{"content":[]}`)
 
 // errSessionExpired marks a call the server refused because it no longer
 // knows the Streamable HTTP session: it did not run it.
