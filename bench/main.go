@@ -1,0 +1,322 @@
+// Command bench measures caddy-mcpo side by side with mcpo and with a
+// direct MCP client, on one machine in one run, and writes the results to
+// docs/bench: results.json, results.md and results.png.
+//
+// Three paths reach the same upstream MCP servers with the same load:
+//
+//   - direct: an in-process mcp-go client over stdio, the upstream's own
+//     limit;
+//   - caddy-mcpo: POST /<mount>/<tool> through a Caddy built from this
+//     repository;
+//   - mcpo: the same through mcpo, run with uvx.
+//
+// The upstreams are a Go echo server (echoserver: negligible work per call,
+// so the path's overhead dominates), its sleep tool (10 ms per call, so
+// concurrency matters) and mcp-server-time from PyPI. Every load targets
+// loopback; every run is bounded in calls and in time.
+//
+// Run it with `make bench` from the repository root.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	repo        string // the repository root
+	out         string // where results go (docs/bench)
+	work        string // scratch: binaries, logs, profiles (bench/out)
+	timeServer  string // the mcp-server-time requirement for uvx
+	mcpo        string // the mcpo requirement for uvx
+	mcpoWith    string // the requirements mcpo runs with, comma-separated
+	quick       bool   // a smoke run: few calls
+	profile     bool   // take CPU and allocation profiles of caddy-mcpo
+	concurrency []int
+	paths       []string // the paths to measure
+	extras      bool     // measure start-up, reload, documents and memory too
+}
+
+func main() {
+	var o options
+	var conc string
+	flag.StringVar(&o.repo, "repo", "..", "the repository root")
+	flag.StringVar(&o.out, "out", "", "where to write the results (default <repo>/docs/bench)")
+	flag.StringVar(&o.work, "work", "", "scratch directory (default <repo>/bench/out)")
+	flag.StringVar(&o.timeServer, "time-server", "mcp-server-time==2026.10.19", "the mcp-server-time requirement")
+	flag.StringVar(&o.mcpo, "mcpo", "mcpo==0.0.20", "the mcpo requirement")
+	// mcpo 0.0.20 breaks with the MCP SDK 2.x, and the SDK it was released
+	// with breaks with newer Pydantic: run it with its own lock file's pins.
+	flag.StringVar(&o.mcpoWith, "mcpo-with", "mcp==1.17.0,pydantic==2.11.7,fastapi==0.116.1,starlette==0.47.2,uvicorn==0.35.0,httpx==0.28.1",
+		"the requirements mcpo runs with, comma-separated")
+	flag.BoolVar(&o.quick, "quick", false, "a smoke run with few calls; results go to the scratch directory")
+	flag.BoolVar(&o.profile, "profile", true, "take CPU and allocation profiles of caddy-mcpo on the echo upstream at the highest concurrency")
+	render := flag.String("render", "", "only render this results.json again into results.md and results.png beside it")
+	flag.StringVar(&conc, "concurrency", "1,16,64", "concurrency levels")
+	paths := flag.String("paths", strings.Join([]string{pathDirect, pathCaddy, pathMcpo}, ","), "the paths to measure")
+	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
+	flag.Parse()
+	for _, s := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			log.Fatalf("bench: bad concurrency %q", s)
+		}
+		o.concurrency = append(o.concurrency, n)
+	}
+	if *render != "" {
+		if err := rerender(*render); err != nil {
+			log.Fatalf("bench: %v", err)
+		}
+		return
+	}
+	o.paths = strings.Split(*paths, ",")
+	var err error
+	if o.repo, err = filepath.Abs(o.repo); err != nil {
+		log.Fatal(err)
+	}
+	if o.work == "" {
+		o.work = filepath.Join(o.repo, "bench", "out")
+	}
+	if o.out == "" {
+		o.out = filepath.Join(o.repo, "docs", "bench")
+		if o.quick {
+			o.out = filepath.Join(o.work, "quick")
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The whole run is bounded too.
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+}
+
+// upstreamCase is one upstream tool every path calls the same way.
+type upstreamCase struct {
+	Name   string `json:"name"`
+	Server string `json:"server"` // the MCP server: "echo" or "time"
+	Tool   string `json:"tool"`
+	Args   string `json:"arguments"`
+	want   string // a part of every good answer
+	calls  int    // measured calls per concurrency level
+	warm   int
+}
+
+func cases(quick bool) []upstreamCase {
+	cs := []upstreamCase{
+		{Name: "echo", Server: "echo", Tool: "echo", Args: `{"message":"hello"}`, want: "hello", calls: 20000, warm: 2000},
+		{Name: "sleep 10 ms", Server: "echo", Tool: "sleep", Args: `{"ms":10}`, want: "slept", calls: 2000, warm: 200},
+		{Name: "mcp-server-time", Server: "time", Tool: "get_current_time", Args: `{"timezone":"UTC"}`, want: "UTC", calls: 2000, warm: 200},
+	}
+	if quick {
+		for i := range cs {
+			cs[i].calls, cs[i].warm = cs[i].calls/20, cs[i].warm/20
+		}
+	}
+	return cs
+}
+
+// The paths, in the order they run and are reported.
+const (
+	pathDirect = "direct"
+	pathCaddy  = "caddy-mcpo"
+	pathMcpo   = "mcpo"
+)
+
+// path is a way to call the upstreams.
+type path interface {
+	// caller returns a caller of a case's tool.
+	caller(c upstreamCase) caller
+	// proxy returns the proxy's processes (none for direct).
+	proxy() []procInfo
+	close()
+}
+
+// env is what every step needs.
+type env struct {
+	o          options
+	caddyBin   string
+	echoBin    string
+	uvx        string
+	timeArgv   []string // runs mcp-server-time
+	mcpoArgv   []string // runs mcpo, without its own arguments
+	upstreamID []string // command-line parts that identify upstream processes
+}
+
+func run(ctx context.Context, o options) error {
+	for _, d := range []string{o.work, o.out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	e, err := prepare(ctx, o)
+	if err != nil {
+		return err
+	}
+	res := &Results{Machine: describeMachine(), Versions: versions(ctx, o), Started: time.Now().UTC()}
+
+	log.Printf("load: concurrency %v, paths %v", o.concurrency, o.paths)
+	for _, name := range o.paths {
+		p, err := e.open(ctx, name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		for _, c := range cases(o.quick) {
+			for _, conc := range o.concurrency {
+				cell := e.measure(ctx, p, c, conc)
+				cell.Path = name
+				log.Printf("%-11s %-16s c=%-3d %8.0f calls/s  p50 %7.2f ms  p99 %7.2f ms  errors %d  CPU/call client %4.0f proxy %4.0f upstream %4.0f µs",
+					name, c.Name, conc, cell.Load.Throughput, cell.Load.Latency.P50, cell.Load.Latency.P99, cell.Load.Errors,
+					cell.ClientCPUPerCallUS, cell.ProxyCPUPerCallUS, cell.UpstreamCPUPerCallUS)
+				res.Cells = append(res.Cells, cell)
+			}
+		}
+		if name == pathCaddy && o.profile {
+			if err := e.profileCaddy(ctx, p.(*caddyPath)); err != nil {
+				log.Printf("profiling: %v", err)
+			}
+		}
+		p.close()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+
+	if !o.extras {
+		res.Finished = time.Now().UTC()
+		return write(o.out, res)
+	}
+	log.Print("startup, reload, document generation and idle memory")
+	if res.Startup, err = e.startup(ctx); err != nil {
+		return fmt.Errorf("startup: %w", err)
+	}
+	if res.Reload, err = e.reload(ctx); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if res.Document, err = e.document(ctx); err != nil {
+		return fmt.Errorf("document: %w", err)
+	}
+	if res.IdleMemory, err = e.idleMemory(ctx); err != nil {
+		return fmt.Errorf("idle memory: %w", err)
+	}
+	res.Finished = time.Now().UTC()
+	return write(o.out, res)
+}
+
+// measure runs one case at one concurrency through a path, with the CPU
+// time per call of the client (this process: the load generator, or the
+// direct MCP client), the proxy and the upstream server, and the proxy's
+// peak memory. The warm-up calls are counted in the CPU times too, which
+// therefore cover calls+warm calls.
+func (e *env) measure(ctx context.Context, p path, c upstreamCase, conc int) Cell {
+	cell := Cell{Upstream: c.Name}
+	proxy := p.proxy()
+	resetPeak(proxy)
+	p0, s0, u0 := usageOf(proxy), usageOf(e.self()), usageOf(e.upstreams(c))
+	cell.Load = runLoad(ctx, p.caller(c), conc, c.warm, c.calls, 3*time.Minute)
+	p1, s1, u1 := usageOf(p.proxy()), usageOf(e.self()), usageOf(e.upstreams(c))
+	calls := float64(cell.Load.Calls + c.warm)
+	perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / calls }
+	cell.ClientCPUPerCallUS = perCall(s1.cpu - s0.cpu)
+	cell.UpstreamCPUPerCallUS = perCall(u1.cpu - u0.cpu)
+	if len(proxy) > 0 {
+		cell.ProxyCPUSeconds = (p1.cpu - p0.cpu).Seconds()
+		cell.ProxyCPUPerCallUS = perCall(p1.cpu - p0.cpu)
+		cell.ProxyPeakRSSMB = float64(p1.hwm) / (1 << 20)
+	}
+	return cell
+}
+
+// self is this process alone.
+func (e *env) self() []procInfo {
+	p, err := readProc(os.Getpid())
+	if err != nil {
+		return nil
+	}
+	return []procInfo{p}
+}
+
+// upstreams are the processes of a case's upstream server, wherever they
+// run below this process.
+func (e *env) upstreams(c upstreamCase) []procInfo {
+	id := e.echoBin
+	if c.Server == "time" {
+		id = "mcp-server-time"
+	}
+	var out []procInfo
+	for _, p := range tree(os.Getpid()) {
+		if strings.Contains(p.cmdline, id) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// prepare builds the binaries and fetches the Python packages, so that no
+// measurement waits for a download.
+func prepare(ctx context.Context, o options) (*env, error) {
+	e := &env{o: o, caddyBin: filepath.Join(o.work, "caddy"), echoBin: filepath.Join(o.work, "echoserver")}
+	log.Print("building caddy and the echo server")
+	if err := runQuiet(ctx, 10*time.Minute, o.repo, nil, "go", "build", "-o", e.caddyBin, "./cmd/caddy"); err != nil {
+		return nil, err
+	}
+	if err := runQuiet(ctx, 5*time.Minute, filepath.Join(o.repo, "bench"), nil, "go", "build", "-o", e.echoBin, "./echoserver"); err != nil {
+		return nil, err
+	}
+	uvx, err := lookUVX()
+	if err != nil {
+		return nil, err
+	}
+	e.uvx = uvx
+	e.timeArgv = []string{uvx, "--from", o.timeServer, "mcp-server-time", "--local-timezone=UTC"}
+	e.mcpoArgv = []string{uvx, "--from", o.mcpo}
+	for _, req := range strings.Split(o.mcpoWith, ",") {
+		e.mcpoArgv = append(e.mcpoArgv, "--with", req)
+	}
+	e.mcpoArgv = append(e.mcpoArgv, "mcpo")
+	e.upstreamID = []string{e.echoBin, "mcp-server-time"}
+	log.Print("fetching mcpo and mcp-server-time")
+	if err := runQuiet(ctx, 10*time.Minute, o.work, nil, append(e.mcpoArgv, "--help")...); err != nil {
+		return nil, err
+	}
+	if err := runQuiet(ctx, 10*time.Minute, o.work, nil, e.timeArgv[0], "--from", o.timeServer, "mcp-server-time", "--help"); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// lookUVX finds uvx on the PATH (make bench puts the one it installs
+// there).
+func lookUVX() (string, error) {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(dir, "uvx")
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("uvx is not on the PATH: run `make bench`, which installs it, or `pip install uv`")
+}
+
+// writeJSONFile writes v as indented JSON.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// readyLimit bounds every wait for a server or proxy to come up.
+const readyLimit = 2 * time.Minute
+
+// open starts a path to the echo and time servers.
+func (e *env) open(ctx context.Context, name string) (path, error) {
+	switch name {
+	case pathDirect:
+		return e.openDirect(ctx)
+	case pathCaddy:
+		return e.startCaddy(ctx, "caddy", fmt.Sprintf(`mcpo /echo {
+		command %s
+	}
+	mcpo /time {
+		command %s
+	}`, e.echoBin, strings.Join(e.timeArgv, " ")), "/echo", "/time")
+	case pathMcpo:
+		return e.startMcpo(ctx, "mcpo", map[string]any{
+			"echo": map[string]any{"command": e.echoBin},
+			"time": map[string]any{"command": e.timeArgv[0], "args": e.timeArgv[1:]},
+		})
+	}
+	return nil, fmt.Errorf("unknown path %q", name)
+}
+
+// directPath calls the servers with in-process mcp-go clients over stdio.
+type directPath struct {
+	clients map[string]*client.Client
+}
+
+func (e *env) openDirect(ctx context.Context) (*directPath, error) {
+	d := &directPath{clients: map[string]*client.Client{}}
+	for server, argv := range map[string][]string{"echo": {e.echoBin}, "time": e.timeArgv} {
+		c, err := dialStdio(ctx, argv)
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("%s: %w", server, err)
+		}
+		d.clients[server] = c
+	}
+	return d, nil
+}
+
+// dialStdio starts a stdio server and initializes a session with it.
+func dialStdio(ctx context.Context, argv []string) (*client.Client, error) {
+	tr := transport.NewStdio(argv[0], nil, argv[1:]...)
+	c := client.NewClient(tr, client.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
+	if err := c.Start(context.Background()); err != nil { // the process outlives ctx
+		return nil, err
+	}
+	ictx, cancel := context.WithTimeout(ctx, readyLimit)
+	defer cancel()
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "caddy-mcpo-bench", Version: "1"}
+	if _, err := c.Initialize(ictx, req); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (d *directPath) caller(uc upstreamCase) caller {
+	c := d.clients[uc.Server]
+	var args map[string]any
+	if err := json.Unmarshal([]byte(uc.Args), &args); err != nil {
+		panic(err) // the cases are constants
+	}
+	return func(ctx context.Context) error {
+		req := mcp.CallToolRequest{}
+		req.Params.Name, req.Params.Arguments = uc.Tool, args
+		res, err := c.CallTool(ctx, req)
+		if err != nil {
+			return err
+		}
+		if res.IsError || len(res.Content) == 0 {
+			return fmt.Errorf("tool error: %+v", res.Content)
+		}
+		if t, ok := res.Content[0].(mcp.TextContent); !ok || !strings.Contains(t.Text, uc.want) {
+			return fmt.Errorf("unexpected result %+v", res.Content)
+		}
+		return nil
+	}
+}
+
+func (d *directPath) proxy() []procInfo { return nil }
+
+func (d *directPath) close() {
+	for _, c := range d.clients {
+		c.Close()
+	}
+}
+
+// httpPath is a proxy reached over HTTP: caddy-mcpo or mcpo.
+type httpPath struct {
+	p      *proc
+	base   string // http://127.0.0.1:<port>
+	client *http.Client
+	skip   []string // command-line parts of the upstream processes
+}
+
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 1024,
+			IdleConnTimeout:     time.Minute,
+			DisableCompression:  true,
+		},
+		Timeout: time.Minute,
+	}
+}
+
+func (h *httpPath) caller(uc upstreamCase) caller {
+	return postCaller(h.client, h.base+"/"+uc.Server+"/"+uc.Tool, []byte(uc.Args), uc.want)
+}
+
+// postCaller posts body to url and checks for a 200 holding want.
+func postCaller(cl *http.Client, url string, body []byte, want string) caller {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cl.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(want)) {
+			return fmt.Errorf("%s: %d %.200s", url, resp.StatusCode, b)
+		}
+		return nil
+	}
+}
+
+func (h *httpPath) proxy() []procInfo { return tree(h.p.pid(), h.skip...) }
+
+func (h *httpPath) close() {
+	h.client.CloseIdleConnections()
+	h.p.stop()
+}
+
+// get fetches a URL below the path's base.
+func (h *httpPath) get(ctx context.Context, rel string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+rel, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// caddyPath is a Caddy built from this repository.
+type caddyPath struct {
+	httpPath
+	admin  string // http://localhost:<port>
+	config string // the Caddyfile's path
+}
+
+// caddyfile is a whole Caddyfile around a site's directives.
+func caddyfile(httpPort, adminPort int, site string) string {
+	return fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	https_port %d
+	auto_https off
+	skip_install_trust
+	grace_period 5s
+}
+:%d {
+	%s
+}
+`, adminPort, httpPort, httpPort+1, httpPort, site)
+}
+
+// startCaddy runs caddy with a site and waits until the mounts' servers are
+// ready.
+func (e *env) startCaddy(ctx context.Context, name, site string, mounts ...string) (*caddyPath, error) {
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(e.o.work, name+".Caddyfile")
+	if err := os.WriteFile(file, []byte(caddyfile(httpPort, adminPort, site)), 0o644); err != nil {
+		return nil, err
+	}
+	home := filepath.Join(e.o.work, "caddy-home")
+	p, err := start(e.o.work, name, []string{"XDG_CONFIG_HOME=" + home, "XDG_DATA_HOME=" + home},
+		e.caddyBin, "run", "--config", file, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	c := &caddyPath{
+		httpPath: httpPath{p: p, base: fmt.Sprintf("http://127.0.0.1:%d", httpPort), client: newHTTPClient(), skip: e.upstreamID},
+		admin:    fmt.Sprintf("http://localhost:%d", adminPort),
+		config:   file,
+	}
+	for _, m := range mounts {
+		if err := c.waitHealthy(ctx, m); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// waitHealthy waits until every server of a mount is ready.
+func (c *caddyPath) waitHealthy(ctx context.Context, mount string) error {
+	_, err := retry(ctx, readyLimit, func(ctx context.Context) error {
+		status, body, err := c.get(ctx, mount+"/health")
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return fmt.Errorf("%s/health: %d %.300s", mount, status, body)
+		}
+		return nil
+	})
+	return err
+}
+
+// startMcpo runs mcpo with a configuration file of servers and waits until
+// each answers.
+func (e *env) startMcpo(ctx context.Context, name string, servers map[string]any) (*httpPath, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(e.o.work, name+".json")
+	if err := writeJSONFile(file, map[string]any{"mcpServers": servers}); err != nil {
+		return nil, err
+	}
+	argv := append(append([]string{}, e.mcpoArgv...), "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--config", file)
+	p, err := start(e.o.work, name, nil, argv...)
+	if err != nil {
+		return nil, err
+	}
+	h := &httpPath{p: p, base: fmt.Sprintf("http://127.0.0.1:%d", port), client: newHTTPClient(), skip: e.upstreamID}
+	for server := range servers {
+		_, err := retry(ctx, readyLimit, func(ctx context.Context) error {
+			status, body, err := h.get(ctx, "/"+server+"/openapi.json")
+			if err != nil {
+				return err
+			}
+			// The document lists the tools once the session is up.
+			if status != http.StatusOK || !bytes.Contains(body, []byte(`"paths":{"/`)) {
+				return fmt.Errorf("/%s/openapi.json: %d %.300s", server, status, body)
+			}
+			return nil
+		})
+		if err != nil {
+			h.close()
+			return nil, fmt.Errorf("mcpo: server %s: %w", server, err)
+		}
+	}
+	return h, nil
+}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Results is everything one run measured; results.json holds it as is.
+type Results struct {
+	Started    time.Time         `json:"started"`
+	Finished   time.Time         `json:"finished"`
+	Machine    Machine           `json:"machine"`
+	Versions   map[string]string `json:"versions"`
+	Cells      []Cell            `json:"cells"`
+	Startup    Startup           `json:"startup"`
+	Reload     Reload            `json:"reload"`
+	Document   Document          `json:"document"`
+	IdleMemory IdleMemory        `json:"idle_memory"`
+}
+
+// Cell is one upstream case through one path at one concurrency.
+type Cell struct {
+	Upstream          string     `json:"upstream"`
+	Path              string     `json:"path"`
+	Load              LoadResult `json:"load"`
+	ProxyCPUSeconds   float64    `json:"proxy_cpu_seconds,omitempty"`
+	ProxyCPUPerCallUS float64    `json:"proxy_cpu_us_per_call,omitempty"`
+	ProxyPeakRSSMB    float64    `json:"proxy_peak_rss_mib,omitempty"`
+	// CPU time per call of the client (the load generator, or the direct
+	// MCP client) and of the upstream server.
+	ClientCPUPerCallUS   float64 `json:"client_cpu_us_per_call"`
+	UpstreamCPUPerCallUS float64 `json:"upstream_cpu_us_per_call"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+}
+
+func describeMachine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// versions names what ran: the repository's commit and the Python
+// packages' requirements.
+func versions(ctx context.Context, o options) map[string]string {
+	v := map[string]string{"mcpo": o.mcpo, "mcpo runs with": o.mcpoWith, "mcp-server-time": o.timeServer}
+	if out, err := exec.CommandContext(ctx, "git", "-C", o.repo, "describe", "--always", "--dirty").Output(); err == nil {
+		v["caddy-mcpo"] = strings.TrimSpace(string(out))
+	}
+	return v
+}
+
+// write puts results.json, results.md and results.png into dir.
+func write(dir string, r *Results) error {
+	if err := writeJSONFile(filepath.Join(dir, "results.json"), r); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(markdown(r)), 0o644); err != nil {
+		return err
+	}
+	return chart(r, filepath.Join(dir, "results.png"))
+}
+
+// rerender writes results.md and results.png again from a results.json.
+func rerender(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return write(filepath.Dir(file), &r)
+}
+
+// cell finds a cell of the results.
+func (r *Results) cell(upstream, path string, conc int) *Cell {
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		if c.Upstream == upstream && c.Path == path && c.Load.Concurrency == conc {
+			return c
+		}
+	}
+	return nil
+}
+
+// upstreams and concurrencies list the results' dimensions in run order.
+func (r *Results) upstreams() []string {
+	var out []string
+	for _, c := range r.Cells {
+		if !contains(out, c.Upstream) {
+			out = append(out, c.Upstream)
+		}
+	}
+	return out
+}
+
+func (r *Results) concurrencies() []int {
+	var out []int
+	for _, c := range r.Cells {
+		if !contains(out, c.Load.Concurrency) {
+			out = append(out, c.Load.Concurrency)
+		}
+	}
+	return out
+}
+
+func contains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// markdown renders the results as the tables the README shows.
+func markdown(r *Results) string {
+	var b bytes.Buffer
+	paths := []string{pathDirect, pathCaddy, pathMcpo}
+	fmt.Fprintf(&b, "Measured %s on %s (%d cores, Linux %s, %s); caddy-mcpo %s, %s with %s, %s.\n",
+		r.Started.Format("2006-01-02"), r.Machine.CPU, r.Machine.Cores, r.Machine.Kernel, r.Machine.Go,
+		r.Versions["caddy-mcpo"], r.Versions["mcpo"], strings.ReplaceAll(r.Versions["mcpo runs with"], ",", ", "), r.Versions["mcp-server-time"])
+	fmt.Fprintf(&b, "The load generator, the proxy and the upstream share the machine.\n\n")
+
+	fmt.Fprintf(&b, "**Throughput** (calls/s; each cell a fixed number of calls after a warm-up)\n\n")
+	fmt.Fprintf(&b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | caddy-mcpo / direct | caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, u := range r.upstreams() {
+		for _, c := range r.concurrencies() {
+			v := map[string]float64{}
+			for _, p := range paths {
+				if cell := r.cell(u, p, c); cell != nil {
+					v[p] = cell.Load.Throughput
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %s | %s |\n", u, c,
+				v[pathDirect], v[pathCaddy], v[pathMcpo], ratio(v[pathCaddy], v[pathDirect]), ratio(v[pathCaddy], v[pathMcpo]))
+		}
+	}
+
+	fmt.Fprintf(&b, "\n**Latency** (ms, p50 / p99 / max)\n\n")
+	fmt.Fprintf(&b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | p99 caddy-mcpo / direct | p99 mcpo / caddy-mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, u := range r.upstreams() {
+		for _, c := range r.concurrencies() {
+			cols := map[string]string{}
+			p99 := map[string]float64{}
+			for _, p := range paths {
+				if cell := r.cell(u, p, c); cell != nil {
+					l := cell.Load.Latency
+					cols[p] = fmt.Sprintf("%.2f / %.2f / %.1f", l.P50, l.P99, l.Max)
+					p99[p] = l.P99
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", u, c,
+				cols[pathDirect], cols[pathCaddy], cols[pathMcpo], ratio(p99[pathCaddy], p99[pathDirect]), ratio(p99[pathMcpo], p99[pathCaddy]))
+		}
+	}
+
+	fmt.Fprintf(&b, "\n**Cost** (CPU time per call, µs, of client + proxy + upstream: the client is the load generator, or for direct the MCP client; peak resident memory of the proxy; errors)\n\n")
+	fmt.Fprintf(&b, "| upstream | concurrency | direct CPU | caddy-mcpo CPU | mcpo CPU | caddy-mcpo peak RSS | mcpo peak RSS | errors direct / caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	cpu := func(c *Cell) string {
+		if c.Path == pathDirect {
+			return fmt.Sprintf("%.0f + %.0f", c.ClientCPUPerCallUS, c.UpstreamCPUPerCallUS)
+		}
+		return fmt.Sprintf("%.0f + %.0f + %.0f", c.ClientCPUPerCallUS, c.ProxyCPUPerCallUS, c.UpstreamCPUPerCallUS)
+	}
+	for _, u := range r.upstreams() {
+		for _, c := range r.concurrencies() {
+			cc, mc, dc := r.cell(u, pathCaddy, c), r.cell(u, pathMcpo, c), r.cell(u, pathDirect, c)
+			if cc == nil || mc == nil || dc == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.0f MiB | %.0f MiB | %d / %d / %d |\n", u, c,
+				cpu(dc), cpu(cc), cpu(mc), cc.ProxyPeakRSSMB, mc.ProxyPeakRSSMB,
+				dc.Load.Errors, cc.Load.Errors, mc.Load.Errors)
+		}
+	}
+
+	fmt.Fprintf(&b, "\n**Start, reload, documents, memory**\n\n| measure | direct | caddy-mcpo | mcpo |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| process start to first successful call (median of %d) | %.0f ms | %.0f ms | %.0f ms |\n",
+		r.Startup.Runs, r.Startup.MS[pathDirect], r.Startup.MS[pathCaddy], r.Startup.MS[pathMcpo])
+	fmt.Fprintf(&b, "| resident memory with one server | | %.0f KiB | %.0f KiB |\n", r.IdleMemory.Base[pathCaddy], r.IdleMemory.Base[pathMcpo])
+	fmt.Fprintf(&b, "| resident memory per more idle session (%d added) | | %.0f KiB | %.0f KiB |\n",
+		r.IdleMemory.Sessions, r.IdleMemory.PerSession[pathCaddy], r.IdleMemory.PerSession[pathMcpo])
+	fmt.Fprintf(&b, "\n- `caddy reload` with %d unchanged stdio servers: %.0f ms (median of %d; the admin API's `POST /load` alone: %.0f ms); processes restarted: **%d**.\n",
+		r.Reload.Servers, r.Reload.CLIms, r.Reload.Runs, r.Reload.APIms, r.Reload.Restarted)
+	fmt.Fprintf(&b, "- OpenAPI document of a server with %d tools (%d KiB): %.0f ms for the first request after a tool listing (conversion, validators, document), %.2f ms after.\n",
+		r.Document.Tools, r.Document.Bytes>>10, r.Document.FirstMS, r.Document.CachedMS)
+	fmt.Fprintf(&b, "- One idle echo server process (not counted above): %.0f KiB resident.\n", r.IdleMemory.UpstreamKiB)
+
+	fmt.Fprintf(&b, "\n**Targets** (echo upstream)\n\n")
+	top := r.concurrencies()[len(r.concurrencies())-1]
+	if cc, mc, dc := r.cell("echo", pathCaddy, top), r.cell("echo", pathMcpo, top), r.cell("echo", pathDirect, top); cc != nil && mc != nil && dc != nil {
+		target(&b, fmt.Sprintf("throughput at concurrency %d ≥ 10× mcpo's", top), cc.Load.Throughput/mc.Load.Throughput, 10)
+		target(&b, fmt.Sprintf("throughput at concurrency %d ≥ 0.5× the direct client's", top), cc.Load.Throughput/dc.Load.Throughput, 0.5)
+	}
+	if cc, mc := r.cell("echo", pathCaddy, 16), r.cell("echo", pathMcpo, 16); cc != nil && mc != nil {
+		target(&b, "p99 latency at concurrency 16 ≤ 1/10 of mcpo's", mc.Load.Latency.P99/cc.Load.Latency.P99, 10)
+	}
+	met := "met"
+	if r.Reload.Restarted != 0 {
+		met = "missed"
+	}
+	fmt.Fprintf(&b, "- reload with %d unchanged servers restarts 0 processes: %d, %s\n", r.Reload.Servers, r.Reload.Restarted, met)
+	return b.String()
+}
+
+func target(b *bytes.Buffer, what string, got, want float64) {
+	met := "met"
+	if got < want {
+		met = "missed"
+	}
+	fmt.Fprintf(b, "- %s: %.2f×, %s\n", what, got, met)
+}
+
+// pathColors and the order of the chart's legend.
+var pathColors = map[string]color.Color{
+	pathDirect: color.RGBA{R: 120, G: 120, B: 120, A: 255},
+	pathCaddy:  color.RGBA{R: 0, G: 150, B: 136, A: 255},
+	pathMcpo:   color.RGBA{R: 230, G: 120, B: 0, A: 255},
+}
+
+// chart draws, for each upstream, throughput and latency percentiles
+// against concurrency, all three paths on log scales.
+func chart(r *Results, file string) error {
+	ups, concs := r.upstreams(), r.concurrencies()
+	ticks := make([]plot.Tick, len(concs))
+	for i, c := range concs {
+		ticks[i] = plot.Tick{Value: float64(c), Label: fmt.Sprint(c)}
+	}
+	plots := make([][]*plot.Plot, len(ups))
+	for row, u := range ups {
+		tp, lat := plot.New(), plot.New()
+		tp.Title.Text, lat.Title.Text = u+": throughput", u+": latency p50 (solid), p99 (dashed)"
+		tp.Y.Label.Text, lat.Y.Label.Text = "calls/s", "ms"
+		for _, p := range []*plot.Plot{tp, lat} {
+			p.X.Label.Text = "concurrency"
+			p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+			p.X.Tick.Marker = plot.ConstantTicks(ticks)
+			p.Y.Tick.Marker = niceLogTicks{}
+			p.Legend.Top, p.Legend.Left = true, true
+		}
+		for _, path := range []string{pathDirect, pathCaddy, pathMcpo} {
+			var thr, p50, p99 plotter.XYs
+			for _, c := range concs {
+				if cell := r.cell(u, path, c); cell != nil && cell.Load.Calls > 0 {
+					thr = append(thr, plotter.XY{X: float64(c), Y: cell.Load.Throughput})
+					p50 = append(p50, plotter.XY{X: float64(c), Y: max(cell.Load.Latency.P50, 0.001)})
+					p99 = append(p99, plotter.XY{X: float64(c), Y: max(cell.Load.Latency.P99, 0.001)})
+				}
+			}
+			if len(thr) == 0 {
+				continue
+			}
+			if err := addLine(tp, path, thr, false, true); err != nil {
+				return err
+			}
+			if err := addLine(lat, path, p50, false, true); err != nil {
+				return err
+			}
+			if err := addLine(lat, path, p99, true, false); err != nil {
+				return err
+			}
+		}
+		for _, p := range []*plot.Plot{tp, lat} {
+			// Room above the lines for the legend.
+			p.Y.Min, p.Y.Max = p.Y.Min/1.5, p.Y.Max*4
+		}
+		plots[row] = []*plot.Plot{tp, lat}
+	}
+	img := vgimg.New(vg.Points(900), vg.Points(300*float64(len(ups))))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(ups), Cols: 2, PadX: vg.Points(20), PadY: vg.Points(20),
+		PadTop: vg.Points(10), PadBottom: vg.Points(10), PadLeft: vg.Points(10), PadRight: vg.Points(10)}
+	canvases := plot.Align(plots, tiles, dc)
+	for row := range plots {
+		for col := range plots[row] {
+			plots[row][col].Draw(canvases[row][col])
+		}
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = vgimg.PngCanvas{Canvas: img}.WriteTo(f)
+	return err
+}
+
+// addLine adds one path's series to a plot, in the path's color.
+func addLine(p *plot.Plot, path string, xys plotter.XYs, dashed, legend bool) error {
+	line, points, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return err
+	}
+	line.Color, points.Color = pathColors[path], pathColors[path]
+	line.Width = vg.Points(1.5)
+	if dashed {
+		line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+	}
+	p.Add(line, points)
+	if legend {
+		p.Legend.Add(path, line, points)
+	}
+	return nil
+}
+
+// niceLogTicks marks a log axis at 1, 2 and 5 times the powers of ten,
+// labelling each, so that even a range within one decade has labels.
+type niceLogTicks struct{}
+
+func (niceLogTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for exp := math.Floor(math.Log10(lo)); math.Pow(10, exp) <= hi; exp++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, exp)
+			if v < lo || v > hi {
+				continue
+			}
+			ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+		}
+	}
+	return ticks
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSummarizeGivesNearestRankPercentiles(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	got := summarize(ds)
+	want := Latency{P50: 50, P90: 90, P99: 99, Max: 100, Mean: 50.5}
+	if got != want {
+		t.Errorf("summarize = %+v, want %+v", got, want)
+	}
+	if got := summarize(nil); got != (Latency{}) {
+		t.Errorf("summarize(nil) = %+v", got)
+	}
+}
+
+func TestWriteGivesTablesWithRatiosAndAChart(t *testing.T) {
+	r := &Results{Started: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC), Machine: Machine{CPU: "test CPU", Cores: 2}}
+	for _, c := range []struct {
+		path string
+		thr  float64
+		p99  float64
+	}{
+		{pathDirect, 20000, 2}, {pathCaddy, 12000, 4}, {pathMcpo, 600, 80},
+	} {
+		for _, conc := range []int{1, 16, 64} {
+			r.Cells = append(r.Cells, Cell{Upstream: "echo", Path: c.path, Load: LoadResult{
+				Concurrency: conc, Calls: 100, Throughput: c.thr, Latency: Latency{P50: c.p99 / 2, P99: c.p99, Max: c.p99 * 2},
+			}})
+		}
+	}
+	dir := t.TempDir()
+	if err := write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| echo | 64 | 20000 | 12000 | 600 | 0.60× | 20.00× |",
+		"| echo | 16 | 1.00 / 2.00 / 4.0 | 2.00 / 4.00 / 8.0 | 40.00 / 80.00 / 160.0 | 2.00× | 20.00× |",
+		"throughput at concurrency 64 ≥ 10× mcpo's: 20.00×, met",
+		"throughput at concurrency 64 ≥ 0.5× the direct client's: 0.60×, met",
+		"p99 latency at concurrency 16 ≤ 1/10 of mcpo's: 20.00×, met",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, "results.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("results.png: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 600 || b.Dy() < 200 {
+		t.Errorf("results.png is %v", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results.json")); err != nil {
+		t.Error(err)
+	}
+}
