@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -318,7 +319,7 @@ type IdleMemory struct {
 	UpstreamKiB float64            `json:"upstream_process_kib"`
 }
 
-const idleSessions = 20
+const idleSessions = 40
 
 func (e *env) idleMemory(ctx context.Context) (IdleMemory, error) {
 	res := IdleMemory{Sessions: idleSessions, PerSession: map[string]float64{}, Base: map[string]float64{}}
@@ -329,8 +330,7 @@ func (e *env) idleMemory(ctx context.Context) (IdleMemory, error) {
 			if err != nil {
 				return res, fmt.Errorf("%s with %d servers: %w", name, n, err)
 			}
-			time.Sleep(2 * time.Second) // let start-up garbage settle
-			rss[i] = usageOf(p.proxy()).rss
+			rss[i] = settledRSS(ctx, p)
 			if name == pathCaddy && n > 1 {
 				var up int64
 				ups := 0
@@ -351,6 +351,24 @@ func (e *env) idleMemory(ctx context.Context) (IdleMemory, error) {
 		log.Printf("idle memory %-11s %.0f KiB with 1 server, %.0f KiB per more session", name, res.Base[name], res.PerSession[name])
 	}
 	return res, nil
+}
+
+// settledRSS is a proxy's resident memory once start-up has settled: the
+// median of five samples taken a second apart, after three seconds.
+func settledRSS(ctx context.Context, p *httpPath) int64 {
+	var samples []int64
+	wait := 3 * time.Second
+	for range 5 {
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(wait):
+		}
+		wait = time.Second
+		samples = append(samples, usageOf(p.proxy()).rss)
+	}
+	slices.Sort(samples)
+	return samples[len(samples)/2]
 }
 
 // startServers starts a proxy of n echo servers and waits until all are

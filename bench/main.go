@@ -42,6 +42,7 @@ type options struct {
 	timeServer  string // the mcp-server-time requirement for uvx
 	mcpo        string // the mcpo requirement for uvx
 	mcpoWith    string // the requirements mcpo runs with, comma-separated
+	readme      string // the README whose benchmark section to rewrite, if any
 	quick       bool   // a smoke run: few calls
 	profile     bool   // take CPU and allocation profiles of caddy-mcpo
 	concurrency []int
@@ -63,7 +64,8 @@ func main() {
 		"the requirements mcpo runs with, comma-separated")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run with few calls; results go to the scratch directory")
 	flag.BoolVar(&o.profile, "profile", true, "take CPU and allocation profiles of caddy-mcpo on the echo upstream at the highest concurrency")
-	render := flag.String("render", "", "only render this results.json again into results.md and results.png beside it")
+	render := flag.String("render", "", "only render this results.json again into results.md and results.png beside it (and -readme)")
+	flag.StringVar(&o.readme, "readme", "", "the README whose benchmark section to rewrite (default: the repository's, unless -quick)")
 	flag.StringVar(&conc, "concurrency", "1,16,64", "concurrency levels")
 	paths := flag.String("paths", strings.Join([]string{pathDirect, pathCaddy, pathMcpo}, ","), "the paths to measure")
 	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
@@ -76,7 +78,7 @@ func main() {
 		o.concurrency = append(o.concurrency, n)
 	}
 	if *render != "" {
-		if err := rerender(*render); err != nil {
+		if err := rerender(*render, o.readme); err != nil {
 			log.Fatalf("bench: %v", err)
 		}
 		return
@@ -94,6 +96,9 @@ func main() {
 		if o.quick {
 			o.out = filepath.Join(o.work, "quick")
 		}
+	}
+	if o.readme == "" && !o.quick {
+		o.readme = filepath.Join(o.repo, "README.md")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -215,7 +220,13 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("idle memory: %w", err)
 	}
 	res.Finished = time.Now().UTC()
-	return write(o.out, res)
+	if err := write(o.out, res); err != nil {
+		return err
+	}
+	if o.readme != "" {
+		return updateReadme(o.readme, res)
+	}
+	return nil
 }
 
 // measure runs one case at one concurrency through a path, with the CPU

@@ -156,7 +156,26 @@ func postCaller(cl *http.Client, url string, body []byte, want string) caller {
 	}
 }
 
-func (h *httpPath) proxy() []procInfo { return tree(h.p.pid(), h.skip...) }
+// proxy is the proxy's processes, without the upstream servers and
+// without the launcher (uvx waits on mcpo's interpreter, doing nothing;
+// counting its memory would charge mcpo for the way the benchmark runs
+// it).
+func (h *httpPath) proxy() []procInfo {
+	var out []procInfo
+	for _, p := range tree(h.p.pid(), h.skip...) {
+		if !isLauncher(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// isLauncher tells whether a process is uv or uvx.
+func isLauncher(p procInfo) bool {
+	argv0, _, _ := strings.Cut(p.cmdline, " ")
+	base := filepath.Base(argv0)
+	return base == "uv" || base == "uvx"
+}
 
 func (h *httpPath) close() {
 	h.client.CloseIdleConnections()

@@ -94,8 +94,30 @@ func write(dir string, r *Results) error {
 	return chart(r, filepath.Join(dir, "results.png"))
 }
 
-// rerender writes results.md and results.png again from a results.json.
-func rerender(file string) error {
+// README markers around the benchmark's section, which write fills in.
+const (
+	readmeStart = "<!-- bench:start (written by make bench) -->"
+	readmeEnd   = "<!-- bench:end -->"
+)
+
+// updateReadme puts the results' tables between the README's markers.
+func updateReadme(readme string, r *Results) error {
+	b, err := os.ReadFile(readme)
+	if err != nil {
+		return err
+	}
+	text := string(b)
+	i, j := strings.Index(text, readmeStart), strings.Index(text, readmeEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %q ... %q section", readme, readmeStart, readmeEnd)
+	}
+	section := readmeStart + "\n\n" + markdown(r) + "\n![Throughput and latency per concurrency](docs/bench/results.png)\n\n"
+	return os.WriteFile(readme, []byte(text[:i]+section+text[j:]), 0o644)
+}
+
+// rerender writes results.md and results.png again from a results.json,
+// and the README's section if readme is set.
+func rerender(file, readme string) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -104,7 +126,13 @@ func rerender(file string) error {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	return write(filepath.Dir(file), &r)
+	if err := write(filepath.Dir(file), &r); err != nil {
+		return err
+	}
+	if readme != "" {
+		return updateReadme(readme, &r)
+	}
+	return nil
 }
 
 // cell finds a cell of the results.

@@ -74,3 +74,27 @@ func TestWriteGivesTablesWithRatiosAndAChart(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestUpdateReadmeReplacesOnlyTheMarkedSection(t *testing.T) {
+	readme := filepath.Join(t.TempDir(), "README.md")
+	before := "# Title\n\n" + readmeStart + "\nold numbers\n" + readmeEnd + "\n\n## Next\n"
+	if err := os.WriteFile(readme, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Results{Cells: []Cell{{Upstream: "echo", Path: pathCaddy, Load: LoadResult{Concurrency: 1, Throughput: 1234}}}}
+	if err := updateReadme(readme, r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(readme)
+	got := string(b)
+	if strings.Contains(got, "old numbers") || !strings.Contains(got, "| echo | 1 | 0 | 1234 | 0 |") ||
+		!strings.HasPrefix(got, "# Title\n\n"+readmeStart) || !strings.HasSuffix(got, readmeEnd+"\n\n## Next\n") {
+		t.Errorf("README after the update:\n%s", got)
+	}
+	if err := os.WriteFile(readme, []byte("# No markers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := updateReadme(readme, r); err == nil {
+		t.Error("a README without the markers was accepted")
+	}
+}
