@@ -3,6 +3,7 @@ package caddymcpo
 import (
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -73,6 +74,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //
 //		title <text>
 //		max_request_body <size>
+//
+//		# who may call
+//		api_key <key>            # repeatable; best a placeholder: {env.MCPO_KEY}
+//		protect_docs             # the key guards openapi.json, docs and health too
+//		security basic|bearer [<format>]|header|query|cookie <name>
+//		cors <origins...>|* {
+//			max_age <duration>
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -150,6 +159,35 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_request_body %q: want a size such as 8MB", v)
 			}
 			h.MaxRequestBody = int64(n)
+		case "api_key":
+			var k string
+			if !d.AllArgs(&k) {
+				return d.Err("api_key takes one key (repeat the line for more): api_key {env.MCPO_KEY}")
+			}
+			h.APIKeys = append(h.APIKeys, k)
+		case "protect_docs":
+			if d.NextArg() {
+				return d.Err("protect_docs takes no argument")
+			}
+			h.ProtectDocs = true
+		case "security":
+			if h.Security != nil {
+				return d.Err("security is given twice")
+			}
+			sec, err := unmarshalSecurity(d)
+			if err != nil {
+				return err
+			}
+			h.Security = sec
+		case "cors":
+			if h.CORS != nil {
+				return d.Err("cors is given twice: list every origin on one line")
+			}
+			c, err := unmarshalCORS(d)
+			if err != nil {
+				return err
+			}
+			h.CORS = c
 		default:
 			if len(h.Servers) > 0 || len(h.ConfigFiles) > 0 {
 				if isServerDirective(d.Val()) {
@@ -174,6 +212,61 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("the mcpo block starting on line %d configures no MCP server: give a command, a url, server blocks or config", blockLine)
 	}
 	return nil
+}
+
+// unmarshalSecurity reads "security basic", "security bearer [<format>]"
+// or "security header|query|cookie <name>".
+func unmarshalSecurity(d *caddyfile.Dispenser) (*SecurityScheme, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	s := &SecurityScheme{Type: args[0]}
+	switch {
+	case s.Type == "basic" && len(args) == 1:
+	case s.Type == "bearer" && len(args) <= 2:
+		if len(args) == 2 {
+			s.BearerFormat = args[1]
+		}
+	case (s.Type == "header" || s.Type == "query" || s.Type == "cookie") && len(args) == 2:
+		s.Name = args[1]
+	default:
+		return nil, d.Errf("security %s: want basic, bearer [<format>], or header|query|cookie <name>", strings.Join(args, " "))
+	}
+	if _, err := s.openAPI(); err != nil {
+		return nil, d.WrapErr(err)
+	}
+	return s, nil
+}
+
+// unmarshalCORS reads "cors <origins...> [{ max_age <duration> }]".
+func unmarshalCORS(d *caddyfile.Dispenser) (*CORS, error) {
+	c := &CORS{Origins: d.RemainingArgs()}
+	if len(c.Origins) == 0 {
+		return nil, d.Err(`cors needs the origins allowed, or * for any`)
+	}
+	for _, o := range c.Origins {
+		if err := checkOrigin(o); err != nil {
+			return nil, d.WrapErr(err)
+		}
+	}
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "max_age":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("max_age %q: want a positive duration such as 10m", v)
+			}
+			c.MaxAge = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unknown cors subdirective %q: want max_age", d.Val())
+		}
+	}
+	return c, nil
 }
 
 func isServerDirective(name string) bool {

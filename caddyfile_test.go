@@ -462,6 +462,49 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			}`,
 			want: &Handler{Mount: "/x", Title: "T", MaxRequestBody: 1000, Servers: []*Server{{Command: "prog"}}},
 		},
+		{
+			name: "api keys append and keep their placeholders",
+			input: `mcpo /x {
+				command prog
+				api_key {env.MCPO_KEY}
+				api_key {file./run/secrets/key}
+				protect_docs
+			}`,
+			want: &Handler{Mount: "/x", APIKeys: []string{"{env.MCPO_KEY}", "{file./run/secrets/key}"}, ProtectDocs: true, Servers: []*Server{{Command: "prog"}}},
+		},
+		{
+			name:  "security basic",
+			input: "mcpo /x {\n\tcommand prog\n\tsecurity basic\n}",
+			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "basic"}, Servers: []*Server{{Command: "prog"}}},
+		},
+		{
+			name:  "security bearer with a format",
+			input: "mcpo /x {\n\tcommand prog\n\tsecurity bearer JWT\n}",
+			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "bearer", BearerFormat: "JWT"}, Servers: []*Server{{Command: "prog"}}},
+		},
+		{
+			name:  "security header",
+			input: "mcpo /x {\n\tcommand prog\n\tsecurity header X-API-Key\n}",
+			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "header", Name: "X-API-Key"}, Servers: []*Server{{Command: "prog"}}},
+		},
+		{
+			name:  "cors any origin",
+			input: "mcpo /x {\n\tcommand prog\n\tcors *\n}",
+			want:  &Handler{Mount: "/x", CORS: &CORS{Origins: []string{"*"}}, Servers: []*Server{{Command: "prog"}}},
+		},
+		{
+			name: "cors origins with max_age, with server blocks",
+			input: `mcpo /x {
+				cors https://chat.example.com http://localhost:8080 {
+					max_age 1h
+				}
+				server a {
+					command prog
+				}
+			}`,
+			want: &Handler{Mount: "/x", CORS: &CORS{Origins: []string{"https://chat.example.com", "http://localhost:8080"}, MaxAge: caddy.Duration(time.Hour)},
+				Servers: []*Server{{Name: "a", Command: "prog"}}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -697,6 +740,72 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			input:   "mcpo /x {\n\tcommand prog\n\tmax_request_body lots\n}",
 			line:    3,
 			substrs: []string{`max_request_body "lots"`},
+		},
+		{
+			name:    "api_key without a value",
+			input:   "mcpo /x {\n\tcommand prog\n\tapi_key\n}",
+			line:    3,
+			substrs: []string{"api_key"},
+		},
+		{
+			name:    "api_key with two values",
+			input:   "mcpo /x {\n\tcommand prog\n\tapi_key a b\n}",
+			line:    3,
+			substrs: []string{"api_key"},
+		},
+		{
+			name:    "protect_docs with an argument",
+			input:   "mcpo /x {\n\tcommand prog\n\tprotect_docs yes\n}",
+			line:    3,
+			substrs: []string{"protect_docs"},
+		},
+		{
+			name:    "unknown security type",
+			input:   "mcpo /x {\n\tcommand prog\n\tsecurity oauth\n}",
+			line:    3,
+			substrs: []string{"security oauth", "basic, bearer"},
+		},
+		{
+			name:    "security header without a name",
+			input:   "mcpo /x {\n\tcommand prog\n\tsecurity header\n}",
+			line:    3,
+			substrs: []string{"security header"},
+		},
+		{
+			name:    "security twice",
+			input:   "mcpo /x {\n\tcommand prog\n\tsecurity basic\n\tsecurity bearer\n}",
+			line:    4,
+			substrs: []string{"security is given twice"},
+		},
+		{
+			name:    "cors without origins",
+			input:   "mcpo /x {\n\tcommand prog\n\tcors\n}",
+			line:    3,
+			substrs: []string{"cors needs the origins"},
+		},
+		{
+			name:    "cors origin with a path",
+			input:   "mcpo /x {\n\tcommand prog\n\tcors https://chat.example.com/app\n}",
+			line:    3,
+			substrs: []string{`cors origin "https://chat.example.com/app"`},
+		},
+		{
+			name:    "cors origin without a scheme",
+			input:   "mcpo /x {\n\tcommand prog\n\tcors chat.example.com\n}",
+			line:    3,
+			substrs: []string{`cors origin "chat.example.com"`},
+		},
+		{
+			name:    "cors twice",
+			input:   "mcpo /x {\n\tcommand prog\n\tcors *\n\tcors https://a.example\n}",
+			line:    4,
+			substrs: []string{"cors is given twice"},
+		},
+		{
+			name:    "cors with an unknown subdirective",
+			input:   "mcpo /x {\n\tcommand prog\n\tcors * {\n\t\tcredentials\n\t}\n}",
+			line:    4,
+			substrs: []string{`unknown cors subdirective "credentials"`},
 		},
 		{
 			name:    "max_request_body zero",

@@ -25,6 +25,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/getkin/kin-openapi/openapi3"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
@@ -63,10 +64,133 @@ type Handler struct {
 	// The largest request body accepted, in bytes. Default: 8 MiB.
 	MaxRequestBody int64 `json:"max_request_body,omitempty"`
 
+	// API keys a caller must present as "Authorization: Bearer <key>" to
+	// call tools: a missing key gets 401, a wrong one 403. Write them as
+	// placeholders, such as {env.MCPO_KEY} or {file./run/secrets/key},
+	// so that they stay out of the configuration; a placeholder that
+	// resolves to nothing is an error. The documents then declare a bearer
+	// scheme. Keys are never logged.
+	APIKeys []string `json:"api_keys,omitempty"`
+
+	// Require an API key for openapi.json, Swagger UI and health as well:
+	// Bearer, or Basic authentication with the key as the password, so
+	// that a browser can open the docs.
+	ProtectDocs bool `json:"protect_docs,omitempty"`
+
+	// The security scheme the documents declare when another handler in
+	// front (basic_auth, forward_auth, a JWT plugin) authenticates
+	// callers, so that the documents and Swagger UI's Authorize button
+	// match. It checks nothing itself.
+	Security *SecurityScheme `json:"security,omitempty"`
+
+	// Cross-origin access for clients running in a browser, such as Open
+	// WebUI's direct tool servers. Default: none.
+	CORS *CORS `json:"cors,omitempty"`
+
 	mount  string
 	bridge *bridge.Bridge
 	keys   []string // pool keys of the upstreams this handler holds
 	logger *zap.Logger
+}
+
+// SecurityScheme declares how callers authenticate, for the documents.
+type SecurityScheme struct {
+	// "basic" or "bearer" (HTTP authentication), or "header", "query" or
+	// "cookie" (an API key there, under Name).
+	Type string `json:"type"`
+	// The name of the header, query parameter or cookie holding the key.
+	Name string `json:"name,omitempty"`
+	// For "bearer", a hint of the tokens' format, such as "JWT".
+	BearerFormat string `json:"bearer_format,omitempty"`
+	// A description shown in the documents.
+	Description string `json:"description,omitempty"`
+}
+
+// openAPI converts the declaration to an OpenAPI security scheme.
+func (s *SecurityScheme) openAPI() (*openapi3.SecurityScheme, error) {
+	out := &openapi3.SecurityScheme{Description: s.Description}
+	switch s.Type {
+	case "basic", "bearer":
+		out.Type, out.Scheme = "http", s.Type
+		if s.Type == "bearer" {
+			out.BearerFormat = s.BearerFormat
+		} else if s.BearerFormat != "" {
+			return nil, errors.New(`security: bearer_format applies to type "bearer" only`)
+		}
+		if s.Name != "" {
+			return nil, fmt.Errorf("security: type %q takes no name", s.Type)
+		}
+	case "header", "query", "cookie":
+		if s.Name == "" {
+			return nil, fmt.Errorf("security: type %q needs the name of the %s holding the key", s.Type, s.Type)
+		}
+		out.Type, out.In, out.Name = "apiKey", s.Type, s.Name
+	default:
+		return nil, fmt.Errorf("security: unknown type %q: want basic, bearer, header, query or cookie", s.Type)
+	}
+	return out, nil
+}
+
+// CORS lets pages of other origins call the handler from a browser.
+// Preflight requests are answered before any API key is checked, and every
+// answer to an allowed origin, errors included, carries the CORS headers.
+type CORS struct {
+	// The origins allowed, such as "https://chat.example.com"; "*" allows
+	// any origin.
+	Origins []string `json:"origins,omitempty"`
+	// How long browsers may cache a preflight answer. Default: 10m.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+}
+
+// access resolves the handler's authentication settings.
+func (h *Handler) access(repl *caddy.Replacer) (bridge.Access, error) {
+	a := bridge.Access{ProtectDocs: h.ProtectDocs}
+	for i, k := range h.APIKeys {
+		key, err := repl.ReplaceOrErr(k, true, true)
+		if err != nil {
+			// The error names the placeholder, never a value.
+			return a, fmt.Errorf("api_key %d: %w", i+1, err)
+		}
+		a.Keys = append(a.Keys, key)
+	}
+	if h.ProtectDocs && len(a.Keys) == 0 {
+		return a, errors.New("protect_docs needs an api_key")
+	}
+	if h.Security != nil {
+		if len(a.Keys) > 0 {
+			return a, errors.New("security declares how another handler authenticates callers; with api_key the documents already declare the bearer key: drop one")
+		}
+		var err error
+		if a.Scheme, err = h.Security.openAPI(); err != nil {
+			return a, err
+		}
+	}
+	if c := h.CORS; c != nil {
+		if len(c.Origins) == 0 {
+			return a, errors.New(`cors needs origins ("*" for any)`)
+		}
+		for _, o := range c.Origins {
+			if err := checkOrigin(o); err != nil {
+				return a, err
+			}
+		}
+		a.CORS = &bridge.CORS{Origins: c.Origins, MaxAge: time.Duration(c.MaxAge)}
+	}
+	return a, nil
+}
+
+// checkOrigin reports an origin that no browser sends: an Origin is a
+// scheme and a host, with an optional port, and nothing else.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("cors origin %q: want a scheme and a host, such as https://chat.example.com, or *", o)
+	}
+	return nil
 }
 
 // Server configures one MCP server: a command to run over stdio, or a URL to
@@ -231,6 +355,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxBodyBytes: h.MaxRequestBody,
 		Logger:       h.logger,
 		Observer:     callObserver{},
+	}
+	if cfg.Access, err = h.access(repl); err != nil {
+		return err
 	}
 	for _, s := range servers {
 		name := s.Name

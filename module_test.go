@@ -1,6 +1,8 @@
 package caddymcpo
 
 import (
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +63,67 @@ func TestServerSpec_ChecksLimitsAndCarriesStopTimeouts(t *testing.T) {
 			}
 			if opts != tc.want {
 				t.Errorf("options = %+v, want %+v", opts, tc.want)
+			}
+		})
+	}
+}
+
+func TestHandlerAccess_ResolvesKeysAndRefusesWhatCannotWork(t *testing.T) {
+	t.Setenv("MCPO_TEST_KEY", "key-from-env")
+	t.Setenv("MCPO_TEST_EMPTY", "")
+	dir := t.TempDir()
+	file := dir + "/key"
+	if err := os.WriteFile(file, []byte("key-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		h        Handler
+		keys     []string
+		scheme   string // the declared scheme's type/scheme/in
+		err      string // a part of the error, or "" for none
+		notInErr string
+	}{
+		{name: "nothing", h: Handler{}},
+		{name: "env and file placeholders", h: Handler{APIKeys: []string{"{env.MCPO_TEST_KEY}", "{file." + file + "}"}},
+			keys: []string{"key-from-env", "key-from-file"}},
+		{name: "literal key", h: Handler{APIKeys: []string{"literal"}}, keys: []string{"literal"}},
+		{name: "unset variable", h: Handler{APIKeys: []string{"{env.MCPO_TEST_UNSET_VARIABLE}"}}, err: "api_key 1"},
+		{name: "empty variable", h: Handler{APIKeys: []string{"k", "{env.MCPO_TEST_EMPTY}"}}, err: "api_key 2"},
+		{name: "missing file", h: Handler{APIKeys: []string{"{file." + dir + "/nope}"}}, err: "api_key 1"},
+		{name: "protect_docs without a key", h: Handler{ProtectDocs: true}, err: "protect_docs needs an api_key"},
+		{name: "security with api_key", h: Handler{APIKeys: []string{"{env.MCPO_TEST_KEY}"}, Security: &SecurityScheme{Type: "basic"}},
+			err: "drop one", notInErr: "key-from-env"},
+		{name: "security basic", h: Handler{Security: &SecurityScheme{Type: "basic"}}, scheme: "http/basic"},
+		{name: "security cookie", h: Handler{Security: &SecurityScheme{Type: "cookie", Name: "session"}}, scheme: "apiKey/cookie"},
+		{name: "security query without a name", h: Handler{Security: &SecurityScheme{Type: "query"}}, err: "needs the name"},
+		{name: "security basic with a name", h: Handler{Security: &SecurityScheme{Type: "basic", Name: "x"}}, err: "takes no name"},
+		{name: "cors without origins", h: Handler{CORS: &CORS{}}, err: "cors needs origins"},
+		{name: "cors with a bad origin", h: Handler{CORS: &CORS{Origins: []string{"*", "https://a.example/x"}}}, err: "cors origin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := tc.h.access(caddy.NewReplacer())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want one containing %q", err, tc.err)
+				}
+				if tc.notInErr != "" && strings.Contains(err.Error(), tc.notInErr) {
+					t.Fatalf("error %q holds the key", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(a.Keys, tc.keys) {
+				t.Errorf("keys = %q, want %q", a.Keys, tc.keys)
+			}
+			got := ""
+			if a.Scheme != nil {
+				got = a.Scheme.Type + "/" + a.Scheme.Scheme + a.Scheme.In
+			}
+			if got != tc.scheme {
+				t.Errorf("scheme = %q, want %q", got, tc.scheme)
 			}
 		})
 	}

@@ -84,6 +84,8 @@ type Config struct {
 	Logger       *zap.Logger
 	// Observer is told about every call; nil tells nobody.
 	Observer Observer
+	// Access guards every endpoint; the zero value guards none.
+	Access Access
 }
 
 // Bridge serves the tools of a set of MCP servers. It is safe for
@@ -92,6 +94,7 @@ type Bridge struct {
 	cfg     Config
 	log     *zap.Logger
 	obs     Observer
+	gate    *gate
 	servers map[string]*serverState // by name
 
 	mu  sync.Mutex // guards all
@@ -145,6 +148,10 @@ func New(cfg Config) (*Bridge, error) {
 	if b.obs == nil {
 		b.obs = noObserver{}
 	}
+	var err error
+	if b.gate, err = newGate(cfg.Access); err != nil {
+		return nil, err
+	}
 	for _, s := range cfg.Servers {
 		if !cfg.Single {
 			if err := ValidateServerName(s.Name); err != nil {
@@ -160,7 +167,7 @@ func New(cfg Config) (*Bridge, error) {
 		if s.ToolErrorStatus == 0 {
 			s.ToolErrorStatus = DefaultToolErrorStatus
 		}
-		b.servers[s.Name] = newServerState(s)
+		b.servers[s.Name] = newServerState(s, b.gate.scheme)
 	}
 	return b, nil
 }
@@ -170,6 +177,13 @@ func New(cfg Config) (*Bridge, error) {
 // for the documents' server URL.
 func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string) {
 	base = strings.TrimSuffix(base, "/")
+	if b.gate.cors(w, r) {
+		return
+	}
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
+	if !b.gate.admit(w, r, read) {
+		return
+	}
 	if rel == "/health" && (r.Method != http.MethodPost || !b.cfg.Single) {
 		if allow(w, r, methodsDoc) {
 			b.serveHealth(w, r)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/openapi"
@@ -57,13 +58,15 @@ type serverState struct {
 	allow map[string]bool // nil: every tool not denied
 	deny  map[string]bool
 	slots slots
+	// security is the scheme the server's document declares; nil for none.
+	security *openapi3.SecurityScheme
 
 	view atomic.Pointer[view] // the latest view
 	mu   sync.Mutex           // serializes building views
 }
 
-func newServerState(s *Server) *serverState {
-	st := &serverState{cfg: s, deny: map[string]bool{}, slots: newSlots(s.MaxConcurrent)}
+func newServerState(s *Server, security *openapi3.SecurityScheme) *serverState {
+	st := &serverState{cfg: s, deny: map[string]bool{}, slots: newSlots(s.MaxConcurrent), security: security}
 	if len(s.Tools) > 0 {
 		st.allow = map[string]bool{}
 		for _, t := range s.Tools {
@@ -132,9 +135,11 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 		v.title = s.cfg.Name
 	}
 	doc, err := openapi.Build(openapi.Info{
-		Title:       v.title,
-		Description: serverDescription(s.cfg.Name, set.Server),
-		Version:     set.Server.Version,
+		Title:        v.title,
+		Description:  serverDescription(s.cfg.Name, set.Server),
+		Version:      set.Server.Version,
+		Security:     s.security,
+		SecurityName: SecuritySchemeName,
 	}, ops, false)
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
@@ -290,7 +295,12 @@ func (b *Bridge) buildAggregate(views []*view, down []string) (*aggregate, error
 	if len(down) > 0 {
 		desc += "\n\nNot ready, so not listed: " + strings.Join(down, "; ") + "."
 	}
-	doc, err := openapi.Build(openapi.Info{Title: b.cfg.Title, Description: desc}, ops, true)
+	doc, err := openapi.Build(openapi.Info{
+		Title:        b.cfg.Title,
+		Description:  desc,
+		Security:     b.gate.scheme,
+		SecurityName: SecuritySchemeName,
+	}, ops, true)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,11 @@ type Info struct {
 	Title       string
 	Description string
 	Version     string
+	// Security is the scheme every operation requires, declared in the
+	// components under SecurityName; nil declares none.
+	Security *openapi3.SecurityScheme
+	// SecurityName names Security; "auth" when empty.
+	SecurityName string
 }
 
 // Operation is one tool, served as POST Path.
@@ -87,10 +92,20 @@ func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
 	if doc.Info.Version == "" {
 		doc.Info.Version = "1.0.0"
 	}
+	var security *openapi3.SecurityRequirements
+	if info.Security != nil {
+		name := info.SecurityName
+		if name == "" {
+			name = "auth"
+		}
+		doc.Components.SecuritySchemes = openapi3.SecuritySchemes{name: &openapi3.SecuritySchemeRef{Value: info.Security}}
+		security = &openapi3.SecurityRequirements{openapi3.NewSecurityRequirement().Authenticate(name)}
+	}
 	out := &Document{}
 	tags := map[string]bool{}
 	for _, op := range ops {
 		o, warnings := operation(doc.Components.Schemas, op)
+		o.Security = security
 		for _, w := range warnings {
 			out.Warnings = append(out.Warnings, Warning{Tool: op.Tool.Name, Message: w})
 		}

@@ -1,0 +1,225 @@
+package bridge
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// Access says who may use the bridge and what its documents declare about
+// it. The zero value lets everyone in and declares nothing.
+type Access struct {
+	// Keys are the API keys a caller may present as
+	// "Authorization: Bearer <key>". Empty means no key is checked (and a
+	// bare "Authorization: Bearer " header, which some clients send, is
+	// ignored).
+	Keys []string
+	// ProtectDocs requires a key for reading documents, Swagger UI and
+	// health too: Bearer, or Basic with the key as the password (so that a
+	// browser can open the docs). Without it, only calls need a key.
+	ProtectDocs bool
+	// Scheme is the security scheme the documents declare for every
+	// operation, for when another handler (basic_auth, forward_auth, a JWT
+	// plugin) authenticates callers. With Keys and no Scheme, the documents
+	// declare a bearer scheme.
+	Scheme *openapi3.SecurityScheme
+	// CORS answers browsers calling from other origins; nil answers none.
+	CORS *CORS
+}
+
+// CORS is the cross-origin policy.
+type CORS struct {
+	// Origins allowed to call, such as "https://chat.example.com"; "*"
+	// allows any origin.
+	Origins []string
+	// MaxAge is how long a browser may cache a preflight answer; zero
+	// means DefaultCORSMaxAge.
+	MaxAge time.Duration
+}
+
+// DefaultCORSMaxAge is how long browsers cache a preflight by default.
+const DefaultCORSMaxAge = 10 * time.Minute
+
+// SecuritySchemeName names the declared scheme in the documents'
+// components.
+const SecuritySchemeName = "mcpoAuth"
+
+// BearerScheme is the scheme declared for API keys.
+func BearerScheme() *openapi3.SecurityScheme {
+	return &openapi3.SecurityScheme{
+		Type:        "http",
+		Scheme:      "bearer",
+		Description: "An API key of this server, sent as `Authorization: Bearer <key>`.",
+	}
+}
+
+// gate enforces an Access. Keys are kept as digests, so that comparing
+// them takes the same time whatever the candidate.
+type gate struct {
+	keys        [][sha256.Size]byte
+	protectDocs bool
+	scheme      *openapi3.SecurityScheme
+
+	anyOrigin bool
+	origins   map[string]bool // lower-cased
+	maxAge    string
+}
+
+func newGate(a Access) (*gate, error) {
+	g := &gate{protectDocs: a.ProtectDocs, scheme: a.Scheme}
+	for i, k := range a.Keys {
+		if k == "" {
+			return nil, fmt.Errorf("API key %d is empty (a placeholder that resolved to nothing?)", i+1)
+		}
+		g.keys = append(g.keys, sha256.Sum256([]byte(k)))
+	}
+	if g.protectDocs && len(g.keys) == 0 {
+		return nil, fmt.Errorf("protecting the documents needs an API key")
+	}
+	if len(g.keys) > 0 && g.scheme == nil {
+		g.scheme = BearerScheme()
+	}
+	if c := a.CORS; c != nil {
+		g.origins = map[string]bool{}
+		for _, o := range c.Origins {
+			if o == "*" {
+				g.anyOrigin = true
+				continue
+			}
+			g.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+		}
+		maxAge := c.MaxAge
+		if maxAge <= 0 {
+			maxAge = DefaultCORSMaxAge
+		}
+		g.maxAge = strconv.Itoa(int(maxAge / time.Second))
+	}
+	return g, nil
+}
+
+// Headers a browser script may read from answers, besides the safelisted
+// ones.
+const corsExposed = "ETag, Retry-After, WWW-Authenticate"
+
+// cors adds the CORS headers to the answer to r and answers a preflight
+// itself. It reports whether the request is answered.
+func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
+	if g.origins == nil {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	if preflight {
+		h.Add("Vary", "Access-Control-Request-Method")
+		h.Add("Vary", "Access-Control-Request-Headers")
+	}
+	if origin == "" {
+		return false
+	}
+	allowed := g.anyOrigin || g.origins[strings.ToLower(origin)]
+	if !allowed {
+		if preflight {
+			writeError(w, http.StatusForbidden, errorDetail{
+				Message: fmt.Sprintf("origin %s is not allowed to call this server (see the cors setting)", origin),
+			})
+			return true
+		}
+		return false // no CORS headers: the browser keeps the answer from the page
+	}
+	if g.anyOrigin {
+		h.Set("Access-Control-Allow-Origin", "*")
+	} else {
+		h.Set("Access-Control-Allow-Origin", origin)
+	}
+	if !preflight {
+		h.Set("Access-Control-Expose-Headers", corsExposed)
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		// Any header may be sent; Authorization must be named, as "*" does
+		// not cover it.
+		h.Set("Access-Control-Allow-Headers", req)
+	}
+	h.Set("Access-Control-Max-Age", g.maxAge)
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// admit checks the caller's key, answering 401 or 403 when it must be
+// refused. read says whether the request only reads documents or health.
+func (g *gate) admit(w http.ResponseWriter, r *http.Request, read bool) bool {
+	if len(g.keys) == 0 || read && !g.protectDocs {
+		return true
+	}
+	key, scheme := credentials(r, read)
+	if key == "" {
+		challenge := `Bearer realm="caddy-mcpo"`
+		msg := "this server needs an API key: send it as 'Authorization: Bearer <key>'"
+		if read {
+			// Browsers prompt for Basic, so the docs open in one.
+			w.Header().Add("WWW-Authenticate", `Basic realm="caddy-mcpo", charset="UTF-8"`)
+			msg += ", or as the password of Basic authentication"
+		}
+		if scheme != "" {
+			msg = fmt.Sprintf("authorization scheme %q is not accepted here; ", scheme) + msg
+		}
+		w.Header().Add("WWW-Authenticate", challenge)
+		writeError(w, http.StatusUnauthorized, errorDetail{Message: msg})
+		return false
+	}
+	if !g.valid(key) {
+		writeError(w, http.StatusForbidden, errorDetail{Message: "the API key is not valid for this server"})
+		return false
+	}
+	return true
+}
+
+// valid compares key with every configured key, in constant time.
+func (g *gate) valid(key string) bool {
+	sum := sha256.Sum256([]byte(key))
+	ok := 0
+	for i := range g.keys {
+		ok |= subtle.ConstantTimeCompare(sum[:], g.keys[i][:])
+	}
+	return ok == 1
+}
+
+// credentials returns the key of the request's Authorization header:
+// Bearer, or for reads also Basic's password. scheme is the header's
+// scheme when it carries no usable key.
+func credentials(r *http.Request, read bool) (key, scheme string) {
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return "", ""
+	}
+	scheme, rest, _ := strings.Cut(auth, " ")
+	rest = strings.TrimSpace(rest)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		if rest == "" {
+			return "", ""
+		}
+		return rest, ""
+	case strings.EqualFold(scheme, "Basic") && read:
+		raw, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return "", scheme
+		}
+		_, password, _ := strings.Cut(string(raw), ":")
+		if password == "" {
+			return "", ""
+		}
+		return password, ""
+	}
+	return "", scheme
+}
