@@ -1,0 +1,254 @@
+package oauth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Grants.
+const (
+	// GrantAuthorizationCode is the authorization-code flow with PKCE: a
+	// user consents in a browser. The default.
+	GrantAuthorizationCode = "authorization_code"
+	// GrantClientCredentials is the client_credentials grant, for
+	// upstreams the proxy uses on its own behalf: no browser, the token is
+	// fetched (and fetched again when it expires) with the client's own
+	// credentials.
+	GrantClientCredentials = "client_credentials"
+)
+
+// Token endpoint client authentication methods.
+const (
+	AuthMethodClientSecretBasic = "client_secret_basic"
+	AuthMethodClientSecretPost  = "client_secret_post"
+	AuthMethodNone              = "none"
+	AuthMethodPrivateKeyJWT     = "private_key_jwt"
+)
+
+// DefaultHTTPTimeout bounds each discovery, registration and token request
+// when Config.HTTPClient is nil.
+const DefaultHTTPTimeout = 30 * time.Second
+
+// DefaultClientName is the client_name registered when Config.ClientName
+// is empty.
+const DefaultClientName = "caddy-mcpo"
+
+// Config configures a Client for one upstream MCP server.
+type Config struct {
+	// ServerURL is the MCP endpoint (Streamable HTTP), e.g.
+	// https://mcp.example.com/mcp. Required.
+	ServerURL string
+
+	// RedirectURI is where the authorization server sends the user's
+	// browser back to: the proxy's callback route. Required for the
+	// authorization-code grant.
+	RedirectURI string
+
+	// ClientID and ClientSecret are pre-registered credentials. When
+	// ClientID is set, no client metadata document or dynamic
+	// registration is used. ClientSecret may be empty for a public client
+	// or with PrivateKeyPEM.
+	ClientID     string
+	ClientSecret string
+
+	// Issuer, if set, is the authorization server the pre-registered
+	// credentials belong to: they are never sent to another one (an
+	// upstream naming another issuer is refused). If empty, they are used
+	// with whatever authorization server the upstream names.
+	Issuer string
+
+	// TokenEndpointAuthMethod chooses how pre-registered credentials
+	// authenticate at the token endpoint: client_secret_basic,
+	// client_secret_post, none or private_key_jwt. Empty: private_key_jwt
+	// with PrivateKeyPEM, else the first of client_secret_basic and
+	// client_secret_post the server supports (none without a secret). For
+	// dynamic registration it is the method asked for.
+	TokenEndpointAuthMethod string
+
+	// ClientMetadataURL is the HTTPS URL (with a path) of this client's
+	// Client ID Metadata Document, which the proxy serves (see
+	// Client.ClientMetadata for its content). It is used as the client_id
+	// with authorization servers that advertise
+	// client_id_metadata_document_supported, in preference to dynamic
+	// registration. Plain http is accepted for loopback hosts only.
+	ClientMetadataURL string
+
+	// ClientName is the client_name registered; default DefaultClientName.
+	ClientName string
+
+	// Scopes, if set, are the scopes requested, overriding the server's
+	// challenge and metadata. Step-up challenges still add to them.
+	Scopes []string
+
+	// Grant is GrantAuthorizationCode (default) or GrantClientCredentials.
+	Grant string
+
+	// PrivateKeyPEM is the PEM-encoded private key (PKCS #8, PKCS #1 or
+	// SEC 1; RSA or ECDSA P-256) for private_key_jwt client authentication
+	// (RFC 7523). It needs ClientID.
+	PrivateKeyPEM string
+	// SigningAlgorithm is RS256 or ES256; default from the key's type.
+	SigningAlgorithm string
+
+	// HTTPClient makes the discovery, registration and token requests;
+	// default a client with a DefaultHTTPTimeout timeout. It must not be
+	// the client that uses Transport.
+	HTTPClient *http.Client
+
+	// Store keeps registrations and tokens; default a MemoryStore.
+	Store Store
+	// StoreKey is the key prefix for this server in Store, e.g.
+	// "mcpo/oauth/<digest>"; default "oauth/" and a digest of ServerURL.
+	StoreKey string
+
+	// Logger receives the client's logs; may be nil.
+	Logger *zap.Logger
+
+	// OnChange, if set, is called after Status changes, with the new
+	// Status, on the goroutine that made the change (possibly one sending
+	// a request through Transport, or renewing a token). It must return
+	// quickly and must not call the Client except Status; hand longer work
+	// to another goroutine. See also Client.Changed.
+	OnChange func(Status)
+
+	// Now returns the current time; default time.Now. For tests.
+	Now func() time.Time
+}
+
+// New validates cfg and returns a Client. It does no I/O: stored tokens
+// are loaded on first use (or by Load).
+func New(cfg Config) (*Client, error) {
+	su, err := url.Parse(cfg.ServerURL)
+	if err != nil || su.Host == "" || (su.Scheme != "http" && su.Scheme != "https") {
+		return nil, errors.New("oauth: ServerURL: not an absolute http(s) URL")
+	}
+	su.Fragment, su.RawFragment = "", ""
+	su.User = nil
+
+	switch cfg.Grant {
+	case "":
+		cfg.Grant = GrantAuthorizationCode
+	case GrantAuthorizationCode, GrantClientCredentials:
+	default:
+		return nil, fmt.Errorf("oauth: Grant: unknown grant %q (want %s or %s)",
+			cfg.Grant, GrantAuthorizationCode, GrantClientCredentials)
+	}
+
+	if cfg.Grant == GrantAuthorizationCode {
+		ru, err := url.Parse(cfg.RedirectURI)
+		if cfg.RedirectURI == "" || err != nil || !ru.IsAbs() || ru.Fragment != "" {
+			return nil, errors.New("oauth: RedirectURI: an absolute URL without fragment is required for the authorization-code grant")
+		}
+	}
+
+	if cfg.ClientSecret != "" && cfg.ClientID == "" {
+		return nil, errors.New("oauth: ClientSecret: set without ClientID")
+	}
+	if cfg.PrivateKeyPEM != "" && cfg.ClientID == "" {
+		return nil, errors.New("oauth: PrivateKeyPEM: set without ClientID")
+	}
+	switch cfg.TokenEndpointAuthMethod {
+	case "":
+		if cfg.PrivateKeyPEM != "" {
+			cfg.TokenEndpointAuthMethod = AuthMethodPrivateKeyJWT
+		}
+	case AuthMethodClientSecretBasic, AuthMethodClientSecretPost:
+		if cfg.ClientID != "" && cfg.ClientSecret == "" {
+			return nil, fmt.Errorf("oauth: TokenEndpointAuthMethod: %s needs ClientSecret", cfg.TokenEndpointAuthMethod)
+		}
+	case AuthMethodNone:
+	case AuthMethodPrivateKeyJWT:
+		if cfg.PrivateKeyPEM == "" {
+			return nil, errors.New("oauth: TokenEndpointAuthMethod: private_key_jwt needs PrivateKeyPEM")
+		}
+	default:
+		return nil, fmt.Errorf("oauth: TokenEndpointAuthMethod: unknown method %q", cfg.TokenEndpointAuthMethod)
+	}
+	if cfg.Grant == GrantClientCredentials {
+		if cfg.ClientID == "" {
+			return nil, errors.New("oauth: ClientID: required for the client_credentials grant")
+		}
+		if cfg.ClientSecret == "" && cfg.PrivateKeyPEM == "" {
+			return nil, errors.New("oauth: ClientSecret or PrivateKeyPEM: required for the client_credentials grant")
+		}
+		if cfg.TokenEndpointAuthMethod == AuthMethodNone {
+			return nil, errors.New("oauth: TokenEndpointAuthMethod: none cannot be used with the client_credentials grant")
+		}
+	}
+
+	var signer *assertionSigner
+	if cfg.PrivateKeyPEM != "" {
+		signer, err = newAssertionSigner(cfg.PrivateKeyPEM, cfg.SigningAlgorithm)
+		if err != nil {
+			return nil, err // names the field, never quotes the key
+		}
+	} else if cfg.SigningAlgorithm != "" {
+		return nil, errors.New("oauth: SigningAlgorithm: set without PrivateKeyPEM")
+	}
+
+	if cfg.ClientMetadataURL != "" {
+		mu, err := url.Parse(cfg.ClientMetadataURL)
+		if err != nil || checkSecureURL(cfg.ClientMetadataURL) != nil || strings.Trim(mu.Path, "/") == "" ||
+			mu.RawQuery != "" || mu.Fragment != "" {
+			return nil, errors.New("oauth: ClientMetadataURL: an https URL with a path is required")
+		}
+	}
+	if cfg.Issuer != "" && cfg.ClientID == "" {
+		return nil, errors.New("oauth: Issuer: set without ClientID")
+	}
+
+	for _, s := range cfg.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\"\\") {
+			return nil, fmt.Errorf("oauth: Scopes: %q is not a valid scope", s)
+		}
+	}
+	cfg.Scopes = slices.Clone(cfg.Scopes)
+
+	if cfg.ClientName == "" {
+		cfg.ClientName = DefaultClientName
+	}
+	canonical := canonicalURL(su)
+	if cfg.StoreKey == "" {
+		sum := sha256.Sum256([]byte(canonical))
+		cfg.StoreKey = "oauth/" + hex.EncodeToString(sum[:16])
+	} else if !validStoreKey(cfg.StoreKey) {
+		return nil, fmt.Errorf("oauth: StoreKey: %q is not a slash-separated key without empty, \".\" or \"..\" segments", cfg.StoreKey)
+	}
+	if cfg.Store == nil {
+		cfg.Store = &MemoryStore{}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+
+	c := &Client{
+		cfg:             cfg,
+		serverURL:       su,
+		canonicalServer: canonical,
+		storeKey:        cfg.StoreKey,
+		store:           cfg.Store,
+		hc:              cfg.HTTPClient,
+		log:             cfg.Logger.With(zap.String("oauth_server", redactURL(canonical))),
+		now:             cfg.Now,
+		signer:          signer,
+		clients:         make(map[string]*clientRecord),
+		pending:         make(map[string]*pendingFlow),
+		changed:         make(chan struct{}),
+	}
+	return c, nil
+}
