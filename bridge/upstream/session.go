@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -205,6 +206,9 @@ func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface,
 			transport.WithHTTPHeaders(d.spec.Headers),
 			transport.WithHTTPLogger(d.slog()),
 		}
+		if hc := d.httpClient(); hc != nil {
+			opts = append(opts, transport.WithHTTPBasicClient(hc))
+		}
 		if listen {
 			opts = append(opts, transport.WithContinuousListening())
 		}
@@ -212,14 +216,27 @@ func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface,
 	}
 }
 
+// httpClient is the HTTP client of an authorized server, nil for the
+// transport's default.
+func (d *dialer) httpClient() *http.Client {
+	if d.spec.Auth == nil {
+		return nil
+	}
+	return &http.Client{Transport: d.spec.Auth.Transport(http.DefaultTransport)}
+}
+
 func (d *dialer) newSSE(s *session) (transport.Interface, error) {
-	t, err := transport.NewSSE(d.spec.URL,
+	opts := []transport.ClientOption{
 		transport.WithHeaders(d.spec.Headers),
 		transport.WithSSELogger(d.slog()),
 		// Calls carry their own deadlines; the transport's default of 60 s
 		// would cut long tool calls short.
-		transport.WithResponseTimeout(24*time.Hour),
-	)
+		transport.WithResponseTimeout(24 * time.Hour),
+	}
+	if hc := d.httpClient(); hc != nil {
+		opts = append(opts, transport.WithHTTPClient(hc))
+	}
+	t, err := transport.NewSSE(d.spec.URL, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -8,11 +8,13 @@
 package upstream
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -108,6 +110,25 @@ type Spec struct {
 
 	// Protocol is "", "legacy", "modern" or an exact protocol version.
 	Protocol string `json:"protocol,omitempty"`
+
+	// Auth authenticates the requests to an HTTP server, such as package
+	// oauth's Client; nil sends Headers only. AuthID identifies its
+	// configuration, so that Key tells configurations apart; it must hold
+	// no secret in clear text.
+	Auth   Authorizer `json:"-"`
+	AuthID string     `json:"auth,omitempty"`
+}
+
+// Authorizer authenticates the requests to an HTTP server.
+type Authorizer interface {
+	// Transport wraps base so that each request carries credentials.
+	Transport(base http.RoundTripper) http.RoundTripper
+	// Token returns the current credential, or an error saying why there
+	// is none to use (a user must authorize first).
+	Token(ctx context.Context) (string, error)
+	// Changed returns a channel closed at the next change of the
+	// authorization.
+	Changed() <-chan struct{}
 }
 
 // Key returns a stable digest of the Spec, suitable as a pool key. It holds
@@ -133,6 +154,9 @@ func (s Spec) Validate() error {
 		}
 		if s.URL != "" || len(s.Headers) > 0 {
 			return errors.New("stdio server takes no url or headers")
+		}
+		if s.Auth != nil {
+			return errors.New("stdio server takes no HTTP authorization: give it credentials through its environment")
 		}
 	case TransportStreamableHTTP, TransportSSE, TransportAuto:
 		if s.URL == "" {

@@ -29,6 +29,10 @@ const (
 	// StateFailed: the last start failed or the connection died; a restart
 	// is scheduled.
 	StateFailed State = "failed"
+	// StateNeedsAuth: the server refused the credentials its Authorizer
+	// has, and needs a user to authorize again; the next start waits until
+	// the authorization changes.
+	StateNeedsAuth State = "needs_auth"
 	// StateStopped: closed for good.
 	StateStopped State = "stopped"
 )
@@ -406,6 +410,24 @@ func (u *Upstream) setState(s State, err error, retryAt time.Time) {
 	u.changed = make(chan struct{})
 }
 
+// awaitAuthorization waits, in StateNeedsAuth, until the Authorizer's state
+// changes (a user completed the authorization) or the Upstream closes,
+// which it reports as false. err is why the start failed, authErr why no
+// credentials are at hand.
+func (u *Upstream) awaitAuthorization(err, authErr error) bool {
+	changed := u.spec.Auth.Changed()
+	u.setState(StateNeedsAuth, authErr, time.Time{})
+	u.logger().Warn("MCP server needs authorization",
+		zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
+		zap.Error(u.redact(err)), zap.NamedError("authorization", u.redact(authErr)))
+	select {
+	case <-changed:
+		return true
+	case <-u.ctx.Done():
+		return false
+	}
+}
+
 // run is the supervisor: it starts sessions and restarts them when they die
 // until Close.
 func (u *Upstream) run() {
@@ -424,6 +446,15 @@ func (u *Upstream) run() {
 			}
 			u.setState(StateStopped, nil, time.Time{})
 			return
+		}
+		if err != nil && u.spec.Auth != nil {
+			if _, authErr := u.spec.Auth.Token(u.ctx); authErr != nil {
+				if !u.awaitAuthorization(err, authErr) {
+					u.setState(StateStopped, nil, time.Time{})
+					return
+				}
+				continue
+			}
 		}
 		if err != nil {
 			failures++
