@@ -64,6 +64,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		kill_timeout <duration>
 //		tool_error_status <code>
 //		strict_args on|off
+//		oauth {
+//			<see unmarshalOAuth>
+//		}
 //
 //		# or several servers, each served at <mount>/<name>
 //		server <name> {
@@ -77,6 +80,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //
 //		# who may call
 //		api_key <key>            # repeatable; best a placeholder: {env.MCPO_KEY}
+//		admin_key <key>          # repeatable; guards the oauth authorize pages
 //		protect_docs             # the key guards openapi.json, docs and health too
 //		security basic|bearer [<format>]|header|query|cookie <name>
 //		cors <origins...>|* {
@@ -165,6 +169,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("api_key takes one key (repeat the line for more): api_key {env.MCPO_KEY}")
 			}
 			h.APIKeys = append(h.APIKeys, k)
+		case "admin_key":
+			var k string
+			if !d.AllArgs(&k) {
+				return d.Err("admin_key takes one key (repeat the line for more): admin_key {env.MCPO_ADMIN_KEY}")
+			}
+			h.AdminKeys = append(h.AdminKeys, k)
 		case "protect_docs":
 			if d.NextArg() {
 				return d.Err("protect_docs takes no argument")
@@ -273,7 +283,7 @@ func isServerDirective(name string) bool {
 	switch name {
 	case "command", "args", "env", "inherit_env", "dir", "url", "header", "transport", "protocol",
 		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status", "strict_args",
-		"tool_timeout", "max_concurrent", "queue_timeout", "drain_timeout", "stop_timeout", "kill_timeout":
+		"tool_timeout", "max_concurrent", "queue_timeout", "drain_timeout", "stop_timeout", "kill_timeout", "oauth":
 		return true
 	}
 	return false
@@ -284,6 +294,7 @@ var singleValued = map[string]bool{
 	"command": true, "dir": true, "url": true, "transport": true, "protocol": true,
 	"timeout": true, "start_timeout": true, "tool_error_status": true, "strict_args": true,
 	"max_concurrent": true, "queue_timeout": true, "drain_timeout": true, "stop_timeout": true, "kill_timeout": true,
+	"oauth": true,
 }
 
 // unmarshalDirective reads one server subdirective at the dispenser's
@@ -403,10 +414,71 @@ func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool
 			return d.Errf("tool_error_status %q: want an HTTP error status (400-599)", v)
 		}
 		s.ToolErrorStatus = code
+	case "oauth":
+		o, err := unmarshalOAuth(d)
+		if err != nil {
+			return err
+		}
+		s.OAuth = o
 	default:
 		return d.Errf("unknown subdirective %q", dir)
 	}
 	return nil
+}
+
+// unmarshalOAuth reads an oauth block:
+//
+//	oauth {
+//		grant authorization_code|client_credentials
+//		redirect_uri <url>
+//		client_id <id>
+//		client_secret <secret>
+//		token_endpoint_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
+//		private_key <pem>
+//		signing_algorithm RS256|ES256
+//		issuer <url>
+//		scopes <scopes...>
+//		client_metadata_url <url>
+//		client_name <name>
+//	}
+func unmarshalOAuth(d *caddyfile.Dispenser) (*OAuth, error) {
+	if d.NextArg() {
+		return nil, d.Err("oauth takes a block, not arguments")
+	}
+	o := &OAuth{}
+	fields := map[string]*string{
+		"grant": &o.Grant, "redirect_uri": &o.RedirectURI, "client_id": &o.ClientID,
+		"client_secret": &o.ClientSecret, "token_endpoint_auth_method": &o.TokenEndpointAuthMethod,
+		"private_key": &o.PrivateKey, "signing_algorithm": &o.SigningAlgorithm, "issuer": &o.Issuer,
+		"client_metadata_url": &o.ClientMetadataURL, "client_name": &o.ClientName,
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("oauth %s given twice", name)
+		}
+		seen[name] = true
+		if name == "scopes" {
+			if o.Scopes = d.RemainingArgs(); len(o.Scopes) == 0 {
+				return nil, d.Err("oauth scopes needs at least one scope")
+			}
+			continue
+		}
+		field, ok := fields[name]
+		if !ok {
+			return nil, d.Errf("unknown oauth subdirective %q", name)
+		}
+		if !d.AllArgs(field) {
+			return nil, d.Errf("oauth %s takes one value", name)
+		}
+	}
+	switch o.Grant {
+	case "", "authorization_code", "client_credentials":
+	default:
+		return nil, d.Errf("oauth grant %q: want authorization_code or client_credentials", o.Grant)
+	}
+	return o, nil
 }
 
 // appendArgs appends the rest of the line, which must not be empty, to list.

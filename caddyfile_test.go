@@ -473,6 +473,31 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			want: &Handler{Mount: "/x", APIKeys: []string{"{env.MCPO_KEY}", "{file./run/secrets/key}"}, ProtectDocs: true, Servers: []*Server{{Command: "prog"}}},
 		},
 		{
+			name: "oauth block in a server block, and admin keys",
+			input: `mcpo /x {
+				admin_key {env.ADMIN}
+				server gh {
+					url https://mcp.example.com/mcp
+					oauth {
+						redirect_uri https://caddy.example.com/x/gh/oauth/callback
+						client_id cid
+						client_secret {env.SECRET}
+						scopes repo read:user
+						issuer https://as.example.com
+					}
+				}
+			}`,
+			want: &Handler{Mount: "/x", AdminKeys: []string{"{env.ADMIN}"}, Servers: []*Server{{Name: "gh", URL: "https://mcp.example.com/mcp",
+				OAuth: &OAuth{RedirectURI: "https://caddy.example.com/x/gh/oauth/callback", ClientID: "cid", ClientSecret: "{env.SECRET}",
+					Scopes: []string{"repo", "read:user"}, Issuer: "https://as.example.com"}}}},
+		},
+		{
+			name:  "oauth client credentials with a private key",
+			input: "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tgrant client_credentials\n\t\tclient_id m2m\n\t\tprivate_key {file./k.pem}\n\t\tsigning_algorithm ES256\n\t}\n}",
+			want: &Handler{Mount: "/x", Servers: []*Server{{URL: "https://h/mcp",
+				OAuth: &OAuth{Grant: "client_credentials", ClientID: "m2m", PrivateKey: "{file./k.pem}", SigningAlgorithm: "ES256"}}}},
+		},
+		{
 			name:  "security basic",
 			input: "mcpo /x {\n\tcommand prog\n\tsecurity basic\n}",
 			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "basic"}, Servers: []*Server{{Command: "prog"}}},
@@ -740,6 +765,36 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			input:   "mcpo /x {\n\tcommand prog\n\tmax_request_body lots\n}",
 			line:    3,
 			substrs: []string{`max_request_body "lots"`},
+		},
+		{
+			name:    "unknown oauth subdirective",
+			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tclient_id a\n\t\tsecret b\n\t}\n}",
+			line:    5,
+			substrs: []string{`unknown oauth subdirective "secret"`},
+		},
+		{
+			name:    "oauth client_id twice",
+			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tclient_id a\n\t\tclient_id b\n\t}\n}",
+			line:    5,
+			substrs: []string{"oauth client_id given twice"},
+		},
+		{
+			name:    "oauth with a bad grant",
+			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tgrant password\n\t}\n}",
+			line:    5,
+			substrs: []string{`oauth grant "password"`},
+		},
+		{
+			name:    "oauth with arguments",
+			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth github\n}",
+			line:    3,
+			substrs: []string{"oauth takes a block"},
+		},
+		{
+			name:    "oauth scopes without scopes",
+			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tscopes\n\t}\n}",
+			line:    4,
+			substrs: []string{"oauth scopes needs"},
 		},
 		{
 			name:    "api_key without a value",

@@ -30,6 +30,7 @@ import (
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/oauth"
 )
 
 func init() {
@@ -86,6 +87,12 @@ type Handler struct {
 	// Cross-origin access for clients running in a browser, such as Open
 	// WebUI's direct tool servers. Default: none.
 	CORS *CORS `json:"cors,omitempty"`
+
+	// Keys that guard the pages starting a server's OAuth authorization
+	// (<mount>/<server>/oauth/authorize), in place of the API keys:
+	// Bearer, or Basic with the key as the password. Placeholders as for
+	// api_key.
+	AdminKeys []string `json:"admin_keys,omitempty"`
 
 	mount  string
 	bridge *bridge.Bridge
@@ -152,6 +159,13 @@ func (h *Handler) access(repl *caddy.Replacer) (bridge.Access, error) {
 			return a, fmt.Errorf("api_key %d: %w", i+1, err)
 		}
 		a.Keys = append(a.Keys, key)
+	}
+	for i, k := range h.AdminKeys {
+		key, err := repl.ReplaceOrErr(k, true, true)
+		if err != nil {
+			return a, fmt.Errorf("admin_key %d: %w", i+1, err)
+		}
+		a.AdminKeys = append(a.AdminKeys, key)
 	}
 	if h.ProtectDocs && len(a.Keys) == 0 {
 		return a, errors.New("protect_docs needs an api_key")
@@ -277,6 +291,9 @@ type Server struct {
 	// nulls for arguments that take none are left out (for LLMs that send
 	// every value as a string). Default: true; failing arguments get 422.
 	StrictArgs *bool `json:"strict_args,omitempty"`
+
+	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
+	OAuth *OAuth `json:"oauth,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -368,8 +385,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("server %q: %w", name, err)
 		}
+		var oauthCfg *oauth.Config
+		if s.OAuth != nil {
+			cfg, id, err := s.OAuth.config(spec, single, repl)
+			if err != nil {
+				return fmt.Errorf("server %q: %w", name, err)
+			}
+			if cfg.Grant != oauth.GrantClientCredentials && len(h.APIKeys)+len(h.AdminKeys) == 0 && h.Security == nil {
+				return fmt.Errorf("server %q: its authorize page would be open to anyone: set admin_key or api_key, "+
+					"or declare security when a handler in front authenticates callers", name)
+			}
+			oauthCfg, spec.AuthID = &cfg, id
+		}
 		key := spec.Key()
 		val, loaded, err := upstreams.LoadOrNew(key, func() (caddy.Destructor, error) {
+			if oauthCfg != nil {
+				c, err := newOAuthClient(*oauthCfg, ctx, h.logger.With(zap.String("server", name)))
+				if err != nil {
+					return nil, err
+				}
+				spec.Auth = c
+			}
 			return pooled{upstream.New(spec, opts, h.logger)}, nil
 		})
 		if err != nil {
@@ -399,6 +435,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			ToolTimeouts:    durations(s.ToolTimeouts),
 			MaxConcurrent:   s.MaxConcurrent,
 			QueueTimeout:    time.Duration(s.QueueTimeout),
+			Consent:         consentOf(u),
 		})
 	}
 	h.bridge, err = bridge.New(cfg)
@@ -437,6 +474,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}()
 	h.bridge.Serve(w, r, rel, externalBase(r, rel, h.mount))
 	return nil
+}
+
+// consentOf returns the consent pages of a server authorized by a user,
+// nil for others.
+func consentOf(u *upstream.Upstream) bridge.Consent {
+	c, ok := u.Spec().Auth.(*oauth.Client)
+	if !ok || c.Status().Grant != oauth.GrantAuthorizationCode {
+		return nil
+	}
+	return c
 }
 
 // normalizeMount cleans a mount path: "/" for none, no trailing slash.

@@ -128,3 +128,56 @@ func TestHandlerAccess_ResolvesKeysAndRefusesWhatCannotWork(t *testing.T) {
 		})
 	}
 }
+
+func TestOAuthConfig_ChecksWhatCannotWorkAndKeepsSecretsOutOfTheIdentity(t *testing.T) {
+	t.Setenv("MCPO_TEST_SECRET", "s3cret-value")
+	remote := upstream.Spec{Name: "gh", Transport: upstream.TransportStreamableHTTP, URL: "https://mcp.example.com/mcp"}
+	const cb = "https://caddy.example.com/tools/gh/oauth/callback"
+	for _, tc := range []struct {
+		name   string
+		o      OAuth
+		spec   upstream.Spec
+		single bool
+		err    string
+	}{
+		{name: "authorization code", o: OAuth{RedirectURI: cb}, spec: remote},
+		{name: "single-server mount", o: OAuth{RedirectURI: "https://caddy.example.com/gh/oauth/callback"}, spec: remote, single: true},
+		{name: "pre-registered with a secret", o: OAuth{RedirectURI: cb, ClientID: "id", ClientSecret: "{env.MCPO_TEST_SECRET}"}, spec: remote},
+		{name: "client credentials need no redirect", o: OAuth{Grant: "client_credentials", ClientID: "id", ClientSecret: "x"}, spec: remote},
+		{name: "stdio server", o: OAuth{RedirectURI: cb}, spec: upstream.Spec{Name: "gh", Transport: upstream.TransportStdio, Command: "x"}, err: "servers reached at a url"},
+		{name: "no redirect_uri", o: OAuth{}, spec: remote, err: "oauth needs redirect_uri"},
+		{name: "redirect_uri elsewhere", o: OAuth{RedirectURI: "https://caddy.example.com/callback"}, spec: remote, err: "must be the external URL of /gh/oauth/callback"},
+		{name: "unresolved secret", o: OAuth{RedirectURI: cb, ClientID: "id", ClientSecret: "{env.MCPO_TEST_UNSET_SECRET}"}, spec: remote, err: "oauth client_secret"},
+		{name: "metadata URL elsewhere", o: OAuth{RedirectURI: cb, ClientMetadataURL: "https://caddy.example.com/meta.json"}, spec: remote, err: "client_metadata_url"},
+		{name: "client credentials without a client", o: OAuth{Grant: "client_credentials"}, spec: remote, err: "ClientID"},
+		{name: "bad private key", o: OAuth{Grant: "client_credentials", ClientID: "id", PrivateKey: "not a key"}, spec: remote, err: "PrivateKeyPEM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, id, err := tc.o.config(tc.spec, tc.single, caddy.NewReplacer())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want one containing %q", err, tc.err)
+				}
+				if strings.Contains(err.Error(), "s3cret-value") || strings.Contains(err.Error(), "not a key") {
+					t.Fatalf("error %q holds a secret", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id == "" || strings.Contains(id, "s3cret") || !strings.HasPrefix(cfg.StoreKey, "mcpo/oauth/") {
+				t.Errorf("identity %q, store key %q", id, cfg.StoreKey)
+			}
+			if tc.o.ClientSecret == "{env.MCPO_TEST_SECRET}" && cfg.ClientSecret != "s3cret-value" {
+				t.Errorf("client secret not resolved: %q", cfg.ClientSecret)
+			}
+			// Another scope is another identity.
+			other := tc.o
+			other.Scopes = append(other.Scopes, "more")
+			if _, id2, err := other.config(tc.spec, tc.single, caddy.NewReplacer()); err != nil || id2 == id {
+				t.Errorf("a changed configuration keeps the identity %s (%v)", id, err)
+			}
+		})
+	}
+}

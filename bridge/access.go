@@ -25,6 +25,10 @@ type Access struct {
 	// health too: Bearer, or Basic with the key as the password (so that a
 	// browser can open the docs). Without it, only calls need a key.
 	ProtectDocs bool
+	// AdminKeys guard the pages that start an upstream server's OAuth
+	// authorization; without them, Keys do. Bearer, or Basic with the key
+	// as the password.
+	AdminKeys []string
 	// Scheme is the security scheme the documents declare for every
 	// operation, for when another handler (basic_auth, forward_auth, a JWT
 	// plugin) authenticates callers. With Keys and no Scheme, the documents
@@ -64,6 +68,8 @@ func BearerScheme() *openapi3.SecurityScheme {
 // them takes the same time whatever the candidate.
 type gate struct {
 	keys        [][sha256.Size]byte
+	adminKeys   [][sha256.Size]byte // keys, when no admin key is set
+	adminName   string              // "admin key", or "API key" when keys stand in
 	protectDocs bool
 	scheme      *openapi3.SecurityScheme
 
@@ -74,11 +80,16 @@ type gate struct {
 
 func newGate(a Access) (*gate, error) {
 	g := &gate{protectDocs: a.ProtectDocs, scheme: a.Scheme}
-	for i, k := range a.Keys {
-		if k == "" {
-			return nil, fmt.Errorf("API key %d is empty (a placeholder that resolved to nothing?)", i+1)
-		}
-		g.keys = append(g.keys, sha256.Sum256([]byte(k)))
+	var err error
+	if g.keys, err = digests("API key", a.Keys); err != nil {
+		return nil, err
+	}
+	if g.adminKeys, err = digests("admin key", a.AdminKeys); err != nil {
+		return nil, err
+	}
+	g.adminName = "admin key"
+	if len(g.adminKeys) == 0 {
+		g.adminKeys, g.adminName = g.keys, "API key"
 	}
 	if g.protectDocs && len(g.keys) == 0 {
 		return nil, fmt.Errorf("protecting the documents needs an API key")
@@ -102,6 +113,18 @@ func newGate(a Access) (*gate, error) {
 		g.maxAge = strconv.Itoa(int(maxAge / time.Second))
 	}
 	return g, nil
+}
+
+// digests hashes keys, refusing empty ones.
+func digests(what string, keys []string) ([][sha256.Size]byte, error) {
+	var out [][sha256.Size]byte
+	for i, k := range keys {
+		if k == "" {
+			return nil, fmt.Errorf("%s %d is empty (a placeholder that resolved to nothing?)", what, i+1)
+		}
+		out = append(out, sha256.Sum256([]byte(k)))
+	}
+	return out, nil
 }
 
 // Headers a browser script may read from answers, besides the safelisted
@@ -158,38 +181,52 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 // admit checks the caller's key, answering 401 or 403 when it must be
 // refused. read says whether the request only reads documents or health.
 func (g *gate) admit(w http.ResponseWriter, r *http.Request, read bool) bool {
-	if len(g.keys) == 0 || read && !g.protectDocs {
+	if read && !g.protectDocs {
 		return true
 	}
-	key, scheme := credentials(r, read)
+	return check(w, r, g.keys, read, "API key")
+}
+
+// admitAdmin checks the key of a request for an administrator's page.
+func (g *gate) admitAdmin(w http.ResponseWriter, r *http.Request) bool {
+	return check(w, r, g.adminKeys, true, g.adminName)
+}
+
+// check admits a request bearing one of keys, and answers 401 or 403 to
+// others. A browser's Basic authentication is accepted if basic, with the
+// key as the password; what names the key in messages.
+func check(w http.ResponseWriter, r *http.Request, keys [][sha256.Size]byte, basic bool, what string) bool {
+	if len(keys) == 0 {
+		return true
+	}
+	key, scheme := credentials(r, basic)
 	if key == "" {
-		challenge := `Bearer realm="caddy-mcpo"`
-		msg := "this server needs an API key: send it as 'Authorization: Bearer <key>'"
-		if read {
-			// Browsers prompt for Basic, so the docs open in one.
+		msg := "this needs the " + what + ": send it as 'Authorization: Bearer <key>'"
+		if basic {
+			// Browsers prompt for Basic, so pages open in one.
 			w.Header().Add("WWW-Authenticate", `Basic realm="caddy-mcpo", charset="UTF-8"`)
 			msg += ", or as the password of Basic authentication"
 		}
 		if scheme != "" {
 			msg = fmt.Sprintf("authorization scheme %q is not accepted here; ", scheme) + msg
 		}
-		w.Header().Add("WWW-Authenticate", challenge)
+		w.Header().Add("WWW-Authenticate", `Bearer realm="caddy-mcpo"`)
 		writeError(w, http.StatusUnauthorized, errorDetail{Message: msg})
 		return false
 	}
-	if !g.valid(key) {
-		writeError(w, http.StatusForbidden, errorDetail{Message: "the API key is not valid for this server"})
+	if !valid(keys, key) {
+		writeError(w, http.StatusForbidden, errorDetail{Message: "the " + what + " is not valid for this server"})
 		return false
 	}
 	return true
 }
 
-// valid compares key with every configured key, in constant time.
-func (g *gate) valid(key string) bool {
+// valid compares key with every one of keys, in constant time.
+func valid(keys [][sha256.Size]byte, key string) bool {
 	sum := sha256.Sum256([]byte(key))
 	ok := 0
-	for i := range g.keys {
-		ok |= subtle.ConstantTimeCompare(sum[:], g.keys[i][:])
+	for i := range keys {
+		ok |= subtle.ConstantTimeCompare(sum[:], keys[i][:])
 	}
 	return ok == 1
 }

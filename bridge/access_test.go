@@ -56,7 +56,8 @@ func serve(b *Bridge, method, rel string, h http.Header) *httptest.ResponseRecor
 		r.Header[k] = v
 	}
 	w := httptest.NewRecorder()
-	b.Serve(w, r, rel, "/m")
+	path, _, _ := strings.Cut(rel, "?")
+	b.Serve(w, r, path, "/m")
 	return w
 }
 

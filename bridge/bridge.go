@@ -62,6 +62,9 @@ type Server struct {
 	// for arguments that take none), for LLMs that send strings. By default
 	// such arguments are refused with 422.
 	LenientArgs bool
+	// Consent, when set, serves the server's OAuth authorization at
+	// <server>/oauth/authorize and <server>/oauth/callback.
+	Consent Consent
 }
 
 // Defaults for Server and Config fields left zero.
@@ -180,6 +183,10 @@ func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string)
 	if b.gate.cors(w, r) {
 		return
 	}
+	if s, path := b.consentRoute(rel); s != nil {
+		b.serveConsent(w, r, s, path)
+		return
+	}
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
 	if !b.gate.admit(w, r, read) {
 		return
@@ -277,16 +284,16 @@ func (b *Bridge) serveServer(w http.ResponseWriter, r *http.Request, s *serverSt
 		if rt == nil { // the server is not ready; nothing is known of the tool
 			start := time.Now()
 			b.obs.CallStarted(s.cfg.Name, "")
-			outcome := b.callError(w, r, s.cfg, seg, err, nil, 0)
+			outcome := b.callError(w, r, s.cfg, base, seg, err, nil, 0)
 			b.obs.CallFinished(s.cfg.Name, "", outcome, time.Since(start))
 			return
 		}
-		b.call(w, r, s, rt)
+		b.call(w, r, s, rt, base)
 		return
 	}
 	if rel == "/openapi.json" {
 		if v == nil {
-			b.callError(w, r, s.cfg, "", err, nil, 0)
+			b.callError(w, r, s.cfg, base, "", err, nil, 0)
 			return
 		}
 		serveDocument(w, r, v.doc, v.etag, base)

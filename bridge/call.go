@@ -20,8 +20,9 @@ import (
 
 // call runs one tool call: read and check the arguments, wait for a slot
 // under the server's concurrency cap, call with the tool's deadline, and
-// write the mapped result or error.
-func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route) {
+// write the mapped result or error. base is the server's base path as the
+// client sees it.
+func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string) {
 	s, tool := st.cfg, rt.tool.Name
 	start := time.Now()
 	outcome := OutcomeOK
@@ -60,7 +61,7 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 	defer cancel()
 	res, err := s.Upstream.CallTool(ctx, tool, args)
 	if err != nil {
-		outcome = b.callError(w, r, s, tool, err, ctx, timeout)
+		outcome = b.callError(w, r, s, base, tool, err, ctx, timeout)
 		return
 	}
 	status, out := renderResult(res, s, rt.tool)
@@ -127,9 +128,10 @@ func jsonKind(first byte) string {
 }
 
 // callError writes the response for a failed call and returns its outcome.
-// tool may be empty (a document request), ctx is the call's context and
-// timeout its timeout (nil and 0 when no call ran).
-func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, tool string, err error, ctx context.Context, timeout time.Duration) Outcome {
+// base is the server's base path as the client sees it; tool may be empty
+// (a document request), ctx is the call's context and timeout its timeout
+// (nil and 0 when no call ran).
+func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, base, tool string, err error, ctx context.Context, timeout time.Duration) Outcome {
 	d := errorDetail{Server: s.Name, Tool: tool}
 	var status int
 	var outcome Outcome
@@ -148,6 +150,11 @@ func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, to
 		secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		d.Message = unavailable.Error() + "; try again later"
+		if unavailable.State == upstream.StateNeedsAuth {
+			d.Authorize = base + consentAuthorize
+			d.Message = fmt.Sprintf("server %q needs authorization: an administrator must open %s in a browser and grant access; calls work once that is done",
+				s.Name, d.Authorize)
+		}
 	case errors.As(err, &rpc):
 		switch rpc.Code {
 		case upstream.CodeInvalidParams:
@@ -187,6 +194,8 @@ type errorDetail struct {
 	Code    *int                   `json:"code,omitempty"`
 	Data    json.RawMessage        `json:"data,omitempty"`
 	Errors  []schema.ArgumentError `json:"errors,omitempty"`
+	// Authorize is where to authorize a server that needs it.
+	Authorize string `json:"authorize,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, status int, d errorDetail) {

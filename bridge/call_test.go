@@ -269,7 +269,7 @@ func TestCallError(t *testing.T) {
 			if tc.ctx != nil {
 				ctx = tc.ctx(t)
 			}
-			b.callError(w, r, s, tc.tool, tc.err, ctx, s.Timeout)
+			b.callError(w, r, s, "/m", tc.tool, tc.err, ctx, s.Timeout)
 
 			if w.Code != tc.status {
 				t.Errorf("status = %d, want %d", w.Code, tc.status)
@@ -327,7 +327,7 @@ func TestCallErrorWritesNothingForAGoneClient(t *testing.T) {
 		r := httptest.NewRequest(http.MethodPost, "/t", nil).WithContext(reqCtx)
 		callCtx, cancelCall := context.WithCancel(reqCtx)
 		w := httptest.NewRecorder()
-		b.callError(w, r, s, "t", err, callCtx, s.Timeout)
+		b.callError(w, r, s, "/m", "t", err, callCtx, s.Timeout)
 		cancelCall()
 		if w.Body.Len() != 0 || len(w.Header()) != 0 || w.Code != http.StatusOK {
 			t.Errorf("%v: wrote %d %v %q, want nothing", err, w.Code, w.Header(), w.Body)
@@ -340,7 +340,7 @@ func TestCallErrorTimeoutNamesTheDefaultTimeout(t *testing.T) {
 	b, s := newTestBridge(t, 0)
 	r := httptest.NewRequest(http.MethodPost, "/t", nil)
 	w := httptest.NewRecorder()
-	b.callError(w, r, s, "t", context.DeadlineExceeded, expired(t), s.Timeout)
+	b.callError(w, r, s, "/m", "t", context.DeadlineExceeded, expired(t), s.Timeout)
 	if w.Code != http.StatusGatewayTimeout {
 		t.Fatalf("status = %d, want 504", w.Code)
 	}

@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// recordingConsent hands out a fixed URL and records callbacks.
+type recordingConsent struct {
+	authorized int
+	callbacks  []url.Values
+	fail       error
+}
+
+func (c *recordingConsent) Authorize(context.Context) (string, error) {
+	c.authorized++
+	return "https://as.example/authorize?client_id=x", c.fail
+}
+
+func (c *recordingConsent) ClientMetadata() []byte { return []byte(`{"client_id":"https://x.example/m"}`) }
+
+func (c *recordingConsent) Callback(_ context.Context, q url.Values) error {
+	c.callbacks = append(c.callbacks, q)
+	return c.fail
+}
+
+// needsAuthCaller is a server waiting for authorization.
+type needsAuthCaller struct{ echoCaller }
+
+func (*needsAuthCaller) CallTool(context.Context, string, json.RawMessage) (*upstream.CallResult, error) {
+	return nil, &upstream.UnavailableError{Server: "remote", State: upstream.StateNeedsAuth, Cause: errors.New("no token")}
+}
+
+func TestConsentRoutes(t *testing.T) {
+	const key, admin = "api-key-1", "admin-key-1"
+	for _, tc := range []struct {
+		name     string
+		access   Access
+		single   bool
+		rel      string
+		auth     string
+		fail     error
+		status   int
+		location string
+		called   int // Authorize calls, or callbacks
+	}{
+		{name: "authorize without any key configured", rel: "/remote/oauth/authorize", status: 302, location: "https://as.example/authorize?client_id=x", called: 1},
+		{name: "authorize at a single-server mount", single: true, rel: "/oauth/authorize", status: 302, called: 1},
+		{name: "authorize needs the API key", access: Access{Keys: []string{key}}, rel: "/remote/oauth/authorize", status: 401},
+		{name: "authorize with the API key as Basic password", access: Access{Keys: []string{key}}, rel: "/remote/oauth/authorize", auth: basic("admin", key), status: 302, called: 1},
+		{name: "admin key replaces the API keys", access: Access{Keys: []string{key}, AdminKeys: []string{admin}}, rel: "/remote/oauth/authorize", auth: "Bearer " + key, status: 403},
+		{name: "authorize with the admin key", access: Access{Keys: []string{key}, AdminKeys: []string{admin}}, rel: "/remote/oauth/authorize", auth: "Bearer " + admin, status: 302, called: 1},
+		{name: "authorize failing", rel: "/remote/oauth/authorize", fail: errors.New("discovery: 404"), status: 502, called: 1},
+		{name: "callback needs no key", access: Access{Keys: []string{key}, ProtectDocs: true}, rel: "/remote/oauth/callback?code=c&state=s", status: 200, called: 1},
+		{name: "callback failing", rel: "/remote/oauth/callback?state=s&error=access_denied", fail: errors.New("access_denied"), status: 400, called: 1},
+		{name: "client metadata is public", access: Access{Keys: []string{key}, ProtectDocs: true}, rel: "/remote/oauth/client-metadata.json", status: 200},
+		{name: "other paths below oauth are not consent paths", rel: "/remote/oauth/other", status: 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &recordingConsent{fail: tc.fail}
+			b, err := New(Config{Servers: []*Server{{Name: "remote", Upstream: &echoCaller{}, Consent: c}}, Single: tc.single, Access: tc.access})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			if tc.auth != "" {
+				h.Set("Authorization", tc.auth)
+			}
+			w := serve(b, http.MethodGet, tc.rel, h)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			if tc.location != "" && w.Header().Get("Location") != tc.location {
+				t.Errorf("Location %q, want %q", w.Header().Get("Location"), tc.location)
+			}
+			called := c.authorized
+			if strings.Contains(tc.rel, "callback") {
+				called = len(c.callbacks)
+				if called == 1 && c.callbacks[0].Get("state") != "s" {
+					t.Errorf("callback query %v", c.callbacks[0])
+				}
+			}
+			if called != tc.called {
+				t.Errorf("consent called %d times, want %d", called, tc.called)
+			}
+			if w.Code >= 400 {
+				if !json.Valid(w.Body.Bytes()) {
+					t.Errorf("error body is not JSON: %s", w.Body)
+				}
+				if tc.fail != nil && !strings.Contains(w.Body.String(), tc.fail.Error()) {
+					t.Errorf("error body %s does not say why", w.Body)
+				}
+			}
+			if w.Header().Get("Cache-Control") == "" && w.Code != 404 {
+				t.Errorf("Cache-Control %q", w.Header().Get("Cache-Control"))
+			}
+		})
+	}
+}
+
+func TestCallsToAServerThatNeedsAuthorizationSayWhereToAuthorize(t *testing.T) {
+	b, err := New(Config{Servers: []*Server{{Name: "remote", Upstream: &needsAuthCaller{}, Consent: &recordingConsent{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := serve(b, http.MethodPost, "/remote/echo", nil)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q: %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	var body struct {
+		Detail struct{ Message, Authorize string } `json:"detail"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Detail.Authorize != "/m/remote/oauth/authorize" || !strings.Contains(body.Detail.Message, "/m/remote/oauth/authorize") ||
+		!strings.Contains(body.Detail.Message, "needs authorization") {
+		t.Errorf("detail %+v", body.Detail)
+	}
+}

@@ -1,0 +1,202 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+)
+
+// Caddy → upstream: an MCP server protected by OAuth 2.1, authorized once
+// by an administrator in a browser, without anything waiting meanwhile.
+
+func TestOAuthProtectedUpstreamIsAuthorizedOnceWithoutBlocking(t *testing.T) {
+	const apiKey, adminKey = "api-key-c0ffee11", "admin-key-5eed5eed"
+	as := fixture.NewOAuthServer(t)
+	storage := t.TempDir()
+	global := []string{"storage file_system " + storage}
+	local := testFixture(t, fixture.Options{})
+	withRemote := fmt.Sprintf(`:%d {
+	mcpo /tools {
+		api_key %s
+		admin_key %s
+		server local {
+			%s
+		}
+		server remote {
+			url %s
+			oauth {
+				redirect_uri %s/tools/remote/oauth/callback
+			}
+		}
+	}
+}`, httpPort, apiKey, adminKey, local, as.URL, base)
+	startCaddyWith(t, global, withRemote)
+	key := []string{"Authorization", "Bearer " + apiKey}
+
+	eventually(t, waitLimit, "remote to need authorization", func() bool {
+		return serverOf(t, "/tools", "remote").State == "needs_auth"
+	})
+	t.Run("calls get 503 with the authorize page while others work", func(t *testing.T) {
+		r := do(t, http.MethodPost, "/tools/remote/echo", `{"message":"hi"}`, key...)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("call before authorization: %s", r)
+		}
+		if msg := errorMessage(t, r); !strings.Contains(msg, "/tools/remote/oauth/authorize") {
+			t.Errorf("message %q does not say where to authorize", msg)
+		}
+		waitReadyWith(t, "/tools/local/openapi.json")
+		if r := do(t, http.MethodPost, "/tools/local/echo", `{"message":"hi"}`, key...); r.status != http.StatusOK {
+			t.Errorf("the other server: %s", r)
+		}
+	})
+
+	authorize := func(t *testing.T) {
+		t.Helper()
+		if r := do(t, http.MethodGet, "/tools/remote/oauth/authorize", ""); r.status != http.StatusUnauthorized {
+			t.Fatalf("authorize page without the admin key: %s", r)
+		}
+		if r := do(t, http.MethodGet, "/tools/remote/oauth/authorize", "", key...); r.status != http.StatusForbidden {
+			t.Fatalf("authorize page with the API key instead of the admin key: %s", r)
+		}
+		r := do(t, http.MethodGet, "/tools/remote/oauth/authorize", "", "Authorization", basicAuth("admin", adminKey))
+		if r.status != http.StatusFound {
+			t.Fatalf("authorize page: %s", r)
+		}
+		// The browser follows the redirect to the authorization server,
+		// which consents at once and sends it back to Caddy.
+		back := follow(t, r.header.Get("Location"))
+		cb, err := url.Parse(back)
+		if err != nil || !strings.HasPrefix(back, base+"/tools/remote/oauth/callback?") {
+			t.Fatalf("the authorization server sent the browser to %q", back)
+		}
+		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusOK || !strings.Contains(string(r.body), "authorized") {
+			t.Fatalf("callback: %s", r)
+		}
+		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusBadRequest {
+			t.Errorf("the same callback twice: %s", r)
+		}
+	}
+	authorize(t)
+
+	eventually(t, waitLimit, "remote to be ready", func() bool {
+		return serverOf(t, "/tools", "remote").State == "ready"
+	})
+	call := func(t *testing.T) {
+		t.Helper()
+		if r := do(t, http.MethodPost, "/tools/remote/echo", `{"message":"hi"}`, key...); r.status != http.StatusOK || string(r.body) != `"hi"` {
+			t.Fatalf("call: %s", r)
+		}
+	}
+	call(t)
+
+	t.Run("tokens about to expire are refreshed", func(t *testing.T) {
+		// Tokens live 62 s and are renewed a minute ahead.
+		time.Sleep(2500 * time.Millisecond)
+		call(t)
+		if n := as.Counts().Refreshes; n == 0 {
+			t.Errorf("no refresh after the token came within a minute of its expiry")
+		}
+	})
+	t.Run("a revoked access token is refreshed and the call replayed", func(t *testing.T) {
+		before := as.Counts().Refreshes
+		as.RevokeAccessTokens()
+		call(t)
+		if as.Counts().Refreshes == before {
+			t.Errorf("no refresh after the access token was refused")
+		}
+	})
+
+	t.Run("tokens survive the server's removal and return", func(t *testing.T) {
+		startCaddyWith(t, global, fmt.Sprintf(`:%d {
+	mcpo /tools {
+		api_key %s
+		server local {
+			%s
+		}
+	}
+}`, httpPort, apiKey, local))
+		startCaddyWith(t, global, withRemote)
+		eventually(t, waitLimit, "remote to be ready without a new consent", func() bool {
+			st := serverOf(t, "/tools", "remote").State
+			if st == "needs_auth" {
+				t.Fatal("remote needs authorization again after a reload")
+			}
+			return st == "ready"
+		})
+		call(t)
+		if c := as.Counts(); c.Registrations != 1 || c.Authorizations != 1 {
+			t.Errorf("counts %+v, want one registration and one authorization", c)
+		}
+	})
+
+	t.Run("stored credentials are readable by the owner only", func(t *testing.T) {
+		files := 0
+		err := filepath.WalkDir(filepath.Join(storage, "mcpo"), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			files++
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if perm := info.Mode().Perm(); perm&0o077 != 0 {
+				t.Errorf("%s has mode %v", p, perm)
+			}
+			b, err := os.ReadFile(p)
+			if err == nil && (strings.Contains(string(b), apiKey) || strings.Contains(string(b), adminKey)) {
+				t.Errorf("%s holds a key of the callers", p)
+			}
+			return err
+		})
+		if err != nil || files == 0 {
+			t.Fatalf("stored files: %d (%v)", files, err)
+		}
+	})
+
+	t.Run("the upstream only ever received its own tokens", func(t *testing.T) {
+		headers := as.AuthorizationHeaders()
+		if len(headers) == 0 {
+			t.Fatal("no request reached the upstream")
+		}
+		for _, h := range headers {
+			if h == "" {
+				continue // the first, unauthenticated request that fetches the challenge
+			}
+			tok, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || !as.Issued(tok) || strings.Contains(h, apiKey) || strings.Contains(h, adminKey) {
+				t.Errorf("the upstream received Authorization %q", h)
+			}
+		}
+	})
+}
+
+// follow GETs a URL outside Caddy without following its redirect, and
+// returns where it redirects to.
+func follow(t *testing.T, to string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, to, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("GET %s: %d", to, resp.StatusCode)
+	}
+	return resp.Header.Get("Location")
+}
