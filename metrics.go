@@ -107,7 +107,7 @@ func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, to
 // upstream package adds later is reported too, but only while a server is
 // in it.
 var upstreamStates = []upstream.State{
-	upstream.StateIdle, upstream.StateStarting, upstream.StateReady, upstream.StateFailed, upstream.StateStopped,
+	upstream.StateIdle, upstream.StateStarting, upstream.StateReady, upstream.StateFailed, upstream.StateNeedsAuth, upstream.StateStopped,
 }
 
 // poolCollector reports the state of every server of a pool when scraped.
