@@ -61,7 +61,7 @@ func TestServerSpec_ChecksLimitsAndCarriesStopTimeouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if opts != tc.want {
+			if opts.StartTimeout != tc.want.StartTimeout || opts.Drain != tc.want.Drain || opts.Stop != tc.want.Stop {
 				t.Errorf("options = %+v, want %+v", opts, tc.want)
 			}
 		})

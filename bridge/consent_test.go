@@ -24,7 +24,9 @@ func (c *recordingConsent) Authorize(context.Context) (string, error) {
 	return "https://as.example/authorize?client_id=x", c.fail
 }
 
-func (c *recordingConsent) ClientMetadata() []byte { return []byte(`{"client_id":"https://x.example/m"}`) }
+func (c *recordingConsent) ClientMetadata() []byte {
+	return []byte(`{"client_id":"https://x.example/m"}`)
+}
 
 func (c *recordingConsent) Callback(_ context.Context, q url.Values) error {
 	c.callbacks = append(c.callbacks, q)

@@ -138,6 +138,25 @@ func TestOAuthProtectedUpstreamIsAuthorizedOnceWithoutBlocking(t *testing.T) {
 		}
 	})
 
+	t.Run("a revoked grant puts the server back in needs_auth until authorized again", func(t *testing.T) {
+		as.RevokeAll()
+		r := do(t, http.MethodPost, "/tools/remote/echo", `{"message":"hi"}`, key...)
+		if r.status != http.StatusServiceUnavailable || !strings.Contains(errorMessage(t, r), "/tools/remote/oauth/authorize") {
+			t.Fatalf("call after the grant was revoked: %s", r)
+		}
+		eventually(t, waitLimit, "remote to need authorization", func() bool {
+			return serverOf(t, "/tools", "remote").State == "needs_auth"
+		})
+		authorize(t)
+		eventually(t, waitLimit, "remote to be ready", func() bool {
+			return serverOf(t, "/tools", "remote").State == "ready"
+		})
+		call(t)
+		if c := as.Counts(); c.Registrations != 1 || c.Authorizations != 2 {
+			t.Errorf("counts %+v, want the registration reused for a second authorization", c)
+		}
+	})
+
 	t.Run("stored credentials are readable by the owner only", func(t *testing.T) {
 		files := 0
 		err := filepath.WalkDir(filepath.Join(storage, "mcpo"), func(p string, d fs.DirEntry, err error) error {

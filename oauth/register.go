@@ -293,15 +293,11 @@ func (c *Client) forgetInvalidClient(ctx context.Context, er *ErrorResponse, cl 
 		zap.String("issuer", cl.Issuer), zap.String("client_id", cl.ClientID))
 }
 
-// clientMetadataDocument is a Client ID Metadata Document.
+// clientMetadataDocument is a Client ID Metadata Document: the metadata
+// a registration sends, and the client's ID.
 type clientMetadataDocument struct {
-	ClientID                string   `json:"client_id"`
-	ClientName              string   `json:"client_name"`
-	RedirectURIs            []string `json:"redirect_uris"`
-	GrantTypes              []string `json:"grant_types"`
-	ResponseTypes           []string `json:"response_types"`
-	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
-	ApplicationType         string   `json:"application_type"`
+	ClientID string `json:"client_id"`
+	registrationRequest
 }
 
 // ClientMetadata returns the Client ID Metadata Document to serve at
@@ -312,13 +308,15 @@ func (c *Client) ClientMetadata() []byte {
 		return nil
 	}
 	b, _ := json.Marshal(clientMetadataDocument{
-		ClientID:                c.cfg.ClientMetadataURL,
-		ClientName:              c.cfg.ClientName,
-		RedirectURIs:            []string{c.cfg.RedirectURI},
-		GrantTypes:              []string{GrantAuthorizationCode, "refresh_token"},
-		ResponseTypes:           []string{"code"},
-		TokenEndpointAuthMethod: AuthMethodNone,
-		ApplicationType:         applicationType(c.cfg.RedirectURI),
+		ClientID: c.cfg.ClientMetadataURL,
+		registrationRequest: registrationRequest{
+			ClientName:              c.cfg.ClientName,
+			RedirectURIs:            []string{c.cfg.RedirectURI},
+			GrantTypes:              []string{GrantAuthorizationCode, "refresh_token"},
+			ResponseTypes:           []string{"code"},
+			TokenEndpointAuthMethod: AuthMethodNone,
+			ApplicationType:         applicationType(c.cfg.RedirectURI),
+		},
 	})
 	return b
 }

@@ -82,6 +82,7 @@ type dialer struct {
 	spec   Spec
 	log    func() *zap.Logger // names the server
 	stop   StopTimeouts
+	elicit ElicitFunc // nil: no elicitation capability
 	notify func(s *session, n mcp.JSONRPCNotification)
 }
 
@@ -137,7 +138,7 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 	s.proc = proc
 	// mcp-go's own process handling (exec.CommandContext, SIGTERM to the
 	// child only) is bypassed: it gets the pipes, and the process stays ours.
-	tr := newTap(transport.NewIO(proc.stdout, proc.stdin, nil))
+	tr := newTap(transport.NewIO(proc.stdout, proc.stdin, nil), d.log)
 	s.tr = tr
 	go func() {
 		select {
@@ -178,17 +179,24 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 
 // dialStreamable connects over Streamable HTTP. A legacy server that says
 // its tools may change only sends tools/list_changed on a standing GET
-// stream, which mcp-go opens only when told before the handshake: such a
-// server is dialled again, on the version it negotiated, with the stream.
+// stream, and sends its own requests (elicitation) there too; mcp-go opens
+// that stream only when told before the handshake: such a server is
+// dialled again, on the version it negotiated, with the stream.
 func (d *dialer) dialStreamable(parent, ctx context.Context) (*session, error) {
 	listen := pinnedLegacy(d.spec.Protocol)
 	s, err := d.dialHTTP(parent, ctx, d.newStreamable(listen), d.spec.Protocol)
-	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || !toolsMayChange(s.caps) {
+	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || (!toolsMayChange(s.caps) && d.elicit == nil) {
 		return s, err
 	}
 	version := s.info.Protocol
 	s.close(d.stop, d.log())
 	return d.dialHTTP(parent, ctx, d.newStreamable(true), version)
+}
+
+// pinnedModern reports a protocol choice of the stateless era (2026-07-28
+// or later).
+func pinnedModern(p string) bool {
+	return p == ProtocolModern || p != ProtocolLegacy && p != "" && mcp.IsModernProtocol(p)
 }
 
 // pinnedLegacy reports a protocol choice that rules out 2026-07-28.
@@ -253,7 +261,7 @@ func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*sessio
 		s.cancel()
 		return nil, err
 	}
-	tr := newTap(inner)
+	tr := newTap(inner, d.log)
 	s.tr = tr
 	c, err := d.initialize(s, tr, ctx, protocol)
 	if err != nil {
@@ -284,6 +292,12 @@ func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*sessio
 // it under the session's context and performs the handshake under ctx.
 func (d *dialer) initialize(s *session, tr transport.Interface, ctx context.Context, protocol string) (*client.Client, error) {
 	var opts []client.ClientOption
+	if d.elicit != nil {
+		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, server: d.spec.Name, log: d.log}))
+	}
+	t := tapOf(tr)
+	t.elicit.Store(d.elicit != nil)
+	t.modernOnly.Store(pinnedModern(protocol))
 	switch protocol {
 	case "":
 		opts = append(opts, client.WithDiscoverTimeout(3*time.Second))

@@ -3,8 +3,10 @@
 // An Upstream runs one MCP server: it starts a stdio process (in its own
 // process group, with its stderr sent to the log) or dials a Streamable HTTP
 // or HTTP+SSE endpoint, negotiates the protocol era, lists the tools with their
-// raw JSON schemas, calls tools, and reconnects with backoff when the
-// connection dies. It knows nothing of HTTP routing, OpenAPI or Caddy.
+// raw JSON schemas, calls tools, passes resources and prompts through,
+// answers the server's elicitations with the proxy's policy, and reconnects
+// with backoff when the connection dies. It knows nothing of HTTP routing,
+// OpenAPI or Caddy.
 package upstream
 
 import (
@@ -178,7 +180,7 @@ func (s Spec) Validate() error {
 	default:
 		return fmt.Errorf("unknown transport %q", s.Transport)
 	}
-	if s.Transport == TransportSSE && (s.Protocol == ProtocolModern || mcp.IsModernProtocol(s.Protocol)) {
+	if s.Transport == TransportSSE && pinnedModern(s.Protocol) {
 		return errors.New("the sse transport only speaks the legacy protocol")
 	}
 	return nil

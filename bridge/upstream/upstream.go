@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/zap"
 )
@@ -66,6 +67,13 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight calls to finish
 	// before stopping the server.
 	Drain time.Duration
+	// Elicitation, if set, answers the server's elicitation requests, and
+	// the client declares the elicitation capability (with SEP-1034
+	// applyDefaults on legacy connections, which then keep a standing GET
+	// stream open for the server's requests). Nil declares no such
+	// capability: a tool that asks for input fails with an
+	// *InputRequiredError.
+	Elicitation ElicitFunc
 }
 
 // Defaults for Options left zero.
@@ -320,6 +328,15 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 		}
 		res, err = next.callTool(ctx, name, args)
 	}
+	if err != nil && u.spec.Auth != nil && errors.Is(err, transport.ErrAuthorizationRequired) {
+		// The server refused the credentials and the Authorizer could not
+		// renew them: end the session, so that the supervisor starts
+		// again and, without credentials, waits in needs_auth.
+		s.end(err)
+		if _, authErr := u.spec.Auth.Token(ctx); authErr != nil {
+			return nil, &UnavailableError{Server: u.spec.Name, State: StateNeedsAuth, Cause: u.redact(authErr), RetryAfter: 2 * time.Second}
+		}
+	}
 	return res, u.redact(err)
 }
 
@@ -410,20 +427,43 @@ func (u *Upstream) setState(s State, err error, retryAt time.Time) {
 	u.changed = make(chan struct{})
 }
 
-// awaitAuthorization waits, in StateNeedsAuth, until the Authorizer's state
-// changes (a user completed the authorization) or the Upstream closes,
-// which it reports as false. err is why the start failed, authErr why no
-// credentials are at hand.
-func (u *Upstream) awaitAuthorization(err, authErr error) bool {
-	changed := u.spec.Auth.Changed()
+// awaitAuthorization waits, in StateNeedsAuth, until the Authorizer has
+// credentials (a user completed the authorization) or the Upstream closes,
+// which it reports as false. changed is the Authorizer's Changed from
+// before authErr was had; err is why the start failed, authErr why no
+// credentials are at hand. Changes that bring no credentials (an
+// authorization started, a failed one) are waited out without starting the
+// server, which would fail for want of them.
+func (u *Upstream) awaitAuthorization(changed <-chan struct{}, err, authErr error) bool {
 	u.setState(StateNeedsAuth, authErr, time.Time{})
 	u.logger().Warn("MCP server needs authorization",
 		zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
 		zap.Error(u.redact(err)), zap.NamedError("authorization", u.redact(authErr)))
+	for {
+		select {
+		case <-changed:
+		case <-u.ctx.Done():
+			return false
+		}
+		changed = u.spec.Auth.Changed()
+		if _, authErr = u.spec.Auth.Token(u.ctx); authErr == nil {
+			return true
+		}
+		if u.ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
+// closed reports whether ch is closed; a nil ch never is.
+func closed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
 	select {
-	case <-changed:
+	case <-ch:
 		return true
-	case <-u.ctx.Done():
+	default:
 		return false
 	}
 }
@@ -434,10 +474,16 @@ func (u *Upstream) run() {
 	defer close(u.done)
 	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify}
 	failures := 0
+	retriedAtOnce := false // after a start the authorization changed under
 	for {
 		u.setState(StateStarting, nil, time.Time{})
 		opts := u.options()
 		d.stop = opts.Stop
+		d.elicit = opts.Elicitation
+		var authChanged <-chan struct{}
+		if u.spec.Auth != nil {
+			authChanged = u.spec.Auth.Changed()
+		}
 		begun := time.Now()
 		sess, err := u.startSession(d, opts)
 		if u.ctx.Err() != nil {
@@ -448,14 +494,29 @@ func (u *Upstream) run() {
 			return
 		}
 		if err != nil && u.spec.Auth != nil {
+			// Watch for changes before asking, so that an authorization
+			// completed in between is not missed.
+			changed := u.spec.Auth.Changed()
 			if _, authErr := u.spec.Auth.Token(u.ctx); authErr != nil {
-				if !u.awaitAuthorization(err, authErr) {
+				if !u.awaitAuthorization(changed, err, authErr) {
 					u.setState(StateStopped, nil, time.Time{})
 					return
 				}
+				retriedAtOnce = false
+				continue
+			}
+			if closed(authChanged) && !retriedAtOnce {
+				// Credentials arrived while the start was under way
+				// (the user completed an authorization): the start failed
+				// for want of them, so try again now rather than after a
+				// backoff.
+				retriedAtOnce = true
+				u.logger().Info("MCP server failed to start while its authorization changed; starting again",
+					zap.String("server", u.spec.Name), zap.Error(u.redact(err)))
 				continue
 			}
 		}
+		retriedAtOnce = false
 		if err != nil {
 			failures++
 			delay := backoff(failures)

@@ -1,0 +1,123 @@
+//go:build unix
+
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeAuth is an Authorizer whose token the test hands out.
+type fakeAuth struct {
+	mu      sync.Mutex
+	token   string
+	changed chan struct{}
+}
+
+func newFakeAuth() *fakeAuth { return &fakeAuth{changed: make(chan struct{})} }
+
+func (a *fakeAuth) Transport(base http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if tok, _ := a.Token(r.Context()); tok != "" {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+tok)
+		}
+		return base.RoundTrip(r)
+	})
+}
+
+func (a *fakeAuth) Token(context.Context) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.token == "" {
+		return "", errors.New("no token: authorize first")
+	}
+	return a.token, nil
+}
+
+func (a *fakeAuth) Changed() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.changed
+}
+
+// set changes the token ("" for none) and signals the change.
+func (a *fakeAuth) set(token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.token = token
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// protected answers like modernAnswers to requests with the token "good",
+// and 401 to others, after calling onRefused (if set).
+func protected(onRefused func()) func(r rpcRequest) (int, any) {
+	return func(r rpcRequest) (int, any) {
+		if r.Header.Get("Authorization") != "Bearer good" {
+			if onRefused != nil {
+				onRefused()
+			}
+			return http.StatusUnauthorized, map[string]any{"error": "invalid_token"}
+		}
+		return modernAnswers(r)
+	}
+}
+
+func TestUpstream_WaitsInNeedsAuthUntilTheAuthorizerHasCredentials(t *testing.T) {
+	auth := newFakeAuth()
+	srv := newRawServer(t, protected(nil))
+	spec := modernSpec(srv.URL)
+	spec.Auth = auth
+	log, _ := testLogger(t)
+	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
+	u.Start()
+	t.Cleanup(func() { _ = u.Close() })
+	waitState(t, u, StateNeedsAuth)
+	sent := len(srv.methods())
+
+	// A change that brings no credentials (an authorization started) does
+	// not start the server, which would only fail again.
+	auth.set("")
+	time.Sleep(200 * time.Millisecond)
+	if st := u.Status(); st.State != StateNeedsAuth {
+		t.Fatalf("state %s after a change without credentials, want %s", st.State, StateNeedsAuth)
+	}
+	if n := len(srv.methods()); n != sent {
+		t.Errorf("the server got %d more requests after a change without credentials", n-sent)
+	}
+
+	auth.set("good")
+	waitState(t, u, StateReady)
+}
+
+func TestUpstream_StartsAtOnceWhenAuthorizedDuringAFailedStart(t *testing.T) {
+	auth := newFakeAuth()
+	var once sync.Once
+	// The user completes the authorization while the first start is under
+	// way, just before the server refuses it for want of a token.
+	srv := newRawServer(t, protected(func() { once.Do(func() { auth.set("good") }) }))
+	spec := modernSpec(srv.URL)
+	spec.Auth = auth
+	log, _ := testLogger(t)
+	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
+	begun := time.Now()
+	u.Start()
+	t.Cleanup(func() { _ = u.Close() })
+	st := waitState(t, u, StateReady)
+	// A backoff would have taken at least backoffMin less its jitter.
+	if took := time.Since(begun); took >= backoffMin*7/10 {
+		t.Errorf("ready after %s: the start was not retried at once", took)
+	}
+	if st.Failures != 0 {
+		t.Errorf("%d failures counted", st.Failures)
+	}
+}
