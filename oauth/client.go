@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -284,6 +285,25 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		err = c.needsAuth()
 	}
 	return "", err
+}
+
+// Authorized reports whether requests to the server can go as the
+// authorization stands: nil with a usable token (refreshed or fetched as
+// needed) and no step-up pending; else a *NeedsAuthorizationError, or the
+// error of getting a token. A step-up (the server asked for more scopes)
+// leaves the current token usable for what it covers, but a user must
+// authorize again.
+func (c *Client) Authorized(ctx context.Context) error {
+	if _, err := c.Token(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	stepUp := slices.Clone(c.stepUp)
+	c.mu.Unlock()
+	if stepUp != nil && c.cfg.Grant == GrantAuthorizationCode {
+		return &NeedsAuthorizationError{Reason: "the server asks for more scopes: " + strings.Join(stepUp, " ")}
+	}
+	return nil
 }
 
 // usable returns the token to put on a request now: the held one if fresh,

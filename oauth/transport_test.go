@@ -264,6 +264,9 @@ func TestStepUp(t *testing.T) {
 	if _, err := c.Token(ctx); err != nil {
 		t.Errorf("the current token is still usable: %v", err)
 	}
+	if err := c.Authorized(ctx); !errors.Is(err, ErrNeedsAuthorization) || !strings.Contains(err.Error(), "mcp:write") {
+		t.Errorf("Authorized = %v, want a need of authorization naming the scopes", err)
+	}
 	if got := e.call(c, ""); got != 200 {
 		t.Errorf("read with the current token: HTTP %d", got)
 	}
@@ -276,6 +279,9 @@ func TestStepUp(t *testing.T) {
 	}
 	if st := c.Status(); st.State != StateAuthorized || st.StepUp != nil {
 		t.Errorf("status %+v, want authorized without step-up", st)
+	}
+	if err := c.Authorized(ctx); err != nil {
+		t.Errorf("Authorized after the step-up: %v", err)
 	}
 }
 

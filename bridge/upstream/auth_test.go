@@ -15,6 +15,7 @@ import (
 type fakeAuth struct {
 	mu      sync.Mutex
 	token   string
+	stepUp  bool // a user must authorize more scopes, though the token works
 	changed chan struct{}
 }
 
@@ -37,6 +38,18 @@ func (a *fakeAuth) Token(context.Context) (string, error) {
 		return "", errors.New("no token: authorize first")
 	}
 	return a.token, nil
+}
+
+func (a *fakeAuth) Authorized(ctx context.Context) error {
+	if _, err := a.Token(ctx); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stepUp {
+		return errors.New("more scopes needed: authorize again")
+	}
+	return nil
 }
 
 func (a *fakeAuth) Changed() <-chan struct{} {
@@ -120,4 +133,27 @@ func TestUpstream_StartsAtOnceWhenAuthorizedDuringAFailedStart(t *testing.T) {
 	if st.Failures != 0 {
 		t.Errorf("%d failures counted", st.Failures)
 	}
+}
+
+func TestUpstream_WaitsInNeedsAuthWhenAStepUpIsPending(t *testing.T) {
+	auth := newFakeAuth()
+	auth.token, auth.stepUp = "scant", true
+	// The server refuses the token it has (a 403 for more scopes would be
+	// the same): the start fails, and the Authorizer wants a user.
+	srv := newRawServer(t, protected(nil))
+	spec := modernSpec(srv.URL)
+	spec.Auth = auth
+	log, _ := testLogger(t)
+	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
+	u.Start()
+	t.Cleanup(func() { _ = u.Close() })
+	st := waitState(t, u, StateNeedsAuth)
+	if st.Failures != 0 {
+		t.Errorf("%d failures counted: the server was retried with backoff instead of waiting", st.Failures)
+	}
+	auth.mu.Lock()
+	auth.stepUp = false
+	auth.mu.Unlock()
+	auth.set("good")
+	waitState(t, u, StateReady)
 }

@@ -125,9 +125,9 @@ type Spec struct {
 type Authorizer interface {
 	// Transport wraps base so that each request carries credentials.
 	Transport(base http.RoundTripper) http.RoundTripper
-	// Token returns the current credential, or an error saying why there
-	// is none to use (a user must authorize first).
-	Token(ctx context.Context) (string, error)
+	// Authorized returns nil when requests can carry usable credentials,
+	// or an error saying why not (a user must authorize first).
+	Authorized(ctx context.Context) error
 	// Changed returns a channel closed at the next change of the
 	// authorization.
 	Changed() <-chan struct{}

@@ -333,7 +333,7 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 		// renew them: end the session, so that the supervisor starts
 		// again and, without credentials, waits in needs_auth.
 		s.end(err)
-		if _, authErr := u.spec.Auth.Token(ctx); authErr != nil {
+		if authErr := u.spec.Auth.Authorized(ctx); authErr != nil {
 			return nil, &UnavailableError{Server: u.spec.Name, State: StateNeedsAuth, Cause: u.redact(authErr), RetryAfter: 2 * time.Second}
 		}
 	}
@@ -446,7 +446,7 @@ func (u *Upstream) awaitAuthorization(changed <-chan struct{}, err, authErr erro
 			return false
 		}
 		changed = u.spec.Auth.Changed()
-		if _, authErr = u.spec.Auth.Token(u.ctx); authErr == nil {
+		if authErr = u.spec.Auth.Authorized(u.ctx); authErr == nil {
 			return true
 		}
 		if u.ctx.Err() != nil {
@@ -497,7 +497,7 @@ func (u *Upstream) run() {
 			// Watch for changes before asking, so that an authorization
 			// completed in between is not missed.
 			changed := u.spec.Auth.Changed()
-			if _, authErr := u.spec.Auth.Token(u.ctx); authErr != nil {
+			if authErr := u.spec.Auth.Authorized(u.ctx); authErr != nil {
 				if !u.awaitAuthorization(changed, err, authErr) {
 					u.setState(StateStopped, nil, time.Time{})
 					return
