@@ -1,14 +1,19 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,4 +223,168 @@ func follow(t *testing.T, to string) string {
 		t.Fatalf("GET %s: %d", to, resp.StatusCode)
 	}
 	return resp.Header.Get("Location")
+}
+
+// TestOAuthTokensSurviveACaddyRestart runs the caddy binary twice over the
+// same storage: the second process uses the stored token, with no new
+// consent and no new registration.
+func TestOAuthTokensSurviveACaddyRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary")
+	}
+	const adminKey = "admin-key-0d15ea5e"
+	bin := buildCaddy(t)
+	as := fixture.NewOAuthServer(t)
+	port := httpPort + 12
+	site := fmt.Sprintf("http://localhost:%d", port)
+	config := fmt.Sprintf(`{
+	admin off
+	http_port %d
+	https_port %d
+	auto_https off
+	skip_install_trust
+	storage file_system %s
+}
+:%d {
+	mcpo /tools {
+		admin_key %s
+		server remote {
+			url %s
+			oauth {
+				redirect_uri %s/tools/remote/oauth/callback
+			}
+		}
+	}
+}
+`, port, port+2, t.TempDir(), port, adminKey, as.URL, site)
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	get := func(url string, header ...string) response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return response{}
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+	state := func() string {
+		var h healthReport
+		r := get(site + "/tools/health")
+		if json.Unmarshal(r.body, &h) != nil || len(h.Servers) != 1 {
+			return ""
+		}
+		return h.Servers[0].State
+	}
+	call := func() {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, site+"/tools/remote/echo", strings.NewReader(`{"message":"hi"}`))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || string(b) != `"hi"` {
+			t.Fatalf("call: %d %s", resp.StatusCode, b)
+		}
+	}
+	run := func() (stop func()) {
+		t.Helper()
+		var logs bytes.Buffer
+		caddy := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+		caddy.Stdout, caddy.Stderr = &logs, &logs
+		caddy.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+		if err := caddy.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = caddy.Wait(); close(exited) }()
+		return func() {
+			_ = caddy.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(waitLimit):
+				_ = caddy.Process.Kill()
+				<-exited
+			}
+			if t.Failed() {
+				t.Logf("caddy's output:\n%s", logs.String())
+			}
+		}
+	}
+
+	stop := run()
+	eventually(t, waitLimit, "remote to need authorization", func() bool { return state() == "needs_auth" })
+	r := get(site+"/tools/remote/oauth/authorize", "Authorization", basicAuth("admin", adminKey))
+	if r.status != http.StatusFound {
+		stop()
+		t.Fatalf("authorize page: %s", r)
+	}
+	if r := get(follow(t, r.header.Get("Location"))); r.status != http.StatusOK {
+		stop()
+		t.Fatalf("callback: %s", r)
+	}
+	eventually(t, waitLimit, "remote to be ready", func() bool { return state() == "ready" })
+	call()
+	stop()
+
+	stop = run()
+	defer stop()
+	eventually(t, waitLimit, "remote to be ready again", func() bool {
+		st := state()
+		if st == "needs_auth" {
+			t.Fatal("remote needs authorization again after a restart")
+		}
+		return st == "ready"
+	})
+	call()
+	if c := as.Counts(); c.Registrations != 1 || c.Authorizations != 1 {
+		t.Errorf("counts %+v, want one registration and one authorization", c)
+	}
+}
+
+func TestClientCredentialsUpstreamNeedsNoBrowser(t *testing.T) {
+	const secret = "m2m-secret-7e57"
+	t.Setenv("MCPO_TEST_M2M_SECRET", secret)
+	as := fixture.NewOAuthServer(t)
+	as.AddClient("caddy", secret)
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /m2m {
+		url %s
+		oauth {
+			grant client_credentials
+			client_id caddy
+			client_secret {env.MCPO_TEST_M2M_SECRET}
+		}
+	}
+}`, httpPort, as.URL))
+	waitReady(t, "/m2m/openapi.json")
+	if r := do(t, http.MethodPost, "/m2m/echo", `{"message":"hi"}`); r.status != http.StatusOK || string(r.body) != `"hi"` {
+		t.Fatalf("call: %s", r)
+	}
+	if r := do(t, http.MethodGet, "/m2m/oauth/authorize", ""); r.status != http.StatusNotFound {
+		t.Errorf("a client_credentials server has an authorize page: %s", r)
+	}
+	as.RevokeAccessTokens()
+	if r := do(t, http.MethodPost, "/m2m/echo", `{"message":"again"}`); r.status != http.StatusOK {
+		t.Errorf("call after the token was revoked: %s", r)
+	}
+	if c := as.Counts(); c.Registrations != 0 || c.Authorizations != 0 {
+		t.Errorf("counts %+v: a client_credentials server registered or asked for consent", c)
+	}
+	for _, h := range as.AuthorizationHeaders() {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); h != "" && (!ok || !as.Issued(tok)) {
+			t.Errorf("the upstream received Authorization %q", h)
+		}
+	}
 }
