@@ -50,7 +50,7 @@ func (p *testPool) add(spec upstream.Spec, start bool) (*upstream.Upstream, stri
 	}
 	key := spec.Key()
 	val, _, err := p.pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooled{upstream.New(spec, upstream.Options{StartTimeout: testWait}, zaptest.NewLogger(p.t))}, nil
+		return pooled{Upstream: upstream.New(spec, upstream.Options{StartTimeout: testWait}, zaptest.NewLogger(p.t))}, nil
 	})
 	if err != nil {
 		p.t.Fatal(err)

@@ -309,7 +309,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 var upstreams = caddy.NewUsagePool()
 
 // pooled makes an Upstream a caddy.Destructor.
-type pooled struct{ *upstream.Upstream }
+type pooled struct {
+	*upstream.Upstream
+	storage *liveStorage // the OAuth client's storage; nil without OAuth
+}
 
 // closing tracks the servers stopping in the background.
 var closing sync.WaitGroup
@@ -399,23 +402,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		key := spec.Key()
 		val, loaded, err := upstreams.LoadOrNew(key, func() (caddy.Destructor, error) {
+			var store *liveStorage
 			if oauthCfg != nil {
-				c, err := newOAuthClient(*oauthCfg, ctx, h.logger.With(zap.String("server", name)))
+				store = newLiveStorage(ctx.Storage())
+				c, err := newOAuthClient(*oauthCfg, store, h.logger.With(zap.String("server", name)))
 				if err != nil {
 					return nil, err
 				}
 				spec.Auth = c
 			}
-			return pooled{upstream.New(spec, opts, h.logger)}, nil
+			return pooled{upstream.New(spec, opts, h.logger), store}, nil
 		})
 		if err != nil {
 			return fmt.Errorf("server %q: %w", name, err)
 		}
 		h.keys = append(h.keys, key)
-		u := val.(pooled).Upstream
+		p := val.(pooled)
+		u := p.Upstream
 		if loaded { // a running server handed over from the previous configuration
 			u.SetLogger(h.logger)
 			u.SetOptions(opts)
+			if p.storage != nil {
+				p.storage.set(ctx.Storage())
+			}
 		}
 		app.register(u)
 

@@ -187,6 +187,21 @@ func TestOAuthProtectedUpstreamIsAuthorizedOnceWithoutBlocking(t *testing.T) {
 		}
 	})
 
+	t.Run("a reload hands the running server the new configuration's storage", func(t *testing.T) {
+		moved := t.TempDir()
+		startCaddyWith(t, []string{"storage file_system " + moved}, withRemote)
+		as.RevokeAccessTokens()
+		call(t) // refreshed, and the new token stored
+		found := false
+		_ = filepath.WalkDir(filepath.Join(moved, "mcpo"), func(p string, d fs.DirEntry, err error) error {
+			found = found || (err == nil && !d.IsDir())
+			return nil
+		})
+		if !found {
+			t.Error("nothing stored in the new configuration's storage after a refresh")
+		}
+	})
+
 	t.Run("the upstream only ever received its own tokens", func(t *testing.T) {
 		headers := as.AuthorizationHeaders()
 		if len(headers) == 0 {
