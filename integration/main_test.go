@@ -77,13 +77,24 @@ func checkNoLeftovers() int {
 }
 
 // loadRaw loads a configuration into the running Caddy through its admin API.
+// Each load restarts Caddy's admin server, so every request goes on a fresh
+// connection, and one that the stopping admin server closed unanswered is
+// sent again (loading the same configuration twice is harmless).
 func loadRaw(config, contentType string) error {
+	err := loadRawOnce(config, contentType)
+	if droppedUnread(err) {
+		err = loadRawOnce(config, contentType)
+	}
+	return err
+}
+
+func loadRawOnce(config, contentType string) error {
 	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(config))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
