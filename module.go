@@ -425,6 +425,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			if p.storage != nil {
 				p.storage.set(ctx.Storage())
 			}
+			if c, ok := u.Spec().Auth.(*oauth.Client); ok {
+				c.SetLogger(h.logger.With(zap.String("server", name)))
+			}
 		}
 		app.register(u)
 

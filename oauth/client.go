@@ -79,7 +79,7 @@ type Client struct {
 	storeKey        string
 	store           Store
 	hc              *http.Client
-	log             *zap.Logger
+	log             atomic.Pointer[zap.Logger] // with the server's URL
 	now             func() time.Time
 	signer          *assertionSigner // private_key_jwt, or nil
 
@@ -131,6 +131,17 @@ func (h *heldToken) fresh(now time.Time) bool {
 func (h *heldToken) expired(now time.Time) bool {
 	return !h.rec.ExpiresAt.IsZero() && !now.Before(h.rec.ExpiresAt)
 }
+
+// SetLogger replaces the logger, as a proxy does when a new configuration
+// takes a running server over; nil logs nothing.
+func (c *Client) SetLogger(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	c.log.Store(l.With(zap.String("oauth_server", redactURL(c.canonicalServer))))
+}
+
+func (c *Client) logger() *zap.Logger { return c.log.Load() }
 
 // Status returns a snapshot of the client.
 func (c *Client) Status() Status {
@@ -212,7 +223,7 @@ func (c *Client) Load(ctx context.Context) error {
 		c.loaded.Store(true)
 	}
 	if err != nil {
-		c.log.Warn("cannot load the stored OAuth token", zap.Error(err))
+		c.logger().Warn("cannot load the stored OAuth token", zap.Error(err))
 		c.setError(err)
 	}
 	return err
@@ -242,16 +253,16 @@ func (c *Client) loadToken(ctx context.Context) error {
 	}
 	if rec.Version != recordVersion || rec.Issuer != cur.Issuer || rec.Server != c.canonicalServer ||
 		rec.AccessToken == "" || rec.TokenEndpoint == "" {
-		c.log.Info("ignoring a stored OAuth token made for another configuration", zap.String("issuer", rec.Issuer))
+		c.logger().Info("ignoring a stored OAuth token made for another configuration", zap.String("issuer", rec.Issuer))
 		return nil
 	}
 	if c.cfg.ClientID != "" && rec.ClientID != c.cfg.ClientID {
-		c.log.Info("ignoring a stored OAuth token made for another client", zap.String("issuer", rec.Issuer))
+		c.logger().Info("ignoring a stored OAuth token made for another client", zap.String("issuer", rec.Issuer))
 		return nil
 	}
 	h := newHeld(&rec)
 	if h.expired(c.now()) && rec.RefreshToken == "" {
-		c.log.Info("the stored OAuth token has expired", zap.String("issuer", rec.Issuer))
+		c.logger().Info("the stored OAuth token has expired", zap.String("issuer", rec.Issuer))
 		return nil
 	}
 	c.mu.Lock()
@@ -259,7 +270,7 @@ func (c *Client) loadToken(ctx context.Context) error {
 	notify := c.changedLocked()
 	c.mu.Unlock()
 	notify()
-	c.log.Info("loaded stored OAuth token",
+	c.logger().Info("loaded stored OAuth token",
 		zap.String("issuer", rec.Issuer), zap.Time("expires_at", rec.ExpiresAt),
 		zap.Bool("refreshable", rec.RefreshToken != ""))
 	return nil
@@ -359,7 +370,7 @@ func (c *Client) drop(h *heldToken, why string) {
 	notify := c.changedLocked()
 	c.mu.Unlock()
 	notify()
-	c.log.Warn("dropped the OAuth token; authorization is needed",
+	c.logger().Warn("dropped the OAuth token; authorization is needed",
 		zap.String("issuer", h.rec.Issuer), zap.String("reason", why))
 	if c.cfg.Grant == GrantAuthorizationCode {
 		c.persistM.Lock()
@@ -367,7 +378,7 @@ func (c *Client) drop(h *heldToken, why string) {
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultHTTPTimeout)
 		defer cancel()
 		if err := c.store.Delete(ctx, c.tokenKey(h.rec.Issuer)); err != nil {
-			c.log.Warn("cannot delete the dropped OAuth token from storage", zap.Error(err))
+			c.logger().Warn("cannot delete the dropped OAuth token from storage", zap.Error(err))
 		}
 	}
 }
@@ -424,7 +435,7 @@ func (c *Client) persist(ctx context.Context, h *heldToken, prevIssuer string) e
 		// The server moved to another authorization server: the old
 		// token is of no use to it.
 		if err := c.store.Delete(ctx, c.tokenKey(prevIssuer)); err != nil {
-			c.log.Warn("cannot delete the previous authorization server's token", zap.Error(err))
+			c.logger().Warn("cannot delete the previous authorization server's token", zap.Error(err))
 		}
 	}
 	return nil

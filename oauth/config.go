@@ -243,12 +243,12 @@ func New(cfg Config) (*Client, error) {
 		storeKey:        cfg.StoreKey,
 		store:           cfg.Store,
 		hc:              cfg.HTTPClient,
-		log:             cfg.Logger.With(zap.String("oauth_server", redactURL(canonical))),
 		now:             cfg.Now,
 		signer:          signer,
 		clients:         make(map[string]*clientRecord),
 		pending:         make(map[string]*pendingFlow),
 		changed:         make(chan struct{}),
 	}
+	c.SetLogger(cfg.Logger)
 	return c, nil
 }

@@ -122,7 +122,7 @@ func (c *Client) fetchPRM(ctx context.Context, ch *bearerChallenge) (*protectedR
 		if len(prm.AuthorizationServers) == 0 {
 			return nil, fmt.Errorf("oauth: protected resource metadata %s: %w", redactURL(u), errNoAuthServer)
 		}
-		c.log.Debug("found protected resource metadata",
+		c.logger().Debug("found protected resource metadata",
 			zap.String("url", redactURL(u)),
 			zap.String("resource", prm.Resource),
 			zap.Strings("authorization_servers", prm.AuthorizationServers))
@@ -193,7 +193,7 @@ func (c *Client) fetchASMetadata(ctx context.Context, issuer string) (*authServe
 			return nil, fmt.Errorf("oauth: authorization server %s: metadata %s: %w (it says %q)",
 				issuer, redactURL(u), errIssuerMismatch, md.Issuer)
 		}
-		c.log.Debug("found authorization server metadata",
+		c.logger().Debug("found authorization server metadata",
 			zap.String("issuer", issuer), zap.String("url", redactURL(u)))
 		return &md, nil
 	}
@@ -241,7 +241,7 @@ func (c *Client) discoverLegacy(ctx context.Context, pkce bool) (*discovery, err
 			CodeChallengeMethodsSupported: []string{"S256"},
 		}
 	}
-	c.log.Debug("server publishes no protected resource metadata; using its origin as the authorization server",
+	c.logger().Debug("server publishes no protected resource metadata; using its origin as the authorization server",
 		zap.String("issuer", d.issuer), zap.Bool("default_endpoints", d.defaults))
 	if err := checkASMetadata(d, pkce); err != nil {
 		return nil, err
@@ -297,7 +297,7 @@ func (c *Client) getJSON(ctx context.Context, u string, v any) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: reading: %w", redactURL(u), err)
 	}
-	c.log.Debug("metadata request", zap.String("url", redactURL(u)), zap.Int("status", resp.StatusCode))
+	c.logger().Debug("metadata request", zap.String("url", redactURL(u)), zap.Int("status", resp.StatusCode))
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:

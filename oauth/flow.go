@@ -93,7 +93,7 @@ func (c *Client) Authorize(ctx context.Context) (string, error) {
 	c.mu.Unlock()
 	notify()
 
-	c.log.Info("OAuth authorization started; waiting for the user's consent",
+	c.logger().Info("OAuth authorization started; waiting for the user's consent",
 		zap.String("issuer", d.issuer), zap.Strings("scopes", scopes),
 		zap.String("client", cl.source), zap.String("resource", d.resource))
 	return au.String(), nil
@@ -171,7 +171,7 @@ func (c *Client) Callback(ctx context.Context, query url.Values) error {
 	f := c.pending[state]
 	if state == "" || f == nil {
 		c.mu.Unlock()
-		c.log.Info("OAuth callback with an unknown or expired state")
+		c.logger().Info("OAuth callback with an unknown or expired state")
 		return ErrUnknownState
 	}
 	delete(c.pending, state) // one use only
@@ -181,7 +181,7 @@ func (c *Client) Callback(ctx context.Context, query url.Values) error {
 
 	err := c.complete(ctx, f, query)
 	if err != nil {
-		c.log.Warn("OAuth authorization failed", zap.String("issuer", f.d.issuer), zap.Error(err))
+		c.logger().Warn("OAuth authorization failed", zap.String("issuer", f.d.issuer), zap.Error(err))
 		c.setError(err)
 	}
 	return err
@@ -233,9 +233,9 @@ func (c *Client) complete(ctx context.Context, f *pendingFlow, q url.Values) err
 	c.unaccepted.Add(1)
 	if _, err := c.install(ctx, rec, true, nil); err != nil {
 		// The token works; it will not survive a restart.
-		c.log.Warn("cannot store the OAuth token", zap.Error(err))
+		c.logger().Warn("cannot store the OAuth token", zap.Error(err))
 	}
-	c.log.Info("OAuth authorization completed",
+	c.logger().Info("OAuth authorization completed",
 		zap.String("issuer", issuer), zap.Strings("scopes", rec.scopes()),
 		zap.Time("expires_at", rec.ExpiresAt), zap.Bool("refreshable", rec.RefreshToken != ""))
 	return nil

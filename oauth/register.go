@@ -137,7 +137,7 @@ func (c *Client) dynamicClient(ctx context.Context, d *discovery) (*clientRecord
 	c.persistM.Unlock()
 	if err != nil {
 		// Usable for now; the next start registers again.
-		c.log.Warn("cannot store the OAuth client registration", zap.Error(err))
+		c.logger().Warn("cannot store the OAuth client registration", zap.Error(err))
 	}
 	c.mu.Lock()
 	c.clients[d.issuer] = cl
@@ -232,7 +232,7 @@ func (c *Client) register(ctx context.Context, d *discovery) (*clientRecord, err
 		!slices.Contains([]string{AuthMethodNone, AuthMethodClientSecretBasic, AuthMethodClientSecretPost}, cl.AuthMethod) {
 		return nil, wrap(fmt.Errorf("unusable token_endpoint_auth_method %q", scrub(cl.AuthMethod)))
 	}
-	c.log.Info("registered an OAuth client",
+	c.logger().Info("registered an OAuth client",
 		zap.String("issuer", d.issuer), zap.String("client_id", cl.ClientID),
 		zap.String("token_endpoint_auth_method", cl.AuthMethod), zap.String("application_type", reqBody.ApplicationType))
 	return cl, nil
@@ -287,9 +287,9 @@ func (c *Client) forgetInvalidClient(ctx context.Context, er *ErrorResponse, cl 
 	c.persistM.Lock()
 	defer c.persistM.Unlock()
 	if err := c.store.Delete(context.WithoutCancel(ctx), c.clientKey(cl.Issuer)); err != nil {
-		c.log.Warn("cannot delete the rejected OAuth client registration", zap.Error(err))
+		c.logger().Warn("cannot delete the rejected OAuth client registration", zap.Error(err))
 	}
-	c.log.Info("the authorization server no longer knows the registered client; it will register again",
+	c.logger().Info("the authorization server no longer knows the registered client; it will register again",
 		zap.String("issuer", cl.Issuer), zap.String("client_id", cl.ClientID))
 }
 

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Caddy's storage is a Store.
@@ -296,5 +299,27 @@ func TestRedact(t *testing.T) {
 	long := strings.Repeat("é", 400)
 	if got := scrub(long); !strings.HasSuffix(got, "…") || len(got) > 400 {
 		t.Errorf("scrub did not bound %d bytes: %d", len(long), len(got))
+	}
+}
+
+func TestSetLoggerReplacesTheLoggerAndNamesTheServer(t *testing.T) {
+	first, firstLogs := observer.New(zapcore.DebugLevel)
+	c, err := New(Config{ServerURL: "https://mcp.example.com/mcp?token=x", RedirectURI: "http://localhost/cb", Logger: zap.New(first)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, secondLogs := observer.New(zapcore.DebugLevel)
+	c.SetLogger(zap.New(second))
+	c.logger().Info("probe")
+	if firstLogs.Len() != 0 || secondLogs.Len() != 1 {
+		t.Fatalf("%d lines in the first logger, %d in the second; want 0 and 1", firstLogs.Len(), secondLogs.Len())
+	}
+	if got := secondLogs.All()[0].ContextMap()["oauth_server"]; got != "https://mcp.example.com/mcp" {
+		t.Errorf("oauth_server = %v, want the server URL without its query", got)
+	}
+	c.SetLogger(nil)
+	c.logger().Info("into nothing")
+	if secondLogs.Len() != 1 {
+		t.Error("SetLogger(nil) kept logging to the previous logger")
 	}
 }

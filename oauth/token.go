@@ -129,7 +129,7 @@ func (c *Client) refresh(ctx context.Context, used *heldToken) (*heldToken, erro
 			c.setError(err)
 			return nil, &NeedsAuthorizationError{Reason: err.Error()}
 		}
-		c.log.Warn("cannot refresh the OAuth token", zap.String("issuer", rec.Issuer), zap.Error(err))
+		c.logger().Warn("cannot refresh the OAuth token", zap.String("issuer", rec.Issuer), zap.Error(err))
 		c.setError(err)
 		return nil, err
 	}
@@ -142,9 +142,9 @@ func (c *Client) refresh(ctx context.Context, used *heldToken) (*heldToken, erro
 	}
 	h, err := c.install(ctx, next, false, used)
 	if err != nil {
-		c.log.Warn("cannot store the refreshed OAuth token", zap.Error(err))
+		c.logger().Warn("cannot store the refreshed OAuth token", zap.Error(err))
 	}
-	c.log.Debug("refreshed the OAuth token",
+	c.logger().Debug("refreshed the OAuth token",
 		zap.String("issuer", rec.Issuer), zap.Time("expires_at", next.ExpiresAt))
 	return h, nil
 }
@@ -169,7 +169,7 @@ func (c *Client) fetchClientCredentials(ctx context.Context) (*heldToken, error)
 	}
 	tr, err := c.tokenRequest(ctx, d.issuer, d.as.TokenEndpoint, cl, form)
 	if err != nil {
-		c.log.Warn("cannot get an OAuth token with the client_credentials grant",
+		c.logger().Warn("cannot get an OAuth token with the client_credentials grant",
 			zap.String("issuer", d.issuer), zap.Error(err))
 		c.setError(err)
 		return nil, err
@@ -179,7 +179,7 @@ func (c *Client) fetchClientCredentials(ctx context.Context) (*heldToken, error)
 	// install cannot fail.
 	rec.RefreshToken = ""
 	h, _ := c.install(ctx, rec, true, nil)
-	c.log.Info("got an OAuth token with the client_credentials grant",
+	c.logger().Info("got an OAuth token with the client_credentials grant",
 		zap.String("issuer", d.issuer), zap.Strings("scopes", rec.scopes()), zap.Time("expires_at", rec.ExpiresAt))
 	return h, nil
 }

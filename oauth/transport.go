@@ -200,7 +200,7 @@ func (c *Client) observe(resp *http.Response, h *heldToken) bool {
 	notify := c.changedLocked()
 	c.mu.Unlock()
 	notify()
-	c.log.Info("the server answered insufficient_scope; authorization is needed for more scopes",
+	c.logger().Info("the server answered insufficient_scope; authorization is needed for more scopes",
 		zap.Strings("scopes", want))
 	return true
 }
