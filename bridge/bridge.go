@@ -193,7 +193,7 @@ func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string)
 	}
 	if rel == "/health" && (r.Method != http.MethodPost || !b.cfg.Single) {
 		if allow(w, r, methodsDoc) {
-			b.serveHealth(w, r)
+			b.serveHealth(w, r, base)
 		}
 		return
 	}

@@ -36,6 +36,10 @@ func (c *recordingConsent) Callback(_ context.Context, q url.Values) error {
 // needsAuthCaller is a server waiting for authorization.
 type needsAuthCaller struct{ echoCaller }
 
+func (*needsAuthCaller) Status() upstream.Status {
+	return upstream.Status{Name: "remote", State: upstream.StateNeedsAuth, LastError: "no token"}
+}
+
 func (*needsAuthCaller) CallTool(context.Context, string, json.RawMessage) (*upstream.CallResult, error) {
 	return nil, &upstream.UnavailableError{Server: "remote", State: upstream.StateNeedsAuth, Cause: errors.New("no token")}
 }
@@ -125,5 +129,28 @@ func TestCallsToAServerThatNeedsAuthorizationSayWhereToAuthorize(t *testing.T) {
 	if body.Detail.Authorize != "/m/remote/oauth/authorize" || !strings.Contains(body.Detail.Message, "/m/remote/oauth/authorize") ||
 		!strings.Contains(body.Detail.Message, "needs authorization") {
 		t.Errorf("detail %+v", body.Detail)
+	}
+}
+
+func TestHealthSaysWhereToAuthorize(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		b, err := New(Config{Servers: []*Server{{Name: "remote", Upstream: &needsAuthCaller{}, Consent: &recordingConsent{}}}, Single: single})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := serve(b, http.MethodGet, "/health", nil)
+		var report struct {
+			Servers []ServerReport `json:"servers"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &report); err != nil || len(report.Servers) != 1 {
+			t.Fatalf("health %d %s (%v)", w.Code, w.Body, err)
+		}
+		want := "/m/remote/oauth/authorize"
+		if single {
+			want = "/m/oauth/authorize"
+		}
+		if got := report.Servers[0]; got.State != upstream.StateNeedsAuth || got.Authorize != want {
+			t.Errorf("single=%v: state %s, authorize %q, want %q", single, got.State, got.Authorize, want)
+		}
 	}
 }

@@ -24,6 +24,9 @@ type ServerReport struct {
 	Since     time.Time      `json:"since"`
 	RetryAt   *time.Time     `json:"retry_at,omitempty"`
 	LastError string         `json:"last_error,omitempty"`
+	// Authorize is the page where an administrator authorizes a server in
+	// StateNeedsAuth.
+	Authorize string `json:"authorize,omitempty"`
 }
 
 // Report describes a server from its status.
@@ -45,7 +48,7 @@ func Report(st upstream.Status) ServerReport {
 
 // serveHealth reports every server's state: 200 when all are ready, 503
 // otherwise (with the same body).
-func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request) {
+func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, base string) {
 	report := struct {
 		Status  string         `json:"status"`
 		Servers []ServerReport `json:"servers"`
@@ -54,6 +57,12 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request) {
 	for _, s := range b.cfg.Servers {
 		h := Report(s.Upstream.Status())
 		h.Name = s.Name
+		if h.State == upstream.StateNeedsAuth && s.Consent != nil {
+			h.Authorize = base + consentAuthorize
+			if !b.cfg.Single {
+				h.Authorize = base + "/" + s.Name + consentAuthorize
+			}
+		}
 		if h.State == upstream.StateReady {
 			ready++
 		}

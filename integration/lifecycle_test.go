@@ -46,6 +46,7 @@ type serverHealth struct {
 	Since     time.Time  `json:"since"`
 	RetryAt   *time.Time `json:"retry_at"`
 	LastError string     `json:"last_error"`
+	Authorize string     `json:"authorize"`
 }
 
 // getHealth fetches and decodes a mount's health report.

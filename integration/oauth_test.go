@@ -58,6 +58,9 @@ func TestOAuthProtectedUpstreamIsAuthorizedOnceWithoutBlocking(t *testing.T) {
 		if msg := errorMessage(t, r); !strings.Contains(msg, "/tools/remote/oauth/authorize") {
 			t.Errorf("message %q does not say where to authorize", msg)
 		}
+		if h := serverOf(t, "/tools", "remote"); h.Authorize != "/tools/remote/oauth/authorize" {
+			t.Errorf("health: authorize %q", h.Authorize)
+		}
 		waitReadyWith(t, "/tools/local/openapi.json")
 		if r := do(t, http.MethodPost, "/tools/local/echo", `{"message":"hi"}`, key...); r.status != http.StatusOK {
 			t.Errorf("the other server: %s", r)
