@@ -103,7 +103,7 @@ fuzz:
 BENCHFLAGS ?=
 bench: $(UV)
 	cd bench && PATH="$(PEERPATH)" $(GO) run . -repo $(CURDIR) -time-server '$(TIME_SERVER)' $(BENCHFLAGS)
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bridge/... | tee docs/bench/micro.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bridge/... ./oauth/ | tee docs/bench/micro.txt
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:

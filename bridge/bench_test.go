@@ -3,6 +3,8 @@ package bridge
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -51,5 +53,29 @@ func BenchmarkRenderResult(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkAccessCheck measures what an API key and CORS add to a call:
+// the CORS headers of an allowed origin and the key's comparison against
+// every configured key.
+func BenchmarkAccessCheck(b *testing.B) {
+	g, err := newGate(Access{
+		Keys: []string{"first-key-0123456789abcdef", "second-key-0123456789abcdef"},
+		CORS: &CORS{Origins: []string{"https://chat.example.com"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/m/echo", nil)
+	r.Header.Set("Authorization", "Bearer second-key-0123456789abcdef")
+	r.Header.Set("Origin", "https://chat.example.com")
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.Header())
+		if g.cors(w, r) || !g.admit(w, r, false) {
+			b.Fatal("refused")
+		}
 	}
 }
