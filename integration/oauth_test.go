@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -404,5 +405,58 @@ func TestClientCredentialsUpstreamNeedsNoBrowser(t *testing.T) {
 		if tok, ok := strings.CutPrefix(h, "Bearer "); h != "" && (!ok || !as.Issued(tok)) {
 			t.Errorf("the upstream received Authorization %q", h)
 		}
+	}
+}
+
+func TestStepUpForOneToolKeepsTheOthersWorking(t *testing.T) {
+	const adminKey = "admin-key-57e9"
+	as := fixture.NewOAuthServer(t)
+	as.RequireScopeFor("add", "tools:write")
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /tools {
+		admin_key %s
+		server remote {
+			url %s
+			oauth {
+				redirect_uri %s/tools/remote/oauth/callback
+			}
+		}
+	}
+}`, httpPort, adminKey, as.URL, base))
+	consent := func() url.Values {
+		t.Helper()
+		r := do(t, http.MethodGet, "/tools/remote/oauth/authorize", "", "Authorization", "Bearer "+adminKey)
+		if r.status != http.StatusFound {
+			t.Fatalf("authorize page: %s", r)
+		}
+		to, _ := url.Parse(r.header.Get("Location"))
+		cb, err := url.Parse(follow(t, to.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusOK {
+			t.Fatalf("callback: %s", r)
+		}
+		return to.Query()
+	}
+	eventually(t, waitLimit, "remote to need authorization", func() bool { return serverOf(t, "/tools", "remote").State == "needs_auth" })
+	consent()
+	eventually(t, waitLimit, "remote to be ready", func() bool { return serverOf(t, "/tools", "remote").State == "ready" })
+
+	if r := do(t, http.MethodPost, "/tools/remote/echo", `{"message":"hi"}`); r.status != http.StatusOK {
+		t.Fatalf("echo: %s", r)
+	}
+	r := do(t, http.MethodPost, "/tools/remote/add", `{"a":2,"b":3}`)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(errorMessage(t, r), "/tools/remote/oauth/authorize") {
+		t.Fatalf("add without its scope: %s", r)
+	}
+	if r := do(t, http.MethodPost, "/tools/remote/echo", `{"message":"still"}`); r.status != http.StatusOK {
+		t.Fatalf("echo while add waits for more scopes: %s", r)
+	}
+	if q := consent(); !slices.Contains(strings.Fields(q.Get("scope")), "tools:write") {
+		t.Errorf("the second consent asked for %q, want tools:write in it", q.Get("scope"))
+	}
+	if r := do(t, http.MethodPost, "/tools/remote/add", `{"a":2,"b":3}`); r.status != http.StatusOK || string(r.body) != "5" {
+		t.Errorf("add after the step-up: %s", r)
 	}
 }

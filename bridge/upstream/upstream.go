@@ -328,11 +328,16 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 		}
 		res, err = next.callTool(ctx, name, args)
 	}
-	if err != nil && u.spec.Auth != nil && errors.Is(err, transport.ErrAuthorizationRequired) {
-		// The server refused the credentials and the Authorizer could not
-		// renew them: end the session, so that the supervisor starts
-		// again and, without credentials, waits in needs_auth.
-		s.end(err)
+	if err != nil && u.spec.Auth != nil {
+		if errors.Is(err, transport.ErrAuthorizationRequired) {
+			// The server refused the credentials and the Authorizer could
+			// not renew them: end the session, so that the supervisor
+			// starts again and, without credentials, waits in needs_auth.
+			s.end(err)
+		}
+		// A user must authorize (again, or more scopes, after a 403
+		// insufficient_scope): the call says so. A step-up keeps the
+		// session, whose token still serves the other tools.
 		if authErr := u.spec.Auth.Authorized(ctx); authErr != nil {
 			return nil, &UnavailableError{Server: u.spec.Name, State: StateNeedsAuth, Cause: u.redact(authErr), RetryAfter: 2 * time.Second}
 		}
