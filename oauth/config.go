@@ -124,6 +124,16 @@ type Config struct {
 	Now func() time.Time
 }
 
+// checkRedirect lets metadata requests follow up to five redirects to
+// secure URLs, and no other request: a token or registration request sent
+// again elsewhere would carry codes, verifiers and secrets there.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if via[0].Method != http.MethodGet || len(via) >= 5 || checkSecureURL(req.URL.String()) != nil {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}
+
 // New validates cfg and returns a Client. It does no I/O: stored tokens
 // are loaded on first use (or by Load).
 func New(cfg Config) (*Client, error) {
@@ -227,7 +237,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Store = &MemoryStore{}
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
+		cfg.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: checkRedirect}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

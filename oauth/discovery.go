@@ -91,8 +91,16 @@ func (c *Client) fetchPRM(ctx context.Context, ch *bearerChallenge) (*protectedR
 		if err != nil {
 			return nil, fmt.Errorf("oauth: resource_metadata in the server's challenge is not a URL")
 		}
-		candidates = append(candidates, ref.String())
-		advertised = true
+		// Metadata elsewhere than on the server's own origin would let
+		// whoever serves it choose the authorization server: it is
+		// ignored for the well-known places.
+		if sameOrigin(ref, c.serverURL) {
+			candidates = append(candidates, ref.String())
+			advertised = true
+		} else {
+			c.logger().Warn("ignoring resource metadata named on another origin",
+				zap.String("resource_metadata", redactURL(ref.String())))
+		}
 	}
 	for _, u := range prmWellKnown(c.serverURL) {
 		if !slices.Contains(candidates, u) {

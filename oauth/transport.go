@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -110,16 +112,33 @@ func (t *transport) replay(req *http.Request, resp *http.Response, nh *heldToken
 func (t *transport) send(req *http.Request, h *heldToken) (*http.Response, error) {
 	r := req
 	switch {
-	case h != nil:
+	case h != nil && sameOrigin(req.URL, t.c.serverURL):
 		r = shallowCopy(req)
 		r.Header["Authorization"] = []string{h.header}
 	case req.Header.Get("Authorization") != "":
 		// Never pass on a credential that is not a token for this
-		// server (no token passthrough).
+		// server (no token passthrough), nor the token to another origin
+		// (a redirect, an endpoint the server names elsewhere).
 		r = shallowCopy(req)
 		delete(r.Header, "Authorization")
 	}
 	return t.base.RoundTrip(r)
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
+}
+
+// port is a URL's port, the scheme's default when it has none.
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 // shallowCopy copies req and its header map; the header values are

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -436,5 +437,54 @@ func TestAuthorizationDuringRefreshWins(t *testing.T) {
 	again := e.client(nil)
 	if got, _ := again.Token(ctx); got != fromCallback {
 		t.Errorf("the stored token is not the one of the later authorization")
+	}
+}
+
+func TestTokenNeverLeavesTheServersOrigin(t *testing.T) {
+	e := newEnv(t, asOptions{}, rsOptions{})
+	c := e.client(nil)
+	e.connect(c)
+	var got []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(elsewhere.Close)
+	// The server redirects to another origin, as a login page or an open
+	// redirect would.
+	redirector := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/x", http.StatusTemporaryRedirect))
+	t.Cleanup(redirector.Close)
+	hc := &http.Client{Transport: c.Transport(nil)}
+	for _, target := range []string{elsewhere.URL + "/direct", redirector.URL} {
+		req, _ := http.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("Authorization", "Bearer from-the-caller")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if len(got) != 2 || got[0] != "" || got[1] != "" {
+		t.Errorf("another origin received Authorization %q", got)
+	}
+}
+
+func TestTokenRequestsFollowNoRedirect(t *testing.T) {
+	target := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(target.Close)
+	for _, tc := range []struct {
+		method string
+		to     string
+		follow bool
+	}{
+		{http.MethodPost, target.URL, false},
+		{http.MethodGet, target.URL, true}, // loopback http counts as secure
+		{http.MethodGet, "http://example.com/metadata", false},
+	} {
+		req, _ := http.NewRequest(tc.method, target.URL, nil)
+		next, _ := http.NewRequest(http.MethodGet, tc.to, nil)
+		err := checkRedirect(next, []*http.Request{req})
+		if followed := err == nil; followed != tc.follow {
+			t.Errorf("%s then a redirect to %s: followed %v, want %v", tc.method, tc.to, followed, tc.follow)
+		}
 	}
 }
