@@ -150,7 +150,7 @@ func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, ba
 		secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		d.Message = unavailable.Error() + "; try again later"
-		if unavailable.State == upstream.StateNeedsAuth {
+		if unavailable.State == upstream.StateNeedsAuth && s.Consent != nil {
 			d.Authorize = base + consentAuthorize
 			d.Message = fmt.Sprintf("server %q needs authorization: an administrator must open %s in a browser and grant access; calls work once that is done",
 				s.Name, d.Authorize)

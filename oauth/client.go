@@ -80,12 +80,14 @@ type Client struct {
 	store           Store
 	hc              *http.Client
 	log             atomic.Pointer[zap.Logger] // with the server's URL
+	refusals        atomic.Uint64              // requests answered 401 or 403
 	now             func() time.Time
 	signer          *assertionSigner // private_key_jwt, or nil
 
 	// cur is the token put on requests; nil when none. Read lock-free on
 	// every request.
-	cur atomic.Pointer[heldToken]
+	cur  atomic.Pointer[heldToken]
+	prev atomic.Pointer[heldToken] // the token before cur, for Redact
 	// unaccepted counts authorizations completed since a token was last
 	// accepted by the server (see MaxAttempts).
 	unaccepted atomic.Int32
@@ -130,6 +132,30 @@ func (h *heldToken) fresh(now time.Time) bool {
 // expired reports whether the token is past its expiry at now.
 func (h *heldToken) expired(now time.Time) bool {
 	return !h.rec.ExpiresAt.IsZero() && !now.Before(h.rec.ExpiresAt)
+}
+
+// setCur replaces the token held, keeping the one it replaces for Redact.
+func (c *Client) setCur(h *heldToken) {
+	if old := c.cur.Swap(h); old != nil {
+		c.prev.Store(old)
+	}
+}
+
+// Redact removes from s the tokens the client holds and held last, for
+// messages that may quote a request, such as an upstream's error echoing
+// it.
+func (c *Client) Redact(s string) string {
+	for _, h := range []*heldToken{c.cur.Load(), c.prev.Load()} {
+		if h == nil {
+			continue
+		}
+		for _, secret := range []string{h.rec.AccessToken, h.rec.RefreshToken} {
+			if len(secret) >= 4 {
+				s = strings.ReplaceAll(s, secret, "[redacted]")
+			}
+		}
+	}
+	return s
 }
 
 // SetLogger replaces the logger, as a proxy does when a new configuration
@@ -266,7 +292,7 @@ func (c *Client) loadToken(ctx context.Context) error {
 		return nil
 	}
 	c.mu.Lock()
-	c.cur.Store(h)
+	c.setCur(h)
 	notify := c.changedLocked()
 	c.mu.Unlock()
 	notify()
@@ -365,7 +391,7 @@ func (c *Client) drop(h *heldToken, why string) {
 		c.mu.Unlock()
 		return
 	}
-	c.cur.Store(nil)
+	c.setCur(nil)
 	c.lastErr = "token dropped: " + why
 	notify := c.changedLocked()
 	c.mu.Unlock()
@@ -399,7 +425,7 @@ func (c *Client) install(ctx context.Context, rec *tokenRecord, completesStepUp 
 	if prev != nil {
 		prevIssuer = prev.rec.Issuer
 	}
-	c.cur.Store(h)
+	c.setCur(h)
 	if completesStepUp && containsAll(rec.Requested, c.stepUp) {
 		c.stepUp = nil
 	}

@@ -30,6 +30,10 @@ func (e *NeedsAuthorizationError) Error() string {
 // Is makes errors.Is(err, ErrNeedsAuthorization) true.
 func (e *NeedsAuthorizationError) Is(target error) bool { return target == ErrNeedsAuthorization }
 
+// NeedsUser says that only a user can resolve the error, by authorizing:
+// waiting for that is right, retrying is not (see upstream.Authorizer).
+func (e *NeedsAuthorizationError) NeedsUser() bool { return true }
+
 // ErrUnknownState is returned by Client.Callback when the state parameter
 // names no pending authorization: it was never handed out, was used
 // already, or expired.

@@ -55,6 +55,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		c.refusals.Add(1)
+	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		c.observe(resp, h)
@@ -124,6 +127,11 @@ func (t *transport) send(req *http.Request, h *heldToken) (*http.Response, error
 	}
 	return t.base.RoundTrip(r)
 }
+
+// Refusals counts the requests the server refused with 401 or 403 (before
+// any renewal and replay), so that a caller can tell whether its request
+// was among them.
+func (c *Client) Refusals() uint64 { return c.refusals.Load() }
 
 // sameOrigin reports whether a and b have the same scheme, host and port.
 func sameOrigin(a, b *url.URL) bool {

@@ -488,3 +488,22 @@ func TestTokenRequestsFollowNoRedirect(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactRemovesTheTokensHeldNowAndBefore(t *testing.T) {
+	e := newEnv(t, asOptions{}, rsOptions{})
+	c := e.client(nil)
+	e.connect(c)
+	first, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour) // expired: the next use refreshes
+	second, err := c.Token(ctx)
+	if err != nil || second == first {
+		t.Fatalf("no refresh: %v", err)
+	}
+	msg := c.Redact("upstream said: bad request Bearer " + first + " then " + second)
+	if strings.Contains(msg, first) || strings.Contains(msg, second) || !strings.Contains(msg, "[redacted]") {
+		t.Errorf("Redact left a token: %q", msg)
+	}
+}

@@ -7,17 +7,27 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // fakeAuth is an Authorizer whose token the test hands out.
 type fakeAuth struct {
-	mu      sync.Mutex
-	token   string
-	stepUp  bool // a user must authorize more scopes, though the token works
-	changed chan struct{}
+	mu       sync.Mutex
+	token    string
+	stepUp   bool  // a user must authorize more scopes, though the token works
+	failing  error // an authorization server failing: no user can help
+	checks   int   // calls of Authorized
+	refusals atomic.Uint64
+	changed  chan struct{}
 }
+
+// needUser is an error only a user resolves.
+type needUser string
+
+func (e needUser) Error() string   { return string(e) }
+func (e needUser) NeedsUser() bool { return true }
 
 func newFakeAuth() *fakeAuth { return &fakeAuth{changed: make(chan struct{})} }
 
@@ -27,27 +37,46 @@ func (a *fakeAuth) Transport(base http.RoundTripper) http.RoundTripper {
 			r = r.Clone(r.Context())
 			r.Header.Set("Authorization", "Bearer "+tok)
 		}
-		return base.RoundTrip(r)
+		resp, err := base.RoundTrip(r)
+		if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			a.refusals.Add(1)
+		}
+		return resp, err
 	})
 }
+
+func (a *fakeAuth) Refusals() uint64 { return a.refusals.Load() }
 
 func (a *fakeAuth) Token(context.Context) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.token == "" {
-		return "", errors.New("no token: authorize first")
+		return "", needUser("no token: authorize first")
 	}
 	return a.token, nil
 }
 
+// Authorized answers like oauth.Client's: a failing authorization server
+// signals a change of state each time it is asked, as a client recording
+// its last error does.
 func (a *fakeAuth) Authorized(ctx context.Context) error {
+	a.mu.Lock()
+	a.checks++
+	if a.failing != nil {
+		close(a.changed)
+		a.changed = make(chan struct{})
+		err := a.failing
+		a.mu.Unlock()
+		return err
+	}
+	a.mu.Unlock()
 	if _, err := a.Token(ctx); err != nil {
 		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.stepUp {
-		return errors.New("more scopes needed: authorize again")
+		return needUser("more scopes needed: authorize again")
 	}
 	return nil
 }
@@ -156,4 +185,28 @@ func TestUpstream_WaitsInNeedsAuthWhenAStepUpIsPending(t *testing.T) {
 	auth.mu.Unlock()
 	auth.set("good")
 	waitState(t, u, StateReady)
+}
+
+func TestUpstream_BacksOffWhenTheAuthorizationServerFails(t *testing.T) {
+	auth := newFakeAuth()
+	auth.failing = errors.New("token endpoint: HTTP 500")
+	srv := newRawServer(t, protected(nil))
+	spec := modernSpec(srv.URL)
+	spec.Auth = auth
+	log, _ := testLogger(t)
+	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
+	u.Start()
+	t.Cleanup(func() { _ = u.Close() })
+	time.Sleep(1500 * time.Millisecond)
+	auth.mu.Lock()
+	checks := auth.checks
+	auth.mu.Unlock()
+	// Starts back off from one second; a loop on the Authorizer's own
+	// change signal would have asked thousands of times.
+	if checks > 5 {
+		t.Errorf("the authorizer was asked %d times in 1.5 s", checks)
+	}
+	if st := u.Status(); st.State != StateFailed && st.State != StateStarting {
+		t.Errorf("state %s, want failed (retried with backoff)", st.State)
+	}
 }

@@ -126,8 +126,14 @@ type Authorizer interface {
 	// Transport wraps base so that each request carries credentials.
 	Transport(base http.RoundTripper) http.RoundTripper
 	// Authorized returns nil when requests can carry usable credentials,
-	// or an error saying why not (a user must authorize first).
+	// or an error saying why not. An error with a method NeedsUser()
+	// returning true means only a user can resolve it (by authorizing):
+	// the Upstream waits in needs_auth. Others (an authorization server
+	// failing) are retried with backoff like any failed start.
 	Authorized(ctx context.Context) error
+	// Refusals counts the requests the server refused for want of
+	// credentials or scopes (401, 403).
+	Refusals() uint64
 	// Changed returns a channel closed at the next change of the
 	// authorization.
 	Changed() <-chan struct{}
@@ -222,7 +228,12 @@ func (s Spec) redactor() func(error) error {
 			pairs = append(pairs, v, "[redacted]")
 		}
 	}
-	if len(pairs) == 0 {
+	// An Authorizer's credentials change over time: it removes them
+	// itself, from every message.
+	authRedact := func(m string) string { return m }
+	if r, ok := s.Auth.(interface{ Redact(string) string }); ok {
+		authRedact = r.Redact
+	} else if len(pairs) == 0 {
 		return func(err error) error { return err }
 	}
 	r := strings.NewReplacer(pairs...)
@@ -231,7 +242,7 @@ func (s Spec) redactor() func(error) error {
 			return nil
 		}
 		msg := err.Error()
-		if red := r.Replace(msg); red != msg {
+		if red := authRedact(r.Replace(msg)); red != msg {
 			return &redactedError{msg: red, err: err}
 		}
 		return err

@@ -317,6 +317,10 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 		return nil, err
 	}
 	defer u.release()
+	var refusals uint64
+	if u.spec.Auth != nil {
+		refusals = u.spec.Auth.Refusals()
+	}
 	res, err := s.callTool(ctx, name, args)
 	if errors.Is(err, errSessionExpired) && ctx.Err() == nil {
 		u.logger().Info("the MCP server forgot the session; starting a new one and calling again",
@@ -327,18 +331,21 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 			return nil, werr
 		}
 		res, err = next.callTool(ctx, name, args)
+		s = next
 	}
-	if err != nil && u.spec.Auth != nil {
+	if err != nil && u.spec.Auth != nil && u.spec.Auth.Refusals() != refusals {
+		// The server refused this call (or one at the same time) for want
+		// of credentials or scopes.
 		if errors.Is(err, transport.ErrAuthorizationRequired) {
-			// The server refused the credentials and the Authorizer could
-			// not renew them: end the session, so that the supervisor
-			// starts again and, without credentials, waits in needs_auth.
+			// The Authorizer could not renew the credentials: end the
+			// session, so that the supervisor starts again and, without
+			// credentials, waits in needs_auth.
 			s.end(err)
 		}
-		// A user must authorize (again, or more scopes, after a 403
+		// A user must authorize (again, or more scopes after a 403
 		// insufficient_scope): the call says so. A step-up keeps the
 		// session, whose token still serves the other tools.
-		if authErr := u.spec.Auth.Authorized(ctx); authErr != nil {
+		if authErr := u.spec.Auth.Authorized(ctx); needsUser(authErr) {
 			return nil, &UnavailableError{Server: u.spec.Name, State: StateNeedsAuth, Cause: u.redact(authErr), RetryAfter: 2 * time.Second}
 		}
 	}
@@ -451,13 +458,21 @@ func (u *Upstream) awaitAuthorization(changed <-chan struct{}, err, authErr erro
 			return false
 		}
 		changed = u.spec.Auth.Changed()
-		if authErr = u.spec.Auth.Authorized(u.ctx); authErr == nil {
+		if authErr = u.spec.Auth.Authorized(u.ctx); !needsUser(authErr) {
+			// Authorized, or an authorization server failing: start, and
+			// back off if that fails.
 			return true
 		}
 		if u.ctx.Err() != nil {
 			return false
 		}
 	}
+}
+
+// needsUser reports an Authorizer's error that only a user can resolve.
+func needsUser(err error) bool {
+	var u interface{ NeedsUser() bool }
+	return errors.As(err, &u) && u.NeedsUser()
 }
 
 // closed reports whether ch is closed; a nil ch never is.
@@ -502,7 +517,7 @@ func (u *Upstream) run() {
 			// Watch for changes before asking, so that an authorization
 			// completed in between is not missed.
 			changed := u.spec.Auth.Changed()
-			if authErr := u.spec.Auth.Authorized(u.ctx); authErr != nil {
+			if authErr := u.spec.Auth.Authorized(u.ctx); needsUser(authErr) {
 				if !u.awaitAuthorization(changed, err, authErr) {
 					u.setState(StateStopped, nil, time.Time{})
 					return
