@@ -398,6 +398,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				return fmt.Errorf("server %q: its authorize page would be open to anyone: set admin_key or api_key, "+
 					"or declare security when a handler in front authenticates callers", name)
 			}
+			if cfg.Grant != oauth.GrantClientCredentials && len(h.AdminKeys) == 0 && len(h.APIKeys) > 0 {
+				h.logger.Warn("any API key holder can authorize this server with their own account; set admin_key",
+					zap.String("server", name))
+			}
 			oauthCfg, spec.AuthID = &cfg, id
 		}
 		key := spec.Key()

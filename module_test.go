@@ -166,8 +166,17 @@ func TestOAuthConfig_ChecksWhatCannotWorkAndKeepsSecretsOutOfTheIdentity(t *test
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id == "" || strings.Contains(id, "s3cret") || !strings.HasPrefix(cfg.StoreKey, "mcpo/oauth/") {
-				t.Errorf("identity %q, store key %q", id, cfg.StoreKey)
+			if len(id) != 64 || !strings.HasPrefix(cfg.StoreKey, "mcpo/oauth/") {
+				t.Errorf("identity %q (want a SHA-256 digest), store key %q", id, cfg.StoreKey)
+			}
+			if tc.o.ClientSecret != "" {
+				// Another secret is another identity (a new client), though
+				// the identity holds the secret only as part of a digest.
+				other := tc.o
+				other.ClientSecret = "another-secret"
+				if _, id2, err := other.config(tc.spec, tc.single, caddy.NewReplacer()); err != nil || id2 == id {
+					t.Errorf("a changed secret keeps the identity %s (%v)", id, err)
+				}
 			}
 			if tc.o.ClientSecret == "{env.MCPO_TEST_SECRET}" && cfg.ClientSecret != "s3cret-value" {
 				t.Errorf("client secret not resolved: %q", cfg.ClientSecret)
