@@ -184,7 +184,11 @@ func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string)
 		return
 	}
 	if s, path := b.consentRoute(rel); s != nil {
-		b.serveConsent(w, r, s, path)
+		serverBase := base
+		if !b.cfg.Single {
+			serverBase += "/" + s.cfg.Name
+		}
+		b.serveConsent(w, r, s, path, serverBase)
 		return
 	}
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions

@@ -2,11 +2,14 @@ package bridge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"html"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -34,6 +37,28 @@ const (
 	consentMetadata  = "/oauth/client-metadata.json"
 )
 
+// The cookie that ties a callback to the browser that started the flow.
+const (
+	flowCookieName = "mcpo_oauth_flow"
+	flowCookieAge  = 10 * time.Minute // as long as a pending authorization
+)
+
+// flowCookie is the flow cookie with value, for path; a negative maxAge
+// deletes it.
+func flowCookie(r *http.Request, path, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name: flowCookieName, Value: value, Path: path, MaxAge: maxAge,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// stateDigest is what the flow cookie holds of a state: enough to match
+// it, nothing to replay.
+func stateDigest(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // consentRoute returns the server whose consent path rel is, if any, and
 // which of the two it is.
 func (b *Bridge) consentRoute(rel string) (*serverState, string) {
@@ -58,7 +83,12 @@ func (b *Bridge) consentRoute(rel string) (*serverState, string) {
 // key (or an API key); the callback path needs none, as the authorization
 // server's redirect brings nothing else, and it checks the flow's state;
 // the client metadata document is public.
-func (b *Bridge) serveConsent(w http.ResponseWriter, r *http.Request, s *serverState, path string) {
+//
+// The authorize path sets a cookie, for the callback path only, holding a
+// digest of the flow's state: the callback completes only the flow the
+// same browser started, so an authorization URL that leaks cannot bind
+// the server to whoever opens it.
+func (b *Bridge) serveConsent(w http.ResponseWriter, r *http.Request, s *serverState, path, base string) {
 	if !allow(w, r, methodsDoc) {
 		return
 	}
@@ -87,8 +117,24 @@ func (b *Bridge) serveConsent(w http.ResponseWriter, r *http.Request, s *serverS
 				Message: fmt.Sprintf("server %q: cannot start the authorization: %v", name, err)})
 			return
 		}
+		u, err := url.Parse(to)
+		if err != nil || u.Query().Get("state") == "" {
+			writeError(w, http.StatusBadGateway, errorDetail{Server: name,
+				Message: fmt.Sprintf("server %q: the authorization URL has no state", name)})
+			return
+		}
+		http.SetCookie(w, flowCookie(r, base+consentCallback, stateDigest(u.Query().Get("state")), int(flowCookieAge/time.Second)))
 		b.log.Info("authorization of an MCP server started", zap.String("server", name))
 		http.Redirect(w, r, to, http.StatusFound)
+		return
+	}
+	// The flow is over either way: the cookie goes.
+	http.SetCookie(w, flowCookie(r, base+consentCallback, "", -1))
+	if c, err := r.Cookie(flowCookieName); err != nil || c.Value != stateDigest(r.URL.Query().Get("state")) {
+		b.log.Warn("OAuth callback without the cookie of the browser that started the authorization", zap.String("server", name))
+		writeError(w, http.StatusBadRequest, errorDetail{Server: name,
+			Message: fmt.Sprintf("server %q: this authorization was not started in this browser (or its cookie was lost); start again at %s",
+				name, consentAuthorize[1:])})
 		return
 	}
 	if err := s.cfg.Consent.Callback(r.Context(), r.URL.Query()); err != nil {

@@ -21,7 +21,7 @@ type recordingConsent struct {
 
 func (c *recordingConsent) Authorize(context.Context) (string, error) {
 	c.authorized++
-	return "https://as.example/authorize?client_id=x", c.fail
+	return "https://as.example/authorize?client_id=x&state=s", c.fail
 }
 
 func (c *recordingConsent) ClientMetadata() []byte {
@@ -53,19 +53,22 @@ func TestConsentRoutes(t *testing.T) {
 		rel      string
 		auth     string
 		fail     error
+		cookie   string // the flow cookie sent with a callback, "" for none
 		status   int
 		location string
 		called   int // Authorize calls, or callbacks
 	}{
-		{name: "authorize without any key configured", rel: "/remote/oauth/authorize", status: 302, location: "https://as.example/authorize?client_id=x", called: 1},
+		{name: "authorize without any key configured", rel: "/remote/oauth/authorize", status: 302, location: "https://as.example/authorize?client_id=x&state=s", called: 1},
 		{name: "authorize at a single-server mount", single: true, rel: "/oauth/authorize", status: 302, called: 1},
 		{name: "authorize needs the API key", access: Access{Keys: []string{key}}, rel: "/remote/oauth/authorize", status: 401},
 		{name: "authorize with the API key as Basic password", access: Access{Keys: []string{key}}, rel: "/remote/oauth/authorize", auth: basic("admin", key), status: 302, called: 1},
 		{name: "admin key replaces the API keys", access: Access{Keys: []string{key}, AdminKeys: []string{admin}}, rel: "/remote/oauth/authorize", auth: "Bearer " + key, status: 403},
 		{name: "authorize with the admin key", access: Access{Keys: []string{key}, AdminKeys: []string{admin}}, rel: "/remote/oauth/authorize", auth: "Bearer " + admin, status: 302, called: 1},
 		{name: "authorize failing", rel: "/remote/oauth/authorize", fail: errors.New("discovery: 404"), status: 502, called: 1},
-		{name: "callback needs no key", access: Access{Keys: []string{key}, ProtectDocs: true}, rel: "/remote/oauth/callback?code=c&state=s", status: 200, called: 1},
-		{name: "callback failing", rel: "/remote/oauth/callback?state=s&error=access_denied", fail: errors.New("access_denied"), status: 400, called: 1},
+		{name: "callback needs no key", access: Access{Keys: []string{key}, ProtectDocs: true}, rel: "/remote/oauth/callback?code=c&state=s", cookie: stateDigest("s"), status: 200, called: 1},
+		{name: "callback failing", rel: "/remote/oauth/callback?state=s&error=access_denied", cookie: stateDigest("s"), fail: errors.New("access_denied"), status: 400, called: 1},
+		{name: "callback from a browser that did not start the flow", rel: "/remote/oauth/callback?code=c&state=s", status: 400},
+		{name: "callback with the cookie of another flow", rel: "/remote/oauth/callback?code=c&state=s", cookie: stateDigest("other"), status: 400},
 		{name: "client metadata is public", access: Access{Keys: []string{key}, ProtectDocs: true}, rel: "/remote/oauth/client-metadata.json", status: 200},
 		{name: "other paths below oauth are not consent paths", rel: "/remote/oauth/other", status: 404},
 	} {
@@ -79,7 +82,21 @@ func TestConsentRoutes(t *testing.T) {
 			if tc.auth != "" {
 				h.Set("Authorization", tc.auth)
 			}
+			if tc.cookie != "" {
+				h.Set("Cookie", flowCookieName+"="+tc.cookie)
+			}
 			w := serve(b, http.MethodGet, tc.rel, h)
+			if w.Code == http.StatusFound {
+				want := "/m/remote/oauth/callback"
+				if tc.single {
+					want = "/m/oauth/callback"
+				}
+				c := w.Result().Cookies()
+				if len(c) != 1 || c[0].Name != flowCookieName || c[0].Value != stateDigest("s") || c[0].Path != want ||
+					!c[0].HttpOnly || c[0].SameSite != http.SameSiteLaxMode || c[0].MaxAge <= 0 {
+					t.Errorf("flow cookie %+v, want one for %s", c, want)
+				}
+			}
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}

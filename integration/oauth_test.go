@@ -82,15 +82,19 @@ func TestOAuthProtectedUpstreamIsAuthorizedOnceWithoutBlocking(t *testing.T) {
 		}
 		// The browser follows the redirect to the authorization server,
 		// which consents at once and sends it back to Caddy.
+		cookie := flowCookieOf(t, r)
 		back := follow(t, r.header.Get("Location"))
 		cb, err := url.Parse(back)
 		if err != nil || !strings.HasPrefix(back, base+"/tools/remote/oauth/callback?") {
 			t.Fatalf("the authorization server sent the browser to %q", back)
 		}
-		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusOK || !strings.Contains(string(r.body), "authorized") {
+		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusBadRequest {
+			t.Fatalf("callback in a browser that did not start the flow: %s", r)
+		}
+		if r := do(t, http.MethodGet, cb.RequestURI(), "", "Cookie", cookie); r.status != http.StatusOK || !strings.Contains(string(r.body), "authorized") {
 			t.Fatalf("callback: %s", r)
 		}
-		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusBadRequest {
+		if r := do(t, http.MethodGet, cb.RequestURI(), "", "Cookie", cookie); r.status != http.StatusBadRequest {
 			t.Errorf("the same callback twice: %s", r)
 		}
 	}
@@ -223,6 +227,17 @@ func TestOAuthProtectedUpstreamIsAuthorizedOnceWithoutBlocking(t *testing.T) {
 	})
 }
 
+// flowCookieOf returns the cookie an authorize page set, as a browser
+// would send it back.
+func flowCookieOf(t *testing.T, r response) string {
+	t.Helper()
+	c := (&http.Response{Header: r.header}).Cookies()
+	if len(c) != 1 || c[0].Value == "" {
+		t.Fatalf("the authorize page set cookies %v, want one", c)
+	}
+	return c[0].Name + "=" + c[0].Value
+}
+
 // follow GETs a URL outside Caddy without following its redirect, and
 // returns where it redirects to.
 func follow(t *testing.T, to string) string {
@@ -349,7 +364,7 @@ func TestOAuthTokensSurviveACaddyRestart(t *testing.T) {
 		stop()
 		t.Fatalf("authorize page: %s", r)
 	}
-	if r := get(follow(t, r.header.Get("Location"))); r.status != http.StatusOK {
+	if r := get(follow(t, r.header.Get("Location")), "Cookie", flowCookieOf(t, r)); r.status != http.StatusOK {
 		stop()
 		t.Fatalf("callback: %s", r)
 	}
@@ -434,7 +449,7 @@ func TestStepUpForOneToolKeepsTheOthersWorking(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r := do(t, http.MethodGet, cb.RequestURI(), ""); r.status != http.StatusOK {
+		if r := do(t, http.MethodGet, cb.RequestURI(), "", "Cookie", flowCookieOf(t, r)); r.status != http.StatusOK {
 			t.Fatalf("callback: %s", r)
 		}
 		return to.Query()
