@@ -23,6 +23,7 @@ type App struct {
 	mu        sync.Mutex
 	started   bool
 	upstreams []*upstream.Upstream
+	handovers []func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -35,26 +36,39 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 
 // register adds an upstream to start with the configuration. Starting an
 // upstream that already runs (handed over from the previous configuration)
-// does nothing.
-func (a *App) register(u *upstream.Upstream) {
+// does nothing; handover, if not nil, gives such an upstream this
+// configuration's logger, options and storage when the configuration
+// starts, not before: a configuration that fails to load leaves running
+// servers as the previous one set them.
+func (a *App) register(u *upstream.Upstream, handover func()) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.started {
+		if handover != nil {
+			handover()
+		}
 		u.Start()
 		return
 	}
 	a.upstreams = append(a.upstreams, u)
+	if handover != nil {
+		a.handovers = append(a.handovers, handover)
+	}
 }
 
-// Start starts every registered upstream in the background.
+// Start hands running upstreams over to this configuration and starts
+// every registered upstream in the background.
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.started = true
+	for _, h := range a.handovers {
+		h()
+	}
 	for _, u := range a.upstreams {
 		u.Start()
 	}
-	a.upstreams = nil
+	a.upstreams, a.handovers = nil, nil
 	return nil
 }
 

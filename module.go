@@ -423,17 +423,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.keys = append(h.keys, key)
 		p := val.(pooled)
 		u := p.Upstream
+		var handover func()
 		if loaded { // a running server handed over from the previous configuration
-			u.SetLogger(h.logger)
-			u.SetOptions(opts)
-			if p.storage != nil {
-				p.storage.set(ctx.Storage())
-			}
-			if c, ok := u.Spec().Auth.(*oauth.Client); ok {
-				c.SetLogger(h.logger.With(zap.String("server", name)))
+			log, storage := h.logger, ctx.Storage()
+			handover = func() {
+				u.SetLogger(log)
+				u.SetOptions(opts)
+				if p.storage != nil {
+					p.storage.set(storage)
+				}
+				if c, ok := u.Spec().Auth.(*oauth.Client); ok {
+					c.SetLogger(log.With(zap.String("server", name)))
+				}
 			}
 		}
-		app.register(u)
+		app.register(u, handover)
 
 		title := s.Title
 		if single && title == "" {
