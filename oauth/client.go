@@ -264,29 +264,11 @@ func (c *Client) ensureLoaded(ctx context.Context) {
 
 // loadToken reads the current token from the Store.
 func (c *Client) loadToken(ctx context.Context) error {
-	if c.cfg.Grant == GrantClientCredentials {
-		return nil // fetched again, never stored
-	}
-	var cur currentRecord
-	ok, err := c.loadJSON(ctx, c.currentKey(), &cur)
-	if err != nil || !ok || cur.Version != recordVersion || cur.Issuer == "" {
+	rec, err := c.storedToken(ctx)
+	if err != nil || rec == nil {
 		return err
 	}
-	var rec tokenRecord
-	ok, err = c.loadJSON(ctx, c.tokenKey(cur.Issuer), &rec)
-	if err != nil || !ok {
-		return err
-	}
-	if rec.Version != recordVersion || rec.Issuer != cur.Issuer || rec.Server != c.canonicalServer ||
-		rec.AccessToken == "" || rec.TokenEndpoint == "" {
-		c.logger().Info("ignoring a stored OAuth token made for another configuration", zap.String("issuer", rec.Issuer))
-		return nil
-	}
-	if c.cfg.ClientID != "" && rec.ClientID != c.cfg.ClientID {
-		c.logger().Info("ignoring a stored OAuth token made for another client", zap.String("issuer", rec.Issuer))
-		return nil
-	}
-	h := newHeld(&rec)
+	h := newHeld(rec)
 	if h.expired(c.now()) && rec.RefreshToken == "" {
 		c.logger().Info("the stored OAuth token has expired", zap.String("issuer", rec.Issuer))
 		return nil
@@ -300,6 +282,60 @@ func (c *Client) loadToken(ctx context.Context) error {
 		zap.String("issuer", rec.Issuer), zap.Time("expires_at", rec.ExpiresAt),
 		zap.Bool("refreshable", rec.RefreshToken != ""))
 	return nil
+}
+
+// storedToken reads the token record in the Store, nil if there is none
+// this client can use.
+func (c *Client) storedToken(ctx context.Context) (*tokenRecord, error) {
+	if c.cfg.Grant == GrantClientCredentials {
+		return nil, nil // fetched again, never stored
+	}
+	var cur currentRecord
+	ok, err := c.loadJSON(ctx, c.currentKey(), &cur)
+	if err != nil || !ok || cur.Version != recordVersion || cur.Issuer == "" {
+		return nil, err
+	}
+	var rec tokenRecord
+	ok, err = c.loadJSON(ctx, c.tokenKey(cur.Issuer), &rec)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if rec.Version != recordVersion || rec.Issuer != cur.Issuer || rec.Server != c.canonicalServer ||
+		rec.AccessToken == "" || rec.TokenEndpoint == "" {
+		c.logger().Info("ignoring a stored OAuth token made for another configuration", zap.String("issuer", rec.Issuer))
+		return nil, nil
+	}
+	if c.cfg.ClientID != "" && rec.ClientID != c.cfg.ClientID {
+		c.logger().Info("ignoring a stored OAuth token made for another client", zap.String("issuer", rec.Issuer))
+		return nil, nil
+	}
+	return &rec, nil
+}
+
+// adoptStored takes, in place of used, a fresh token that another client
+// sharing the Store (another Caddy instance) stored meanwhile, so that
+// two instances do not both refresh, the later one with a refresh token
+// the first one's rotation made invalid. It returns nil if there is none.
+func (c *Client) adoptStored(ctx context.Context, used *heldToken) *heldToken {
+	rec, err := c.storedToken(ctx)
+	if err != nil || rec == nil || rec.AccessToken == used.rec.AccessToken || rec.Issuer != used.rec.Issuer {
+		return nil
+	}
+	h := newHeld(rec)
+	if !h.fresh(c.now()) {
+		return nil
+	}
+	c.mu.Lock()
+	if c.cur.Load() != used {
+		c.mu.Unlock()
+		return nil
+	}
+	c.setCur(h)
+	notify := c.changedLocked()
+	c.mu.Unlock()
+	notify()
+	c.logger().Info("took the OAuth token another instance refreshed", zap.String("issuer", rec.Issuer))
+	return h
 }
 
 // Token returns an access token for the upstream server, refreshing or (for

@@ -103,6 +103,9 @@ func (c *Client) refresh(ctx context.Context, used *heldToken) (*heldToken, erro
 	if used == nil || used.rec.RefreshToken == "" {
 		return nil, c.needsAuth()
 	}
+	if h := c.adoptStored(ctx, used); h != nil {
+		return h, nil
+	}
 	rec := used.rec
 	cl, err := c.credentialsFor(ctx, rec)
 	if errors.Is(err, errRegistrationGone) {
@@ -123,7 +126,11 @@ func (c *Client) refresh(ctx context.Context, used *heldToken) (*heldToken, erro
 		var er *ErrorResponse
 		if errors.As(err, &er) && er.Status >= 400 && er.Status < 500 {
 			// The authorization server refused: the refresh token (or
-			// the client) is no longer valid.
+			// the client) is no longer valid, unless another instance
+			// rotated it a moment ago and stored the new token.
+			if h := c.adoptStored(ctx, used); h != nil {
+				return h, nil
+			}
 			c.forgetInvalidClient(ctx, er, cl)
 			c.drop(used, "the authorization server refused the refresh token ("+er.Code+")")
 			c.setError(err)

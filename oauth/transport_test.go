@@ -507,3 +507,34 @@ func TestRedactRemovesTheTokensHeldNowAndBefore(t *testing.T) {
 		t.Errorf("Redact left a token: %q", msg)
 	}
 }
+
+// TestInstancesSharingAStoreDoNotBothRefresh covers two proxies on one
+// storage and an authorization server that rotates refresh tokens: the
+// second takes the token the first refreshed instead of refreshing with a
+// refresh token the rotation made invalid.
+func TestInstancesSharingAStoreDoNotBothRefresh(t *testing.T) {
+	e := newEnv(t, asOptions{}, rsOptions{})
+	first := e.client(nil)
+	e.connect(first)
+	second := e.client(nil) // the same Store: loads the first one's token
+	if got := e.call(second, ""); got != http.StatusOK {
+		t.Fatalf("second instance: HTTP %d", got)
+	}
+	e.clock.Advance(time.Hour)
+	refreshed, err := first.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.log.count("POST /token")
+	got, err := second.Token(ctx)
+	if err != nil {
+		t.Fatalf("second instance after the first refreshed: %v", err)
+	}
+	if got != refreshed || e.log.count("POST /token") != before {
+		t.Errorf("the second instance refreshed again (%d token requests) instead of taking the stored token",
+			e.log.count("POST /token")-before)
+	}
+	if st := second.Status(); st.State != StateAuthorized {
+		t.Errorf("second instance: %+v", st)
+	}
+}
