@@ -96,6 +96,19 @@ func (a *fakeAuth) set(token string) {
 	a.changed = make(chan struct{})
 }
 
+// startAuthorized starts an Upstream for the modern server at url with
+// auth as its Authorizer; the test's cleanup closes it.
+func startAuthorized(t *testing.T, url string, auth Authorizer) *Upstream {
+	t.Helper()
+	spec := modernSpec(url)
+	spec.Auth = auth
+	log, _ := testLogger(t)
+	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
+	u.Start()
+	t.Cleanup(func() { _ = u.Close() })
+	return u
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -117,12 +130,7 @@ func protected(onRefused func()) func(r rpcRequest) (int, any) {
 func TestUpstream_WaitsInNeedsAuthUntilTheAuthorizerHasCredentials(t *testing.T) {
 	auth := newFakeAuth()
 	srv := newRawServer(t, protected(nil))
-	spec := modernSpec(srv.URL)
-	spec.Auth = auth
-	log, _ := testLogger(t)
-	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
-	u.Start()
-	t.Cleanup(func() { _ = u.Close() })
+	u := startAuthorized(t, srv.URL, auth)
 	waitState(t, u, StateNeedsAuth)
 	sent := len(srv.methods())
 
@@ -147,13 +155,8 @@ func TestUpstream_StartsAtOnceWhenAuthorizedDuringAFailedStart(t *testing.T) {
 	// The user completes the authorization while the first start is under
 	// way, just before the server refuses it for want of a token.
 	srv := newRawServer(t, protected(func() { once.Do(func() { auth.set("good") }) }))
-	spec := modernSpec(srv.URL)
-	spec.Auth = auth
-	log, _ := testLogger(t)
-	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
 	begun := time.Now()
-	u.Start()
-	t.Cleanup(func() { _ = u.Close() })
+	u := startAuthorized(t, srv.URL, auth)
 	st := waitState(t, u, StateReady)
 	// A backoff would have taken at least backoffMin less its jitter.
 	if took := time.Since(begun); took >= backoffMin*7/10 {
@@ -170,12 +173,7 @@ func TestUpstream_WaitsInNeedsAuthWhenAStepUpIsPending(t *testing.T) {
 	// The server refuses the token it has (a 403 for more scopes would be
 	// the same): the start fails, and the Authorizer wants a user.
 	srv := newRawServer(t, protected(nil))
-	spec := modernSpec(srv.URL)
-	spec.Auth = auth
-	log, _ := testLogger(t)
-	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
-	u.Start()
-	t.Cleanup(func() { _ = u.Close() })
+	u := startAuthorized(t, srv.URL, auth)
 	st := waitState(t, u, StateNeedsAuth)
 	if st.Failures != 0 {
 		t.Errorf("%d failures counted: the server was retried with backoff instead of waiting", st.Failures)
@@ -191,12 +189,7 @@ func TestUpstream_BacksOffWhenTheAuthorizationServerFails(t *testing.T) {
 	auth := newFakeAuth()
 	auth.failing = errors.New("token endpoint: HTTP 500")
 	srv := newRawServer(t, protected(nil))
-	spec := modernSpec(srv.URL)
-	spec.Auth = auth
-	log, _ := testLogger(t)
-	u := New(spec, Options{StartTimeout: 5 * time.Second}, log)
-	u.Start()
-	t.Cleanup(func() { _ = u.Close() })
+	u := startAuthorized(t, srv.URL, auth)
 	time.Sleep(1500 * time.Millisecond)
 	auth.mu.Lock()
 	checks := auth.checks
