@@ -856,6 +856,70 @@ func buildCaddy(t *testing.T) string {
 	return bin
 }
 
+// binaryGlobalOptions starts a Caddyfile for the caddy binary, serving
+// HTTP on port without an admin endpoint; extra lines join the block.
+func binaryGlobalOptions(port int, extra ...string) string {
+	lines := append([]string{
+		"admin off",
+		fmt.Sprintf("http_port %d", port),
+		fmt.Sprintf("https_port %d", port+2),
+		"auto_https off",
+		"skip_install_trust",
+	}, extra...)
+	return "{\n\t" + strings.Join(lines, "\n\t") + "\n}\n"
+}
+
+// caddyProcess is the caddy binary running a Caddyfile.
+type caddyProcess struct {
+	cmd    *exec.Cmd
+	exited chan error
+	logs   bytes.Buffer
+}
+
+// runCaddy runs bin on a Caddyfile. Its output is logged if the test
+// fails; it is killed at the test's end if still running.
+func runCaddy(t *testing.T, bin, caddyfile string) *caddyProcess {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &caddyProcess{exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
+	p.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		p.exited <- p.cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("caddy's output:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for caddy to exit, returning how it
+// exited; the test fails if it does not within waitLimit.
+func (p *caddyProcess) stop(t *testing.T) error {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		return err
+	case <-time.After(waitLimit):
+		t.Fatal("caddy did not exit after SIGTERM")
+		return nil
+	}
+}
+
 func TestCaddyStoppedBySignalLeavesNoProcess(t *testing.T) {
 	bin := buildCaddy(t)
 	port := httpPort + 10
@@ -865,14 +929,7 @@ func TestCaddyStoppedBySignalLeavesNoProcess(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(&stubbornEnv, "\t\t\tenv %s %s\n", k, strconv.Quote(v))
 	}
-	config := fmt.Sprintf(`{
-	admin off
-	http_port %d
-	https_port %d
-	auto_https off
-	skip_install_trust
-}
-:%d {
+	config := binaryGlobalOptions(port) + fmt.Sprintf(`:%d {
 	mcpo /mcp {
 		server fx {
 			%s
@@ -884,27 +941,8 @@ func TestCaddyStoppedBySignalLeavesNoProcess(t *testing.T) {
 		}
 	}
 }
-`, port, port+2, port, testFixture(t, fixture.Options{}), cmd, strings.Join(args, " "), stubbornEnv.String())
-	file := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	var logs bytes.Buffer
-	caddy := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-	caddy.Stdout, caddy.Stderr = &logs, &logs
-	caddy.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	if err := caddy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- caddy.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("caddy's output:\n%s", logs.String())
-		}
-	}()
-	t.Cleanup(func() { _ = caddy.Process.Kill() })
+`, port, testFixture(t, fixture.Options{}), cmd, strings.Join(args, " "), stubbornEnv.String())
+	caddy := runCaddy(t, bin, config)
 
 	// The fixture answers through the real binary.
 	healthURL := fmt.Sprintf("http://localhost:%d/mcp/health", port)
@@ -926,16 +964,8 @@ func TestCaddyStoppedBySignalLeavesNoProcess(t *testing.T) {
 	}
 
 	signalled := time.Now()
-	if err := caddy.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("caddy exited with %v after SIGTERM", err)
-		}
-	case <-time.After(waitLimit):
-		t.Fatal("caddy did not exit after SIGTERM")
+	if err := caddy.stop(t); err != nil {
+		t.Errorf("caddy exited with %v after SIGTERM", err)
 	}
 	took := time.Since(signalled)
 	// Caddy waited for its servers to stop: nothing is left even a moment

@@ -249,11 +249,16 @@ func droppedUnread(err error) bool {
 
 // sendOnce sends a request once.
 func sendOnce(ctx context.Context, method, path, body string, header ...string) (response, error) {
+	return sendURL(ctx, method, base+path, body, header...)
+}
+
+// sendURL sends a request to any URL once, on a fresh connection.
+func sendURL(ctx context.Context, method, url, body string, header ...string) (response, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
 	if err != nil {
 		return response{}, err
 	}

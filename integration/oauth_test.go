@@ -1,20 +1,16 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -271,15 +267,7 @@ func TestOAuthTokensSurviveACaddyRestart(t *testing.T) {
 	as := fixture.NewOAuthServer(t)
 	port := httpPort + 12
 	site := fmt.Sprintf("http://localhost:%d", port)
-	config := fmt.Sprintf(`{
-	admin off
-	http_port %d
-	https_port %d
-	auto_https off
-	skip_install_trust
-	storage file_system %s
-}
-:%d {
+	config := binaryGlobalOptions(port, "storage file_system "+t.TempDir()) + fmt.Sprintf(`:%d {
 	mcpo /tools {
 		admin_key %s
 		server remote {
@@ -290,27 +278,11 @@ func TestOAuthTokensSurviveACaddyRestart(t *testing.T) {
 		}
 	}
 }
-`, port, port+2, t.TempDir(), port, adminKey, as.URL, site)
-	file := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, port, adminKey, as.URL, site)
 	get := func(url string, header ...string) response {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return response{}
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return response{status: resp.StatusCode, header: resp.Header, body: b}
+		r, _ := sendURL(context.Background(), http.MethodGet, url, "", header...)
+		return r
 	}
 	state := func() string {
 		var h healthReport
@@ -322,39 +294,15 @@ func TestOAuthTokensSurviveACaddyRestart(t *testing.T) {
 	}
 	call := func() {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, site+"/tools/remote/echo", strings.NewReader(`{"message":"hi"}`))
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || string(b) != `"hi"` {
-			t.Fatalf("call: %d %s", resp.StatusCode, b)
+		r, err := sendURL(context.Background(), http.MethodPost, site+"/tools/remote/echo", `{"message":"hi"}`)
+		if err != nil || r.status != http.StatusOK || string(r.body) != `"hi"` {
+			t.Fatalf("call: %s (%v)", r, err)
 		}
 	}
 	run := func() (stop func()) {
 		t.Helper()
-		var logs bytes.Buffer
-		caddy := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
-		caddy.Stdout, caddy.Stderr = &logs, &logs
-		caddy.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-		if err := caddy.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = caddy.Wait(); close(exited) }()
-		return func() {
-			_ = caddy.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(waitLimit):
-				_ = caddy.Process.Kill()
-				<-exited
-			}
-			if t.Failed() {
-				t.Logf("caddy's output:\n%s", logs.String())
-			}
-		}
+		p := runCaddy(t, bin, config)
+		return func() { _ = p.stop(t) }
 	}
 
 	stop := run()
