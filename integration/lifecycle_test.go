@@ -494,7 +494,7 @@ func TestStreamableHTTPSessionsTheServerForgetsAreReplaced(t *testing.T) {
 		}
 	})
 	t.Run("server-everything restarted", func(t *testing.T) {
-		port := freePort(t)
+		port := freePort()
 		kill := startEverythingHTTPOn(t, "streamableHttp", port)
 		startCaddy(t, fmt.Sprintf(`:%d {
 	mcpo /everything {
@@ -862,7 +862,7 @@ func binaryGlobalOptions(port int, extra ...string) string {
 	lines := append([]string{
 		"admin off",
 		fmt.Sprintf("http_port %d", port),
-		fmt.Sprintf("https_port %d", port+2),
+		fmt.Sprintf("https_port %d", freePort()),
 		"auto_https off",
 		"skip_install_trust",
 	}, extra...)
@@ -922,7 +922,7 @@ func (p *caddyProcess) stop(t *testing.T) error {
 
 func TestCaddyStoppedBySignalLeavesNoProcess(t *testing.T) {
 	bin := buildCaddy(t)
-	port := httpPort + 10
+	port := freePort()
 	cmd, args, env := fixture.StdioCommand(fixture.Options{})
 	var stubbornEnv strings.Builder
 	for _, kv := range env {

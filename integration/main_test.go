@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,8 +21,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/getkin/kin-openapi/openapi3"
+
+	// Caddy's standard modules, for the Caddyfiles the tests load.
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	// The module under test.
 	_ "github.com/caddy-mcpo/caddy-mcpo"
@@ -58,7 +63,7 @@ func TestMain(m *testing.M) {
 // checkNoLeftovers unloads every configuration and fails the run if any
 // process started by the tests outlives it.
 func checkNoLeftovers() int {
-	if err := loadRaw(`{}`, "application/json"); err != nil {
+	if err := caddy.Load([]byte(`{"admin":{"disabled":true,"config":{"persist":false}}}`), true); err != nil {
 		fmt.Fprintln(os.Stderr, "unloading the last configuration:", err)
 		return 1
 	}
@@ -76,17 +81,25 @@ func checkNoLeftovers() int {
 	}
 }
 
-// loadRaw loads a configuration into the running Caddy through its admin API.
-// Each load restarts Caddy's admin server, so every request goes on a fresh
-// connection, and one that the stopping admin server closed unanswered is
-// sent again (loading the same configuration twice is harmless).
+// loadRaw loads a configuration into the running Caddy through its admin API,
+// as `caddy reload` does. Each load restarts Caddy's admin server, so every
+// request goes on a fresh connection, and one that the admin server refused
+// or closed unanswered while restarting is sent again, for up to
+// adminRetryLimit (loading the same configuration twice is harmless).
 func loadRaw(config, contentType string) error {
-	err := loadRawOnce(config, contentType)
-	if droppedUnread(err) {
-		err = loadRawOnce(config, contentType)
+	deadline := time.Now().Add(adminRetryLimit)
+	for {
+		err := loadRawOnce(config, contentType)
+		if !(droppedUnread(err) || errors.Is(err, syscall.ECONNREFUSED)) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return err
 }
+
+// adminRetryLimit bounds how long a load waits for a restarting admin
+// server.
+const adminRetryLimit = 5 * time.Second
 
 func loadRawOnce(config, contentType string) error {
 	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(config))
@@ -141,20 +154,25 @@ func descendants(pid int) []string {
 	return out
 }
 
-// The ports of the Caddy under test: 9080 for HTTP and 2999 for the admin
-// API, or from MCPO_TEST_PORT_BASE (HTTP at the base, admin at base+1), so
-// that two runs of the suite can share a machine.
+// The ports of the Caddy under test, free ports picked when the tests
+// start, so that two runs of the suite on one machine do not collide.
 var (
-	httpPort  = 9080
-	adminPort = 2999
-	base      string
+	httpPort  = freePort()
+	httpsPort = freePort()
+	adminPort = freePort()
+	base      = fmt.Sprintf("http://localhost:%d", httpPort)
 )
 
-func init() {
-	if b, err := strconv.Atoi(os.Getenv("MCPO_TEST_PORT_BASE")); err == nil && b > 0 {
-		httpPort, adminPort = b, b+1
+// freePort returns a TCP port of the loopback interface that was free a
+// moment ago: the system picks it, and the listener is closed at once, so
+// that Caddy or a child can bind it.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("finding a free port: %v", err))
 	}
-	base = fmt.Sprintf("http://localhost:%d", httpPort)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // globalOptions starts every Caddyfile the tests load; extra lines are
@@ -163,8 +181,9 @@ func globalOptions(extra ...string) string {
 	lines := []string{
 		fmt.Sprintf("admin localhost:%d", adminPort),
 		fmt.Sprintf("http_port %d", httpPort),
-		fmt.Sprintf("https_port %d", httpPort+2),
+		fmt.Sprintf("https_port %d", httpsPort),
 		"grace_period 1ns",
+		"persist_config off",
 		"skip_install_trust",
 		"auto_https off",
 	}
@@ -184,25 +203,37 @@ var caddyStarted bool
 
 // startCaddy loads a Caddyfile site block (without global options) into the
 // Caddy under test.
-func startCaddy(t *testing.T, site string) *caddytest.Tester {
+func startCaddy(t *testing.T, site string) {
 	t.Helper()
-	return startCaddyWith(t, nil, site)
+	startCaddyWith(t, nil, site)
 }
 
-// startCaddyWith is startCaddy with extra global options.
-func startCaddyWith(t *testing.T, global []string, site string) *caddytest.Tester {
+// startCaddyWith is startCaddy with extra global options. Caddy runs in the
+// test process: the first load starts it, with its admin endpoint on
+// adminPort, which later loads (and the tests of the admin API) use.
+func startCaddyWith(t *testing.T, global []string, site string) {
 	t.Helper()
-	caddyStarted = true
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort:          adminPort,
-		TestRequestTimeout: waitLimit,
-		LoadRequestTimeout: 30 * time.Second,
-	})
-	tester.InitServer(globalOptions(global...)+site, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
+	if testing.Short() {
+		t.Skip("starts Caddy")
 	}
-	return tester
+	config := globalOptions(global...) + site
+	if !caddyStarted {
+		cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(config), nil)
+		if err != nil {
+			t.Fatalf("adapting the Caddyfile: %v", err)
+		}
+		for _, w := range warnings {
+			t.Logf("Caddyfile: %s", w)
+		}
+		if err := caddy.Load(cfg, false); err != nil {
+			t.Fatalf("starting Caddy: %v", err)
+		}
+		caddyStarted = true
+		return
+	}
+	if err := loadRaw(config, "text/caddyfile"); err != nil {
+		t.Fatalf("loading the Caddyfile: %v", err)
+	}
 }
 
 // response is a finished HTTP exchange.

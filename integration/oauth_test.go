@@ -265,7 +265,7 @@ func TestOAuthTokensSurviveACaddyRestart(t *testing.T) {
 	const adminKey = "admin-key-0d15ea5e"
 	bin := buildCaddy(t)
 	as := fixture.NewOAuthServer(t)
-	port := httpPort + 12
+	port := freePort()
 	site := fmt.Sprintf("http://localhost:%d", port)
 	config := binaryGlobalOptions(port, "storage file_system "+t.TempDir()) + fmt.Sprintf(`:%d {
 	mcpo /tools {

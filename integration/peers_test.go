@@ -32,20 +32,9 @@ func everythingScript(t *testing.T) string {
 // free loopback port until the test ends, and returns the port.
 func startEverythingHTTP(t *testing.T, mode string) int {
 	t.Helper()
-	port := freePort(t)
+	port := freePort()
 	startEverythingHTTPOn(t, mode, port)
 	return port
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startEverythingHTTPOn runs server-everything in one of its HTTP modes on
