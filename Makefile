@@ -2,6 +2,8 @@
 #
 #   make run    build ./caddy and serve examples/Caddyfile on :8080
 #   make test   the whole test suite, installing its test peers first
+#   make xcaddy build Caddy with this module the way users do, with xcaddy,
+#               from this checkout (part of make test)
 #   make conformance
 #               the MCP conformance suite's client scenarios against
 #               caddy-mcpo's MCP client layer (part of make test)
@@ -35,15 +37,19 @@ CONFORMANCE_DIR     := $(PEERS)/conformance
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go.sum
 
-.PHONY: build run test test-short fuzz peers conformance bench clean
+.PHONY: build run test test-short fuzz peers conformance bench xcaddy clean
 
 build: caddy
 
 caddy: $(GO_SOURCES) $(wildcard bridge/swaggerui/dist/*)
+	@echo "Building ./caddy: the first build downloads and compiles Caddy, which takes a few minutes."
 	$(GO) build -o caddy ./cmd/caddy
 
-# The example uses uvx and npx; the peers provide uvx if the machine has none.
-run: caddy peers
+# The example runs servers with go run, uvx and npx: uv (for uvx) is
+# installed into .testpeers/, and only it.
+run: caddy $(UV)
+	@echo "uvx is in $(PEERS)/venv/bin; to run ./caddy yourself with the example's servers:"
+	@echo "  export PATH=\"$(PEERS)/venv/bin:\$$PATH\""
 	PATH="$(PEERPATH)" ./caddy run --config examples/Caddyfile --adapter caddyfile
 
 peers: $(PEERS)/.installed
@@ -67,6 +73,7 @@ test: peers
 	PATH="$(PEERPATH)" MCPO_TEST_PEERS=$(PEERS) MCPO_TIME_SERVER='$(TIME_SERVER)' \
 		$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) conformance
+	$(MAKE) xcaddy
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
@@ -104,6 +111,25 @@ BENCHFLAGS ?=
 bench: $(UV)
 	cd bench && PATH="$(PEERPATH)" $(GO) run . -repo $(CURDIR) -time-server '$(TIME_SERVER)' $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bridge/... ./oauth/ | tee docs/bench/micro.txt
+
+# Caddy built by xcaddy (pinned) with this module from this checkout, as
+# users build it: `--with <module>@v0.0.0=<dir>` makes the checkout stand in
+# for the module without asking the module proxy for it (which fails while
+# the module is not published, or where the proxy refuses unknown modules).
+# The Caddy version is the one go.mod requires. The build must list the
+# module's three Caddy modules.
+XCADDY_VERSION := v0.4.5
+XCADDY         := $(PEERS)/bin/xcaddy
+CADDY_VERSION  := $(shell awk '$$1 == "github.com/caddyserver/caddy/v2" {print $$2}' go.mod)
+MODULE         := github.com/caddy-mcpo/caddy-mcpo
+
+$(XCADDY): Makefile
+	GOBIN=$(PEERS)/bin $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
+
+xcaddy: $(XCADDY)
+	cd $(PEERS) && $(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(PEERS)/caddy-xcaddy
+	$(PEERS)/caddy-xcaddy list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo) ' | tee $(PEERS)/xcaddy-modules.txt
+	test "$$(wc -l < $(PEERS)/xcaddy-modules.txt)" -eq 3
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:
