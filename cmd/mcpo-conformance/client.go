@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,7 +200,7 @@ func (c *client) consent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting authorization: %w", err)
 	}
-	query, err := oauth.FollowRedirect(ctx, c.hc, authURL)
+	query, err := followRedirect(ctx, c.hc, authURL)
 	if err != nil {
 		return fmt.Errorf("following the authorization URL: %w", err)
 	}
@@ -209,6 +211,35 @@ func (c *client) consent(ctx context.Context) error {
 	c.log.Info("authorized", zap.Int("authorization", c.consents),
 		zap.String("issuer", st.Issuer), zap.Strings("scopes", st.Scopes))
 	return nil
+}
+
+// followRedirect does what the browser does with an authorization URL
+// whose authorization server redirects at once: it GETs authURL with hc
+// without following the redirect, and returns the query of the Location,
+// the callback's parameters. Its errors leave out the URL, whose query the
+// log does not need.
+func followRedirect(ctx context.Context, hc *http.Client, authURL string) (url.Values, error) {
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	if err != nil {
+		return nil, errors.New("not a URL")
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || err != nil {
+		return nil, fmt.Errorf("HTTP %d, not a redirect", resp.StatusCode)
+	}
+	return loc.Query(), nil
 }
 
 // callTool calls a tool as the proxy's REST route would, and after a
