@@ -386,13 +386,6 @@ func TestElicitor_MapsTheAnswer(t *testing.T) {
 			}
 		})
 	}
-	t.Run("AcceptDefaults declines URLs", func(t *testing.T) {
-		a, _ := AcceptDefaults(context.Background(), Elicitation{Mode: "url"})
-		f, _ := AcceptDefaults(context.Background(), Elicitation{Mode: "form"})
-		if a.Action != ElicitDecline || f.Action != ElicitAccept {
-			t.Errorf("url: %s, form: %s", a.Action, f.Action)
-		}
-	})
 }
 
 func TestDeclareApplyDefaults(t *testing.T) {
@@ -556,6 +549,9 @@ func legacyAnswers(r rpcRequest) (int, any) {
 }
 
 func TestUpstream_LegacyConnectionsWithAnElicitationPolicyListen(t *testing.T) {
+	accept := func(context.Context, Elicitation) (ElicitationAnswer, error) {
+		return ElicitationAnswer{Action: ElicitAccept}, nil
+	}
 	for _, tc := range []struct {
 		name     string
 		protocol string
@@ -563,7 +559,7 @@ func TestUpstream_LegacyConnectionsWithAnElicitationPolicyListen(t *testing.T) {
 		listen   bool
 	}{
 		{"auto era, no policy", "", nil, false},
-		{"auto era, policy", "", AcceptDefaults, true},
+		{"auto era, policy", "", accept, true},
 		{"pinned legacy", ProtocolLegacy, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -87,13 +87,21 @@ func newClient(cfg *config, log *zap.Logger) (*client, error) {
 func (c *client) elicitationPolicy() upstream.ElicitFunc {
 	switch c.cfg.Scenario {
 	case "elicitation-sep1034-client-defaults":
-		// Accept the form as the server filled it in: the upstream adds
-		// the defaults of the fields left out (SEP-1034).
-		return upstream.AcceptDefaults
+		return acceptDefaults
 	case "sep-2322-client-request-state":
 		return c.confirmMRTR
 	}
 	return nil
+}
+
+// acceptDefaults accepts every form as the server filled it in and
+// declines URL elicitations: the upstream adds the defaults of the fields
+// left out (SEP-1034).
+func acceptDefaults(_ context.Context, e upstream.Elicitation) (upstream.ElicitationAnswer, error) {
+	if e.Mode == "url" {
+		return upstream.ElicitationAnswer{Action: upstream.ElicitDecline}, nil
+	}
+	return upstream.ElicitationAnswer{Action: upstream.ElicitAccept}, nil
 }
 
 // needsAuth reports the scenarios whose server is protected.

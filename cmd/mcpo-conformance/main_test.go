@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -175,6 +177,18 @@ func TestFollowRedirect(t *testing.T) {
 	} {
 		if _, err := followRedirect(ctx, hc, u); err == nil || strings.Contains(err.Error(), "secret-state") {
 			t.Errorf("%s: error %v, want one without the URL's query", name, err)
+		}
+	}
+}
+
+func TestAcceptDefaults_AcceptsFormsAndDeclinesURLs(t *testing.T) {
+	for mode, want := range map[string]string{
+		"form": upstream.ElicitAccept,
+		"url":  upstream.ElicitDecline,
+	} {
+		a, err := acceptDefaults(context.Background(), upstream.Elicitation{Mode: mode})
+		if err != nil || a.Action != want || a.Content != nil {
+			t.Errorf("%s: %+v, %v; want %s with no content", mode, a, err, want)
 		}
 	}
 }
