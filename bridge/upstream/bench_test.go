@@ -58,18 +58,15 @@ func pipeUpstream(b *testing.B, protocol string) *Upstream {
 	spec := Spec{Name: "bench", Transport: TransportStdio, Command: "fixture"}
 	d := &dialer{spec: spec, log: zap.NewNop, notify: func(*session, mcp.JSONRPCNotification) {}}
 	s := d.newSession(ctx)
-	tr := newTap(transport.NewIO(clientR, clientW, nil), d.log)
-	s.tr = tr
-	c, err := d.initialize(s, tr, ctx, protocol)
-	if err != nil {
+	s.tr = transport.NewIO(clientR, clientW, nil)
+	if err := d.initialize(ctx, s, protocol); err != nil {
 		b.Fatal(err)
 	}
-	s.client = c
 	u := New(spec, Options{}, zap.NewNop())
 	u.sess = s
 	b.Cleanup(func() {
 		_ = u.Close()
-		_ = tr.Close()
+		_ = s.tr.Close()
 		cancel()
 		_ = serverR.Close()
 		_ = serverW.Close()

@@ -15,9 +15,6 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 )
 
-// clientInfo is how caddy-mcpo introduces itself to servers.
-var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
-
 // dialer connects sessions for one Upstream.
 type dialer struct {
 	spec   Spec
@@ -28,27 +25,27 @@ type dialer struct {
 }
 
 // dial starts a session and initializes it. ctx bounds the start; the
-// session itself lives until closed, under parent.
-func (d *dialer) dial(parent, ctx context.Context) (*session, error) {
+// session lives under parent until it is closed.
+func (d *dialer) dial(ctx, parent context.Context) (*session, error) {
 	switch d.spec.Transport {
 	case TransportStdio:
-		return d.dialStdio(parent, ctx)
+		return d.dialStdio(ctx, parent)
 	case TransportStreamableHTTP:
-		return d.dialStreamable(parent, ctx)
+		return d.dialStreamable(ctx, parent)
 	case TransportSSE:
 		protocol := d.spec.Protocol
 		if protocol == "" {
 			protocol = ProtocolLegacy // HTTP+SSE is a legacy transport
 		}
-		return d.dialHTTP(parent, ctx, d.newSSE, protocol)
+		return d.dialHTTP(ctx, parent, d.newSSE, protocol)
 	case TransportAuto:
-		s, err := d.dialStreamable(parent, ctx)
+		s, err := d.dialStreamable(ctx, parent)
 		if err == nil || !errors.Is(err, transport.ErrLegacySSEServer) {
 			return s, err
 		}
 		d.log().Info("endpoint refused Streamable HTTP; trying HTTP+SSE",
 			zap.String("url", d.spec.Endpoint()))
-		s, sseErr := d.dialHTTP(parent, ctx, d.newSSE, ProtocolLegacy)
+		s, sseErr := d.dialHTTP(ctx, parent, d.newSSE, ProtocolLegacy)
 		if sseErr != nil {
 			return nil, fmt.Errorf("streamable HTTP: %v; HTTP+SSE: %w", err, sseErr)
 		}
@@ -67,7 +64,7 @@ func (d *dialer) newSession(parent context.Context) *session {
 	}
 }
 
-func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
+func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 	s := d.newSession(parent)
 	proc, err := startProcess(d.spec, func(line string) {
 		d.log().Info(line, zap.String("stream", "stderr"))
@@ -79,8 +76,7 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 	s.proc = proc
 	// mcp-go's own process handling (exec.CommandContext, SIGTERM to the
 	// child only) is bypassed: it gets the pipes, and the process stays ours.
-	tr := newTap(transport.NewIO(proc.stdout, proc.stdin, nil), d.log)
-	s.tr = tr
+	s.tr = transport.NewIO(proc.stdout, proc.stdin, nil)
 	go func() {
 		select {
 		case <-proc.exited:
@@ -89,33 +85,29 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 		}
 	}()
 
-	fail := func(err error) (*session, error) {
-		// A server that dies at start says why on stderr.
-		exited := proc.exitedWithin(500 * time.Millisecond)
-		s.close(d.stop, d.log())
-		if exited {
-			return nil, &ExitError{
-				Err:    fmt.Errorf("%w: the server %v", err, proc.exitError()),
-				Stderr: proc.lastStderr(),
-			}
-		}
-		return nil, err
-	}
 	protocol := d.spec.Protocol
 	if protocol == "" {
 		protocol = ProtocolLegacy // see ProtocolAuto
 	}
-	c, err := d.initialize(s, tr, ctx, protocol)
+	err = d.initialize(ctx, s, protocol)
 	if err != nil && d.spec.Protocol == "" && isRefusal(err) {
 		// The server answered the handshake with an error: it may speak only
 		// the stateless 2026-07-28 protocol.
-		c, err = d.initialize(s, tr, ctx, ProtocolModern)
+		err = d.initialize(ctx, s, ProtocolModern)
 	}
-	if err != nil {
-		return fail(err)
+	if err == nil {
+		return s, nil
 	}
-	s.client = c
-	return s, nil
+	// A server that dies at start says why on stderr.
+	exited := proc.exitedWithin(500 * time.Millisecond)
+	s.close(d.stop, d.log())
+	if exited {
+		return nil, &ExitError{
+			Err:    fmt.Errorf("%w: the server %v", err, proc.exitError()),
+			Stderr: proc.lastStderr(),
+		}
+	}
+	return nil, err
 }
 
 // dialStreamable connects over Streamable HTTP. A legacy server that says
@@ -123,15 +115,15 @@ func (d *dialer) dialStdio(parent, ctx context.Context) (*session, error) {
 // stream, and sends its own requests (elicitation) there too; mcp-go opens
 // that stream only when told before the handshake: such a server is
 // dialled again, on the version it negotiated, with the stream.
-func (d *dialer) dialStreamable(parent, ctx context.Context) (*session, error) {
+func (d *dialer) dialStreamable(ctx, parent context.Context) (*session, error) {
 	listen := pinnedLegacy(d.spec.Protocol)
-	s, err := d.dialHTTP(parent, ctx, d.newStreamable(listen), d.spec.Protocol)
+	s, err := d.dialHTTP(ctx, parent, d.newStreamable(listen), d.spec.Protocol)
 	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || (!toolsMayChange(s.caps) && d.elicit == nil) {
 		return s, err
 	}
 	version := s.info.Protocol
 	s.close(d.stop, d.log())
-	return d.dialHTTP(parent, ctx, d.newStreamable(true), version)
+	return d.dialHTTP(ctx, parent, d.newStreamable(true), version)
 }
 
 // pinnedModern reports a protocol choice of the stateless era (2026-07-28
@@ -149,6 +141,8 @@ func toolsMayChange(caps mcp.ServerCapabilities) bool {
 	return caps.Tools != nil && caps.Tools.ListChanged
 }
 
+// newStreamable returns a constructor of Streamable HTTP transports; listen
+// opens the standing GET stream of legacy connections.
 func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface, error) {
 	return func(*session) (transport.Interface, error) {
 		opts := []transport.StreamableHTTPCOption{
@@ -159,6 +153,12 @@ func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface,
 			opts = append(opts, transport.WithHTTPBasicClient(hc))
 		}
 		if listen {
+			// mcp-go deprecates the option because 2026-07-28 has no GET
+			// stream; its replacement there, subscriptions/listen
+			// (Client.ListenAsync), is what dialHTTP uses on such
+			// connections. Legacy connections have no other way to the
+			// stream, and the option pins them to the legacy era, which
+			// the caller has chosen already.
 			opts = append(opts, transport.WithContinuousListening())
 		}
 		return transport.NewStreamableHTTP(d.spec.URL, opts...)
@@ -195,50 +195,47 @@ func (d *dialer) newSSE(s *session) (transport.Interface, error) {
 	return t, nil
 }
 
-func (d *dialer) dialHTTP(parent, ctx context.Context, newTransport func(*session) (transport.Interface, error), protocol string) (*session, error) {
+// dialHTTP starts a session on the transport newTransport makes and
+// initializes it for the given protocol choice.
+func (d *dialer) dialHTTP(ctx, parent context.Context, newTransport func(*session) (transport.Interface, error), protocol string) (*session, error) {
 	s := d.newSession(parent)
-	inner, err := newTransport(s)
+	tr, err := newTransport(s)
 	if err != nil {
 		s.cancel()
 		return nil, err
 	}
-	tr := newTap(inner, d.log)
 	s.tr = tr
-	c, err := d.initialize(s, tr, ctx, protocol)
-	if err != nil {
+	if err := d.initialize(ctx, s, protocol); err != nil {
 		s.close(d.stop, d.log())
 		return nil, err
 	}
-	s.client = c
-	if mcp.IsModernProtocol(s.info.Protocol) {
-		// Closing a request's stream is the cancellation.
-		if toolsMayChange(s.caps) {
-			// 2026-07-28 delivers list changes on a subscription.
-			_, err := c.ListenAsync(s.ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) {
-				if s.err() == nil {
-					d.log().Debug("subscriptions/listen ended", zap.Error(err))
-				}
-			})
-			if err != nil {
-				d.log().Warn("cannot subscribe to tool list changes", zap.Error(err))
+	if mcp.IsModernProtocol(s.info.Protocol) && toolsMayChange(s.caps) {
+		// 2026-07-28 delivers list changes on a subscription.
+		_, err := s.client.ListenAsync(s.ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) {
+			if s.err() == nil {
+				d.log().Debug("subscriptions/listen ended", zap.Error(err))
 			}
+		})
+		if err != nil {
+			d.log().Warn("cannot subscribe to tool list changes", zap.Error(err))
 		}
-	} else {
-		tapOf(tr).cancelByNotification.Store(true)
 	}
 	return s, nil
 }
 
-// initialize creates a client on tr for the given protocol choice, starts
-// it under the session's context and performs the handshake under ctx.
-func (d *dialer) initialize(s *session, tr transport.Interface, ctx context.Context, protocol string) (*client.Client, error) {
+// clientInfo is how caddy-mcpo introduces itself to servers.
+var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
+
+// initialize creates a client for the given protocol choice on a tap of
+// the session's transport, starts it under the session's context and
+// performs the handshake under ctx. On success the session has its client,
+// capabilities and ServerInfo.
+func (d *dialer) initialize(ctx context.Context, s *session, protocol string) error {
+	t := &tap{inner: s.tr, log: d.log, modernOnly: pinnedModern(protocol), applyDefaults: d.elicit != nil}
 	var opts []client.ClientOption
 	if d.elicit != nil {
-		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, server: d.spec.Name, log: d.log}))
+		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
 	}
-	t := tapOf(tr)
-	t.elicit.Store(d.elicit != nil)
-	t.modernOnly.Store(pinnedModern(protocol))
 	switch protocol {
 	case "":
 		opts = append(opts, client.WithDiscoverTimeout(3*time.Second))
@@ -249,23 +246,23 @@ func (d *dialer) initialize(s *session, tr transport.Interface, ctx context.Cont
 	default:
 		opts = append(opts, client.WithProtocolVersion(protocol))
 	}
-	c := client.NewClient(tr, opts...)
+	c := client.NewClient(t.forClient(), opts...)
 	// The transport lives as long as the session, not as long as the start.
 	if err := c.Start(s.ctx); err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+		return fmt.Errorf("connecting: %w", err)
 	}
 	c.OnNotification(func(n mcp.JSONRPCNotification) { d.notify(s, n) })
 
-	cctx, capt := withCapture(ctx)
 	req := mcp.InitializeRequest{}
 	req.Params.ClientInfo = clientInfo
-	res, err := c.Initialize(cctx, req)
+	res, err := c.Initialize(ctx, req)
 	if err != nil {
-		if resp := capt.last(); resp != nil && resp.Error != nil {
-			return nil, fmt.Errorf("initialize: %w", newRPCError(resp.Error))
+		if rpc := t.handshakeRefusal(); rpc != nil {
+			return fmt.Errorf("initialize: %w", rpc)
 		}
-		return nil, fmt.Errorf("initialize: %w", err)
+		return fmt.Errorf("initialize: %w", err)
 	}
+	s.client = c
 	s.caps = c.GetServerCapabilities()
 	s.info = ServerInfo{
 		Name:         res.ServerInfo.Name,
@@ -274,7 +271,7 @@ func (d *dialer) initialize(s *session, tr transport.Interface, ctx context.Cont
 		Instructions: res.Instructions,
 		Protocol:     c.ProtocolVersion(),
 	}
-	return c, nil
+	return nil
 }
 
 // isRefusal reports an error that the server answered: a JSON-RPC error or

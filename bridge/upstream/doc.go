@@ -7,4 +7,11 @@
 // answers the server's elicitations with the proxy's policy, and reconnects
 // with backoff when the connection dies. It knows nothing of HTTP routing,
 // OpenAPI or Caddy.
+//
+// It is the only package that speaks to mcp-go, through one seam: every
+// request to a ready server goes through withSession (which session, a new
+// one when the server forgot it, the answer to a refusal for want of
+// credentials), then send (one request through mcp-go's Client, whose
+// answer the tap between the Client and its transport keeps as sent), and
+// for lists through paginate.
 package upstream

@@ -52,16 +52,16 @@ type ElicitFunc func(ctx context.Context, e Elicitation) (ElicitationAnswer, err
 
 // elicitor adapts an ElicitFunc to mcp-go's ElicitationHandler.
 type elicitor struct {
-	fn     ElicitFunc
-	server string
-	log    func() *zap.Logger
+	fn   ElicitFunc
+	name string // the Spec's Name
+	log  func() *zap.Logger
 }
 
 // Elicit implements client.ElicitationHandler.
 func (h elicitor) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
 	p := req.Params
 	e := Elicitation{
-		Server:        h.server,
+		Server:        h.name,
 		Mode:          p.Mode,
 		Message:       p.Message,
 		URL:           p.URL,

@@ -44,7 +44,7 @@ const (
 const maxStderrLine = 8 << 10
 
 // startProcess starts spec's command with pipes for stdin, stdout and stderr.
-// logf receives each stderr line.
+// logLine receives each stderr line.
 func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 	path, err := lookPath(spec.Command, spec.Env, spec.Dir)
 	if err != nil {
