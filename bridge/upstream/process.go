@@ -198,8 +198,8 @@ type StopTimeouts struct {
 	Term time.Duration
 }
 
-// DefaultStopTimeouts are used where none are configured.
-var DefaultStopTimeouts = StopTimeouts{Grace: 2 * time.Second, Term: 3 * time.Second}
+// defaultStopTimeouts are used where none are configured.
+var defaultStopTimeouts = StopTimeouts{Grace: 2 * time.Second, Term: 3 * time.Second}
 
 // stop ends the process and everything in its process group: close stdin
 // and wait, then SIGTERM to the group and wait, then SIGKILL to the group.

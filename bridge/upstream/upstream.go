@@ -57,14 +57,16 @@ type Status struct {
 }
 
 // Options tune an Upstream without changing its identity; they may change
-// while it runs.
+// while it runs. Durations left zero take their defaults.
 type Options struct {
-	// StartTimeout bounds starting, initializing and listing tools.
+	// StartTimeout bounds starting, initializing and listing tools; 60 s by
+	// default.
 	StartTimeout time.Duration
-	// Stop bounds the steps of stopping a stdio process.
+	// Stop bounds the steps of stopping a stdio process; 2 s after stdin
+	// closes and 3 s after SIGTERM by default.
 	Stop StopTimeouts
 	// Drain bounds how long Close waits for in-flight calls to finish
-	// before stopping the server.
+	// before stopping the server; 30 s by default.
 	Drain time.Duration
 	// Elicitation, if set, answers the server's elicitation requests, and
 	// the client declares the elicitation capability (with SEP-1034
@@ -77,11 +79,11 @@ type Options struct {
 
 // Defaults for Options left zero.
 const (
-	// DefaultStartTimeout leaves room for npx or uvx to download a server on
+	// defaultStartTimeout leaves room for npx or uvx to download a server on
 	// first use.
-	DefaultStartTimeout = 60 * time.Second
-	// DefaultDrain lets ordinary calls finish when a server is replaced.
-	DefaultDrain = 30 * time.Second
+	defaultStartTimeout = 60 * time.Second
+	// defaultDrain lets ordinary calls finish when a server is replaced.
+	defaultDrain = 30 * time.Second
 )
 
 // Backoff between failed starts: it doubles from backoffMin up to
@@ -168,16 +170,16 @@ func (u *Upstream) serverLogger() *zap.Logger {
 // SetOptions replaces the options; they apply from the next start or stop.
 func (u *Upstream) SetOptions(o Options) {
 	if o.StartTimeout <= 0 {
-		o.StartTimeout = DefaultStartTimeout
+		o.StartTimeout = defaultStartTimeout
 	}
 	if o.Stop.Grace <= 0 {
-		o.Stop.Grace = DefaultStopTimeouts.Grace
+		o.Stop.Grace = defaultStopTimeouts.Grace
 	}
 	if o.Stop.Term <= 0 {
-		o.Stop.Term = DefaultStopTimeouts.Term
+		o.Stop.Term = defaultStopTimeouts.Term
 	}
 	if o.Drain <= 0 {
-		o.Drain = DefaultDrain
+		o.Drain = defaultDrain
 	}
 	u.opts.Store(&o)
 }
