@@ -8,10 +8,10 @@
 // with backoff when the connection dies. It knows nothing of HTTP routing,
 // OpenAPI or Caddy.
 //
-// It is the only package that speaks to mcp-go, through one seam: every
-// request to a ready server goes through withSession (which session, a new
-// one when the server forgot it, the answer to a refusal for want of
-// credentials), then send (one request through mcp-go's Client, whose
-// answer the tap between the Client and its transport keeps as sent), and
-// for lists through paginate.
+// It is the product's only package that speaks to mcp-go, through one
+// seam: every request to a ready server goes through withSession (which
+// session, a new one when the server forgot it, the answer to a refusal for
+// want of credentials), then send (one request through mcp-go's Client,
+// whose answer the tap between the Client and its transport keeps as
+// sent), and for lists through paginate.
 package upstream

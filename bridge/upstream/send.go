@@ -13,11 +13,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// The seam to mcp-go: every request an Upstream makes of a ready session
-// goes through withSession (which session, and what to do when the server
-// forgot it or wants credentials), then send (one request through mcp-go,
-// read back from the wire by the tap), and for lists through paginate.
-
 // withSession runs f on the ready session, counted as a call under way,
 // and returns its result with the Spec's secrets removed from the error.
 // method and name (a tool's name, a resource's URI, a prompt's name, or ""
@@ -59,9 +54,9 @@ func withSession[T any](ctx context.Context, u *Upstream, method mcp.MCPMethod, 
 	return res, u.redact(err)
 }
 
-// refused handles a request that failed while the server refused this
-// request, or one at the same time, for want of credentials or scopes. It
-// returns the error to report when only a user can resolve that, else nil.
+// refused handles a request that failed after the server refused a request
+// (this one, or one at the same time) for want of credentials or scopes. It
+// returns the error to report when only a user can help, else nil.
 func (u *Upstream) refused(ctx context.Context, s *session, err error) *UnavailableError {
 	if errors.Is(err, transport.ErrAuthorizationRequired) {
 		// The Authorizer could not renew the credentials: end the session,
