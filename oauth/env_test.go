@@ -841,11 +841,37 @@ func authorize(ctx context.Context, c *Client) error {
 	if err != nil {
 		return err
 	}
-	q, err := FollowRedirect(ctx, nil, u)
+	q, err := followRedirect(ctx, u)
 	if err != nil {
 		return err
 	}
 	return c.Callback(ctx, q)
+}
+
+// followRedirect does what a browser does with an authorization URL that
+// the test authorization server answers at once: it GETs authURL without
+// following the redirect and returns the query of the Location, the
+// callback's parameters. Its errors hold no query, as the package's own do.
+func followRedirect(ctx context.Context, authURL string) (url.Values, error) {
+	noFollow := http.Client{
+		Timeout:       DefaultHTTPTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: following %s: %w", redactURL(authURL), redactErr(err))
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: following %s: %w", redactURL(authURL), redactErr(err))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || err != nil {
+		return nil, fmt.Errorf("oauth: following %s: HTTP %d, not a redirect", redactURL(authURL), resp.StatusCode)
+	}
+	return loc.Query(), nil
 }
 
 // mustAuthorize is authorize that fails the test on error.

@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -278,35 +276,4 @@ func randomString() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// FollowRedirect GETs authURL without following redirects and returns
-// the query of the redirect's Location: the callback parameters, for an
-// authorization server that answers at once (the conformance suite's mock
-// does) or a test. hc may be nil.
-func FollowRedirect(ctx context.Context, hc *http.Client, authURL string) (url.Values, error) {
-	noFollow := http.Client{Timeout: DefaultHTTPTimeout}
-	if hc != nil {
-		noFollow = *hc
-	}
-	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: following %s: %w", redactURL(authURL), redactErr(err))
-	}
-	resp, err := noFollow.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: following %s: %w", redactURL(authURL), redactErr(err))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
-		return nil, fmt.Errorf("oauth: following %s: HTTP %d, not a redirect", redactURL(authURL), resp.StatusCode)
-	}
-	lu, err := req.URL.Parse(loc)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: following %s: the Location is not a URL", redactURL(authURL))
-	}
-	return lu.Query(), nil
 }

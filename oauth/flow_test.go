@@ -327,7 +327,7 @@ func TestCallbackState(t *testing.T) {
 		if st := c.Status(); st.State != StatePending {
 			t.Errorf("after Authorize: state %s, want pending", st.State)
 		}
-		q, err := FollowRedirect(ctx, nil, u)
+		q, err := followRedirect(ctx, u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,7 +379,7 @@ func TestCallbackState(t *testing.T) {
 				t.Fatal(err)
 			}
 			if i == MaxPending-1 {
-				last, _ = FollowRedirect(ctx, nil, u)
+				last, _ = followRedirect(ctx, u)
 			}
 		}
 		c.mu.Lock()
@@ -433,15 +433,15 @@ func TestFollowRedirect(t *testing.T) {
 		w.Header().Set("Location", "/cb?code=c&state=s")
 		w.WriteHeader(302)
 	})
-	q, err := FollowRedirect(ctx, nil, e.rs.host.url()+"/relative")
+	q, err := followRedirect(ctx, e.rs.host.url()+"/relative")
 	if err != nil || q.Get("code") != "c" || q.Get("state") != "s" {
 		t.Errorf("relative Location: %v, %v", q, err)
 	}
-	_, err = FollowRedirect(ctx, nil, e.rs.host.url()+"/.well-known/oauth-protected-resource/mcp?code=secret-code")
+	_, err = followRedirect(ctx, e.rs.host.url()+"/.well-known/oauth-protected-resource/mcp?code=secret-code")
 	if err == nil || strings.Contains(err.Error(), "secret-code") {
 		t.Errorf("not a redirect: error %v, want one without the query", err)
 	}
-	_, err = FollowRedirect(ctx, nil, "http://127.0.0.1:1/authorize?code=secret-code")
+	_, err = followRedirect(ctx, "http://127.0.0.1:1/authorize?code=secret-code")
 	if err == nil || strings.Contains(err.Error(), "secret-code") {
 		t.Errorf("unreachable: error %v, want one without the query", err)
 	}

@@ -56,12 +56,12 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 	e.as.setFailRefresh(false)
 	u, err := c.Authorize(ctx)
 	collect(err)
-	q, _ := FollowRedirect(ctx, nil, u)
+	q, _ := followRedirect(ctx, u)
 	code := q.Get("code")
 	q.Set("code", code+"-tampered")
 	collect(c.Callback(ctx, q))
 	u, _ = c.Authorize(ctx)
-	q, _ = FollowRedirect(ctx, nil, u)
+	q, _ = followRedirect(ctx, u)
 	q.Set("iss", "https://evil.example.com")
 	collect(c.Callback(ctx, q))
 	collect(c.Callback(ctx, q)) // replayed: unknown state
@@ -85,7 +85,7 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 	collect(err)
 
 	// Transport failures whose URLs carry a query.
-	_, err = FollowRedirect(ctx, nil, "http://127.0.0.1:1/authorize?code="+code+"&state=s")
+	_, err = followRedirect(ctx, "http://127.0.0.1:1/authorize?code="+code+"&state=s")
 	collect(err)
 
 	// Every secret the servers handed out or received.

@@ -4,6 +4,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -201,5 +202,46 @@ func TestUpstream_BacksOffWhenTheAuthorizationServerFails(t *testing.T) {
 	}
 	if st := u.Status(); st.State != StateFailed && st.State != StateStarting {
 		t.Errorf("state %s, want failed (retried with backoff)", st.State)
+	}
+}
+
+func TestUpstream_ARequestRefusedForWantOfScopesWaitsForAUser(t *testing.T) {
+	requests := map[string]func(ctx context.Context, u *Upstream) error{
+		"tools/call": func(ctx context.Context, u *Upstream) error {
+			_, err := u.CallTool(ctx, "add", json.RawMessage(`{}`))
+			return err
+		},
+		"resources/read": func(ctx context.Context, u *Upstream) error {
+			_, err := u.ReadResource(ctx, "test:r")
+			return err
+		},
+	}
+	for method, request := range requests {
+		t.Run(method, func(t *testing.T) {
+			auth := newFakeAuth()
+			auth.token = "good"
+			// The token serves the handshake and the listing; the request
+			// wants more scopes.
+			srv := newRawServer(t, func(r rpcRequest) (int, any) {
+				if r.Method == method {
+					return http.StatusForbidden, map[string]any{"error": "insufficient_scope"}
+				}
+				return protected(nil)(r)
+			})
+			u := startAuthorized(t, srv.URL, auth)
+			waitState(t, u, StateReady)
+			auth.mu.Lock()
+			auth.stepUp = true // what the Authorizer learns from the 403
+			auth.mu.Unlock()
+
+			err := request(context.Background(), u)
+			var un *UnavailableError
+			if !errors.As(err, &un) || un.State != StateNeedsAuth {
+				t.Fatalf("error %v, want an *UnavailableError in %s", err, StateNeedsAuth)
+			}
+			if st := u.Status(); st.State != StateReady {
+				t.Errorf("state %s: a step-up ended the session, whose token still serves the rest", st.State)
+			}
+		})
 	}
 }

@@ -50,28 +50,18 @@ type ElicitationAnswer struct {
 // call the Upstream, and must return when ctx ends.
 type ElicitFunc func(ctx context.Context, e Elicitation) (ElicitationAnswer, error)
 
-// AcceptDefaults is an ElicitFunc that accepts every form with its
-// defaults and declines URL elicitations: for a proxy whose tools ask for
-// confirmations it can give on the user's behalf.
-func AcceptDefaults(_ context.Context, e Elicitation) (ElicitationAnswer, error) {
-	if e.Mode == mcp.ElicitationModeURL {
-		return ElicitationAnswer{Action: ElicitDecline}, nil
-	}
-	return ElicitationAnswer{Action: ElicitAccept}, nil
-}
-
 // elicitor adapts an ElicitFunc to mcp-go's ElicitationHandler.
 type elicitor struct {
-	fn     ElicitFunc
-	server string
-	log    func() *zap.Logger
+	fn   ElicitFunc
+	name string // the Spec's Name
+	log  func() *zap.Logger
 }
 
 // Elicit implements client.ElicitationHandler.
 func (h elicitor) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
 	p := req.Params
 	e := Elicitation{
-		Server:        h.server,
+		Server:        h.name,
 		Mode:          p.Mode,
 		Message:       p.Message,
 		URL:           p.URL,

@@ -44,7 +44,7 @@ const (
 const maxStderrLine = 8 << 10
 
 // startProcess starts spec's command with pipes for stdin, stdout and stderr.
-// logf receives each stderr line.
+// logLine receives each stderr line.
 func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 	path, err := lookPath(spec.Command, spec.Env, spec.Dir)
 	if err != nil {
@@ -198,8 +198,8 @@ type StopTimeouts struct {
 	Term time.Duration
 }
 
-// DefaultStopTimeouts are used where none are configured.
-var DefaultStopTimeouts = StopTimeouts{Grace: 2 * time.Second, Term: 3 * time.Second}
+// defaultStopTimeouts are used where none are configured.
+var defaultStopTimeouts = StopTimeouts{Grace: 2 * time.Second, Term: 3 * time.Second}
 
 // stop ends the process and everything in its process group: close stdin
 // and wait, then SIGTERM to the group and wait, then SIGKILL to the group.

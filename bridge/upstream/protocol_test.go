@@ -367,7 +367,7 @@ func TestElicitor_MapsTheAnswer(t *testing.T) {
 		{"unknown action", "", ElicitationAnswer{Action: "maybe"}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := elicitor{server: "s", log: nop, fn: func(_ context.Context, e Elicitation) (ElicitationAnswer, error) {
+			h := elicitor{name: "s", log: nop, fn: func(_ context.Context, e Elicitation) (ElicitationAnswer, error) {
 				return tc.answer, nil
 			}}
 			res, err := h.Elicit(context.Background(), req(tc.mode))
@@ -386,13 +386,6 @@ func TestElicitor_MapsTheAnswer(t *testing.T) {
 			}
 		})
 	}
-	t.Run("AcceptDefaults declines URLs", func(t *testing.T) {
-		a, _ := AcceptDefaults(context.Background(), Elicitation{Mode: "url"})
-		f, _ := AcceptDefaults(context.Background(), Elicitation{Mode: "form"})
-		if a.Action != ElicitDecline || f.Action != ElicitAccept {
-			t.Errorf("url: %s, form: %s", a.Action, f.Action)
-		}
-	})
 }
 
 func TestDeclareApplyDefaults(t *testing.T) {
@@ -556,6 +549,9 @@ func legacyAnswers(r rpcRequest) (int, any) {
 }
 
 func TestUpstream_LegacyConnectionsWithAnElicitationPolicyListen(t *testing.T) {
+	accept := func(context.Context, Elicitation) (ElicitationAnswer, error) {
+		return ElicitationAnswer{Action: ElicitAccept}, nil
+	}
 	for _, tc := range []struct {
 		name     string
 		protocol string
@@ -563,7 +559,7 @@ func TestUpstream_LegacyConnectionsWithAnElicitationPolicyListen(t *testing.T) {
 		listen   bool
 	}{
 		{"auto era, no policy", "", nil, false},
-		{"auto era, policy", "", AcceptDefaults, true},
+		{"auto era, policy", "", accept, true},
 		{"pinned legacy", ProtocolLegacy, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -595,5 +591,117 @@ func TestUpstream_LegacyConnectionsWithAnElicitationPolicyListen(t *testing.T) {
 				t.Errorf("initialize declared elicitation %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// pagedAnswers answers method, on a 2026-07-28 server with tools, resources
+// and prompts, with three pages of one item each (named p1, p2, p3) under
+// key; when loop is set, the last page points back to the second.
+func pagedAnswers(method, key string, loop bool) func(r rpcRequest) (int, any) {
+	return func(r rpcRequest) (int, any) {
+		switch r.Method {
+		case "server/discover":
+			return 200, result(r.ID, map[string]any{
+				"resultType": "complete", "supportedVersions": []string{mcp.LATEST_PROTOCOL_VERSION},
+				"capabilities": map[string]any{"tools": map[string]any{}, "resources": map[string]any{}, "prompts": map[string]any{}},
+			})
+		case method:
+		default:
+			return modernAnswers(r)
+		}
+		var p struct {
+			Cursor string `json:"cursor"`
+		}
+		_ = json.Unmarshal(r.Params, &p)
+		page := map[string]string{"": "1", "2": "2", "3": "3"}[p.Cursor]
+		next := map[string]string{"1": "2", "2": "3", "3": ""}[page]
+		if loop && page == "3" {
+			next = "2"
+		}
+		item := map[string]any{"name": "p" + page, "uri": "test:p" + page, "inputSchema": map[string]any{"type": "object"}}
+		return 200, result(r.ID, map[string]any{"resultType": "complete", key: []any{item}, "nextCursor": next})
+	}
+}
+
+// listed returns the names of what u lists under key (tools, resources or
+// prompts).
+func listed(ctx context.Context, u *Upstream, key string) ([]string, error) {
+	var names []string
+	if key == "tools" {
+		for _, t := range u.Tools().Tools {
+			names = append(names, t.Name)
+		}
+		return names, nil
+	}
+	list := map[string]func(context.Context) ([]json.RawMessage, error){"resources": u.ListResources, "prompts": u.ListPrompts}[key]
+	items, err := list(ctx)
+	for _, item := range items {
+		var v struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(item, &v)
+		names = append(names, v.Name)
+	}
+	return names, err
+}
+
+func TestUpstream_ReadsEveryPageOfEveryList(t *testing.T) {
+	ctx := context.Background()
+	for _, key := range []string{"tools", "resources", "prompts"} {
+		method := key + "/list"
+		t.Run(method, func(t *testing.T) {
+			srv := newRawServer(t, pagedAnswers(method, key, false))
+			u, _ := start(t, modernSpec(srv.URL), Options{})
+			got, err := listed(ctx, u, key)
+			if err != nil || !slices.Equal(got, []string{"p1", "p2", "p3"}) {
+				t.Errorf("listed %v (%v), want p1, p2 and p3", got, err)
+			}
+		})
+		t.Run(method+" that repeats a cursor", func(t *testing.T) {
+			srv := newRawServer(t, pagedAnswers(method, key, true))
+			log, _ := testLogger(t)
+			u := New(modernSpec(srv.URL), Options{StartTimeout: waitLimit}, log)
+			u.Start()
+			t.Cleanup(func() { _ = u.Close() })
+			var err error
+			if key == "tools" {
+				// The tools are listed at start, which fails.
+				err = errors.New(waitState(t, u, StateFailed).LastError)
+			} else {
+				waitState(t, u, StateReady)
+				_, err = listed(ctx, u, key)
+			}
+			if want := method + " repeated a pagination cursor"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("error %v, want one saying %q", err, want)
+			}
+			if n := len(srv.requests(method)); n != 3 {
+				t.Errorf("%s sent %d times, want 3 (the cursor repeated on the third page)", method, n)
+			}
+		})
+	}
+}
+
+func TestUpstream_SkipsToolsWithInvalidHeaderAnnotations(t *testing.T) {
+	srv := newRawServer(t, func(r rpcRequest) (int, any) {
+		if r.Method != "tools/list" {
+			return modernAnswers(r)
+		}
+		bad := map[string]any{"type": "object", "properties": map[string]any{
+			"filter": map[string]any{"type": "object", "x-mcp-header": "Filter"}}}
+		return 200, result(r.ID, map[string]any{"resultType": "complete", "tools": []any{
+			map[string]any{"name": "good", "inputSchema": map[string]any{"type": "object"}},
+			map[string]any{"name": "bad", "inputSchema": bad},
+		}})
+	})
+	u, logs := start(t, modernSpec(srv.URL), Options{})
+	var names []string
+	for _, tool := range u.Tools().Tools {
+		names = append(names, tool.Name)
+	}
+	if !slices.Equal(names, []string{"good"}) {
+		t.Errorf("tools %v, want only good", names)
+	}
+	if logs.FilterMessage(`tool "bad" skipped: its x-mcp-header annotations are invalid`).Len() != 1 {
+		t.Error("the skipped tool was not logged")
 	}
 }

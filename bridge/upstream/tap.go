@@ -15,105 +15,116 @@ import (
 	"go.uber.org/zap"
 )
 
-// The tap sits between mcp-go's Client and its transport and keeps the raw
-// JSON-RPC response of requests whose context asks for it. mcp-go decodes
-// results into types that drop schema keywords, lose JSON-RPC error codes and
-// turn numbers into float64; the tap lets the upstream read the wire bytes
-// while mcp-go still does what it is good at (protocol metadata, headers,
-// cancellation, multi round-trip requests).
-
-type captureKey struct{}
-
-// capture holds the last raw response seen for one logical request. A
-// multi round-trip request sends several; the last one is the answer.
-type capture struct {
-	mu   sync.Mutex
-	resp *transport.JSONRPCResponse
-	// stand, when set, is the result mcp-go gets in place of the real one,
-	// which the caller decodes itself from the capture: decoding a result
-	// twice would cost a fifth of a call's CPU time on a fast server.
-	stand json.RawMessage
-}
-
-// withCapture returns a context whose requests are captured.
-func withCapture(ctx context.Context) (context.Context, *capture) {
-	c := &capture{}
-	return context.WithValue(ctx, captureKey{}, c), c
-}
-
-func (c *capture) set(resp *transport.JSONRPCResponse) {
-	c.mu.Lock()
-	c.resp = resp
-	c.mu.Unlock()
-}
-
-// last returns the last captured response, or nil if none arrived.
-func (c *capture) last() *transport.JSONRPCResponse {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.resp
-}
+// The tap sits between mcp-go's Client and its transport. It keeps the raw
+// JSON-RPC answer of each request that send makes: mcp-go decodes results
+// into types that drop schema keywords, lose JSON-RPC error codes and turn
+// numbers into float64; the tap lets the session read the wire bytes while
+// mcp-go still does what it is good at (protocol metadata, headers,
+// cancellation, multi round-trip requests). It also watches the handshake,
+// and does what mcp-go leaves undone on some connections (cancelling legacy
+// HTTP requests, sending a request again after a version refusal).
+//
+// A tap serves one handshake attempt: dialer.initialize makes one, with
+// what that attempt needs, for each client it creates. Nothing in it is
+// set afterwards except by mcp-go, through the transport's own interface.
 
 // tap forwards every call to the wrapped transport. mcp-go detects optional
 // transport features with type assertions, so tap implements the optional
-// methods by forwarding when the wrapped transport has them, and httpTap adds
-// SetProtocolVersion only for HTTP transports (its presence also tells mcp-go
-// not to send notifications/cancelled, which HTTP transports do not need).
+// methods by forwarding when the wrapped transport has them, and httpTap
+// adds SetProtocolVersion only for HTTP transports.
 type tap struct {
 	inner transport.Interface
 	log   func() *zap.Logger
-	// cancelByNotification makes a request whose context ends send
-	// notifications/cancelled, which mcp-go does itself over stdio only:
-	// legacy HTTP sessions need it too (on 2026-07-28 connections closing
-	// the request's stream is the cancellation).
-	cancelByNotification atomic.Bool
-	// modernOnly is set while a client pinned to the 2026-07-28 era
-	// connects: mcp-go falls back to the initialize handshake after any
-	// failed server/discover (a 401, a refused version), which such a
-	// server cannot answer, so the tap refuses the fallback and reports
-	// why server/discover failed instead.
-	modernOnly atomic.Bool
-	// discoverErr is why the last server/discover failed, nil if it
-	// did not.
-	discoverMu  sync.Mutex
-	discoverErr error
-	// retries numbers the requests sent again after a version refusal.
-	retries atomic.Int64
-	// elicit, when set, answers elicitation/create requests (see
+	// modernOnly is set for a client pinned to the 2026-07-28 era: mcp-go
+	// falls back to the initialize handshake after any failed
+	// server/discover (a 401, a refused version), which such a server
+	// cannot answer, so the tap refuses the fallback and reports why
+	// server/discover failed instead.
+	modernOnly bool
+	// applyDefaults is set when the client answers elicitations (see
 	// Options.Elicitation): the capability declared in initialize then
 	// says that defaults are applied.
-	elicit atomic.Bool
+	applyDefaults bool
+
+	// version is the protocol version mcp-go negotiated, which it tells
+	// HTTP transports only; "" until then, and always on stdio.
+	version atomic.Pointer[string]
+
+	handshakeMu sync.Mutex
+	// discoverErr is why the last server/discover failed, nil if it did
+	// not.
+	discoverErr error
+	// refusal is the JSON-RPC error of the last answer to the handshake
+	// (server/discover or initialize), nil if that answer was a result.
+	refusal *mcp.JSONRPCErrorDetails
 }
 
-// tapOf returns the tap of a transport made by newTap.
-func tapOf(t transport.Interface) *tap {
-	if h, ok := t.(*httpTap); ok {
-		return h.tap
+// forClient returns the tap as mcp-go's Client must see it: an
+// HTTPConnection when the wrapped transport is one, whose presence also
+// tells mcp-go not to send notifications/cancelled itself.
+func (t *tap) forClient() transport.Interface {
+	if _, ok := t.inner.(transport.HTTPConnection); ok {
+		return &httpTap{tap: t}
 	}
-	return t.(*tap)
+	return t
 }
+
+// exchangeKey is the key of the package's one context value: the
+// *exchange of the request send is making. mcp-go's Client passes a
+// request's context, and nothing else of its caller's, down to the
+// transport; the value is how the tap knows which request an answer
+// belongs to.
+type exchangeKey struct{}
+
+// exchange is one request send makes through mcp-go.
+type exchange struct {
+	// stand, when set, is what mcp-go gets in place of a complete result,
+	// for a method whose typed result nobody reads (see standIns).
+	stand json.RawMessage
+
+	mu sync.Mutex
+	// answer is the last answer to the request: a multi round-trip
+	// request gets several, and the last one is the result.
+	answer *transport.JSONRPCResponse
+}
+
+// record keeps resp as the exchange's answer and returns what mcp-go gets.
+// An answer still asking for input (2026-07-28) reaches mcp-go as sent,
+// for it to answer with the elicitation policy and send the request again.
+func (x *exchange) record(resp *transport.JSONRPCResponse) *transport.JSONRPCResponse {
+	x.mu.Lock()
+	x.answer = resp
+	x.mu.Unlock()
+	if x.stand == nil || resp.Error != nil || inputRequired(resp.Result) {
+		return resp
+	}
+	stood := *resp
+	stood.Result = x.stand
+	return &stood
+}
+
+// last returns the last answer, or nil if none arrived.
+func (x *exchange) last() *transport.JSONRPCResponse {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.answer
+}
+
+// retries numbers the requests sent again after a version refusal, so that
+// no two share a JSON-RPC ID on one connection, whichever tap sent them.
+var retries atomic.Int64
 
 // cancelNotificationTimeout bounds sending a notifications/cancelled.
 const cancelNotificationTimeout = 5 * time.Second
 
-// newTap wraps t, keeping the HTTP-ness of t visible to mcp-go.
-func newTap(t transport.Interface, log func() *zap.Logger) transport.Interface {
-	base := &tap{inner: t, log: log}
-	if _, ok := t.(transport.HTTPConnection); ok {
-		return &httpTap{tap: base}
-	}
-	return base
-}
-
 func (t *tap) Start(ctx context.Context) error { return t.inner.Start(ctx) }
 
 func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
-	switch req.Method {
-	case string(mcp.MethodInitialize):
-		if t.modernOnly.Load() {
+	if req.Method == string(mcp.MethodInitialize) {
+		if t.modernOnly {
 			return nil, t.noLegacyFallback()
 		}
-		if t.elicit.Load() {
+		if t.applyDefaults {
 			req.Params = declareApplyDefaults(req.Params)
 		}
 	}
@@ -121,24 +132,30 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 	if resp != nil && resp.Error != nil && resp.Error.Code == mcp.UNSUPPORTED_PROTOCOL_VERSION && ctx.Err() == nil {
 		if v, ok := retryableVersionRefusal(req, resp.Error); ok {
 			retry := req
-			retry.ID = mcp.NewRequestId(fmt.Sprintf("mcpo-retry-%d", t.retries.Add(1)))
+			retry.ID = mcp.NewRequestId(fmt.Sprintf("mcpo-retry-%d", retries.Add(1)))
 			t.log().Info("the server refused the protocol version it lists as supported; sending the request once more",
 				zap.String("method", req.Method), zap.String("version", v))
 			resp, err = t.inner.SendRequest(ctx, retry)
 		}
 	}
-	if req.Method == string(mcp.MethodServerDiscover) {
-		t.noteDiscover(resp, err)
+	switch req.Method {
+	case string(mcp.MethodServerDiscover), string(mcp.MethodInitialize):
+		t.noteHandshake(req.Method, resp, err)
 	}
-	if c, ok := ctx.Value(captureKey{}).(*capture); ok && resp != nil {
-		c.set(resp)
-		if c.stand != nil && resp.Error == nil && !inputRequired(resp.Result) {
-			stood := *resp
-			stood.Result = c.stand
-			resp = &stood
-		}
+	if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok && resp != nil {
+		resp = x.record(resp)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil {
+		err = t.ended(ctx, req, err)
+	}
+	return resp, err
+}
+
+// ended returns the error of a request that failed, as the call's own when
+// its context ended, and tells the server to stop working on it where
+// mcp-go does not.
+func (t *tap) ended(ctx context.Context, req transport.JSONRPCRequest, err error) error {
+	if ctx.Err() == nil {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
 			// The transport's own timer, set to the deadline, fired first
 			// (SSE does this): the call ran out of time all the same.
@@ -150,33 +167,61 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 			timer.Stop()
 		}
 	}
-	if err != nil && ctx.Err() != nil {
-		if !errors.Is(err, ctx.Err()) {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
-		if t.cancelByNotification.Load() && req.Method != string(mcp.MethodInitialize) {
-			t.sendCancel(req.ID, ctx.Err())
-		}
+	if ctx.Err() == nil {
+		return err
 	}
-	return resp, err
+	if !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if t.cancelsByNotification() {
+		t.sendCancel(req.ID, ctx.Err())
+	}
+	return err
 }
 
-// noteDiscover records how a server/discover ended.
-func (t *tap) noteDiscover(resp *transport.JSONRPCResponse, err error) {
+// cancelsByNotification reports a connection whose cancelled requests the
+// tap, not mcp-go, announces with notifications/cancelled: a legacy HTTP
+// one. mcp-go sends the notification over stdio only; on 2026-07-28 HTTP
+// connections closing the request's stream is the cancellation. Before the
+// handshake has negotiated a version there is nothing to cancel.
+func (t *tap) cancelsByNotification() bool {
+	v := t.version.Load()
+	return v != nil && *v != "" && !mcp.IsModernProtocol(*v)
+}
+
+// noteHandshake records how a server/discover or initialize ended.
+func (t *tap) noteHandshake(method string, resp *transport.JSONRPCResponse, err error) {
+	t.handshakeMu.Lock()
+	defer t.handshakeMu.Unlock()
+	if resp != nil {
+		t.refusal = resp.Error
+	}
+	if method != string(mcp.MethodServerDiscover) {
+		return
+	}
 	if err == nil && resp != nil && resp.Error != nil {
 		err = newRPCError(resp.Error)
 	}
-	t.discoverMu.Lock()
 	t.discoverErr = err
-	t.discoverMu.Unlock()
+}
+
+// handshakeRefusal returns the JSON-RPC error the server last answered the
+// handshake with, nil if its last answer was a result or none came.
+func (t *tap) handshakeRefusal() *RPCError {
+	t.handshakeMu.Lock()
+	defer t.handshakeMu.Unlock()
+	if t.refusal == nil {
+		return nil
+	}
+	return newRPCError(t.refusal)
 }
 
 // noLegacyFallback is the error for mcp-go's attempt to fall back to the
 // initialize handshake on a connection pinned to the 2026-07-28 era.
 func (t *tap) noLegacyFallback() error {
-	t.discoverMu.Lock()
+	t.handshakeMu.Lock()
 	cause := t.discoverErr
-	t.discoverMu.Unlock()
+	t.handshakeMu.Unlock()
 	if cause == nil {
 		cause = errors.New("server/discover failed")
 	}
@@ -296,8 +341,8 @@ func (t *tap) Close() error { return t.inner.Close() }
 
 func (t *tap) GetSessionId() string { return t.inner.GetSessionId() }
 
-// SetRequestHandler forwards server-to-client requests (ping) when the
-// wrapped transport carries them.
+// SetRequestHandler forwards server-to-client requests (ping,
+// elicitation/create) when the wrapped transport carries them.
 func (t *tap) SetRequestHandler(h transport.RequestHandler) {
 	if b, ok := t.inner.(transport.BidirectionalInterface); ok {
 		b.SetRequestHandler(h)
@@ -318,11 +363,15 @@ func (t *tap) RequiresLegacyProtocol() bool {
 	return ok && l.RequiresLegacyProtocol()
 }
 
+// httpTap is the tap of an HTTP transport.
 type httpTap struct {
 	*tap
 }
 
+// SetProtocolVersion is how mcp-go tells an HTTP transport the negotiated
+// version, once the handshake is over.
 func (t *httpTap) SetProtocolVersion(v string) {
+	t.version.Store(&v)
 	t.inner.(transport.HTTPConnection).SetProtocolVersion(v)
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -44,11 +43,8 @@ type ToolSet struct {
 	Tools  []*Tool
 }
 
-// Bounds on what one tools/list may cost.
-const (
-	maxToolPages = 1000
-	maxTools     = 10000
-)
+// maxTools bounds the tools of one tools/list.
+const maxTools = 10000
 
 // rawTool is the wire form of a tool, keeping schemas raw.
 type rawTool struct {
@@ -67,83 +63,83 @@ type rawTool struct {
 // tasks), which this client does not offer.
 var errNeedsTasks = errors.New("it can only run as a task (execution.taskSupport is \"required\"), which caddy-mcpo does not support yet")
 
-type rawToolsPage struct {
-	Tools      []json.RawMessage `json:"tools"`
-	NextCursor string            `json:"nextCursor"`
-}
-
-// errRepeatedCursor marks a server that paginates in a loop.
-var errRepeatedCursor = errors.New("tools/list repeated a pagination cursor")
-
-// listTools reads every page of tools/list. The typed result from mcp-go
-// only decides which tools survive its own filtering (tools with invalid
-// x-mcp-header annotations on 2026-07-28 HTTP connections); everything else
-// comes from the raw result, so schemas reach the caller unaltered.
-func listTools(ctx context.Context, c *client.Client) ([]*Tool, []string, error) {
+// listTools reads every page of tools/list, and returns the tools with
+// warnings about those it skipped. mcp-go's typed result only decides
+// which tools survive its own filtering (tools with invalid x-mcp-header
+// annotations on 2026-07-28 HTTP connections); everything else comes from
+// the raw result, so schemas reach the caller unaltered.
+func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 	var (
 		tools    []*Tool
 		warnings []string
-		cursor   string
-		seen     = map[string]bool{}
 		names    = map[string]bool{}
+		typed    *mcp.ListToolsResult // mcp-go's reading of the last page
+		page     int
 	)
-	for page := 0; page < maxToolPages; page++ {
-		cctx, capt := withCapture(ctx)
+	list := func(ctx context.Context, cursor mcp.Cursor) (err error) {
 		req := mcp.ListToolsRequest{}
-		req.Params.Cursor = mcp.Cursor(cursor)
-		typed, err := c.ListToolsByPage(cctx, req)
-		resp := capt.last()
-		if resp == nil {
-			return nil, nil, fmt.Errorf("tools/list: %w", err)
-		}
-		if resp.Error != nil {
-			return nil, nil, fmt.Errorf("tools/list: %w", newRPCError(resp.Error))
-		}
-		var raw rawToolsPage
-		if err := json.Unmarshal(resp.Result, &raw); err != nil {
-			return nil, nil, fmt.Errorf("tools/list: decoding result: %w", err)
-		}
-		var keep map[string]bool
-		if err == nil && typed != nil {
-			keep = make(map[string]bool, len(typed.Tools))
-			for _, t := range typed.Tools {
-				keep[t.Name] = true
-			}
-		}
-		for i, rt := range raw.Tools {
-			t, err := decodeTool(rt)
-			if errors.Is(err, errNeedsTasks) {
-				warnings = append(warnings, fmt.Sprintf("tool %q skipped: %v", t.Name, err))
-				continue
-			}
-			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("tools/list page %d item %d skipped: %v", page+1, i, err))
-				continue
-			}
-			if keep != nil && !keep[t.Name] {
-				warnings = append(warnings, fmt.Sprintf("tool %q skipped: its x-mcp-header annotations are invalid", t.Name))
-				continue
-			}
-			if names[t.Name] {
-				warnings = append(warnings, fmt.Sprintf("tool %q listed twice; the first one is kept", t.Name))
-				continue
-			}
-			names[t.Name] = true
-			tools = append(tools, t)
-			if len(tools) > maxTools {
-				return nil, nil, fmt.Errorf("tools/list: more than %d tools", maxTools)
-			}
-		}
-		if raw.NextCursor == "" {
-			return tools, warnings, nil
-		}
-		if seen[raw.NextCursor] {
-			return nil, nil, errRepeatedCursor
-		}
-		seen[raw.NextCursor] = true
-		cursor = raw.NextCursor
+		req.Params.Cursor = cursor
+		typed, err = s.client.ListToolsByPage(ctx, req)
+		return err
 	}
-	return nil, nil, fmt.Errorf("tools/list: more than %d pages", maxToolPages)
+	add := func(items []json.RawMessage) error {
+		page++
+		var kept map[string]bool // nil: mcp-go could not read the page
+		if typed != nil {
+			kept = make(map[string]bool, len(typed.Tools))
+			for _, t := range typed.Tools {
+				kept[t.Name] = true
+			}
+		}
+		for i, item := range items {
+			t, err := decodeTool(item)
+			switch {
+			case errors.Is(err, errNeedsTasks):
+				warnings = append(warnings, fmt.Sprintf("tool %q skipped: %v", t.Name, err))
+			case err != nil:
+				warnings = append(warnings, fmt.Sprintf("tools/list page %d item %d skipped: %v", page, i, err))
+			case kept != nil && !kept[t.Name]:
+				warnings = append(warnings, fmt.Sprintf("tool %q skipped: its x-mcp-header annotations are invalid", t.Name))
+			case names[t.Name]:
+				warnings = append(warnings, fmt.Sprintf("tool %q listed twice; the first one is kept", t.Name))
+			default:
+				names[t.Name] = true
+				tools = append(tools, t)
+			}
+		}
+		if len(tools) > maxTools {
+			return fmt.Errorf("more than %d tools", maxTools)
+		}
+		return nil
+	}
+	if err := s.paginate(ctx, mcp.MethodToolsList, "tools", list, add); err != nil {
+		return nil, nil, err
+	}
+	return tools, warnings, nil
+}
+
+// callTool calls a tool and returns its result as the server sent it.
+// Errors are those of send.
+func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
+	raw, err := s.send(ctx, mcp.MethodToolsCall, func(ctx context.Context) error {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = name
+		req.Params.Arguments = args
+		_, err := s.client.CallTool(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, err := decodeCallResult(raw)
+	if err != nil {
+		var ir *InputRequiredError
+		if errors.As(err, &ir) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("decoding tools/call result: %w", err)
+	}
+	return res, nil
 }
 
 // decodeTool reads one raw tool. A tool without a name or with a malformed

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/zap"
 )
@@ -54,18 +53,20 @@ type Status struct {
 	LastError string    // why the server last failed, kept after it recovers
 	Since     time.Time // when State was entered
 	RetryAt   time.Time // in StateFailed, when the next start begins
-	InFlight  int       // calls under way
+	InFlight  int       // calls under way (see Upstream.InFlight)
 }
 
 // Options tune an Upstream without changing its identity; they may change
-// while it runs.
+// while it runs. Durations left zero take their defaults.
 type Options struct {
-	// StartTimeout bounds starting, initializing and listing tools.
+	// StartTimeout bounds starting, initializing and listing tools; 60 s by
+	// default.
 	StartTimeout time.Duration
-	// Stop bounds the steps of stopping a stdio process.
+	// Stop bounds the steps of stopping a stdio process; 2 s after stdin
+	// closes and 3 s after SIGTERM by default.
 	Stop StopTimeouts
 	// Drain bounds how long Close waits for in-flight calls to finish
-	// before stopping the server.
+	// before stopping the server; 30 s by default.
 	Drain time.Duration
 	// Elicitation, if set, answers the server's elicitation requests, and
 	// the client declares the elicitation capability (with SEP-1034
@@ -78,11 +79,11 @@ type Options struct {
 
 // Defaults for Options left zero.
 const (
-	// DefaultStartTimeout leaves room for npx or uvx to download a server on
+	// defaultStartTimeout leaves room for npx or uvx to download a server on
 	// first use.
-	DefaultStartTimeout = 60 * time.Second
-	// DefaultDrain lets ordinary calls finish when a server is replaced.
-	DefaultDrain = 30 * time.Second
+	defaultStartTimeout = 60 * time.Second
+	// defaultDrain lets ordinary calls finish when a server is replaced.
+	defaultDrain = 30 * time.Second
 )
 
 // Backoff between failed starts: it doubles from backoffMin up to
@@ -169,16 +170,16 @@ func (u *Upstream) serverLogger() *zap.Logger {
 // SetOptions replaces the options; they apply from the next start or stop.
 func (u *Upstream) SetOptions(o Options) {
 	if o.StartTimeout <= 0 {
-		o.StartTimeout = DefaultStartTimeout
+		o.StartTimeout = defaultStartTimeout
 	}
 	if o.Stop.Grace <= 0 {
-		o.Stop.Grace = DefaultStopTimeouts.Grace
+		o.Stop.Grace = defaultStopTimeouts.Grace
 	}
 	if o.Stop.Term <= 0 {
-		o.Stop.Term = DefaultStopTimeouts.Term
+		o.Stop.Term = defaultStopTimeouts.Term
 	}
 	if o.Drain <= 0 {
-		o.Drain = DefaultDrain
+		o.Drain = defaultDrain
 	}
 	u.opts.Store(&o)
 }
@@ -305,51 +306,17 @@ func (u *Upstream) Changed() <-chan struct{} {
 
 // CallTool calls the named tool with args, a JSON object, and returns the
 // server's answer. Errors are *UnavailableError when the server is not
-// ready, *RPCError for a JSON-RPC error, *InputRequiredError, or the
-// transport's error (wrapping ctx's error on timeout or cancellation).
+// ready (or, in StateNeedsAuth, wants a user to authorize), *RPCError for a
+// JSON-RPC error, *InputRequiredError, or the transport's error (wrapping
+// ctx's error on timeout or cancellation).
 //
 // A Streamable HTTP session the server forgot (it restarted, or expired the
 // session) is replaced and the call made once more: the server did not run
 // it.
 func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
-	s, err := u.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer u.release()
-	var refusals uint64
-	if u.spec.Auth != nil {
-		refusals = u.spec.Auth.Refusals()
-	}
-	res, err := s.callTool(ctx, name, args)
-	if errors.Is(err, errSessionExpired) && ctx.Err() == nil {
-		u.logger().Info("the MCP server forgot the session; starting a new one and calling again",
-			zap.String("server", u.spec.Name), zap.String("tool", name))
-		s.end(err)
-		next, werr := u.nextSession(ctx, s)
-		if werr != nil {
-			return nil, werr
-		}
-		res, err = next.callTool(ctx, name, args)
-		s = next
-	}
-	if err != nil && u.spec.Auth != nil && u.spec.Auth.Refusals() != refusals {
-		// The server refused this call (or one at the same time) for want
-		// of credentials or scopes.
-		if errors.Is(err, transport.ErrAuthorizationRequired) {
-			// The Authorizer could not renew the credentials: end the
-			// session, so that the supervisor starts again and, without
-			// credentials, waits in needs_auth.
-			s.end(err)
-		}
-		// A user must authorize (again, or more scopes after a 403
-		// insufficient_scope): the call says so. A step-up keeps the
-		// session, whose token still serves the other tools.
-		if authErr := u.spec.Auth.Authorized(ctx); needsUser(authErr) {
-			return nil, &UnavailableError{Server: u.spec.Name, State: StateNeedsAuth, Cause: u.redact(authErr), RetryAfter: 2 * time.Second}
-		}
-	}
-	return res, u.redact(err)
+	return withSession(ctx, u, mcp.MethodToolsCall, name, func(s *session) (*CallResult, error) {
+		return s.callTool(ctx, name, args)
+	})
 }
 
 // acquire returns the ready session and counts a call under way.
@@ -401,7 +368,8 @@ func (u *Upstream) nextSession(ctx context.Context, old *session) (*session, err
 	}
 }
 
-// InFlight reports how many calls are under way.
+// InFlight reports how many calls are under way: tool calls, and requests
+// for resources and prompts.
 func (u *Upstream) InFlight() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -628,7 +596,7 @@ func (u *Upstream) run() {
 func (u *Upstream) startSession(d *dialer, opts Options) (*session, error) {
 	ctx, cancel := context.WithTimeout(u.ctx, opts.StartTimeout)
 	defer cancel()
-	sess, err := d.dial(u.ctx, ctx)
+	sess, err := d.dial(ctx, u.ctx)
 	if err != nil {
 		return nil, startError(ctx, err, opts.StartTimeout)
 	}
@@ -650,7 +618,7 @@ func startError(ctx context.Context, err error, timeout time.Duration) error {
 
 // list reads the session's tools into a new ToolSet.
 func (u *Upstream) list(ctx context.Context, s *session) (*ToolSet, error) {
-	tools, warnings, err := listTools(ctx, s.client)
+	tools, warnings, err := s.listTools(ctx)
 	var rpc *RPCError
 	if errors.As(err, &rpc) && rpc.Code == CodeMethodNotFound {
 		warnings, err = []string{"the server does not implement tools/list; it has no tools"}, nil

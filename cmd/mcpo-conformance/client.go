@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,13 +87,21 @@ func newClient(cfg *config, log *zap.Logger) (*client, error) {
 func (c *client) elicitationPolicy() upstream.ElicitFunc {
 	switch c.cfg.Scenario {
 	case "elicitation-sep1034-client-defaults":
-		// Accept the form as the server filled it in: the upstream adds
-		// the defaults of the fields left out (SEP-1034).
-		return upstream.AcceptDefaults
+		return acceptDefaults
 	case "sep-2322-client-request-state":
 		return c.confirmMRTR
 	}
 	return nil
+}
+
+// acceptDefaults accepts every form as the server filled it in and
+// declines URL elicitations: the upstream adds the defaults of the fields
+// left out (SEP-1034).
+func acceptDefaults(_ context.Context, e upstream.Elicitation) (upstream.ElicitationAnswer, error) {
+	if e.Mode == "url" {
+		return upstream.ElicitationAnswer{Action: upstream.ElicitDecline}, nil
+	}
+	return upstream.ElicitationAnswer{Action: upstream.ElicitAccept}, nil
 }
 
 // needsAuth reports the scenarios whose server is protected.
@@ -198,7 +208,7 @@ func (c *client) consent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting authorization: %w", err)
 	}
-	query, err := oauth.FollowRedirect(ctx, c.hc, authURL)
+	query, err := followRedirect(ctx, c.hc, authURL)
 	if err != nil {
 		return fmt.Errorf("following the authorization URL: %w", err)
 	}
@@ -209,6 +219,35 @@ func (c *client) consent(ctx context.Context) error {
 	c.log.Info("authorized", zap.Int("authorization", c.consents),
 		zap.String("issuer", st.Issuer), zap.Strings("scopes", st.Scopes))
 	return nil
+}
+
+// followRedirect does what the browser does with an authorization URL
+// whose authorization server redirects at once: it GETs authURL with hc
+// without following the redirect, and returns the query of the Location,
+// the callback's parameters. Its errors leave out the URL, whose query the
+// log does not need.
+func followRedirect(ctx context.Context, hc *http.Client, authURL string) (url.Values, error) {
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	if err != nil {
+		return nil, errors.New("not a URL")
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || err != nil {
+		return nil, fmt.Errorf("HTTP %d, not a redirect", resp.StatusCode)
+	}
+	return loc.Query(), nil
 }
 
 // callTool calls a tool as the proxy's REST route would, and after a

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -144,6 +150,45 @@ func TestResultDirectoryStamp(t *testing.T) {
 	} {
 		if got := stamp.ReplaceAllString(in, ""); got != want {
 			t.Errorf("%s: %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestFollowRedirect(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /authorize", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/callback?code=c&state="+r.URL.Query().Get("state"), http.StatusFound)
+	})
+	mux.HandleFunc("GET /consent", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("<form>consent</form>"))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	hc := &http.Client{Timeout: 5 * time.Second}
+	ctx := context.Background()
+
+	q, err := followRedirect(ctx, hc, srv.URL+"/authorize?state=s")
+	if err != nil || q.Get("code") != "c" || q.Get("state") != "s" {
+		t.Errorf("redirect: query %v, error %v; want code c and state s", q, err)
+	}
+	for name, u := range map[string]string{
+		"a page, not a redirect": srv.URL + "/consent?state=secret-state",
+		"unreachable":            "http://127.0.0.1:1/authorize?state=secret-state",
+	} {
+		if _, err := followRedirect(ctx, hc, u); err == nil || strings.Contains(err.Error(), "secret-state") {
+			t.Errorf("%s: error %v, want one without the URL's query", name, err)
+		}
+	}
+}
+
+func TestAcceptDefaults_AcceptsFormsAndDeclinesURLs(t *testing.T) {
+	for mode, want := range map[string]string{
+		"form": upstream.ElicitAccept,
+		"url":  upstream.ElicitDecline,
+	} {
+		a, err := acceptDefaults(context.Background(), upstream.Elicitation{Mode: mode})
+		if err != nil || a.Action != want || a.Content != nil {
+			t.Errorf("%s: %+v, %v; want %s with no content", mode, a, err, want)
 		}
 	}
 }

@@ -1,0 +1,17 @@
+// Package upstream owns the connections to MCP servers.
+//
+// An Upstream runs one MCP server: it starts a stdio process (in its own
+// process group, with its stderr sent to the log) or dials a Streamable HTTP
+// or HTTP+SSE endpoint, negotiates the protocol era, lists the tools with their
+// raw JSON schemas, calls tools, passes resources and prompts through,
+// answers the server's elicitations with the proxy's policy, and reconnects
+// with backoff when the connection dies. It knows nothing of HTTP routing,
+// OpenAPI or Caddy.
+//
+// It is the product's only package that speaks to mcp-go, through one
+// seam: every request to a ready server goes through withSession (which
+// session, a new one when the server forgot it, the answer to a refusal for
+// want of credentials), then send (one request through mcp-go's Client,
+// whose answer the tap between the Client and its transport keeps as
+// sent), and for lists through paginate.
+package upstream
