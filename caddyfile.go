@@ -243,7 +243,7 @@ func unmarshalSecurity(d *caddyfile.Dispenser) (*SecurityScheme, error) {
 	default:
 		return nil, d.Errf("security %s: want basic, bearer [<format>], or header|query|cookie <name>", strings.Join(args, " "))
 	}
-	if _, err := s.openAPI(); err != nil {
+	if err := s.Validate(); err != nil {
 		return nil, d.WrapErr(err)
 	}
 	return s, nil
