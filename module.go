@@ -1,12 +1,3 @@
-// Package caddymcpo is a Caddy module that serves the tools of MCP (Model
-// Context Protocol) servers as a REST API, with an OpenAPI 3.1 document and
-// Swagger UI, for Open WebUI and any other OpenAPI tool client.
-//
-// The HTTP handler http.handlers.mcpo owns the MCP sessions (stdio,
-// Streamable HTTP, HTTP+SSE); Caddy does TLS, subpaths, authentication,
-// logging and reloads. Sessions are pooled by their configuration, so a
-// reload keeps every server whose configuration did not change running.
-// The bridge logic lives in the bridge packages, which do not depend on Caddy.
 package caddymcpo
 
 import (
@@ -18,7 +9,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 	"github.com/caddy-mcpo/caddy-mcpo/oauth"
 )
 
@@ -93,7 +82,7 @@ type Handler struct {
 
 	mount  string
 	bridge *bridge.Bridge
-	keys   []string // pool keys of the upstreams this handler holds
+	leases []*lease // the servers this handler holds
 	logger *zap.Logger
 }
 
@@ -103,35 +92,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 		ID:  "http.handlers.mcpo",
 		New: func() caddy.Module { return new(Handler) },
 	}
-}
-
-// upstreams holds every running MCP server, keyed by its identity, so that
-// a configuration reload hands unchanged servers over to the new handlers.
-var upstreams = caddy.NewUsagePool()
-
-// pooled makes an Upstream a caddy.Destructor.
-type pooled struct {
-	*upstream.Upstream
-	storage *liveStorage // the OAuth client's storage; nil without OAuth
-}
-
-// closing tracks the servers stopping in the background.
-var closing sync.WaitGroup
-
-// Destruct stops a server no configuration uses any more. On a reload it
-// does so in the background, letting calls under way finish (within the
-// drain timeout) without holding up the new configuration; when Caddy
-// exits, it waits.
-func (p pooled) Destruct() error {
-	if caddy.Exiting() {
-		return p.Close()
-	}
-	closing.Add(1)
-	go func() {
-		defer closing.Done()
-		_ = p.Close()
-	}()
-	return nil
 }
 
 // Provision validates the configuration, loads config files, resolves
@@ -207,53 +167,29 @@ func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *Server, repl *
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", name, err)
 	}
-	if r.oauth != nil && r.oauth.Grant != oauth.GrantClientCredentials && len(h.AdminKeys) == 0 {
+	if r.oauth != nil && r.oauth.Grant != oauth.GrantClientCredentials && len(h.AdminKeys) == 0 && len(h.APIKeys) > 0 {
 		h.logger.Warn("any API key holder can authorize this server with their own account; set admin_key",
 			zap.String("server", name))
 	}
-	key := r.spec.Key()
-	val, loaded, err := upstreams.LoadOrNew(key, func() (caddy.Destructor, error) {
-		var store *liveStorage
-		spec := r.spec
-		if r.oauth != nil {
-			store = newLiveStorage(ctx.Storage())
-			c, err := newOAuthClient(*r.oauth, store, h.logger.With(zap.String("server", name)))
-			if err != nil {
-				return nil, err
-			}
-			spec.Auth = c
-		}
-		return pooled{upstream.New(spec, r.opts, h.logger), store}, nil
-	})
+	l, err := shared.acquire(r, owner{log: h.logger, storage: ctx.Storage()})
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", name, err)
 	}
-	h.keys = append(h.keys, key)
-	p := val.(pooled)
-	u := p.Upstream
-	var handover func()
-	if loaded { // a running server handed over from the previous configuration
-		log, storage := h.logger, ctx.Storage()
-		handover = func() {
-			u.SetLogger(log)
-			u.SetOptions(r.opts)
-			if p.storage != nil {
-				p.storage.set(storage)
-			}
-			if c, ok := u.Spec().Auth.(*oauth.Client); ok {
-				c.SetLogger(log.With(zap.String("server", name)))
-			}
-		}
-	}
-	app.register(u, handover)
+	h.leases = append(h.leases, l)
+	app.register(l)
+	return h.bridgeServer(s, name, l), nil
+}
 
+// bridgeServer returns the server named name, held through l, as the
+// bridge serves it.
+func (h *Handler) bridgeServer(s *Server, name string, l *lease) *bridge.Server {
 	title := s.Title
 	if h.single() && title == "" {
 		title = h.Title
 	}
 	return &bridge.Server{
 		Name:            name,
-		Upstream:        u,
+		Upstream:        l,
 		Tools:           s.Tools,
 		DisabledTools:   s.DisabledTools,
 		Timeout:         time.Duration(s.Timeout),
@@ -263,20 +199,18 @@ func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *Server, repl *
 		ToolTimeouts:    durations(s.ToolTimeouts),
 		MaxConcurrent:   s.MaxConcurrent,
 		QueueTimeout:    time.Duration(s.QueueTimeout),
-		Consent:         consentOf(u),
-	}, nil
+		Consent:         l.consent(),
+	}
 }
 
-// Cleanup releases the handler's upstreams; the pool stops those no other
+// Cleanup releases the handler's servers; the pool stops those no other
 // configuration uses.
 func (h *Handler) Cleanup() error {
 	var errs []error
-	for _, key := range h.keys {
-		if _, err := upstreams.Delete(key); err != nil {
-			errs = append(errs, err)
-		}
+	for _, l := range h.leases {
+		errs = append(errs, l.release())
 	}
-	h.keys = nil
+	h.leases = nil
 	return errors.Join(errs...)
 }
 
@@ -299,16 +233,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}()
 	h.bridge.Serve(w, r, rel, externalBase(r, rel, h.mount))
 	return nil
-}
-
-// consentOf returns the consent pages of a server authorized by a user,
-// nil for others.
-func consentOf(u *upstream.Upstream) bridge.Consent {
-	c, ok := u.Spec().Auth.(*oauth.Client)
-	if !ok || c.Status().Grant != oauth.GrantAuthorizationCode {
-		return nil
-	}
-	return c
 }
 
 // normalizeMount cleans a mount path: "/" for none, no trailing slash.
@@ -372,5 +296,4 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ caddy.Destructor            = pooled{}
 )
