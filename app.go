@@ -1,6 +1,7 @@
 package caddymcpo
 
 import (
+	"context"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -8,6 +9,10 @@ import (
 
 func init() {
 	caddy.RegisterModule(new(App))
+	// When Caddy exits, it stops the apps, then cleans up the modules:
+	// handlers release their servers then, and the pool stops them all at
+	// once, in the background. Caddy runs its exit callbacks after that.
+	caddy.OnExit(func(context.Context) { shared.wait() })
 }
 
 // App starts the MCP servers of the running configuration. Handlers add it
@@ -17,7 +22,8 @@ func init() {
 // provisions but never starts apps.
 //
 // Servers outlive the App: they belong to the pool, shared across
-// configurations, which stops those no configuration uses any more.
+// configurations, which stops those no configuration uses any more. When
+// Caddy exits, the process waits for them to stop (see init).
 type App struct {
 	mu      sync.Mutex
 	started bool
@@ -57,15 +63,10 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop waits, when Caddy exits, for the servers still stopping in the
-// background after earlier reloads. Servers in use are stopped by the pool
-// when the last configuration using them is cleaned up.
-func (a *App) Stop() error {
-	if caddy.Exiting() {
-		shared.wait()
-	}
-	return nil
-}
+// Stop does nothing: the next configuration takes over the servers it
+// keeps, and the pool stops the others as handlers release them, which
+// Caddy has them do after it stopped the apps.
+func (a *App) Stop() error { return nil }
 
 // Interface guards.
 var _ caddy.App = (*App)(nil)

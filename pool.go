@@ -150,14 +150,12 @@ func (e *entry) restart() { e.upstream.Restart() }
 // refresh has the server list its tools again.
 func (e *entry) refresh() error { return e.upstream.Refresh() }
 
-// Destruct stops the server, which no configuration uses any more. On a
-// reload it does so in the background, letting calls under way finish
-// (within the drain timeout) without holding up the new configuration;
-// when Caddy exits, it waits.
+// Destruct stops the server, which no configuration uses any more, in the
+// background: calls under way finish (within the drain timeout) without
+// holding up the new configuration, and when Caddy exits, the servers of
+// the last configuration stop together rather than one after the other
+// (app.go has the process wait for them).
 func (e *entry) Destruct() error {
-	if caddy.Exiting() {
-		return e.upstream.Close()
-	}
 	e.pool.closing.Go(func() { _ = e.upstream.Close() })
 	return nil
 }

@@ -1,6 +1,13 @@
 package caddymcpo
 
 import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,5 +133,70 @@ func waitLogged(t *testing.T, logs *observer.ObservedLogs, msg string, n int) {
 			t.Fatalf("no %q logged after %s; logged: %v", msg, testWait, logs.All())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitPID waits for a process to write its pid to file.
+func waitPID(t *testing.T, file string) int {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for {
+		b, err := os.ReadFile(file)
+		if pid, err2 := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && err2 == nil && pid > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s after %s", file, testWait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Servers that ignore SIGTERM take their whole stop timeouts to stop: the
+// pool stops those released together at once, and waits for every one.
+func TestPool_StopsReleasedServersTogetherAndWaitsForThemAll(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	p := newPool()
+	stop := upstream.StopTimeouts{Grace: 100 * time.Millisecond, Term: 1500 * time.Millisecond}
+	var leases []*lease
+	var pids []int
+	for _, name := range []string{"a", "b", "c"} {
+		pidFile := filepath.Join(t.TempDir(), "pid")
+		spec := upstream.Spec{Name: name, Transport: upstream.TransportStdio, Command: sh,
+			Args: []string{"-c", `echo $$ > "$0"; trap "" TERM; exec sleep 60`, pidFile}}
+		l, err := p.acquire(resolved{spec: spec, opts: upstream.Options{StartTimeout: time.Minute, Stop: stop}},
+			owner{log: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.start()
+		leases, pids = append(leases, l), append(pids, waitPID(t, pidFile))
+	}
+
+	begun := time.Now()
+	for _, l := range leases { // as the handlers' Cleanup, one after the other
+		if err := l.release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(begun); took > stop.Grace {
+		t.Errorf("releasing took %s: it must not wait for the servers to stop", took)
+	}
+	p.wait()
+	took := time.Since(begun)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists after the wait (%v)", pid, err)
+		}
+	}
+	one := stop.Grace + stop.Term
+	if took < stop.Term {
+		t.Errorf("the servers stopped in %s, before SIGKILL was due: they did not ignore SIGTERM, the test proves nothing", took)
+	}
+	if took > 2*one {
+		t.Errorf("stopping 3 servers took %s; one takes %s: they were not stopped together", took, one)
 	}
 }
