@@ -190,25 +190,32 @@ func directivesIn(b block) []string {
 	return out
 }
 
+// arg returns the one argument of the current subdirective.
+func (p *parser) arg() (string, error) {
+	var v string
+	if !p.d.AllArgs(&v) {
+		return "", p.argErr()
+	}
+	return v, nil
+}
+
 // text reads the one argument of a directive into the field.
 func text(field func(p *parser) *string) func(p *parser) error {
 	return func(p *parser) error {
-		if !p.d.AllArgs(field(p)) {
-			return p.argErr()
-		}
-		return nil
+		v, err := p.arg()
+		*field(p) = v
+		return err
 	}
 }
 
 // item appends the one argument of a directive to the field.
 func item(field func(p *parser) *[]string) func(p *parser) error {
 	return func(p *parser) error {
-		var v string
-		if !p.d.AllArgs(&v) {
-			return p.argErr()
+		v, err := p.arg()
+		if err == nil {
+			*field(p) = append(*field(p), v)
 		}
-		*field(p) = append(*field(p), v)
-		return nil
+		return err
 	}
 }
 
@@ -243,9 +250,9 @@ func pair(field func(p *parser) *map[string]string) func(p *parser) error {
 // duration reads a positive duration into the field.
 func duration(field func(p *parser) *caddy.Duration) func(p *parser) error {
 	return func(p *parser) error {
-		var v string
-		if !p.d.AllArgs(&v) {
-			return p.argErr()
+		v, err := p.arg()
+		if err != nil {
+			return err
 		}
 		d, err := p.duration(v)
 		*field(p) = d
@@ -294,9 +301,9 @@ func parseToolTimeout(p *parser) error {
 // parseMaxConcurrent reads "max_concurrent <calls>": no limit is written
 // by leaving it out.
 func parseMaxConcurrent(p *parser) error {
-	var v string
-	if !p.d.AllArgs(&v) {
-		return p.argErr()
+	v, err := p.arg()
+	if err != nil {
+		return err
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
@@ -309,9 +316,9 @@ func parseMaxConcurrent(p *parser) error {
 // parseToolErrorStatus reads "tool_error_status <code>"; Server.Validate
 // checks the range.
 func parseToolErrorStatus(p *parser) error {
-	var v string
-	if !p.d.AllArgs(&v) {
-		return p.argErr()
+	v, err := p.arg()
+	if err != nil {
+		return err
 	}
 	code, err := strconv.Atoi(v)
 	if err != nil {
@@ -323,9 +330,9 @@ func parseToolErrorStatus(p *parser) error {
 
 // parseStrictArgs reads "strict_args on|off".
 func parseStrictArgs(p *parser) error {
-	var v string
-	if !p.d.AllArgs(&v) {
-		return p.argErr()
+	v, err := p.arg()
+	if err != nil {
+		return err
 	}
 	switch v {
 	case "on", "off":
@@ -370,9 +377,9 @@ func parseConfig(p *parser) error {
 
 // parseMaxRequestBody reads "max_request_body <size>", such as 8MB.
 func parseMaxRequestBody(p *parser) error {
-	var v string
-	if !p.d.AllArgs(&v) {
-		return p.argErr()
+	v, err := p.arg()
+	if err != nil {
+		return err
 	}
 	n, err := humanize.ParseBytes(v)
 	if err != nil || n == 0 || n > math.MaxInt64 {

@@ -43,13 +43,28 @@ func TestServerSpec_CarriesStopTimeouts(t *testing.T) {
 	}
 }
 
-// fieldsOf returns the fields a validation error is about.
-func fieldsOf(err error) []string {
-	var fe *fieldError
-	if errors.As(err, &fe) {
-		return fe.fields
+// assertValidation checks that err is nil when want is "", else that it
+// holds want and is about fields; it reports whether an error was wanted.
+func assertValidation(t *testing.T, err error, want string, fields []string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		return false
 	}
-	return nil
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want one containing %q", err, want)
+	}
+	var fe *fieldError
+	var got []string
+	if errors.As(err, &fe) {
+		got = fe.fields
+	}
+	if !slices.Equal(got, fields) {
+		t.Errorf("the error is about %q, want %q", got, fields)
+	}
+	return true
 }
 
 func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
@@ -88,19 +103,7 @@ func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
 			err: `oauth grant "password"`, fields: []string{"oauth.grant"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.server.Validate()
-			if tc.err == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.err)
-			}
-			if got := fieldsOf(err); !slices.Equal(got, tc.fields) {
-				t.Errorf("the error is about %q, want %q", got, tc.fields)
-			}
+			assertValidation(t, tc.server.Validate(), tc.err, tc.fields)
 		})
 	}
 }
@@ -160,17 +163,8 @@ func TestHandlerValidate_RefusesWhatCannotWork(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.h.Validate()
-			if tc.err == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
+			if !assertValidation(t, err, tc.err, tc.fields) {
 				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("error = %v, want one containing %q", err, tc.err)
-			}
-			if got := fieldsOf(err); !slices.Equal(got, tc.fields) {
-				t.Errorf("the error is about %q, want %q", got, tc.fields)
 			}
 			server := -1
 			var se *serverError
