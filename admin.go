@@ -1,15 +1,11 @@
 package caddymcpo
 
 import (
-	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -56,7 +52,7 @@ func init() {
 // The module is part of the admin API whenever Caddy is built with
 // caddy-mcpo; it needs no configuration.
 type AdminAPI struct {
-	pool *caddy.UsagePool
+	pool *pool
 	log  *zap.Logger
 }
 
@@ -70,7 +66,7 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets the module up on the pool of running MCP servers.
 func (a *AdminAPI) Provision(ctx caddy.Context) error {
-	a.pool = upstreams
+	a.pool = shared
 	a.log = ctx.Logger(a)
 	return nil
 }
@@ -94,7 +90,7 @@ type serverStatus struct {
 }
 
 // newServerStatus describes a pooled server.
-func newServerStatus(s pooledServer) serverStatus {
+func newServerStatus(s serverSnapshot) serverStatus {
 	return serverStatus{ID: s.id, ServerReport: bridge.Report(s.status)}
 }
 
@@ -103,7 +99,7 @@ func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 	if err := allowMethod(w, r, http.MethodGet); err != nil {
 		return err
 	}
-	servers := poolStatuses(a.pool)
+	servers := a.pool.snapshot()
 	out := make([]serverStatus, 0, len(servers))
 	for _, s := range servers {
 		out = append(out, newServerStatus(s))
@@ -144,7 +140,7 @@ func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
 }
 
 // restart restarts a server that was started.
-func (a *AdminAPI) restart(w http.ResponseWriter, s pooledServer) error {
+func (a *AdminAPI) restart(w http.ResponseWriter, s serverSnapshot) error {
 	switch s.status.State {
 	case upstream.StateIdle, upstream.StateStopped:
 		return caddy.APIError{
@@ -152,15 +148,15 @@ func (a *AdminAPI) restart(w http.ResponseWriter, s pooledServer) error {
 			Err:        fmt.Errorf("server %q (%s) is %s: only a started server can be restarted", s.status.Name, s.id, s.status.State),
 		}
 	}
-	s.upstream.Restart()
+	s.entry.restart()
 	a.log.Info("MCP server restart requested", zap.String("server", s.status.Name), zap.String("id", s.id),
 		zap.String("state", string(s.status.State)))
 	return writeAdminJSON(w, http.StatusAccepted, map[string]string{"restarted": s.id})
 }
 
 // refresh has a ready server list its tools again.
-func (a *AdminAPI) refresh(w http.ResponseWriter, s pooledServer) error {
-	if err := s.upstream.Refresh(); err != nil {
+func (a *AdminAPI) refresh(w http.ResponseWriter, s serverSnapshot) error {
+	if err := s.entry.refresh(); err != nil {
 		var unavailable *upstream.UnavailableError
 		if errors.As(err, &unavailable) && unavailable.State != upstream.StateIdle && unavailable.State != upstream.StateStopped {
 			secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
@@ -182,9 +178,9 @@ func (a *AdminAPI) refresh(w http.ResponseWriter, s pooledServer) error {
 // find returns the server whose id, or else whose name, is ref: an error
 // for Caddy's admin API when there is none, or when several servers have
 // that name.
-func (a *AdminAPI) find(ref string) (pooledServer, error) {
-	var named []pooledServer
-	for _, s := range poolStatuses(a.pool) {
+func (a *AdminAPI) find(ref string) (serverSnapshot, error) {
+	var named []serverSnapshot
+	for _, s := range a.pool.snapshot() {
 		if s.id == ref {
 			return s, nil
 		}
@@ -194,7 +190,7 @@ func (a *AdminAPI) find(ref string) (pooledServer, error) {
 	}
 	switch len(named) {
 	case 0:
-		return pooledServer{}, caddy.APIError{
+		return serverSnapshot{}, caddy.APIError{
 			HTTPStatus: http.StatusNotFound,
 			Err:        fmt.Errorf("no MCP server has the id or name %q; GET %s lists them", ref, adminServersPath),
 		}
@@ -205,48 +201,11 @@ func (a *AdminAPI) find(ref string) (pooledServer, error) {
 	for i, s := range named {
 		ids[i] = s.id
 	}
-	return pooledServer{}, caddy.APIError{
+	return serverSnapshot{}, caddy.APIError{
 		HTTPStatus: http.StatusConflict,
 		Err: fmt.Errorf("%d MCP servers are named %q (under different mounts or configurations): use one of their ids: %s",
 			len(named), ref, strings.Join(ids, ", ")),
 	}
-}
-
-// pooledServer is a snapshot of one server of the pool.
-type pooledServer struct {
-	id       string
-	upstream *upstream.Upstream
-	status   upstream.Status
-}
-
-// serverID returns the id of the server under a pool key: the first 12 hex
-// digits of the key's SHA-256, short and stable while the server's
-// configuration stays the same.
-func serverID(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:6])
-}
-
-// poolStatuses returns a snapshot of every server of pool, sorted by name,
-// then id.
-func poolStatuses(pool *caddy.UsagePool) []pooledServer {
-	var out []pooledServer
-	pool.Range(func(key, value any) bool {
-		k, ok1 := key.(string)
-		p, ok2 := value.(pooled)
-		if ok1 && ok2 {
-			out = append(out, pooledServer{id: serverID(k), upstream: p.Upstream})
-		}
-		return true
-	})
-	// Status locks the server: take it outside the pool's lock.
-	for i := range out {
-		out[i].status = out[i].upstream.Status()
-	}
-	slices.SortFunc(out, func(a, b pooledServer) int {
-		return cmp.Or(strings.Compare(a.status.Name, b.status.Name), strings.Compare(a.id, b.id))
-	})
-	return out
 }
 
 // allowMethod returns the admin API's 405 error, and sets Allow, unless the

@@ -32,38 +32,43 @@ const testWait = 20 * time.Second
 
 // testPool is a pool of real MCP servers, like the module's.
 type testPool struct {
-	t    *testing.T
-	pool *caddy.UsagePool
+	t *testing.T
+	*pool
 }
 
 // newTestPool returns an empty pool for one test.
 func newTestPool(t *testing.T) *testPool {
-	return &testPool{t: t, pool: caddy.NewUsagePool()}
+	return &testPool{t: t, pool: newPool()}
 }
 
-// add puts a server for spec into the pool, started when start is set,
-// and returns it and its id. It is closed when the test ends.
+// add leases a server for spec from the pool, started when start is set,
+// and returns it and its id. It is released, and waited for, when the test
+// ends.
 func (p *testPool) add(spec upstream.Spec, start bool) (*upstream.Upstream, string) {
+	p.t.Helper()
+	l := p.lease(spec, upstream.Options{StartTimeout: testWait})
+	if start {
+		l.start()
+	}
+	return l.entry.upstream, l.entry.id
+}
+
+// lease leases a server for spec from the pool, as a configuration's
+// handler does; it is released, and waited for, when the test ends.
+func (p *testPool) lease(spec upstream.Spec, opts upstream.Options) *lease {
 	p.t.Helper()
 	if err := spec.Validate(); err != nil {
 		p.t.Fatal(err)
 	}
-	key := spec.Key()
-	val, _, err := p.pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooled{Upstream: upstream.New(spec, upstream.Options{StartTimeout: testWait}, zaptest.NewLogger(p.t))}, nil
-	})
+	l, err := p.acquire(resolved{spec: spec, opts: opts}, owner{log: zaptest.NewLogger(p.t)})
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	u := val.(pooled).Upstream
 	p.t.Cleanup(func() {
-		_, _ = p.pool.Delete(key)
-		_ = u.Close() // Destruct closes it in the background; wait for it
+		_ = l.release()
+		p.wait()
 	})
-	if start {
-		u.Start()
-	}
-	return u, serverID(key)
+	return l
 }
 
 // fixtureSpec runs the stdio fixture server under name.

@@ -1,29 +1,33 @@
 package caddymcpo
 
 import (
+	"context"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 func init() {
 	caddy.RegisterModule(new(App))
+	// When Caddy exits, it stops the apps, then cleans up the modules:
+	// handlers release their servers then, and the pool stops them all at
+	// once, in the background. Caddy runs its exit callbacks after that.
+	caddy.OnExit(func(context.Context) { shared.wait() })
 }
 
 // App starts the MCP servers of the running configuration. Handlers add it
-// to the configuration themselves and register their servers with it while
-// they are provisioned; Start then launches them in the background. Nothing
-// starts during `caddy validate`, which provisions but never starts apps.
+// to the configuration themselves and register the servers they lease
+// from the pool with it while they are provisioned; Start then launches
+// them in the background. Nothing starts during `caddy validate`, which
+// provisions but never starts apps.
 //
-// Servers outlive the App: they belong to a pool shared across
-// configurations, and the handlers' Cleanup stops the ones no longer used.
+// Servers outlive the App: they belong to the pool, shared across
+// configurations, which stops those no configuration uses any more. When
+// Caddy exits, the process waits for them to stop (see init).
 type App struct {
-	mu        sync.Mutex
-	started   bool
-	upstreams []*upstream.Upstream
-	handovers []func()
+	mu      sync.Mutex
+	started bool
+	leases  []*lease
 }
 
 // CaddyModule returns the Caddy module information.
@@ -34,53 +38,35 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// register adds an upstream to start with the configuration. Starting an
-// upstream that already runs (handed over from the previous configuration)
-// does nothing; handover, if not nil, gives such an upstream this
-// configuration's logger, options and storage when the configuration
-// starts, not before: a configuration that fails to load leaves running
-// servers as the previous one set them.
-func (a *App) register(u *upstream.Upstream, handover func()) {
+// register adds a leased server to start with the configuration, or starts
+// it at once when the configuration already runs.
+func (a *App) register(l *lease) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.started {
-		if handover != nil {
-			handover()
-		}
-		u.Start()
+		l.start()
 		return
 	}
-	a.upstreams = append(a.upstreams, u)
-	if handover != nil {
-		a.handovers = append(a.handovers, handover)
-	}
+	a.leases = append(a.leases, l)
 }
 
-// Start hands running upstreams over to this configuration and starts
-// every registered upstream in the background.
+// Start starts every registered server in the background, handing those
+// that already run over to this configuration.
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.started = true
-	for _, h := range a.handovers {
-		h()
+	for _, l := range a.leases {
+		l.start()
 	}
-	for _, u := range a.upstreams {
-		u.Start()
-	}
-	a.upstreams, a.handovers = nil, nil
+	a.leases = nil
 	return nil
 }
 
-// Stop waits, when Caddy exits, for the servers still stopping in the
-// background after earlier reloads. Servers in use are stopped by the pool
-// when the last configuration using them is cleaned up.
-func (a *App) Stop() error {
-	if caddy.Exiting() {
-		closing.Wait()
-	}
-	return nil
-}
+// Stop does nothing: the next configuration takes over the servers it
+// keeps, and the pool stops the others as handlers release them, which
+// Caddy has them do after it stopped the apps.
+func (a *App) Stop() error { return nil }
 
 // Interface guards.
 var _ caddy.App = (*App)(nil)

@@ -1,17 +1,13 @@
 package caddymcpo
 
 import (
-	"math"
-	"strconv"
+	"errors"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
-
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 func init() {
@@ -39,10 +35,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	return h.NewRoute(matcher, &handler), nil
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens, reading
+// the subdirectives of the directives table. Syntax:
 //
 //	mcpo [<mount>] {
-//		# one server, served at the mount
+//		# One server, served at the mount:
 //		command <program> [<args...>]
 //		args <args...>
 //		env <name> <value>
@@ -65,20 +62,30 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		tool_error_status <code>
 //		strict_args on|off
 //		oauth {
-//			<see unmarshalOAuth>
+//			grant authorization_code|client_credentials
+//			redirect_uri <url>
+//			client_id <id>
+//			client_secret <secret>
+//			token_endpoint_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
+//			private_key <pem>
+//			signing_algorithm RS256|ES256
+//			issuer <url>
+//			scopes <scopes...>
+//			client_metadata_url <url>
+//			client_name <name>
 //		}
 //
-//		# or several servers, each served at <mount>/<name>
+//		# Or several servers, each served at <mount>/<name>:
 //		server <name> {
 //			<the subdirectives above>
 //			title <text>
 //		}
-//		config <path to a Claude Desktop / mcpo config file>
+//		config <path>            # a Claude Desktop / mcpo config file
 //
 //		title <text>
 //		max_request_body <size>
 //
-//		# who may call
+//		# Who may call:
 //		api_key <key>            # repeatable; best a placeholder: {env.MCPO_KEY}
 //		admin_key <key>          # repeatable; guards the oauth authorize pages
 //		protect_docs             # the key guards openapi.json, docs and health too
@@ -87,9 +94,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //			max_age <duration>
 //		}
 //	}
+//
+// The handler's Validate checks the result; its errors are reported at the
+// line of the subdirective at fault.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
-	blockLine := d.Line()
+	p := &parser{d: d, h: h, handler: newWhere(d.Token())}
 	h.Mount = "/"
 	if d.NextArg() {
 		m, err := normalizeMount(d.Val())
@@ -101,418 +111,188 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	if err := p.readBlock(mcpoBlock, p.handler, ""); err != nil {
+		return err
+	}
+	if err := h.Validate(); err != nil {
+		return p.locate(err)
+	}
+	return nil
+}
 
-	top := &Server{}
-	topSeen := map[string]bool{}
-	topLine := 0 // line of the first server subdirective at the top level
-	names := map[string]bool{}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "server":
-			if topLine != 0 {
-				return d.Errf("server blocks cannot be mixed with a server configured at the top of the block (line %d): move it into a server block", topLine)
-			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			name, line := d.Val(), d.Line()
-			if names[name] {
-				return d.Errf("server name %q is used twice", name)
-			}
-			names[name] = true
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			s := &Server{Name: name}
-			seen := map[string]bool{}
-			for d.NextBlock(1) {
-				if d.Val() == "title" {
-					if !d.AllArgs(&s.Title) {
-						return d.ArgErr()
-					}
-					continue
-				}
-				if err := s.unmarshalDirective(d, seen); err != nil {
-					return err
-				}
-			}
-			if s.Command == "" && s.URL == "" {
-				return d.Errf("server %q (line %d) needs a command or a url", name, line)
-			}
-			h.Servers = append(h.Servers, s)
-		case "config":
-			if topLine != 0 {
-				return d.Errf("config cannot be mixed with a server configured at the top of the block (line %d): move it into a server block", topLine)
-			}
-			var f string
-			if !d.AllArgs(&f) {
-				return d.ArgErr()
-			}
-			h.ConfigFiles = append(h.ConfigFiles, f)
-		case "title":
-			if !d.AllArgs(&h.Title) {
-				return d.ArgErr()
-			}
-		case "max_request_body":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > math.MaxInt64 {
-				return d.Errf("max_request_body %q: want a size such as 8MB", v)
-			}
-			h.MaxRequestBody = int64(n)
-		case "api_key":
-			var k string
-			if !d.AllArgs(&k) {
-				return d.Err("api_key takes one key (repeat the line for more): api_key {env.MCPO_KEY}")
-			}
-			h.APIKeys = append(h.APIKeys, k)
-		case "admin_key":
-			var k string
-			if !d.AllArgs(&k) {
-				return d.Err("admin_key takes one key (repeat the line for more): admin_key {env.MCPO_ADMIN_KEY}")
-			}
-			h.AdminKeys = append(h.AdminKeys, k)
-		case "protect_docs":
-			if d.NextArg() {
-				return d.Err("protect_docs takes no argument")
-			}
-			h.ProtectDocs = true
-		case "security":
-			if h.Security != nil {
-				return d.Err("security is given twice")
-			}
-			sec, err := unmarshalSecurity(d)
-			if err != nil {
+// parser reads an mcpo block into a Handler, remembering where each
+// setting was written, so that errors name the line at fault.
+type parser struct {
+	d       *caddyfile.Dispenser
+	h       *Handler
+	handler *where   // the handler's settings
+	servers []*where // those of each of h.Servers
+	top     *Server  // the server configured at the top of the block
+	topLine int      // the line of its first setting
+	dir     *directive
+
+	// The objects the current subdirective configures.
+	s *Server
+	o *OAuth
+	c *CORS
+}
+
+// where records where an object of the configuration was written: the
+// token of the line that opened it, and that of each of its settings, by
+// JSON field (dotted below a nested object: "oauth.grant").
+type where struct {
+	at     caddyfile.Token
+	fields map[string]caddyfile.Token
+}
+
+func newWhere(at caddyfile.Token) *where {
+	return &where{at: at, fields: map[string]caddyfile.Token{}}
+}
+
+// readBlock reads the subdirectives of block b at the dispenser's nesting
+// into w's object, recording their lines under prefix.
+func (p *parser) readBlock(b block, w *where, prefix string) error {
+	for nesting := p.d.Nesting(); p.d.NextBlock(nesting); {
+		dir := lookup(p.d.Val(), b)
+		if dir == nil {
+			return p.unknown(b)
+		}
+		p.dir = dir
+		target := w
+		if b == mcpoBlock && dir.in&serverBlock != 0 {
+			var err error
+			if target, err = p.topServer(); err != nil {
 				return err
 			}
-			h.Security = sec
-		case "cors":
-			if h.CORS != nil {
-				return d.Err("cors is given twice: list every origin on one line")
-			}
-			c, err := unmarshalCORS(d)
-			if err != nil {
+		}
+		key := prefix + dir.field
+		if _, ok := target.fields[key]; ok && !dir.repeat {
+			return p.d.Errf("%s given twice", p.qualified(b, dir.name))
+		}
+		target.fields[key] = p.d.Token()
+		if err := dir.parse(p); err != nil {
+			return err
+		}
+		switch dir.opens {
+		case 0:
+		case serverBlock:
+			if err := p.readBlock(serverBlock, p.servers[len(p.servers)-1], ""); err != nil {
 				return err
 			}
-			h.CORS = c
 		default:
-			if len(h.Servers) > 0 || len(h.ConfigFiles) > 0 {
-				if isServerDirective(d.Val()) {
-					return d.Errf("%s belongs in a server block when the mcpo block has server blocks or config files", d.Val())
-				}
-			}
-			if topLine == 0 {
-				topLine = d.Line()
-			}
-			if err := top.unmarshalDirective(d, topSeen); err != nil {
+			if err := p.readBlock(dir.opens, target, key+"."); err != nil {
 				return err
 			}
 		}
 	}
-	if topLine != 0 {
-		if top.Command == "" && top.URL == "" {
-			return d.Errf("the mcpo block starting on line %d needs a command or a url", blockLine)
-		}
-		h.Servers = []*Server{top}
-	}
-	if len(h.Servers) == 0 && len(h.ConfigFiles) == 0 {
-		return d.Errf("the mcpo block starting on line %d configures no MCP server: give a command, a url, server blocks or config", blockLine)
-	}
 	return nil
 }
 
-// unmarshalSecurity reads "security basic", "security bearer [<format>]"
-// or "security header|query|cookie <name>".
-func unmarshalSecurity(d *caddyfile.Dispenser) (*SecurityScheme, error) {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return nil, d.ArgErr()
-	}
-	s := &SecurityScheme{Type: args[0]}
-	switch {
-	case s.Type == "basic" && len(args) == 1:
-	case s.Type == "bearer" && len(args) <= 2:
-		if len(args) == 2 {
-			s.BearerFormat = args[1]
+// topServer returns where the server configured at the top of the block
+// is written, starting it at its first setting, and makes it the current
+// server.
+func (p *parser) topServer() (*where, error) {
+	if p.top == nil {
+		if len(p.h.Servers) > 0 || len(p.h.ConfigFiles) > 0 {
+			return nil, p.d.Errf("%s belongs in a server block when the mcpo block has server blocks or config files", p.d.Val())
 		}
-	case (s.Type == "header" || s.Type == "query" || s.Type == "cookie") && len(args) == 2:
-		s.Name = args[1]
-	default:
-		return nil, d.Errf("security %s: want basic, bearer [<format>], or header|query|cookie <name>", strings.Join(args, " "))
+		p.top, p.topLine = &Server{}, p.d.Line()
+		p.addServer(p.top, p.handler.at)
 	}
-	if _, err := s.openAPI(); err != nil {
-		return nil, d.WrapErr(err)
-	}
-	return s, nil
+	p.s = p.top
+	return p.servers[0], nil
 }
 
-// unmarshalCORS reads "cors <origins...> [{ max_age <duration> }]".
-func unmarshalCORS(d *caddyfile.Dispenser) (*CORS, error) {
-	c := &CORS{Origins: d.RemainingArgs()}
-	if len(c.Origins) == 0 {
-		return nil, d.Err(`cors needs the origins allowed, or * for any`)
+// noTopServer refuses what, which adds servers, when the block configures
+// a server at its top.
+func (p *parser) noTopServer(what string) error {
+	if p.top == nil {
+		return nil
 	}
-	for _, o := range c.Origins {
-		if err := checkOrigin(o); err != nil {
-			return nil, d.WrapErr(err)
+	return p.d.Errf("%s cannot be mixed with a server configured at the top of the block (line %d): move it into a server block",
+		what, p.topLine)
+}
+
+// addServer adds a server opened at the token at, and makes it the
+// current server.
+func (p *parser) addServer(s *Server, at caddyfile.Token) {
+	p.h.Servers = append(p.h.Servers, s)
+	p.servers = append(p.servers, newWhere(at))
+	p.s = s
+}
+
+// qualified names a subdirective of block b in messages.
+func (p *parser) qualified(b block, name string) string {
+	if b&(oauthBlock|corsBlock) != 0 {
+		return b.name() + " " + name
+	}
+	return name
+}
+
+// unknown reports the current token, which is no subdirective of block b.
+func (p *parser) unknown(b block) error {
+	if b&(oauthBlock|corsBlock) == 0 {
+		return p.d.Errf("unknown subdirective %q", p.d.Val())
+	}
+	return p.d.Errf("unknown %s subdirective %q: want %s", b.name(), p.d.Val(), strings.Join(directivesIn(b), ", "))
+}
+
+// argErr reports arguments that do not fit the current subdirective.
+func (p *parser) argErr() error {
+	return p.d.Errf("wrong argument count or unexpected line ending after '%s': want %s",
+		p.d.Val(), strings.TrimSpace(p.qualified(p.dir.in, p.dir.name)+" "+p.dir.syntax))
+}
+
+// locate reports a validation error at the line that set the settings at
+// fault, else at the line opening the server or the block at fault.
+func (p *parser) locate(err error) error {
+	w, msg := p.handler, err
+	var se *serverError
+	if errors.As(err, &se) && se.index < len(p.servers) {
+		w = p.servers[se.index]
+		if p.h.Servers[se.index] == p.top {
+			msg = se.err // the Caddyfile does not name it
 		}
 	}
-	for d.NextBlock(1) {
-		switch d.Val() {
-		case "max_age":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
+	at := w.at
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		if tok, ok := w.last(fe.fields); ok {
+			at, msg = tok, fe // the line says which server
+		}
+	}
+	return errAt(at, msg)
+}
+
+// last returns the token of the last written of fields. A field its
+// directive's line sets along with others (cors.origins) is found at that
+// line (cors).
+func (w *where) last(fields []string) (caddyfile.Token, bool) {
+	var out caddyfile.Token
+	found := false
+	for _, f := range fields {
+		for {
+			if tok, ok := w.fields[f]; ok {
+				if !found || tok.Line > out.Line {
+					out, found = tok, true
+				}
+				break
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("max_age %q: want a positive duration such as 10m", v)
+			i := strings.LastIndexByte(f, '.')
+			if i < 0 {
+				break
 			}
-			c.MaxAge = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unknown cors subdirective %q: want max_age", d.Val())
+			f = f[:i]
 		}
 	}
-	return c, nil
+	return out, found
 }
 
-func isServerDirective(name string) bool {
-	switch name {
-	case "command", "args", "env", "inherit_env", "dir", "url", "header", "transport", "protocol",
-		"tools", "disabled_tools", "timeout", "start_timeout", "tool_error_status", "strict_args",
-		"tool_timeout", "max_concurrent", "queue_timeout", "drain_timeout", "stop_timeout", "kill_timeout", "oauth":
-		return true
-	}
-	return false
-}
-
-// singleValued are the subdirectives a server may have once.
-var singleValued = map[string]bool{
-	"command": true, "dir": true, "url": true, "transport": true, "protocol": true,
-	"timeout": true, "start_timeout": true, "tool_error_status": true, "strict_args": true,
-	"max_concurrent": true, "queue_timeout": true, "drain_timeout": true, "stop_timeout": true, "kill_timeout": true,
-	"oauth": true,
-}
-
-// unmarshalDirective reads one server subdirective at the dispenser's
-// current token; seen tracks the ones already given for this server.
-func (s *Server) unmarshalDirective(d *caddyfile.Dispenser, seen map[string]bool) error {
-	dir := d.Val()
-	if singleValued[dir] {
-		if seen[dir] {
-			return d.Errf("%s given twice", dir)
-		}
-		seen[dir] = true
-	}
-	switch dir {
-	case "command":
-		if s.URL != "" {
-			return d.Errf("command and url are exclusive: a server runs a command (stdio) or is reached at a url")
-		}
-		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return d.ArgErr()
-		}
-		s.Command = args[0]
-		s.Args = append(args[1:len(args):len(args)], s.Args...)
-	case "args":
-		return appendArgs(d, &s.Args)
-	case "env":
-		return setPair(d, &s.Env)
-	case "inherit_env":
-		return appendArgs(d, &s.InheritEnv)
-	case "dir":
-		if !d.AllArgs(&s.Dir) {
-			return d.ArgErr()
-		}
-	case "url":
-		if s.Command != "" {
-			return d.Errf("command and url are exclusive: a server runs a command (stdio) or is reached at a url")
-		}
-		if !d.AllArgs(&s.URL) {
-			return d.ArgErr()
-		}
-	case "header":
-		return setPair(d, &s.Headers)
-	case "transport":
-		if !d.AllArgs(&s.Transport) {
-			return d.ArgErr()
-		}
-		if _, err := upstream.ParseTransport(s.Transport); err != nil {
-			return d.WrapErr(err)
-		}
-	case "protocol":
-		if !d.AllArgs(&s.Protocol) {
-			return d.ArgErr()
-		}
-		if _, err := upstream.ParseProtocol(s.Protocol); err != nil {
-			return d.WrapErr(err)
-		}
-	case "tools":
-		return appendArgs(d, &s.Tools)
-	case "disabled_tools":
-		return appendArgs(d, &s.DisabledTools)
-	case "timeout", "start_timeout", "queue_timeout", "drain_timeout", "stop_timeout", "kill_timeout":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
-		dur, err := parseDuration(d, dir, v)
-		if err != nil {
-			return err
-		}
-		*map[string]*caddy.Duration{
-			"timeout": &s.Timeout, "start_timeout": &s.StartTimeout, "queue_timeout": &s.QueueTimeout,
-			"drain_timeout": &s.DrainTimeout, "stop_timeout": &s.StopTimeout, "kill_timeout": &s.KillTimeout,
-		}[dir] = dur
-	case "tool_timeout":
-		var tool, v string
-		if !d.AllArgs(&tool, &v) {
-			return d.ArgErr()
-		}
-		dur, err := parseDuration(d, dir, v)
-		if err != nil {
-			return err
-		}
-		if s.ToolTimeouts == nil {
-			s.ToolTimeouts = map[string]caddy.Duration{}
-		}
-		s.ToolTimeouts[tool] = dur
-	case "max_concurrent":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return d.Errf("max_concurrent %q: want a number of calls, 1 or more", v)
-		}
-		s.MaxConcurrent = n
-	case "strict_args":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
-		switch v {
-		case "on":
-			s.StrictArgs = ptr(true)
-		case "off":
-			s.StrictArgs = ptr(false)
-		default:
-			return d.Errf("strict_args %q: want on or off", v)
-		}
-	case "tool_error_status":
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
-		code, err := strconv.Atoi(v)
-		if err != nil || code < 400 || code > 599 {
-			return d.Errf("tool_error_status %q: want an HTTP error status (400-599)", v)
-		}
-		s.ToolErrorStatus = code
-	case "oauth":
-		o, err := unmarshalOAuth(d)
-		if err != nil {
-			return err
-		}
-		s.OAuth = o
-	default:
-		return d.Errf("unknown subdirective %q", dir)
-	}
-	return nil
-}
-
-// unmarshalOAuth reads an oauth block:
-//
-//	oauth {
-//		grant authorization_code|client_credentials
-//		redirect_uri <url>
-//		client_id <id>
-//		client_secret <secret>
-//		token_endpoint_auth_method client_secret_basic|client_secret_post|none|private_key_jwt
-//		private_key <pem>
-//		signing_algorithm RS256|ES256
-//		issuer <url>
-//		scopes <scopes...>
-//		client_metadata_url <url>
-//		client_name <name>
-//	}
-func unmarshalOAuth(d *caddyfile.Dispenser) (*OAuth, error) {
-	if d.NextArg() {
-		return nil, d.Err("oauth takes a block, not arguments")
-	}
-	o := &OAuth{}
-	fields := map[string]*string{
-		"grant": &o.Grant, "redirect_uri": &o.RedirectURI, "client_id": &o.ClientID,
-		"client_secret": &o.ClientSecret, "token_endpoint_auth_method": &o.TokenEndpointAuthMethod,
-		"private_key": &o.PrivateKey, "signing_algorithm": &o.SigningAlgorithm, "issuer": &o.Issuer,
-		"client_metadata_url": &o.ClientMetadataURL, "client_name": &o.ClientName,
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return nil, d.Errf("oauth %s given twice", name)
-		}
-		seen[name] = true
-		if name == "scopes" {
-			if o.Scopes = d.RemainingArgs(); len(o.Scopes) == 0 {
-				return nil, d.Err("oauth scopes needs at least one scope")
-			}
-			continue
-		}
-		field, ok := fields[name]
-		if !ok {
-			return nil, d.Errf("unknown oauth subdirective %q", name)
-		}
-		if !d.AllArgs(field) {
-			return nil, d.Errf("oauth %s takes one value", name)
-		}
-	}
-	switch o.Grant {
-	case "", "authorization_code", "client_credentials":
-	default:
-		return nil, d.Errf("oauth grant %q: want authorization_code or client_credentials", o.Grant)
-	}
-	return o, nil
-}
-
-// appendArgs appends the rest of the line, which must not be empty, to list.
-func appendArgs(d *caddyfile.Dispenser, list *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*list = append(*list, args...)
-	return nil
-}
-
-// setPair reads "<name> <value>" into m.
-func setPair(d *caddyfile.Dispenser, m *map[string]string) error {
-	var k, v string
-	if !d.AllArgs(&k, &v) {
-		return d.ArgErr()
-	}
-	if *m == nil {
-		*m = map[string]string{}
-	}
-	(*m)[k] = v
-	return nil
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// parseDuration reads a subdirective's positive duration.
-func parseDuration(d *caddyfile.Dispenser, dir, v string) (caddy.Duration, error) {
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s %q: want a positive duration such as 30s", dir, v)
-	}
-	return caddy.Duration(dur), nil
+// errAt returns err located at tok, as the dispenser reports errors.
+func errAt(tok caddyfile.Token, err error) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.WrapErr(err)
 }
 
 // Interface guard.

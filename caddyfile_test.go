@@ -73,29 +73,6 @@ func assertErrAtLine(t *testing.T, err error, line int, substrs ...string) {
 	}
 }
 
-// assertErrNamesLine checks that err names line, either as its location
-// (Testfile:<line>) or in its message ("line <line>"), for errors about a
-// whole block, which Caddy reports where the block ends.
-func assertErrNamesLine(t *testing.T, err error, line int, substrs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want one naming line %d containing %q", line, substrs)
-	}
-	msg := err.Error()
-	loc := ""
-	if m := caddyfileErrLine.FindStringSubmatch(msg); m != nil {
-		loc = m[1]
-	}
-	if loc != strconv.Itoa(line) && !regexp.MustCompile(`\bline `+strconv.Itoa(line)+`\b`).MatchString(msg) {
-		t.Errorf("error %q names neither Testfile:%d nor line %d", msg, line, line)
-	}
-	for _, s := range substrs {
-		if !strings.Contains(msg, s) {
-			t.Errorf("error %q does not contain %q", msg, s)
-		}
-	}
-}
-
 // ---------------------------------------------------------------------------
 // UnmarshalCaddyfile: valid input
 
@@ -740,19 +717,19 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			name:    "tool_error_status below 400",
 			input:   "mcpo /x {\n\tcommand prog\n\ttool_error_status 399\n}",
 			line:    3,
-			substrs: []string{`tool_error_status "399"`, "400-599"},
+			substrs: []string{"tool_error_status 399", "400-599"},
 		},
 		{
 			name:    "tool_error_status above 599",
 			input:   "mcpo /x {\n\tcommand prog\n\ttool_error_status 600\n}",
 			line:    3,
-			substrs: []string{`tool_error_status "600"`},
+			substrs: []string{"tool_error_status 600"},
 		},
 		{
 			name:    "tool_error_status success code",
 			input:   "mcpo /x {\n\tcommand prog\n\ttool_error_status 200\n}",
 			line:    3,
-			substrs: []string{`tool_error_status "200"`},
+			substrs: []string{"tool_error_status 200"},
 		},
 		{
 			name:    "tool_error_status not a number",
@@ -781,7 +758,7 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 		{
 			name:    "oauth with a bad grant",
 			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tgrant password\n\t}\n}",
-			line:    5,
+			line:    4,
 			substrs: []string{`oauth grant "password"`},
 		},
 		{
@@ -794,7 +771,7 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			name:    "oauth scopes without scopes",
 			input:   "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tscopes\n\t}\n}",
 			line:    4,
-			substrs: []string{"oauth scopes needs"},
+			substrs: []string{"want oauth scopes <scopes...>"},
 		},
 		{
 			name:    "api_key without a value",
@@ -818,19 +795,19 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			name:    "unknown security type",
 			input:   "mcpo /x {\n\tcommand prog\n\tsecurity oauth\n}",
 			line:    3,
-			substrs: []string{"security oauth", "basic, bearer"},
+			substrs: []string{`security: unknown type "oauth"`, "basic, bearer"},
 		},
 		{
 			name:    "security header without a name",
 			input:   "mcpo /x {\n\tcommand prog\n\tsecurity header\n}",
 			line:    3,
-			substrs: []string{"security header"},
+			substrs: []string{`security: type "header" needs the name`},
 		},
 		{
 			name:    "security twice",
 			input:   "mcpo /x {\n\tcommand prog\n\tsecurity basic\n\tsecurity bearer\n}",
 			line:    4,
-			substrs: []string{"security is given twice"},
+			substrs: []string{"security given twice"},
 		},
 		{
 			name:    "cors without origins",
@@ -854,7 +831,7 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			name:    "cors twice",
 			input:   "mcpo /x {\n\tcommand prog\n\tcors *\n\tcors https://a.example\n}",
 			line:    4,
-			substrs: []string{"cors is given twice"},
+			substrs: []string{"cors given twice"},
 		},
 		{
 			name:    "cors with an unknown subdirective",
@@ -911,10 +888,58 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			substrs: []string{"wrong argument count", "'server'"},
 		},
 		{
+			name:    "a rule about a setting, at the line of that setting",
+			input:   "mcpo /x {\n\tcommand prog\n\tqueue_timeout 1s\n\ttitle T\n}",
+			line:    3,
+			substrs: []string{"queue_timeout needs max_concurrent"},
+		},
+		{
+			name:    "a rule about two settings, at the later one",
+			input:   "mcpo /x {\n\tinherit_env HOME\n\turl http://127.0.0.1/mcp\n\tenv A B\n}",
+			line:    4,
+			substrs: []string{"env and inherit_env apply to stdio servers only"},
+		},
+		{
+			name:    "a setting of a later server block, at its line",
+			input:   "mcpo /x {\n\tserver a {\n\t\tcommand prog\n\t}\n\tserver b {\n\t\turl http://127.0.0.1/mcp\n\t\ttool_error_status 200\n\t}\n}",
+			line:    7,
+			substrs: []string{"tool_error_status 200: want an HTTP error status"},
+		},
+		{
+			name:    "a handler setting, at its line",
+			input:   "mcpo /x {\n\tprotect_docs\n\tcommand prog\n}",
+			line:    2,
+			substrs: []string{"protect_docs needs an api_key"},
+		},
+		{
+			name:    "security with api_key, at the later line",
+			input:   "mcpo /x {\n\tsecurity basic\n\tcommand prog\n\tapi_key k\n}",
+			line:    4,
+			substrs: []string{"drop one"},
+		},
+		{
+			name:    "an open authorize page, at the server's oauth line",
+			input:   "mcpo /x {\n\tserver gh {\n\t\turl https://h/mcp\n\t\toauth {\n\t\t\tredirect_uri https://c/x/gh/oauth/callback\n\t\t}\n\t}\n}",
+			line:    4,
+			substrs: []string{"the oauth authorize page would be open to anyone"},
+		},
+		{
+			name:    "an unknown transport in a server block",
+			input:   "mcpo /x {\n\tserver a {\n\t\turl http://127.0.0.1/mcp\n\t\ttransport websocket\n\t}\n}",
+			line:    4,
+			substrs: []string{`unknown transport "websocket"`},
+		},
+		{
+			name:    "an invalid server name, at its server line",
+			input:   "mcpo /x {\n\tserver a {\n\t\tcommand prog\n\t}\n\tserver docs {\n\t\tcommand prog\n\t}\n}",
+			line:    5,
+			substrs: []string{`server name "docs" is reserved`},
+		},
+		{
 			name:    "server without a block",
 			input:   "mcpo /x {\n\tserver lonely\n}",
 			line:    2,
-			substrs: []string{`server "lonely" (line 2) needs a command or a url`},
+			substrs: []string{`server "lonely": needs a command (stdio) or a url (HTTP)`},
 		},
 	}
 	for _, tt := range tests {
@@ -981,9 +1006,9 @@ func TestUnmarshalCaddyfile_RejectsMissingArguments(t *testing.T) {
 	}
 }
 
-// Errors about a whole block are reported where it ends, so they must name
-// the line the block starts on themselves.
-func TestUnmarshalCaddyfile_RejectsBlockWithoutServerNamingItsLine(t *testing.T) {
+// Errors about a whole block are reported at the line the block starts on,
+// not where it ends.
+func TestUnmarshalCaddyfile_RejectsBlockWithoutServerAtItsLine(t *testing.T) {
 	tests := []struct {
 		name    string
 		input   string
@@ -994,39 +1019,39 @@ func TestUnmarshalCaddyfile_RejectsBlockWithoutServerNamingItsLine(t *testing.T)
 			name:    "directive without a block",
 			input:   "mcpo /x",
 			line:    1,
-			substrs: []string{"configures no MCP server"},
+			substrs: []string{"no MCP server configured"},
 		},
 		{
 			name:    "empty block",
 			input:   "mcpo /x {\n}",
 			line:    1,
-			substrs: []string{"configures no MCP server"},
+			substrs: []string{"no MCP server configured"},
 		},
 		{
 			name:    "block with block-level settings only",
 			input:   "\n\nmcpo /x {\n\ttitle T\n\tmax_request_body 1MB\n}",
 			line:    3,
-			substrs: []string{"configures no MCP server"},
+			substrs: []string{"no MCP server configured"},
 		},
 		{
 			name:    "top-level server without command or url",
 			input:   "# comment\nmcpo /x {\n\targs a\n\tenv A B\n\ttimeout 5s\n}",
 			line:    2,
-			substrs: []string{"needs a command or a url"},
+			substrs: []string{"needs a command (stdio) or a url (HTTP)"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseMcpoBlock(t, tt.input)
-			assertErrNamesLine(t, err, tt.line, tt.substrs...)
+			assertErrAtLine(t, err, tt.line, tt.substrs...)
 		})
 	}
 }
 
-// A server block without command or url must be reported at its "server"
-// line (or name it), like the top-level equivalent does; the closing brace
-// of a long block says little.
-func TestUnmarshalCaddyfile_ServerBlockWithoutCommandOrURLNamesTheServerLine(t *testing.T) {
+// A server block without command or url is reported at its "server" line,
+// like the top-level equivalent; the closing brace of a long block says
+// little.
+func TestUnmarshalCaddyfile_ServerBlockWithoutCommandOrURLIsReportedAtTheServerLine(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
@@ -1046,7 +1071,7 @@ func TestUnmarshalCaddyfile_ServerBlockWithoutCommandOrURLNamesTheServerLine(t *
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseMcpoBlock(t, tt.input)
-			assertErrNamesLine(t, err, tt.line, "needs a command or a url")
+			assertErrAtLine(t, err, tt.line, "needs a command (stdio) or a url (HTTP)")
 		})
 	}
 }

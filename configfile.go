@@ -70,7 +70,8 @@ func loadConfigFile(path string, log *zap.Logger) ([]*Server, error) {
 	return servers, nil
 }
 
-// parseDesktopServer converts one entry; a disabled entry gives nil.
+// parseDesktopServer converts and validates one entry; a disabled entry
+// gives nil.
 func parseDesktopServer(name string, raw json.RawMessage, log *zap.Logger) (*Server, error) {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &keys); err != nil {
@@ -113,16 +114,12 @@ func parseDesktopServer(name string, raw json.RawMessage, log *zap.Logger) (*Ser
 		kind = d.Transport
 	}
 	switch {
-	case d.Command != "" && d.URL != "":
-		return nil, errors.New("has both \"command\" and \"url\": give one")
-	case d.Command == "" && d.URL == "":
-		return nil, errors.New("needs \"command\" (stdio) or \"url\" (HTTP)")
-	case kind == "" && d.URL != "":
-		s.Transport = "auto"
 	case kind != "":
 		s.Transport = kind
+	case d.URL != "" && d.Command == "":
+		s.Transport = "auto"
 	}
-	return s, nil
+	return s, s.Validate()
 }
 
 // orderedObject splits a JSON object into its keys, in order, and values.

@@ -379,17 +379,27 @@ func TestLoadConfigFile_RejectsBadFiles(t *testing.T) {
 		{
 			name:    "both command and url",
 			content: `{"mcpServers": {"a": {"command": "x", "url": "http://127.0.0.1/mcp"}}}`,
-			substrs: []string{`server "a"`, `both "command" and "url"`},
+			substrs: []string{`server "a"`, "command and url are exclusive"},
 		},
 		{
 			name:    "neither command nor url",
 			content: `{"mcpServers": {"a": {"args": ["x"]}}}`,
-			substrs: []string{`server "a"`, `needs "command"`},
+			substrs: []string{`server "a"`, "needs a command (stdio) or a url (HTTP)"},
 		},
 		{
 			name:    "empty entry",
 			content: `{"mcpServers": {"a": {}}}`,
-			substrs: []string{`server "a"`, `needs "command"`},
+			substrs: []string{`server "a"`, "needs a command (stdio) or a url (HTTP)"},
+		},
+		{
+			name:    "unknown type",
+			content: `{"mcpServers": {"a": {"url": "http://127.0.0.1/mcp", "type": "websocket"}}}`,
+			substrs: []string{`server "a"`, `unknown transport "websocket"`},
+		},
+		{
+			name:    "env for an HTTP server",
+			content: `{"mcpServers": {"a": {"url": "http://127.0.0.1/mcp", "env": {"A": "b"}}}}`,
+			substrs: []string{`server "a"`, "stdio servers only"},
 		},
 		{
 			name:    "duplicate server keys",
@@ -534,7 +544,7 @@ func TestLoadConfigFile_LoadsClaudeDesktopFixture(t *testing.T) {
 			Transport: "auto",
 		},
 	})
-	if err := checkNames(servers, false); err != nil {
+	if err := validateNames(servers, false); err != nil {
 		t.Errorf("fixture server names: %v", err)
 	}
 	wantTransports := []upstream.Transport{upstream.TransportStdio, upstream.TransportStdio, upstream.TransportAuto}
@@ -709,19 +719,13 @@ func TestServerSpec_CarriesProtocolAndStartTimeout(t *testing.T) {
 	}
 }
 
-func TestServerSpec_RejectsInvalidServers(t *testing.T) {
+// Rules about values that hold placeholders are checked once resolved.
+func TestServerSpec_RejectsWhatOnlyResolvedValuesTell(t *testing.T) {
 	tests := []struct {
 		name   string
 		s      Server
 		substr string
 	}{
-		{"neither command nor url", Server{Args: []string{"x"}}, "needs a command"},
-		{"both command and url", Server{Command: "prog", URL: "http://127.0.0.1/mcp"}, "both a command and a url"},
-		{"env for an HTTP server", Server{URL: "http://127.0.0.1/mcp", Env: map[string]string{"A": "b"}}, "stdio servers only"},
-		{"inherit_env for an HTTP server", Server{URL: "http://127.0.0.1/mcp", InheritEnv: []string{"HOME"}}, "stdio servers only"},
-		{"env for an SSE server", Server{URL: "http://127.0.0.1/sse", Transport: "sse", Env: map[string]string{"A": "b"}}, "stdio servers only"},
-		{"unknown transport", Server{URL: "http://127.0.0.1/mcp", Transport: "websocket"}, "unknown transport"},
-		{"unknown protocol", Server{Command: "prog", Protocol: "2099-01-01"}, "unknown protocol"},
 		{"sse with the modern protocol", Server{URL: "http://127.0.0.1/sse", Transport: "sse", Protocol: "modern"}, "legacy protocol"},
 		{"headers for a stdio server", Server{Command: "prog", Headers: map[string]string{"A": "b"}}, "no url or headers"},
 		{"dir for an HTTP server", Server{URL: "http://127.0.0.1/mcp", Dir: "/tmp"}, "no command, args or dir"},
@@ -729,11 +733,14 @@ func TestServerSpec_RejectsInvalidServers(t *testing.T) {
 		{"auto transport with a command", Server{Command: "prog", Transport: "auto"}, "needs a url"},
 		{"url scheme not http", Server{URL: "ftp://127.0.0.1/mcp"}, "scheme must be http or https"},
 		{"url without host", Server{URL: "http:///mcp"}, "has no host"},
+		{"url from a placeholder without host", Server{URL: "http://{env.MCPO_TEST_SURELY_UNSET}/mcp"}, "has no host"},
 		{"command resolving to nothing", Server{Command: "{env.MCPO_TEST_SURELY_UNSET}"}, "needs a command"},
-		{"tool_error_status not an error", Server{Command: "prog", ToolErrorStatus: 200}, "400-599"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.s.Validate(); err != nil {
+				t.Fatalf("Validate: %v; the server is only wrong once resolved", err)
+			}
 			_, _, err := tt.s.spec("srv", caddy.NewReplacer())
 			if err == nil || !strings.Contains(err.Error(), tt.substr) {
 				t.Errorf("error = %v, want one containing %q", err, tt.substr)
@@ -1110,7 +1117,7 @@ func TestMountName_IsLastSegmentOrMcp(t *testing.T) {
 	}
 }
 
-func TestCheckNames_ValidatesNamesOfSeveralServers(t *testing.T) {
+func TestValidateNames_ChecksNamesOfSeveralServers(t *testing.T) {
 	named := func(names ...string) []*Server {
 		var out []*Server
 		for _, n := range names {
@@ -1144,12 +1151,12 @@ func TestCheckNames_ValidatesNamesOfSeveralServers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkNames(tt.servers, tt.single)
+			err := validateNames(tt.servers, tt.single)
 			switch {
 			case tt.substr == "" && err != nil:
-				t.Errorf("checkNames: %v, want no error", err)
+				t.Errorf("validateNames: %v, want no error", err)
 			case tt.substr != "" && (err == nil || !strings.Contains(err.Error(), tt.substr)):
-				t.Errorf("checkNames error = %v, want one containing %q", err, tt.substr)
+				t.Errorf("validateNames error = %v, want one containing %q", err, tt.substr)
 			}
 		})
 	}

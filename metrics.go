@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
@@ -55,7 +54,7 @@ var metrics = struct {
 		Name:      "calls_in_flight",
 		Help:      "Tool calls under way, by server.",
 	}, []string{"server"}),
-	pool: newPoolCollector(upstreams),
+	pool: newPoolCollector(shared),
 }
 
 // metricsNamespace prefixes every metric name of the module.
@@ -112,21 +111,21 @@ var upstreamStates = []upstream.State{
 
 // poolCollector reports the state of every server of a pool when scraped.
 type poolCollector struct {
-	pool     *caddy.UsagePool
+	pool     *pool
 	up       *prometheus.Desc
 	state    *prometheus.Desc
 	restarts *prometheus.Desc
 	tools    *prometheus.Desc
 }
 
-// newPoolCollector returns a collector over pool, whose values are pooled.
-func newPoolCollector(pool *caddy.UsagePool) *poolCollector {
+// newPoolCollector returns a collector over the servers of p.
+func newPoolCollector(p *pool) *poolCollector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, "", name), help,
 			append([]string{"server", "id"}, labels...), nil)
 	}
 	return &poolCollector{
-		pool:     pool,
+		pool:     p,
 		up:       desc("server_up", "Whether the MCP server is ready for calls (1) or not (0)."),
 		state:    desc("server_state", "The MCP server's state: 1 for the current one, 0 for the others.", "state"),
 		restarts: desc("server_restarts_total", "How often the MCP server was started again after it had been ready."),
@@ -144,7 +143,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect sends the current metrics of every server in the pool.
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range poolStatuses(c.pool) {
+	for _, s := range c.pool.snapshot() {
 		st := s.status
 		up := 0.0
 		if st.State == upstream.StateReady {

@@ -1,6 +1,7 @@
 package caddymcpo
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -12,11 +13,10 @@ import (
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
-func TestServerSpec_ChecksLimitsAndCarriesStopTimeouts(t *testing.T) {
+func TestServerSpec_CarriesStopTimeouts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		server Server
-		err    string // a part of the error, or "" for none
 		want   upstream.Options
 	}{
 		{
@@ -30,34 +30,9 @@ func TestServerSpec_ChecksLimitsAndCarriesStopTimeouts(t *testing.T) {
 			want: upstream.Options{StartTimeout: time.Minute, Drain: 5 * time.Second,
 				Stop: upstream.StopTimeouts{Grace: time.Second, Term: 2 * time.Second}},
 		},
-		{
-			name:   "queue with a limit",
-			server: Server{Command: "prog", MaxConcurrent: 2, QueueTimeout: caddy.Duration(time.Second)},
-		},
-		{
-			name:   "queue without a limit",
-			server: Server{Command: "prog", QueueTimeout: caddy.Duration(time.Second)},
-			err:    "queue_timeout needs max_concurrent",
-		},
-		{
-			name:   "negative limit",
-			server: Server{Command: "prog", MaxConcurrent: -1},
-			err:    "max_concurrent -1",
-		},
-		{
-			name:   "tool error status that is not an error",
-			server: Server{Command: "prog", ToolErrorStatus: 200},
-			err:    "tool_error_status 200",
-		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, opts, err := tc.server.spec("s", caddy.NewReplacer())
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("error = %v, want one containing %q", err, tc.err)
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +43,142 @@ func TestServerSpec_ChecksLimitsAndCarriesStopTimeouts(t *testing.T) {
 	}
 }
 
-func TestHandlerAccess_ResolvesKeysAndRefusesWhatCannotWork(t *testing.T) {
+// assertValidation checks that err is nil when want is "", else that it
+// holds want and is about fields; it reports whether an error was wanted.
+func assertValidation(t *testing.T, err error, want string, fields []string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want one containing %q", err, want)
+	}
+	var fe *fieldError
+	var got []string
+	if errors.As(err, &fe) {
+		got = fe.fields
+	}
+	if !slices.Equal(got, fields) {
+		t.Errorf("the error is about %q, want %q", got, fields)
+	}
+	return true
+}
+
+func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
+	const remote = "http://127.0.0.1/mcp"
+	for _, tc := range []struct {
+		name   string
+		server Server
+		err    string   // a part of the error, or "" for none
+		fields []string // the fields the error is about
+	}{
+		{name: "command", server: Server{Command: "prog"}},
+		{name: "url", server: Server{URL: remote}},
+		{name: "queue with a limit", server: Server{Command: "prog", MaxConcurrent: 2, QueueTimeout: caddy.Duration(time.Second)}},
+		{name: "oauth with client credentials", server: Server{URL: remote, OAuth: &OAuth{Grant: "client_credentials"}}},
+		{name: "placeholders are not checked", server: Server{URL: "{env.MCPO_TEST_URL}", Headers: map[string]string{"A": "{env.B}"}}},
+		{name: "command and url", server: Server{Command: "prog", URL: remote},
+			err: "command and url are exclusive", fields: []string{"command", "url"}},
+		{name: "neither command nor url", server: Server{Args: []string{"x"}}, err: "needs a command (stdio) or a url (HTTP)"},
+		{name: "unknown transport", server: Server{URL: remote, Transport: "websocket"},
+			err: `unknown transport "websocket"`, fields: []string{"transport"}},
+		{name: "unknown protocol", server: Server{Command: "prog", Protocol: "2099-01-01"},
+			err: `unknown protocol "2099-01-01"`, fields: []string{"protocol"}},
+		{name: "env for an HTTP server", server: Server{URL: remote, Env: map[string]string{"A": "b"}},
+			err: "stdio servers only", fields: []string{"env", "inherit_env"}},
+		{name: "inherit_env for an SSE server", server: Server{URL: remote, Transport: "sse", InheritEnv: []string{"HOME"}},
+			err: "stdio servers only", fields: []string{"env", "inherit_env"}},
+		{name: "tool error status that is not an error", server: Server{Command: "prog", ToolErrorStatus: 200},
+			err: "tool_error_status 200: want an HTTP error status (400-599)", fields: []string{"tool_error_status"}},
+		{name: "negative limit", server: Server{Command: "prog", MaxConcurrent: -1},
+			err: "max_concurrent -1", fields: []string{"max_concurrent"}},
+		{name: "queue without a limit", server: Server{Command: "prog", QueueTimeout: caddy.Duration(time.Second)},
+			err: "queue_timeout needs max_concurrent", fields: []string{"queue_timeout"}},
+		{name: "oauth for a stdio server", server: Server{Command: "prog", OAuth: &OAuth{}},
+			err: "servers reached at a url", fields: []string{"oauth"}},
+		{name: "oauth with an unknown grant", server: Server{URL: remote, OAuth: &OAuth{Grant: "password"}},
+			err: `oauth grant "password"`, fields: []string{"oauth.grant"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assertValidation(t, tc.server.Validate(), tc.err, tc.fields)
+		})
+	}
+}
+
+func TestHandlerValidate_RefusesWhatCannotWork(t *testing.T) {
+	cmd := func(name string) *Server { return &Server{Name: name, Command: "prog"} }
+	const cb = "https://caddy.example.com/x/gh/oauth/callback"
+	authCode := &Server{Name: "gh", URL: "https://mcp.example.com/mcp", OAuth: &OAuth{RedirectURI: cb}}
+	for _, tc := range []struct {
+		name   string
+		h      Handler
+		err    string // a part of the error, or "" for none
+		fields []string
+		server int // the index of the server the error is about, -1 for none
+	}{
+		{name: "one unnamed server", h: Handler{Servers: []*Server{{Command: "prog"}}}},
+		{name: "config files only", h: Handler{ConfigFiles: []string{"a.json"}}},
+		{name: "named servers and config files", h: Handler{Servers: []*Server{cmd("a")}, ConfigFiles: []string{"a.json"}}},
+		{name: "no server", h: Handler{Mount: "/x"}, err: "no MCP server configured", server: -1},
+		{name: "bad mount", h: Handler{Mount: "x", Servers: []*Server{cmd("")}}, err: `mount "x"`, fields: []string{"mount"}, server: -1},
+		{name: "an unnamed server among several", h: Handler{Servers: []*Server{cmd("a"), cmd("")}},
+			err: "every server needs a name", server: 1},
+		{name: "an unnamed server beside config files", h: Handler{Servers: []*Server{cmd("")}, ConfigFiles: []string{"a.json"}},
+			err: "every server needs a name", server: 0},
+		{name: "a name used twice", h: Handler{Servers: []*Server{cmd("a"), cmd("b"), cmd("a")}},
+			err: `server name "a" is used twice`, server: 2},
+		{name: "a reserved name", h: Handler{Servers: []*Server{cmd("a"), cmd("health")}}, err: `"health" is reserved`, server: 1},
+		{name: "a server's own error names it", h: Handler{Servers: []*Server{cmd("a"), {Name: "b", Command: "p", URL: "http://h/mcp"}}},
+			err: `server "b": command and url are exclusive`, fields: []string{"command", "url"}, server: 1},
+		{name: "the single server is named after the mount", h: Handler{Mount: "/time/", Servers: []*Server{{}}},
+			err: `server "time": needs a command`, server: 0},
+		{name: "protect_docs without a key", h: Handler{Servers: []*Server{cmd("")}, ProtectDocs: true},
+			err: "protect_docs needs an api_key", fields: []string{"protect_docs"}, server: -1},
+		{name: "security with api_key", h: Handler{Servers: []*Server{cmd("")}, APIKeys: []string{"k"}, Security: &SecurityScheme{Type: "basic"}},
+			err: "drop one", fields: []string{"security", "api_keys"}, server: -1},
+		{name: "security basic", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "basic"}}},
+		{name: "security cookie", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "cookie", Name: "session"}}},
+		{name: "security of an unknown type", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "oauth"}},
+			err: `security: unknown type "oauth"`, fields: []string{"security.type"}, server: -1},
+		{name: "security query without a name", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "query"}},
+			err: "needs the name", fields: []string{"security.name"}, server: -1},
+		{name: "security basic with a name", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "basic", Name: "x"}},
+			err: "takes no name", fields: []string{"security.name"}, server: -1},
+		{name: "security basic with a bearer format", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "basic", BearerFormat: "JWT"}},
+			err: "bearer_format applies", fields: []string{"security.bearer_format"}, server: -1},
+		{name: "cors without origins", h: Handler{Servers: []*Server{cmd("")}, CORS: &CORS{}},
+			err: "cors needs the origins", fields: []string{"cors.origins"}, server: -1},
+		{name: "cors with a bad origin", h: Handler{Servers: []*Server{cmd("")}, CORS: &CORS{Origins: []string{"*", "https://a.example/x"}}},
+			err: `cors origin "https://a.example/x"`, fields: []string{"cors.origins"}, server: -1},
+		{name: "an open authorize page", h: Handler{Mount: "/x", Servers: []*Server{cmd("time"), authCode}},
+			err: `server "gh": the oauth authorize page would be open to anyone`, fields: []string{"oauth"}, server: 1},
+		{name: "an authorize page guarded by admin_key", h: Handler{Servers: []*Server{authCode}, AdminKeys: []string{"k"}}},
+		{name: "an authorize page guarded by api_key", h: Handler{Servers: []*Server{authCode}, APIKeys: []string{"k"}}},
+		{name: "an authorize page behind another handler", h: Handler{Servers: []*Server{authCode}, Security: &SecurityScheme{Type: "basic"}}},
+		{name: "client credentials need no authorize page",
+			h: Handler{Servers: []*Server{{URL: "https://h/mcp", OAuth: &OAuth{Grant: "client_credentials"}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.h.Validate()
+			if !assertValidation(t, err, tc.err, tc.fields) {
+				return
+			}
+			server := -1
+			var se *serverError
+			if errors.As(err, &se) {
+				server = se.index
+			}
+			if server != tc.server {
+				t.Errorf("the error is about server %d, want %d", server, tc.server)
+			}
+		})
+	}
+}
+
+func TestHandlerAccess_ResolvesKeysAndNeverOpensTheDoor(t *testing.T) {
 	t.Setenv("MCPO_TEST_KEY", "key-from-env")
 	t.Setenv("MCPO_TEST_EMPTY", "")
 	dir := t.TempDir()
@@ -77,29 +187,24 @@ func TestHandlerAccess_ResolvesKeysAndRefusesWhatCannotWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name     string
-		h        Handler
-		keys     []string
-		scheme   string // the declared scheme's type/scheme/in
-		err      string // a part of the error, or "" for none
-		notInErr string
+		name   string
+		h      Handler
+		keys   []string
+		admin  []string
+		scheme string // the declared scheme's type/scheme/in
+		err    string // a part of the error, or "" for none
 	}{
 		{name: "nothing", h: Handler{}},
 		{name: "env and file placeholders", h: Handler{APIKeys: []string{"{env.MCPO_TEST_KEY}", "{file." + file + "}"}},
 			keys: []string{"key-from-env", "key-from-file"}},
 		{name: "literal key", h: Handler{APIKeys: []string{"literal"}}, keys: []string{"literal"}},
+		{name: "admin key", h: Handler{AdminKeys: []string{"{env.MCPO_TEST_KEY}"}}, admin: []string{"key-from-env"}},
 		{name: "unset variable", h: Handler{APIKeys: []string{"{env.MCPO_TEST_UNSET_VARIABLE}"}}, err: "api_key 1"},
 		{name: "empty variable", h: Handler{APIKeys: []string{"k", "{env.MCPO_TEST_EMPTY}"}}, err: "api_key 2"},
+		{name: "empty admin key", h: Handler{AdminKeys: []string{"{env.MCPO_TEST_EMPTY}"}}, err: "admin_key 1"},
 		{name: "missing file", h: Handler{APIKeys: []string{"{file." + dir + "/nope}"}}, err: "api_key 1"},
-		{name: "protect_docs without a key", h: Handler{ProtectDocs: true}, err: "protect_docs needs an api_key"},
-		{name: "security with api_key", h: Handler{APIKeys: []string{"{env.MCPO_TEST_KEY}"}, Security: &SecurityScheme{Type: "basic"}},
-			err: "drop one", notInErr: "key-from-env"},
 		{name: "security basic", h: Handler{Security: &SecurityScheme{Type: "basic"}}, scheme: "http/basic"},
 		{name: "security cookie", h: Handler{Security: &SecurityScheme{Type: "cookie", Name: "session"}}, scheme: "apiKey/cookie"},
-		{name: "security query without a name", h: Handler{Security: &SecurityScheme{Type: "query"}}, err: "needs the name"},
-		{name: "security basic with a name", h: Handler{Security: &SecurityScheme{Type: "basic", Name: "x"}}, err: "takes no name"},
-		{name: "cors without origins", h: Handler{CORS: &CORS{}}, err: "cors needs origins"},
-		{name: "cors with a bad origin", h: Handler{CORS: &CORS{Origins: []string{"*", "https://a.example/x"}}}, err: "cors origin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := tc.h.access(caddy.NewReplacer())
@@ -107,16 +212,13 @@ func TestHandlerAccess_ResolvesKeysAndRefusesWhatCannotWork(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error = %v, want one containing %q", err, tc.err)
 				}
-				if tc.notInErr != "" && strings.Contains(err.Error(), tc.notInErr) {
-					t.Fatalf("error %q holds the key", err)
-				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(a.Keys, tc.keys) {
-				t.Errorf("keys = %q, want %q", a.Keys, tc.keys)
+			if !slices.Equal(a.Keys, tc.keys) || !slices.Equal(a.AdminKeys, tc.admin) {
+				t.Errorf("keys = %q and %q, want %q and %q", a.Keys, a.AdminKeys, tc.keys, tc.admin)
 			}
 			got := ""
 			if a.Scheme != nil {
@@ -144,10 +246,11 @@ func TestOAuthConfig_ChecksWhatCannotWorkAndKeepsSecretsOutOfTheIdentity(t *test
 		{name: "single-server mount", o: OAuth{RedirectURI: "https://caddy.example.com/gh/oauth/callback"}, spec: remote, single: true},
 		{name: "pre-registered with a secret", o: OAuth{RedirectURI: cb, ClientID: "id", ClientSecret: "{env.MCPO_TEST_SECRET}"}, spec: remote},
 		{name: "client credentials need no redirect", o: OAuth{Grant: "client_credentials", ClientID: "id", ClientSecret: "x"}, spec: remote},
-		{name: "stdio server", o: OAuth{RedirectURI: cb}, spec: upstream.Spec{Name: "gh", Transport: upstream.TransportStdio, Command: "x"}, err: "servers reached at a url"},
 		{name: "no redirect_uri", o: OAuth{}, spec: remote, err: "oauth needs redirect_uri"},
+		{name: "redirect_uri resolving to nothing", o: OAuth{RedirectURI: "{env.MCPO_TEST_UNSET_URI}"}, spec: remote, err: "oauth needs redirect_uri"},
 		{name: "redirect_uri elsewhere", o: OAuth{RedirectURI: "https://caddy.example.com/callback"}, spec: remote, err: "must be the external URL of /gh/oauth/callback"},
 		{name: "unresolved secret", o: OAuth{RedirectURI: cb, ClientID: "id", ClientSecret: "{env.MCPO_TEST_UNSET_SECRET}"}, spec: remote, err: "oauth client_secret"},
+		{name: "metadata URL", o: OAuth{RedirectURI: cb, ClientMetadataURL: "https://caddy.example.com/tools/gh/oauth/client-metadata.json"}, spec: remote},
 		{name: "metadata URL elsewhere", o: OAuth{RedirectURI: cb, ClientMetadataURL: "https://caddy.example.com/meta.json"}, spec: remote, err: "client_metadata_url"},
 		{name: "client credentials without a client", o: OAuth{Grant: "client_credentials"}, spec: remote, err: "ClientID"},
 		{name: "bad private key", o: OAuth{Grant: "client_credentials", ClientID: "id", PrivateKey: "not a key"}, spec: remote, err: "PrivateKeyPEM"},

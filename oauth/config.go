@@ -134,12 +134,22 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// New validates cfg and returns a Client. It does no I/O: stored tokens
-// are loaded on first use (or by Load).
-func New(cfg Config) (*Client, error) {
+// Validate reports a configuration New refuses, without I/O: the URLs,
+// the grant and what it needs, the client's credentials and how they
+// authenticate, the private key (parsed, never quoted), the scopes and the
+// store key.
+func (cfg Config) Validate() error {
+	_, _, _, err := cfg.validate()
+	return err
+}
+
+// validate checks cfg and returns it with the grant and the token endpoint
+// authentication method defaulted, its server URL without fragment or user
+// info, and the signer of its private key (nil without one).
+func (cfg Config) validate() (Config, *url.URL, *assertionSigner, error) {
 	su, err := url.Parse(cfg.ServerURL)
 	if err != nil || su.Host == "" || (su.Scheme != "http" && su.Scheme != "https") {
-		return nil, errors.New("oauth: ServerURL: not an absolute http(s) URL")
+		return cfg, nil, nil, errors.New("oauth: ServerURL: not an absolute http(s) URL")
 	}
 	su.Fragment, su.RawFragment = "", ""
 	su.User = nil
@@ -149,80 +159,99 @@ func New(cfg Config) (*Client, error) {
 		cfg.Grant = GrantAuthorizationCode
 	case GrantAuthorizationCode, GrantClientCredentials:
 	default:
-		return nil, fmt.Errorf("oauth: Grant: unknown grant %q (want %s or %s)",
+		return cfg, nil, nil, fmt.Errorf("oauth: Grant: unknown grant %q (want %s or %s)",
 			cfg.Grant, GrantAuthorizationCode, GrantClientCredentials)
 	}
 
 	if cfg.Grant == GrantAuthorizationCode {
 		ru, err := url.Parse(cfg.RedirectURI)
 		if cfg.RedirectURI == "" || err != nil || !ru.IsAbs() || ru.Fragment != "" {
-			return nil, errors.New("oauth: RedirectURI: an absolute URL without fragment is required for the authorization-code grant")
+			return cfg, nil, nil, errors.New("oauth: RedirectURI: an absolute URL without fragment is required for the authorization-code grant")
 		}
 	}
-
-	if cfg.ClientSecret != "" && cfg.ClientID == "" {
-		return nil, errors.New("oauth: ClientSecret: set without ClientID")
+	if err := cfg.validateClient(); err != nil {
+		return cfg, nil, nil, err
 	}
-	if cfg.PrivateKeyPEM != "" && cfg.ClientID == "" {
-		return nil, errors.New("oauth: PrivateKeyPEM: set without ClientID")
-	}
-	switch cfg.TokenEndpointAuthMethod {
-	case "":
-		if cfg.PrivateKeyPEM != "" {
-			cfg.TokenEndpointAuthMethod = AuthMethodPrivateKeyJWT
-		}
-	case AuthMethodClientSecretBasic, AuthMethodClientSecretPost:
-		if cfg.ClientID != "" && cfg.ClientSecret == "" {
-			return nil, fmt.Errorf("oauth: TokenEndpointAuthMethod: %s needs ClientSecret", cfg.TokenEndpointAuthMethod)
-		}
-	case AuthMethodNone:
-	case AuthMethodPrivateKeyJWT:
-		if cfg.PrivateKeyPEM == "" {
-			return nil, errors.New("oauth: TokenEndpointAuthMethod: private_key_jwt needs PrivateKeyPEM")
-		}
-	default:
-		return nil, fmt.Errorf("oauth: TokenEndpointAuthMethod: unknown method %q", cfg.TokenEndpointAuthMethod)
-	}
-	if cfg.Grant == GrantClientCredentials {
-		if cfg.ClientID == "" {
-			return nil, errors.New("oauth: ClientID: required for the client_credentials grant")
-		}
-		if cfg.ClientSecret == "" && cfg.PrivateKeyPEM == "" {
-			return nil, errors.New("oauth: ClientSecret or PrivateKeyPEM: required for the client_credentials grant")
-		}
-		if cfg.TokenEndpointAuthMethod == AuthMethodNone {
-			return nil, errors.New("oauth: TokenEndpointAuthMethod: none cannot be used with the client_credentials grant")
-		}
+	if cfg.TokenEndpointAuthMethod == "" && cfg.PrivateKeyPEM != "" {
+		cfg.TokenEndpointAuthMethod = AuthMethodPrivateKeyJWT
 	}
 
 	var signer *assertionSigner
 	if cfg.PrivateKeyPEM != "" {
 		signer, err = newAssertionSigner(cfg.PrivateKeyPEM, cfg.SigningAlgorithm)
 		if err != nil {
-			return nil, err // names the field, never quotes the key
+			return cfg, nil, nil, err // names the field, never quotes the key
 		}
 	} else if cfg.SigningAlgorithm != "" {
-		return nil, errors.New("oauth: SigningAlgorithm: set without PrivateKeyPEM")
+		return cfg, nil, nil, errors.New("oauth: SigningAlgorithm: set without PrivateKeyPEM")
 	}
 
 	if cfg.ClientMetadataURL != "" {
 		mu, err := url.Parse(cfg.ClientMetadataURL)
 		if err != nil || checkSecureURL(cfg.ClientMetadataURL) != nil || strings.Trim(mu.Path, "/") == "" ||
 			mu.RawQuery != "" || mu.Fragment != "" {
-			return nil, errors.New("oauth: ClientMetadataURL: an https URL with a path is required")
+			return cfg, nil, nil, errors.New("oauth: ClientMetadataURL: an https URL with a path is required")
 		}
 	}
-	if cfg.Issuer != "" && cfg.ClientID == "" {
-		return nil, errors.New("oauth: Issuer: set without ClientID")
-	}
-
 	for _, s := range cfg.Scopes {
 		if s == "" || strings.ContainsAny(s, " \t\"\\") {
-			return nil, fmt.Errorf("oauth: Scopes: %q is not a valid scope", s)
+			return cfg, nil, nil, fmt.Errorf("oauth: Scopes: %q is not a valid scope", s)
 		}
 	}
-	cfg.Scopes = slices.Clone(cfg.Scopes)
+	if cfg.StoreKey != "" && !validStoreKey(cfg.StoreKey) {
+		return cfg, nil, nil, fmt.Errorf("oauth: StoreKey: %q is not a slash-separated key without empty, \".\" or \"..\" segments", cfg.StoreKey)
+	}
+	return cfg, su, signer, nil
+}
 
+// validateClient checks the pre-registered client's credentials against
+// the grant (already defaulted) and the token endpoint authentication
+// method.
+func (cfg Config) validateClient() error {
+	if cfg.ClientSecret != "" && cfg.ClientID == "" {
+		return errors.New("oauth: ClientSecret: set without ClientID")
+	}
+	if cfg.PrivateKeyPEM != "" && cfg.ClientID == "" {
+		return errors.New("oauth: PrivateKeyPEM: set without ClientID")
+	}
+	if cfg.Issuer != "" && cfg.ClientID == "" {
+		return errors.New("oauth: Issuer: set without ClientID")
+	}
+	switch cfg.TokenEndpointAuthMethod {
+	case "", AuthMethodNone:
+	case AuthMethodClientSecretBasic, AuthMethodClientSecretPost:
+		if cfg.ClientID != "" && cfg.ClientSecret == "" {
+			return fmt.Errorf("oauth: TokenEndpointAuthMethod: %s needs ClientSecret", cfg.TokenEndpointAuthMethod)
+		}
+	case AuthMethodPrivateKeyJWT:
+		if cfg.PrivateKeyPEM == "" {
+			return errors.New("oauth: TokenEndpointAuthMethod: private_key_jwt needs PrivateKeyPEM")
+		}
+	default:
+		return fmt.Errorf("oauth: TokenEndpointAuthMethod: unknown method %q", cfg.TokenEndpointAuthMethod)
+	}
+	if cfg.Grant == GrantClientCredentials {
+		if cfg.ClientID == "" {
+			return errors.New("oauth: ClientID: required for the client_credentials grant")
+		}
+		if cfg.ClientSecret == "" && cfg.PrivateKeyPEM == "" {
+			return errors.New("oauth: ClientSecret or PrivateKeyPEM: required for the client_credentials grant")
+		}
+		if cfg.TokenEndpointAuthMethod == AuthMethodNone {
+			return errors.New("oauth: TokenEndpointAuthMethod: none cannot be used with the client_credentials grant")
+		}
+	}
+	return nil
+}
+
+// New validates cfg (see Validate) and returns a Client. It does no I/O:
+// stored tokens are loaded on first use (or by Load).
+func New(cfg Config) (*Client, error) {
+	cfg, su, signer, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Scopes = slices.Clone(cfg.Scopes)
 	if cfg.ClientName == "" {
 		cfg.ClientName = DefaultClientName
 	}
@@ -230,8 +259,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.StoreKey == "" {
 		sum := sha256.Sum256([]byte(canonical))
 		cfg.StoreKey = "oauth/" + hex.EncodeToString(sum[:16])
-	} else if !validStoreKey(cfg.StoreKey) {
-		return nil, fmt.Errorf("oauth: StoreKey: %q is not a slash-separated key without empty, \".\" or \"..\" segments", cfg.StoreKey)
 	}
 	if cfg.Store == nil {
 		cfg.Store = &MemoryStore{}

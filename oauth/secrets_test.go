@@ -219,6 +219,8 @@ func TestExpiredStoredTokenIsRefreshedOnUse(t *testing.T) {
 	}
 }
 
+// New refuses exactly the configurations Validate reports, with the same
+// error.
 func TestNewValidation(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
@@ -254,12 +256,19 @@ func TestNewValidation(t *testing.T) {
 		{"store key with ..", func(c *Config) { c.StoreKey = "mcpo/../x" }, "StoreKey"},
 		{"store key with a leading slash", func(c *Config) { c.StoreKey = "/mcpo" }, "StoreKey"},
 		{"issuer without client", func(c *Config) { c.Issuer = "https://as" }, "Issuer"},
+		{"signing algorithm without a key", func(c *Config) { c.ClientID = "id"; c.SigningAlgorithm = "ES256" }, "SigningAlgorithm"},
+		{"client_credentials without client authentication", func(c *Config) {
+			c.Grant, c.ClientID, c.ClientSecret, c.TokenEndpointAuthMethod = GrantClientCredentials, "id", "s", AuthMethodNone
+		}, "none cannot be used"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := base
 			tt.mod(&cfg)
 			_, err := New(cfg)
+			if verr := cfg.Validate(); fmt.Sprint(verr) != fmt.Sprint(err) {
+				t.Errorf("Validate: %v; New: %v", verr, err)
+			}
 			if tt.field == "" {
 				if err != nil {
 					t.Errorf("New: %v", err)

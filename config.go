@@ -1,0 +1,454 @@
+package caddymcpo
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/oauth"
+)
+
+// This file holds the configuration types below Handler and every rule
+// about a configuration as written. Rules about values that hold
+// placeholders are checked where the placeholders are resolved (resolve.go).
+
+// Server configures one MCP server: a command to run over stdio, or a URL to
+// reach over Streamable HTTP or HTTP+SSE.
+//
+// Values of command, args, env, dir, url and headers may hold Caddy's global
+// placeholders, such as {env.API_KEY} or {file./run/secrets/key}, which are
+// resolved when the configuration loads (unlike {$VAR}, which the Caddyfile
+// adapter bakes into the JSON configuration).
+type Server struct {
+	// The server's name: its path segment under the mount when a handler
+	// serves several servers, and its name in logs and errors.
+	Name string `json:"name,omitempty"`
+
+	// The program to run for a stdio server, found through the PATH of the
+	// server's environment. It is run directly, never through a shell.
+	Command string `json:"command,omitempty"`
+	// Arguments passed to the command.
+	Args []string `json:"args,omitempty"`
+	// Environment variables set for the command.
+	Env map[string]string `json:"env,omitempty"`
+	// Names of Caddy's own environment variables passed on to the command,
+	// besides HOME, LOGNAME, PATH, SHELL, TERM, USER, TMPDIR, TZ and the
+	// locale, XDG directory, proxy and CA certificate variables, which
+	// always are. "*" passes all of them.
+	InheritEnv []string `json:"inherit_env,omitempty"`
+	// The command's working directory. Default: Caddy's.
+	Dir string `json:"dir,omitempty"`
+
+	// The endpoint of a server reached over HTTP.
+	URL string `json:"url,omitempty"`
+	// HTTP headers sent with every request to URL, such as Authorization.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// How the server is reached: "stdio" (the default with command),
+	// "streamable_http" (the default with url), "sse" for the legacy
+	// HTTP+SSE transport, or "auto" to try Streamable HTTP and fall back to
+	// HTTP+SSE.
+	Transport string `json:"transport,omitempty"`
+	// The MCP protocol era: "auto" (the default), "legacy" (2025-11-25 and
+	// earlier, with the initialize handshake), "modern" (2026-07-28), or an
+	// exact protocol version.
+	Protocol string `json:"protocol,omitempty"`
+
+	// When not empty, only these tools are exposed.
+	Tools []string `json:"tools,omitempty"`
+	// Tools never exposed.
+	DisabledTools []string `json:"disabled_tools,omitempty"`
+
+	// How long a tool call may take before the caller gets 504 and the
+	// call is cancelled at the server. Default: 5m.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Timeouts of particular tools, overriding timeout.
+	ToolTimeouts map[string]caddy.Duration `json:"tool_timeouts,omitempty"`
+	// The most calls under way at once; further calls wait up to
+	// queue_timeout for a free slot, then get 429 with Retry-After.
+	// Default: no limit.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+	// How long a call waits for a free slot under max_concurrent.
+	// Default: 0, refused at once.
+	QueueTimeout caddy.Duration `json:"queue_timeout,omitempty"`
+	// How long calls under way may take to finish when a configuration
+	// change replaces or removes the server, before it is stopped.
+	// Default: 30s.
+	DrainTimeout caddy.Duration `json:"drain_timeout,omitempty"`
+	// How long a stdio server may take to exit after its stdin is closed,
+	// before its process group gets SIGTERM. Default: 2s.
+	StopTimeout caddy.Duration `json:"stop_timeout,omitempty"`
+	// How long after SIGTERM before the process group gets SIGKILL.
+	// Default: 3s.
+	KillTimeout caddy.Duration `json:"kill_timeout,omitempty"`
+	// How long starting the server (process start or connect, handshake
+	// and tool listing) may take before it counts as failed and is retried
+	// with backoff. Default: 60s.
+	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
+	// The HTTP status of a result the tool marked as an error (isError).
+	// Default: 500.
+	ToolErrorStatus int `json:"tool_error_status,omitempty"`
+	// The title of the server's own OpenAPI document. Default: its name.
+	Title string `json:"title,omitempty"`
+	// Whether arguments must match the tool's input schema as sent. When
+	// false, arguments that fail are coerced if that makes them valid:
+	// strings holding numbers or booleans become numbers or booleans, and
+	// nulls for arguments that take none are left out (for LLMs that send
+	// every value as a string). Default: true; failing arguments get 422.
+	StrictArgs *bool `json:"strict_args,omitempty"`
+
+	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
+	OAuth *OAuth `json:"oauth,omitempty"`
+}
+
+// SecurityScheme declares how callers authenticate, for the documents.
+type SecurityScheme struct {
+	// "basic" or "bearer" (HTTP authentication), or "header", "query" or
+	// "cookie" (an API key there, under Name).
+	Type string `json:"type"`
+	// The name of the header, query parameter or cookie holding the key.
+	Name string `json:"name,omitempty"`
+	// For "bearer", a hint of the tokens' format, such as "JWT".
+	BearerFormat string `json:"bearer_format,omitempty"`
+	// A description shown in the documents.
+	Description string `json:"description,omitempty"`
+}
+
+// CORS lets pages of other origins call the handler from a browser.
+// Preflight requests are answered before any API key is checked, and every
+// answer to an allowed origin, errors included, carries the CORS headers.
+type CORS struct {
+	// The origins allowed, such as "https://chat.example.com"; "*" allows
+	// any origin.
+	Origins []string `json:"origins,omitempty"`
+	// How long browsers may cache a preflight answer. Default: 10m.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+}
+
+// OAuth authorizes the requests to an HTTP server with OAuth 2.1, as the
+// MCP authorization specification describes. Nothing blocks: until a user
+// has authorized the server (once; tokens are kept in Caddy's storage and
+// refreshed), calls to it get 503 with the address of its authorize page,
+// and every other server works as usual.
+//
+// Values may hold placeholders, such as {env.CLIENT_SECRET} or
+// {file./run/secrets/key.pem}.
+type OAuth struct {
+	// "authorization_code" (the default: a user consents in a browser at
+	// <mount>/<server>/oauth/authorize) or "client_credentials" (the
+	// server is called on Caddy's own behalf, with the client's
+	// credentials, and no browser is involved).
+	Grant string `json:"grant,omitempty"`
+
+	// The external URL of <mount>/<server>/oauth/callback (of
+	// <mount>/oauth/callback for a single-server mount), where the
+	// authorization server sends the browser back, such as
+	// https://caddy.example.com/tools/github/oauth/callback. Required for
+	// the authorization-code grant; register it with the provider when
+	// the client is pre-registered.
+	RedirectURI string `json:"redirect_uri,omitempty"`
+
+	// A pre-registered client. Without one, the client registers itself
+	// with a client ID metadata document (see ClientMetadataURL) or by
+	// dynamic client registration, and keeps the registration in storage.
+	ClientID string `json:"client_id,omitempty"`
+	// The pre-registered client's secret, best as a placeholder such as
+	// {env.CLIENT_SECRET}.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// How the client authenticates at the token endpoint:
+	// client_secret_basic, client_secret_post, none or private_key_jwt.
+	// Default: chosen from what the client has and the server supports.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// The PEM private key (RSA or ECDSA P-256) of private_key_jwt client
+	// authentication, best as {file./path/key.pem}.
+	PrivateKey string `json:"private_key,omitempty"`
+	// RS256 or ES256; default from the key.
+	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
+	// The authorization server the pre-registered client belongs to: its
+	// credentials are never sent to another one.
+	Issuer string `json:"issuer,omitempty"`
+
+	// The scopes to ask for. Default: those the server asks for in its
+	// challenge or lists in its metadata.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// The HTTPS URL of <mount>/<server>/oauth/client-metadata.json, which
+	// the handler serves: with authorization servers that support client
+	// ID metadata documents, it is the client's ID and no registration is
+	// needed.
+	ClientMetadataURL string `json:"client_metadata_url,omitempty"`
+	// The client name shown on consent pages. Default: caddy-mcpo.
+	ClientName string `json:"client_name,omitempty"`
+}
+
+// errNoServer refuses a handler without any server, before and after its
+// config files are read.
+var errNoServer = errors.New("no MCP server configured: give a command, a url, server blocks or a config file")
+
+// Validate checks the handler's configuration as written: its mount, its
+// servers (present, named as the mount needs, each valid) and who may call.
+// Provision runs it first; Caddy runs it again after Provision.
+func (h *Handler) Validate() error {
+	if _, err := normalizeMount(h.Mount); err != nil {
+		return fieldErr(err, "mount")
+	}
+	if len(h.Servers) == 0 && len(h.ConfigFiles) == 0 {
+		return errNoServer
+	}
+	if err := validateNames(h.Servers, h.single()); err != nil {
+		return err
+	}
+	for i, s := range h.Servers {
+		name := h.serverName(s)
+		if err := s.Validate(); err != nil {
+			return &serverError{index: i, name: name, err: err}
+		}
+		if s.OAuth != nil && s.OAuth.Grant != oauth.GrantClientCredentials &&
+			len(h.APIKeys)+len(h.AdminKeys) == 0 && h.Security == nil {
+			return &serverError{index: i, name: name, err: fieldErr(errors.New(
+				"the oauth authorize page would be open to anyone: set admin_key or api_key, "+
+					"or declare security when a handler in front authenticates callers"), "oauth")}
+		}
+	}
+	if h.ProtectDocs && len(h.APIKeys) == 0 {
+		return fieldErr(errors.New("protect_docs needs an api_key"), "protect_docs")
+	}
+	if h.Security != nil {
+		if len(h.APIKeys) > 0 {
+			return fieldErr(errors.New("security declares how another handler authenticates callers; "+
+				"with api_key the documents already declare the bearer key: drop one"), "security", "api_keys")
+		}
+		if err := h.Security.Validate(); err != nil {
+			return nested("security", err)
+		}
+	}
+	if h.CORS != nil {
+		if err := h.CORS.Validate(); err != nil {
+			return nested("cors", err)
+		}
+	}
+	return nil
+}
+
+// single reports a handler serving its only server at the mount itself.
+func (h *Handler) single() bool {
+	return len(h.ConfigFiles) == 0 && len(h.Servers) == 1 && h.Servers[0].Name == ""
+}
+
+// serverName is the name a server of the handler goes by: its own, or for
+// the single server of a mount, the mount's last segment.
+func (h *Handler) serverName(s *Server) string {
+	if h.single() {
+		mount, err := normalizeMount(h.Mount)
+		if err != nil {
+			mount = h.Mount
+		}
+		return mountName(mount)
+	}
+	return s.Name
+}
+
+// validateNames checks the names of a handler's servers: present,
+// path-safe and unique, unless the handler serves a single server at its
+// mount.
+func validateNames(servers []*Server, single bool) error {
+	if single {
+		return nil
+	}
+	seen := map[string]bool{}
+	for i, s := range servers {
+		var err error
+		switch {
+		case s.Name == "":
+			err = errors.New("with several servers, every server needs a name")
+		case seen[s.Name]:
+			err = fmt.Errorf("server name %q is used twice", s.Name)
+		default:
+			err = bridge.ValidateServerName(s.Name)
+		}
+		if err != nil {
+			return &serverError{index: i, err: err} // the error names the server
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// Validate checks a server's configuration as written: a command or a url,
+// a known transport and protocol, settings that fit the transport, and the
+// limits.
+func (s *Server) Validate() error {
+	switch {
+	case s.Command != "" && s.URL != "":
+		return fieldErr(errors.New("command and url are exclusive: a server runs a command (stdio) or is reached at a url"),
+			"command", "url")
+	case s.Command == "" && s.URL == "":
+		return errors.New("needs a command (stdio) or a url (HTTP)")
+	}
+	transport, err := s.transport()
+	if err != nil {
+		return fieldErr(err, "transport")
+	}
+	if _, err := upstream.ParseProtocol(s.Protocol); err != nil {
+		return fieldErr(err, "protocol")
+	}
+	if transport != upstream.TransportStdio && (len(s.Env) > 0 || len(s.InheritEnv) > 0) {
+		return fieldErr(errors.New("env and inherit_env apply to stdio servers only"), "env", "inherit_env")
+	}
+	if s.ToolErrorStatus != 0 && (s.ToolErrorStatus < 400 || s.ToolErrorStatus > 599) {
+		return fieldErr(fmt.Errorf("tool_error_status %d: want an HTTP error status (400-599)", s.ToolErrorStatus),
+			"tool_error_status")
+	}
+	if s.MaxConcurrent < 0 {
+		return fieldErr(fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent), "max_concurrent")
+	}
+	if s.QueueTimeout > 0 && s.MaxConcurrent == 0 {
+		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")
+	}
+	if s.OAuth != nil {
+		if transport == upstream.TransportStdio {
+			return fieldErr(errors.New("oauth applies to servers reached at a url; give a stdio server its credentials through env"),
+				"oauth")
+		}
+		if err := s.OAuth.Validate(); err != nil {
+			return nested("oauth", err)
+		}
+	}
+	return nil
+}
+
+// transport returns how the server is reached: as configured, or stdio
+// with a command and Streamable HTTP with a url.
+func (s *Server) transport() (upstream.Transport, error) {
+	switch {
+	case s.Transport != "":
+		return upstream.ParseTransport(s.Transport)
+	case s.Command != "":
+		return upstream.TransportStdio, nil
+	default:
+		return upstream.TransportStreamableHTTP, nil
+	}
+}
+
+// Validate checks the grant. The other settings may hold placeholders:
+// they are checked once resolved (see OAuth.config), by
+// oauth.Config.Validate.
+func (o *OAuth) Validate() error {
+	switch o.Grant {
+	case "", oauth.GrantAuthorizationCode, oauth.GrantClientCredentials:
+		return nil
+	}
+	return fieldErr(fmt.Errorf("oauth grant %q: want %s or %s", o.Grant, oauth.GrantAuthorizationCode, oauth.GrantClientCredentials),
+		"grant")
+}
+
+// Validate checks that the declaration is one OpenAPI can express.
+func (s *SecurityScheme) Validate() error {
+	switch s.Type {
+	case "basic", "bearer":
+		if s.Type == "basic" && s.BearerFormat != "" {
+			return fieldErr(errors.New(`security: bearer_format applies to type "bearer" only`), "bearer_format")
+		}
+		if s.Name != "" {
+			return fieldErr(fmt.Errorf("security: type %q takes no name", s.Type), "name")
+		}
+	case "header", "query", "cookie":
+		if s.Name == "" {
+			return fieldErr(fmt.Errorf("security: type %q needs the name of the %s holding the key", s.Type, s.Type), "name")
+		}
+	default:
+		return fieldErr(fmt.Errorf("security: unknown type %q: want basic, bearer, header, query or cookie", s.Type), "type")
+	}
+	return nil
+}
+
+// openAPI converts the validated declaration to an OpenAPI security scheme.
+func (s *SecurityScheme) openAPI() *openapi3.SecurityScheme {
+	out := &openapi3.SecurityScheme{Description: s.Description}
+	switch s.Type {
+	case "basic", "bearer":
+		out.Type, out.Scheme, out.BearerFormat = "http", s.Type, s.BearerFormat
+	default:
+		out.Type, out.In, out.Name = "apiKey", s.Type, s.Name
+	}
+	return out
+}
+
+// Validate checks the origins: at least one, each an origin a browser
+// sends.
+func (c *CORS) Validate() error {
+	if len(c.Origins) == 0 {
+		return fieldErr(errors.New(`cors needs the origins allowed, or "*" for any`), "origins")
+	}
+	for _, o := range c.Origins {
+		if err := checkOrigin(o); err != nil {
+			return fieldErr(err, "origins")
+		}
+	}
+	return nil
+}
+
+// checkOrigin reports an origin that no browser sends: an Origin is a
+// scheme and a host, with an optional port, and nothing else.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("cors origin %q: want a scheme and a host, such as https://chat.example.com, or *", o)
+	}
+	return nil
+}
+
+// fieldError is an error about some fields of a configuration object,
+// named by their JSON names, dotted below a nested object ("oauth.grant"),
+// so that the Caddyfile adapter can report it at the line that set them.
+type fieldError struct {
+	fields []string
+	err    error
+}
+
+// fieldErr returns err as an error about fields.
+func fieldErr(err error, fields ...string) error {
+	return &fieldError{fields: fields, err: err}
+}
+
+func (e *fieldError) Error() string { return e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+// nested returns err, an error of the object under field, as an error of
+// the object holding it.
+func nested(field string, err error) error {
+	var fe *fieldError
+	if !errors.As(err, &fe) {
+		return fieldErr(err, field)
+	}
+	out := &fieldError{err: err}
+	for _, f := range fe.fields {
+		out.fields = append(out.fields, field+"."+f)
+	}
+	return out
+}
+
+// serverError is an error about one of a handler's servers.
+type serverError struct {
+	index int    // in Handler.Servers
+	name  string // the server's name, or "" when err names the server
+	err   error
+}
+
+func (e *serverError) Error() string {
+	if e.name == "" {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("server %q: %v", e.name, e.err)
+}
+
+func (e *serverError) Unwrap() error { return e.err }

@@ -1,0 +1,24 @@
+// Package caddymcpo is a Caddy module that serves the tools of MCP (Model
+// Context Protocol) servers as a REST API, with an OpenAPI 3.1 document and
+// Swagger UI, for Open WebUI and any other OpenAPI tool client.
+//
+// The HTTP handler http.handlers.mcpo owns the MCP sessions (stdio,
+// Streamable HTTP, HTTP+SSE); Caddy does TLS, subpaths, authentication,
+// logging and reloads. Sessions are pooled by their configuration, so a
+// reload keeps every server whose configuration did not change running.
+// The bridge logic lives in the bridge packages, which do not depend on Caddy.
+//
+// The files of the package:
+//
+//   - module.go: the handler, http.handlers.mcpo: provisioning and serving.
+//   - config.go: the configuration types below the handler, and Validate,
+//     which holds every rule about a configuration as written.
+//   - resolve.go: placeholders resolved when a configuration loads, and
+//     the rules only resolved values tell.
+//   - directives.go, caddyfile.go: the Caddyfile directive, read through
+//     one table of subdirectives.
+//   - configfile.go: Claude Desktop / mcpo configuration files.
+//   - pool.go: the running servers, shared by the configurations that use
+//     them; app.go: the app that starts a configuration's servers.
+//   - admin.go, metrics.go: the admin API and the Prometheus metrics.
+package caddymcpo
