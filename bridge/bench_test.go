@@ -50,8 +50,8 @@ func BenchmarkRenderResult(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if status, body := renderResult(&bc.res, testServer, bc.tool); status != 200 || len(body) == 0 {
-					b.Fatal(status, string(body))
+				if body := renderResult(&bc.res, bc.tool); len(body) == 0 {
+					b.Fatal("no body")
 				}
 			}
 		})
@@ -76,7 +76,7 @@ func BenchmarkAccessCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		clear(w.Header())
-		if g.cors(w, r) || !g.admit(w, r, false) {
+		if g.cors(w, r) || g.admit(r, false) != nil {
 			b.Fatal("refused")
 		}
 	}
