@@ -122,7 +122,7 @@ func BenchmarkServeCall(b *testing.B) {
 	const args = `{"timezone":"Europe/Paris"}`
 	body := strings.NewReader(args)
 	r := httptest.NewRequest(http.MethodPost, "/m/time/get_current_time", nil)
-	r.Body = io.NopCloser(body)
+	r.Body, r.ContentLength = io.NopCloser(body), int64(len(args))
 	r.Header.Set("Authorization", "Bearer first-key-0123456789abcdef")
 	r.Header.Set("Content-Type", "application/json")
 	w := &discardWriter{h: http.Header{}}

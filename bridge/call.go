@@ -112,7 +112,7 @@ func capped(b []byte) []byte {
 // readArgs reads the request body as the tool's arguments: a JSON object,
 // or {} for an empty body. It returns the answer to a bad body.
 func readArgs(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMessage, *httpError) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -133,6 +133,30 @@ func readArgs(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMess
 		return nil, invalidArgs(http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not "+jsonKind(body[0]))
 	}
 	return body, nil
+}
+
+// readAll reads rd to its end, into a buffer sized for a body of length
+// (when known and within limit) plus the byte that finds the end: most
+// arguments are far smaller than io.ReadAll's first buffer.
+func readAll(rd io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length >= 0 && length < limit {
+		size = length + 1
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // invalidArgs is the answer to arguments refused before the call.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -106,6 +107,24 @@ func TestReadArgsReadError(t *testing.T) {
 	args, e := readArgs(httptest.NewRecorder(), r, 1024)
 	if e == nil || e.Status != http.StatusBadRequest || args != nil || !strings.Contains(e.Detail.Message, "connection reset") {
 		t.Errorf("readArgs = %s, %+v; want 400 naming the read error", args, e)
+	}
+}
+
+func TestReadAllReadsEveryByteWhateverTheLengthSays(t *testing.T) {
+	for _, size := range []int{0, 1, 27, 511, 512, 513, 5000} {
+		body := strings.Repeat("x", size)
+		for _, length := range []int64{-1, 0, 1, int64(size) - 1, int64(size), int64(size) + 1, 100000} {
+			for _, oneByte := range []bool{false, true} {
+				var rd io.Reader = strings.NewReader(body)
+				if oneByte {
+					rd = iotest.OneByteReader(rd)
+				}
+				got, err := readAll(rd, length, 10000)
+				if err != nil || string(got) != body {
+					t.Errorf("size %d, length %d, one byte at a time %v: read %d bytes, %v", size, length, oneByte, len(got), err)
+				}
+			}
+		}
 	}
 }
 

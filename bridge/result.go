@@ -70,7 +70,7 @@ func renderContent(c *upstream.Content) []byte {
 				return b
 			}
 		}
-		return mustJSON(c.Text)
+		return textJSON(c.Text)
 	case "image", "audio":
 		return dataURIJSON(c.MIMEType, c.Data)
 	case "resource_link":
@@ -101,6 +101,18 @@ func renderContent(c *upstream.Content) []byte {
 		return mustJSON(out)
 	}
 	return c.Raw // a content type newer than this bridge: passed on as sent
+}
+
+// textJSON is the JSON string of s: written as it is, in one allocation,
+// when it holds no character JSON escapes, as most short texts do.
+func textJSON(s string) []byte {
+	if !plainJSON(s) {
+		return mustJSON(s)
+	}
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // jsonStart holds the bytes a JSON text can start with.
