@@ -26,7 +26,7 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	b.obs.CallStarted(s.cfg.Name, tool)
 	var e *httpError
 	if rt != nil {
-		e = b.call(w, r, s, rt, base)
+		e = b.call(w, r, s, rt, base, start)
 	} else {
 		e = serverDown(s.cfg, base, seg, down)
 	}
@@ -46,10 +46,9 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 // under the server's concurrency cap, call with the tool's deadline, and
 // write the mapped result. It returns the answer of a call that did not
 // succeed, for serveCall to write. base is the server's base path as the
-// client sees it.
-func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string) *httpError {
+// client sees it; start is when the call started.
+func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string, start time.Time) *httpError {
 	s, tool := st.cfg, rt.tool.Name
-	start := time.Now()
 	body, e := readArgs(w, r, b.cfg.MaxBodyBytes)
 	if e == nil {
 		body, e = prepareArgs(body, s, rt)

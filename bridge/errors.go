@@ -82,10 +82,12 @@ func detailBody(d errorDetail) []byte {
 	return body
 }
 
+// writeJSON writes a JSON body. Its headers are set by their canonical
+// keys, which Set would check on every call.
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
