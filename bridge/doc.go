@@ -1,31 +1,28 @@
 // Package bridge serves the tools of MCP servers over plain HTTP, the way
-// mcpo does: each tool as POST <server>/<tool> taking a JSON object of its
-// arguments, each server's OpenAPI document and Swagger UI, one document
-// and Swagger UI covering every server of a mount, a health report, and the
-// pages where an administrator authorizes a server that needs OAuth.
+// the Python project mcpo does, so that Open WebUI and other OpenAPI
+// clients can call them.
 //
-// It works on any Caller (package upstream's Upstream is the real one) and
-// knows nothing of Caddy: the Caddy handler strips its mount from the
-// request path and calls Bridge.Serve.
+// It owns, for one mount of one or several servers:
 //
-// A request walks one way through the package:
+//   - the route table: each tool as POST <server>/<tool> taking a JSON
+//     object of its arguments, each server's OpenAPI document
+//     (<server>/openapi.json) and Swagger UI (<server>/docs), one document
+//     and Swagger UI covering every server (openapi.json, docs), a health
+//     report (health), and the pages where an administrator authorizes a
+//     server that needs OAuth (<server>/oauth/...); at a single-server
+//     mount, the server's paths are at the mount itself;
+//   - who may use them (Access): API keys, an admin key, CORS;
+//   - a call: reading and checking the arguments against the tool's input
+//     schema, the server's deadline and concurrency cap, and mapping the
+//     result or error to an HTTP answer;
+//   - the answers that are not successes, all of the one shape
+//     {"detail": {"message": ..., ...}} that Open WebUI and the LLMs behind
+//     it read, with the status, Retry-After and Allow headers they act on;
+//   - telling an Observer how every call ended, for metrics.
 //
-//   - Serve answers CORS preflights (access.go), then looks the path up in
-//     the route table New built once (routes.go): a net/http ServeMux
-//     mapping each path to a page.
-//   - serve checks the key the page needs (the API key, or the admin key
-//     for the authorization page), finds the tool the path names in the
-//     server's latest tool listing (view.go), and checks the method: a path
-//     nothing is at gets 404, a method the page does not answer 405, and
-//     OPTIONS the methods it does.
-//   - A POST to a tool goes to serveCall (call.go), which reads and checks
-//     the arguments (args.go), calls the tool under the server's deadline
-//     and concurrency cap, renders the result (result.go), and tells the
-//     Observer how the call ended (observe.go). Other methods go to the
-//     page: a document, Swagger UI, the health report (health.go), or a
-//     consent page (consent.go).
-//
-// Every answer other than a success is an *httpError (errors.go), written by
-// writeError alone as {"detail": {"message": ..., ...}}, the shape Open
-// WebUI and the LLMs behind it read.
+// It works on any Caller (package upstream's Upstream is the real one):
+// it starts, stops and talks to no server itself. It knows nothing of
+// Caddy: the Caddy handler strips its mount from the request path and calls
+// Bridge.Serve with what is left and the mount's path as the client sees
+// it. It starts no goroutines, and never puts API keys in answers or logs.
 package bridge

@@ -8,6 +8,23 @@ import (
 	"strings"
 )
 
+// A request walks one way through the package:
+//
+//   - Serve answers CORS preflights (access.go), then looks the path up in
+//     the route table New built once: a net/http ServeMux mapping each path
+//     to a page.
+//   - serve checks the key the page needs, finds the tool the path names in
+//     the server's latest tool listing (view.go), and checks the method: a
+//     path nothing is at gets 404, a method the page does not answer 405,
+//     OPTIONS the methods it does.
+//   - A POST to a tool goes to serveCall (call.go), which reads and checks
+//     the arguments (args.go), calls the tool, renders the result
+//     (result.go) and tells the Observer how the call ended. Other methods
+//     go to the page: a document (view.go), Swagger UI, the health report
+//     (health.go) or a consent page (consent.go).
+//   - Every answer other than a success is an *httpError (errors.go),
+//     written by writeError alone.
+
 // A page is what the route table maps a path to.
 type page struct {
 	b *Bridge
