@@ -151,9 +151,9 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 	allowed := g.anyOrigin || g.origins[strings.ToLower(origin)]
 	if !allowed {
 		if preflight {
-			writeError(w, http.StatusForbidden, errorDetail{
+			writeError(w, &httpError{Status: http.StatusForbidden, Detail: errorDetail{
 				Message: fmt.Sprintf("origin %s is not allowed to call this server (see the cors setting)", origin),
-			})
+			}})
 			return true
 		}
 		return false // no CORS headers: the browser keeps the answer from the page
@@ -178,47 +178,47 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// admit checks the caller's key, answering 401 or 403 when it must be
-// refused. read says whether the request only reads documents or health.
-func (g *gate) admit(w http.ResponseWriter, r *http.Request, read bool) bool {
+// admit checks the caller's key, returning the 401 or 403 of a request it
+// refuses. read says whether the request only reads documents or health.
+func (g *gate) admit(r *http.Request, read bool) *httpError {
 	if read && !g.protectDocs {
-		return true
+		return nil
 	}
-	return check(w, r, g.keys, read, "API key")
+	return check(r, g.keys, read, "API key")
 }
 
 // admitAdmin checks the key of a request for an administrator's page.
-func (g *gate) admitAdmin(w http.ResponseWriter, r *http.Request) bool {
-	return check(w, r, g.adminKeys, true, g.adminName)
+func (g *gate) admitAdmin(r *http.Request) *httpError {
+	return check(r, g.adminKeys, true, g.adminName)
 }
 
-// check admits a request bearing one of keys, and answers 401 or 403 to
-// others. A browser's Basic authentication is accepted if basic, with the
-// key as the password; what names the key in messages.
-func check(w http.ResponseWriter, r *http.Request, keys [][sha256.Size]byte, basic bool, what string) bool {
+// check admits a request bearing one of keys, and returns the 401 or 403
+// of others. A browser's Basic authentication is accepted if basic, with
+// the key as the password; what names the key in messages.
+func check(r *http.Request, keys [][sha256.Size]byte, basic bool, what string) *httpError {
 	if len(keys) == 0 {
-		return true
+		return nil
 	}
 	key, scheme := credentials(r, basic)
 	if key == "" {
+		e := &httpError{Status: http.StatusUnauthorized, Header: http.Header{}}
 		msg := "this needs the " + what + ": send it as 'Authorization: Bearer <key>'"
 		if basic {
 			// Browsers prompt for Basic, so pages open in one.
-			w.Header().Add("WWW-Authenticate", `Basic realm="caddy-mcpo", charset="UTF-8"`)
+			e.Header.Add("WWW-Authenticate", `Basic realm="caddy-mcpo", charset="UTF-8"`)
 			msg += ", or as the password of Basic authentication"
 		}
 		if scheme != "" {
 			msg = fmt.Sprintf("authorization scheme %q is not accepted here; ", scheme) + msg
 		}
-		w.Header().Add("WWW-Authenticate", `Bearer realm="caddy-mcpo"`)
-		writeError(w, http.StatusUnauthorized, errorDetail{Message: msg})
-		return false
+		e.Header.Add("WWW-Authenticate", `Bearer realm="caddy-mcpo"`)
+		e.Detail.Message = msg
+		return e
 	}
 	if !valid(keys, key) {
-		writeError(w, http.StatusForbidden, errorDetail{Message: "the " + what + " is not valid for this server"})
-		return false
+		return &httpError{Status: http.StatusForbidden, Detail: errorDetail{Message: "the " + what + " is not valid for this server"}}
 	}
-	return true
+	return nil
 }
 
 // valid compares key with every one of keys, in constant time.

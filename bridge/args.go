@@ -57,14 +57,14 @@ func object(ms []member) json.RawMessage {
 // unwrapped for a tool that takes a non-object input, with renamed
 // arguments back under their wire names, validated against the tool's
 // original input schema (and, for a lenient server, coerced when that makes
-// them valid). A non-zero status reports arguments to send back.
-func prepareArgs(body json.RawMessage, s *Server, rt *route) (json.RawMessage, int, errorDetail) {
+// them valid). It returns the answer to arguments it refuses.
+func prepareArgs(body json.RawMessage, s *Server, rt *route) (json.RawMessage, *httpError) {
 	args := body
 	switch {
 	case rt.input.Wrapped != "":
 		ms, err := members(body)
 		if err != nil {
-			return nil, http.StatusBadRequest, errorDetail{Message: err.Error()}
+			return nil, invalidArgs(http.StatusBadRequest, err.Error())
 		}
 		found := false
 		for _, m := range ms {
@@ -73,14 +73,13 @@ func prepareArgs(body json.RawMessage, s *Server, rt *route) (json.RawMessage, i
 			}
 		}
 		if !found {
-			return nil, http.StatusUnprocessableEntity, errorDetail{
-				Message: fmt.Sprintf("this tool takes a single input, sent as the %q argument", rt.input.Wrapped),
-			}
+			return nil, invalidArgs(http.StatusUnprocessableEntity,
+				fmt.Sprintf("this tool takes a single input, sent as the %q argument", rt.input.Wrapped))
 		}
 	case len(rt.input.Renames) > 0:
 		ms, err := members(body)
 		if err != nil {
-			return nil, http.StatusBadRequest, errorDetail{Message: err.Error()}
+			return nil, invalidArgs(http.StatusBadRequest, err.Error())
 		}
 		given := make(map[string]bool, len(ms))
 		for _, m := range ms {
@@ -99,16 +98,18 @@ func prepareArgs(body json.RawMessage, s *Server, rt *route) (json.RawMessage, i
 		args = object(kept)
 	}
 	if rt.validator == nil {
-		return args, 0, errorDetail{}
+		return args, nil
 	}
 	errs := rt.validator.Validate(args)
 	if errs == nil {
-		return args, 0, errorDetail{}
+		return args, nil
 	}
 	if s.LenientArgs {
 		if coerced, ok := rt.validator.Coerce(args); ok {
-			return coerced, 0, errorDetail{}
+			return coerced, nil
 		}
 	}
-	return nil, http.StatusUnprocessableEntity, errorDetail{Message: schema.Summary(errs), Errors: errs}
+	e := invalidArgs(http.StatusUnprocessableEntity, schema.Summary(errs))
+	e.Detail.Errors = errs
+	return nil, e
 }

@@ -46,12 +46,22 @@ func TestPrepareArgs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rt := routeFor(t, tt.schema)
-			got, status, d := prepareArgs(json.RawMessage(tt.body), &Server{Name: "s", LenientArgs: tt.lenient}, rt)
+			got, e := prepareArgs(json.RawMessage(tt.body), &Server{Name: "s", LenientArgs: tt.lenient}, rt)
+			status, d := 0, errorDetail{}
+			if e != nil {
+				status, d = e.Status, e.Detail
+				if e.Outcome != OutcomeInvalidArguments {
+					t.Errorf("outcome = %q, want %q", e.Outcome, OutcomeInvalidArguments)
+				}
+			}
 			if status != tt.status {
 				t.Fatalf("status = %d (%+v), want %d", status, d, tt.status)
 			}
 			if status == 0 && string(got) != tt.want {
 				t.Errorf("forwarded %s, want %s", got, tt.want)
+			}
+			if status != 0 && got != nil {
+				t.Errorf("forwarded %s with a refusal", got)
 			}
 			if status != 0 && !strings.Contains(d.Message, tt.says) {
 				t.Errorf("message %q does not say %q", d.Message, tt.says)
@@ -68,9 +78,9 @@ func TestPrepareArgs_AToolWhoseSchemaCannotBeCompiledIsNotValidated(t *testing.T
 	if rt.validator != nil {
 		t.Fatal("a schema with an external reference compiled")
 	}
-	got, status, _ := prepareArgs(json.RawMessage(`{"a":1}`), &Server{Name: "s"}, rt)
-	if status != 0 || string(got) != `{"a":1}` {
-		t.Errorf("forwarded %s with status %d", got, status)
+	got, e := prepareArgs(json.RawMessage(`{"a":1}`), &Server{Name: "s"}, rt)
+	if e != nil || string(got) != `{"a":1}` {
+		t.Errorf("forwarded %s, refused with %v", got, e)
 	}
 }
 

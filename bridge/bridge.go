@@ -1,8 +1,3 @@
-// Package bridge serves MCP servers' tools over plain HTTP. It routes
-// POST <base>/<tool> to the tool, turns results and errors into JSON
-// responses, and serves each server's OpenAPI document and Swagger UI, plus
-// one document covering every server of a mount. It works on any Caller and
-// knows nothing of Caddy: the Caddy handler strips its mount and calls Serve.
 package bridge
 
 import (
@@ -12,13 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/swaggerui"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
@@ -33,11 +26,13 @@ type Caller interface {
 	Status() upstream.Status
 }
 
-// Server is one MCP server as the bridge exposes it.
+// Server configures one MCP server as the bridge exposes it. New fills in
+// the defaults of the fields left zero.
 type Server struct {
 	// Name is the server's path segment in a mount of several servers, and
 	// its name in logs, errors and operation tags.
-	Name     string
+	Name string
+	// Upstream is the server itself.
 	Upstream Caller
 	// Tools, when not empty, lists the only tools exposed.
 	Tools []string
@@ -63,7 +58,8 @@ type Server struct {
 	// such arguments are refused with 422.
 	LenientArgs bool
 	// Consent, when set, serves the server's OAuth authorization at
-	// <server>/oauth/authorize and <server>/oauth/callback.
+	// <server>/oauth/authorize, <server>/oauth/callback and
+	// <server>/oauth/client-metadata.json.
 	Consent Consent
 }
 
@@ -76,6 +72,8 @@ const (
 
 // Config configures a Bridge.
 type Config struct {
+	// Servers are the servers of the mount, in the order the documents
+	// list them.
 	Servers []*Server
 	// Single serves the only server at the mount itself (<base>/<tool>)
 	// rather than under its name (<base>/<name>/<tool>).
@@ -84,7 +82,9 @@ type Config struct {
 	Title string
 	// MaxBodyBytes caps request bodies; DefaultMaxBodyBytes when zero.
 	MaxBodyBytes int64
-	Logger       *zap.Logger
+	// Logger logs failed calls, consent flows and, at debug level, every
+	// call; nil logs nothing.
+	Logger *zap.Logger
 	// Observer is told about every call; nil tells nobody.
 	Observer Observer
 	// Access guards every endpoint; the zero value guards none.
@@ -99,12 +99,13 @@ type Bridge struct {
 	obs     Observer
 	gate    *gate
 	servers map[string]*serverState // by name
+	mux     *http.ServeMux          // the route table; see routes
 
 	mu  sync.Mutex // guards all
 	all *aggregate // the document covering every server, rebuilt on change
 }
 
-// Names used by the router itself; a server cannot take them in a mount of
+// Names of the mount's own pages; a server cannot take them in a mount of
 // several servers.
 var reservedNames = map[string]bool{"docs": true, "openapi.json": true, "health": true}
 
@@ -130,7 +131,8 @@ func ValidateServerName(name string) error {
 	return nil
 }
 
-// New returns a Bridge for cfg.
+// New returns a Bridge for cfg, filling in the defaults of its servers'
+// fields left zero, and builds its route table.
 func New(cfg Config) (*Bridge, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("no servers")
@@ -172,170 +174,6 @@ func New(cfg Config) (*Bridge, error) {
 		}
 		b.servers[s.Name] = newServerState(s, b.gate.scheme)
 	}
+	b.mux = b.routes()
 	return b, nil
-}
-
-// Serve answers a request. rel is the request path below the mount ("" or
-// starting with "/"); base is the mount's path as the client sees it, used
-// for the documents' server URL.
-func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string) {
-	base = strings.TrimSuffix(base, "/")
-	if b.gate.cors(w, r) {
-		return
-	}
-	if s, path := b.consentRoute(rel); s != nil {
-		serverBase := base
-		if !b.cfg.Single {
-			serverBase += "/" + s.cfg.Name
-		}
-		b.serveConsent(w, r, s, path, serverBase)
-		return
-	}
-	read := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
-	if !b.gate.admit(w, r, read) {
-		return
-	}
-	if rel == "/health" && (r.Method != http.MethodPost || !b.cfg.Single) {
-		if allow(w, r, methodsDoc) {
-			b.serveHealth(w, r, base)
-		}
-		return
-	}
-	if b.cfg.Single {
-		b.serveServer(w, r, b.servers[b.cfg.Servers[0].Name], rel, base)
-		return
-	}
-	switch {
-	case rel == "/openapi.json":
-		if allow(w, r, methodsDoc) {
-			b.serveAggregateDoc(w, r, base)
-		}
-		return
-	case rel == "/docs" || strings.HasPrefix(rel, "/docs/"):
-		if allow(w, r, methodsDoc) {
-			swaggerui.Serve(w, r, strings.TrimPrefix(rel, "/docs"), b.cfg.Title)
-		}
-		return
-	}
-	name, rest, _ := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
-	s := b.servers[name]
-	if s == nil || name == "" {
-		writeError(w, http.StatusNotFound, errorDetail{Message: b.notFoundHint(rel)})
-		return
-	}
-	if rest != "" || strings.HasSuffix(rel, "/") {
-		rest = "/" + rest
-	}
-	b.serveServer(w, r, s, rest, base+"/"+name)
-}
-
-func (b *Bridge) notFoundHint(rel string) string {
-	names := make([]string, 0, len(b.cfg.Servers))
-	for _, s := range b.cfg.Servers {
-		names = append(names, s.Name)
-	}
-	return fmt.Sprintf("no endpoint at %q: the servers here are %s; each serves POST <server>/<tool>, "+
-		"<server>/openapi.json and <server>/docs, and openapi.json and docs here cover them all",
-		rel, strings.Join(names, ", "))
-}
-
-// Methods per kind of path.
-var (
-	methodsDoc  = []string{http.MethodGet, http.MethodHead}
-	methodsTool = []string{http.MethodPost}
-	methodsBoth = []string{http.MethodGet, http.MethodHead, http.MethodPost}
-)
-
-// serveServer serves one server's paths; rel is below the server's base.
-func (b *Bridge) serveServer(w http.ResponseWriter, r *http.Request, s *serverState, rel, base string) {
-	var docPath bool
-	var sub string
-	switch {
-	case rel == "/openapi.json":
-		docPath = true
-	case rel == "/docs" || strings.HasPrefix(rel, "/docs/"):
-		docPath, sub = true, strings.TrimPrefix(rel, "/docs")
-	}
-	seg, isSeg := strings.CutPrefix(rel, "/")
-	isSeg = isSeg && seg != "" && !strings.Contains(seg, "/")
-
-	v, err := s.current(b.log)
-	var rt *route
-	if isSeg && v != nil {
-		rt = v.bySegment[seg]
-	}
-	switch {
-	case docPath && rt != nil:
-		if !allow(w, r, methodsBoth) {
-			return
-		}
-	case docPath:
-		if !allow(w, r, methodsDoc) {
-			return
-		}
-	case rt != nil || (isSeg && v == nil):
-		// A known tool, or a server that has not listed its tools yet:
-		// only POST makes sense, and a call says why the server is down.
-		if !allow(w, r, methodsTool) {
-			return
-		}
-	default:
-		b.notFound(w, s, v, rel)
-		return
-	}
-
-	if r.Method == http.MethodPost {
-		if rt == nil { // the server is not ready; nothing is known of the tool
-			start := time.Now()
-			b.obs.CallStarted(s.cfg.Name, "")
-			outcome := b.callError(w, r, s.cfg, base, seg, err, nil, 0)
-			b.obs.CallFinished(s.cfg.Name, "", outcome, time.Since(start))
-			return
-		}
-		b.call(w, r, s, rt, base)
-		return
-	}
-	if rel == "/openapi.json" {
-		if v == nil {
-			b.callError(w, r, s.cfg, base, "", err, nil, 0)
-			return
-		}
-		serveDocument(w, r, v.doc, v.etag, base)
-		return
-	}
-	swaggerui.Serve(w, r, sub, v.titleOr(s.cfg))
-}
-
-// notFound answers a path that is neither a tool nor a document.
-func (b *Bridge) notFound(w http.ResponseWriter, s *serverState, v *view, rel string) {
-	msg := fmt.Sprintf("server %q has no tool at %q; see its openapi.json or docs for the tools it has", s.cfg.Name, rel)
-	if v != nil && len(v.routes) <= 20 {
-		segs := make([]string, len(v.routes))
-		for i, rt := range v.routes {
-			segs[i] = rt.segment
-		}
-		msg = fmt.Sprintf("server %q has no tool at %q; its tools are at: %s (POST)", s.cfg.Name, rel, strings.Join(segs, ", "))
-	}
-	writeError(w, http.StatusNotFound, errorDetail{Message: msg, Server: s.cfg.Name})
-}
-
-// allow checks the request's method against methods, answering OPTIONS and
-// anything else not allowed. It reports whether to go on.
-func allow(w http.ResponseWriter, r *http.Request, methods []string) bool {
-	for _, m := range methods {
-		if r.Method == m {
-			return true
-		}
-	}
-	w.Header().Set("Allow", strings.Join(append(methods, http.MethodOptions), ", "))
-	if r.Method == http.MethodOptions {
-		w.WriteHeader(http.StatusNoContent)
-		return false
-	}
-	msg := fmt.Sprintf("method %s is not allowed here; use %s", r.Method, strings.Join(methods, " or "))
-	if len(methods) == 1 && methods[0] == http.MethodPost {
-		msg = fmt.Sprintf("method %s is not allowed: call the tool with POST and a JSON object of its arguments as the body", r.Method)
-	}
-	writeError(w, http.StatusMethodNotAllowed, errorDetail{Message: msg})
-	return false
 }

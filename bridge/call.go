@@ -7,73 +7,95 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
+
+// serveCall answers a POST to a tool of s and tells the Observer how the
+// call ended. rt is the tool, nil when the server has not listed its tools
+// yet: then down says why, and seg is the path segment asked for. base is
+// the server's base path as the client sees it.
+func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverState, rt *route, seg string, down error, base string) {
+	tool := ""
+	if rt != nil {
+		tool = rt.tool.Name
+	}
+	start := time.Now()
+	b.obs.CallStarted(s.cfg.Name, tool)
+	var e *httpError
+	if rt != nil {
+		e = b.call(w, r, s, rt, base, start)
+	} else {
+		e = serverDown(s.cfg, base, seg, down)
+	}
+	outcome := OutcomeOK
+	if e != nil {
+		outcome = e.Outcome
+		if e.Status >= 500 && e.Outcome != OutcomeToolError {
+			b.log.Warn("tool call failed", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
+				zap.Int("status", e.Status), zap.Error(e))
+		}
+		writeError(w, e)
+	}
+	b.obs.CallFinished(s.cfg.Name, tool, outcome, time.Since(start))
+}
 
 // call runs one tool call: read and check the arguments, wait for a slot
 // under the server's concurrency cap, call with the tool's deadline, and
-// write the mapped result or error. base is the server's base path as the
-// client sees it.
-func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string) {
+// write the mapped result. It returns the answer of a call that did not
+// succeed, for serveCall to write. base is the server's base path as the
+// client sees it; start is when the call started.
+func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string, start time.Time) *httpError {
 	s, tool := st.cfg, rt.tool.Name
-	start := time.Now()
-	outcome := OutcomeOK
-	b.obs.CallStarted(s.Name, tool)
-	defer func() { b.obs.CallFinished(s.Name, tool, outcome, time.Since(start)) }()
-
-	body, status, msg := readArgs(w, r, b.cfg.MaxBodyBytes)
-	if status != 0 {
-		outcome = OutcomeInvalidArguments
-		writeError(w, status, errorDetail{Message: msg, Server: s.Name, Tool: tool})
-		return
+	body, e := readArgs(w, r, b.cfg.MaxBodyBytes)
+	if e == nil {
+		body, e = prepareArgs(body, s, rt)
 	}
-	args, status, d := prepareArgs(body, s, rt)
-	if status != 0 {
-		outcome = OutcomeInvalidArguments
-		d.Server, d.Tool = s.Name, tool
-		writeError(w, status, d)
-		return
+	if e != nil {
+		e.Detail.Server, e.Detail.Tool = s.Name, tool
+		return e
 	}
 	release, ok := st.slots.acquire(r.Context(), s.QueueTimeout)
 	if !ok {
-		outcome = OutcomeRejected
 		if r.Context().Err() != nil {
-			outcome = OutcomeCanceled
-			return
+			return clientGone
 		}
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, errorDetail{Server: s.Name, Tool: tool,
-			Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)})
-		return
+		return &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
+			Detail: errorDetail{Server: s.Name, Tool: tool,
+				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
 	}
 	defer release()
 
 	timeout := s.timeoutFor(tool)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	res, err := s.Upstream.CallTool(ctx, tool, args)
-	if err != nil {
-		outcome = b.callError(w, r, s, base, tool, err, ctx, timeout)
-		return
+	res, err := s.Upstream.CallTool(ctx, tool, body)
+	switch {
+	case err != nil && r.Context().Err() != nil:
+		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
+		return clientGone
+	case err != nil:
+		return callFailed(ctx, s, base, tool, err, timeout)
 	}
-	status, out := renderResult(res, s, rt.tool)
+	var out []byte
 	if res.IsError {
-		outcome = OutcomeToolError
+		e = toolError(res, s, rt.tool)
+	} else {
+		out = renderResult(res, rt.tool)
+		writeJSON(w, http.StatusOK, out)
 	}
-	writeJSON(w, status, out)
 	if ce := b.log.Check(zap.DebugLevel, "tool call"); ce != nil {
+		status := http.StatusOK
+		if e != nil {
+			status, out = e.Status, []byte(e.Detail.Message)
+		}
 		ce.Write(zap.String("server", s.Name), zap.String("tool", tool),
 			zap.Int("status", status), zap.Duration("took", time.Since(start)),
-			zap.ByteString("arguments", capped(args)), zap.ByteString("result", capped(out)))
+			zap.ByteString("arguments", capped(body)), zap.ByteString("result", capped(out)))
 	}
+	return e
 }
 
 // maxLoggedBytes bounds the arguments and results in debug logs.
@@ -87,29 +109,58 @@ func capped(b []byte) []byte {
 }
 
 // readArgs reads the request body as the tool's arguments: a JSON object,
-// or {} for an empty body. A non-zero status reports a bad body.
-func readArgs(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMessage, int, string) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+// or {} for an empty body. It returns the answer to a bad body.
+func readArgs(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMessage, *httpError) {
+	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit)
+			return nil, invalidArgs(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit))
 		}
-		return nil, http.StatusBadRequest, "reading the request body: " + err.Error()
+		return nil, invalidArgs(http.StatusBadRequest, "reading the request body: "+err.Error())
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
-		return json.RawMessage("{}"), 0, ""
+		return json.RawMessage("{}"), nil
 	}
 	if !json.Valid(body) {
 		var v any
 		err := json.Unmarshal(body, &v)
-		return nil, http.StatusBadRequest, fmt.Sprintf("the request body is not valid JSON (%v); send the tool's arguments as a JSON object, e.g. {\"name\": \"value\"}", err)
+		return nil, invalidArgs(http.StatusBadRequest, fmt.Sprintf("the request body is not valid JSON (%v); send the tool's arguments as a JSON object, e.g. {\"name\": \"value\"}", err))
 	}
 	if body[0] != '{' {
-		return nil, http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not " + jsonKind(body[0])
+		return nil, invalidArgs(http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not "+jsonKind(body[0]))
 	}
-	return body, 0, ""
+	return body, nil
+}
+
+// readAll reads rd to its end, into a buffer sized for a body of length
+// (when known and within limit) plus the byte that finds the end: most
+// arguments are far smaller than io.ReadAll's first buffer.
+func readAll(rd io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length >= 0 && length < limit {
+		size = length + 1
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
+// invalidArgs is the answer to arguments refused before the call.
+func invalidArgs(status int, msg string) *httpError {
+	return &httpError{Status: status, Outcome: OutcomeInvalidArguments, Detail: errorDetail{Message: msg}}
 }
 
 func jsonKind(first byte) string {
@@ -125,112 +176,4 @@ func jsonKind(first byte) string {
 	default:
 		return "a number"
 	}
-}
-
-// callError writes the response for a failed call and returns its outcome.
-// base is the server's base path as the client sees it; tool may be empty
-// (a document request), ctx is the call's context and timeout its timeout
-// (nil and 0 when no call ran).
-func (b *Bridge) callError(w http.ResponseWriter, r *http.Request, s *Server, base, tool string, err error, ctx context.Context, timeout time.Duration) Outcome {
-	d := errorDetail{Server: s.Name, Tool: tool}
-	var status int
-	var outcome Outcome
-	var (
-		unavailable *upstream.UnavailableError
-		rpc         *upstream.RPCError
-		input       *upstream.InputRequiredError
-	)
-	switch {
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
-		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
-		return OutcomeCanceled
-	case errors.As(err, &unavailable):
-		status, outcome = http.StatusServiceUnavailable, OutcomeUnavailable
-		secs := int(math.Ceil(unavailable.RetryAfter.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		d.Message = unavailable.Error() + "; try again later"
-		if unavailable.State == upstream.StateNeedsAuth && s.Consent != nil {
-			d.Authorize = base + consentAuthorize
-			d.Message = fmt.Sprintf("server %q needs authorization: an administrator must open %s in a browser and grant access; calls work once that is done",
-				s.Name, d.Authorize)
-		}
-	case errors.As(err, &rpc):
-		switch rpc.Code {
-		case upstream.CodeInvalidParams:
-			status, outcome = http.StatusUnprocessableEntity, OutcomeInvalidArguments
-		case upstream.CodeMethodNotFound:
-			status, outcome = http.StatusNotFound, OutcomeUpstreamError
-		default:
-			status, outcome = http.StatusBadGateway, OutcomeUpstreamError
-		}
-		d.Message = rpc.Message
-		code := rpc.Code
-		d.Code = &code
-		d.Data = rpc.Data
-	case errors.As(err, &input):
-		status, outcome = http.StatusBadGateway, OutcomeUpstreamError
-		d.Message = fmt.Sprintf("server %q: tool %q: %v", s.Name, tool, input)
-	case ctx != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		status, outcome = http.StatusGatewayTimeout, OutcomeTimeout
-		d.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, timeout)
-	default:
-		status, outcome = http.StatusBadGateway, OutcomeUpstreamError
-		d.Message = fmt.Sprintf("server %q: calling tool %q failed: %v", s.Name, tool, err)
-	}
-	if status >= 500 {
-		b.log.Warn("tool call failed", zap.String("server", s.Name), zap.String("tool", tool),
-			zap.Int("status", status), zap.Error(err))
-	}
-	writeError(w, status, d)
-	return outcome
-}
-
-// errorDetail is the body of every error response, inside {"detail": ...}.
-type errorDetail struct {
-	Message string                 `json:"message"`
-	Server  string                 `json:"server,omitempty"`
-	Tool    string                 `json:"tool,omitempty"`
-	Code    *int                   `json:"code,omitempty"`
-	Data    json.RawMessage        `json:"data,omitempty"`
-	Errors  []schema.ArgumentError `json:"errors,omitempty"`
-	// Authorize is where to authorize a server that needs it.
-	Authorize string `json:"authorize,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, status int, d errorDetail) {
-	body, err := json.Marshal(struct {
-		Detail errorDetail `json:"detail"`
-	}{d})
-	if err != nil { // only Data can fail, and it came from valid JSON
-		d.Data = nil
-		body, _ = json.Marshal(struct {
-			Detail errorDetail `json:"detail"`
-		}{d})
-	}
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-// errorOf turns a status's last error back into an error.
-func errorOf(msg string) error {
-	if msg == "" {
-		return nil
-	}
-	return errors.New(msg)
-}
-
-// retryAfter estimates when a server that is not ready may be.
-func retryAfter(st upstream.Status) time.Duration {
-	if st.State == upstream.StateFailed && !st.RetryAt.IsZero() {
-		return max(time.Until(st.RetryAt), time.Second)
-	}
-	return 2 * time.Second
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,7 +66,14 @@ func TestReadArgs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/tool", strings.NewReader(tc.body))
 			w := httptest.NewRecorder()
-			args, status, msg := readArgs(w, r, limit)
+			args, e := readArgs(w, r, limit)
+			status, msg := 0, ""
+			if e != nil {
+				status, msg = e.Status, e.Detail.Message
+				if e.Outcome != OutcomeInvalidArguments {
+					t.Errorf("outcome = %q, want %q", e.Outcome, OutcomeInvalidArguments)
+				}
+			}
 			if status != tc.status {
 				t.Fatalf("status = %d (%q), want %d", status, msg, tc.status)
 			}
@@ -95,9 +104,27 @@ func TestReadArgs(t *testing.T) {
 
 func TestReadArgsReadError(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/tool", iotest.ErrReader(errors.New("connection reset")))
-	args, status, msg := readArgs(httptest.NewRecorder(), r, 1024)
-	if status != http.StatusBadRequest || args != nil || !strings.Contains(msg, "connection reset") {
-		t.Errorf("readArgs = %s, %d, %q; want 400 naming the read error", args, status, msg)
+	args, e := readArgs(httptest.NewRecorder(), r, 1024)
+	if e == nil || e.Status != http.StatusBadRequest || args != nil || !strings.Contains(e.Detail.Message, "connection reset") {
+		t.Errorf("readArgs = %s, %+v; want 400 naming the read error", args, e)
+	}
+}
+
+func TestReadAllReadsEveryByteWhateverTheLengthSays(t *testing.T) {
+	for _, size := range []int{0, 1, 27, 511, 512, 513, 5000} {
+		body := strings.Repeat("x", size)
+		for _, length := range []int64{-1, 0, 1, int64(size) - 1, int64(size), int64(size) + 1, 100000} {
+			for _, oneByte := range []bool{false, true} {
+				var rd io.Reader = strings.NewReader(body)
+				if oneByte {
+					rd = iotest.OneByteReader(rd)
+				}
+				got, err := readAll(rd, length, 10000)
+				if err != nil || string(got) != body {
+					t.Errorf("size %d, length %d, one byte at a time %v: read %d bytes, %v", size, length, oneByte, len(got), err)
+				}
+			}
+		}
 	}
 }
 
@@ -117,7 +144,7 @@ func TestWriteError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			writeError(w, tc.status, tc.d)
+			writeError(w, &httpError{Status: tc.status, Detail: tc.d})
 			if w.Code != tc.status {
 				t.Errorf("status = %d, want %d", w.Code, tc.status)
 			}
@@ -153,13 +180,13 @@ func expired(t *testing.T) context.Context {
 	return ctx
 }
 
-func TestCallError(t *testing.T) {
-	b, s := newTestBridge(t, 30*time.Second)
+func TestCallFailed(t *testing.T) {
+	_, s := newTestBridge(t, 30*time.Second)
 	for _, tc := range []struct {
 		name       string
 		tool       string
 		err        error
-		ctx        func(t *testing.T) context.Context // the call's context; nil for none
+		ctx        func(t *testing.T) context.Context // the call's context; nil for a live one
 		status     int
 		retryAfter string // the Retry-After header wanted, "" for none
 		msg        []string
@@ -256,20 +283,21 @@ func TestCallError(t *testing.T) {
 			err:    errors.New("broken pipe"),
 			status: http.StatusBadGateway, msg: []string{`"s"`, `"t"`, "broken pipe"},
 		},
-		{
-			name: "other error with a live call context", tool: "t",
-			err: errors.New("EOF"), ctx: func(*testing.T) context.Context { return context.Background() },
-			status: http.StatusBadGateway, msg: []string{`"s"`, `"t"`, "EOF"},
-		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodPost, "/"+tc.tool, nil)
 			w := httptest.NewRecorder()
-			var ctx context.Context
+			ctx := context.Background()
 			if tc.ctx != nil {
 				ctx = tc.ctx(t)
 			}
-			b.callError(w, r, s, "/m", tc.tool, tc.err, ctx, s.Timeout)
+			answer := callFailed(ctx, s, "/m", tc.tool, tc.err, s.Timeout)
+			if want := outcomeOf[tc.status]; answer.Outcome != want {
+				t.Errorf("outcome = %q, want %q", answer.Outcome, want)
+			}
+			if !errors.Is(answer, tc.err) {
+				t.Errorf("the answer does not wrap %v", tc.err)
+			}
+			writeError(w, answer)
 
 			if w.Code != tc.status {
 				t.Errorf("status = %d, want %d", w.Code, tc.status)
@@ -314,33 +342,65 @@ func TestCallError(t *testing.T) {
 	}
 }
 
-func TestCallErrorWritesNothingForAGoneClient(t *testing.T) {
-	b, s := newTestBridge(t, time.Second)
+// outcomeOf is the outcome of a failed call by its status.
+var outcomeOf = map[int]Outcome{
+	http.StatusServiceUnavailable:  OutcomeUnavailable,
+	http.StatusUnprocessableEntity: OutcomeInvalidArguments,
+	http.StatusNotFound:            OutcomeUpstreamError,
+	http.StatusBadGateway:          OutcomeUpstreamError,
+	http.StatusGatewayTimeout:      OutcomeTimeout,
+}
+
+// failingCaller lists one tool, "t", whose calls fail with err; with
+// leave, the client goes away during the call.
+type failingCaller struct {
+	err   error
+	leave context.CancelFunc
+}
+
+func (*failingCaller) Tools() *upstream.ToolSet {
+	return &upstream.ToolSet{Tools: []*upstream.Tool{{Name: "t"}}}
+}
+
+func (c *failingCaller) CallTool(context.Context, string, json.RawMessage) (*upstream.CallResult, error) {
+	if c.leave != nil {
+		c.leave()
+	}
+	return nil, c.err
+}
+
+func (*failingCaller) Status() upstream.Status { return upstream.Status{State: upstream.StateReady} }
+
+func TestACallWhoseClientWentAwayWritesNothing(t *testing.T) {
 	for _, err := range []error{
 		context.Canceled,
 		&upstream.UnavailableError{Server: "s", State: upstream.StateFailed, RetryAfter: time.Second},
 		&upstream.RPCError{Code: upstream.CodeInvalidParams, Message: "x"},
 		errors.New("boom"),
 	} {
-		reqCtx, cancel := context.WithCancel(context.Background())
-		cancel()
-		r := httptest.NewRequest(http.MethodPost, "/t", nil).WithContext(reqCtx)
-		callCtx, cancelCall := context.WithCancel(reqCtx)
+		ctx, leave := context.WithCancel(context.Background())
+		obs := &recordingObserver{}
+		b, err2 := New(Config{Servers: []*Server{{Name: "s", Upstream: &failingCaller{err: err, leave: leave}}}, Single: true, Observer: obs})
+		if err2 != nil {
+			t.Fatal(err2)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/m/t", strings.NewReader("{}")).WithContext(ctx)
 		w := httptest.NewRecorder()
-		b.callError(w, r, s, "/m", "t", err, callCtx, s.Timeout)
-		cancelCall()
+		b.Serve(w, r, "/t", "/m")
 		if w.Body.Len() != 0 || len(w.Header()) != 0 || w.Code != http.StatusOK {
 			t.Errorf("%v: wrote %d %v %q, want nothing", err, w.Code, w.Header(), w.Body)
+		}
+		if want := []string{"start s t", "finish s t canceled"}; !slices.Equal(obs.events, want) {
+			t.Errorf("%v: observed %q, want %q", err, obs.events, want)
 		}
 	}
 }
 
 // The timeout named in a 504 is the server's, as New completed it.
-func TestCallErrorTimeoutNamesTheDefaultTimeout(t *testing.T) {
-	b, s := newTestBridge(t, 0)
-	r := httptest.NewRequest(http.MethodPost, "/t", nil)
+func TestCallFailedTimeoutNamesTheDefaultTimeout(t *testing.T) {
+	_, s := newTestBridge(t, 0)
 	w := httptest.NewRecorder()
-	b.callError(w, r, s, "/m", "t", context.DeadlineExceeded, expired(t), s.Timeout)
+	writeError(w, callFailed(expired(t), s, "/m", "t", context.DeadlineExceeded, s.Timeout))
 	if w.Code != http.StatusGatewayTimeout {
 		t.Fatalf("status = %d, want 504", w.Code)
 	}

@@ -8,7 +8,6 @@ import (
 	"html"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,7 +29,7 @@ type Consent interface {
 	ClientMetadata() []byte
 }
 
-// The consent paths, below a server's base.
+// The consent pages, below a server's base.
 const (
 	consentAuthorize = "/oauth/authorize"
 	consentCallback  = "/oauth/callback"
@@ -59,89 +58,64 @@ func stateDigest(state string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// consentRoute returns the server whose consent path rel is, if any, and
-// which of the two it is.
-func (b *Bridge) consentRoute(rel string) (*serverState, string) {
-	var s *serverState
-	rest := rel
-	if b.cfg.Single {
-		s = b.servers[b.cfg.Servers[0].Name]
-	} else {
-		name, r, ok := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
-		if !ok {
-			return nil, ""
-		}
-		s, rest = b.servers[name], "/"+r
+// serveClientMetadata serves the client ID metadata document. It is
+// public: authorization servers fetch it.
+func (b *Bridge) serveClientMetadata(w http.ResponseWriter, _ *http.Request, p *page, _ string) *httpError {
+	name := p.server.cfg.Name
+	doc := p.server.cfg.Consent.ClientMetadata()
+	if doc == nil {
+		return &httpError{Status: http.StatusNotFound, Detail: errorDetail{Server: name,
+			Message: fmt.Sprintf("server %q has no client metadata document: set its oauth client_metadata_url", name)}}
 	}
-	if s == nil || s.cfg.Consent == nil || (rest != consentAuthorize && rest != consentCallback && rest != consentMetadata) {
-		return nil, ""
-	}
-	return s, rest
+	w.Header().Set("Cache-Control", "max-age=300")
+	writeJSON(w, http.StatusOK, doc)
+	return nil
 }
 
-// serveConsent serves a consent path. The authorize path needs the admin
-// key (or an API key); the callback path needs none, as the authorization
-// server's redirect brings nothing else, and it checks the flow's state;
-// the client metadata document is public.
+// serveAuthorize starts an authorization and sends the browser to the
+// authorization server. It needs the admin key (or an API key).
 //
-// The authorize path sets a cookie, for the callback path only, holding a
-// digest of the flow's state: the callback completes only the flow the
-// same browser started, so an authorization URL that leaks cannot bind
-// the server to whoever opens it.
-func (b *Bridge) serveConsent(w http.ResponseWriter, r *http.Request, s *serverState, path, base string) {
-	if !allow(w, r, methodsDoc) {
-		return
+// It sets a cookie, for the callback path only, holding a digest of the
+// flow's state: the callback completes only the flow the same browser
+// started, so an authorization URL that leaks cannot bind the server to
+// whoever opens it.
+func (b *Bridge) serveAuthorize(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	name := p.server.cfg.Name
+	to, err := p.server.cfg.Consent.Authorize(r.Context())
+	if err != nil {
+		b.log.Error("cannot start the authorization of an MCP server", zap.String("server", name), zap.Error(err))
+		return &httpError{Status: http.StatusBadGateway, Cause: err, Detail: errorDetail{Server: name,
+			Message: fmt.Sprintf("server %q: cannot start the authorization: %v", name, err)}}
 	}
-	name := s.cfg.Name
-	if path == consentMetadata {
-		// Public: authorization servers fetch it.
-		doc := s.cfg.Consent.ClientMetadata()
-		if doc == nil {
-			writeError(w, http.StatusNotFound, errorDetail{Server: name,
-				Message: fmt.Sprintf("server %q has no client metadata document: set its oauth client_metadata_url", name)})
-			return
-		}
-		w.Header().Set("Cache-Control", "max-age=300")
-		writeJSON(w, http.StatusOK, doc)
-		return
+	u, err := url.Parse(to)
+	if err != nil || u.Query().Get("state") == "" {
+		return &httpError{Status: http.StatusBadGateway, Detail: errorDetail{Server: name,
+			Message: fmt.Sprintf("server %q: the authorization URL has no state", name)}}
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	if path == consentAuthorize {
-		if !b.gate.admitAdmin(w, r) {
-			return
-		}
-		to, err := s.cfg.Consent.Authorize(r.Context())
-		if err != nil {
-			b.log.Error("cannot start the authorization of an MCP server", zap.String("server", name), zap.Error(err))
-			writeError(w, http.StatusBadGateway, errorDetail{Server: name,
-				Message: fmt.Sprintf("server %q: cannot start the authorization: %v", name, err)})
-			return
-		}
-		u, err := url.Parse(to)
-		if err != nil || u.Query().Get("state") == "" {
-			writeError(w, http.StatusBadGateway, errorDetail{Server: name,
-				Message: fmt.Sprintf("server %q: the authorization URL has no state", name)})
-			return
-		}
-		http.SetCookie(w, flowCookie(r, base+consentCallback, stateDigest(u.Query().Get("state")), int(flowCookieAge/time.Second)))
-		b.log.Info("authorization of an MCP server started", zap.String("server", name))
-		http.Redirect(w, r, to, http.StatusFound)
-		return
-	}
+	http.SetCookie(w, flowCookie(r, base+consentCallback, stateDigest(u.Query().Get("state")), int(flowCookieAge/time.Second)))
+	b.log.Info("authorization of an MCP server started", zap.String("server", name))
+	http.Redirect(w, r, to, http.StatusFound)
+	return nil
+}
+
+// serveCallback completes an authorization where the authorization
+// server sends the browser back. It needs no key, as that redirect brings
+// nothing else; it checks the flow's state against the cookie of the
+// browser that started the flow.
+func (b *Bridge) serveCallback(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	name := p.server.cfg.Name
 	// The flow is over either way: the cookie goes.
 	http.SetCookie(w, flowCookie(r, base+consentCallback, "", -1))
 	if c, err := r.Cookie(flowCookieName); err != nil || c.Value != stateDigest(r.URL.Query().Get("state")) {
 		b.log.Warn("OAuth callback without the cookie of the browser that started the authorization", zap.String("server", name))
-		writeError(w, http.StatusBadRequest, errorDetail{Server: name,
+		return &httpError{Status: http.StatusBadRequest, Detail: errorDetail{Server: name,
 			Message: fmt.Sprintf("server %q: this authorization was not started in this browser (or its cookie was lost); start again at %s",
-				name, consentAuthorize[1:])})
-		return
+				name, consentAuthorize[1:])}}
 	}
-	if err := s.cfg.Consent.Callback(r.Context(), r.URL.Query()); err != nil {
+	if err := p.server.cfg.Consent.Callback(r.Context(), r.URL.Query()); err != nil {
 		b.log.Warn("authorization of an MCP server failed", zap.String("server", name), zap.Error(err))
-		writeError(w, http.StatusBadRequest, errorDetail{Server: name,
-			Message: fmt.Sprintf("server %q: the authorization failed: %v; start again at %s", name, err, consentAuthorize[1:])})
-		return
+		return &httpError{Status: http.StatusBadRequest, Cause: err, Detail: errorDetail{Server: name,
+			Message: fmt.Sprintf("server %q: the authorization failed: %v; start again at %s", name, err, consentAuthorize[1:])}}
 	}
 	b.log.Info("MCP server authorized", zap.String("server", name))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -149,4 +123,5 @@ func (b *Bridge) serveConsent(w http.ResponseWriter, r *http.Request, s *serverS
 	w.WriteHeader(http.StatusOK)
 	_, _ = fmt.Fprintf(w, "<!doctype html><meta charset=utf-8><title>Authorized</title>"+
 		"<p>The MCP server %s is authorized and connecting. You can close this page.</p>\n", html.EscapeString(name))
+	return nil
 }

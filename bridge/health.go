@@ -47,8 +47,8 @@ func Report(st upstream.Status) ServerReport {
 }
 
 // serveHealth reports every server's state: 200 when all are ready, 503
-// otherwise (with the same body).
-func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, base string) {
+// otherwise (with the same body). base is the mount's.
+func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, base string) *httpError {
 	report := struct {
 		Status  string         `json:"status"`
 		Servers []ServerReport `json:"servers"`
@@ -81,7 +81,8 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, base string
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		return
+		return nil
 	}
 	writeJSON(w, status, body)
+	return nil
 }

@@ -2,17 +2,14 @@ package bridge
 
 import (
 	"encoding/json"
-	"net/http"
 	"strings"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
-// renderResult maps a tool result to an HTTP status and JSON body, the way
-// mcpo does so that existing Open WebUI setups keep working:
+// renderResult maps a successful tool result to a JSON body, the way mcpo
+// does so that existing Open WebUI setups keep working:
 //
-//   - a tool error (isError) gets the server's ToolErrorStatus with the
-//     tool's text as the message;
 //   - a tool with an outputSchema that returned structuredContent gets that
 //     content as the body;
 //   - otherwise each content item maps to a JSON value: text to its JSON
@@ -23,15 +20,9 @@ import (
 // Unlike mcpo, a result holding an image or audio is always an array:
 // Open WebUI shows data: URIs to the user as files only when they sit in a
 // list, and would otherwise feed the base64 text to the model.
-func renderResult(res *upstream.CallResult, s *Server, tool *upstream.Tool) (int, []byte) {
-	if res.IsError {
-		body, _ := json.Marshal(struct {
-			Detail errorDetail `json:"detail"`
-		}{errorDetail{Message: errorText(res), Server: s.Name, Tool: tool.Name}})
-		return s.ToolErrorStatus, body
-	}
+func renderResult(res *upstream.CallResult, tool *upstream.Tool) []byte {
 	if res.Structured != nil && (tool.OutputSchema != nil || len(res.Content) == 0) {
-		return http.StatusOK, res.Structured
+		return res.Structured
 	}
 	items := make([][]byte, 0, len(res.Content))
 	media := false
@@ -43,7 +34,7 @@ func renderResult(res *upstream.CallResult, s *Server, tool *upstream.Tool) (int
 		items = append(items, renderContent(c))
 	}
 	if len(items) == 1 && !media {
-		return http.StatusOK, items[0]
+		return items[0]
 	}
 	size := 2 + max(len(items)-1, 0) // brackets and commas
 	for _, it := range items {
@@ -57,7 +48,15 @@ func renderResult(res *upstream.CallResult, s *Server, tool *upstream.Tool) (int
 		}
 		b = append(b, it...)
 	}
-	return http.StatusOK, append(b, ']')
+	return append(b, ']')
+}
+
+// toolError is the answer to a result the tool marked as an error
+// (isError): the server's ToolErrorStatus, with the tool's text as the
+// message.
+func toolError(res *upstream.CallResult, s *Server, tool *upstream.Tool) *httpError {
+	return &httpError{Status: s.ToolErrorStatus, Outcome: OutcomeToolError,
+		Detail: errorDetail{Message: errorText(res), Server: s.Name, Tool: tool.Name}}
 }
 
 // renderContent maps one content item to JSON.
@@ -71,7 +70,7 @@ func renderContent(c *upstream.Content) []byte {
 				return b
 			}
 		}
-		return mustJSON(c.Text)
+		return textJSON(c.Text)
 	case "image", "audio":
 		return dataURIJSON(c.MIMEType, c.Data)
 	case "resource_link":
@@ -102,6 +101,18 @@ func renderContent(c *upstream.Content) []byte {
 		return mustJSON(out)
 	}
 	return c.Raw // a content type newer than this bridge: passed on as sent
+}
+
+// textJSON is the JSON string of s: written as it is, in one allocation,
+// when it holds no character JSON escapes, as most short texts do.
+func textJSON(s string) []byte {
+	if !plainJSON(s) {
+		return mustJSON(s)
+	}
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // jsonStart holds the bytes a JSON text can start with.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -142,10 +143,7 @@ func TestRenderResult(t *testing.T) {
 			if tool == nil {
 				tool = plainTool
 			}
-			status, body := renderResult(&tc.res, testServer, tool)
-			if status != http.StatusOK {
-				t.Errorf("status = %d, want 200", status)
-			}
+			body := renderResult(&tc.res, tool)
 			if !json.Valid(body) {
 				t.Fatalf("body is not valid JSON: %q", body)
 			}
@@ -165,9 +163,9 @@ func TestRenderResultManyMediaItems(t *testing.T) {
 	for i := range 5 {
 		content = append(content, upstream.Content{Type: []string{"image", "audio"}[i%2], Data: strings.Repeat("A", i*4), MIMEType: "x/y"})
 	}
-	status, body := renderResult(&upstream.CallResult{Content: content}, testServer, plainTool)
-	if status != http.StatusOK || !json.Valid(body) {
-		t.Fatalf("status %d, body %s", status, body)
+	body := renderResult(&upstream.CallResult{Content: content}, plainTool)
+	if !json.Valid(body) {
+		t.Fatalf("body %s", body)
 	}
 	var got []string
 	if err := json.Unmarshal(body, &got); err != nil {
@@ -235,11 +233,19 @@ func TestRenderResultToolError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Server{Name: "weather", ToolErrorStatus: tc.status}
 			res := &upstream.CallResult{Content: tc.content, IsError: true, Structured: json.RawMessage(`{"ignored":true}`)}
-			status, body := renderResult(res, s, typedTool)
-			if status != tc.status {
-				t.Errorf("status = %d, want %d", status, tc.status)
+			w := httptest.NewRecorder()
+			te := toolError(res, s, typedTool)
+			if te.Outcome != OutcomeToolError {
+				t.Errorf("outcome = %q, want %q", te.Outcome, OutcomeToolError)
 			}
-			e := decodeError(t, body)
+			writeError(w, te)
+			if w.Code != tc.status {
+				t.Errorf("status = %d, want %d", w.Code, tc.status)
+			}
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			e := decodeError(t, w.Body.Bytes())
 			if e.Detail.Message != tc.message {
 				t.Errorf("message = %q, want %q", e.Detail.Message, tc.message)
 			}
@@ -259,8 +265,7 @@ func TestRenderResultToolErrorDefaultStatus(t *testing.T) {
 	if _, err := New(Config{Servers: []*Server{s}, Single: true}); err != nil {
 		t.Fatal(err)
 	}
-	status, _ := renderResult(&upstream.CallResult{IsError: true}, s, plainTool)
-	if status != DefaultToolErrorStatus {
+	if status := toolError(&upstream.CallResult{IsError: true}, s, plainTool).Status; status != DefaultToolErrorStatus {
 		t.Errorf("status = %d, want %d", status, DefaultToolErrorStatus)
 	}
 }

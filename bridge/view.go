@@ -10,12 +10,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/openapi"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/swaggerui"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
@@ -229,7 +231,31 @@ type aggregate struct {
 	etag  string
 }
 
-func (b *Bridge) serveAggregateDoc(w http.ResponseWriter, r *http.Request, base string) {
+// serveServerDoc serves a server's own document. base is the server's.
+func (b *Bridge) serveServerDoc(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	v, err := p.server.current(b.log)
+	if v == nil {
+		return serverDown(p.server.cfg, base, "", err)
+	}
+	serveDocument(w, r, v.doc, v.etag, base)
+	return nil
+}
+
+// serveDocs serves Swagger UI for the document beside it: a server's, or
+// at the mount's own page the one covering every server.
+func (b *Bridge) serveDocs(w http.ResponseWriter, r *http.Request, p *page, _ string) *httpError {
+	title := b.cfg.Title
+	if p.server != nil {
+		v, _ := p.server.current(b.log)
+		title = v.titleOr(p.server.cfg)
+	}
+	swaggerui.Serve(w, r, r.URL.Path[len(p.prefix)+len("/docs"):], title)
+	return nil
+}
+
+// serveAggregateDoc serves the document covering every server of the
+// mount: those that are ready. base is the mount's.
+func (b *Bridge) serveAggregateDoc(w http.ResponseWriter, r *http.Request, _ *page, base string) *httpError {
 	views := make([]*view, len(b.cfg.Servers))
 	var down []string
 	ready := 0
@@ -243,11 +269,9 @@ func (b *Bridge) serveAggregateDoc(w http.ResponseWriter, r *http.Request, base 
 		views[i] = v
 	}
 	if ready == 0 {
-		w.Header().Set("Retry-After", "2")
-		writeError(w, http.StatusServiceUnavailable, errorDetail{
+		return &httpError{Status: http.StatusServiceUnavailable, RetryAfter: 2 * time.Second, Detail: errorDetail{
 			Message: "no server of this mount is ready: " + strings.Join(down, "; "),
-		})
-		return
+		}}
 	}
 
 	b.mu.Lock()
@@ -257,13 +281,13 @@ func (b *Bridge) serveAggregateDoc(w http.ResponseWriter, r *http.Request, base 
 		a, err = b.buildAggregate(views, down)
 		if err != nil {
 			b.mu.Unlock()
-			writeError(w, http.StatusInternalServerError, errorDetail{Message: err.Error()})
-			return
+			return &httpError{Status: http.StatusInternalServerError, Cause: err, Detail: errorDetail{Message: err.Error()}}
 		}
 		b.all = a
 	}
 	b.mu.Unlock()
 	serveDocument(w, r, a.doc, a.etag, base)
+	return nil
 }
 
 func sameViews(a, b []*view) bool {

@@ -1,0 +1,28 @@
+// Package bridge serves the tools of MCP servers over plain HTTP, the way
+// the Python project mcpo does, so that Open WebUI and other OpenAPI
+// clients can call them.
+//
+// It owns, for one mount of one or several servers:
+//
+//   - the route table: each tool as POST <server>/<tool> taking a JSON
+//     object of its arguments, each server's OpenAPI document
+//     (<server>/openapi.json) and Swagger UI (<server>/docs), one document
+//     and Swagger UI covering every server (openapi.json, docs), a health
+//     report (health), and the pages where an administrator authorizes a
+//     server that needs OAuth (<server>/oauth/...); at a single-server
+//     mount, the server's paths are at the mount itself;
+//   - who may use them (Access): API keys, an admin key, CORS;
+//   - a call: reading and checking the arguments against the tool's input
+//     schema, the server's deadline and concurrency cap, and mapping the
+//     result or error to an HTTP answer;
+//   - the answers that are not successes, all of the one shape
+//     {"detail": {"message": ..., ...}} that Open WebUI and the LLMs behind
+//     it read, with the status, Retry-After and Allow headers they act on;
+//   - telling an Observer how every call ended, for metrics.
+//
+// It works on any Caller (package upstream's Upstream is the real one):
+// it starts, stops and talks to no server itself. It knows nothing of
+// Caddy: the Caddy handler strips its mount from the request path and calls
+// Bridge.Serve with what is left and the mount's path as the client sees
+// it. It starts no goroutines, and never puts API keys in answers or logs.
+package bridge

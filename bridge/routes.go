@@ -1,0 +1,277 @@
+package bridge
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// A request walks one way through the package:
+//
+//   - Serve answers CORS preflights (access.go), then looks the path up in
+//     the route table New built once: a net/http ServeMux mapping each path
+//     to a page.
+//   - serve checks the key the page needs, finds the tool the path names in
+//     the server's latest tool listing (view.go), and checks the method: a
+//     path nothing is at gets 404, a method the page does not answer 405,
+//     OPTIONS the methods it does.
+//   - A POST to a tool goes to serveCall (call.go), which reads and checks
+//     the arguments (args.go), calls the tool, renders the result
+//     (result.go) and tells the Observer how the call ended. Other methods
+//     go to the page: a document (view.go), Swagger UI, the health report
+//     (health.go) or a consent page (consent.go).
+//   - Every answer other than a success is an *httpError (errors.go),
+//     written by writeError alone.
+
+// A page is what the route table maps a path to.
+type page struct {
+	b *Bridge
+	// methods are the methods serve answers; nil on a server's {tool} page.
+	methods []string
+	// toolMethods, on a page whose last path segment a tool may take, are
+	// its methods when one of server's tools does: POST then calls it.
+	toolMethods []string
+	guard       guard
+	// server is the server the page belongs to, nil for the mount's own.
+	server *serverState
+	// prefix is server's path below the mount: "/<name>" in a mount of
+	// several servers, "" at a single-server mount and for the mount's
+	// own pages.
+	prefix string
+	// cache, when set, is the Cache-Control of every answer past the
+	// method check, errors included.
+	cache string
+	// serve answers the page's methods. base is the page's base path as
+	// the client sees it: the mount's, then prefix.
+	serve func(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError
+}
+
+// guard says which key a page needs.
+type guard uint8
+
+const (
+	// guardCaller asks the API key of calls, and of reads when documents
+	// are protected. Paths without a page are guarded so too.
+	guardCaller guard = iota
+	// guardAdmin asks the admin key (an API key when none is set).
+	guardAdmin
+	// guardNone asks nothing, for the pages authorization servers and the
+	// browsers they send back fetch.
+	guardNone
+)
+
+// Methods of the pages.
+var (
+	methodsDoc  = []string{http.MethodGet, http.MethodHead}
+	methodsTool = []string{http.MethodPost}
+	methodsBoth = []string{http.MethodGet, http.MethodHead, http.MethodPost}
+)
+
+// routes builds the route table. In a mount of several servers:
+//
+//	/openapi.json, /docs, /docs/{file...}, /health   the mount's pages
+//	/<server>/{tool}                                 POST calls a tool
+//	/<server>/openapi.json, /<server>/docs, /<server>/docs/{file...}
+//	/<server>/oauth/authorize, /<server>/oauth/callback,
+//	/<server>/oauth/client-metadata.json             servers with Consent
+//
+// At a single-server mount, the server's pages are at the mount itself,
+// and so is /health. The patterns name each server rather than a {server}
+// wildcard, which would conflict with /docs/{file...}; they carry no
+// method, so that a page's methods, 405 and OPTIONS are decided in one
+// place (serve), whatever tool takes a path ("docs" answers POST as a
+// tool and GET as Swagger UI).
+func (b *Bridge) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	handle := func(pattern string, p page) {
+		p.b = b
+		mux.Handle(pattern, &p)
+	}
+	if !b.cfg.Single {
+		handle("/openapi.json", page{methods: methodsDoc, serve: b.serveAggregateDoc})
+		handle("/docs", page{methods: methodsDoc, serve: b.serveDocs})
+		handle("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})
+		handle("/health", page{methods: methodsDoc, serve: b.serveHealth})
+	}
+	for _, s := range b.cfg.Servers {
+		st, prefix := b.servers[s.Name], ""
+		if !b.cfg.Single {
+			prefix = "/" + s.Name
+		}
+		// at registers a page of the server at path below its prefix.
+		at := func(path string, p page) {
+			p.server, p.prefix = st, prefix
+			handle(prefix+path, p)
+		}
+		at("/{tool}", page{toolMethods: methodsTool})
+		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
+		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})
+		at("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})
+		if b.cfg.Single {
+			at("/health", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveHealth})
+		}
+		if s.Consent != nil {
+			at(consentAuthorize, page{methods: methodsDoc, guard: guardAdmin, cache: "no-store", serve: b.serveAuthorize})
+			at(consentCallback, page{methods: methodsDoc, guard: guardNone, cache: "no-store", serve: b.serveCallback})
+			at(consentMetadata, page{methods: methodsDoc, guard: guardNone, serve: b.serveClientMetadata})
+		}
+	}
+	return mux
+}
+
+// ServeHTTP serves the page as if the mount were the root.
+func (p *page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := p.b.serve(w, r, p, ""); e != nil {
+		writeError(w, e)
+	}
+}
+
+// Serve answers a request. rel is the request path below the mount ("" or
+// starting with "/"); base is the mount's path as the client sees it, used
+// in the documents' server URL and in the links the answers give.
+func (b *Bridge) Serve(w http.ResponseWriter, r *http.Request, rel, base string) {
+	if b.gate.cors(w, r) {
+		return
+	}
+	r = below(r, rel)
+	// The mux answers an unclean path, or one a trailing slash would
+	// match, with a redirect: computed from rel, it would lead outside the
+	// mount, so such a path, like any other that is not a page, is not
+	// found.
+	h, _ := b.mux.Handler(r)
+	p, _ := h.(*page)
+	if e := b.serve(w, r, p, strings.TrimSuffix(base, "/")); e != nil {
+		writeError(w, e)
+	}
+}
+
+// below is r with its path cut to rel, the path below the mount: a
+// shallow copy, as http.StripPrefix makes, in one allocation.
+func below(r *http.Request, rel string) *http.Request {
+	c := &struct {
+		r http.Request
+		u url.URL
+	}{*r, *r.URL}
+	c.u.Path, c.u.RawPath = rel, ""
+	c.r.URL = &c.u
+	return &c.r
+}
+
+// serve answers r with page p, nil when no page is at r's path, and
+// returns the error to write: it checks the key the page needs, finds the
+// tool its path names, checks the method, and hands the request to the
+// call or to the page.
+func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	if p == nil || p.guard == guardCaller {
+		if e := b.gate.admit(r, isRead(r.Method)); e != nil {
+			return e
+		}
+	}
+	if p == nil {
+		return b.notFound(r.URL.Path)
+	}
+	methods := p.methods
+	var (
+		rt   *route
+		seg  string
+		down error
+	)
+	if p.toolMethods != nil {
+		seg = r.URL.Path[len(p.prefix)+1:]
+		var v *view
+		v, down = p.server.current(b.log)
+		if v != nil {
+			rt = v.bySegment[seg]
+		}
+		// A tool, or on the {tool} page a server that has not listed its
+		// tools yet: only POST makes sense, and a call says why it is down.
+		if rt != nil || (v == nil && p.methods == nil) {
+			methods = p.toolMethods
+		}
+	}
+	if methods == nil {
+		return b.notFound(r.URL.Path)
+	}
+	if !slices.Contains(methods, r.Method) {
+		return refuse(w, r, methods)
+	}
+	if p.cache != "" {
+		w.Header().Set("Cache-Control", p.cache)
+	}
+	if p.guard == guardAdmin {
+		if e := b.gate.admitAdmin(r); e != nil {
+			return e
+		}
+	}
+	if r.Method == http.MethodPost {
+		b.serveCall(w, r, p.server, rt, seg, down, base+p.prefix)
+		return nil
+	}
+	return p.serve(w, r, p, base+p.prefix)
+}
+
+// isRead says whether a request with method only reads.
+func isRead(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
+
+// refuse answers a method a page does not: OPTIONS with the methods it
+// does, anything else with 405.
+func refuse(w http.ResponseWriter, r *http.Request, methods []string) *httpError {
+	allow := strings.Join(methods, ", ") + ", " + http.MethodOptions
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Allow", allow)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	msg := fmt.Sprintf("method %s is not allowed here; use %s", r.Method, strings.Join(methods, " or "))
+	if len(methods) == 1 && methods[0] == http.MethodPost {
+		msg = fmt.Sprintf("method %s is not allowed: call the tool with POST and a JSON object of its arguments as the body", r.Method)
+	}
+	return &httpError{Status: http.StatusMethodNotAllowed, Header: http.Header{"Allow": {allow}}, Detail: errorDetail{Message: msg}}
+}
+
+// notFound is the answer for a path no page is at: it names the tools of
+// the server the path is under, or the servers of the mount.
+func (b *Bridge) notFound(rel string) *httpError {
+	s, below := b.serverAt(rel)
+	if s == nil {
+		names := make([]string, 0, len(b.cfg.Servers))
+		for _, s := range b.cfg.Servers {
+			names = append(names, s.Name)
+		}
+		return &httpError{Status: http.StatusNotFound, Detail: errorDetail{Message: fmt.Sprintf(
+			"no endpoint at %q: the servers here are %s; each serves POST <server>/<tool>, "+
+				"<server>/openapi.json and <server>/docs, and openapi.json and docs here cover them all",
+			rel, strings.Join(names, ", "))}}
+	}
+	name := s.cfg.Name
+	msg := fmt.Sprintf("server %q has no tool at %q; see its openapi.json or docs for the tools it has", name, below)
+	if v, _ := s.current(b.log); v != nil && len(v.routes) <= 20 {
+		segs := make([]string, len(v.routes))
+		for i, rt := range v.routes {
+			segs[i] = rt.segment
+		}
+		msg = fmt.Sprintf("server %q has no tool at %q; its tools are at: %s (POST)", name, below, strings.Join(segs, ", "))
+	}
+	return &httpError{Status: http.StatusNotFound, Detail: errorDetail{Message: msg, Server: name}}
+}
+
+// serverAt returns the server whose path rel is under, if any, and the
+// path below it.
+func (b *Bridge) serverAt(rel string) (*serverState, string) {
+	if b.cfg.Single {
+		return b.servers[b.cfg.Servers[0].Name], rel
+	}
+	name, below, _ := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
+	s := b.servers[name]
+	if s == nil {
+		return nil, ""
+	}
+	if below != "" || strings.HasSuffix(rel, "/") {
+		below = "/" + below
+	}
+	return s, below
+}
