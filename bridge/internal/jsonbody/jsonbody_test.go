@@ -1,0 +1,203 @@
+package jsonbody
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestCheckAcceptsWhatEveryParserReadsAlike(t *testing.T) {
+	for _, body := range []string{
+		`{}`,
+		` {"timezone": "Europe/Warsaw", "n": -0.5e+3, "ok": true, "none": null, "list": [1, [2], {}]} `,
+		`[]`, `"text"`, `0`, `-12.5E-7`, `true`, `false`, `null`,
+		`{"a": {"a": {"a": 1}}}`, // the same name in nested objects
+		`[{"a": 1}, {"a": 2}]`,   // and in sibling objects
+		`{"\u00e9": 1, "é\u0301": 2}`,
+		`{"emoji": "😀 \ud83d\ude00", "escapes": "\"\\\/\b\f\n\r\t"}`,
+		"{\"tab\":\t1\r\n}",
+		strings.Repeat("[", 128) + strings.Repeat("]", 128),
+		`{"k00":0,"k01":1,"k02":2,"k03":3,"k04":4,"k05":5,"k06":6,"k07":7,"k08":8,"k09":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17}`,
+	} {
+		if err := Check([]byte(body), 128); err != nil {
+			t.Errorf("Check(%.40q) = %v, want nil", body, err)
+		}
+	}
+}
+
+func TestCheckRefusesWithTheOffsetOfTheFault(t *testing.T) {
+	many := func(dup string) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range 20 {
+			fmt.Fprintf(&b, `"k%02d":%d,`, i, i)
+		}
+		b.WriteString(dup + `:0}`)
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, body string
+		offset     int
+		reason     string
+	}{
+		{"invalid UTF-8 in a value", "{\"a\":\"x\xffy\"}", 7, "invalid UTF-8 in a string"},
+		{"invalid UTF-8 in a name", "{\"\xc3\":1}", 2, "invalid UTF-8 in a string"},
+		{"a UTF-8-encoded surrogate", "[\"\xed\xa0\x80\"]", 2, "invalid UTF-8 in a string"},
+		{"a repeated name", `{"a":1,"b":2,"a":3}`, 13, `the member name "a" appears twice in one object`},
+		{"a repeated name spelled with an escape", `{"a":1,"\u0061":2}`, 7, `the member name "\\u0061" appears twice in one object`},
+		{"a repeated name in a nested object", `{"x":{"a":1,"a":2}}`, 12, `the member name "a" appears twice in one object`},
+		{"a repeated name in a large object", many(`"k03"`), 171, `the member name "k03" appears twice in one object`},
+		{"nesting too deep", strings.Repeat("[", 129) + strings.Repeat("]", 129), 128, "nested more than 128 levels deep"},
+		{"objects nested too deep", strings.Repeat(`{"a":`, 129) + "1" + strings.Repeat("}", 129), 640, "nested more than 128 levels deep"},
+		{"nothing", "  ", 2, "no JSON value"},
+		{"two values", `{} {}`, 3, "unexpected character '{' after the JSON value"},
+		{"a trailing comma", `{"a":1,}`, 7, "unexpected character '}' in an object: want a member name in double quotes"},
+		{"a control character", "\"a\nb\"", 2, "control character 0x0a in a string: escape it"},
+		{"a bad escape", `"\x"`, 2, "invalid escape character 'x' in a string"},
+		{"a short unicode escape", `"\u12"`, 1, `invalid \u escape in a string: want four hexadecimal digits`},
+		{"an unterminated string", `{"a":"b`, 7, "unexpected end of the body inside a string"},
+		{"an unterminated object", `{"a":1`, 6, "unexpected end of the body inside an object"},
+		{"a leading zero", `01`, 1, "unexpected character '1' after the JSON value"},
+		{"a bare minus", `-`, 1, "unexpected end of the body in a number: want a digit"},
+		{"a dot without digits", `1.`, 2, "unexpected end of the body in a number: want a digit after '.'"},
+		{"an unquoted name", `{a:1}`, 1, "unexpected character 'a' in an object: want a member name in double quotes"},
+		{"a misspelt literal", `[tru]`, 1, "unexpected character 't' where a value should start"},
+		{"a missing colon", `{"a" 1}`, 5, "unexpected character '1' after a member name: want ':'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check([]byte(tc.body), 128)
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Check(%q) = %v, want an *Error", tc.body, err)
+			}
+			if e.Offset != tc.offset || e.Reason != tc.reason {
+				t.Errorf("Check(%q) = offset %d, %q; want offset %d, %q", tc.body, e.Offset, e.Reason, tc.offset, tc.reason)
+			}
+			if !strings.HasPrefix(err.Error(), fmt.Sprintf("byte offset %d: ", tc.offset)) {
+				t.Errorf("message %q does not start with the offset", err)
+			}
+		})
+	}
+}
+
+func TestCheckDoesNotAllocateForOrdinaryBodies(t *testing.T) {
+	body := []byte(`{"timezone":"Europe/Warsaw","n":5,"flag":true,"list":[1,2,3],"obj":{"a":"b","c":[{"d":null}]}}`)
+	if n := testing.AllocsPerRun(100, func() {
+		if err := Check(body, 128); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Check allocates %v times per run, want 0", n)
+	}
+}
+
+// oracle decides what Check must answer with encoding/json, which accepts
+// invalid UTF-8 and repeated names: valid JSON, valid UTF-8, no repeated
+// name (as encoding/json decodes names), no deeper nesting than maxDepth.
+func oracle(b []byte, maxDepth int) bool {
+	if !json.Valid(b) || !utf8.Valid(b) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	type frame struct {
+		names  map[string]bool
+		object bool
+		key    bool // the next string token of an object is a name
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{names: map[string]bool{}, object: v == '{', key: v == '{'})
+				if len(stack) > maxDepth {
+					return false
+				}
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if top != nil && top.object && top.key {
+				if top.names[v] {
+					return false
+				}
+				top.names[v] = true
+				top.key = false
+				continue
+			}
+			if top != nil && top.object {
+				top.key = true
+			}
+		default:
+			if top != nil && top.object {
+				top.key = true
+			}
+		}
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"a":1,"a":2}`, `{"a":{"b":[1,2,{"c":"\u00e9"}]}}`, "\"\xff\"", `[[[[[]]]]]`,
+		`{"\ud800":1,"\ufffd":2}`, `{"\ud83d\ude00":1,"😀":2}`, `-0.0e-0`, `{"a":1,"b":[true,false,null]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const depth = 4
+		err := Check(b, depth)
+		if want := oracle(b, depth); (err == nil) != want {
+			t.Fatalf("Check(%q) = %v; encoding/json says valid=%v", b, err, want)
+		}
+		var e *Error
+		if err != nil && (!errors.As(err, &e) || e.Offset < 0 || e.Offset > len(b)) {
+			t.Fatalf("Check(%q) = %v: want an *Error with an offset within the body", b, err)
+		}
+	})
+}
+
+func BenchmarkCheck(b *testing.B) {
+	small := []byte(`{"timezone":"Europe/Warsaw","n":5,"flag":true,"list":[1,2,3],"obj":{"a":"b"}}`)
+	large := []byte(`{"data":"` + strings.Repeat("x", 1<<20) + `","items":[` + strings.Repeat(`{"k":1,"v":"abc"},`, 10000) + `1]}`)
+	for _, bc := range []struct {
+		name string
+		body []byte
+	}{{"small", small}, {"1MiB", large}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Check(bc.body, 128); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"/json.Valid", func(b *testing.B) {
+			b.SetBytes(int64(len(bc.body)))
+			for b.Loop() {
+				json.Valid(bc.body)
+			}
+		})
+	}
+}
