@@ -523,7 +523,7 @@ func singleServerDocument(t *testing.T, name, version string, tools []*upstream.
 	namer.Reserve("openapi.json")
 	ops := make([]openapi.Operation, 0, len(tools))
 	for _, tool := range tools {
-		ops = append(ops, openapi.Operation{Path: "/" + namer.PathSegment(tool.Name), OperationID: namer.OperationID(tool.Name), Tool: tool})
+		ops = append(ops, openapi.Operation{Path: "/" + namer.PathSegment(tool.Name), OperationID: namer.OperationID(tool.Name), Tool: documented(tool)})
 	}
 	doc, err := openapi.Build(openapi.Info{
 		Title:       name,
@@ -551,7 +551,7 @@ func aggregateDocument(t *testing.T, order []string, servers map[string][]*upstr
 				Path:        "/" + name + "/" + segs.PathSegment(tool.Name),
 				OperationID: ids.OperationID(name, tool.Name),
 				Server:      name,
-				Tool:        tool,
+				Tool:        documented(tool),
 			})
 		}
 	}
@@ -563,6 +563,15 @@ func aggregateDocument(t *testing.T, order []string, servers map[string][]*upstr
 		t.Fatal(err)
 	}
 	return doc.JSON("/")
+}
+
+// documented is what a document says about a listed tool, as the bridge
+// puts it.
+func documented(t *upstream.Tool) openapi.Tool {
+	return openapi.Tool{
+		Name: t.Name, Title: t.Title, Description: t.Description,
+		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations,
+	}
 }
 
 // listTools lists the tools of the server spec starts, through the

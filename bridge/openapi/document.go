@@ -11,7 +11,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // Version is the OpenAPI version of the documents built here.
@@ -29,6 +28,21 @@ type Info struct {
 	SecurityName string
 }
 
+// Tool is what a document says about one MCP tool: what the server's tool
+// listing says about it.
+type Tool struct {
+	Name        string
+	Title       string // the tool's title, or its annotations' title; "" for none
+	Description string
+	// InputSchema and OutputSchema are the server's JSON Schemas, byte for
+	// byte; OutputSchema is nil when the tool declares none.
+	InputSchema  json.RawMessage
+	OutputSchema json.RawMessage
+	// Annotations holds the tool's behaviour hints (readOnlyHint and the
+	// like) as the server sent them, nil when absent.
+	Annotations json.RawMessage
+}
+
 // Operation is one tool, served as POST Path.
 type Operation struct {
 	Path        string // e.g. "/get_current_time", or "/time/get_current_time" in a document of several servers
@@ -36,7 +50,7 @@ type Operation struct {
 	// Server names the tool's server; in a document of several servers it
 	// becomes the operation's tag.
 	Server string
-	Tool   *upstream.Tool
+	Tool   Tool
 	// Input and Output are the tool's converted schemas (see Convert);
 	// Output is nil when the tool declares no output schema. Build converts
 	// them when Input.Schema is nil.
@@ -45,7 +59,7 @@ type Operation struct {
 }
 
 // Convert converts a tool's schemas for an Operation.
-func Convert(t *upstream.Tool) (schema.Result, *schema.Result) {
+func Convert(t Tool) (schema.Result, *schema.Result) {
 	in := schema.Input(t.InputSchema)
 	if t.OutputSchema == nil {
 		return in, nil
@@ -196,7 +210,7 @@ func outputWarnings(r *schema.Result) []string {
 
 // description is never empty: clients use it as the function description
 // and some prefer an empty one over the summary.
-func description(t *upstream.Tool, warnings []string) string {
+func description(t Tool, warnings []string) string {
 	d := strings.TrimSpace(t.Description)
 	if d == "" {
 		d = t.Title

@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // loadAndValidate loads a served document with kin-openapi and validates
@@ -80,35 +78,35 @@ func jsonEqual(a, b any) bool {
 }
 
 var (
-	toolTime = &upstream.Tool{
+	toolTime = Tool{
 		Name:        "get_current_time",
 		Title:       "Get current time",
 		Description: "Returns the current time in a time zone.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string","description":"IANA name"}},"required":["timezone"]}`),
 		Annotations: json.RawMessage(`{"readOnlyHint":true,"openWorldHint":false,"title":"Get current time"}`),
 	}
-	toolBare = &upstream.Tool{
+	toolBare = Tool{
 		Name: "ping",
 	}
-	toolStructured = &upstream.Tool{
+	toolStructured = Tool{
 		Name:         "get-sum",
 		Description:  "   ",
 		Title:        "Sum numbers",
 		InputSchema:  json.RawMessage(`{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}}}`),
 		OutputSchema: json.RawMessage(`{"type":"object","properties":{"sum":{"type":"number"},"terms":{"type":"array","items":{"$ref":"#/$defs/Term"}}},"required":["sum"],"$defs":{"Term":{"type":"number"}}}`),
 	}
-	toolDefs = &upstream.Tool{
+	toolDefs = Tool{
 		Name:        "create.user",
 		Description: "Creates a user.",
 		InputSchema: json.RawMessage(`{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"user":{"$ref":"#/definitions/User"}},
 			"definitions":{"User":{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"exclusiveMinimum":true},"nick":{"type":"string","nullable":true}}}}}`),
 	}
-	toolLossy = &upstream.Tool{
+	toolLossy = Tool{
 		Name:        "lossy",
 		Description: "Has a dangling reference.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"a":{"$ref":"#/$defs/Nowhere"}}}`),
 	}
-	toolBadInput = &upstream.Tool{
+	toolBadInput = Tool{
 		Name:         "bad",
 		InputSchema:  json.RawMessage(`{"type":"string"}`),
 		OutputSchema: json.RawMessage(`not json`),
@@ -117,7 +115,7 @@ var (
 
 type wantOp struct {
 	path, opID, summary, desc string
-	tool                      *upstream.Tool
+	tool                      Tool
 	server                    string
 	hasOutput                 bool
 	bodyRequired              bool
@@ -537,7 +535,7 @@ func TestBuildManyToolsValidates(t *testing.T) {
 		if i >= len(names) {
 			name = fmt.Sprintf("%s-%d", name, i)
 		}
-		tool := &upstream.Tool{
+		tool := Tool{
 			Name:        name,
 			Description: fmt.Sprintf("Tool %d.", i),
 			InputSchema: json.RawMessage(schemas[i%len(schemas)]),
