@@ -328,8 +328,8 @@ func alternatives(kw string, branches []map[string]any) string {
 // for them, so they are not offered.
 func (s *shaper) dropImpossible(root map[string]any) {
 	props, _ := root["properties"].(map[string]any)
-	for name, p := range props {
-		if p == false {
+	for _, name := range sortedKeys(props) {
+		if props[name] == false {
 			delete(props, name)
 			if slices.Contains(stringList(root["required"]), name) {
 				s.warn("argument %q is required but accepts no value; the tool cannot be called", name)
