@@ -72,6 +72,13 @@ func Convert(t Tool) (schema.Result, *schema.Result) {
 // sent as the one argument it names.
 const WrappedExtension = "x-mcp-arguments-wrapped"
 
+// ArgumentNamesExtension maps, on an operation, the documented names of
+// renamed arguments (names LLM providers refuse, such as "user-id",
+// documented as "user_id") to the names the tool takes. The bridge renames
+// them back; the argument schemas carry no extension, which some LLM
+// providers refuse.
+const ArgumentNamesExtension = "x-mcp-argument-names"
+
 // Warning is something a tool's schemas lost in conversion.
 type Warning struct {
 	Tool    string
@@ -168,6 +175,9 @@ func operation(comps openapi3.Schemas, op Operation) (*openapi3.Operation, []str
 	warnings := append(slices.Clone(op.Input.Warnings), outputWarnings(op.Output)...)
 	if op.Input.Wrapped != "" {
 		o.Extensions[WrappedExtension] = op.Input.Wrapped
+	}
+	if len(op.Input.Renames) > 0 {
+		o.Extensions[ArgumentNamesExtension] = op.Input.Renames
 	}
 	inName := op.OperationID + "_input"
 	comps[inName] = openapi3.NewSchemaRef("", op.Input.Schema)

@@ -386,11 +386,13 @@ func TestBuildInlinesDefinitions(t *testing.T) {
 	if user == nil {
 		t.Fatalf("the user argument is missing: %s", b)
 	}
-	if got := get(user, "properties", "age", "exclusiveMinimum"); fmt.Sprint(got) != "0" {
-		t.Errorf("age.exclusiveMinimum = %v, want 0", got)
+	// Draft-04's exclusive minimum 0 of an integer, in the words LLM
+	// providers take; an optional nullable argument without null.
+	if got := get(user, "properties", "age", "minimum"); fmt.Sprint(got) != "1" {
+		t.Errorf("age.minimum = %v, want 1", got)
 	}
-	if got := get(user, "properties", "nick", "type"); !jsonEqual(got, []string{"string", "null"}) {
-		t.Errorf("nick.type = %v, want [string null]", got)
+	if got := get(user, "properties", "nick", "type"); got != "string" {
+		t.Errorf("nick.type = %v, want string", got)
 	}
 	if get(m, "components", "schemas", "get_sum_output", "properties", "terms", "items", "type") == nil {
 		t.Errorf("terms.items is not inlined: %s", b)
@@ -583,4 +585,27 @@ func deepObject(n int) string {
 		s = `{"type":"object","properties":{"a":` + s + `}}`
 	}
 	return s
+}
+
+func TestBuildMapsRenamedArgumentsOnTheOperation(t *testing.T) {
+	tool := Tool{Name: "t", InputSchema: json.RawMessage(`{"type":"object","properties":{"user-id":{"type":"string","x-order":1},"ok":{"type":"integer"}},"required":["user-id"]}`)}
+	d, err := Build(Info{Title: "t"}, []Operation{{Path: "/t", OperationID: "t", Tool: tool}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := generic(t, d.JSON("/"))
+	if got := get(m, "paths", "/t", "post", ArgumentNamesExtension); !jsonEqual(got, map[string]string{"user_id": "user-id"}) {
+		t.Errorf("%s = %v, want user_id → user-id", ArgumentNamesExtension, got)
+	}
+	props, _ := get(m, "components", "schemas", "t_input", "properties").(map[string]any)
+	if !jsonEqual(keysOf(props), []string{"ok", "user_id"}) {
+		t.Errorf("arguments = %v, want ok and user_id", keysOf(props))
+	}
+	for name, p := range props {
+		for k := range p.(map[string]any) {
+			if strings.HasPrefix(k, "x-") {
+				t.Errorf("argument %s has the extension %s", name, k)
+			}
+		}
+	}
 }

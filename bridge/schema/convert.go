@@ -89,7 +89,7 @@ func convert(raw json.RawMessage, input bool) (res Result) {
 			desc, _ := root["description"].(string)
 			root["description"] = strings.TrimSpace(desc + "\n\n" + strings.Join(c.notes, " "))
 		}
-		v = root
+		v = forModels(root)
 	}
 	s, err := c.loadKeeping(v)
 	if err != nil {
@@ -197,7 +197,7 @@ func withoutAnnotations(schema map[string]any) map[string]any {
 	return c
 }
 
-func sortedKeys(m map[string]any) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
