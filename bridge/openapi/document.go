@@ -148,8 +148,39 @@ func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 	}
+	if body, err = uniqueTitles(body); err != nil {
+		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
+	}
 	out.body = body
 	return out, nil
+}
+
+// uniqueTitles drops the titles of body's schemas that an earlier schema
+// already has (see schema.DropRepeatedTitles), in the order of the
+// components' names. The converted schemas are shared by the documents a
+// tool appears in, so this works on the encoded document.
+func uniqueTitles(body []byte) ([]byte, error) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	comps, _ := doc["components"].(map[string]any)
+	schemas, _ := comps["schemas"].(map[string]any)
+	names := make([]string, 0, len(schemas))
+	for name := range schemas {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	ordered := make([]any, len(names))
+	for i, name := range names {
+		ordered[i] = schemas[name]
+	}
+	if !schema.DropRepeatedTitles(ordered...) {
+		return body, nil
+	}
+	return json.Marshal(doc)
 }
 
 // operation describes one tool and adds its schemas to comps.
