@@ -476,8 +476,10 @@ var inputCases = []inputCase{
 		raw:  deepSchema(maxDepth + 10),
 		warn: fmt.Sprintf("deeper than %d levels", maxDepth),
 		check: func(t *testing.T, res Result, got map[string]any) {
-			if d := propertyDepth(got); d > maxDepth+1 || d < maxDepth-1 {
-				t.Errorf("the converted schema nests %d levels, want about %d", d, maxDepth)
+			// Described to maxModelDepth levels below the arguments (the
+			// output case below keeps maxDepth levels).
+			if d := propertyDepth(got); d != maxModelDepth+1 {
+				t.Errorf("the converted schema nests %d levels, want %d", d, maxModelDepth+1)
 			}
 		},
 	},
@@ -485,8 +487,12 @@ var inputCases = []inputCase{
 		name: "schema nested just within the limit",
 		raw:  deepSchema(maxDepth - 1),
 		check: func(t *testing.T, res Result, got map[string]any) {
-			if d := propertyDepth(got); d != maxDepth-1 {
-				t.Errorf("the converted schema nests %d levels, want %d", d, maxDepth-1)
+			if d := propertyDepth(got); d != maxModelDepth+1 {
+				t.Errorf("the converted schema nests %d levels, want %d", d, maxModelDepth+1)
+			}
+			desc, _ := at(got, strings.Split(strings.Repeat("properties/a/", maxModelDepth+1)+"description", "/")...)
+			if !strings.Contains(fmt.Sprint(desc), "not described") {
+				t.Errorf("the deepest described level says %q", desc)
 			}
 		},
 	},
@@ -636,6 +642,25 @@ type outputCase struct {
 }
 
 var outputCases = []outputCase{
+	{
+		name: "schema nested deeper than the limit",
+		raw:  deepSchema(maxDepth + 10),
+		warn: fmt.Sprintf("deeper than %d levels", maxDepth),
+		check: func(t *testing.T, res Result, got map[string]any) {
+			if d := propertyDepth(got); d > maxDepth+1 || d < maxDepth-1 {
+				t.Errorf("the converted schema nests %d levels, want about %d", d, maxDepth)
+			}
+		},
+	},
+	{
+		name: "schema nested just within the limit",
+		raw:  deepSchema(maxDepth - 1),
+		check: func(t *testing.T, res Result, got map[string]any) {
+			if d := propertyDepth(got); d != maxDepth-1 {
+				t.Errorf("the converted schema nests %d levels, want %d", d, maxDepth-1)
+			}
+		},
+	},
 	{
 		name: "absent schema",
 		raw:  "",

@@ -31,6 +31,11 @@ import (
 //     const becomes a one-value enum;
 //   - prefixItems becomes items that may match any position's schema;
 //   - examples become the first example;
+//   - a schema nested more than maxModelDepth levels below the arguments
+//     is not described (OpenAI's structured outputs allow 10 levels, Gemini
+//     refuses deep declarations, and code generators name a class after
+//     every level and fail on file names that long): it keeps its type
+//     and says so;
 //   - not, if/then/else, contains, propertyNames, dependentSchemas,
 //     unevaluated*, content*, readOnly, writeOnly and x- extensions are
 //     left out.
@@ -47,12 +52,16 @@ func forModels(s map[string]any) map[string]any {
 	return modelSchema(s, false, 0)
 }
 
+// maxModelDepth is how deeply the schemas below the arguments are
+// described.
+const maxModelDepth = 10
+
 // modelSchema rewrites one schema. optional says it is the schema of a
 // property its object does not require.
 func modelSchema(s map[string]any, optional bool, depth int) map[string]any {
 	out := map[string]any{}
-	if depth > maxDepth {
-		return out
+	if depth > maxModelDepth {
+		return notDescribed(s)
 	}
 	var notes []string
 	note := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
@@ -236,6 +245,20 @@ func modelSchema(s map[string]any, optional bool, depth int) map[string]any {
 	if len(notes) > 0 {
 		desc, _ := out["description"].(string)
 		out["description"] = strings.TrimSpace(desc + " " + strings.Join(notes, " "))
+	}
+	return withItems(out)
+}
+
+// notDescribed stands in for a schema nested too deeply to describe.
+func notDescribed(s map[string]any) map[string]any {
+	out := map[string]any{}
+	desc, _ := s["description"].(string)
+	out["description"] = strings.TrimSpace(fmt.Sprintf("%s (Nested more than %d levels deep, so not described here; the tool checks it.)", desc, maxModelDepth))
+	if t, ok := s["type"].(string); ok && t != "null" {
+		out["type"] = t
+		if t == "object" {
+			out["additionalProperties"] = true
+		}
 	}
 	return withItems(out)
 }
