@@ -57,7 +57,7 @@ func lintRecordedDocuments() error {
 		fmt.Fprintln(os.Stderr, "lint: no OpenAPI document was recorded, so none was linted")
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "lint: %d generated OpenAPI documents pass redocly and spectral in %s%s\n",
+	fmt.Fprintf(os.Stderr, "lint: %d generated OpenAPI documents pass redocly and spectral, and openapi-python-client generates their clients, in %s%s\n",
 		rep.documents, time.Since(start).Round(10*time.Millisecond), rep.warningSummary())
 	recorded.remove()
 	return nil
@@ -220,7 +220,7 @@ func (s *docSet) lint(peers string) (lintReport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), lintTimeout)
 	defer cancel()
 
-	linters := []func(context.Context, string, string, []string) ([]lintFinding, error){runRedocly, runSpectral}
+	linters := []func(context.Context, string, string, []string) ([]lintFinding, error){runRedocly, runSpectral, runPythonClientGenerator}
 	findings := make([][]lintFinding, len(linters))
 	runErrs := make([]error, len(linters))
 	var wg sync.WaitGroup
