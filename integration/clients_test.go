@@ -129,16 +129,7 @@ json.dump({"model": type(parsed).__name__, "result": parsed.to_dict()}, sys.stdo
 // client must parse the 200 answer into the result's model.
 func TestPythonClientGeneratedFromTheDocumentCallsATool(t *testing.T) {
 	peersDir := peers(t)
-	pkg := os.Getenv("MCPO_TIME_SERVER")
-	if pkg == "" {
-		t.Fatal("MCPO_TIME_SERVER is not set (the Makefile sets it with the peers)")
-	}
-	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /pyclient {
-		command uvx --offline --from %s mcp-server-time --local-timezone=UTC
-	}
-}
-`, httpPort, pkg))
+	startTimeServer(t, "/pyclient")
 	body := waitReady(t, "/pyclient/openapi.json")
 	recordDocument("python-client-time", body)
 

@@ -3,7 +3,6 @@ package openapi
 import (
 	"bytes"
 	"encoding/json"
-	"sort"
 	"strings"
 	"testing"
 
@@ -89,7 +88,7 @@ func functions(t testing.TB, body []byte) []function {
 	comps, _ := get(doc, "components", "schemas").(map[string]any)
 	paths, _ := doc["paths"].(map[string]any)
 	var out []function
-	for _, path := range sortedKeys(paths) {
+	for _, path := range keysOf(paths) {
 		op, _ := get(paths[path], "post").(map[string]any)
 		params, _ := get(op, "requestBody", "content", "application/json", "schema").(map[string]any)
 		if ref, ok := params["$ref"].(string); ok {
@@ -100,13 +99,4 @@ func functions(t testing.TB, body []byte) []function {
 		})
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -275,7 +275,7 @@ func checkOperation(t *testing.T, doc map[string]any, op any, w wantOp) {
 	}
 }
 
-func keysOf(m map[string]any) []string {
+func keysOf[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -106,7 +106,7 @@ func anthropicRejections(f function) []rejection {
 		}
 	}
 	props, _ := f.Parameters["properties"].(map[string]any)
-	for _, name := range sortedKeys(props) {
+	for _, name := range keysOf(props) {
 		if !anthropicPropertyKey.MatchString(name) {
 			add("property keys", name, "not "+anthropicPropertyKey.String())
 		}
@@ -170,12 +170,12 @@ func walkSchema(schema any, at string, fn func(m map[string]any, at string)) {
 		return
 	}
 	fn(m, at)
-	for _, k := range sortedKeys(m) {
+	for _, k := range keysOf(m) {
 		switch v := m[k].(type) {
 		case map[string]any:
 			switch k {
 			case "properties", "patternProperties", "dependentSchemas", "$defs", "definitions":
-				for _, name := range sortedKeys(v) {
+				for _, name := range keysOf(v) {
 					walkSchema(v[name], at+"/"+k+"/"+name, fn)
 				}
 			case "items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
@@ -287,7 +287,7 @@ func TestDocumentsSuitLLMProviders(t *testing.T) {
 		for _, r := range rs {
 			counts[r.rule]++
 		}
-		rules := sortedKeys(counts)
+		rules := keysOf(counts)
 		for _, rule := range rules {
 			t.Errorf("%d rejections: %s", counts[rule], rule)
 		}

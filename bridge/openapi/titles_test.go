@@ -13,7 +13,7 @@ func titlesOf(t *testing.T, body []byte) map[string][]string {
 	t.Helper()
 	comps, _ := get(generic(t, body), "components", "schemas").(map[string]any)
 	out := map[string][]string{}
-	for _, name := range sortedKeys(comps) {
+	for _, name := range keysOf(comps) {
 		walkSchema(comps[name], "#/components/schemas/"+name, func(m map[string]any, at string) {
 			if title, ok := m["title"].(string); ok {
 				key := strings.ToLower(strings.Map(func(r rune) rune {
