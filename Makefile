@@ -27,6 +27,11 @@ REDOCLY_CLI       := @redocly/cli@2.77.0
 SPECTRAL_CLI      := @stoplight/spectral-cli@6.16.3
 UV_VERSION        := 0.13.9
 TIME_SERVER       := mcp-server-time==2026.10.19
+# Python clients the generated documents must suit: openapi-python-client
+# generates a client from every document the integration tests fetch, and
+# google-genai's Schema takes every argument schema the way Gemini does.
+OPENAPI_PYTHON_CLIENT := openapi-python-client==0.29.1
+GOOGLE_GENAI          := google-genai==3.3.0
 # The MCP conformance suite's runner, whose requirement sets 2025-11-25 and
 # 2026-07-28 the client layer must pass, and Node 22 for it where the
 # machine's node is older (the runner needs fs.globSync).
@@ -65,6 +70,7 @@ $(PEERS)/.installed: Makefile $(UV)
 	@mkdir -p $(PEERS)
 	[ -f $(PEERS)/package.json ] || echo '{"name": "caddy-mcpo-test-peers", "private": true}' > $(PEERS)/package.json
 	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(REDOCLY_CLI) $(SPECTRAL_CLI)
+	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)'
 	# Fetch mcp-server-time once, so that no test waits for a download.
 	PATH="$(PEERPATH)" uvx --from '$(TIME_SERVER)' mcp-server-time --help >/dev/null
 	touch $@

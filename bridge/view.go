@@ -156,7 +156,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 // what they lose.
 func newRoute(segment, operationID string, t *upstream.Tool, server string, log *zap.Logger) *route {
 	rt := &route{segment: segment, operationID: operationID, tool: t}
-	rt.input, rt.output = openapi.Convert(t)
+	rt.input, rt.output = openapi.Convert(described(t))
 	warnings := append(slices.Clone(rt.input.Warnings), outputWarnings(rt.output)...)
 	if t.InputSchema != nil {
 		v, err := schema.NewValidator(t.InputSchema)
@@ -184,7 +184,15 @@ func outputWarnings(r *schema.Result) []string {
 func (rt *route) operation(path, operationID, server string) openapi.Operation {
 	return openapi.Operation{
 		Path: path, OperationID: operationID, Server: server,
-		Tool: rt.tool, Input: rt.input, Output: rt.output,
+		Tool: described(rt.tool), Input: rt.input, Output: rt.output,
+	}
+}
+
+// described is what a document says about a listed tool.
+func described(t *upstream.Tool) openapi.Tool {
+	return openapi.Tool{
+		Name: t.Name, Title: t.Title, Description: t.Description,
+		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations,
 	}
 }
 

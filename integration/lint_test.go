@@ -24,7 +24,9 @@ import (
 )
 
 // Every OpenAPI document the bridge generates must pass redocly and spectral
-// (their configurations are in lint/) without errors; warnings are allowed.
+// (their configurations are in lint/) without errors, warnings allowed, and
+// openapi-python-client must generate its client without a warning
+// (clients_test.go).
 // The integration tests record each document they fetch, and TestMain lints
 // them all at the end, one invocation of each linter for every document.
 
@@ -57,7 +59,7 @@ func lintRecordedDocuments() error {
 		fmt.Fprintln(os.Stderr, "lint: no OpenAPI document was recorded, so none was linted")
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "lint: %d generated OpenAPI documents pass redocly and spectral in %s%s\n",
+	fmt.Fprintf(os.Stderr, "lint: %d generated OpenAPI documents pass redocly and spectral, and openapi-python-client generates their clients, in %s%s\n",
 		rep.documents, time.Since(start).Round(10*time.Millisecond), rep.warningSummary())
 	recorded.remove()
 	return nil
@@ -220,7 +222,7 @@ func (s *docSet) lint(peers string) (lintReport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), lintTimeout)
 	defer cancel()
 
-	linters := []func(context.Context, string, string, []string) ([]lintFinding, error){runRedocly, runSpectral}
+	linters := []func(context.Context, string, string, []string) ([]lintFinding, error){runRedocly, runSpectral, runPythonClientGenerator}
 	findings := make([][]lintFinding, len(linters))
 	runErrs := make([]error, len(linters))
 	var wg sync.WaitGroup
@@ -523,7 +525,7 @@ func singleServerDocument(t *testing.T, name, version string, tools []*upstream.
 	namer.Reserve("openapi.json")
 	ops := make([]openapi.Operation, 0, len(tools))
 	for _, tool := range tools {
-		ops = append(ops, openapi.Operation{Path: "/" + namer.PathSegment(tool.Name), OperationID: namer.OperationID(tool.Name), Tool: tool})
+		ops = append(ops, openapi.Operation{Path: "/" + namer.PathSegment(tool.Name), OperationID: namer.OperationID(tool.Name), Tool: documented(tool)})
 	}
 	doc, err := openapi.Build(openapi.Info{
 		Title:       name,
@@ -551,7 +553,7 @@ func aggregateDocument(t *testing.T, order []string, servers map[string][]*upstr
 				Path:        "/" + name + "/" + segs.PathSegment(tool.Name),
 				OperationID: ids.OperationID(name, tool.Name),
 				Server:      name,
-				Tool:        tool,
+				Tool:        documented(tool),
 			})
 		}
 	}
@@ -563,6 +565,15 @@ func aggregateDocument(t *testing.T, order []string, servers map[string][]*upstr
 		t.Fatal(err)
 	}
 	return doc.JSON("/")
+}
+
+// documented is what a document says about a listed tool, as the bridge
+// puts it.
+func documented(t *upstream.Tool) openapi.Tool {
+	return openapi.Tool{
+		Name: t.Name, Title: t.Title, Description: t.Description,
+		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations,
+	}
 }
 
 // listTools lists the tools of the server spec starts, through the

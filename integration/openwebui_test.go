@@ -848,9 +848,9 @@ func owuiSortedKeys[V any](m map[string]V) []string {
 
 // The document's conventions for argument names (fixed by the project).
 const (
-	owuiToolNameExt     = "x-mcp-tool-name"         // on an operation: the MCP tool's name
-	owuiArgumentNameExt = "x-mcp-argument-name"     // on a renamed property: its wire name
-	owuiWrappedExt      = "x-mcp-arguments-wrapped" // on an operation: the non-object input's property
+	owuiToolNameExt      = "x-mcp-tool-name"         // on an operation: the MCP tool's name
+	owuiArgumentNamesExt = "x-mcp-argument-names"    // on an operation: documented name → wire name of renamed arguments
+	owuiWrappedExt       = "x-mcp-arguments-wrapped" // on an operation: the non-object input's property
 )
 
 var owuiNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
@@ -1034,16 +1034,14 @@ func owuiArgumentProblem(root map[string]any, tool owuiTool, rawInputs map[strin
 		want = topLevelArguments(raw)
 	}
 
-	declared := owuiDeclaredWireNames(root, tool.Operation)
+	declared := owuiDeclaredWireNames(tool.Operation)
 	props, _ := tool.Parameters["properties"].(map[string]any)
 	byWire := map[string]string{}
 	var got []string
 	for _, name := range owuiSortedKeys(props) {
 		wire := name
-		if s, ok := props[name].(map[string]any); ok && owuiText(s[owuiArgumentNameExt]) != "" {
-			wire = owuiText(s[owuiArgumentNameExt])
-		} else if w, ok := declared[name]; ok {
-			wire = w // the browser drops x- keys; the document still maps the name
+		if w, ok := declared[name]; ok {
+			wire = w
 		}
 		if prev, dup := byWire[wire]; dup {
 			return fmt.Sprintf("properties %q and %q both stand for the argument %q", prev, name, wire)
@@ -1070,32 +1068,14 @@ func owuiArgumentProblem(root map[string]any, tool owuiTool, rawInputs map[strin
 		got, mcpName, want, missing, extra)
 }
 
-// owuiDeclaredWireNames maps the properties of an operation's JSON request
-// body to their wire names where the document renames them, following local
-// $refs as a JSON pointer.
-func owuiDeclaredWireNames(root map[string]any, op map[string]any) map[string]string {
-	follow := func(v any) map[string]any {
-		for range 16 {
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			ref, ok := m["$ref"].(string)
-			if !ok {
-				return m
-			}
-			if v, ok = owuiLocalRef(root, ref); !ok {
-				return nil
-			}
-		}
-		return nil
-	}
-	body := follow(owuiPath(op, "requestBody", "content", "application/json", "schema"))
-	props, _ := body["properties"].(map[string]any)
+// owuiDeclaredWireNames maps the renamed arguments of an operation to
+// their wire names, as the operation's x-mcp-argument-names says.
+func owuiDeclaredWireNames(op map[string]any) map[string]string {
+	m, _ := op[owuiArgumentNamesExt].(map[string]any)
 	names := map[string]string{}
-	for name, s := range props {
-		if wire := owuiText(follow(s)[owuiArgumentNameExt]); wire != "" {
-			names[name] = wire
+	for name, wire := range m {
+		if w := owuiText(wire); w != "" {
+			names[name] = w
 		}
 	}
 	return names
@@ -1545,12 +1525,14 @@ func TestOpenWebUIBodyShapes(t *testing.T) {
 			body:     `{"type": "object", "properties": {"input": {"type": "array", "items": {"type": "string"}}}, "required": ["input"]}`,
 			problems: []string{`v0.9: tool "t" (post /t): Open WebUI lets the arguments ["input"] through, but the MCP tool "t" takes [] (dropped: [], unknown: ["input"])`}},
 		{name: "renamed argument", raw: map[string]json.RawMessage{"t": json.RawMessage(`{"type": "object", "properties": {"user.name": {"type": "string"}, "n": {"type": "integer"}}}`)},
-			body: `{"type": "object", "properties": {"user_name": {"type": "string", "x-mcp-argument-name": "user.name"}, "n": {"type": "integer"}}}`},
+			fields: `"operationId":"t","description":"Does t.","x-mcp-tool-name":"t","x-mcp-argument-names":{"user_name":"user.name"}`,
+			body:   `{"type": "object", "properties": {"user_name": {"type": "string"}, "n": {"type": "integer"}}}`},
 		{name: "renamed argument without the extension", raw: map[string]json.RawMessage{"t": json.RawMessage(`{"type": "object", "properties": {"user.name": {"type": "string"}}}`)},
 			body:     `{"type": "object", "properties": {"user_name": {"type": "string"}}}`,
 			problems: []string{`(dropped: ["user.name"], unknown: ["user_name"])`}},
 		{name: "two properties for one argument", raw: map[string]json.RawMessage{"t": json.RawMessage(`{"properties": {"a-b": {}}}`)},
-			body:     `{"type": "object", "properties": {"a_b": {"type": "string", "x-mcp-argument-name": "a-b"}, "a_b_2": {"type": "string", "x-mcp-argument-name": "a-b"}}}`,
+			fields:   `"operationId":"t","description":"Does t.","x-mcp-tool-name":"t","x-mcp-argument-names":{"a_b":"a-b","a_b_2":"a-b"}`,
+			body:     `{"type": "object", "properties": {"a_b": {"type": "string"}, "a_b_2": {"type": "string"}}}`,
 			problems: []string{`properties "a_b" and "a_b_2" both stand for the argument "a-b"`}},
 		{name: "an argument named __proto__", raw: map[string]json.RawMessage{"t": json.RawMessage(`{"properties": {"__proto__": {}, "a": {}}}`)},
 			body:     `{"type": "object", "properties": {"__proto__": {"type": "string"}, "a": {"type": "string"}}}`,
@@ -1627,7 +1609,7 @@ func TestOpenWebUICleanDocumentPasses(t *testing.T) {
 			"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/get_sum_input"}}}},
 			"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {}}}}}}},
 		"/list_files": {"post": {"operationId": "list_files", "description": "Lists files.",
-			"x-mcp-tool-name": "list.files",
+			"x-mcp-tool-name": "list.files", "x-mcp-argument-names": {"dir_path": "dir.path"},
 			"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/list_files_input"}}}}}},
 		"/ping": {"post": {"operationId": "ping", "description": "Pings.", "x-mcp-tool-name": "ping",
 			"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ping_input"}}}}}},
@@ -1638,7 +1620,7 @@ func TestOpenWebUICleanDocumentPasses(t *testing.T) {
 		"get_sum_input": {"type": "object", "properties": {
 			"a": {"type": "number", "description": "First."}, "b": {"type": "number"}}, "required": ["a", "b"]},
 		"list_files_input": {"type": "object", "properties": {
-			"dir_path": {"type": "string", "x-mcp-argument-name": "dir.path"},
+			"dir_path": {"type": "string"},
 			"order": {"$ref": "#/components/schemas/list_files__Order"},
 			"filter": {"type": "object", "properties": {"glob": {"type": "string"}, "depth": {"type": ["integer", "null"]}}},
 			"limit": {"type": "integer", "default": 10}}, "required": ["dir_path"]},

@@ -250,19 +250,25 @@ func TestStdioEnvironmentIsolation(t *testing.T) {
 	}
 }
 
-func TestMCPServerTimeFromPyPI(t *testing.T) {
-	peers(t)
+// startTimeServer serves mcp-server-time from PyPI at mount.
+func startTimeServer(t *testing.T, mount string) {
+	t.Helper()
 	pkg := os.Getenv("MCPO_TIME_SERVER")
 	if pkg == "" {
 		t.Fatal("MCPO_TIME_SERVER is not set (the Makefile sets it with the peers)")
 	}
 	// --offline: `make test` fetched it already, so no test waits on the network.
 	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /time {
+	mcpo %s {
 		command uvx --offline --from %s mcp-server-time --local-timezone=UTC
 	}
 }
-`, httpPort, pkg))
+`, httpPort, mount, pkg))
+}
+
+func TestMCPServerTimeFromPyPI(t *testing.T) {
+	peers(t)
+	startTimeServer(t, "/time")
 	doc := loadDoc(t, "mcp-server-time", waitReady(t, "/time/openapi.json"), fixture.InputSchemas(fixture.Options{Captured: "time"}))
 	paths := toolPaths(t, doc)
 	if _, ok := paths["get_current_time"]; !ok {

@@ -132,14 +132,10 @@ func requestBody(t *testing.T, op *openapi3.Operation, sample json.RawMessage) [
 		return b
 	}
 	documented := map[string]string{} // wire name → documented name
-	if body := op.RequestBody.Value.Content.Get("application/json"); body != nil && body.Schema != nil && body.Schema.Value != nil {
-		for name, p := range body.Schema.Value.Properties {
-			if p.Value == nil {
-				continue
-			}
-			if wire, ok := p.Value.Extensions[schema.ArgumentNameExtension].(string); ok {
-				documented[wire] = name
-			}
+	renames, _ := op.Extensions[openapi.ArgumentNamesExtension].(map[string]any)
+	for name, wire := range renames {
+		if w, ok := wire.(string); ok {
+			documented[w] = name
 		}
 	}
 	if len(documented) == 0 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
 )
 
@@ -25,14 +24,14 @@ func generatedOperations(n int) []Operation {
 		name := fmt.Sprintf("tool_%04d", i)
 		ops = append(ops, Operation{
 			Path: "/" + name, OperationID: namer.OperationID(name),
-			Tool: &upstream.Tool{Name: name, Description: "A generated tool.", InputSchema: json.RawMessage(benchInput)},
+			Tool: Tool{Name: name, Description: "A generated tool.", InputSchema: json.RawMessage(benchInput)},
 		})
 	}
 	return ops
 }
 
 // capturedTool decodes a tool as the bridge lists it.
-func capturedTool(raw json.RawMessage) *upstream.Tool {
+func capturedTool(raw json.RawMessage) Tool {
 	var t struct {
 		Name         string          `json:"name"`
 		Title        string          `json:"title"`
@@ -44,7 +43,7 @@ func capturedTool(raw json.RawMessage) *upstream.Tool {
 	if err := json.Unmarshal(raw, &t); err != nil {
 		panic(err)
 	}
-	tool := &upstream.Tool{Name: t.Name, Title: t.Title, Description: t.Description,
+	tool := Tool{Name: t.Name, Title: t.Title, Description: t.Description,
 		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations}
 	if tool.Title == "" && t.Annotations != nil {
 		var a struct {

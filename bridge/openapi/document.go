@@ -11,7 +11,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // Version is the OpenAPI version of the documents built here.
@@ -29,6 +28,21 @@ type Info struct {
 	SecurityName string
 }
 
+// Tool is what a document says about one MCP tool: what the server's tool
+// listing says about it.
+type Tool struct {
+	Name        string
+	Title       string // the tool's title, or its annotations' title; "" for none
+	Description string
+	// InputSchema and OutputSchema are the server's JSON Schemas, byte for
+	// byte; OutputSchema is nil when the tool declares none.
+	InputSchema  json.RawMessage
+	OutputSchema json.RawMessage
+	// Annotations holds the tool's behaviour hints (readOnlyHint and the
+	// like) as the server sent them, nil when absent.
+	Annotations json.RawMessage
+}
+
 // Operation is one tool, served as POST Path.
 type Operation struct {
 	Path        string // e.g. "/get_current_time", or "/time/get_current_time" in a document of several servers
@@ -36,7 +50,7 @@ type Operation struct {
 	// Server names the tool's server; in a document of several servers it
 	// becomes the operation's tag.
 	Server string
-	Tool   *upstream.Tool
+	Tool   Tool
 	// Input and Output are the tool's converted schemas (see Convert);
 	// Output is nil when the tool declares no output schema. Build converts
 	// them when Input.Schema is nil.
@@ -45,7 +59,7 @@ type Operation struct {
 }
 
 // Convert converts a tool's schemas for an Operation.
-func Convert(t *upstream.Tool) (schema.Result, *schema.Result) {
+func Convert(t Tool) (schema.Result, *schema.Result) {
 	in := schema.Input(t.InputSchema)
 	if t.OutputSchema == nil {
 		return in, nil
@@ -57,6 +71,13 @@ func Convert(t *upstream.Tool) (schema.Result, *schema.Result) {
 // WrappedExtension marks an operation whose tool takes a non-object input,
 // sent as the one argument it names.
 const WrappedExtension = "x-mcp-arguments-wrapped"
+
+// ArgumentNamesExtension maps, on an operation, the documented names of
+// renamed arguments (names LLM providers refuse, such as "user-id",
+// documented as "user_id") to the names the tool takes. The bridge renames
+// them back; the argument schemas carry no extension, which some LLM
+// providers refuse.
+const ArgumentNamesExtension = "x-mcp-argument-names"
 
 // Warning is something a tool's schemas lost in conversion.
 type Warning struct {
@@ -127,8 +148,39 @@ func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 	}
+	if body, err = uniqueTitles(body); err != nil {
+		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
+	}
 	out.body = body
 	return out, nil
+}
+
+// uniqueTitles drops the titles of body's schemas that an earlier schema
+// already has (see schema.DropRepeatedTitles), in the order of the
+// components' names. The converted schemas are shared by the documents a
+// tool appears in, so this works on the encoded document.
+func uniqueTitles(body []byte) ([]byte, error) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	comps, _ := doc["components"].(map[string]any)
+	schemas, _ := comps["schemas"].(map[string]any)
+	names := make([]string, 0, len(schemas))
+	for name := range schemas {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	ordered := make([]any, len(names))
+	for i, name := range names {
+		ordered[i] = schemas[name]
+	}
+	if !schema.DropRepeatedTitles(ordered...) {
+		return body, nil
+	}
+	return json.Marshal(doc)
 }
 
 // operation describes one tool and adds its schemas to comps.
@@ -154,6 +206,9 @@ func operation(comps openapi3.Schemas, op Operation) (*openapi3.Operation, []str
 	warnings := append(slices.Clone(op.Input.Warnings), outputWarnings(op.Output)...)
 	if op.Input.Wrapped != "" {
 		o.Extensions[WrappedExtension] = op.Input.Wrapped
+	}
+	if len(op.Input.Renames) > 0 {
+		o.Extensions[ArgumentNamesExtension] = op.Input.Renames
 	}
 	inName := op.OperationID + "_input"
 	comps[inName] = openapi3.NewSchemaRef("", op.Input.Schema)
@@ -196,7 +251,7 @@ func outputWarnings(r *schema.Result) []string {
 
 // description is never empty: clients use it as the function description
 // and some prefer an empty one over the summary.
-func description(t *upstream.Tool, warnings []string) string {
+func description(t Tool, warnings []string) string {
 	d := strings.TrimSpace(t.Description)
 	if d == "" {
 		d = t.Title

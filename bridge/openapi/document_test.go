@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // loadAndValidate loads a served document with kin-openapi and validates
@@ -80,35 +78,35 @@ func jsonEqual(a, b any) bool {
 }
 
 var (
-	toolTime = &upstream.Tool{
+	toolTime = Tool{
 		Name:        "get_current_time",
 		Title:       "Get current time",
 		Description: "Returns the current time in a time zone.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string","description":"IANA name"}},"required":["timezone"]}`),
 		Annotations: json.RawMessage(`{"readOnlyHint":true,"openWorldHint":false,"title":"Get current time"}`),
 	}
-	toolBare = &upstream.Tool{
+	toolBare = Tool{
 		Name: "ping",
 	}
-	toolStructured = &upstream.Tool{
+	toolStructured = Tool{
 		Name:         "get-sum",
 		Description:  "   ",
 		Title:        "Sum numbers",
 		InputSchema:  json.RawMessage(`{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}}}`),
 		OutputSchema: json.RawMessage(`{"type":"object","properties":{"sum":{"type":"number"},"terms":{"type":"array","items":{"$ref":"#/$defs/Term"}}},"required":["sum"],"$defs":{"Term":{"type":"number"}}}`),
 	}
-	toolDefs = &upstream.Tool{
+	toolDefs = Tool{
 		Name:        "create.user",
 		Description: "Creates a user.",
 		InputSchema: json.RawMessage(`{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"user":{"$ref":"#/definitions/User"}},
 			"definitions":{"User":{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"exclusiveMinimum":true},"nick":{"type":"string","nullable":true}}}}}`),
 	}
-	toolLossy = &upstream.Tool{
+	toolLossy = Tool{
 		Name:        "lossy",
 		Description: "Has a dangling reference.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"a":{"$ref":"#/$defs/Nowhere"}}}`),
 	}
-	toolBadInput = &upstream.Tool{
+	toolBadInput = Tool{
 		Name:         "bad",
 		InputSchema:  json.RawMessage(`{"type":"string"}`),
 		OutputSchema: json.RawMessage(`not json`),
@@ -117,7 +115,7 @@ var (
 
 type wantOp struct {
 	path, opID, summary, desc string
-	tool                      *upstream.Tool
+	tool                      Tool
 	server                    string
 	hasOutput                 bool
 	bodyRequired              bool
@@ -277,7 +275,7 @@ func checkOperation(t *testing.T, doc map[string]any, op any, w wantOp) {
 	}
 }
 
-func keysOf(m map[string]any) []string {
+func keysOf[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -388,11 +386,13 @@ func TestBuildInlinesDefinitions(t *testing.T) {
 	if user == nil {
 		t.Fatalf("the user argument is missing: %s", b)
 	}
-	if got := get(user, "properties", "age", "exclusiveMinimum"); fmt.Sprint(got) != "0" {
-		t.Errorf("age.exclusiveMinimum = %v, want 0", got)
+	// Draft-04's exclusive minimum 0 of an integer, in the words LLM
+	// providers take; an optional nullable argument without null.
+	if got := get(user, "properties", "age", "minimum"); fmt.Sprint(got) != "1" {
+		t.Errorf("age.minimum = %v, want 1", got)
 	}
-	if got := get(user, "properties", "nick", "type"); !jsonEqual(got, []string{"string", "null"}) {
-		t.Errorf("nick.type = %v, want [string null]", got)
+	if got := get(user, "properties", "nick", "type"); got != "string" {
+		t.Errorf("nick.type = %v, want string", got)
 	}
 	if get(m, "components", "schemas", "get_sum_output", "properties", "terms", "items", "type") == nil {
 		t.Errorf("terms.items is not inlined: %s", b)
@@ -537,7 +537,7 @@ func TestBuildManyToolsValidates(t *testing.T) {
 		if i >= len(names) {
 			name = fmt.Sprintf("%s-%d", name, i)
 		}
-		tool := &upstream.Tool{
+		tool := Tool{
 			Name:        name,
 			Description: fmt.Sprintf("Tool %d.", i),
 			InputSchema: json.RawMessage(schemas[i%len(schemas)]),
@@ -585,4 +585,27 @@ func deepObject(n int) string {
 		s = `{"type":"object","properties":{"a":` + s + `}}`
 	}
 	return s
+}
+
+func TestBuildMapsRenamedArgumentsOnTheOperation(t *testing.T) {
+	tool := Tool{Name: "t", InputSchema: json.RawMessage(`{"type":"object","properties":{"user-id":{"type":"string","x-order":1},"ok":{"type":"integer"}},"required":["user-id"]}`)}
+	d, err := Build(Info{Title: "t"}, []Operation{{Path: "/t", OperationID: "t", Tool: tool}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := generic(t, d.JSON("/"))
+	if got := get(m, "paths", "/t", "post", ArgumentNamesExtension); !jsonEqual(got, map[string]string{"user_id": "user-id"}) {
+		t.Errorf("%s = %v, want user_id → user-id", ArgumentNamesExtension, got)
+	}
+	props, _ := get(m, "components", "schemas", "t_input", "properties").(map[string]any)
+	if !jsonEqual(keysOf(props), []string{"ok", "user_id"}) {
+		t.Errorf("arguments = %v, want ok and user_id", keysOf(props))
+	}
+	for name, p := range props {
+		for k := range p.(map[string]any) {
+			if strings.HasPrefix(k, "x-") {
+				t.Errorf("argument %s has the extension %s", name, k)
+			}
+		}
+	}
 }

@@ -1,18 +1,3 @@
-// Package schema turns the JSON Schemas of MCP tools, as servers emit them
-// (drafts 07 to 2020-12), into OpenAPI 3.1 schemas that every client reads
-// right, and validates tool arguments against the original schemas.
-//
-// A converted schema is self-contained: every reference ($defs,
-// definitions, JSON pointers into the schema, anchors) is inlined, recursion
-// is cut at a bounded depth, and references outside the schema are never
-// fetched. An input schema becomes a flat object whose top-level properties
-// are the arguments, as Open WebUI and most LLM clients expect: root unions
-// of objects are merged, a non-object input is wrapped in one argument, and
-// argument names LLM providers refuse are renamed (the wire names are kept
-// for forwarding). Dialect drift is normalized and keywords OpenAPI does not
-// know are kept as extensions. A schema that cannot be converted loses what
-// it must, with warnings, never an error that would cost the other tools
-// their documentation.
 package schema
 
 import (
@@ -104,7 +89,7 @@ func convert(raw json.RawMessage, input bool) (res Result) {
 			desc, _ := root["description"].(string)
 			root["description"] = strings.TrimSpace(desc + "\n\n" + strings.Join(c.notes, " "))
 		}
-		v = root
+		v = forModels(root)
 	}
 	s, err := c.loadKeeping(v)
 	if err != nil {
@@ -212,7 +197,7 @@ func withoutAnnotations(schema map[string]any) map[string]any {
 	return c
 }
 
-func sortedKeys(m map[string]any) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -167,6 +167,9 @@ func propertyDepth(m map[string]any) int {
 	}
 }
 
+// anyTypes is the anyOf of an optional argument that accepts anything.
+const anyTypes = `[{"items":{},"type":"array"},{"type":"boolean"},{"type":"number"},{"type":"object"},{"type":"string"}]`
+
 type inputCase struct {
 	name string
 	raw  string // "" is an absent schema (nil)
@@ -348,7 +351,7 @@ var inputCases = []inputCase{
 		raw: `{"type":"object","properties":{"m":{"anyOf":[{"$ref":"#/$defs/M"},{"type":"null"}],"default":null}},
 			"$defs":{"M":{"type":"object","properties":{"x":{"type":"integer"}}}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `["object","null"]`, "properties", "m", "type")
+			want(t, got, `"object"`, "properties", "m", "type") // optional: null is the same as absent
 			want(t, got, `"integer"`, "properties", "m", "properties", "x", "type")
 			absent(t, got, "properties", "m", "anyOf")
 		},
@@ -402,157 +405,11 @@ var inputCases = []inputCase{
 		},
 	},
 	{
-		name: "draft-04 boolean exclusive bounds",
-		raw: `{"type":"object","properties":{
-			"n":{"type":"number","minimum":0,"exclusiveMinimum":true},
-			"m":{"type":"number","maximum":10,"exclusiveMaximum":true},
-			"k":{"type":"number","minimum":1,"maximum":2,"exclusiveMinimum":false,"exclusiveMaximum":false},
-			"o":{"type":"number","exclusiveMinimum":true}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `0`, "properties", "n", "exclusiveMinimum")
-			absent(t, got, "properties", "n", "minimum")
-			want(t, got, `10`, "properties", "m", "exclusiveMaximum")
-			absent(t, got, "properties", "m", "maximum")
-			want(t, got, `1`, "properties", "k", "minimum")
-			want(t, got, `2`, "properties", "k", "maximum")
-			absent(t, got, "properties", "k", "exclusiveMinimum")
-			absent(t, got, "properties", "k", "exclusiveMaximum")
-			absent(t, got, "properties", "o", "exclusiveMinimum")
-		},
-	},
-	{
-		name: "2020-12 numeric exclusive bounds",
-		raw:  `{"type":"object","properties":{"n":{"type":"number","exclusiveMinimum":0,"exclusiveMaximum":1.5}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `0`, "properties", "n", "exclusiveMinimum")
-			want(t, got, `1.5`, "properties", "n", "exclusiveMaximum")
-		},
-	},
-	{
-		name: "OpenAPI 3.0 nullable",
-		raw: `{"type":"object","properties":{
-			"s":{"type":"string","nullable":true},
-			"l":{"type":["integer","null"],"nullable":true},
-			"m":{"type":["integer","boolean"],"nullable":true},
-			"f":{"type":"string","nullable":false}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `["string","null"]`, "properties", "s", "type")
-			want(t, got, `["integer","null"]`, "properties", "l", "type")
-			want(t, got, `["integer","boolean","null"]`, "properties", "m", "type")
-			want(t, got, `"string"`, "properties", "f", "type")
-			for _, p := range []string{"s", "l", "m", "f"} {
-				absent(t, got, "properties", p, "nullable")
-			}
-		},
-	},
-	{
-		name: "draft-07 tuple items",
-		raw: `{"type":"object","properties":{
-			"closed":{"type":"array","items":[{"type":"string"},{"type":"integer"}],"additionalItems":false},
-			"rest":{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"number"}},
-			"open":{"type":"array","items":[{"$ref":"#/$defs/P"}]}},
-			"$defs":{"P":{"type":"string"}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `[{"type":"string"},{"type":"integer"}]`, "properties", "closed", "prefixItems")
-			want(t, got, `{"not":{}}`, "properties", "closed", "items")
-			absent(t, got, "properties", "closed", "additionalItems")
-			want(t, got, `[{"type":"string"}]`, "properties", "rest", "prefixItems")
-			want(t, got, `{"type":"number"}`, "properties", "rest", "items")
-			want(t, got, `"string"`, "properties", "open", "prefixItems", "0", "type")
-			// Open tuple: any further items, said explicitly for linters.
-			want(t, got, `{}`, "properties", "open", "items")
-		},
-	},
-	{
 		name: "additionalItems with schema items is dropped",
 		raw:  `{"type":"object","properties":{"a":{"type":"array","items":{"type":"string"},"additionalItems":false}}}`,
 		check: func(t *testing.T, res Result, got map[string]any) {
 			want(t, got, `{"type":"string"}`, "properties", "a", "items")
 			absent(t, got, "properties", "a", "additionalItems")
-		},
-	},
-	{
-		name: "draft-07 dependencies",
-		raw: `{"type":"object","properties":{"card":{"type":"string"},"billing":{"type":"string"},"name":{"type":"string"}},
-			"dependencies":{"card":["billing"],"name":{"properties":{"title":{"type":"string"}},"required":["title"]}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `{"card":["billing"]}`, "dependentRequired")
-			want(t, got, `["title"]`, "dependentSchemas", "name", "required")
-			absent(t, got, "dependencies")
-			absent(t, got, "x-dependencies")
-		},
-	},
-	{
-		name: "unknown keywords become extensions",
-		raw: `{"type":"object","markdownDescription":"**args**","x-order":1,
-			"properties":{"a":{"type":"string","markdownDescription":"*a*","errorMessage":{"type":"must be text"},"example":"abc"}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `"**args**"`, "x-markdownDescription")
-			absent(t, got, "markdownDescription")
-			want(t, got, `1`, "x-order")
-			absent(t, got, "x-x-order")
-			want(t, got, `"*a*"`, "properties", "a", "x-markdownDescription")
-			want(t, got, `{"type":"must be text"}`, "properties", "a", "x-errorMessage")
-		},
-	},
-	{
-		name: "value keywords are kept",
-		raw: `{"type":"object","properties":{
-			"e":{"type":"string","enum":["a","b"],"format":"email","pattern":"^[a-z]+$","minLength":1,"maxLength":9,"default":"a","examples":["a","b"],"deprecated":true,"title":"E"},
-			"n":{"type":"integer","minimum":1,"maximum":9,"const":3,"multipleOf":1},
-			"l":{"type":"array","items":{"type":"string"},"minItems":1,"maxItems":3,"uniqueItems":true,"contains":{"const":"x"},"minContains":1,"maxContains":2},
-			"o":{"type":"object","minProperties":1,"maxProperties":2,"readOnly":true},
-			"w":{"type":"string","writeOnly":true,"contentMediaType":"image/png","contentEncoding":"base64"}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			e := []struct{ lit, key string }{
-				{`["a","b"]`, "enum"}, {`"email"`, "format"}, {`"^[a-z]+$"`, "pattern"}, {`1`, "minLength"},
-				{`9`, "maxLength"}, {`"a"`, "default"}, {`["a","b"]`, "examples"}, {`true`, "deprecated"}, {`"E"`, "title"},
-			}
-			for _, k := range e {
-				want(t, got, k.lit, "properties", "e", k.key)
-			}
-			want(t, got, `1`, "properties", "n", "minimum")
-			want(t, got, `9`, "properties", "n", "maximum")
-			want(t, got, `3`, "properties", "n", "const")
-			want(t, got, `1`, "properties", "n", "multipleOf")
-			want(t, got, `1`, "properties", "l", "minItems")
-			want(t, got, `3`, "properties", "l", "maxItems")
-			want(t, got, `true`, "properties", "l", "uniqueItems")
-			want(t, got, `{"const":"x"}`, "properties", "l", "contains")
-			want(t, got, `1`, "properties", "l", "minContains")
-			want(t, got, `2`, "properties", "l", "maxContains")
-			want(t, got, `1`, "properties", "o", "minProperties")
-			want(t, got, `2`, "properties", "o", "maxProperties")
-			want(t, got, `true`, "properties", "o", "readOnly")
-			want(t, got, `true`, "properties", "w", "writeOnly")
-			want(t, got, `"image/png"`, "properties", "w", "contentMediaType")
-			want(t, got, `"base64"`, "properties", "w", "contentEncoding")
-		},
-	},
-	{
-		name: "2020-12 applicators are kept",
-		raw: `{"type":"object","properties":{"a":{"type":"string"}},
-			"patternProperties":{"^x-":{"type":"string"}},"propertyNames":{"maxLength":10},"unevaluatedProperties":false,
-			"if":{"properties":{"a":{"const":"x"}}},"then":{"required":["a"]},"else":{"not":{"required":["a"]}},
-			"allOf":[{"type":"object"}],"oneOf":[{"required":["a"]},{"required":["b"]}],"dependentRequired":{"a":["b"]}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `{"type":"string"}`, "patternProperties", "^x-")
-			want(t, got, `{"maxLength":10}`, "propertyNames")
-			want(t, got, `false`, "unevaluatedProperties")
-			want(t, got, `{"const":"x"}`, "if", "properties", "a")
-			want(t, got, `["a"]`, "then", "required")
-			want(t, got, `["a"]`, "else", "not", "required")
-			// The root compositions are flattened: the arguments of every
-			// branch are offered, the shapes are described.
-			absent(t, got, "allOf")
-			absent(t, got, "oneOf")
-			if _, ok := at(got, "properties", "b"); !ok {
-				t.Errorf("argument b, required by one branch, is not offered: %s", mustMarshal(got))
-			}
-			if d, _ := at(got, "description"); !strings.Contains(fmt.Sprint(d), "(a) or (b)") {
-				t.Errorf("description = %v, want the alternatives", d)
-			}
-			want(t, got, `["b"]`, "dependentRequired", "a")
 		},
 	},
 	{
@@ -572,18 +429,10 @@ var inputCases = []inputCase{
 		check: func(t *testing.T, res Result, got map[string]any) {
 			// A property that accepts anything gets every type, so clients
 			// that require a type keep it.
-			want(t, got, `["string","number","boolean","object","array","null"]`, "properties", "any", "type")
+			want(t, got, anyTypes, "properties", "any", "anyOf")
 			absent(t, got, "properties", "none") // no value is valid: not offered
-			want(t, got, `true`, "properties", "list", "items")
+			want(t, got, `{}`, "properties", "list", "items")
 			want(t, got, `false`, "additionalProperties")
-		},
-	},
-	{
-		name: "type list",
-		raw:  `{"type":"object","properties":{"v":{"type":["string","integer"]},"n":{"type":"null"}}}`,
-		check: func(t *testing.T, res Result, got map[string]any) {
-			want(t, got, `["string","integer"]`, "properties", "v", "type")
-			want(t, got, `"null"`, "properties", "n", "type")
 		},
 	},
 	{
@@ -627,8 +476,10 @@ var inputCases = []inputCase{
 		raw:  deepSchema(maxDepth + 10),
 		warn: fmt.Sprintf("deeper than %d levels", maxDepth),
 		check: func(t *testing.T, res Result, got map[string]any) {
-			if d := propertyDepth(got); d > maxDepth+1 || d < maxDepth-1 {
-				t.Errorf("the converted schema nests %d levels, want about %d", d, maxDepth)
+			// Described to maxModelDepth levels below the arguments (the
+			// output case below keeps maxDepth levels).
+			if d := propertyDepth(got); d != maxModelDepth+1 {
+				t.Errorf("the converted schema nests %d levels, want %d", d, maxModelDepth+1)
 			}
 		},
 	},
@@ -636,8 +487,12 @@ var inputCases = []inputCase{
 		name: "schema nested just within the limit",
 		raw:  deepSchema(maxDepth - 1),
 		check: func(t *testing.T, res Result, got map[string]any) {
-			if d := propertyDepth(got); d != maxDepth-1 {
-				t.Errorf("the converted schema nests %d levels, want %d", d, maxDepth-1)
+			if d := propertyDepth(got); d != maxModelDepth+1 {
+				t.Errorf("the converted schema nests %d levels, want %d", d, maxModelDepth+1)
+			}
+			desc, _ := at(got, strings.Split(strings.Repeat("properties/a/", maxModelDepth+1)+"description", "/")...)
+			if !strings.Contains(fmt.Sprint(desc), "not described") {
+				t.Errorf("the deepest described level says %q", desc)
 			}
 		},
 	},
@@ -679,7 +534,7 @@ var inputCases = []inputCase{
 		raw:  `{"type":"object","properties":{"a":{"anyOf":{"type":"string"}}}}`,
 		warn: "anyOf is not a list",
 		check: func(t *testing.T, res Result, got map[string]any) {
-			absent(t, got, "properties", "a", "anyOf")
+			want(t, got, anyTypes, "properties", "a", "anyOf") // dropped: a accepts anything
 		},
 	},
 	{
@@ -788,6 +643,25 @@ type outputCase struct {
 
 var outputCases = []outputCase{
 	{
+		name: "schema nested deeper than the limit",
+		raw:  deepSchema(maxDepth + 10),
+		warn: fmt.Sprintf("deeper than %d levels", maxDepth),
+		check: func(t *testing.T, res Result, got map[string]any) {
+			if d := propertyDepth(got); d > maxDepth+1 || d < maxDepth-1 {
+				t.Errorf("the converted schema nests %d levels, want about %d", d, maxDepth)
+			}
+		},
+	},
+	{
+		name: "schema nested just within the limit",
+		raw:  deepSchema(maxDepth - 1),
+		check: func(t *testing.T, res Result, got map[string]any) {
+			if d := propertyDepth(got); d != maxDepth-1 {
+				t.Errorf("the converted schema nests %d levels, want %d", d, maxDepth-1)
+			}
+		},
+	},
+	{
 		name: "absent schema",
 		raw:  "",
 		check: func(t *testing.T, res Result, got map[string]any) {
@@ -825,6 +699,174 @@ var outputCases = []outputCase{
 		raw:  `{`,
 		warn: "not valid JSON",
 	},
+}
+
+// dialectCases are schemas of older drafts and of OpenAPI 3.0, and
+// keywords OpenAPI does not know: output schemas keep what they say in
+// OpenAPI 3.1's words (input schemas say it the way LLM providers take it:
+// models_test.go).
+var dialectCases = []inputCase{
+	{
+		name: "draft-04 boolean exclusive bounds",
+		raw: `{"type":"object","properties":{
+			"n":{"type":"number","minimum":0,"exclusiveMinimum":true},
+			"m":{"type":"number","maximum":10,"exclusiveMaximum":true},
+			"k":{"type":"number","minimum":1,"maximum":2,"exclusiveMinimum":false,"exclusiveMaximum":false},
+			"o":{"type":"number","exclusiveMinimum":true}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `0`, "properties", "n", "exclusiveMinimum")
+			absent(t, got, "properties", "n", "minimum")
+			want(t, got, `10`, "properties", "m", "exclusiveMaximum")
+			absent(t, got, "properties", "m", "maximum")
+			want(t, got, `1`, "properties", "k", "minimum")
+			want(t, got, `2`, "properties", "k", "maximum")
+			absent(t, got, "properties", "k", "exclusiveMinimum")
+			absent(t, got, "properties", "k", "exclusiveMaximum")
+			absent(t, got, "properties", "o", "exclusiveMinimum")
+		},
+	},
+	{
+		name: "2020-12 numeric exclusive bounds",
+		raw:  `{"type":"object","properties":{"n":{"type":"number","exclusiveMinimum":0,"exclusiveMaximum":1.5}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `0`, "properties", "n", "exclusiveMinimum")
+			want(t, got, `1.5`, "properties", "n", "exclusiveMaximum")
+		},
+	},
+	{
+		name: "OpenAPI 3.0 nullable",
+		raw: `{"type":"object","properties":{
+			"s":{"type":"string","nullable":true},
+			"l":{"type":["integer","null"],"nullable":true},
+			"m":{"type":["integer","boolean"],"nullable":true},
+			"f":{"type":"string","nullable":false}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `["string","null"]`, "properties", "s", "type")
+			want(t, got, `["integer","null"]`, "properties", "l", "type")
+			want(t, got, `["integer","boolean","null"]`, "properties", "m", "type")
+			want(t, got, `"string"`, "properties", "f", "type")
+			for _, p := range []string{"s", "l", "m", "f"} {
+				absent(t, got, "properties", p, "nullable")
+			}
+		},
+	},
+	{
+		name: "draft-07 tuple items",
+		raw: `{"type":"object","properties":{
+			"closed":{"type":"array","items":[{"type":"string"},{"type":"integer"}],"additionalItems":false},
+			"rest":{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"number"}},
+			"open":{"type":"array","items":[{"$ref":"#/$defs/P"}]}},
+			"$defs":{"P":{"type":"string"}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `[{"type":"string"},{"type":"integer"}]`, "properties", "closed", "prefixItems")
+			want(t, got, `{"not":{}}`, "properties", "closed", "items")
+			absent(t, got, "properties", "closed", "additionalItems")
+			want(t, got, `[{"type":"string"}]`, "properties", "rest", "prefixItems")
+			want(t, got, `{"type":"number"}`, "properties", "rest", "items")
+			want(t, got, `"string"`, "properties", "open", "prefixItems", "0", "type")
+			// Open tuple: any further items, said explicitly for linters.
+			want(t, got, `{}`, "properties", "open", "items")
+		},
+	},
+	{
+		name: "draft-07 dependencies",
+		raw: `{"type":"object","properties":{"card":{"type":"string"},"billing":{"type":"string"},"name":{"type":"string"}},
+			"dependencies":{"card":["billing"],"name":{"properties":{"title":{"type":"string"}},"required":["title"]}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `{"card":["billing"]}`, "dependentRequired")
+			want(t, got, `["title"]`, "dependentSchemas", "name", "required")
+			absent(t, got, "dependencies")
+			absent(t, got, "x-dependencies")
+		},
+	},
+	{
+		name: "unknown keywords become extensions",
+		raw: `{"type":"object","markdownDescription":"**args**","x-order":1,
+			"properties":{"a":{"type":"string","markdownDescription":"*a*","errorMessage":{"type":"must be text"},"example":"abc"}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `"**args**"`, "x-markdownDescription")
+			absent(t, got, "markdownDescription")
+			want(t, got, `1`, "x-order")
+			absent(t, got, "x-x-order")
+			want(t, got, `"*a*"`, "properties", "a", "x-markdownDescription")
+			want(t, got, `{"type":"must be text"}`, "properties", "a", "x-errorMessage")
+		},
+	},
+	{
+		name: "value keywords are kept",
+		raw: `{"type":"object","properties":{
+			"e":{"type":"string","enum":["a","b"],"format":"email","pattern":"^[a-z]+$","minLength":1,"maxLength":9,"default":"a","examples":["a","b"],"deprecated":true,"title":"E"},
+			"n":{"type":"integer","minimum":1,"maximum":9,"const":3,"multipleOf":1},
+			"l":{"type":"array","items":{"type":"string"},"minItems":1,"maxItems":3,"uniqueItems":true,"contains":{"const":"x"},"minContains":1,"maxContains":2},
+			"o":{"type":"object","minProperties":1,"maxProperties":2,"readOnly":true},
+			"w":{"type":"string","writeOnly":true,"contentMediaType":"image/png","contentEncoding":"base64"}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			e := []struct{ lit, key string }{
+				{`["a","b"]`, "enum"}, {`"email"`, "format"}, {`"^[a-z]+$"`, "pattern"}, {`1`, "minLength"},
+				{`9`, "maxLength"}, {`"a"`, "default"}, {`["a","b"]`, "examples"}, {`true`, "deprecated"}, {`"E"`, "title"},
+			}
+			for _, k := range e {
+				want(t, got, k.lit, "properties", "e", k.key)
+			}
+			want(t, got, `1`, "properties", "n", "minimum")
+			want(t, got, `9`, "properties", "n", "maximum")
+			want(t, got, `3`, "properties", "n", "const")
+			want(t, got, `1`, "properties", "n", "multipleOf")
+			want(t, got, `1`, "properties", "l", "minItems")
+			want(t, got, `3`, "properties", "l", "maxItems")
+			want(t, got, `true`, "properties", "l", "uniqueItems")
+			want(t, got, `{"const":"x"}`, "properties", "l", "contains")
+			want(t, got, `1`, "properties", "l", "minContains")
+			want(t, got, `2`, "properties", "l", "maxContains")
+			want(t, got, `1`, "properties", "o", "minProperties")
+			want(t, got, `2`, "properties", "o", "maxProperties")
+			want(t, got, `true`, "properties", "o", "readOnly")
+			want(t, got, `true`, "properties", "w", "writeOnly")
+			want(t, got, `"image/png"`, "properties", "w", "contentMediaType")
+			want(t, got, `"base64"`, "properties", "w", "contentEncoding")
+		},
+	},
+	{
+		name: "2020-12 applicators are kept",
+		raw: `{"type":"object","properties":{"a":{"type":"string"}},
+			"patternProperties":{"^x-":{"type":"string"}},"propertyNames":{"maxLength":10},"unevaluatedProperties":false,
+			"if":{"properties":{"a":{"const":"x"}}},"then":{"required":["a"]},"else":{"not":{"required":["a"]}},
+			"allOf":[{"type":"object"}],"oneOf":[{"required":["a"]},{"required":["b"]}],"dependentRequired":{"a":["b"]}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `{"type":"string"}`, "patternProperties", "^x-")
+			want(t, got, `{"maxLength":10}`, "propertyNames")
+			want(t, got, `false`, "unevaluatedProperties")
+			want(t, got, `{"const":"x"}`, "if", "properties", "a")
+			want(t, got, `["a"]`, "then", "required")
+			want(t, got, `["a"]`, "else", "not", "required")
+			want(t, got, `[{"type":"object"}]`, "allOf")
+			want(t, got, `[{"required":["a"]},{"required":["b"]}]`, "oneOf")
+			want(t, got, `["b"]`, "dependentRequired", "a")
+		},
+	},
+	{
+		name: "type list",
+		raw:  `{"type":"object","properties":{"v":{"type":["string","integer"]},"n":{"type":"null"}}}`,
+		check: func(t *testing.T, res Result, got map[string]any) {
+			want(t, got, `["string","integer"]`, "properties", "v", "type")
+			want(t, got, `"null"`, "properties", "n", "type")
+		},
+	},
+}
+
+func TestOutputNormalizesDialects(t *testing.T) {
+	for _, tc := range dialectCases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Output(rawOf(tc.raw))
+			if len(res.Warnings) > 0 {
+				t.Errorf("warnings = %q, want none", res.Warnings)
+			}
+			if err := validateInDocument(res); err != nil {
+				t.Fatalf("the result does not validate as part of an OpenAPI 3.1 document: %v", err)
+			}
+			tc.check(t, res, asJSON(t, res.Schema))
+		})
+	}
 }
 
 func TestOutputConvertsSchemas(t *testing.T) {

@@ -47,13 +47,13 @@ func newInliner(root any, warn func(string, ...any)) *inliner {
 		switch n := v.(type) {
 		case map[string]any:
 			if a, ok := n["$anchor"].(string); ok {
-				in.anchors[a] = n
+				in.anchor(a, n)
 			}
 			if id, ok := n["$id"].(string); ok && strings.HasPrefix(id, "#") && len(id) > 1 {
-				in.anchors[id[1:]] = n // draft-07 plain-name fragment
+				in.anchor(id[1:], n) // draft-07 plain-name fragment
 			}
-			for _, c := range n {
-				scan(c)
+			for _, k := range sortedKeys(n) {
+				scan(n[k])
 			}
 		case []any:
 			for _, c := range n {
@@ -65,7 +65,19 @@ func newInliner(root any, warn func(string, ...any)) *inliner {
 	return in
 }
 
-// inline returns v with its references replaced.
+// anchor records the schema an anchor names. The schema is scanned in a
+// fixed order, so of an anchor declared twice the same one always wins.
+func (in *inliner) anchor(name string, schema map[string]any) {
+	if _, dup := in.anchors[name]; dup {
+		in.warn("the anchor %q is declared more than once; references to it use the first", name)
+		return
+	}
+	in.anchors[name] = schema
+}
+
+// inline returns v with its references replaced. Keywords are visited in
+// sorted order, so that which parts the node limit cuts, and the order of
+// the warnings, depend only on the schema.
 func (in *inliner) inline(v any, depth int) any {
 	n, ok := v.(map[string]any)
 	if !ok {
@@ -83,7 +95,8 @@ func (in *inliner) inline(v any, depth int) any {
 		return in.inlineRef(n, ref, depth)
 	}
 	out := make(map[string]any, len(n))
-	for k, val := range n {
+	for _, k := range sortedKeys(n) {
+		val := n[k]
 		switch {
 		case k == "$defs" || k == "definitions":
 			// Reached through references, which are inlined.
@@ -102,8 +115,8 @@ func (in *inliner) inline(v any, depth int) any {
 		case schemaMapKeywords[k] || k == "dependencies":
 			if m, isMap := val.(map[string]any); isMap {
 				o := make(map[string]any, len(m))
-				for name, s := range m {
-					o[name] = in.inline(s, depth+1)
+				for _, name := range sortedKeys(m) {
+					o[name] = in.inline(m[name], depth+1)
 				}
 				out[k] = o
 			} else {

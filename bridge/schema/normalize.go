@@ -44,7 +44,11 @@ type normalizer struct {
 	warn func(format string, args ...any)
 }
 
-// normalize returns a normalized copy of the schema v.
+// normalize returns a normalized copy of the schema v. Keywords are
+// visited in sorted order: warnings come in an order that depends only on
+// the schema, and where two keywords end up under one name (foo kept as
+// x-foo beside an x-foo of its own, draft-07 dependencies beside
+// dependentRequired) the one the schema spelled that way wins.
 func (c *normalizer) normalize(v any, depth int) any {
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -59,7 +63,8 @@ func (c *normalizer) normalize(v any, depth int) any {
 		return map[string]any{}
 	}
 	out := make(map[string]any, len(m))
-	for k, val := range m {
+	for _, k := range sortedKeys(m) {
+		val := m[k]
 		switch {
 		case droppedKeywords[k]:
 		case k == "nullable":
@@ -86,8 +91,8 @@ func (c *normalizer) normalize(v any, depth int) any {
 				continue
 			}
 			o := make(map[string]any, len(mm))
-			for name, s := range mm {
-				o[name] = c.normalize(s, depth+1)
+			for _, name := range sortedKeys(mm) {
+				o[name] = c.normalize(mm[name], depth+1)
 			}
 			out[k] = o
 		case k == "required":
@@ -100,6 +105,10 @@ func (c *normalizer) normalize(v any, depth int) any {
 			if p, ok := val.(string); ok {
 				if _, err := regexp.Compile(p); err != nil {
 					// ECMA-262 features such as lookahead; kept for readers.
+					if _, taken := m["x-pattern"]; taken {
+						c.warn("pattern %q is not supported by Go's regexp syntax; dropped", p)
+						continue
+					}
 					c.warn("pattern %q is not supported by Go's regexp syntax; kept as x-pattern", p)
 					out["x-pattern"] = p
 					continue
@@ -111,7 +120,8 @@ func (c *normalizer) normalize(v any, depth int) any {
 		case k == "dependencies": // draft-07: split by value kind
 			if deps, ok := val.(map[string]any); ok {
 				req, sch := map[string]any{}, map[string]any{}
-				for name, d := range deps {
+				for _, name := range sortedKeys(deps) {
+					d := deps[name]
 					if _, isList := d.([]any); isList {
 						req[name] = d
 					} else {

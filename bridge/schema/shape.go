@@ -14,9 +14,6 @@ import (
 // WrapProperty is the argument a non-object input is wrapped in.
 const WrapProperty = "input"
 
-// ArgumentNameExtension marks a renamed argument's schema with its wire name.
-const ArgumentNameExtension = "x-mcp-argument-name"
-
 // shaper turns a normalized input schema into the flat object clients read:
 // Open WebUI takes the top-level properties of the body schema as the LLM
 // function's parameters and ignores everything else.
@@ -102,8 +99,14 @@ func typed(p any) any {
 	return p
 }
 
-// composedOfTyped reports an anyOf or oneOf whose members all have types.
+// composedOfTyped reports an anyOf or oneOf whose members all have types,
+// or an allOf with a typed member.
 func composedOfTyped(m map[string]any) bool {
+	for _, b := range anyList(m["allOf"]) {
+		if bm, ok := b.(map[string]any); ok && bm["type"] != nil {
+			return true
+		}
+	}
 	for _, kw := range []string{"anyOf", "oneOf"} {
 		list, ok := m[kw].([]any)
 		if !ok || len(list) == 0 {
@@ -328,8 +331,8 @@ func alternatives(kw string, branches []map[string]any) string {
 // for them, so they are not offered.
 func (s *shaper) dropImpossible(root map[string]any) {
 	props, _ := root["properties"].(map[string]any)
-	for name, p := range props {
-		if p == false {
+	for _, name := range sortedKeys(props) {
+		if props[name] == false {
 			delete(props, name)
 			if slices.Contains(stringList(root["required"]), name) {
 				s.warn("argument %q is required but accepts no value; the tool cannot be called", name)
@@ -359,8 +362,9 @@ func (s *shaper) completeRequired(root map[string]any) {
 var validArgumentName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // renameArguments gives top-level arguments whose names LLM providers
-// refuse a valid name, marks each with its wire name, and returns the
-// renames (documented name → wire name).
+// refuse a valid name, and returns the renames (documented name → wire
+// name). The argument schemas say nothing of it: they go to LLM providers
+// as they are, and Gemini refuses any keyword it does not know.
 func renameArguments(root map[string]any) map[string]string {
 	props, _ := root["properties"].(map[string]any)
 	var bad []string
@@ -379,9 +383,8 @@ func renameArguments(root map[string]any) map[string]string {
 		if _, taken := props[name]; taken {
 			name = withHash(name, wire)
 		}
-		schema, _ := props[wire].(map[string]any)
+		props[name] = props[wire]
 		delete(props, wire)
-		props[name] = overlay(schema, map[string]any{ArgumentNameExtension: wire})
 		renames[name] = wire
 	}
 	if req := stringList(root["required"]); len(req) > 0 {
