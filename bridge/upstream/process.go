@@ -101,7 +101,7 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
 
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("starting %q: %w", spec.Command, err)
 	}
