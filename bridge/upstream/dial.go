@@ -22,6 +22,14 @@ type dialer struct {
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
 	notify func(s *session, n mcp.JSONRPCNotification)
+	// lastStop says how the server of the last session the dialer closed
+	// ended, for a Close that interrupts a start.
+	lastStop string
+}
+
+// closeSession closes a session and remembers how its server ended.
+func (d *dialer) closeSession(s *session) {
+	d.lastStop = s.close(d.stop, d.log())
 }
 
 // dial starts a session and initializes it. ctx bounds the start; the
@@ -100,7 +108,7 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 	}
 	// A server that dies at start says why on stderr.
 	exited := proc.exitedWithin(500 * time.Millisecond)
-	s.close(d.stop, d.log())
+	d.closeSession(s)
 	if exited {
 		return nil, &ExitError{
 			Err:    fmt.Errorf("%w: the server %v", err, proc.exitError()),
@@ -122,7 +130,7 @@ func (d *dialer) dialStreamable(ctx, parent context.Context) (*session, error) {
 		return s, err
 	}
 	version := s.info.Protocol
-	s.close(d.stop, d.log())
+	d.closeSession(s)
 	return d.dialHTTP(ctx, parent, d.newStreamable(true), version)
 }
 
@@ -206,7 +214,7 @@ func (d *dialer) dialHTTP(ctx, parent context.Context, newTransport func(*sessio
 	}
 	s.tr = tr
 	if err := d.initialize(ctx, s, protocol); err != nil {
-		s.close(d.stop, d.log())
+		d.closeSession(s)
 		return nil, err
 	}
 	if mcp.IsModernProtocol(s.info.Protocol) && toolsMayChange(s.caps) {

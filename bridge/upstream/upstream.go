@@ -114,18 +114,19 @@ type Upstream struct {
 
 	wake chan struct{} // cuts a backoff wait short (Restart)
 
-	mu       sync.Mutex
-	state    State
-	since    time.Time
-	retryAt  time.Time
-	lastErr  error
-	restarts int
-	failures int
-	sess     *session      // the ready session, or nil
-	changed  chan struct{} // closed and replaced on every state change
-	inflight int           // calls under way
-	draining bool          // Close has begun: no new calls
-	drained  chan struct{} // closed when inflight reaches 0 while draining
+	mu        sync.Mutex
+	state     State
+	since     time.Time
+	retryAt   time.Time
+	lastErr   error
+	restarts  int
+	failures  int
+	sess      *session      // the ready session, or nil
+	changed   chan struct{} // closed and replaced on every state change
+	inflight  int           // calls under way
+	draining  bool          // Close has begun: no new calls
+	stopBegan time.Time     // when Close, done draining, began to stop the server
+	drained   chan struct{} // closed when inflight reaches 0 while draining
 }
 
 // New returns an idle Upstream for spec. Nothing runs until Start.
@@ -198,6 +199,9 @@ func (u *Upstream) Start() {
 func (u *Upstream) Close() error {
 	u.closeOnce.Do(func() {
 		u.drain(u.options().Drain)
+		u.mu.Lock()
+		u.stopBegan = time.Now()
+		u.mu.Unlock()
 		u.cancel()
 		u.startOnce.Do(func() { // never started: nothing to wait for
 			u.setState(StateStopped, nil, time.Time{})
@@ -468,6 +472,7 @@ func (u *Upstream) run() {
 		opts := u.options()
 		d.stop = opts.Stop
 		d.elicit = opts.Elicitation
+		d.lastStop = stoppedIdle
 		var authChanged <-chan struct{}
 		if u.spec.Auth != nil {
 			authChanged = u.spec.Auth.Changed()
@@ -476,9 +481,9 @@ func (u *Upstream) run() {
 		sess, err := u.startSession(d, opts)
 		if u.ctx.Err() != nil {
 			if sess != nil {
-				sess.close(opts.Stop, u.serverLogger())
+				d.closeSession(sess)
 			}
-			u.setState(StateStopped, nil, time.Time{})
+			u.stopped(d.lastStop)
 			return
 		}
 		if err != nil && u.spec.Auth != nil {
@@ -487,7 +492,7 @@ func (u *Upstream) run() {
 			changed := u.spec.Auth.Changed()
 			if authErr := u.spec.Auth.Authorized(u.ctx); needsUser(authErr) {
 				if !u.awaitAuthorization(changed, err, authErr) {
-					u.setState(StateStopped, nil, time.Time{})
+					u.stopped(stoppedIdle)
 					return
 				}
 				retriedAtOnce = false
@@ -522,7 +527,7 @@ func (u *Upstream) run() {
 			}
 			u.logger().Error("MCP server failed to start", fields...)
 			if !u.sleep(delay) {
-				u.setState(StateStopped, nil, time.Time{})
+				u.stopped(stoppedIdle)
 				return
 			}
 			continue
@@ -558,10 +563,10 @@ func (u *Upstream) run() {
 		u.mu.Lock()
 		u.sess = nil
 		u.mu.Unlock()
-		sess.close(opts.Stop, u.serverLogger())
+		how := sess.close(opts.Stop, u.serverLogger())
 		<-relisted
 		if u.ctx.Err() != nil {
-			u.setState(StateStopped, nil, time.Time{})
+			u.stopped(how)
 			return
 		}
 
@@ -585,10 +590,21 @@ func (u *Upstream) run() {
 		u.logger().Warn("MCP server connection lost; restarting",
 			zap.String("server", u.spec.Name), zap.Error(u.redact(ended)), zap.Duration("retry_in", delay))
 		if !u.sleep(delay) {
-			u.setState(StateStopped, nil, time.Time{})
+			u.stopped(stoppedIdle)
 			return
 		}
 	}
+}
+
+// stopped ends the supervisor's work after Close, saying how the server
+// ended and how long stopping took since the calls under way were done.
+func (u *Upstream) stopped(how string) {
+	u.setState(StateStopped, nil, time.Time{})
+	u.mu.Lock()
+	began := u.stopBegan
+	u.mu.Unlock()
+	u.logger().Info("MCP server stopped", zap.String("server", u.spec.Name),
+		zap.String("how", how), zap.Duration("took", time.Since(began)))
 }
 
 // startSession dials, initializes and lists tools, all within the start
@@ -602,7 +618,7 @@ func (u *Upstream) startSession(d *dialer, opts Options) (*session, error) {
 	}
 	ts, err := u.list(ctx, sess)
 	if err != nil {
-		sess.close(opts.Stop, u.serverLogger())
+		d.closeSession(sess)
 		return nil, startError(ctx, err, opts.StartTimeout)
 	}
 	u.tools.Store(ts)
