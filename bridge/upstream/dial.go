@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -22,6 +23,11 @@ type dialer struct {
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
 	notify func(s *session, n mcp.JSONRPCNotification)
+	// maxMessage bounds one message from a stdio server; 0 for the
+	// default.
+	maxMessage int64
+	// seen, if set, is called whenever the server sends something.
+	seen func()
 	// lastStop says how the server of the last session the dialer closed
 	// ended, for a Close that interrupts a start.
 	lastStop string
@@ -84,7 +90,7 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 	s.proc = proc
 	// mcp-go's own process handling (exec.CommandContext, SIGTERM to the
 	// child only) is bypassed: it gets the pipes, and the process stays ours.
-	s.tr = transport.NewIO(proc.stdout, proc.stdin, nil)
+	s.tr = transport.NewIO(d.stdout(s, proc.stdout, proc.stdout), proc.stdin, nil)
 	go func() {
 		select {
 		case <-proc.exited:
@@ -116,6 +122,28 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 		}
 	}
 	return nil, err
+}
+
+// stdout returns what mcp-go reads a stdio server's output r through (see
+// stdoutReader); pipe, if set, is closed when the server sends a message
+// over the limit.
+func (d *dialer) stdout(s *session, r io.Reader, pipe io.Closer) *stdoutReader {
+	limit := d.maxMessage
+	if limit <= 0 {
+		limit = defaultMaxMessageBytes
+	}
+	return &stdoutReader{
+		r: r, pipe: pipe, server: d.spec.Name, limit: limit, seen: d.sawMessage,
+		tooLarge: func(e *MessageTooLargeError) { s.end(e) },
+		junk:     newJunkLog(d.log),
+	}
+}
+
+// sawMessage notes that the server sent something.
+func (d *dialer) sawMessage() {
+	if d.seen != nil {
+		d.seen()
+	}
 }
 
 // dialStreamable connects over Streamable HTTP. A legacy server that says

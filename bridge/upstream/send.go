@@ -103,6 +103,10 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 		return nil, fmt.Errorf("%w: %v", errSessionExpired, err)
 	case errors.Is(err, transport.ErrTransportClosed):
 		s.end(err)
+		var big *MessageTooLargeError
+		if errors.As(s.err(), &big) {
+			return nil, big // why the transport closed
+		}
 	}
 	return nil, err
 }

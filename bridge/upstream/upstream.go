@@ -68,6 +68,12 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight calls to finish
 	// before stopping the server; 30 s by default.
 	Drain time.Duration
+	// MaxMessageBytes bounds one message from a stdio server (one line on
+	// its stdout), 16 MiB by default. A server that sends a longer one has
+	// its session ended and is restarted; the calls under way fail with a
+	// *MessageTooLargeError. The line is counted as it is read, never held
+	// whole: memory stays within a few times the limit per server.
+	MaxMessageBytes int64
 	// Elicitation, if set, answers the server's elicitation requests, and
 	// the client declares the elicitation capability (with SEP-1034
 	// applyDefaults on legacy connections, which then keep a standing GET
@@ -181,6 +187,9 @@ func (u *Upstream) SetOptions(o Options) {
 	}
 	if o.Drain <= 0 {
 		o.Drain = defaultDrain
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = defaultMaxMessageBytes
 	}
 	u.opts.Store(&o)
 }
@@ -472,6 +481,7 @@ func (u *Upstream) run() {
 		opts := u.options()
 		d.stop = opts.Stop
 		d.elicit = opts.Elicitation
+		d.maxMessage = opts.MaxMessageBytes
 		d.lastStop = stoppedIdle
 		var authChanged <-chan struct{}
 		if u.spec.Auth != nil {
