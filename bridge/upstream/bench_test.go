@@ -59,13 +59,13 @@ func pipeUpstream(b *testing.B, protocol string) *Upstream {
 	}()
 
 	spec := Spec{Name: "bench", Transport: TransportStdio, Command: "fixture"}
-	d := &dialer{spec: spec, log: zap.NewNop, notify: func(*session, mcp.JSONRPCNotification) {}}
+	u := New(spec, Options{}, zap.NewNop())
+	d := &dialer{spec: spec, log: zap.NewNop, notify: func(*session, mcp.JSONRPCNotification) {}, seen: u.sawMessage}
 	s := d.newSession(ctx)
 	s.tr = transport.NewIO(d.stdout(s, clientR, nil), clientW, nil)
 	if err := d.initialize(ctx, s, protocol); err != nil {
 		b.Fatal(err)
 	}
-	u := New(spec, Options{}, zap.NewNop())
 	u.sess = s
 	b.Cleanup(func() {
 		_ = u.Close()

@@ -268,6 +268,9 @@ var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
 // capabilities and ServerInfo.
 func (d *dialer) initialize(ctx context.Context, s *session, protocol string) error {
 	t := &tap{inner: s.tr, log: d.log, modernOnly: pinnedModern(protocol), applyDefaults: d.elicit != nil}
+	if _, stdio := s.tr.(*transport.Stdio); !stdio {
+		t.seen = d.sawMessage // stdio's are seen as stdoutReader reads them
+	}
 	var opts []client.ClientOption
 	if d.elicit != nil {
 		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))

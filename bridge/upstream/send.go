@@ -25,11 +25,11 @@ import (
 // StateNeedsAuth.
 func withSession[T any](ctx context.Context, u *Upstream, method mcp.MCPMethod, name string, f func(s *session) (T, error)) (T, error) {
 	var zero T
-	s, err := u.acquire()
+	s, c, err := u.acquire()
 	if err != nil {
 		return zero, err
 	}
-	defer u.release()
+	defer u.release(c)
 	var refusals uint64
 	if u.spec.Auth != nil {
 		refusals = u.spec.Auth.Refusals()

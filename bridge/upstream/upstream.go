@@ -54,6 +54,15 @@ type Status struct {
 	Since     time.Time // when State was entered
 	RetryAt   time.Time // in StateFailed, when the next start begins
 	InFlight  int       // calls under way (see Upstream.InFlight)
+	// LastMessage is when the server last sent anything: an answer, a
+	// notification, a request of its own or, over stdio, any line on its
+	// stdout. Zero until it has. A server that stays silent while
+	// OldestCall grows old may be hung (a process stopped with SIGSTOP
+	// stays ready, its calls under way waiting).
+	LastMessage time.Time
+	// OldestCall is when the oldest call under way began; zero when none
+	// is.
+	OldestCall time.Time
 }
 
 // Options tune an Upstream without changing its identity; they may change
@@ -118,6 +127,10 @@ type Upstream struct {
 
 	tools atomic.Pointer[ToolSet] // the last listing, kept across restarts
 
+	// lastMessage is when the server last sent anything, in Unix
+	// nanoseconds; 0 until it has.
+	lastMessage atomic.Int64
+
 	wake chan struct{} // cuts a backoff wait short (Restart)
 
 	mu        sync.Mutex
@@ -130,6 +143,7 @@ type Upstream struct {
 	sess      *session      // the ready session, or nil
 	changed   chan struct{} // closed and replaced on every state change
 	inflight  int           // calls under way
+	calls     activeCalls   // the calls under way, oldest first
 	draining  bool          // Close has begun: no new calls
 	stopBegan time.Time     // when Close, done draining, began to stop the server
 	drained   chan struct{} // closed when inflight reaches 0 while draining
@@ -297,6 +311,12 @@ func (u *Upstream) Status() Status {
 		RetryAt:  u.retryAt,
 		InFlight: u.inflight,
 	}
+	if t := u.lastMessage.Load(); t != 0 {
+		st.LastMessage = time.Unix(0, t)
+	}
+	if c := u.calls.head; c != nil {
+		st.OldestCall = c.start
+	}
 	if u.lastErr != nil {
 		st.LastError = u.lastErr.Error()
 	}
@@ -332,30 +352,73 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 	})
 }
 
-// acquire returns the ready session and counts a call under way.
-func (u *Upstream) acquire() (*session, error) {
+// acquire returns the ready session and counts a call under way, which
+// release(c) ends.
+func (u *Upstream) acquire() (*session, *activeCall, error) {
+	c := &activeCall{start: time.Now()}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.draining {
-		return nil, &UnavailableError{Server: u.spec.Name, State: StateStopped, RetryAfter: time.Second}
+		return nil, nil, &UnavailableError{Server: u.spec.Name, State: StateStopped, RetryAfter: time.Second}
 	}
 	if u.sess == nil {
-		return nil, u.unavailableLocked()
+		return nil, nil, u.unavailableLocked()
 	}
 	u.inflight++
-	return u.sess, nil
+	u.calls.push(c)
+	return u.sess, c, nil
 }
 
 // release ends a call counted by acquire.
-func (u *Upstream) release() {
+func (u *Upstream) release(c *activeCall) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.inflight--
+	u.calls.remove(c)
 	if u.inflight == 0 && u.drained != nil {
 		close(u.drained)
 		u.drained = nil
 	}
 }
+
+// activeCall is a call under way, from acquire to release.
+type activeCall struct {
+	start      time.Time
+	prev, next *activeCall
+}
+
+// activeCalls is the calls under way in the order they began, so the oldest
+// is at hand and any call leaves the list at once.
+type activeCalls struct {
+	head, tail *activeCall
+}
+
+func (l *activeCalls) push(c *activeCall) {
+	c.prev = l.tail
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+}
+
+func (l *activeCalls) remove(c *activeCall) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+// sawMessage notes that the server sent something.
+func (u *Upstream) sawMessage() { u.lastMessage.Store(time.Now().UnixNano()) }
 
 // nextSession waits for a ready session other than old, within ctx and the
 // start timeout.
@@ -473,7 +536,7 @@ func closed(ch <-chan struct{}) bool {
 // until Close.
 func (u *Upstream) run() {
 	defer close(u.done)
-	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify}
+	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage}
 	failures := 0
 	retriedAtOnce := false // after a start the authorization changed under
 	for {
