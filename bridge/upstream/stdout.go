@@ -15,9 +15,10 @@ import (
 // defaultMaxMessageBytes bounds one message from a stdio server where
 // Options.MaxMessageBytes is zero. It takes a tool result carrying a dozen
 // megabytes of binary content (base64 in JSON: screenshots, files), twice
-// the bridge's default request body limit, while a runaway server costs a
-// few times 16 MiB at most: mcp-go holds the line as a string, copies it
-// for each of its two decodings, and the tap keeps the result.
+// the bridge's default request body limit. A message at the limit costs a
+// few times its size while it is handled (mcp-go holds the line as a
+// string and copies it for each of its two decodings; the tap keeps the
+// result); a longer one costs about twice the limit before it is refused.
 const defaultMaxMessageBytes = 16 << 20
 
 // MessageTooLargeError reports a stdio server that sent a message (one line
@@ -52,16 +53,16 @@ func formatBytes(n int64) string {
 // than about the limit), reports lines that are not JSON-RPC messages, and
 // notes when the server last sent anything.
 //
-// It passes the bytes on where mcp-go's buffer has them, without a copy of
-// its own but for the first bytes of each line (kept to report a junk
-// line). Telling junk from messages costs no parsing, which mcp-go does:
-// a message is a line whose first non-space byte is '{', whose next one is
-// '"' or '}', whose last one is '}' and that holds "jsonrpc" (every
-// JSON-RPC message has that key, and the SDKs write it first, so the search
-// ends early). Anything else but a blank line is junk: plain text, a
-// pretty-printed or Python-printed object, a JSON log record. A line that
-// passes these checks and still does not parse is skipped by mcp-go
-// unreported.
+// It passes the bytes on where mcp-go's buffer has them, copying only the
+// first bytes of each line (to report a junk line), and tells junk from
+// messages without parsing, which mcp-go does after it: a message is a line
+// whose first non-space byte is '{', whose next one is '"' or '}', whose
+// last one is '}', and that holds "jsonrpc" (every JSON-RPC message has
+// that member; the Go and Python SDKs write it first, where the search
+// ends at once, the TypeScript SDK last). Anything else but a blank line
+// is junk: plain text, a pretty-printed or Python-printed object, a JSON
+// log record. A line that passes these checks and still does not parse is
+// skipped by mcp-go unreported.
 type stdoutReader struct {
 	r     io.Reader
 	limit int64
