@@ -3,9 +3,12 @@
 package upstream
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -18,9 +21,9 @@ import (
 
 // BenchmarkCallTool measures one tools/call through Upstream.CallTool to the
 // Go fixture served in-process over a pair of pipes, as a stdio server
-// would be: the client side's cost per call (with the fixture server's,
-// which the refactors of this package do not change), without a process
-// to schedule.
+// would be, read through the stdoutReader: the client side's cost per
+// call (with the fixture server's, which the refactors of this package do
+// not change), without a process to schedule.
 func BenchmarkCallTool(b *testing.B) {
 	for _, protocol := range []string{ProtocolLegacy, ProtocolModern} {
 		b.Run(protocol, func(b *testing.B) {
@@ -56,13 +59,13 @@ func pipeUpstream(b *testing.B, protocol string) *Upstream {
 	}()
 
 	spec := Spec{Name: "bench", Transport: TransportStdio, Command: "fixture"}
-	d := &dialer{spec: spec, log: zap.NewNop, notify: func(*session, mcp.JSONRPCNotification) {}}
+	u := New(spec, Options{}, zap.NewNop())
+	d := &dialer{spec: spec, log: zap.NewNop, notify: func(*session, mcp.JSONRPCNotification) {}, seen: u.sawMessage}
 	s := d.newSession(ctx)
-	s.tr = transport.NewIO(clientR, clientW, nil)
+	s.tr = transport.NewIO(d.stdout(s, clientR, nil), clientW, nil)
 	if err := d.initialize(ctx, s, protocol); err != nil {
 		b.Fatal(err)
 	}
-	u := New(spec, Options{}, zap.NewNop())
 	u.sess = s
 	b.Cleanup(func() {
 		_ = u.Close()
@@ -73,4 +76,56 @@ func pipeUpstream(b *testing.B, protocol string) *Upstream {
 		<-served
 	})
 	return u
+}
+
+// BenchmarkStdoutReader measures what the stdoutReader adds to mcp-go's
+// reading of a stdio server's output (a bufio.Reader and ReadString per
+// line), per message: a small answer and a 64 KiB one, with "jsonrpc"
+// first (as Go and Python SDKs write it) or last (as the TypeScript SDK
+// does), read as they come and through the reader.
+func BenchmarkStdoutReader(b *testing.B) {
+	const result = `"result":{"content":[{"type":"text","text":"%shello"}],"isError":false}`
+	messages := map[string]string{
+		"small":          `{"jsonrpc":"2.0","id":42,` + fmt.Sprintf(result, "") + `}`,
+		"64KiB":          `{"jsonrpc":"2.0","id":42,` + fmt.Sprintf(result, strings.Repeat("x", 64<<10)) + `}`,
+		"64KiB_key_last": `{` + fmt.Sprintf(result, strings.Repeat(`x\"`, 16<<10)) + `,"jsonrpc":"2.0","id":42}`,
+	}
+	for name, msg := range messages {
+		line := []byte(msg + "\n")
+		for _, through := range []bool{false, true} {
+			mode := "direct"
+			if through {
+				mode = "reader"
+			}
+			b.Run(name+"/"+mode, func(b *testing.B) {
+				b.SetBytes(int64(len(line)))
+				b.ReportAllocs()
+				src := &repeatReader{line: line}
+				var r io.Reader = src
+				if through {
+					r = &stdoutReader{r: src, limit: defaultMaxMessageBytes, seen: func() {},
+						junk: newJunkLog(zap.NewNop), tooLarge: func(*MessageTooLargeError) {}}
+				}
+				br := bufio.NewReader(r)
+				for b.Loop() {
+					if _, err := br.ReadString('\n'); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// repeatReader reads line over and over, as a pipe would: at most what is
+// asked, never past the end of a line.
+type repeatReader struct {
+	line []byte
+	off  int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := copy(p, r.line[r.off:])
+	r.off = (r.off + n) % len(r.line)
+	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -22,6 +23,19 @@ type dialer struct {
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
 	notify func(s *session, n mcp.JSONRPCNotification)
+	// maxMessage bounds one message from a stdio server; 0 for the
+	// default.
+	maxMessage int64
+	// seen, if set, is called whenever the server sends something.
+	seen func()
+	// lastStop says how the server of the last session the dialer closed
+	// ended, for a Close that interrupts a start.
+	lastStop string
+}
+
+// closeSession closes a session and remembers how its server ended.
+func (d *dialer) closeSession(s *session) {
+	d.lastStop = s.close(d.stop, d.log())
 }
 
 // dial starts a session and initializes it. ctx bounds the start; the
@@ -76,7 +90,7 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 	s.proc = proc
 	// mcp-go's own process handling (exec.CommandContext, SIGTERM to the
 	// child only) is bypassed: it gets the pipes, and the process stays ours.
-	s.tr = transport.NewIO(proc.stdout, proc.stdin, nil)
+	s.tr = transport.NewIO(d.stdout(s, proc.stdout, proc.stdout), proc.stdin, nil)
 	go func() {
 		select {
 		case <-proc.exited:
@@ -100,7 +114,7 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 	}
 	// A server that dies at start says why on stderr.
 	exited := proc.exitedWithin(500 * time.Millisecond)
-	s.close(d.stop, d.log())
+	d.closeSession(s)
 	if exited {
 		return nil, &ExitError{
 			Err:    fmt.Errorf("%w: the server %v", err, proc.exitError()),
@@ -108,6 +122,28 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 		}
 	}
 	return nil, err
+}
+
+// stdout returns what mcp-go reads a stdio server's output r through (see
+// stdoutReader); pipe, if set, is closed when the server sends a message
+// over the limit.
+func (d *dialer) stdout(s *session, r io.Reader, pipe io.Closer) *stdoutReader {
+	limit := d.maxMessage
+	if limit <= 0 {
+		limit = defaultMaxMessageBytes
+	}
+	return &stdoutReader{
+		r: r, pipe: pipe, server: d.spec.Name, limit: limit, seen: d.sawMessage,
+		tooLarge: func(e *MessageTooLargeError) { s.end(e) },
+		junk:     newJunkLog(d.log),
+	}
+}
+
+// sawMessage notes that the server sent something.
+func (d *dialer) sawMessage() {
+	if d.seen != nil {
+		d.seen()
+	}
 }
 
 // dialStreamable connects over Streamable HTTP. A legacy server that says
@@ -122,7 +158,7 @@ func (d *dialer) dialStreamable(ctx, parent context.Context) (*session, error) {
 		return s, err
 	}
 	version := s.info.Protocol
-	s.close(d.stop, d.log())
+	d.closeSession(s)
 	return d.dialHTTP(ctx, parent, d.newStreamable(true), version)
 }
 
@@ -206,7 +242,7 @@ func (d *dialer) dialHTTP(ctx, parent context.Context, newTransport func(*sessio
 	}
 	s.tr = tr
 	if err := d.initialize(ctx, s, protocol); err != nil {
-		s.close(d.stop, d.log())
+		d.closeSession(s)
 		return nil, err
 	}
 	if mcp.IsModernProtocol(s.info.Protocol) && toolsMayChange(s.caps) {
@@ -232,6 +268,9 @@ var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
 // capabilities and ServerInfo.
 func (d *dialer) initialize(ctx context.Context, s *session, protocol string) error {
 	t := &tap{inner: s.tr, log: d.log, modernOnly: pinnedModern(protocol), applyDefaults: d.elicit != nil}
+	if _, stdio := s.tr.(*transport.Stdio); !stdio {
+		t.seen = d.sawMessage // stdio's are seen as stdoutReader reads them
+	}
 	var opts []client.ClientOption
 	if d.elicit != nil {
 		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))

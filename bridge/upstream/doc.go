@@ -1,12 +1,12 @@
 // Package upstream owns the connections to MCP servers.
 //
 // An Upstream runs one MCP server: it starts a stdio process (in its own
-// process group, with its stderr sent to the log) or dials a Streamable HTTP
-// or HTTP+SSE endpoint, negotiates the protocol era, lists the tools with their
-// raw JSON schemas, calls tools, passes resources and prompts through,
-// answers the server's elicitations with the proxy's policy, and reconnects
-// with backoff when the connection dies. It knows nothing of HTTP routing,
-// OpenAPI or Caddy.
+// process group, with its stderr sent to the log and its stdout read with a
+// bound on each message) or dials a Streamable HTTP or HTTP+SSE endpoint,
+// negotiates the protocol era, lists the tools with their raw JSON schemas,
+// calls tools, passes resources and prompts through, answers the server's
+// elicitations with the proxy's policy, and reconnects with backoff when the
+// connection dies. It knows nothing of HTTP routing, OpenAPI or Caddy.
 //
 // It is the product's only package that speaks to mcp-go, through one
 // seam: every request to a ready server goes through withSession (which

@@ -101,7 +101,7 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
 
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("starting %q: %w", spec.Command, err)
 	}
@@ -201,23 +201,39 @@ type StopTimeouts struct {
 // defaultStopTimeouts are used where none are configured.
 var defaultStopTimeouts = StopTimeouts{Grace: 2 * time.Second, Term: 3 * time.Second}
 
+// How a server ended when it was stopped, as the log says.
+const (
+	stoppedAfterStdin = "exited after stdin closed"
+	stoppedAfterTerm  = "exited after SIGTERM"
+	stoppedByKill     = "killed with SIGKILL"
+	stoppedNotGone    = "still running after SIGKILL"
+	stoppedBefore     = "had exited"
+	stoppedHTTP       = "disconnected"
+	stoppedIdle       = "was not running"
+)
+
 // stop ends the process and everything in its process group: close stdin
 // and wait, then SIGTERM to the group and wait, then SIGKILL to the group.
-// It returns once the group is gone or SIGKILL has been sent and waited for.
-// log should name the server.
-func (p *process) stop(t StopTimeouts, log *zap.Logger) {
+// It returns once the group is gone or SIGKILL has been sent and waited for,
+// and says which step ended it. log should name the server.
+func (p *process) stop(t StopTimeouts, log *zap.Logger) string {
+	defer p.stdout.Close()
 	p.stdin.Close()
 	pgid := p.pid()
-	if !p.waitGroup(t.Grace) {
-		log.Debug("stdio server still running after stdin closed; sending SIGTERM", zap.Int("pid", pgid))
-		signalGroup(pgid, syscall.SIGTERM)
-		if !p.waitGroup(t.Term) {
-			log.Warn("stdio server ignored SIGTERM; sending SIGKILL", zap.Int("pid", pgid))
-			signalGroup(pgid, syscall.SIGKILL)
-			p.waitGroup(t.Term)
-		}
+	if p.waitGroup(t.Grace) {
+		return stoppedAfterStdin
 	}
-	p.stdout.Close()
+	log.Debug("stdio server still running after stdin closed; sending SIGTERM", zap.Int("pid", pgid))
+	signalGroup(pgid, syscall.SIGTERM)
+	if p.waitGroup(t.Term) {
+		return stoppedAfterTerm
+	}
+	log.Warn("stdio server ignored SIGTERM; sending SIGKILL", zap.Int("pid", pgid))
+	signalGroup(pgid, syscall.SIGKILL)
+	if p.waitGroup(t.Term) {
+		return stoppedByKill
+	}
+	return stoppedNotGone
 }
 
 // waitGroup waits until the child has exited and no process is left in its
@@ -254,20 +270,19 @@ func (p *process) awaitExit(timer *time.Timer) bool {
 
 // reapGroup stops what is left of the process group after the leader exited
 // on its own, so a crashed wrapper does not leave its child behind.
-func (p *process) reapGroup(t StopTimeouts) {
+func (p *process) reapGroup(t StopTimeouts) string {
 	pgid := p.pid()
+	defer p.stdout.Close()
+	defer p.stdin.Close()
 	if !groupAlive(pgid) {
-		p.stdin.Close()
-		p.stdout.Close()
-		return
+		return stoppedBefore
 	}
 	signalGroup(pgid, syscall.SIGTERM)
 	if !p.waitGroup(t.Term) {
 		signalGroup(pgid, syscall.SIGKILL)
 		p.waitGroup(t.Term)
 	}
-	p.stdin.Close()
-	p.stdout.Close()
+	return stoppedBefore
 }
 
 // readLines calls fn for each line of r, cutting lines longer than

@@ -3,16 +3,63 @@ package upstream
 import (
 	"bytes"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
+// sysProcAttr puts the server in its own process group, and has the kernel
+// kill it when Caddy dies without stopping it (SIGKILL, the OOM killer).
+// Its stdin then reaches end of file, which is the polite way to end it,
+// but a server may ignore that, and nobody is left to send SIGTERM and,
+// later, SIGKILL: so the signal is SIGKILL. Only the server gets it, not
+// what it started: those (the real server behind npx or uvx) see their
+// stdin close, and one that ignores that, or that left the process group
+// with setsid, outlives Caddy.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{
-		Setpgid: true,
-		// If Caddy dies without stopping the server, the server is told to go.
-		Pdeathsig: syscall.SIGTERM,
-	}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// starter starts the servers' processes, from one OS thread that lives as
+// long as Caddy.
+//
+// The kernel sends the parent-death signal when the thread that forked the
+// child ends, not the process (prctl(2) PR_SET_PDEATHSIG; golang/go#27505).
+// The Go runtime ends a thread only when a goroutine locked to it with
+// runtime.LockOSThread returns without unlocking it: it keeps idle threads
+// for reuse. But any goroutine of Caddy or of a plugin that does so on the
+// thread that happened to start a server would kill that server. So
+// processes are started by one goroutine that locks its thread for good and
+// never returns: no other goroutine runs on that thread, and it never ends.
+// Starts take turns on it, which costs the fork and exec of each (a
+// fraction of a millisecond); waiting for and stopping the processes do
+// not go through it.
+var starter struct {
+	once sync.Once
+	reqs chan startRequest
+}
+
+type startRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startCmd starts cmd from the starter thread.
+func startCmd(cmd *exec.Cmd) error {
+	starter.once.Do(func() {
+		starter.reqs = make(chan startRequest)
+		go func() {
+			runtime.LockOSThread() // for good: see starter
+			for r := range starter.reqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	starter.reqs <- startRequest{cmd: cmd, done: done}
+	return <-done
 }
 
 // signalGroup sends sig to every process in process group pgid.

@@ -2,11 +2,18 @@
 
 package upstream
 
-import "syscall"
+import (
+	"os/exec"
+	"syscall"
+)
 
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// startCmd starts cmd. There is no parent-death signal to tie to a thread
+// here (see the Linux starter).
+func startCmd(cmd *exec.Cmd) error { return cmd.Start() }
 
 // signalGroup sends sig to every process in process group pgid.
 func signalGroup(pgid int, sig syscall.Signal) { _ = syscall.Kill(-pgid, sig) }

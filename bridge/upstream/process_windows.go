@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"os"
+	"os/exec"
 	"syscall"
 )
 
@@ -9,6 +10,8 @@ import (
 // what it spawned is left to it.
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func startCmd(cmd *exec.Cmd) error { return cmd.Start() }
 
 func signalGroup(pid int, _ syscall.Signal) {
 	if p, err := os.FindProcess(pid); err == nil {

@@ -25,11 +25,11 @@ import (
 // StateNeedsAuth.
 func withSession[T any](ctx context.Context, u *Upstream, method mcp.MCPMethod, name string, f func(s *session) (T, error)) (T, error) {
 	var zero T
-	s, err := u.acquire()
+	s, c, err := u.acquire()
 	if err != nil {
 		return zero, err
 	}
-	defer u.release()
+	defer u.release(c)
 	var refusals uint64
 	if u.spec.Auth != nil {
 		refusals = u.spec.Auth.Refusals()
@@ -103,6 +103,10 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 		return nil, fmt.Errorf("%w: %v", errSessionExpired, err)
 	case errors.Is(err, transport.ErrTransportClosed):
 		s.end(err)
+		var big *MessageTooLargeError
+		if errors.As(s.err(), &big) {
+			return nil, big // why the transport closed
+		}
 	}
 	return nil, err
 }

@@ -50,19 +50,21 @@ func (s *session) err() error {
 }
 
 // close shuts the session down: the client (which for HTTP ends the
-// server-side session) and, for stdio, the process group.
-func (s *session) close(t StopTimeouts, log *zap.Logger) {
+// server-side session) and, for stdio, the process group. It says how the
+// server ended.
+func (s *session) close(t StopTimeouts, log *zap.Logger) string {
+	defer s.cancel()
 	s.end(errors.New("session closed"))
 	if s.tr != nil {
 		_ = s.tr.Close() // what the client's Close does
 	}
-	if s.proc != nil {
-		select {
-		case <-s.proc.exited:
-			s.proc.reapGroup(t)
-		default:
-			s.proc.stop(t, log)
-		}
+	if s.proc == nil {
+		return stoppedHTTP
 	}
-	s.cancel()
+	select {
+	case <-s.proc.exited:
+		return s.proc.reapGroup(t)
+	default:
+		return s.proc.stop(t, log)
+	}
 }

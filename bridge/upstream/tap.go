@@ -45,6 +45,10 @@ type tap struct {
 	// Options.Elicitation): the capability declared in initialize then
 	// says that defaults are applied.
 	applyDefaults bool
+	// seen, if set, is called for every answer, notification and request
+	// from the server (on HTTP connections: stdio's are seen as they are
+	// read).
+	seen func()
 
 	// version is the protocol version mcp-go negotiated, which it tells
 	// HTTP transports only; "" until then, and always on stdio.
@@ -129,6 +133,9 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 		}
 	}
 	resp, err := t.inner.SendRequest(ctx, req)
+	if resp != nil && t.seen != nil {
+		t.seen()
+	}
 	if resp != nil && resp.Error != nil && resp.Error.Code == mcp.UNSUPPORTED_PROTOCOL_VERSION && ctx.Err() == nil {
 		if v, ok := retryableVersionRefusal(req, resp.Error); ok {
 			retry := req
@@ -136,6 +143,9 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 			t.log().Info("the server refused the protocol version it lists as supported; sending the request once more",
 				zap.String("method", req.Method), zap.String("version", v))
 			resp, err = t.inner.SendRequest(ctx, retry)
+			if resp != nil && t.seen != nil {
+				t.seen()
+			}
 		}
 	}
 	switch req.Method {
@@ -334,6 +344,13 @@ func (t *tap) SendNotification(ctx context.Context, n mcp.JSONRPCNotification) e
 }
 
 func (t *tap) SetNotificationHandler(h func(mcp.JSONRPCNotification)) {
+	if t.seen != nil {
+		next := h
+		h = func(n mcp.JSONRPCNotification) {
+			t.seen()
+			next(n)
+		}
+	}
 	t.inner.SetNotificationHandler(h)
 }
 
@@ -344,9 +361,18 @@ func (t *tap) GetSessionId() string { return t.inner.GetSessionId() }
 // SetRequestHandler forwards server-to-client requests (ping,
 // elicitation/create) when the wrapped transport carries them.
 func (t *tap) SetRequestHandler(h transport.RequestHandler) {
-	if b, ok := t.inner.(transport.BidirectionalInterface); ok {
-		b.SetRequestHandler(h)
+	b, ok := t.inner.(transport.BidirectionalInterface)
+	if !ok {
+		return
 	}
+	if t.seen != nil {
+		next := h
+		h = func(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+			t.seen()
+			return next(ctx, req)
+		}
+	}
+	b.SetRequestHandler(h)
 }
 
 // SetConnectionLostHandler forwards to transports that report a lost

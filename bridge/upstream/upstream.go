@@ -54,6 +54,15 @@ type Status struct {
 	Since     time.Time // when State was entered
 	RetryAt   time.Time // in StateFailed, when the next start begins
 	InFlight  int       // calls under way (see Upstream.InFlight)
+	// LastMessage is when the server last sent anything: an answer, a
+	// notification, a request of its own or, over stdio, any line on its
+	// stdout. Zero until it has. A server that stays silent while
+	// OldestCall grows old may be hung (a process stopped with SIGSTOP
+	// stays ready, its calls under way waiting).
+	LastMessage time.Time
+	// OldestCall is when the oldest call under way began; zero when none
+	// is.
+	OldestCall time.Time
 }
 
 // Options tune an Upstream without changing its identity; they may change
@@ -68,6 +77,12 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight calls to finish
 	// before stopping the server; 30 s by default.
 	Drain time.Duration
+	// MaxMessageBytes bounds one message from a stdio server (one line on
+	// its stdout), 16 MiB by default. A server that sends a longer one has
+	// its session ended and is restarted; the calls under way fail with a
+	// *MessageTooLargeError. The line is counted as it is read, never held
+	// whole: memory stays within a few times the limit per server.
+	MaxMessageBytes int64
 	// Elicitation, if set, answers the server's elicitation requests, and
 	// the client declares the elicitation capability (with SEP-1034
 	// applyDefaults on legacy connections, which then keep a standing GET
@@ -112,20 +127,26 @@ type Upstream struct {
 
 	tools atomic.Pointer[ToolSet] // the last listing, kept across restarts
 
+	// lastMessage is when the server last sent anything, in Unix
+	// nanoseconds; 0 until it has.
+	lastMessage atomic.Int64
+
 	wake chan struct{} // cuts a backoff wait short (Restart)
 
-	mu       sync.Mutex
-	state    State
-	since    time.Time
-	retryAt  time.Time
-	lastErr  error
-	restarts int
-	failures int
-	sess     *session      // the ready session, or nil
-	changed  chan struct{} // closed and replaced on every state change
-	inflight int           // calls under way
-	draining bool          // Close has begun: no new calls
-	drained  chan struct{} // closed when inflight reaches 0 while draining
+	mu        sync.Mutex
+	state     State
+	since     time.Time
+	retryAt   time.Time
+	lastErr   error
+	restarts  int
+	failures  int
+	sess      *session      // the ready session, or nil
+	changed   chan struct{} // closed and replaced on every state change
+	inflight  int           // calls under way
+	calls     activeCalls   // the calls under way, oldest first
+	draining  bool          // Close has begun: no new calls
+	stopBegan time.Time     // when Close, done draining, began to stop the server
+	drained   chan struct{} // closed when inflight reaches 0 while draining
 }
 
 // New returns an idle Upstream for spec. Nothing runs until Start.
@@ -181,6 +202,9 @@ func (u *Upstream) SetOptions(o Options) {
 	if o.Drain <= 0 {
 		o.Drain = defaultDrain
 	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = defaultMaxMessageBytes
+	}
 	u.opts.Store(&o)
 }
 
@@ -198,6 +222,9 @@ func (u *Upstream) Start() {
 func (u *Upstream) Close() error {
 	u.closeOnce.Do(func() {
 		u.drain(u.options().Drain)
+		u.mu.Lock()
+		u.stopBegan = time.Now()
+		u.mu.Unlock()
 		u.cancel()
 		u.startOnce.Do(func() { // never started: nothing to wait for
 			u.setState(StateStopped, nil, time.Time{})
@@ -284,6 +311,12 @@ func (u *Upstream) Status() Status {
 		RetryAt:  u.retryAt,
 		InFlight: u.inflight,
 	}
+	if t := u.lastMessage.Load(); t != 0 {
+		st.LastMessage = time.Unix(0, t)
+	}
+	if c := u.calls.head; c != nil {
+		st.OldestCall = c.start
+	}
 	if u.lastErr != nil {
 		st.LastError = u.lastErr.Error()
 	}
@@ -319,30 +352,73 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 	})
 }
 
-// acquire returns the ready session and counts a call under way.
-func (u *Upstream) acquire() (*session, error) {
+// acquire returns the ready session and counts a call under way, which
+// release(c) ends.
+func (u *Upstream) acquire() (*session, *activeCall, error) {
+	c := &activeCall{start: time.Now()}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.draining {
-		return nil, &UnavailableError{Server: u.spec.Name, State: StateStopped, RetryAfter: time.Second}
+		return nil, nil, &UnavailableError{Server: u.spec.Name, State: StateStopped, RetryAfter: time.Second}
 	}
 	if u.sess == nil {
-		return nil, u.unavailableLocked()
+		return nil, nil, u.unavailableLocked()
 	}
 	u.inflight++
-	return u.sess, nil
+	u.calls.push(c)
+	return u.sess, c, nil
 }
 
 // release ends a call counted by acquire.
-func (u *Upstream) release() {
+func (u *Upstream) release(c *activeCall) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.inflight--
+	u.calls.remove(c)
 	if u.inflight == 0 && u.drained != nil {
 		close(u.drained)
 		u.drained = nil
 	}
 }
+
+// activeCall is a call under way, from acquire to release.
+type activeCall struct {
+	start      time.Time
+	prev, next *activeCall
+}
+
+// activeCalls is the calls under way in the order they began, so the oldest
+// is at hand and any call leaves the list at once.
+type activeCalls struct {
+	head, tail *activeCall
+}
+
+func (l *activeCalls) push(c *activeCall) {
+	c.prev = l.tail
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+}
+
+func (l *activeCalls) remove(c *activeCall) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+// sawMessage notes that the server sent something.
+func (u *Upstream) sawMessage() { u.lastMessage.Store(time.Now().UnixNano()) }
 
 // nextSession waits for a ready session other than old, within ctx and the
 // start timeout.
@@ -460,7 +536,7 @@ func closed(ch <-chan struct{}) bool {
 // until Close.
 func (u *Upstream) run() {
 	defer close(u.done)
-	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify}
+	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage}
 	failures := 0
 	retriedAtOnce := false // after a start the authorization changed under
 	for {
@@ -468,6 +544,8 @@ func (u *Upstream) run() {
 		opts := u.options()
 		d.stop = opts.Stop
 		d.elicit = opts.Elicitation
+		d.maxMessage = opts.MaxMessageBytes
+		d.lastStop = stoppedIdle
 		var authChanged <-chan struct{}
 		if u.spec.Auth != nil {
 			authChanged = u.spec.Auth.Changed()
@@ -476,9 +554,9 @@ func (u *Upstream) run() {
 		sess, err := u.startSession(d, opts)
 		if u.ctx.Err() != nil {
 			if sess != nil {
-				sess.close(opts.Stop, u.serverLogger())
+				d.closeSession(sess)
 			}
-			u.setState(StateStopped, nil, time.Time{})
+			u.stopped(d.lastStop)
 			return
 		}
 		if err != nil && u.spec.Auth != nil {
@@ -487,7 +565,7 @@ func (u *Upstream) run() {
 			changed := u.spec.Auth.Changed()
 			if authErr := u.spec.Auth.Authorized(u.ctx); needsUser(authErr) {
 				if !u.awaitAuthorization(changed, err, authErr) {
-					u.setState(StateStopped, nil, time.Time{})
+					u.stopped(stoppedIdle)
 					return
 				}
 				retriedAtOnce = false
@@ -522,7 +600,7 @@ func (u *Upstream) run() {
 			}
 			u.logger().Error("MCP server failed to start", fields...)
 			if !u.sleep(delay) {
-				u.setState(StateStopped, nil, time.Time{})
+				u.stopped(stoppedIdle)
 				return
 			}
 			continue
@@ -558,10 +636,10 @@ func (u *Upstream) run() {
 		u.mu.Lock()
 		u.sess = nil
 		u.mu.Unlock()
-		sess.close(opts.Stop, u.serverLogger())
+		how := sess.close(opts.Stop, u.serverLogger())
 		<-relisted
 		if u.ctx.Err() != nil {
-			u.setState(StateStopped, nil, time.Time{})
+			u.stopped(how)
 			return
 		}
 
@@ -585,10 +663,21 @@ func (u *Upstream) run() {
 		u.logger().Warn("MCP server connection lost; restarting",
 			zap.String("server", u.spec.Name), zap.Error(u.redact(ended)), zap.Duration("retry_in", delay))
 		if !u.sleep(delay) {
-			u.setState(StateStopped, nil, time.Time{})
+			u.stopped(stoppedIdle)
 			return
 		}
 	}
+}
+
+// stopped ends the supervisor's work after Close, saying how the server
+// ended and how long stopping took since the calls under way were done.
+func (u *Upstream) stopped(how string) {
+	u.setState(StateStopped, nil, time.Time{})
+	u.mu.Lock()
+	began := u.stopBegan
+	u.mu.Unlock()
+	u.logger().Info("MCP server stopped", zap.String("server", u.spec.Name),
+		zap.String("how", how), zap.Duration("took", time.Since(began)))
 }
 
 // startSession dials, initializes and lists tools, all within the start
@@ -602,7 +691,7 @@ func (u *Upstream) startSession(d *dialer, opts Options) (*session, error) {
 	}
 	ts, err := u.list(ctx, sess)
 	if err != nil {
-		sess.close(opts.Stop, u.serverLogger())
+		d.closeSession(sess)
 		return nil, startError(ctx, err, opts.StartTimeout)
 	}
 	u.tools.Store(ts)

@@ -22,6 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	playRole()
 	fixture.MaybeServeStdio()
 	os.Exit(m.Run())
 }
