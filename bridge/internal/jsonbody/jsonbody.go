@@ -24,9 +24,26 @@ import (
 type Error struct {
 	// Offset is the byte offset of the fault in the body.
 	Offset int
+	// Kind is the sort of fault.
+	Kind Kind
 	// Reason says what is wrong, such as "invalid UTF-8 in a string".
 	Reason string
 }
+
+// Kind is a sort of fault, for a caller that answers each differently.
+type Kind uint8
+
+// The faults Check finds.
+const (
+	// Syntax: the body is not one JSON value.
+	Syntax Kind = iota
+	// InvalidUTF8: a string holds bytes that are not UTF-8.
+	InvalidUTF8
+	// RepeatedName: an object has the same member name twice.
+	RepeatedName
+	// TooDeep: arrays and objects nest deeper than the limit.
+	TooDeep
+)
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("byte offset %d: %s", e.Offset, e.Reason)
@@ -83,7 +100,7 @@ type key struct {
 }
 
 func (c *checker) fail(reason string) error {
-	return &Error{Offset: c.i, Reason: reason}
+	return &Error{Offset: c.i, Kind: Syntax, Reason: reason}
 }
 
 // describe names the byte at the cursor for an error message.
@@ -145,7 +162,7 @@ func (c *checker) literal(word string) error {
 
 func (c *checker) tooDeep(depth int) error {
 	if depth > c.maxDepth {
-		return c.fail(fmt.Sprintf("nested more than %d levels deep", c.maxDepth))
+		return &Error{Offset: c.i, Kind: TooDeep, Reason: fmt.Sprintf("nested more than %d levels deep", c.maxDepth)}
 	}
 	return nil
 }
@@ -207,7 +224,7 @@ func (c *checker) object(depth int) error {
 		if names == nil && len(c.keys)-start < linearScanKeys {
 			for _, seen := range c.keys[start:] {
 				if c.sameName(seen, k) {
-					return &Error{Offset: at, Reason: fmt.Sprintf("the member name %s appears twice in one object", c.quoteName(k))}
+					return c.repeated(at, k)
 				}
 			}
 			c.keys = append(c.keys, k)
@@ -220,7 +237,7 @@ func (c *checker) object(depth int) error {
 			}
 			name := c.decodeName(k)
 			if names[name] {
-				return &Error{Offset: at, Reason: fmt.Sprintf("the member name %s appears twice in one object", c.quoteName(k))}
+				return c.repeated(at, k)
 			}
 			names[name] = true
 		}
@@ -249,6 +266,12 @@ func (c *checker) object(depth int) error {
 	}
 }
 
+// repeated is the error of a member name k, at offset at, that its object
+// already has.
+func (c *checker) repeated(at int, k key) error {
+	return &Error{Offset: at, Kind: RepeatedName, Reason: fmt.Sprintf("the member name %s appears twice in one object", c.quoteName(k))}
+}
+
 // str reads a string at the cursor and returns its contents as they stand.
 func (c *checker) str() (key, error) {
 	c.i++ // "
@@ -273,7 +296,7 @@ func (c *checker) str() (key, error) {
 		default:
 			r, size := utf8.DecodeRune(c.b[c.i:])
 			if r == utf8.RuneError && size <= 1 {
-				return key{}, c.fail("invalid UTF-8 in a string")
+				return key{}, &Error{Offset: c.i, Kind: InvalidUTF8, Reason: "invalid UTF-8 in a string"}
 			}
 			c.i += size
 		}
