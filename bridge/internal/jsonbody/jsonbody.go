@@ -14,6 +14,7 @@
 package jsonbody
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"unicode/utf16"
@@ -54,10 +55,30 @@ func (e *Error) Error() string {
 // member names in every object, and at most maxDepth nested arrays and
 // objects.
 func Check(b []byte, maxDepth int) error {
+	return check(b, maxDepth, nil)
+}
+
+// Members checks b as Check does, and calls f with the name (decoded) and
+// the value (as it stands in b) of each member of b, in order, when b is
+// an object. It reports an error if b is not an object; f may have been
+// called with members before a fault.
+func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
+	if err := check(b, maxDepth, f); err != nil {
+		return err
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); t[0] != '{' {
+		return &Error{Offset: len(b) - len(t), Kind: Syntax, Reason: "not a JSON object"}
+	}
+	return nil
+}
+
+// check is Check, calling member, if not nil, with each member of a
+// top-level object.
+func check(b []byte, maxDepth int, member func(name string, value []byte)) error {
 	c := checkers.Get().(*checker)
 	defer checkers.Put(c)
-	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0]}
-	defer func() { c.b = nil }() // keep no body alive in the pool
+	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0], member: member}
+	defer func() { c.b, c.member = nil, nil }() // keep no body alive in the pool
 	c.skipSpace()
 	if c.i == len(b) {
 		return c.fail("no JSON value")
@@ -88,6 +109,9 @@ type checker struct {
 	// keys holds the member names of the objects being read, innermost
 	// last; each object uses keys[start:].
 	keys []key
+	// member, if not nil, is called with each member of a top-level
+	// object.
+	member func(name string, value []byte)
 }
 
 // key is an object member's name as it stands in the body, b[start:end]
@@ -247,8 +271,12 @@ func (c *checker) object(depth int) error {
 		}
 		c.i++
 		c.skipSpace()
+		value := c.i
 		if err := c.value(depth); err != nil {
 			return err
+		}
+		if depth == 1 && c.member != nil {
+			c.member(c.decodeName(k), c.b[value:c.i])
 		}
 		c.skipSpace()
 		if c.i >= len(c.b) {

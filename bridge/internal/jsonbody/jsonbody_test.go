@@ -202,3 +202,32 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+func TestMembersAreTheTopLevelObjectsNamesAndValuesAsSent(t *testing.T) {
+	type member struct{ name, value string }
+	for _, tc := range []struct {
+		body string
+		want []member
+		err  string // a part of the error; "" for none
+	}{
+		{body: `{}`},
+		{body: " {\"a\" : 1 ,\"b\":{\"c\":[1, 2]},\r\n\"\\u0061\\n\":\"x\\\"y\", \"d\":null}\t",
+			want: []member{{"a", "1"}, {"b", `{"c":[1, 2]}`}, {"a\n", `"x\"y"`}, {"d", "null"}}},
+		{body: `{"big":12345678901234567890,"f":1.0e-400}`, want: []member{{"big", "12345678901234567890"}, {"f", "1.0e-400"}}},
+		{body: ` [{"a":1}]`, err: "byte offset 1: not a JSON object"},
+		{body: `"a"`, err: "not a JSON object"},
+		{body: `{"a":1,"a":2}`, want: []member{{"a", "1"}}, err: "appears twice"},
+		{body: `{"a":[[[1]]]}`, err: "nested more than 3 levels deep"},
+	} {
+		var got []member
+		err := Members([]byte(tc.body), 3, func(name string, value []byte) {
+			got = append(got, member{name, string(value)})
+		})
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("Members(%q) = %v, want an error saying %q", tc.body, err, tc.err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("Members(%q) gave %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}
