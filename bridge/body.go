@@ -91,6 +91,36 @@ var (
 // grows otherwise. It returns the answer to a body it refuses, whose Cause
 // has the details that do not belong in the answer.
 func readArgs(w http.ResponseWriter, r *http.Request, limit int64, h *hold) (json.RawMessage, *httpError) {
+	body, e := readBody(w, r, limit, h)
+	if e != nil {
+		if e.Status != 0 && r.ProtoMajor == 1 {
+			// What is left of the body is not read. Without this, the
+			// server would read on, to reuse the connection, before
+			// sending the answer (under Caddy, which wraps the body, until
+			// up to 256 KiB of it came, or its read timeout passed).
+			if e.Header == nil {
+				e.Header = http.Header{}
+			}
+			e.Header["Connection"] = []string{"close"}
+		}
+		return nil, e
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return json.RawMessage("{}"), nil
+	}
+	if err := jsonbody.Check(body, MaxBodyDepth); err != nil {
+		return nil, refusedJSON(err)
+	}
+	if body[0] != '{' {
+		return nil, invalidArgs(http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not "+jsonKind(body[0]))
+	}
+	return body, nil
+}
+
+// readBody reads the whole body, decoded, holding its buffer in h. It
+// returns the answer to a body it could not read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, h *hold) ([]byte, *httpError) {
 	gz, e := gzipped(r)
 	if e != nil {
 		return nil, e
@@ -121,16 +151,6 @@ func readArgs(w http.ResponseWriter, r *http.Request, limit int64, h *hold) (jso
 	body, err := readAll(rd, make([]byte, 0, size), limit, h)
 	if err != nil {
 		return nil, readFailed(r, err, limit, gz)
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return json.RawMessage("{}"), nil
-	}
-	if err := jsonbody.Check(body, MaxBodyDepth); err != nil {
-		return nil, refusedJSON(err)
-	}
-	if body[0] != '{' {
-		return nil, invalidArgs(http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not "+jsonKind(body[0]))
 	}
 	return body, nil
 }
@@ -239,15 +259,15 @@ func readFailed(r *http.Request, err error, limit int64, gz bool) *httpError {
 			"send it compressed with gzip, or uncompressed without Content-Encoding")
 		e.Cause = err
 		return e
-	case r.Context().Err() != nil:
-		return clientGone
 	case timedOut(err):
-		// The connection cannot carry another request: its body was left
-		// unread.
+		// Checked before the context, which the server cancels on any
+		// read error of the connection.
 		e := invalidArgs(http.StatusRequestTimeout, "reading the request body timed out: the client sent part of it, "+
 			"then nothing for too long; send the whole body without pausing")
-		e.Header, e.Cause = http.Header{"Connection": {"close"}}, err
+		e.Cause = err
 		return e
+	case r.Context().Err() != nil:
+		return clientGone
 	}
 	e := invalidArgs(http.StatusBadRequest, "reading the request body failed: the connection broke before the body's end")
 	e.Cause = err

@@ -258,6 +258,10 @@ func TestContentEncodingIsDecodedOrRefused(t *testing.T) {
 			if !strings.Contains(e.Detail.Message, tc.says) {
 				t.Errorf("message %q does not say %q", e.Detail.Message, tc.says)
 			}
+			// Only a body read whole leaves the connection open.
+			if closed, read := w.Header().Get("Connection") == "close", strings.Contains(tc.says, "byte offset"); closed == read {
+				t.Errorf("Connection %q after a body read whole: %v", w.Header().Get("Connection"), read)
+			}
 			accept := w.Header().Get("Accept-Encoding")
 			if tc.status == http.StatusUnsupportedMediaType {
 				if accept != "gzip" {
@@ -284,34 +288,53 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// A body over the limit is refused before any of it is read, and over
+// HTTP/1 the connection closes, so that the answer goes at once rather
+// than after the server reads on to reuse the connection.
 func TestADeclaredLengthOverTheLimitIsRefusedBeforeReading(t *testing.T) {
 	const limit = 1000
 	for _, encoding := range []string{"", "gzip"} {
-		c := &argsCaller{}
-		b := newBodyBridge(t, c, Config{MaxBodyBytes: limit})
-		body := &countingReader{r: strings.NewReader(strings.Repeat(" ", limit+1))}
-		w := post(b, body, limit+1, "Content-Encoding", encoding)
-		if w.Code != http.StatusRequestEntityTooLarge {
-			t.Fatalf("Content-Encoding %q: status %d %s, want 413", encoding, w.Code, w.Body)
-		}
-		if e := decodeError(t, w.Body.Bytes()); !strings.Contains(e.Detail.Message, "larger than 1000 bytes") {
-			t.Errorf("message %q does not name the limit", e.Detail.Message)
-		}
-		if n := body.reads.Load(); n != 0 {
-			t.Errorf("Content-Encoding %q: the body was read %d times before the 413", encoding, n)
+		for _, proto := range []int{1, 2} {
+			c := &argsCaller{}
+			b := newBodyBridge(t, c, Config{MaxBodyBytes: limit})
+			body := &countingReader{r: strings.NewReader(strings.Repeat(" ", limit+1))}
+			r := httptest.NewRequest(http.MethodPost, "/m/t", body)
+			r.ContentLength, r.ProtoMajor = limit+1, proto
+			r.Header.Set("Content-Encoding", encoding)
+			w := httptest.NewRecorder()
+			b.Serve(w, r, "/t", "/m")
+			if w.Code != http.StatusRequestEntityTooLarge {
+				t.Fatalf("Content-Encoding %q: status %d %s, want 413", encoding, w.Code, w.Body)
+			}
+			if e := decodeError(t, w.Body.Bytes()); !strings.Contains(e.Detail.Message, "larger than 1000 bytes") {
+				t.Errorf("message %q does not name the limit", e.Detail.Message)
+			}
+			if n := body.reads.Load(); n != 0 {
+				t.Errorf("Content-Encoding %q: the body was read %d times before the 413", encoding, n)
+			}
+			want := map[int]string{1: "close", 2: ""}[proto]
+			if got := w.Header().Get("Connection"); got != want {
+				t.Errorf("HTTP/%d: Connection %q, want %q", proto, got, want)
+			}
 		}
 	}
 }
 
-// failingBody sends part of a body, then fails with err.
+// failingBody sends part of a body, then fails with err, first calling
+// cancel if set, as net/http cancels a request's context on any read
+// error of its connection.
 type failingBody struct {
-	part io.Reader
-	err  error
+	part   io.Reader
+	err    error
+	cancel context.CancelFunc
 }
 
 func (f *failingBody) Read(p []byte) (int, error) {
 	if n, _ := f.part.Read(p); n > 0 {
 		return n, nil
+	}
+	if f.cancel != nil {
+		f.cancel()
 	}
 	return 0, f.err
 }
@@ -325,16 +348,18 @@ func TestABodyThatStallsOrBreaksIsAnsweredWithoutLocalDetails(t *testing.T) {
 		return &net.OpError{Op: "read", Net: "tcp", Source: addr("127.0.0.1:8080"), Addr: addr("10.1.2.3:50312"), Err: err}
 	}
 	for _, tc := range []struct {
-		name    string
-		err     error
-		status  int
-		says    string
-		outcome Outcome
+		name     string
+		err      error
+		canceled bool // the server cancelled the request's context
+		status   int  // 0: nothing written, for a client that is gone
+		says     string
 	}{
-		{"a read deadline passed", opErr(os.ErrDeadlineExceeded), http.StatusRequestTimeout, "timed out", OutcomeInvalidArguments},
-		{"a read deadline passed, wrapped", fmt.Errorf("caddy: %w", opErr(os.ErrDeadlineExceeded)), http.StatusRequestTimeout, "timed out", OutcomeInvalidArguments},
-		{"the connection was reset", opErr(&os.SyscallError{Syscall: "read", Err: syscall.ECONNRESET}), http.StatusBadRequest, "connection", OutcomeInvalidArguments},
-		{"the body ended early", io.ErrUnexpectedEOF, http.StatusBadRequest, "connection", OutcomeInvalidArguments},
+		{name: "a read deadline passed", err: opErr(os.ErrDeadlineExceeded), status: http.StatusRequestTimeout, says: "timed out"},
+		{name: "a read deadline passed, the context cancelled", err: opErr(os.ErrDeadlineExceeded), canceled: true, status: http.StatusRequestTimeout, says: "timed out"},
+		{name: "a read deadline passed, wrapped", err: fmt.Errorf("caddy: %w", opErr(os.ErrDeadlineExceeded)), status: http.StatusRequestTimeout, says: "timed out"},
+		{name: "the connection was reset", err: opErr(&os.SyscallError{Syscall: "read", Err: syscall.ECONNRESET}), status: http.StatusBadRequest, says: "connection broke"},
+		{name: "the connection was reset, the context cancelled", err: opErr(&os.SyscallError{Syscall: "read", Err: syscall.ECONNRESET}), canceled: true},
+		{name: "the body ended early", err: io.ErrUnexpectedEOF, status: http.StatusBadRequest, says: "connection broke"},
 	} {
 		for _, encoding := range []string{"", "gzip"} {
 			t.Run(tc.name+" "+encoding, func(t *testing.T) {
@@ -346,7 +371,31 @@ func TestABodyThatStallsOrBreaksIsAnsweredWithoutLocalDetails(t *testing.T) {
 				if encoding == "gzip" {
 					part = gzipOf(t, strings.Repeat(`{"city":"Paris"}`, 100))[:40]
 				}
-				w := post(b, &failingBody{part: bytes.NewReader(part), err: tc.err}, 1000, "Content-Encoding", encoding)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				body := &failingBody{part: bytes.NewReader(part), err: tc.err}
+				if tc.canceled {
+					body.cancel = cancel
+				}
+				r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/m/t", body)
+				r.ContentLength = 1000
+				if encoding != "" {
+					r.Header.Set("Content-Encoding", encoding)
+				}
+				w := httptest.NewRecorder()
+				b.Serve(w, r, "/t", "/m")
+				if got := c.calls(); len(got) != 0 {
+					t.Errorf("the server got %q", got)
+				}
+				if tc.status == 0 {
+					if w.Body.Len() != 0 || len(w.Header()) != 0 {
+						t.Errorf("wrote %d %v %q for a client that is gone, want nothing", w.Code, w.Header(), w.Body)
+					}
+					if want := "finish s t canceled"; obs.last() != want {
+						t.Errorf("observed %q, want %q", obs.last(), want)
+					}
+					return
+				}
 				if w.Code != tc.status {
 					t.Fatalf("status %d %s, want %d", w.Code, w.Body, tc.status)
 				}
@@ -360,11 +409,8 @@ func TestABodyThatStallsOrBreaksIsAnsweredWithoutLocalDetails(t *testing.T) {
 						t.Errorf("the answer shows %q: %s", secret, answer)
 					}
 				}
-				if tc.status == http.StatusRequestTimeout && w.Header().Get("Connection") != "close" {
-					t.Errorf("408 with Connection %q, want close", w.Header().Get("Connection"))
-				}
-				if got := c.calls(); len(got) != 0 {
-					t.Errorf("the server got %q", got)
+				if w.Header().Get("Connection") != "close" {
+					t.Errorf("Connection %q on an answer leaving the body unread, want close", w.Header().Get("Connection"))
 				}
 				logged := 0
 				for _, entry := range logs.FilterLevelExact(zapcore.DebugLevel).All() {
@@ -375,7 +421,7 @@ func TestABodyThatStallsOrBreaksIsAnsweredWithoutLocalDetails(t *testing.T) {
 				if logged != 1 {
 					t.Errorf("the read error was logged at DEBUG %d times, want once; logs: %v", logged, logs.All())
 				}
-				if want := "finish s t " + string(tc.outcome); obs.last() != want {
+				if want := "finish s t invalid_arguments"; obs.last() != want {
 					t.Errorf("observed %q, want %q", obs.last(), want)
 				}
 			})
@@ -424,6 +470,9 @@ func TestBodiesInFlightShareTheBudget(t *testing.T) {
 		}
 		if e.Detail.Server != "s" || e.Detail.Tool != "t" {
 			t.Errorf("%s: detail names server %q, tool %q; want s, t", what, e.Detail.Server, e.Detail.Tool)
+		}
+		if w.Header().Get("Connection") != "close" {
+			t.Errorf("%s: Connection %q, want close: the body is left unread", what, w.Header().Get("Connection"))
 		}
 		if want := "finish s t rejected"; obs.last() != want {
 			t.Errorf("%s: observed %q, want %q", what, obs.last(), want)
