@@ -93,16 +93,7 @@ var (
 func readArgs(w http.ResponseWriter, r *http.Request, limit int64, h *hold) (json.RawMessage, *httpError) {
 	body, e := readBody(w, r, limit, h)
 	if e != nil {
-		if e.Status != 0 && r.ProtoMajor == 1 {
-			// What is left of the body is not read. Without this, the
-			// server would read on, to reuse the connection, before
-			// sending the answer (under Caddy, which wraps the body, until
-			// up to 256 KiB of it came, or its read timeout passed).
-			if e.Header == nil {
-				e.Header = http.Header{}
-			}
-			e.Header["Connection"] = []string{"close"}
-		}
+		settle(r, e, limit, h)
 		return nil, e
 	}
 	body = bytes.TrimSpace(body)
@@ -116,6 +107,32 @@ func readArgs(w http.ResponseWriter, r *http.Request, limit int64, h *hold) (jso
 		return nil, invalidArgs(http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not "+jsonKind(body[0]))
 	}
 	return body, nil
+}
+
+// settle readies the answer e to a body not read to its end. Over
+// HTTP/1, a client that sends its whole body before it reads the answer
+// may lose the answer when the connection closes on the body's unread
+// bytes; and Caddy's server, which wraps the body, reads on (up to 256 KiB
+// of it, or until its read timeout) to reuse the connection before it
+// sends the answer. So what is left of a body that may be within limit is
+// read and dropped, its buffer given back first; after the answer to any
+// other (over limit, or whose reading failed), and to a client that waits
+// for 100 Continue to send its body, the connection closes.
+func settle(r *http.Request, e *httpError, limit int64, h *hold) {
+	if e.Status == 0 || r.ProtoMajor != 1 {
+		return
+	}
+	if e.Status != http.StatusRequestEntityTooLarge && e.Status != http.StatusRequestTimeout &&
+		!strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		h.release()
+		if n, err := io.Copy(io.Discard, io.LimitReader(r.Body, limit+1)); err == nil && n <= limit {
+			return
+		}
+	}
+	if e.Header == nil {
+		e.Header = http.Header{}
+	}
+	e.Header["Connection"] = []string{"close"}
 }
 
 // readBody reads the whole body, decoded, holding its buffer in h. It
