@@ -98,3 +98,38 @@ func TestUpdateReadmeReplacesOnlyTheMarkedSection(t *testing.T) {
 		t.Error("a README without the markers was accepted")
 	}
 }
+
+func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
+	r := &Results{Started: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Bodies: &BodyMemory{
+		Concurrency: 32, BodyBytes: 8 << 20, CallsPerClient: 1,
+		Runs: []BodyRun{
+			{Tool: "echo", Budget: "1TB", InFlightMiB: 256, IdleRSSMiB: 40, PeakRSSMiB: 2200, PeakPerMiB: 8.59, GrowthPerMiB: 8.44, Calls: 32},
+			{Tool: "discard", Budget: "", InFlightMiB: 64, IdleRSSMiB: 40, PeakRSSMiB: 300, PeakPerMiB: 4.69, GrowthPerMiB: 4.06, Calls: 32, Rejected: 90},
+		},
+	}}
+	dir := t.TempDir()
+	if err := write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"32 clients at once, each posting 1 bodies of 8 MiB",
+		"| echo (the body back) | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
+		"| discard (a 2-byte reply) | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+	for _, absent := range []string{"**Throughput**", "**Start, reload", "**Targets**"} {
+		if strings.Contains(string(md), absent) {
+			t.Errorf("results.md has %s, which the run did not measure:\n%s", absent, md)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results.png")); err == nil {
+		t.Error("results.png drawn without a path measured")
+	}
+}
