@@ -66,21 +66,23 @@ func gzipOf(t *testing.T, s string) string {
 	return b.String()
 }
 
+// startFixtureAt starts Caddy, with extra global options, with a fixture
+// server of this test alone at mount, its block holding the settings
+// given, and waits until it is ready.
+func startFixtureAt(t *testing.T, global []string, mount string, settings ...string) {
+	t.Helper()
+	startCaddyWith(t, global, fmt.Sprintf(":%d {\n\tmcpo %s {\n\t\t%s\t\t%s\n\t}\n}\n",
+		httpPort, mount, testFixture(t, fixture.Options{}), strings.Join(settings, "\n\t\t")))
+	waitReady(t, mount+"/openapi.json")
+}
+
 // nestedArgs is an object of echo_args nesting depth levels.
 func nestedArgs(depth int) string {
 	return `{"a":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + "}"
 }
 
 func TestHostileBodiesAreAnsweredAtOnceAndNeverForwarded(t *testing.T) {
-	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /hostile {
-		%s
-		timeout 30s
-		max_request_body 64KB
-	}
-}
-`, httpPort, testFixture(t, fixture.Options{})))
-	waitReady(t, "/hostile/openapi.json")
+	startFixtureAt(t, nil, "/hostile", "timeout 30s", "max_request_body 64KB")
 
 	bomb := gzipOf(t, `{"pad":"`+strings.Repeat("0", 10<<20)+`"}`)
 	for _, tc := range []struct {
@@ -150,13 +152,7 @@ func TestHostileBodiesAreAnsweredAtOnceAndNeverForwarded(t *testing.T) {
 func TestAStalledBodyGets408WithoutTheConnectionsAddresses(t *testing.T) {
 	for _, timeout := range []string{"read_body 1s", "read_body_idle 1s"} {
 		t.Run(timeout, func(t *testing.T) {
-			startCaddyWith(t, []string{"servers {\n\t\ttimeouts {\n\t\t\t" + timeout + "\n\t\t}\n\t}"}, fmt.Sprintf(`:%d {
-	mcpo /stall {
-		%s
-	}
-}
-`, httpPort, testFixture(t, fixture.Options{})))
-			waitReady(t, "/stall/openapi.json")
+			startFixtureAt(t, []string{"servers {\n\t\ttimeouts {\n\t\t\t" + timeout + "\n\t\t}\n\t}"}, "/stall")
 			r, took := rawExchange(t, "POST /stall/echo_args HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"+
 				"Content-Length: 100\r\n\r\n{\"message\":")
 			if r.status != http.StatusRequestTimeout {
@@ -182,15 +178,7 @@ func TestAStalledBodyGets408WithoutTheConnectionsAddresses(t *testing.T) {
 // call whose body does not fit gets 503 with Retry-After, counted as
 // rejected, and fits once the others are answered.
 func TestBodiesInFlightAreBoundedByMaxRequestBytesInFlight(t *testing.T) {
-	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /budget {
-		%s
-		max_request_body 1MB
-		max_request_bytes_in_flight 2MB
-	}
-}
-`, httpPort, testFixture(t, fixture.Options{})))
-	waitReady(t, "/budget/openapi.json")
+	startFixtureAt(t, nil, "/budget", "max_request_body 1MB", "max_request_bytes_in_flight 2MB")
 	padded := func(ms, size int) string {
 		head := fmt.Sprintf(`{"ms":%d,"pad":"`, ms)
 		return head + strings.Repeat("x", size-len(head)-2) + `"}`
