@@ -175,6 +175,17 @@ func FuzzCheck(f *testing.F) {
 		if err != nil && (!errors.As(err, &e) || e.Offset < 0 || e.Offset > len(b)) {
 			t.Fatalf("Check(%q) = %v: want an *Error with an offset within the body", b, err)
 		}
+		// Members agrees with Check, for objects, and gives values that
+		// are JSON values themselves, one level less deep.
+		object := err == nil && bytes.TrimLeft(b, " \t\r\n")[0] == '{'
+		merr := Members(b, depth, func(name string, value []byte) {
+			if object && Check(value, depth-1) != nil {
+				t.Fatalf("Members(%q) gave %q: %q, which is not a JSON value within %d levels", b, name, value, depth-1)
+			}
+		})
+		if (merr == nil) != object {
+			t.Fatalf("Members(%q) = %v; Check says %v", b, merr, err)
+		}
 	})
 }
 
