@@ -287,7 +287,7 @@ func markdownExtras(b *bytes.Buffer, r *Results) {
 
 // markdownBodies renders what request bodies in flight cost in memory.
 func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
-	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, each posting %d bodies of %d MiB to the echo server through caddy-mcpo, "+
+	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, each posting %d × %d MiB to the echo server through caddy-mcpo, "+
 		"a 503 posted again after %s; caddy's peak resident memory, VmHWM)\n\n", m.Concurrency, m.CallsPerClient, m.BodyBytes>>20, bodyRetryDelay)
 	fmt.Fprintf(b, "| tool | `max_request_bytes_in_flight` | body in flight, at most | idle RSS | peak RSS | peak RSS per MiB in flight | growth per MiB in flight | calls | 503s posted again | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, run := range m.Runs {

@@ -116,7 +116,7 @@ func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
 		},
 	}}
 	dir := writeResults(t, r,
-		"32 clients at once, each posting 1 bodies of 8 MiB",
+		"32 clients at once, each posting 1 × 8 MiB",
 		"| echo (the body back) | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
 		"| discard (a 2-byte reply) | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
 	)
