@@ -84,6 +84,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //
 //		title <text>
 //		max_request_body <size>
+//		max_request_bytes_in_flight <size>  # of all the calls under way
 //
 //		# Who may call:
 //		api_key <key>            # repeatable; best a placeholder: {env.MCPO_KEY}

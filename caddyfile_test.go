@@ -341,6 +341,15 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			want: &Handler{Mount: "/x", MaxRequestBody: 1500, Servers: []*Server{{Command: "prog"}}},
 		},
 		{
+			name: "max_request_bytes_in_flight",
+			input: `mcpo /x {
+				command prog
+				max_request_body 1MiB
+				max_request_bytes_in_flight 16MiB
+			}`,
+			want: &Handler{Mount: "/x", MaxRequestBody: 1 << 20, MaxRequestBytesInFlight: 16 << 20, Servers: []*Server{{Command: "prog"}}},
+		},
+		{
 			name: "several server blocks keep their order",
 			input: `mcpo /tools {
 				server time {
@@ -844,6 +853,18 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			input:   "mcpo /x {\n\tcommand prog\n\tmax_request_body 0\n}",
 			line:    3,
 			substrs: []string{`max_request_body "0"`},
+		},
+		{
+			name:    "max_request_bytes_in_flight not a size",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_request_bytes_in_flight many\n}",
+			line:    3,
+			substrs: []string{`max_request_bytes_in_flight "many": want a size`},
+		},
+		{
+			name:    "max_request_bytes_in_flight below max_request_body, at its line",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_request_bytes_in_flight 1MB\n\tmax_request_body 2MB\n}",
+			line:    3,
+			substrs: []string{"max_request_bytes_in_flight 1000000 is less than max_request_body (2000000)"},
 		},
 		{
 			name:    "mount with a wildcard",

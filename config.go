@@ -215,6 +215,9 @@ func (h *Handler) Validate() error {
 					"or declare security when a handler in front authenticates callers"), "oauth")}
 		}
 	}
+	if err := h.validateBodyLimits(); err != nil {
+		return err
+	}
 	if h.ProtectDocs && len(h.APIKeys) == 0 {
 		return fieldErr(errors.New("protect_docs needs an api_key"), "protect_docs")
 	}
@@ -231,6 +234,23 @@ func (h *Handler) Validate() error {
 		if err := h.CORS.Validate(); err != nil {
 			return nested("cors", err)
 		}
+	}
+	return nil
+}
+
+// validateBodyLimits checks that a body of max_request_body fits in
+// max_request_bytes_in_flight.
+func (h *Handler) validateBodyLimits() error {
+	if h.MaxRequestBytesInFlight == 0 {
+		return nil
+	}
+	body := h.MaxRequestBody
+	if body <= 0 {
+		body = bridge.DefaultMaxBodyBytes
+	}
+	if h.MaxRequestBytesInFlight < body {
+		return fieldErr(fmt.Errorf("max_request_bytes_in_flight %d is less than max_request_body (%d): a body of that size would never fit",
+			h.MaxRequestBytesInFlight, body), "max_request_bytes_in_flight")
 	}
 	return nil
 }

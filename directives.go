@@ -151,7 +151,9 @@ var directives = []directive{
 	{name: "title", in: mcpoBlock, syntax: "<text>", field: "title",
 		example: `title "All the tools"`, parse: text(func(p *parser) *string { return &p.h.Title })},
 	{name: "max_request_body", in: mcpoBlock, syntax: "<size>", field: "max_request_body",
-		example: "max_request_body 1MB", parse: parseMaxRequestBody},
+		example: "max_request_body 1MB", parse: size(func(p *parser) *int64 { return &p.h.MaxRequestBody })},
+	{name: "max_request_bytes_in_flight", in: mcpoBlock, syntax: "<size>", field: "max_request_bytes_in_flight",
+		example: "max_request_bytes_in_flight 256MB", parse: size(func(p *parser) *int64 { return &p.h.MaxRequestBytesInFlight })},
 	{name: "api_key", in: mcpoBlock, syntax: "<key>", field: "api_keys", repeat: true,
 		example: "api_key {env.MCPO_KEY}", parse: item(func(p *parser) *[]string { return &p.h.APIKeys })},
 	{name: "admin_key", in: mcpoBlock, syntax: "<key>", field: "admin_keys", repeat: true,
@@ -269,6 +271,22 @@ func (p *parser) duration(v string) (caddy.Duration, error) {
 	return caddy.Duration(d), nil
 }
 
+// size reads a positive size, such as 8MB or 8MiB, into the field.
+func size(field func(p *parser) *int64) func(p *parser) error {
+	return func(p *parser) error {
+		v, err := p.arg()
+		if err != nil {
+			return err
+		}
+		n, err := humanize.ParseBytes(v)
+		if err != nil || n == 0 || n > math.MaxInt64 {
+			return p.d.Errf("%s %q: want a size such as 8MB", p.dir.name, v)
+		}
+		*field(p) = int64(n)
+		return nil
+	}
+}
+
 // parseCommand reads "command <program> [<args...>]"; its arguments come
 // before those of args lines, wherever these are.
 func parseCommand(p *parser) error {
@@ -373,20 +391,6 @@ func parseConfig(p *parser) error {
 		return err
 	}
 	return item(func(p *parser) *[]string { return &p.h.ConfigFiles })(p)
-}
-
-// parseMaxRequestBody reads "max_request_body <size>", such as 8MB.
-func parseMaxRequestBody(p *parser) error {
-	v, err := p.arg()
-	if err != nil {
-		return err
-	}
-	n, err := humanize.ParseBytes(v)
-	if err != nil || n == 0 || n > math.MaxInt64 {
-		return p.d.Errf("max_request_body %q: want a size such as 8MB", v)
-	}
-	p.h.MaxRequestBody = int64(n)
-	return nil
 }
 
 // parseProtectDocs reads "protect_docs".

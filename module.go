@@ -48,8 +48,18 @@ type Handler struct {
 	// single server, the document covering every server otherwise.
 	Title string `json:"title,omitempty"`
 
-	// The largest request body accepted, in bytes. Default: 8 MiB.
+	// The largest request body accepted, in bytes, as sent and, for a
+	// gzip-compressed body, once decoded. Default: 8 MiB.
 	MaxRequestBody int64 `json:"max_request_body,omitempty"`
+
+	// The most bytes of request bodies the calls under way at this handler
+	// hold at once: a call whose body does not fit gets 503 with
+	// Retry-After. A body counts from its declared length before it is
+	// read (as it is read when its length is unknown or it is compressed)
+	// until its answer is written. At least max_request_body. Default: 8
+	// times max_request_body (64 MiB), so that the memory calls take stays
+	// bounded whatever the number of clients.
+	MaxRequestBytesInFlight int64 `json:"max_request_bytes_in_flight,omitempty"`
 
 	// API keys a caller must present as "Authorization: Bearer <key>" to
 	// call tools: a missing key gets 401, a wrong one 403. Write them as
@@ -118,11 +128,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	repl := caddy.NewReplacer()
 	cfg := bridge.Config{
-		Single:       h.single(),
-		Title:        h.Title,
-		MaxBodyBytes: h.MaxRequestBody,
-		Logger:       h.logger,
-		Observer:     callObserver{},
+		Single:               h.single(),
+		Title:                h.Title,
+		MaxBodyBytes:         h.MaxRequestBody,
+		MaxBodyBytesInFlight: h.MaxRequestBytesInFlight,
+		Logger:               h.logger,
+		Observer:             callObserver{},
 	}
 	if cfg.Access, err = h.access(repl); err != nil {
 		return err

@@ -15,6 +15,11 @@
 // concurrency matters) and mcp-server-time from PyPI. Every load targets
 // loopback; every run is bounded in calls and in time.
 //
+// Besides the paths, it measures start-up, reload, document generation and
+// idle memory (-extras), and what large request bodies cost caddy-mcpo in
+// memory (-bodies). With -paths= -extras=false it measures the bodies
+// alone, without mcpo or mcp-server-time.
+//
 // Run it with `make bench` from the repository root.
 package main
 
@@ -48,6 +53,7 @@ type options struct {
 	concurrency []int
 	paths       []string // the paths to measure
 	extras      bool     // measure start-up, reload, documents and memory too
+	bodies      bool     // measure the memory large request bodies take
 }
 
 func main() {
@@ -69,6 +75,7 @@ func main() {
 	flag.StringVar(&conc, "concurrency", "1,16,64", "concurrency levels")
 	paths := flag.String("paths", strings.Join([]string{pathDirect, pathCaddy, pathMcpo}, ","), "the paths to measure")
 	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
+	flag.BoolVar(&o.bodies, "bodies", true, "also measure caddy-mcpo's peak memory per MiB of request body in flight")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -83,7 +90,11 @@ func main() {
 		}
 		return
 	}
-	o.paths = strings.Split(*paths, ",")
+	for _, p := range strings.Split(*paths, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			o.paths = append(o.paths, p)
+		}
+	}
 	var err error
 	if o.repo, err = filepath.Abs(o.repo); err != nil {
 		log.Fatal(err)
@@ -202,28 +213,33 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	if !o.extras {
-		res.Finished = time.Now().UTC()
-		return write(o.out, res)
+	if o.extras {
+		log.Print("startup, reload, document generation and idle memory")
+		if res.Startup, err = e.startup(ctx); err != nil {
+			return fmt.Errorf("startup: %w", err)
+		}
+		if res.Reload, err = e.reload(ctx); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		if res.Document, err = e.document(ctx); err != nil {
+			return fmt.Errorf("document: %w", err)
+		}
+		if res.IdleMemory, err = e.idleMemory(ctx); err != nil {
+			return fmt.Errorf("idle memory: %w", err)
+		}
 	}
-	log.Print("startup, reload, document generation and idle memory")
-	if res.Startup, err = e.startup(ctx); err != nil {
-		return fmt.Errorf("startup: %w", err)
-	}
-	if res.Reload, err = e.reload(ctx); err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	if res.Document, err = e.document(ctx); err != nil {
-		return fmt.Errorf("document: %w", err)
-	}
-	if res.IdleMemory, err = e.idleMemory(ctx); err != nil {
-		return fmt.Errorf("idle memory: %w", err)
+	if o.bodies {
+		log.Print("memory per MiB of request body in flight")
+		if res.Bodies, err = e.bodyMemory(ctx); err != nil {
+			return fmt.Errorf("body memory: %w", err)
+		}
 	}
 	res.Finished = time.Now().UTC()
 	if err := write(o.out, res); err != nil {
 		return err
 	}
-	if o.readme != "" {
+	// The README shows a whole run only.
+	if o.readme != "" && o.extras && o.bodies && len(res.Cells) > 0 {
 		return updateReadme(o.readme, res)
 	}
 	return nil
@@ -289,6 +305,11 @@ func prepare(ctx context.Context, o options) (*env, error) {
 	if err := runQuiet(ctx, 5*time.Minute, filepath.Join(o.repo, "bench"), nil, "go", "build", "-o", e.echoBin, "./echoserver"); err != nil {
 		return nil, err
 	}
+	e.upstreamID = []string{e.echoBin, "mcp-server-time"}
+	// The load paths call mcp-server-time; the extras run mcpo.
+	if len(o.paths) == 0 && !o.extras {
+		return e, nil
+	}
 	uvx, err := lookUVX()
 	if err != nil {
 		return nil, err
@@ -300,7 +321,6 @@ func prepare(ctx context.Context, o options) (*env, error) {
 		e.mcpoArgv = append(e.mcpoArgv, "--with", req)
 	}
 	e.mcpoArgv = append(e.mcpoArgv, "mcpo")
-	e.upstreamID = []string{e.echoBin, "mcp-server-time"}
 	log.Print("fetching mcpo and mcp-server-time")
 	if err := runQuiet(ctx, 10*time.Minute, o.work, nil, append(e.mcpoArgv, "--help")...); err != nil {
 		return nil, err

@@ -33,6 +33,7 @@ type Results struct {
 	Reload     Reload            `json:"reload"`
 	Document   Document          `json:"document"`
 	IdleMemory IdleMemory        `json:"idle_memory"`
+	Bodies     *BodyMemory       `json:"bodies,omitempty"`
 }
 
 // Cell is one upstream case through one path at one concurrency.
@@ -83,13 +84,17 @@ func versions(ctx context.Context, o options) map[string]string {
 	return v
 }
 
-// write puts results.json, results.md and results.png into dir.
+// write puts results.json, results.md and, for a run that measured the
+// paths, results.png into dir.
 func write(dir string, r *Results) error {
 	if err := writeJSONFile(filepath.Join(dir, "results.json"), r); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(markdown(r)), 0o644); err != nil {
 		return err
+	}
+	if len(r.Cells) == 0 {
+		return nil
 	}
 	return chart(r, filepath.Join(dir, "results.png"))
 }
@@ -186,14 +191,31 @@ func ratio(a, b float64) string {
 // markdown renders the results as the tables the README shows.
 func markdown(r *Results) string {
 	var b bytes.Buffer
-	paths := []string{pathDirect, pathCaddy, pathMcpo}
 	fmt.Fprintf(&b, "Measured %s on %s (%d cores, Linux %s, %s); caddy-mcpo %s, %s with %s, %s.\n",
 		r.Started.Format("2006-01-02"), r.Machine.CPU, r.Machine.Cores, r.Machine.Kernel, r.Machine.Go,
 		r.Versions["caddy-mcpo"], r.Versions["mcpo"], strings.ReplaceAll(r.Versions["mcpo runs with"], ",", ", "), r.Versions["mcp-server-time"])
 	fmt.Fprintf(&b, "The load generator, the proxy and the upstream share the machine.\n\n")
 
-	fmt.Fprintf(&b, "**Throughput** (calls/s; each cell a fixed number of calls after a warm-up)\n\n")
-	fmt.Fprintf(&b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | caddy-mcpo / direct | caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	if len(r.Cells) > 0 {
+		markdownLoad(&b, r)
+	}
+	if r.Startup.Runs > 0 {
+		markdownExtras(&b, r)
+	}
+	if r.Bodies != nil {
+		markdownBodies(&b, r.Bodies)
+	}
+	if len(r.Cells) > 0 {
+		markdownTargets(&b, r)
+	}
+	return b.String()
+}
+
+// markdownLoad renders throughput, latency and cost per path.
+func markdownLoad(b *bytes.Buffer, r *Results) {
+	paths := []string{pathDirect, pathCaddy, pathMcpo}
+	fmt.Fprintf(b, "**Throughput** (calls/s; each cell a fixed number of calls after a warm-up)\n\n")
+	fmt.Fprintf(b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | caddy-mcpo / direct | caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
 			v := map[string]float64{}
@@ -202,13 +224,13 @@ func markdown(r *Results) string {
 					v[p] = cell.Load.Throughput
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %s | %s |\n", u, c,
+			fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | %.0f | %s | %s |\n", u, c,
 				v[pathDirect], v[pathCaddy], v[pathMcpo], ratio(v[pathCaddy], v[pathDirect]), ratio(v[pathCaddy], v[pathMcpo]))
 		}
 	}
 
-	fmt.Fprintf(&b, "\n**Latency** (ms, p50 / p99 / max)\n\n")
-	fmt.Fprintf(&b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | p99 caddy-mcpo / direct | p99 mcpo / caddy-mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "\n**Latency** (ms, p50 / p99 / max)\n\n")
+	fmt.Fprintf(b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | p99 caddy-mcpo / direct | p99 mcpo / caddy-mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
 			cols := map[string]string{}
@@ -220,13 +242,13 @@ func markdown(r *Results) string {
 					p99[p] = l.P99
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", u, c,
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s |\n", u, c,
 				cols[pathDirect], cols[pathCaddy], cols[pathMcpo], ratio(p99[pathCaddy], p99[pathDirect]), ratio(p99[pathMcpo], p99[pathCaddy]))
 		}
 	}
 
-	fmt.Fprintf(&b, "\n**Cost** (CPU time per call, µs, of client + proxy + upstream: the client is the load generator, or for direct the MCP client; peak resident memory of the proxy; errors)\n\n")
-	fmt.Fprintf(&b, "| upstream | concurrency | direct CPU | caddy-mcpo CPU | mcpo CPU | caddy-mcpo peak RSS | mcpo peak RSS | errors direct / caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "\n**Cost** (CPU time per call, µs, of client + proxy + upstream: the client is the load generator, or for direct the MCP client; peak resident memory of the proxy; errors)\n\n")
+	fmt.Fprintf(b, "| upstream | concurrency | direct CPU | caddy-mcpo CPU | mcpo CPU | caddy-mcpo peak RSS | mcpo peak RSS | errors direct / caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	cpu := func(c *Cell) string {
 		if c.Path == pathDirect {
 			return fmt.Sprintf("%.0f + %.0f", c.ClientCPUPerCallUS, c.UpstreamCPUPerCallUS)
@@ -239,39 +261,68 @@ func markdown(r *Results) string {
 			if cc == nil || mc == nil || dc == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.0f MiB | %.0f MiB | %d / %d / %d |\n", u, c,
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %.0f MiB | %.0f MiB | %d / %d / %d |\n", u, c,
 				cpu(dc), cpu(cc), cpu(mc), cc.ProxyPeakRSSMB, mc.ProxyPeakRSSMB,
 				dc.Load.Errors, cc.Load.Errors, mc.Load.Errors)
 		}
 	}
 
-	fmt.Fprintf(&b, "\n**Start, reload, documents, memory**\n\n| measure | direct | caddy-mcpo | mcpo |\n|---|---:|---:|---:|\n")
-	fmt.Fprintf(&b, "| process start to first successful call (median of %d) | %.0f ms | %.0f ms | %.0f ms |\n",
-		r.Startup.Runs, r.Startup.MS[pathDirect], r.Startup.MS[pathCaddy], r.Startup.MS[pathMcpo])
-	fmt.Fprintf(&b, "| resident memory with one server | | %.0f KiB | %.0f KiB |\n", r.IdleMemory.Base[pathCaddy], r.IdleMemory.Base[pathMcpo])
-	fmt.Fprintf(&b, "| resident memory per more idle session (%d added) | | %.0f KiB | %.0f KiB |\n",
-		r.IdleMemory.Sessions, r.IdleMemory.PerSession[pathCaddy], r.IdleMemory.PerSession[pathMcpo])
-	fmt.Fprintf(&b, "\n- `caddy reload` with %d unchanged stdio servers: %.0f ms (median of %d; the admin API's `POST /load` alone: %.0f ms); processes restarted: **%d**.\n",
-		r.Reload.Servers, r.Reload.CLIms, r.Reload.Runs, r.Reload.APIms, r.Reload.Restarted)
-	fmt.Fprintf(&b, "- OpenAPI document of a server with %d tools (%d KiB): %.0f ms for the first request after a tool listing (conversion, validators, document), %.2f ms after.\n",
-		r.Document.Tools, r.Document.Bytes>>10, r.Document.FirstMS, r.Document.CachedMS)
-	fmt.Fprintf(&b, "- One idle echo server process (not counted above): %.0f KiB resident.\n", r.IdleMemory.UpstreamKiB)
+}
 
-	fmt.Fprintf(&b, "\n**Targets** (echo upstream)\n\n")
+// markdownExtras renders start-up, reload, documents and idle memory.
+func markdownExtras(b *bytes.Buffer, r *Results) {
+	fmt.Fprintf(b, "\n**Start, reload, documents, memory**\n\n| measure | direct | caddy-mcpo | mcpo |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| process start to first successful call (median of %d) | %.0f ms | %.0f ms | %.0f ms |\n",
+		r.Startup.Runs, r.Startup.MS[pathDirect], r.Startup.MS[pathCaddy], r.Startup.MS[pathMcpo])
+	fmt.Fprintf(b, "| resident memory with one server | | %.0f KiB | %.0f KiB |\n", r.IdleMemory.Base[pathCaddy], r.IdleMemory.Base[pathMcpo])
+	fmt.Fprintf(b, "| resident memory per more idle session (%d added) | | %.0f KiB | %.0f KiB |\n",
+		r.IdleMemory.Sessions, r.IdleMemory.PerSession[pathCaddy], r.IdleMemory.PerSession[pathMcpo])
+	fmt.Fprintf(b, "\n- `caddy reload` with %d unchanged stdio servers: %.0f ms (median of %d; the admin API's `POST /load` alone: %.0f ms); processes restarted: **%d**.\n",
+		r.Reload.Servers, r.Reload.CLIms, r.Reload.Runs, r.Reload.APIms, r.Reload.Restarted)
+	fmt.Fprintf(b, "- OpenAPI document of a server with %d tools (%d KiB): %.0f ms for the first request after a tool listing (conversion, validators, document), %.2f ms after.\n",
+		r.Document.Tools, r.Document.Bytes>>10, r.Document.FirstMS, r.Document.CachedMS)
+	fmt.Fprintf(b, "- One idle echo server process (not counted above): %.0f KiB resident.\n", r.IdleMemory.UpstreamKiB)
+
+}
+
+// markdownBodies renders what request bodies in flight cost in memory.
+func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
+	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, each posting %d × %d MiB to the echo server through caddy-mcpo, "+
+		"a 503 posted again after %s; caddy's peak resident memory, VmHWM)\n\n", m.Concurrency, m.CallsPerClient, m.BodyBytes>>20, bodyRetryDelay)
+	fmt.Fprintf(b, "| tool | `max_request_bytes_in_flight` | body in flight, at most | idle RSS | peak RSS | peak RSS per MiB in flight | growth per MiB in flight | calls | 503s posted again | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, run := range m.Runs {
+		tool := "echo (the body back)"
+		if run.Tool == "discard" {
+			tool = "discard (a 2-byte reply)"
+		}
+		budget := run.Budget + " (off)"
+		if run.Budget == "" {
+			budget = "default (64 MiB)"
+		}
+		fmt.Fprintf(b, "| %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.2f MiB | %.2f MiB | %d | %d | %d |\n", tool, budget,
+			run.InFlightMiB, run.IdleRSSMiB, run.PeakRSSMiB, run.PeakPerMiB, run.GrowthPerMiB, run.Calls, run.Rejected, run.Errors)
+	}
+}
+
+// markdownTargets renders the targets of the echo upstream, and of reload.
+func markdownTargets(b *bytes.Buffer, r *Results) {
+	fmt.Fprintf(b, "\n**Targets** (echo upstream)\n\n")
 	top := r.concurrencies()[len(r.concurrencies())-1]
 	if cc, mc, dc := r.cell("echo", pathCaddy, top), r.cell("echo", pathMcpo, top), r.cell("echo", pathDirect, top); cc != nil && mc != nil && dc != nil {
-		target(&b, fmt.Sprintf("throughput at concurrency %d ≥ 10× mcpo's", top), cc.Load.Throughput/mc.Load.Throughput, 10)
-		target(&b, fmt.Sprintf("throughput at concurrency %d ≥ 0.5× the direct client's", top), cc.Load.Throughput/dc.Load.Throughput, 0.5)
+		target(b, fmt.Sprintf("throughput at concurrency %d ≥ 10× mcpo's", top), cc.Load.Throughput/mc.Load.Throughput, 10)
+		target(b, fmt.Sprintf("throughput at concurrency %d ≥ 0.5× the direct client's", top), cc.Load.Throughput/dc.Load.Throughput, 0.5)
 	}
 	if cc, mc := r.cell("echo", pathCaddy, 16), r.cell("echo", pathMcpo, 16); cc != nil && mc != nil {
-		target(&b, "p99 latency at concurrency 16 ≤ 1/10 of mcpo's", mc.Load.Latency.P99/cc.Load.Latency.P99, 10)
+		target(b, "p99 latency at concurrency 16 ≤ 1/10 of mcpo's", mc.Load.Latency.P99/cc.Load.Latency.P99, 10)
+	}
+	if r.Reload.Servers == 0 {
+		return
 	}
 	met := "met"
 	if r.Reload.Restarted != 0 {
 		met = "missed"
 	}
-	fmt.Fprintf(&b, "- reload with %d unchanged servers restarts 0 processes: %d, %s\n", r.Reload.Servers, r.Reload.Restarted, met)
-	return b.String()
+	fmt.Fprintf(b, "- reload with %d unchanged servers restarts 0 processes: %d, %s\n", r.Reload.Servers, r.Reload.Restarted, met)
 }
 
 func target(b *bytes.Buffer, what string, got, want float64) {

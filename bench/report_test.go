@@ -24,6 +24,26 @@ func TestSummarizeGivesNearestRankPercentiles(t *testing.T) {
 	}
 }
 
+// writeResults writes r into a directory, which it returns, and checks
+// that results.md has every line of want.
+func writeResults(t *testing.T, r *Results, want ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(md), w) {
+			t.Errorf("results.md lacks %q:\n%s", w, md)
+		}
+	}
+	return dir
+}
+
 func TestWriteGivesTablesWithRatiosAndAChart(t *testing.T) {
 	r := &Results{Started: time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC), Machine: Machine{CPU: "test CPU", Cores: 2}}
 	for _, c := range []struct {
@@ -39,25 +59,13 @@ func TestWriteGivesTablesWithRatiosAndAChart(t *testing.T) {
 			}})
 		}
 	}
-	dir := t.TempDir()
-	if err := write(dir, r); err != nil {
-		t.Fatal(err)
-	}
-	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	dir := writeResults(t, r,
 		"| echo | 64 | 20000 | 12000 | 600 | 0.60× | 20.00× |",
 		"| echo | 16 | 1.00 / 2.00 / 4.0 | 2.00 / 4.00 / 8.0 | 40.00 / 80.00 / 160.0 | 2.00× | 20.00× |",
 		"throughput at concurrency 64 ≥ 10× mcpo's: 20.00×, met",
 		"throughput at concurrency 64 ≥ 0.5× the direct client's: 0.60×, met",
 		"p99 latency at concurrency 16 ≤ 1/10 of mcpo's: 20.00×, met",
-	} {
-		if !strings.Contains(string(md), want) {
-			t.Errorf("results.md lacks %q:\n%s", want, md)
-		}
-	}
+	)
 	f, err := os.Open(filepath.Join(dir, "results.png"))
 	if err != nil {
 		t.Fatal(err)
@@ -96,5 +104,32 @@ func TestUpdateReadmeReplacesOnlyTheMarkedSection(t *testing.T) {
 	}
 	if err := updateReadme(readme, r); err == nil {
 		t.Error("a README without the markers was accepted")
+	}
+}
+
+func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
+	r := &Results{Started: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Bodies: &BodyMemory{
+		Concurrency: 32, BodyBytes: 8 << 20, CallsPerClient: 1,
+		Runs: []BodyRun{
+			{Tool: "echo", Budget: "1TB", InFlightMiB: 256, IdleRSSMiB: 40, PeakRSSMiB: 2200, PeakPerMiB: 8.59, GrowthPerMiB: 8.44, Calls: 32},
+			{Tool: "discard", Budget: "", InFlightMiB: 64, IdleRSSMiB: 40, PeakRSSMiB: 300, PeakPerMiB: 4.69, GrowthPerMiB: 4.06, Calls: 32, Rejected: 90},
+		},
+	}}
+	dir := writeResults(t, r,
+		"32 clients at once, each posting 1 × 8 MiB",
+		"| echo (the body back) | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
+		"| discard (a 2-byte reply) | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
+	)
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, absent := range []string{"**Throughput**", "**Start, reload", "**Targets**"} {
+		if strings.Contains(string(md), absent) {
+			t.Errorf("results.md has %s, which the run did not measure:\n%s", absent, md)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results.png")); err == nil {
+		t.Error("results.png drawn without a path measured")
 	}
 }

@@ -199,7 +199,7 @@ func check(r *http.Request, keys [][sha256.Size]byte, basic bool, what string) *
 	if len(keys) == 0 {
 		return nil
 	}
-	key, scheme := credentials(r, basic)
+	key, why := credentials(r, basic)
 	if key == "" {
 		e := &httpError{Status: http.StatusUnauthorized, Header: http.Header{}}
 		msg := "this needs the " + what + ": send it as 'Authorization: Bearer <key>'"
@@ -208,8 +208,8 @@ func check(r *http.Request, keys [][sha256.Size]byte, basic bool, what string) *
 			e.Header.Add("WWW-Authenticate", `Basic realm="caddy-mcpo", charset="UTF-8"`)
 			msg += ", or as the password of Basic authentication"
 		}
-		if scheme != "" {
-			msg = fmt.Sprintf("authorization scheme %q is not accepted here; ", scheme) + msg
+		if why != "" {
+			msg = why + "; " + msg
 		}
 		e.Header.Add("WWW-Authenticate", `Bearer realm="caddy-mcpo"`)
 		e.Detail.Message = msg
@@ -232,9 +232,11 @@ func valid(keys [][sha256.Size]byte, key string) bool {
 }
 
 // credentials returns the key of the request's Authorization header:
-// Bearer, or for reads also Basic's password. scheme is the header's
-// scheme when it carries no usable key.
-func credentials(r *http.Request, read bool) (key, scheme string) {
+// Bearer, or for reads also Basic's password. Without a key, why says
+// what is wrong with a header that is there, never repeating any of it
+// but the name of a registered scheme: what stands in a scheme's place
+// may be a key sent without one.
+func credentials(r *http.Request, read bool) (key, why string) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return "", ""
@@ -250,7 +252,7 @@ func credentials(r *http.Request, read bool) (key, scheme string) {
 	case strings.EqualFold(scheme, "Basic") && read:
 		raw, err := base64.StdEncoding.DecodeString(rest)
 		if err != nil {
-			return "", scheme
+			return "", "the Basic credentials are not valid base64"
 		}
 		_, password, _ := strings.Cut(string(raw), ":")
 		if password == "" {
@@ -258,5 +260,17 @@ func credentials(r *http.Request, read bool) (key, scheme string) {
 		}
 		return password, ""
 	}
-	return "", scheme
+	for _, known := range registeredSchemes {
+		if strings.EqualFold(scheme, known) {
+			return "", fmt.Sprintf("authorization scheme %q is not accepted here", known)
+		}
+	}
+	return "", "the Authorization header does not start with a scheme accepted here"
+}
+
+// registeredSchemes are the HTTP authentication schemes IANA registers:
+// the only words of an Authorization header an answer names.
+var registeredSchemes = []string{
+	"Basic", "Bearer", "Concealed", "Digest", "DPoP", "GNAP", "HOBA", "Mutual", "Negotiate", "NTLM",
+	"OAuth", "PrivateToken", "SCRAM-SHA-1", "SCRAM-SHA-256", "vapid",
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -297,5 +298,60 @@ func TestCORS(t *testing.T) {
 				t.Errorf("Access-Control-Expose-Headers = %q", h.Get("Access-Control-Expose-Headers"))
 			}
 		})
+	}
+}
+
+// No answer to a refused credential repeats it, wherever in the header
+// the secret stands: as the scheme (a header without one), after an
+// unknown scheme, inside Basic, malformed or not, or as a wrong key; on a
+// call, a protected document and an admin page.
+func TestNoAnswerRepeatsACredential(t *testing.T) {
+	const key, admin = "k-0123456789", "admin-0123456789"
+	const secret = "sk-SECRET-4f9a2c7e"
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	headers := map[string]http.Header{
+		"no Authorization, secrets elsewhere": {"X-Api-Key": {secret}, "Proxy-Authorization": {"Bearer " + secret}},
+		"a bare secret":                       {"Authorization": {secret}},
+		"a secret glued to Bearer":            {"Authorization": {"Bearer" + secret}},
+		"a secret and more":                   {"Authorization": {secret + " more"}},
+		"a secret, a tab and more":            {"Authorization": {secret + "\tmore"}},
+		"a secret twice":                      {"Authorization": {secret + " " + secret}},
+		"a leading space":                     {"Authorization": {" " + secret}},
+		"an unknown scheme":                   {"Authorization": {"Token " + secret}},
+		"a known scheme not accepted":         {"Authorization": {`Digest username="` + secret + `"`}},
+		"a wrong Bearer key":                  {"Authorization": {"Bearer " + secret}},
+		"malformed Basic":                     {"Authorization": {"Basic " + secret}},
+		"Basic without a colon":               {"Authorization": {"Basic " + b64(secret)}},
+		"Basic with the secret as user":       {"Authorization": {"Basic " + b64(secret+":")}},
+		"Basic with the secret as password":   {"Authorization": {"Basic " + b64("user:"+secret)}},
+		"two Authorization headers":           {"Authorization": {secret, "Bearer " + secret}},
+	}
+	access := Access{Keys: []string{key}, AdminKeys: []string{admin}, ProtectDocs: true}
+	for _, page := range []struct{ name, method, rel string }{
+		{"a call", http.MethodPost, "/echo"},
+		{"a protected document", http.MethodGet, "/openapi.json"},
+		{"a protected health report", http.MethodGet, "/health"},
+		{"an admin page", http.MethodGet, consentAuthorize},
+	} {
+		for name, h := range headers {
+			t.Run(page.name+", "+name, func(t *testing.T) {
+				c := &echoCaller{}
+				b, err := New(Config{Servers: []*Server{{Name: "echo", Upstream: c, Consent: &recordingConsent{}}}, Single: true, Access: access})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := serve(b, page.method, page.rel, h)
+				if w.Code != http.StatusUnauthorized && w.Code != http.StatusForbidden {
+					t.Fatalf("status %d %s, want 401 or 403", w.Code, w.Body)
+				}
+				decodeError(t, w.Body.Bytes())
+				answer := strings.ToLower(w.Body.String() + fmt.Sprint(w.Header()))
+				for _, s := range []string{secret, b64(secret), "secret-4f9a2c7e"} {
+					if strings.Contains(answer, strings.ToLower(s)) {
+						t.Errorf("the answer repeats the secret: %d %v %s", w.Code, w.Header(), w.Body)
+					}
+				}
+			})
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
 )
 
@@ -15,25 +16,14 @@ type member struct {
 	value json.RawMessage
 }
 
-// members splits a JSON object into its members, in order.
+// members splits a JSON object into its members, in order, each value a
+// part of obj rather than a copy.
 func members(obj json.RawMessage) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object")
-	}
 	var out []member
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, member{key: t.(string), value: v})
-	}
-	return out, nil
+	err := jsonbody.Members(obj, MaxBodyDepth, func(name string, value []byte) {
+		out = append(out, member{key: name, value: value})
+	})
+	return out, err
 }
 
 // object joins members into a JSON object, values as they were sent.

@@ -80,8 +80,16 @@ type Config struct {
 	Single bool
 	// Title is the title of the document covering every server.
 	Title string
-	// MaxBodyBytes caps request bodies; DefaultMaxBodyBytes when zero.
+	// MaxBodyBytes caps request bodies, as sent and once decoded;
+	// DefaultMaxBodyBytes when zero.
 	MaxBodyBytes int64
+	// MaxBodyBytesInFlight caps the bytes of the bodies of all the calls
+	// under way: a call whose body does not fit gets 503 with Retry-After.
+	// A body is counted from its declared length before it is read (as it
+	// is read when its length is unknown, or it is compressed) until its
+	// answer is written. DefaultBodiesInFlight bodies of MaxBodyBytes when
+	// zero; it may not be less than MaxBodyBytes.
+	MaxBodyBytesInFlight int64
 	// Logger logs failed calls, consent flows and, at debug level, every
 	// call; nil logs nothing.
 	Logger *zap.Logger
@@ -98,6 +106,7 @@ type Bridge struct {
 	log     *zap.Logger
 	obs     Observer
 	gate    *gate
+	bodies  budget                  // of MaxBodyBytesInFlight
 	servers map[string]*serverState // by name
 	mux     *http.ServeMux          // the route table; see routes
 
@@ -143,6 +152,10 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	var err error
+	if cfg.MaxBodyBytesInFlight, err = bodiesInFlight(cfg.MaxBodyBytesInFlight, cfg.MaxBodyBytes); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -150,10 +163,10 @@ func New(cfg Config) (*Bridge, error) {
 		cfg.Title = "MCP tools"
 	}
 	b := &Bridge{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, servers: map[string]*serverState{}}
+	b.bodies.max = cfg.MaxBodyBytesInFlight
 	if b.obs == nil {
 		b.obs = noObserver{}
 	}
-	var err error
 	if b.gate, err = newGate(cfg.Access); err != nil {
 		return nil, err
 	}

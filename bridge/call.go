@@ -1,12 +1,8 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -24,18 +20,26 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	}
 	start := time.Now()
 	b.obs.CallStarted(s.cfg.Name, tool)
+	body := hold{b: &b.bodies}
+	defer body.release() // once the answer is written
 	var e *httpError
 	if rt != nil {
-		e = b.call(w, r, s, rt, base, start)
+		e = b.call(w, r, s, rt, base, start, &body)
 	} else {
 		e = serverDown(s.cfg, base, seg, down)
 	}
 	outcome := OutcomeOK
 	if e != nil {
 		outcome = e.Outcome
-		if e.Status >= 500 && e.Outcome != OutcomeToolError {
+		switch {
+		case e.Status >= 500 && e.Outcome != OutcomeToolError && e.Outcome != OutcomeRejected:
 			b.log.Warn("tool call failed", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
 				zap.Int("status", e.Status), zap.Error(e))
+		case e.Cause != nil:
+			// What the answer leaves out, such as a read error naming the
+			// connection's addresses.
+			b.log.Debug("tool call refused", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
+				zap.Int("status", e.Status), zap.Error(e.Cause))
 		}
 		writeError(w, e)
 	}
@@ -46,10 +50,11 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 // under the server's concurrency cap, call with the tool's deadline, and
 // write the mapped result. It returns the answer of a call that did not
 // succeed, for serveCall to write. base is the server's base path as the
-// client sees it; start is when the call started.
-func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string, start time.Time) *httpError {
+// client sees it; start is when the call started; held is what the body
+// holds of the bytes in flight.
+func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, base string, start time.Time, held *hold) *httpError {
 	s, tool := st.cfg, rt.tool.Name
-	body, e := readArgs(w, r, b.cfg.MaxBodyBytes)
+	body, e := readArgs(w, r, b.cfg.MaxBodyBytes, held)
 	if e == nil {
 		body, e = prepareArgs(body, s, rt)
 	}
@@ -108,72 +113,7 @@ func capped(b []byte) []byte {
 	return append(b[:maxLoggedBytes:maxLoggedBytes], "…"...)
 }
 
-// readArgs reads the request body as the tool's arguments: a JSON object,
-// or {} for an empty body. It returns the answer to a bad body.
-func readArgs(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMessage, *httpError) {
-	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, invalidArgs(http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit))
-		}
-		return nil, invalidArgs(http.StatusBadRequest, "reading the request body: "+err.Error())
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return json.RawMessage("{}"), nil
-	}
-	if !json.Valid(body) {
-		var v any
-		err := json.Unmarshal(body, &v)
-		return nil, invalidArgs(http.StatusBadRequest, fmt.Sprintf("the request body is not valid JSON (%v); send the tool's arguments as a JSON object, e.g. {\"name\": \"value\"}", err))
-	}
-	if body[0] != '{' {
-		return nil, invalidArgs(http.StatusUnprocessableEntity, "the request body must be a JSON object of the tool's arguments (keyed by argument name), not "+jsonKind(body[0]))
-	}
-	return body, nil
-}
-
-// readAll reads rd to its end, into a buffer sized for a body of length
-// (when known and within limit) plus the byte that finds the end: most
-// arguments are far smaller than io.ReadAll's first buffer.
-func readAll(rd io.Reader, length, limit int64) ([]byte, error) {
-	size := int64(512)
-	if length >= 0 && length < limit {
-		size = length + 1
-	}
-	b := make([]byte, 0, size)
-	for {
-		n, err := rd.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
-}
-
 // invalidArgs is the answer to arguments refused before the call.
 func invalidArgs(status int, msg string) *httpError {
 	return &httpError{Status: status, Outcome: OutcomeInvalidArguments, Detail: errorDetail{Message: msg}}
-}
-
-func jsonKind(first byte) string {
-	switch first {
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	default:
-		return "a number"
-	}
 }

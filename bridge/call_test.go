@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -42,7 +43,7 @@ func TestReadArgs(t *testing.T) {
 		{name: "object", body: `{"city":"Paris","days":3}`, want: `{"city":"Paris","days":3}`},
 		{name: "object trimmed", body: "\n  {\"a\": 1}\r\n ", want: `{"a": 1}`},
 		{name: "nulls, big numbers and unknown keys kept", body: `{"a":null,"n":12345678901234567890,"f":1.0e-400,"zz":{"x":[]}}`, want: `{"a":null,"n":12345678901234567890,"f":1.0e-400,"zz":{"x":[]}}`},
-		{name: "key order and duplicate keys kept", body: `{"b":1,"a":2,"b":3}`, want: `{"b":1,"a":2,"b":3}`},
+		{name: "key order kept", body: `{"b":1,"a":2,"c":3}`, want: `{"b":1,"a":2,"c":3}`},
 		{name: "inner whitespace kept", body: `{ "a" :  [ 1 , 2 ] }`, want: `{ "a" :  [ 1 , 2 ] }`},
 		{name: "exactly the limit", body: `{"k":"` + strings.Repeat("x", limit-8) + `"}`, want: `{"k":"` + strings.Repeat("x", limit-8) + `"}`},
 
@@ -51,6 +52,7 @@ func TestReadArgs(t *testing.T) {
 		{name: "two objects", body: `{}{}`, status: http.StatusBadRequest, msg: "JSON"},
 		{name: "single quotes", body: `{'a':1}`, status: http.StatusBadRequest, msg: "JSON"},
 		{name: "form encoded", body: `city=Paris`, status: http.StatusBadRequest, msg: "JSON"},
+		{name: "a repeated name", body: `{"b":1,"a":2,"b":3}`, status: http.StatusBadRequest, msg: "byte offset 13"},
 
 		{name: "array", body: `[1,2]`, status: http.StatusUnprocessableEntity, msg: "array"},
 		{name: "string", body: `"Paris"`, status: http.StatusUnprocessableEntity, msg: "string"},
@@ -66,7 +68,7 @@ func TestReadArgs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/tool", strings.NewReader(tc.body))
 			w := httptest.NewRecorder()
-			args, e := readArgs(w, r, limit)
+			args, e := readArgs(w, r, limit, &hold{b: &budget{max: math.MaxInt64}})
 			status, msg := 0, ""
 			if e != nil {
 				status, msg = e.Status, e.Detail.Message
@@ -104,9 +106,12 @@ func TestReadArgs(t *testing.T) {
 
 func TestReadArgsReadError(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/tool", iotest.ErrReader(errors.New("connection reset")))
-	args, e := readArgs(httptest.NewRecorder(), r, 1024)
-	if e == nil || e.Status != http.StatusBadRequest || args != nil || !strings.Contains(e.Detail.Message, "connection reset") {
-		t.Errorf("readArgs = %s, %+v; want 400 naming the read error", args, e)
+	args, e := readArgs(httptest.NewRecorder(), r, 1024, &hold{b: &budget{max: math.MaxInt64}})
+	if e == nil || e.Status != http.StatusBadRequest || args != nil || !strings.Contains(e.Detail.Message, "connection broke") {
+		t.Errorf("readArgs = %s, %+v; want 400 saying the connection broke", args, e)
+	}
+	if e != nil && (strings.Contains(e.Detail.Message, "connection reset") || e.Cause == nil || e.Cause.Error() != "connection reset") {
+		t.Errorf("readArgs = %+v; want the read error as the cause, not in the message", e)
 	}
 }
 
@@ -119,9 +124,15 @@ func TestReadAllReadsEveryByteWhateverTheLengthSays(t *testing.T) {
 				if oneByte {
 					rd = iotest.OneByteReader(rd)
 				}
-				got, err := readAll(rd, length, 10000)
+				h := &hold{b: &budget{max: math.MaxInt64}}
+				first := bufferSize(length, 10000)
+				h.take(first)
+				got, err := readAll(rd, make([]byte, 0, first), 10000, h)
 				if err != nil || string(got) != body {
 					t.Errorf("size %d, length %d, one byte at a time %v: read %d bytes, %v", size, length, oneByte, len(got), err)
+				}
+				if h.n != int64(cap(got)) {
+					t.Errorf("size %d, length %d, one byte at a time %v: %d bytes held for a buffer of %d", size, length, oneByte, h.n, cap(got))
 				}
 			}
 		}

@@ -12,9 +12,12 @@
 //     server that needs OAuth (<server>/oauth/...); at a single-server
 //     mount, the server's paths are at the mount itself;
 //   - who may use them (Access): API keys, an admin key, CORS;
-//   - a call: reading and checking the arguments against the tool's input
-//     schema, the server's deadline and concurrency cap, and mapping the
-//     result or error to an HTTP answer;
+//   - a call: reading its body within the limits of size, coding and
+//     memory (MaxBodyBytes, gzip, MaxBodyBytesInFlight), checking that
+//     every server reads it as the bridge does (UTF-8, no name twice,
+//     MaxBodyDepth) and against the tool's input schema, the server's
+//     deadline and concurrency cap, and mapping the result or error to an
+//     HTTP answer;
 //   - the answers that are not successes, all of the one shape
 //     {"detail": {"message": ..., ...}} that Open WebUI and the LLMs behind
 //     it read, with the status, Retry-After and Allow headers they act on;

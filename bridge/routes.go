@@ -17,11 +17,11 @@ import (
 //     the server's latest tool listing (view.go), and checks the method: a
 //     path nothing is at gets 404, a method the page does not answer 405,
 //     OPTIONS the methods it does.
-//   - A POST to a tool goes to serveCall (call.go), which reads and checks
-//     the arguments (args.go), calls the tool, renders the result
-//     (result.go) and tells the Observer how the call ended. Other methods
-//     go to the page: a document (view.go), Swagger UI, the health report
-//     (health.go) or a consent page (consent.go).
+//   - A POST to a tool goes to serveCall (call.go), which reads the body
+//     (body.go) and checks the arguments (args.go), calls the tool,
+//     renders the result (result.go) and tells the Observer how the call
+//     ended. Other methods go to the page: a document (view.go), Swagger
+//     UI, the health report (health.go) or a consent page (consent.go).
 //   - Every answer other than a success is an *httpError (errors.go),
 //     written by writeError alone.
 

@@ -4,6 +4,7 @@
 //
 // Tools:
 //   - echo {message string}: returns the message as text.
+//   - discard {message string}: returns "ok", whatever the message's size.
 //   - sleep {ms integer, default 10}: sleeps, then returns "slept".
 //   - with -tools N, also tool_0000 … tool_NNNN {query, limit, filter}: the
 //     schema of a typical search tool; each returns its own name.
@@ -41,6 +42,11 @@ func main() {
 		mcp.WithString("message", mcp.Required(), mcp.Description("what to echo"))),
 		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return mcp.NewToolResultText(req.GetString("message", "")), nil
+		})
+	s.AddTool(mcp.NewTool("discard", mcp.WithDescription(`Takes a message and returns "ok".`),
+		mcp.WithString("message", mcp.Required(), mcp.Description("what to discard"))),
+		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("ok"), nil
 		})
 	s.AddTool(mcp.NewTool("sleep", mcp.WithDescription("Sleeps ms milliseconds, then returns \"slept\"."),
 		mcp.WithInteger("ms", mcp.DefaultNumber(10), mcp.Min(0), mcp.Max(60000), mcp.Description("milliseconds to sleep"))),

@@ -14,6 +14,7 @@
 package jsonbody
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"unicode/utf16"
@@ -24,9 +25,26 @@ import (
 type Error struct {
 	// Offset is the byte offset of the fault in the body.
 	Offset int
+	// Kind is the sort of fault.
+	Kind Kind
 	// Reason says what is wrong, such as "invalid UTF-8 in a string".
 	Reason string
 }
+
+// Kind is a sort of fault, for a caller that answers each differently.
+type Kind uint8
+
+// The faults Check finds.
+const (
+	// Syntax: the body is not one JSON value.
+	Syntax Kind = iota
+	// InvalidUTF8: a string holds bytes that are not UTF-8.
+	InvalidUTF8
+	// RepeatedName: an object has the same member name twice.
+	RepeatedName
+	// TooDeep: arrays and objects nest deeper than the limit.
+	TooDeep
+)
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("byte offset %d: %s", e.Offset, e.Reason)
@@ -37,10 +55,30 @@ func (e *Error) Error() string {
 // member names in every object, and at most maxDepth nested arrays and
 // objects.
 func Check(b []byte, maxDepth int) error {
+	return check(b, maxDepth, nil)
+}
+
+// Members checks b as Check does, and calls f with the name (decoded) and
+// the value (as it stands in b) of each member of b, in order, when b is
+// an object. It reports an error if b is not an object; f may have been
+// called with members before a fault.
+func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
+	if err := check(b, maxDepth, f); err != nil {
+		return err
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); t[0] != '{' {
+		return &Error{Offset: len(b) - len(t), Kind: Syntax, Reason: "not a JSON object"}
+	}
+	return nil
+}
+
+// check is Check, calling member, if not nil, with each member of a
+// top-level object.
+func check(b []byte, maxDepth int, member func(name string, value []byte)) error {
 	c := checkers.Get().(*checker)
 	defer checkers.Put(c)
-	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0]}
-	defer func() { c.b = nil }() // keep no body alive in the pool
+	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0], member: member}
+	defer func() { c.b, c.member = nil, nil }() // keep no body alive in the pool
 	c.skipSpace()
 	if c.i == len(b) {
 		return c.fail("no JSON value")
@@ -71,6 +109,9 @@ type checker struct {
 	// keys holds the member names of the objects being read, innermost
 	// last; each object uses keys[start:].
 	keys []key
+	// member, if not nil, is called with each member of a top-level
+	// object.
+	member func(name string, value []byte)
 }
 
 // key is an object member's name as it stands in the body, b[start:end]
@@ -83,7 +124,7 @@ type key struct {
 }
 
 func (c *checker) fail(reason string) error {
-	return &Error{Offset: c.i, Reason: reason}
+	return &Error{Offset: c.i, Kind: Syntax, Reason: reason}
 }
 
 // describe names the byte at the cursor for an error message.
@@ -145,7 +186,7 @@ func (c *checker) literal(word string) error {
 
 func (c *checker) tooDeep(depth int) error {
 	if depth > c.maxDepth {
-		return c.fail(fmt.Sprintf("nested more than %d levels deep", c.maxDepth))
+		return &Error{Offset: c.i, Kind: TooDeep, Reason: fmt.Sprintf("nested more than %d levels deep", c.maxDepth)}
 	}
 	return nil
 }
@@ -207,7 +248,7 @@ func (c *checker) object(depth int) error {
 		if names == nil && len(c.keys)-start < linearScanKeys {
 			for _, seen := range c.keys[start:] {
 				if c.sameName(seen, k) {
-					return &Error{Offset: at, Reason: fmt.Sprintf("the member name %s appears twice in one object", c.quoteName(k))}
+					return c.repeated(at, k)
 				}
 			}
 			c.keys = append(c.keys, k)
@@ -220,7 +261,7 @@ func (c *checker) object(depth int) error {
 			}
 			name := c.decodeName(k)
 			if names[name] {
-				return &Error{Offset: at, Reason: fmt.Sprintf("the member name %s appears twice in one object", c.quoteName(k))}
+				return c.repeated(at, k)
 			}
 			names[name] = true
 		}
@@ -230,8 +271,12 @@ func (c *checker) object(depth int) error {
 		}
 		c.i++
 		c.skipSpace()
+		value := c.i
 		if err := c.value(depth); err != nil {
 			return err
+		}
+		if depth == 1 && c.member != nil {
+			c.member(c.decodeName(k), c.b[value:c.i])
 		}
 		c.skipSpace()
 		if c.i >= len(c.b) {
@@ -247,6 +292,12 @@ func (c *checker) object(depth int) error {
 			return c.fail(fmt.Sprintf("unexpected %s in an object: want ',' or '}'", c.describe()))
 		}
 	}
+}
+
+// repeated is the error of a member name k, at offset at, that its object
+// already has.
+func (c *checker) repeated(at int, k key) error {
+	return &Error{Offset: at, Kind: RepeatedName, Reason: fmt.Sprintf("the member name %s appears twice in one object", c.quoteName(k))}
 }
 
 // str reads a string at the cursor and returns its contents as they stand.
@@ -273,7 +324,7 @@ func (c *checker) str() (key, error) {
 		default:
 			r, size := utf8.DecodeRune(c.b[c.i:])
 			if r == utf8.RuneError && size <= 1 {
-				return key{}, c.fail("invalid UTF-8 in a string")
+				return key{}, &Error{Offset: c.i, Kind: InvalidUTF8, Reason: "invalid UTF-8 in a string"}
 			}
 			c.i += size
 		}

@@ -44,30 +44,31 @@ func TestCheckRefusesWithTheOffsetOfTheFault(t *testing.T) {
 		name, body string
 		offset     int
 		reason     string
+		kind       Kind
 	}{
-		{"invalid UTF-8 in a value", "{\"a\":\"x\xffy\"}", 7, "invalid UTF-8 in a string"},
-		{"invalid UTF-8 in a name", "{\"\xc3\":1}", 2, "invalid UTF-8 in a string"},
-		{"a UTF-8-encoded surrogate", "[\"\xed\xa0\x80\"]", 2, "invalid UTF-8 in a string"},
-		{"a repeated name", `{"a":1,"b":2,"a":3}`, 13, `the member name "a" appears twice in one object`},
-		{"a repeated name spelled with an escape", `{"a":1,"\u0061":2}`, 7, `the member name "\\u0061" appears twice in one object`},
-		{"a repeated name in a nested object", `{"x":{"a":1,"a":2}}`, 12, `the member name "a" appears twice in one object`},
-		{"a repeated name in a large object", many(`"k03"`), 171, `the member name "k03" appears twice in one object`},
-		{"nesting too deep", strings.Repeat("[", 129) + strings.Repeat("]", 129), 128, "nested more than 128 levels deep"},
-		{"objects nested too deep", strings.Repeat(`{"a":`, 129) + "1" + strings.Repeat("}", 129), 640, "nested more than 128 levels deep"},
-		{"nothing", "  ", 2, "no JSON value"},
-		{"two values", `{} {}`, 3, "unexpected character '{' after the JSON value"},
-		{"a trailing comma", `{"a":1,}`, 7, "unexpected character '}' in an object: want a member name in double quotes"},
-		{"a control character", "\"a\nb\"", 2, "control character 0x0a in a string: escape it"},
-		{"a bad escape", `"\x"`, 2, "invalid escape character 'x' in a string"},
-		{"a short unicode escape", `"\u12"`, 1, `invalid \u escape in a string: want four hexadecimal digits`},
-		{"an unterminated string", `{"a":"b`, 7, "unexpected end of the body inside a string"},
-		{"an unterminated object", `{"a":1`, 6, "unexpected end of the body inside an object"},
-		{"a leading zero", `01`, 1, "unexpected character '1' after the JSON value"},
-		{"a bare minus", `-`, 1, "unexpected end of the body in a number: want a digit"},
-		{"a dot without digits", `1.`, 2, "unexpected end of the body in a number: want a digit after '.'"},
-		{"an unquoted name", `{a:1}`, 1, "unexpected character 'a' in an object: want a member name in double quotes"},
-		{"a misspelt literal", `[tru]`, 1, "unexpected character 't' where a value should start"},
-		{"a missing colon", `{"a" 1}`, 5, "unexpected character '1' after a member name: want ':'"},
+		{"invalid UTF-8 in a value", "{\"a\":\"x\xffy\"}", 7, "invalid UTF-8 in a string", InvalidUTF8},
+		{"invalid UTF-8 in a name", "{\"\xc3\":1}", 2, "invalid UTF-8 in a string", InvalidUTF8},
+		{"a UTF-8-encoded surrogate", "[\"\xed\xa0\x80\"]", 2, "invalid UTF-8 in a string", InvalidUTF8},
+		{"a repeated name", `{"a":1,"b":2,"a":3}`, 13, `the member name "a" appears twice in one object`, RepeatedName},
+		{"a repeated name spelled with an escape", `{"a":1,"\u0061":2}`, 7, `the member name "\\u0061" appears twice in one object`, RepeatedName},
+		{"a repeated name in a nested object", `{"x":{"a":1,"a":2}}`, 12, `the member name "a" appears twice in one object`, RepeatedName},
+		{"a repeated name in a large object", many(`"k03"`), 171, `the member name "k03" appears twice in one object`, RepeatedName},
+		{"nesting too deep", strings.Repeat("[", 129) + strings.Repeat("]", 129), 128, "nested more than 128 levels deep", TooDeep},
+		{"objects nested too deep", strings.Repeat(`{"a":`, 129) + "1" + strings.Repeat("}", 129), 640, "nested more than 128 levels deep", TooDeep},
+		{"nothing", "  ", 2, "no JSON value", Syntax},
+		{"two values", `{} {}`, 3, "unexpected character '{' after the JSON value", Syntax},
+		{"a trailing comma", `{"a":1,}`, 7, "unexpected character '}' in an object: want a member name in double quotes", Syntax},
+		{"a control character", "\"a\nb\"", 2, "control character 0x0a in a string: escape it", Syntax},
+		{"a bad escape", `"\x"`, 2, "invalid escape character 'x' in a string", Syntax},
+		{"a short unicode escape", `"\u12"`, 1, `invalid \u escape in a string: want four hexadecimal digits`, Syntax},
+		{"an unterminated string", `{"a":"b`, 7, "unexpected end of the body inside a string", Syntax},
+		{"an unterminated object", `{"a":1`, 6, "unexpected end of the body inside an object", Syntax},
+		{"a leading zero", `01`, 1, "unexpected character '1' after the JSON value", Syntax},
+		{"a bare minus", `-`, 1, "unexpected end of the body in a number: want a digit", Syntax},
+		{"a dot without digits", `1.`, 2, "unexpected end of the body in a number: want a digit after '.'", Syntax},
+		{"an unquoted name", `{a:1}`, 1, "unexpected character 'a' in an object: want a member name in double quotes", Syntax},
+		{"a misspelt literal", `[tru]`, 1, "unexpected character 't' where a value should start", Syntax},
+		{"a missing colon", `{"a" 1}`, 5, "unexpected character '1' after a member name: want ':'", Syntax},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Check([]byte(tc.body), 128)
@@ -75,8 +76,8 @@ func TestCheckRefusesWithTheOffsetOfTheFault(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Fatalf("Check(%q) = %v, want an *Error", tc.body, err)
 			}
-			if e.Offset != tc.offset || e.Reason != tc.reason {
-				t.Errorf("Check(%q) = offset %d, %q; want offset %d, %q", tc.body, e.Offset, e.Reason, tc.offset, tc.reason)
+			if e.Offset != tc.offset || e.Reason != tc.reason || e.Kind != tc.kind {
+				t.Errorf("Check(%q) = offset %d, kind %d, %q; want offset %d, kind %d, %q", tc.body, e.Offset, e.Kind, e.Reason, tc.offset, tc.kind, tc.reason)
 			}
 			if !strings.HasPrefix(err.Error(), fmt.Sprintf("byte offset %d: ", tc.offset)) {
 				t.Errorf("message %q does not start with the offset", err)
@@ -174,6 +175,17 @@ func FuzzCheck(f *testing.F) {
 		if err != nil && (!errors.As(err, &e) || e.Offset < 0 || e.Offset > len(b)) {
 			t.Fatalf("Check(%q) = %v: want an *Error with an offset within the body", b, err)
 		}
+		// Members agrees with Check, for objects, and gives values that
+		// are JSON values themselves, one level less deep.
+		object := err == nil && bytes.TrimLeft(b, " \t\r\n")[0] == '{'
+		merr := Members(b, depth, func(name string, value []byte) {
+			if object && Check(value, depth-1) != nil {
+				t.Fatalf("Members(%q) gave %q: %q, which is not a JSON value within %d levels", b, name, value, depth-1)
+			}
+		})
+		if (merr == nil) != object {
+			t.Fatalf("Members(%q) = %v; Check says %v", b, merr, err)
+		}
 	})
 }
 
@@ -199,5 +211,34 @@ func BenchmarkCheck(b *testing.B) {
 				json.Valid(bc.body)
 			}
 		})
+	}
+}
+
+func TestMembersAreTheTopLevelObjectsNamesAndValuesAsSent(t *testing.T) {
+	type member struct{ name, value string }
+	for _, tc := range []struct {
+		body string
+		want []member
+		err  string // a part of the error; "" for none
+	}{
+		{body: `{}`},
+		{body: " {\"a\" : 1 ,\"b\":{\"c\":[1, 2]},\r\n\"\\u0061\\n\":\"x\\\"y\", \"d\":null}\t",
+			want: []member{{"a", "1"}, {"b", `{"c":[1, 2]}`}, {"a\n", `"x\"y"`}, {"d", "null"}}},
+		{body: `{"big":12345678901234567890,"f":1.0e-400}`, want: []member{{"big", "12345678901234567890"}, {"f", "1.0e-400"}}},
+		{body: ` [{"a":1}]`, err: "byte offset 1: not a JSON object"},
+		{body: `"a"`, err: "not a JSON object"},
+		{body: `{"a":1,"a":2}`, want: []member{{"a", "1"}}, err: "appears twice"},
+		{body: `{"a":[[[1]]]}`, err: "nested more than 3 levels deep"},
+	} {
+		var got []member
+		err := Members([]byte(tc.body), 3, func(name string, value []byte) {
+			got = append(got, member{name, string(value)})
+		})
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("Members(%q) = %v, want an error saying %q", tc.body, err, tc.err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("Members(%q) gave %q, want %q", tc.body, got, tc.want)
+		}
 	}
 }
