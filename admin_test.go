@@ -192,9 +192,14 @@ func TestAdminListsEveryPooledServerSortedByNameThenID(t *testing.T) {
 		Name: "fx", State: upstream.StateReady, Endpoint: fx.Spec().Command,
 		Protocol: st.Protocol, Server: fixture.DefaultName + " " + fixture.Version,
 		Tools: len(fixture.ToolNames(fixture.Options{})), PID: callPID(t, fx), Since: st.Since,
+		LastMessage: st.LastMessage,
 	}}
 	if st.Protocol == "" || st.Since.IsZero() {
 		t.Errorf("protocol %q, since %s: want both set", st.Protocol, st.Since)
+	}
+	if st.LastMessage == nil || st.LastMessage.After(time.Now()) || st.OldestCall != nil {
+		t.Errorf("last_message %v, oldest_call %v: want the time of the server's last answer, and no call under way",
+			st.LastMessage, st.OldestCall)
 	}
 	if st != want {
 		t.Errorf("fx is\n%+v, want\n%+v", st, want)

@@ -59,6 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		drain_timeout <duration>
 //		stop_timeout <duration>
 //		kill_timeout <duration>
+//		max_message_size <size>
 //		tool_error_status <code>
 //		strict_args on|off
 //		oauth {

@@ -90,6 +90,11 @@ type Server struct {
 	// and tool listing) may take before it counts as failed and is retried
 	// with backoff. Default: 60s.
 	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
+	// The largest message a stdio server may send (one line of its
+	// output), in bytes: a server that sends a larger one is restarted and
+	// the calls under way get 502 saying so. The line is counted as it is
+	// read, never held whole. Default: 16 MiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 	// The HTTP status of a result the tool marked as an error (isError).
 	// Default: 500.
 	ToolErrorStatus int `json:"tool_error_status,omitempty"`
@@ -323,6 +328,12 @@ func (s *Server) Validate() error {
 	if s.ToolErrorStatus != 0 && (s.ToolErrorStatus < 400 || s.ToolErrorStatus > 599) {
 		return fieldErr(fmt.Errorf("tool_error_status %d: want an HTTP error status (400-599)", s.ToolErrorStatus),
 			"tool_error_status")
+	}
+	if s.MaxMessageSize != 0 && transport != upstream.TransportStdio {
+		return fieldErr(errors.New("max_message_size applies to stdio servers only"), "max_message_size")
+	}
+	if s.MaxMessageSize < 0 {
+		return fieldErr(fmt.Errorf("max_message_size %d: want a size in bytes", s.MaxMessageSize), "max_message_size")
 	}
 	if s.MaxConcurrent < 0 {
 		return fieldErr(fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent), "max_concurrent")

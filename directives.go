@@ -106,6 +106,8 @@ var directives = []directive{
 		example: "stop_timeout 500ms", parse: duration(func(p *parser) *caddy.Duration { return &p.s.StopTimeout })},
 	{name: "kill_timeout", in: setting, syntax: "<duration>", field: "kill_timeout",
 		example: "kill_timeout 1s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.KillTimeout })},
+	{name: "max_message_size", in: setting, syntax: "<size>", field: "max_message_size",
+		example: "max_message_size 64MB", parse: size(func(p *parser) *int64 { return &p.s.MaxMessageSize })},
 	{name: "tool_error_status", in: setting, syntax: "<code>", field: "tool_error_status",
 		example: "tool_error_status 502", parse: parseToolErrorStatus},
 	{name: "strict_args", in: setting, syntax: "on|off", field: "strict_args",

@@ -123,9 +123,10 @@ func (s *Server) spec(name string, repl *caddy.Replacer) (upstream.Spec, upstrea
 		return spec, upstream.Options{}, err
 	}
 	opts := upstream.Options{
-		StartTimeout: time.Duration(s.StartTimeout),
-		Drain:        time.Duration(s.DrainTimeout),
-		Stop:         upstream.StopTimeouts{Grace: time.Duration(s.StopTimeout), Term: time.Duration(s.KillTimeout)},
+		StartTimeout:    time.Duration(s.StartTimeout),
+		Drain:           time.Duration(s.DrainTimeout),
+		Stop:            upstream.StopTimeouts{Grace: time.Duration(s.StopTimeout), Term: time.Duration(s.KillTimeout)},
+		MaxMessageBytes: s.MaxMessageSize,
 	}
 	return spec, opts, nil
 }

@@ -275,6 +275,11 @@ func TestCallFailed(t *testing.T) {
 			status: http.StatusBadGateway, msg: []string{`"s"`, `"t"`, "input"},
 		},
 		{
+			name: "a message over the server's limit", tool: "t",
+			err:    fmt.Errorf("tools/call: %w", &upstream.MessageTooLargeError{Server: "s", Limit: 1 << 20}),
+			status: http.StatusBadGateway, msg: []string{`server "s" sent a message larger than 1 MiB`, "max_message_size"},
+		},
+		{
 			name: "deadline passed", tool: "slow_tool",
 			err: context.DeadlineExceeded, ctx: expired,
 			status: http.StatusGatewayTimeout, msg: []string{`"s"`, `"slow_tool"`, "30s"},

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
@@ -168,6 +169,45 @@ func TestHealthSaysWhereToAuthorize(t *testing.T) {
 		}
 		if got := report.Servers[0]; got.State != upstream.StateNeedsAuth || got.Authorize != want {
 			t.Errorf("single=%v: state %s, authorize %q, want %q", single, got.State, got.Authorize, want)
+		}
+	}
+}
+
+// stuckCaller is a ready server with a call under way since before its
+// last message.
+type stuckCaller struct{ fakeCaller }
+
+var (
+	stuckLastMessage = time.Date(2026, 11, 21, 20, 31, 2, 0, time.UTC)
+	stuckOldestCall  = time.Date(2026, 11, 21, 20, 31, 5, 0, time.FixedZone("CET", 3600))
+)
+
+func (*stuckCaller) Status() upstream.Status {
+	return upstream.Status{State: upstream.StateReady, InFlight: 1, LastMessage: stuckLastMessage, OldestCall: stuckOldestCall}
+}
+
+func TestHealthSaysWhenAServerLastSpokeAndSinceWhenACallWaits(t *testing.T) {
+	b, err := New(Config{Servers: []*Server{
+		{Name: "stuck", Upstream: &stuckCaller{}},
+		{Name: "idle", Upstream: &fakeCaller{}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := serve(b, http.MethodGet, "/health", nil)
+	var report struct {
+		Servers []map[string]any `json:"servers"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &report); err != nil || len(report.Servers) != 2 {
+		t.Fatalf("health %d %s (%v)", w.Code, w.Body, err)
+	}
+	stuck, idle := report.Servers[0], report.Servers[1]
+	if stuck["last_message"] != "2026-11-21T20:31:02Z" || stuck["oldest_call"] != "2026-11-21T19:31:05Z" {
+		t.Errorf("stuck server: last_message %v, oldest_call %v; want them in UTC", stuck["last_message"], stuck["oldest_call"])
+	}
+	for _, field := range []string{"last_message", "oldest_call", "retry_at"} {
+		if v, ok := idle[field]; ok {
+			t.Errorf("idle server: %s = %v, want it left out when unknown", field, v)
 		}
 	}
 }

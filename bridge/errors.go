@@ -100,6 +100,7 @@ func callFailed(ctx context.Context, s *Server, base, tool string, err error, ti
 		unavailable *upstream.UnavailableError
 		rpc         *upstream.RPCError
 		input       *upstream.InputRequiredError
+		tooLarge    *upstream.MessageTooLargeError
 	)
 	e := &httpError{Status: http.StatusBadGateway, Outcome: OutcomeUpstreamError, Cause: err,
 		Detail: errorDetail{Server: s.Name, Tool: tool}}
@@ -118,6 +119,9 @@ func callFailed(ctx context.Context, s *Server, base, tool string, err error, ti
 		e.Detail.Message, e.Detail.Code, e.Detail.Data = rpc.Message, &code, rpc.Data
 	case errors.As(err, &input):
 		e.Detail.Message = fmt.Sprintf("server %q: tool %q: %v", s.Name, tool, input)
+	case errors.As(err, &tooLarge):
+		// It names the server, the limit and the setting that raises it.
+		e.Detail.Message = tooLarge.Error()
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		e.Status, e.Outcome = http.StatusGatewayTimeout, OutcomeTimeout
 		e.Detail.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, timeout)

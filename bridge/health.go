@@ -11,19 +11,24 @@ import (
 // ServerReport is one server as the health report and the admin API show
 // it.
 type ServerReport struct {
-	Name      string         `json:"name"`
-	State     upstream.State `json:"state"`
-	Endpoint  string         `json:"endpoint"`
-	Protocol  string         `json:"protocol,omitempty"`
-	Server    string         `json:"server,omitempty"` // the server's own name and version
-	Tools     int            `json:"tools"`
-	InFlight  int            `json:"in_flight"`
-	Restarts  int            `json:"restarts"`
-	Failures  int            `json:"failures"`
-	PID       int            `json:"pid,omitempty"`
-	Since     time.Time      `json:"since"`
-	RetryAt   *time.Time     `json:"retry_at,omitempty"`
-	LastError string         `json:"last_error,omitempty"`
+	Name     string         `json:"name"`
+	State    upstream.State `json:"state"`
+	Endpoint string         `json:"endpoint"`
+	Protocol string         `json:"protocol,omitempty"`
+	Server   string         `json:"server,omitempty"` // the server's own name and version
+	Tools    int            `json:"tools"`
+	InFlight int            `json:"in_flight"`
+	Restarts int            `json:"restarts"`
+	Failures int            `json:"failures"`
+	PID      int            `json:"pid,omitempty"`
+	Since    time.Time      `json:"since"`
+	RetryAt  *time.Time     `json:"retry_at,omitempty"`
+	// LastMessage is when the server last sent anything, OldestCall when
+	// the oldest call under way began: a call older than the last message
+	// that keeps growing older tells a stuck server.
+	LastMessage *time.Time `json:"last_message,omitempty"`
+	OldestCall  *time.Time `json:"oldest_call,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
 	// Authorize is the page where an administrator authorizes a server in
 	// StateNeedsAuth.
 	Authorize string `json:"authorize,omitempty"`
@@ -39,11 +44,19 @@ func Report(st upstream.Status) ServerReport {
 	if st.Server.Name != "" {
 		r.Server = st.Server.Name + " " + st.Server.Version
 	}
-	if !st.RetryAt.IsZero() {
-		at := st.RetryAt.UTC()
-		r.RetryAt = &at
-	}
+	r.RetryAt = utcOrNil(st.RetryAt)
+	r.LastMessage = utcOrNil(st.LastMessage)
+	r.OldestCall = utcOrNil(st.OldestCall)
 	return r
+}
+
+// utcOrNil returns t in UTC, or nil for the zero time.
+func utcOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 // serveHealth reports every server's state: 200 when all are ready, 503

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -264,4 +265,49 @@ func TestRefusedCredentialsAreNeverRepeated(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestAnAnswerOverMaxMessageSizeIs502AndTheServerRestarts(t *testing.T) {
+	startFixtureAt(t, nil, "/big", "max_message_size 64KiB")
+	small := do(t, http.MethodPost, "/big/echo", `{"message": "short"}`)
+	if small.status != http.StatusOK {
+		t.Fatalf("a small answer: %s", small)
+	}
+	pid := healthPID(t, "/big")
+
+	big := do(t, http.MethodPost, "/big/echo", `{"message": "`+strings.Repeat("x", 100000)+`"}`)
+	if big.status != http.StatusBadGateway || !strings.Contains(string(big.body), "sent a message larger than 64 KiB") ||
+		!strings.Contains(string(big.body), "max_message_size") {
+		t.Fatalf("an answer over the limit: %s; want 502 naming the limit and the setting", big)
+	}
+	waitReady(t, "/big/openapi.json")
+	deadline := time.Now().Add(waitLimit)
+	for {
+		r := do(t, http.MethodPost, "/big/echo", `{"message": "again"}`)
+		if r.status == http.StatusOK {
+			break
+		}
+		if r.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("after the restart: %s", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if again := healthPID(t, "/big"); again == pid || again == 0 {
+		t.Errorf("the server's pid is %d after the message over the limit, %d before: want a new process", again, pid)
+	}
+}
+
+// healthPID returns the pid of the single server of mount, from its health.
+func healthPID(t *testing.T, mount string) int {
+	t.Helper()
+	var report struct {
+		Servers []struct {
+			PID int `json:"pid"`
+		} `json:"servers"`
+	}
+	r := do(t, http.MethodGet, mount+"/health", "")
+	if err := json.Unmarshal(r.body, &report); err != nil || len(report.Servers) != 1 {
+		t.Fatalf("health: %s (%v)", r, err)
+	}
+	return report.Servers[0].PID
 }
