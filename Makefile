@@ -46,7 +46,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go
 
 build: caddy
 
-caddy: $(GO_SOURCES) $(wildcard bridge/swaggerui/dist/*)
+caddy: $(GO_SOURCES) $(wildcard bridge/internal/swaggerui/dist/*)
 	@echo "Building ./caddy: the first build downloads and compiles Caddy, which takes a few minutes."
 	$(GO) build -o caddy ./cmd/caddy
 
@@ -105,8 +105,8 @@ conformance: $(CONFORMANCE_DIR)/.installed
 FUZZTIME       ?= 5m
 FUZZTIME_SHORT := 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./bridge/schema/
-	$(GO) test -run '^$$' -fuzz '^FuzzOperationID$$' -fuzztime $(FUZZTIME) ./bridge/openapi/
+	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./bridge/internal/schema/
+	$(GO) test -run '^$$' -fuzz '^FuzzOperationID$$' -fuzztime $(FUZZTIME) ./bridge/internal/openapi/
 
 # The benchmark harness (bench/, a module of its own) fetches mcpo and
 # mcp-server-time with uvx, builds caddy and an echo server, and writes

@@ -19,7 +19,7 @@ import (
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 func TestMain(m *testing.M) {

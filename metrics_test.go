@@ -18,7 +18,7 @@ import (
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // exposition scrapes registry the way Caddy's metrics endpoints do and

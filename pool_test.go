@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 	"github.com/caddy-mcpo/caddy-mcpo/oauth"
 )
 

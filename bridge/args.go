@@ -7,7 +7,7 @@ import (
 	"net/http"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/schema"
 )
 
 // member is one member of a JSON object, its value kept as sent.

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/schema"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 

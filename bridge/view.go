@@ -15,9 +15,9 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/openapi"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/swaggerui"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/schema"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/swaggerui"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // Lifecycle: servers that crash, fail to start, hang, lose their session or

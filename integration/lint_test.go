@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/openapi"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // Every OpenAPI document the bridge generates must pass redocly and spectral
@@ -517,63 +519,57 @@ func sampleTools() []*upstream.Tool {
 	}
 }
 
-// singleServerDocument builds the document of one server the way the bridge
-// does (bridge/view.go): one untagged operation per tool.
+// singleServerDocument is the document the bridge serves for one server
+// that listed tools, at /<name>.
 func singleServerDocument(t *testing.T, name, version string, tools []*upstream.Tool) []byte {
 	t.Helper()
-	var namer openapi.Namer
-	namer.Reserve("openapi.json")
-	ops := make([]openapi.Operation, 0, len(tools))
-	for _, tool := range tools {
-		ops = append(ops, openapi.Operation{Path: "/" + namer.PathSegment(tool.Name), OperationID: namer.OperationID(tool.Name), Tool: documented(tool)})
-	}
-	doc, err := openapi.Build(openapi.Info{
-		Title:       name,
-		Description: fmt.Sprintf("Tools of the MCP server %q, served by caddy-mcpo.", name),
-		Version:     version,
-	}, ops, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc.JSON("/" + name)
+	return servedDocument(t, "/"+name, bridge.Config{Single: true, Servers: []*bridge.Server{
+		{Name: name, Upstream: listed{name, version, tools}},
+	}})
 }
 
-// aggregateDocument builds the document of a mount of several servers the
-// way the bridge does: paths and operationIds prefixed by the server's
-// name, operations tagged by server.
+// aggregateDocument is the document the bridge serves for a mount of
+// several servers, in order, that listed tools, at /.
 func aggregateDocument(t *testing.T, order []string, servers map[string][]*upstream.Tool) []byte {
 	t.Helper()
-	var ids openapi.Namer
-	var ops []openapi.Operation
+	cfg := bridge.Config{}
 	for _, name := range order {
-		var segs openapi.Namer
-		segs.Reserve("openapi.json")
-		for _, tool := range servers[name] {
-			ops = append(ops, openapi.Operation{
-				Path:        "/" + name + "/" + segs.PathSegment(tool.Name),
-				OperationID: ids.OperationID(name, tool.Name),
-				Server:      name,
-				Tool:        documented(tool),
-			})
-		}
+		cfg.Servers = append(cfg.Servers, &bridge.Server{Name: name, Upstream: listed{name, "", servers[name]}})
 	}
-	doc, err := openapi.Build(openapi.Info{
-		Title:       "MCP tools",
-		Description: "Tools of the MCP servers " + strings.Join(order, ", ") + ", served by caddy-mcpo.",
-	}, ops, true)
+	return servedDocument(t, "/", cfg)
+}
+
+// servedDocument builds a bridge and gets its openapi.json, at base.
+func servedDocument(t *testing.T, base string, cfg bridge.Config) []byte {
+	t.Helper()
+	b, err := bridge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return doc.JSON("/")
+	w := httptest.NewRecorder()
+	b.Serve(w, httptest.NewRequest(http.MethodGet, base+"/openapi.json", nil), "/openapi.json", base)
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET %s/openapi.json: %d %s", base, w.Code, w.Body)
+	}
+	return w.Body.Bytes()
 }
 
-// documented is what a document says about a listed tool, as the bridge
-// puts it.
-func documented(t *upstream.Tool) openapi.Tool {
-	return openapi.Tool{
-		Name: t.Name, Title: t.Title, Description: t.Description,
-		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations,
-	}
+// listed is a server that listed tools, for the bridge.
+type listed struct {
+	name, version string
+	tools         []*upstream.Tool
+}
+
+func (l listed) Tools() *upstream.ToolSet {
+	return &upstream.ToolSet{Server: upstream.ServerInfo{Name: l.name, Version: l.version}, Tools: l.tools}
+}
+
+func (l listed) CallTool(context.Context, string, json.RawMessage) (*upstream.CallResult, error) {
+	return nil, errors.New("not called in these tests")
+}
+
+func (l listed) Status() upstream.Status {
+	return upstream.Status{Name: l.name, State: upstream.StateReady}
 }
 
 // listTools lists the tools of the server spec starts, through the

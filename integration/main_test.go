@@ -30,7 +30,7 @@ import (
 
 	// The module under test.
 	_ "github.com/caddy-mcpo/caddy-mcpo"
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 func TestMain(m *testing.M) {

@@ -11,9 +11,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/openapi"
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // TestToolArgumentsArriveIntactThroughCaddy serves every hard schema and
@@ -127,12 +125,12 @@ func taskOnly(tool string) bool { return tool == "simulate-research-query" }
 // renamed arguments go under their documented names.
 func requestBody(t *testing.T, op *openapi3.Operation, sample json.RawMessage) []byte {
 	t.Helper()
-	if w, ok := op.Extensions[openapi.WrappedExtension].(string); ok {
+	if w, ok := op.Extensions["x-mcp-arguments-wrapped"].(string); ok {
 		b, _ := json.Marshal(map[string]json.RawMessage{w: sample})
 		return b
 	}
 	documented := map[string]string{} // wire name → documented name
-	renames, _ := op.Extensions[openapi.ArgumentNamesExtension].(map[string]any)
+	renames, _ := op.Extensions["x-mcp-argument-names"].(map[string]any)
 	for name, wire := range renames {
 		if w, ok := wire.(string); ok {
 			documented[w] = name
@@ -187,8 +185,8 @@ func TestInvalidArgumentsAreRefusedWithEveryProblemNamed(t *testing.T) {
 	r := do(t, http.MethodPost, "/strict/add", `{"a":"2","b":null}`)
 	var e struct {
 		Detail struct {
-			Message string                 `json:"message"`
-			Errors  []schema.ArgumentError `json:"errors"`
+			Message string                           `json:"message"`
+			Errors  []struct{ Path, Message string } `json:"errors"`
 		} `json:"detail"`
 	}
 	if r.status != http.StatusUnprocessableEntity || json.Unmarshal(r.body, &e) != nil {

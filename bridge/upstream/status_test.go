@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 func TestUpstream_StatusShowsAServerThatStoppedAnswering(t *testing.T) {

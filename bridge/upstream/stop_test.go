@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // wrapperSpec is a stdio fixture behind a shell that ignores the end of

@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 func TestMain(m *testing.M) {

@@ -18,7 +18,7 @@ var geminiKeywords = map[string]bool{
 
 // modelProblems lists what in a converted input schema google-genai's
 // types.Schema would refuse (the Python check over the real corpus is
-// bridge/openapi's TestDocumentsSuitLLMProviders).
+// bridge/internal/openapi's TestDocumentsSuitLLMProviders).
 func modelProblems(v any, at string) []string {
 	m, ok := v.(map[string]any)
 	if !ok {

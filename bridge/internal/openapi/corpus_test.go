@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // corpusDocument is the operations of one document built from the test
@@ -18,7 +18,7 @@ type corpusDocument struct {
 }
 
 // corpusDocuments returns the documents of the test corpus, not converted
-// yet: one per server captured in integration/fixture (159 tools of 12 real
+// yet: one per server captured in internal/fixture (159 tools of 12 real
 // servers), one of the hard schemas (fixture.HardSchemas), and one
 // aggregate of them all, as a mount of several servers documents them.
 func corpusDocuments() []corpusDocument {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // rootName is the component the converted schema is stored under in the

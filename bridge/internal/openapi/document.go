@@ -10,7 +10,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/caddy-mcpo/caddy-mcpo/bridge/schema"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/schema"
 )
 
 // Version is the OpenAPI version of the documents built here.

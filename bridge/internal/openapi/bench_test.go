@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/caddy-mcpo/caddy-mcpo/integration/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // benchInput is the input schema of every generated tool: draft-07, with a
@@ -57,7 +57,7 @@ func capturedTool(raw json.RawMessage) Tool {
 }
 
 // typicalOperations returns 20 real tools, taken in turn from the servers
-// captured in integration/fixture, not converted yet: a server of typical
+// captured in internal/fixture, not converted yet: a server of typical
 // size and schemas (zod's, pydantic's, with and without output schemas).
 func typicalOperations() []Operation {
 	var lists [][]json.RawMessage

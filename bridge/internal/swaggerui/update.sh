@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # update.sh regenerates dist/ from the swagger-ui-dist npm package.
 #
-# Usage: bridge/swaggerui/update.sh [VERSION]
+# Usage: bridge/internal/swaggerui/update.sh [VERSION]
 #
 # VERSION defaults to PINNED_VERSION below. To move to another release, bump
-# PINNED_VERSION, run this script, run `go test ./bridge/swaggerui/`, and
+# PINNED_VERSION, run this script, run `go test ./bridge/internal/swaggerui/`, and
 # commit the script together with everything it wrote into dist/.
 #
 # Only what the Go package serves is kept: the bundle and the stylesheet,
