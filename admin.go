@@ -82,16 +82,16 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
-// serverStatus is one MCP server as the admin API reports it: as a
+// adminReport is one MCP server as the admin API reports it: as a
 // mount's /health report does, with its id.
-type serverStatus struct {
+type adminReport struct {
 	ID string `json:"id"`
 	bridge.ServerReport
 }
 
-// newServerStatus describes a pooled server.
-func newServerStatus(s serverSnapshot) serverStatus {
-	return serverStatus{ID: s.id, ServerReport: bridge.Report(s.status)}
+// newAdminReport describes a pooled server.
+func newAdminReport(s serverSnapshot) adminReport {
+	return adminReport{ID: s.id, ServerReport: bridge.Report(s.status)}
 }
 
 // handleList answers GET /mcpo/servers with every server of the pool.
@@ -100,9 +100,9 @@ func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	servers := a.pool.snapshot()
-	out := make([]serverStatus, 0, len(servers))
+	out := make([]adminReport, 0, len(servers))
 	for _, s := range servers {
-		out = append(out, newServerStatus(s))
+		out = append(out, newAdminReport(s))
 	}
 	return writeAdminJSON(w, http.StatusOK, out)
 }
@@ -135,7 +135,7 @@ func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
 	case "refresh":
 		return a.refresh(w, s)
 	default:
-		return writeAdminJSON(w, http.StatusOK, newServerStatus(s))
+		return writeAdminJSON(w, http.StatusOK, newAdminReport(s))
 	}
 }
 

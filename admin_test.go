@@ -170,7 +170,7 @@ func TestAdminListsEveryPooledServerSortedByNameThenID(t *testing.T) {
 	if ct := res.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q", ct)
 	}
-	var got []serverStatus
+	var got []adminReport
 	if err := json.Unmarshal(res.body, &got); err != nil {
 		t.Fatalf("GET /mcpo/servers: %v in %s", err, res.body)
 	}
@@ -188,7 +188,7 @@ func TestAdminListsEveryPooledServerSortedByNameThenID(t *testing.T) {
 	}
 
 	st := got[2]
-	want := serverStatus{ID: fxID, ServerReport: bridge.ServerReport{
+	want := adminReport{ID: fxID, ServerReport: bridge.ServerReport{
 		Name: "fx", State: upstream.StateReady, Endpoint: fx.Spec().Command,
 		Protocol: st.Protocol, Server: fixture.DefaultName + " " + fixture.Version,
 		Tools: len(fixture.ToolNames(fixture.Options{})), PID: callPID(t, fx), Since: st.Since,
@@ -266,7 +266,7 @@ func TestAdminAnswersByIDOrNameAndRefusesWhatItCannotDo(t *testing.T) {
 				return
 			}
 			if tc.wantID != "" {
-				var st serverStatus
+				var st adminReport
 				if err := json.Unmarshal(res.body, &st); err != nil || st.ID != tc.wantID {
 					t.Errorf("%s %s answered %s, want the server %s", tc.method, tc.path, res.body, tc.wantID)
 				}

@@ -127,14 +127,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 type parser struct {
 	d       *caddyfile.Dispenser
 	h       *Handler
-	handler *where   // the handler's settings
-	servers []*where // those of each of h.Servers
-	top     *Server  // the server configured at the top of the block
-	topLine int      // the line of its first setting
+	handler *where        // the handler's settings
+	servers []*where      // those of each of h.Servers
+	top     *ServerConfig // the server configured at the top of the block
+	topLine int           // the line of its first setting
 	dir     *directive
 
 	// The objects the current subdirective configures.
-	s *Server
+	s *ServerConfig
 	o *OAuth
 	c *CORS
 }
@@ -198,7 +198,7 @@ func (p *parser) topServer() (*where, error) {
 		if len(p.h.Servers) > 0 || len(p.h.ConfigFiles) > 0 {
 			return nil, p.d.Errf("%s belongs in a server block when the mcpo block has server blocks or config files", p.d.Val())
 		}
-		p.top, p.topLine = &Server{}, p.d.Line()
+		p.top, p.topLine = &ServerConfig{}, p.d.Line()
 		p.addServer(p.top, p.handler.at)
 	}
 	p.s = p.top
@@ -217,7 +217,7 @@ func (p *parser) noTopServer(what string) error {
 
 // addServer adds a server opened at the token at, and makes it the
 // current server.
-func (p *parser) addServer(s *Server, at caddyfile.Token) {
+func (p *parser) addServer(s *ServerConfig, at caddyfile.Token) {
 	p.h.Servers = append(p.h.Servers, s)
 	p.servers = append(p.servers, newWhere(at))
 	p.s = s

@@ -87,7 +87,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			input: `mcpo /time {
 				command uvx mcp-server-time --local-timezone=Europe/Paris
 			}`,
-			want: &Handler{Mount: "/time", Servers: []*Server{{
+			want: &Handler{Mount: "/time", Servers: []*ServerConfig{{
 				Command: "uvx",
 				Args:    []string{"mcp-server-time", "--local-timezone=Europe/Paris"},
 			}}},
@@ -97,35 +97,35 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			input: `mcpo {
 				command mcp-server
 			}`,
-			want: &Handler{Mount: "/", Servers: []*Server{{Command: "mcp-server"}}},
+			want: &Handler{Mount: "/", Servers: []*ServerConfig{{Command: "mcp-server"}}},
 		},
 		{
 			name: "mount / stays /",
 			input: `mcpo / {
 				command mcp-server
 			}`,
-			want: &Handler{Mount: "/", Servers: []*Server{{Command: "mcp-server"}}},
+			want: &Handler{Mount: "/", Servers: []*ServerConfig{{Command: "mcp-server"}}},
 		},
 		{
 			name: "trailing slash of the mount is removed",
 			input: `mcpo /time/ {
 				command mcp-server
 			}`,
-			want: &Handler{Mount: "/time", Servers: []*Server{{Command: "mcp-server"}}},
+			want: &Handler{Mount: "/time", Servers: []*ServerConfig{{Command: "mcp-server"}}},
 		},
 		{
 			name: "mount is cleaned",
 			input: `mcpo //tools//./time/ {
 				command mcp-server
 			}`,
-			want: &Handler{Mount: "/tools/time", Servers: []*Server{{Command: "mcp-server"}}},
+			want: &Handler{Mount: "/tools/time", Servers: []*ServerConfig{{Command: "mcp-server"}}},
 		},
 		{
 			name: "command without arguments",
 			input: `mcpo /x {
 				command mcp-server
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{Command: "mcp-server"}}},
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{Command: "mcp-server"}}},
 		},
 		{
 			name: "args lines append to the command's arguments",
@@ -134,7 +134,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				args @modelcontextprotocol/server-everything
 				args stdio --verbose
 			}`,
-			want: &Handler{Mount: "/everything", Servers: []*Server{{
+			want: &Handler{Mount: "/everything", Servers: []*ServerConfig{{
 				Command: "npx",
 				Args:    []string{"-y", "@modelcontextprotocol/server-everything", "stdio", "--verbose"},
 			}}},
@@ -145,7 +145,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				args --later
 				command prog --first
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Command: "prog",
 				Args:    []string{"--first", "--later"},
 			}}},
@@ -155,7 +155,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			input: `mcpo /x {
 				command "/opt/my server/bin" "an arg" plain
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Command: "/opt/my server/bin",
 				Args:    []string{"an arg", "plain"},
 			}}},
@@ -172,7 +172,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				inherit_env DISPLAY
 				dir /srv/mcp
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Command: "prog",
 				Env: map[string]string{
 					"API_KEY":    "{env.API_KEY}",
@@ -189,7 +189,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				inherit_env *
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{Command: "prog", InheritEnv: []string{"*"}}}},
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{Command: "prog", InheritEnv: []string{"*"}}}},
 		},
 		{
 			name: "url with headers",
@@ -198,7 +198,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				header Authorization "Bearer {env.TOKEN}"
 				header X-Trace on
 			}`,
-			want: &Handler{Mount: "/remote", Servers: []*Server{{
+			want: &Handler{Mount: "/remote", Servers: []*ServerConfig{{
 				URL: "https://mcp.example.com/mcp?tenant=1",
 				Headers: map[string]string{
 					"Authorization": "Bearer {env.TOKEN}",
@@ -215,7 +215,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				disabled_tools dangerous
 				disabled_tools also_dangerous more
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Command:       "prog",
 				Tools:         []string{"get_time", "convert_time", "echo"},
 				DisabledTools: []string{"dangerous", "also_dangerous", "more"},
@@ -228,7 +228,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				timeout 30s
 				start_timeout 1d
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Command:      "prog",
 				Timeout:      caddy.Duration(30 * time.Second),
 				StartTimeout: caddy.Duration(24 * time.Hour),
@@ -248,7 +248,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					kill_timeout 1s
 				}
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Name:    "a",
 				Command: "prog",
 				ToolTimeouts: map[string]caddy.Duration{
@@ -267,7 +267,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				timeout 1m30s
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
 				Command: "prog",
 				Timeout: caddy.Duration(90 * time.Second),
 			}}},
@@ -278,7 +278,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				tool_error_status 422
 			}`,
-			want: &Handler{Mount: "/x", Servers: []*Server{{Command: "prog", ToolErrorStatus: 422}}},
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{Command: "prog", ToolErrorStatus: 422}}},
 		},
 		{
 			name: "tool_error_status bounds 400 and 599 are accepted",
@@ -292,7 +292,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					tool_error_status 599
 				}
 			}`,
-			want: &Handler{Mount: "/", Servers: []*Server{
+			want: &Handler{Mount: "/", Servers: []*ServerConfig{
 				{Name: "a", Command: "prog", ToolErrorStatus: 400},
 				{Name: "b", Command: "prog", ToolErrorStatus: 599},
 			}},
@@ -303,7 +303,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				title "Time tools"
 				command prog
 			}`,
-			want: &Handler{Mount: "/time", Title: "Time tools", Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/time", Title: "Time tools", Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "title in a server block is the server's title",
@@ -314,7 +314,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					title "Time"
 				}
 			}`,
-			want: &Handler{Mount: "/tools", Title: "All tools", Servers: []*Server{{Name: "time", Command: "prog", Title: "Time"}}},
+			want: &Handler{Mount: "/tools", Title: "All tools", Servers: []*ServerConfig{{Name: "time", Command: "prog", Title: "Time"}}},
 		},
 		{
 			name: "max_request_body 1MB is decimal",
@@ -322,7 +322,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				max_request_body 1MB
 			}`,
-			want: &Handler{Mount: "/x", MaxRequestBody: 1000000, Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", MaxRequestBody: 1000000, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "max_request_body 8MiB is binary",
@@ -330,7 +330,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				max_request_body 8MiB
 			}`,
-			want: &Handler{Mount: "/x", MaxRequestBody: 8 << 20, Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", MaxRequestBody: 8 << 20, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "max_request_body plain bytes and fractions",
@@ -338,7 +338,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				max_request_body 1.5KB
 			}`,
-			want: &Handler{Mount: "/x", MaxRequestBody: 1500, Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", MaxRequestBody: 1500, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "max_request_bytes_in_flight",
@@ -347,7 +347,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				max_request_body 1MiB
 				max_request_bytes_in_flight 16MiB
 			}`,
-			want: &Handler{Mount: "/x", MaxRequestBody: 1 << 20, MaxRequestBytesInFlight: 16 << 20, Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", MaxRequestBody: 1 << 20, MaxRequestBytesInFlight: 16 << 20, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "several server blocks keep their order",
@@ -373,7 +373,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					tools search
 				}
 			}`,
-			want: &Handler{Mount: "/tools", Servers: []*Server{
+			want: &Handler{Mount: "/tools", Servers: []*ServerConfig{
 				{
 					Name:    "time",
 					Command: "uvx",
@@ -407,7 +407,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					url http://127.0.0.1:9000/mcp
 				}
 			}`,
-			want: &Handler{Mount: "/", Servers: []*Server{{Name: "a", URL: "http://127.0.0.1:9000/mcp"}}},
+			want: &Handler{Mount: "/", Servers: []*ServerConfig{{Name: "a", URL: "http://127.0.0.1:9000/mcp"}}},
 		},
 		{
 			name: "config lines",
@@ -433,7 +433,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			}`,
 			want: &Handler{
 				Mount:          "/tools",
-				Servers:        []*Server{{Name: "time", Command: "uvx", Args: []string{"mcp-server-time"}}},
+				Servers:        []*ServerConfig{{Name: "time", Command: "uvx", Args: []string{"mcp-server-time"}}},
 				ConfigFiles:    []string{"a.json", "b.json"},
 				Title:          "All tools",
 				MaxRequestBody: 2000000,
@@ -446,7 +446,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				command prog
 				title T
 			}`,
-			want: &Handler{Mount: "/x", Title: "T", MaxRequestBody: 1000, Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", Title: "T", MaxRequestBody: 1000, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "api keys append and keep their placeholders",
@@ -456,7 +456,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				api_key {file./run/secrets/key}
 				protect_docs
 			}`,
-			want: &Handler{Mount: "/x", APIKeys: []string{"{env.MCPO_KEY}", "{file./run/secrets/key}"}, ProtectDocs: true, Servers: []*Server{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", APIKeys: []string{"{env.MCPO_KEY}", "{file./run/secrets/key}"}, ProtectDocs: true, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "oauth block in a server block, and admin keys",
@@ -473,35 +473,35 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					}
 				}
 			}`,
-			want: &Handler{Mount: "/x", AdminKeys: []string{"{env.ADMIN}"}, Servers: []*Server{{Name: "gh", URL: "https://mcp.example.com/mcp",
+			want: &Handler{Mount: "/x", AdminKeys: []string{"{env.ADMIN}"}, Servers: []*ServerConfig{{Name: "gh", URL: "https://mcp.example.com/mcp",
 				OAuth: &OAuth{RedirectURI: "https://caddy.example.com/x/gh/oauth/callback", ClientID: "cid", ClientSecret: "{env.SECRET}",
 					Scopes: []string{"repo", "read:user"}, Issuer: "https://as.example.com"}}}},
 		},
 		{
 			name:  "oauth client credentials with a private key",
 			input: "mcpo /x {\n\turl https://h/mcp\n\toauth {\n\t\tgrant client_credentials\n\t\tclient_id m2m\n\t\tprivate_key {file./k.pem}\n\t\tsigning_algorithm ES256\n\t}\n}",
-			want: &Handler{Mount: "/x", Servers: []*Server{{URL: "https://h/mcp",
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{URL: "https://h/mcp",
 				OAuth: &OAuth{Grant: "client_credentials", ClientID: "m2m", PrivateKey: "{file./k.pem}", SigningAlgorithm: "ES256"}}}},
 		},
 		{
 			name:  "security basic",
 			input: "mcpo /x {\n\tcommand prog\n\tsecurity basic\n}",
-			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "basic"}, Servers: []*Server{{Command: "prog"}}},
+			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "basic"}, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name:  "security bearer with a format",
 			input: "mcpo /x {\n\tcommand prog\n\tsecurity bearer JWT\n}",
-			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "bearer", BearerFormat: "JWT"}, Servers: []*Server{{Command: "prog"}}},
+			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "bearer", BearerFormat: "JWT"}, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name:  "security header",
 			input: "mcpo /x {\n\tcommand prog\n\tsecurity header X-API-Key\n}",
-			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "header", Name: "X-API-Key"}, Servers: []*Server{{Command: "prog"}}},
+			want:  &Handler{Mount: "/x", Security: &SecurityScheme{Type: "header", Name: "X-API-Key"}, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name:  "cors any origin",
 			input: "mcpo /x {\n\tcommand prog\n\tcors *\n}",
-			want:  &Handler{Mount: "/x", CORS: &CORS{Origins: []string{"*"}}, Servers: []*Server{{Command: "prog"}}},
+			want:  &Handler{Mount: "/x", CORS: &CORS{Origins: []string{"*"}}, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "cors origins with max_age, with server blocks",
@@ -514,7 +514,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				}
 			}`,
 			want: &Handler{Mount: "/x", CORS: &CORS{Origins: []string{"https://chat.example.com", "http://localhost:8080"}, MaxAge: caddy.Duration(time.Hour)},
-				Servers: []*Server{{Name: "a", Command: "prog"}}},
+				Servers: []*ServerConfig{{Name: "a", Command: "prog"}}},
 		},
 	}
 	for _, tt := range tests {
@@ -535,7 +535,7 @@ func TestUnmarshalCaddyfile_AcceptsEveryTransportSpelling(t *testing.T) {
 			if err != nil {
 				t.Fatalf("UnmarshalCaddyfile: %v", err)
 			}
-			assertSameHandler(t, got, &Handler{Mount: "/x", Servers: []*Server{{URL: "http://127.0.0.1/mcp", Transport: tr}}})
+			assertSameHandler(t, got, &Handler{Mount: "/x", Servers: []*ServerConfig{{URL: "http://127.0.0.1/mcp", Transport: tr}}})
 		})
 	}
 }
@@ -547,7 +547,7 @@ func TestUnmarshalCaddyfile_AcceptsEveryProtocolChoice(t *testing.T) {
 			if err != nil {
 				t.Fatalf("UnmarshalCaddyfile: %v", err)
 			}
-			assertSameHandler(t, got, &Handler{Mount: "/x", Servers: []*Server{{Command: "prog", Protocol: p}}})
+			assertSameHandler(t, got, &Handler{Mount: "/x", Servers: []*ServerConfig{{Command: "prog", Protocol: p}}})
 		})
 	}
 }
@@ -1259,7 +1259,7 @@ func TestCaddyfileAdapter_MountGetsPathMatcherForItselfAndBelow(t *testing.T) {
 	}
 	assertSameHandler(t, decodeAdaptedMcpo(t, mcpo[0].Raw), &Handler{
 		Mount: "/time",
-		Servers: []*Server{{
+		Servers: []*ServerConfig{{
 			Command: "uvx",
 			Args:    []string{"mcp-server-time"},
 			Timeout: caddy.Duration(30 * time.Second),
@@ -1318,7 +1318,7 @@ func TestCaddyfileAdapter_HandlerJSONHoldsMountServersAndConfigFiles(t *testing.
 		Title:          "All tools",
 		MaxRequestBody: 1000000,
 		ConfigFiles:    []string{"testdata/claude_desktop_config.json"},
-		Servers: []*Server{
+		Servers: []*ServerConfig{
 			{
 				Name:    "time",
 				Command: "uvx",
@@ -1516,7 +1516,7 @@ func TestCaddyfileAdapter_FixtureMatchesDirectParse(t *testing.T) {
 		"/time": {
 			Mount: "/time",
 			Title: "Time",
-			Servers: []*Server{{
+			Servers: []*ServerConfig{{
 				Command:         "uvx",
 				Args:            []string{"mcp-server-time", "--local-timezone=UTC"},
 				Env:             map[string]string{"A": "{env.A}", "B": "b b"},
@@ -1534,7 +1534,7 @@ func TestCaddyfileAdapter_FixtureMatchesDirectParse(t *testing.T) {
 		},
 		"/remote": {
 			Mount: "/remote",
-			Servers: []*Server{{
+			Servers: []*ServerConfig{{
 				URL:       "https://mcp.example.com/mcp?key={env.KEY}",
 				Headers:   map[string]string{"Authorization": "Bearer {env.TOKEN}", "X-Client": "caddy-mcpo"},
 				Transport: "sse",
@@ -1545,14 +1545,14 @@ func TestCaddyfileAdapter_FixtureMatchesDirectParse(t *testing.T) {
 			Mount:       "/tools",
 			Title:       "All tools",
 			ConfigFiles: []string{"testdata/claude_desktop_config.json"},
-			Servers: []*Server{
+			Servers: []*ServerConfig{
 				{Name: "everything", Command: "npx", Args: []string{"-y", "@modelcontextprotocol/server-everything"}, InheritEnv: []string{"*"}, Title: "Everything"},
 				{Name: "fetch", URL: "http://127.0.0.1:8931/mcp", Transport: "streamable_http", Protocol: "modern", Timeout: caddy.Duration(time.Hour)},
 			},
 		},
 		"/": {
 			Mount:   "/",
-			Servers: []*Server{{URL: "http://127.0.0.1:9000/sse", Transport: "sse"}},
+			Servers: []*ServerConfig{{URL: "http://127.0.0.1:9000/sse", Transport: "sse"}},
 		},
 	}
 	for mount, w := range want {

@@ -17,14 +17,14 @@ import (
 // about a configuration as written. Rules about values that hold
 // placeholders are checked where the placeholders are resolved (resolve.go).
 
-// Server configures one MCP server: a command to run over stdio, or a URL to
+// ServerConfig configures one MCP server: a command to run over stdio, or a URL to
 // reach over Streamable HTTP or HTTP+SSE.
 //
 // Values of command, args, env, dir, url and headers may hold Caddy's global
 // placeholders, such as {env.API_KEY} or {file./run/secrets/key}, which are
 // resolved when the configuration loads (unlike {$VAR}, which the Caddyfile
 // adapter bakes into the JSON configuration).
-type Server struct {
+type ServerConfig struct {
 	// The server's name: its path segment under the mount when a handler
 	// serves several servers, and its name in logs and errors.
 	Name string `json:"name,omitempty"`
@@ -267,7 +267,7 @@ func (h *Handler) single() bool {
 
 // serverName is the name a server of the handler goes by: its own, or for
 // the single server of a mount, the mount's last segment.
-func (h *Handler) serverName(s *Server) string {
+func (h *Handler) serverName(s *ServerConfig) string {
 	if h.single() {
 		mount, err := normalizeMount(h.Mount)
 		if err != nil {
@@ -281,7 +281,7 @@ func (h *Handler) serverName(s *Server) string {
 // validateNames checks the names of a handler's servers: present,
 // path-safe and unique, unless the handler serves a single server at its
 // mount.
-func validateNames(servers []*Server, single bool) error {
+func validateNames(servers []*ServerConfig, single bool) error {
 	if single {
 		return nil
 	}
@@ -307,7 +307,7 @@ func validateNames(servers []*Server, single bool) error {
 // Validate checks a server's configuration as written: a command or a url,
 // a known transport and protocol, settings that fit the transport, and the
 // limits.
-func (s *Server) Validate() error {
+func (s *ServerConfig) Validate() error {
 	switch {
 	case s.Command != "" && s.URL != "":
 		return fieldErr(errors.New("command and url are exclusive: a server runs a command (stdio) or is reached at a url"),
@@ -355,7 +355,7 @@ func (s *Server) Validate() error {
 
 // transport returns how the server is reached: as configured, or stdio
 // with a command and Streamable HTTP with a url.
-func (s *Server) transport() (upstream.Transport, error) {
+func (s *ServerConfig) transport() (upstream.Transport, error) {
 	switch {
 	case s.Transport != "":
 		return upstream.ParseTransport(s.Transport)

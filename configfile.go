@@ -13,9 +13,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// desktopServer is one entry of a Claude Desktop / mcpo configuration
+// desktopEntry is one entry of a Claude Desktop / mcpo configuration
 // file's "mcpServers" object.
-type desktopServer struct {
+type desktopEntry struct {
 	Command       string            `json:"command"`
 	Args          []string          `json:"args"`
 	Env           map[string]string `json:"env"`
@@ -39,7 +39,7 @@ var knownKeys = []string{
 // loadConfigFile reads the servers of a Claude Desktop / mcpo configuration
 // file, in file order. A "url" without a "type" means Streamable HTTP with a
 // fallback to HTTP+SSE.
-func loadConfigFile(path string, log *zap.Logger) ([]*Server, error) {
+func loadConfigFile(path string, log *zap.Logger) ([]*ServerConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
@@ -57,9 +57,9 @@ func loadConfigFile(path string, log *zap.Logger) ([]*Server, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("config file %s has no servers in \"mcpServers\"", path)
 	}
-	var servers []*Server
+	var servers []*ServerConfig
 	for i, name := range names {
-		s, err := parseDesktopServer(name, entries[i], log.With(zap.String("config_file", path)))
+		s, err := parseDesktopEntry(name, entries[i], log.With(zap.String("config_file", path)))
 		if err != nil {
 			return nil, fmt.Errorf("config file %s: server %q: %w", path, name, err)
 		}
@@ -70,9 +70,9 @@ func loadConfigFile(path string, log *zap.Logger) ([]*Server, error) {
 	return servers, nil
 }
 
-// parseDesktopServer converts and validates one entry; a disabled entry
+// parseDesktopEntry converts and validates one entry; a disabled entry
 // gives nil.
-func parseDesktopServer(name string, raw json.RawMessage, log *zap.Logger) (*Server, error) {
+func parseDesktopEntry(name string, raw json.RawMessage, log *zap.Logger) (*ServerConfig, error) {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &keys); err != nil {
 		return nil, errors.New("must be a JSON object")
@@ -87,7 +87,7 @@ func parseDesktopServer(name string, raw json.RawMessage, log *zap.Logger) (*Ser
 		sort.Strings(unknown)
 		log.Warn("ignoring unsupported keys of an MCP server entry", zap.String("server", name), zap.Strings("keys", unknown))
 	}
-	var d desktopServer
+	var d desktopEntry
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func parseDesktopServer(name string, raw json.RawMessage, log *zap.Logger) (*Ser
 		log.Info("MCP server entry is disabled", zap.String("server", name))
 		return nil, nil
 	}
-	s := &Server{
+	s := &ServerConfig{
 		Name:          name,
 		Command:       d.Command,
 		Args:          d.Args,

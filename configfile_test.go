@@ -35,7 +35,7 @@ func writeConfigForTest(t *testing.T, content string) string {
 	return path
 }
 
-func serversJSONForTest(t *testing.T, servers []*Server) string {
+func serversJSONForTest(t *testing.T, servers []*ServerConfig) string {
 	t.Helper()
 	b, err := json.MarshalIndent(servers, "", "  ")
 	if err != nil {
@@ -44,7 +44,7 @@ func serversJSONForTest(t *testing.T, servers []*Server) string {
 	return string(b)
 }
 
-func assertSameServers(t *testing.T, got, want []*Server) {
+func assertSameServers(t *testing.T, got, want []*ServerConfig) {
 	t.Helper()
 	if g, w := serversJSONForTest(t, got), serversJSONForTest(t, want); g != w {
 		t.Errorf("servers mismatch\n got: %s\nwant: %s", g, w)
@@ -53,7 +53,7 @@ func assertSameServers(t *testing.T, got, want []*Server) {
 
 // loadConfigForTest writes content and loads it, with a logger that drops
 // everything.
-func loadConfigForTest(t *testing.T, content string) ([]*Server, string, error) {
+func loadConfigForTest(t *testing.T, content string) ([]*ServerConfig, string, error) {
 	t.Helper()
 	path := writeConfigForTest(t, content)
 	servers, err := loadConfigFile(path, zap.NewNop())
@@ -87,17 +87,17 @@ func TestLoadConfigFile_MapsEntryFieldsToServer(t *testing.T) {
 	tests := []struct {
 		name  string
 		entry string
-		want  *Server
+		want  *ServerConfig
 	}{
 		{
 			name:  "command only",
 			entry: `{"command": "uvx"}`,
-			want:  &Server{Name: "s", Command: "uvx"},
+			want:  &ServerConfig{Name: "s", Command: "uvx"},
 		},
 		{
 			name:  "command args env cwd",
 			entry: `{"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"], "env": {"DEBUG": "1", "API_KEY": "{env.API_KEY}"}, "cwd": "/srv"}`,
-			want: &Server{
+			want: &ServerConfig{
 				Name:    "s",
 				Command: "npx",
 				Args:    []string{"-y", "@modelcontextprotocol/server-filesystem", "/tmp"},
@@ -108,12 +108,12 @@ func TestLoadConfigFile_MapsEntryFieldsToServer(t *testing.T) {
 		{
 			name:  "url without type means auto",
 			entry: `{"url": "https://mcp.example.com/mcp"}`,
-			want:  &Server{Name: "s", URL: "https://mcp.example.com/mcp", Transport: "auto"},
+			want:  &ServerConfig{Name: "s", URL: "https://mcp.example.com/mcp", Transport: "auto"},
 		},
 		{
 			name:  "url with headers",
 			entry: `{"url": "https://mcp.example.com/mcp", "type": "sse", "headers": {"Authorization": "Bearer t", "X-A": "b"}}`,
-			want: &Server{
+			want: &ServerConfig{
 				Name:      "s",
 				URL:       "https://mcp.example.com/mcp",
 				Transport: "sse",
@@ -123,37 +123,37 @@ func TestLoadConfigFile_MapsEntryFieldsToServer(t *testing.T) {
 		{
 			name:  "transport key when there is no type",
 			entry: `{"url": "https://mcp.example.com/mcp", "transport": "sse"}`,
-			want:  &Server{Name: "s", URL: "https://mcp.example.com/mcp", Transport: "sse"},
+			want:  &ServerConfig{Name: "s", URL: "https://mcp.example.com/mcp", Transport: "sse"},
 		},
 		{
 			name:  "type wins over transport",
 			entry: `{"url": "https://mcp.example.com/mcp", "type": "http", "transport": "sse"}`,
-			want:  &Server{Name: "s", URL: "https://mcp.example.com/mcp", Transport: "http"},
+			want:  &ServerConfig{Name: "s", URL: "https://mcp.example.com/mcp", Transport: "http"},
 		},
 		{
 			name:  "tools allow-list",
 			entry: `{"command": "x", "tools": ["a", "b"]}`,
-			want:  &Server{Name: "s", Command: "x", Tools: []string{"a", "b"}},
+			want:  &ServerConfig{Name: "s", Command: "x", Tools: []string{"a", "b"}},
 		},
 		{
 			name:  "disabledTools",
 			entry: `{"command": "x", "disabledTools": ["a"]}`,
-			want:  &Server{Name: "s", Command: "x", DisabledTools: []string{"a"}},
+			want:  &ServerConfig{Name: "s", Command: "x", DisabledTools: []string{"a"}},
 		},
 		{
 			name:  "disabled_tools",
 			entry: `{"command": "x", "disabled_tools": ["b", "c"]}`,
-			want:  &Server{Name: "s", Command: "x", DisabledTools: []string{"b", "c"}},
+			want:  &ServerConfig{Name: "s", Command: "x", DisabledTools: []string{"b", "c"}},
 		},
 		{
 			name:  "disabledTools wins over disabled_tools",
 			entry: `{"command": "x", "disabled_tools": ["snake"], "disabledTools": ["camel"]}`,
-			want:  &Server{Name: "s", Command: "x", DisabledTools: []string{"camel"}},
+			want:  &ServerConfig{Name: "s", Command: "x", DisabledTools: []string{"camel"}},
 		},
 		{
 			name:  "disabled false is kept",
 			entry: `{"command": "x", "disabled": false}`,
-			want:  &Server{Name: "s", Command: "x"},
+			want:  &ServerConfig{Name: "s", Command: "x"},
 		},
 	}
 	for _, tt := range tests {
@@ -162,7 +162,7 @@ func TestLoadConfigFile_MapsEntryFieldsToServer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			assertSameServers(t, servers, []*Server{tt.want})
+			assertSameServers(t, servers, []*ServerConfig{tt.want})
 		})
 	}
 }
@@ -299,7 +299,7 @@ func TestLoadConfigFile_IgnoresUnknownKeysButLogsThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertSameServers(t, servers, []*Server{
+	assertSameServers(t, servers, []*ServerConfig{
 		{Name: "fs", Command: "npx", Args: []string{"-y", "server-filesystem"}},
 		{Name: "plain", Command: "x"},
 	})
@@ -522,7 +522,7 @@ func TestLoadConfigFile_LoadsClaudeDesktopFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertSameServers(t, servers, []*Server{
+	assertSameServers(t, servers, []*ServerConfig{
 		{
 			Name:    "time",
 			Command: "uvx",
@@ -565,7 +565,7 @@ func TestLoadConfigFile_LoadsMcpoFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertSameServers(t, servers, []*Server{
+	assertSameServers(t, servers, []*ServerConfig{
 		{Name: "memory", Command: "npx", Args: []string{"-y", "@modelcontextprotocol/server-memory"}},
 		{
 			Name:      "mcp_sse",
@@ -588,7 +588,7 @@ func TestLoadConfigFile_LoadsMcpoFixture(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// (*Server).spec: placeholders, transports, environment, identity
+// (*ServerConfig).spec: placeholders, transports, environment, identity
 
 func envMapForTest(env []string) map[string]string {
 	m := map[string]string{}
@@ -605,7 +605,7 @@ func TestServerSpec_ResolvesPlaceholdersInStdioServer(t *testing.T) {
 	t.Setenv("MCPO_TEST_DIR", "/srv/data")
 	t.Setenv("MCPO_TEST_UNSET", "")
 	os.Unsetenv("MCPO_TEST_UNSET")
-	s := &Server{
+	s := &ServerConfig{
 		Command: "{env.MCPO_TEST_BIN}",
 		Args:    []string{"--key={env.MCPO_TEST_KEY}", "plain", "{env.MCPO_TEST_UNSET}"},
 		Env:     map[string]string{"API_KEY": "{env.MCPO_TEST_KEY}", "BOTH": "{env.MCPO_TEST_KEY}-{env.MCPO_TEST_DIR}", "LITERAL": "x"},
@@ -642,7 +642,7 @@ func TestServerSpec_ResolvesPlaceholdersInHTTPServer(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("from-file"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{
+	s := &ServerConfig{
 		URL: "https://{env.MCPO_TEST_HOST}/mcp?token={env.MCPO_TEST_TOKEN}",
 		Headers: map[string]string{
 			"Authorization": "Bearer {env.MCPO_TEST_TOKEN}",
@@ -674,16 +674,16 @@ func TestServerSpec_ResolvesPlaceholdersInHTTPServer(t *testing.T) {
 func TestServerSpec_InfersOrParsesTransport(t *testing.T) {
 	tests := []struct {
 		name string
-		s    Server
+		s    ServerConfig
 		want upstream.Transport
 	}{
-		{"command means stdio", Server{Command: "prog"}, upstream.TransportStdio},
-		{"url means streamable_http", Server{URL: "http://127.0.0.1/mcp"}, upstream.TransportStreamableHTTP},
-		{"explicit stdio", Server{Command: "prog", Transport: "stdio"}, upstream.TransportStdio},
-		{"explicit sse", Server{URL: "http://127.0.0.1/sse", Transport: "sse"}, upstream.TransportSSE},
-		{"explicit auto", Server{URL: "http://127.0.0.1/mcp", Transport: "auto"}, upstream.TransportAuto},
-		{"http spelling", Server{URL: "http://127.0.0.1/mcp", Transport: "http"}, upstream.TransportStreamableHTTP},
-		{"streamable-http spelling", Server{URL: "https://127.0.0.1/mcp", Transport: "streamable-http"}, upstream.TransportStreamableHTTP},
+		{"command means stdio", ServerConfig{Command: "prog"}, upstream.TransportStdio},
+		{"url means streamable_http", ServerConfig{URL: "http://127.0.0.1/mcp"}, upstream.TransportStreamableHTTP},
+		{"explicit stdio", ServerConfig{Command: "prog", Transport: "stdio"}, upstream.TransportStdio},
+		{"explicit sse", ServerConfig{URL: "http://127.0.0.1/sse", Transport: "sse"}, upstream.TransportSSE},
+		{"explicit auto", ServerConfig{URL: "http://127.0.0.1/mcp", Transport: "auto"}, upstream.TransportAuto},
+		{"http spelling", ServerConfig{URL: "http://127.0.0.1/mcp", Transport: "http"}, upstream.TransportStreamableHTTP},
+		{"streamable-http spelling", ServerConfig{URL: "https://127.0.0.1/mcp", Transport: "streamable-http"}, upstream.TransportStreamableHTTP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -702,7 +702,7 @@ func TestServerSpec_InfersOrParsesTransport(t *testing.T) {
 }
 
 func TestServerSpec_CarriesProtocolAndStartTimeout(t *testing.T) {
-	s := &Server{Command: "prog", Protocol: "2025-06-18", StartTimeout: caddy.Duration(7 * time.Second)}
+	s := &ServerConfig{Command: "prog", Protocol: "2025-06-18", StartTimeout: caddy.Duration(7 * time.Second)}
 	spec, opts, err := s.spec("srv", caddy.NewReplacer())
 	if err != nil {
 		t.Fatal(err)
@@ -723,18 +723,18 @@ func TestServerSpec_CarriesProtocolAndStartTimeout(t *testing.T) {
 func TestServerSpec_RejectsWhatOnlyResolvedValuesTell(t *testing.T) {
 	tests := []struct {
 		name   string
-		s      Server
+		s      ServerConfig
 		substr string
 	}{
-		{"sse with the modern protocol", Server{URL: "http://127.0.0.1/sse", Transport: "sse", Protocol: "modern"}, "legacy protocol"},
-		{"headers for a stdio server", Server{Command: "prog", Headers: map[string]string{"A": "b"}}, "no url or headers"},
-		{"dir for an HTTP server", Server{URL: "http://127.0.0.1/mcp", Dir: "/tmp"}, "no command, args or dir"},
-		{"stdio transport with a url", Server{URL: "http://127.0.0.1/mcp", Transport: "stdio"}, "needs a command"},
-		{"auto transport with a command", Server{Command: "prog", Transport: "auto"}, "needs a url"},
-		{"url scheme not http", Server{URL: "ftp://127.0.0.1/mcp"}, "scheme must be http or https"},
-		{"url without host", Server{URL: "http:///mcp"}, "has no host"},
-		{"url from a placeholder without host", Server{URL: "http://{env.MCPO_TEST_SURELY_UNSET}/mcp"}, "has no host"},
-		{"command resolving to nothing", Server{Command: "{env.MCPO_TEST_SURELY_UNSET}"}, "needs a command"},
+		{"sse with the modern protocol", ServerConfig{URL: "http://127.0.0.1/sse", Transport: "sse", Protocol: "modern"}, "legacy protocol"},
+		{"headers for a stdio server", ServerConfig{Command: "prog", Headers: map[string]string{"A": "b"}}, "no url or headers"},
+		{"dir for an HTTP server", ServerConfig{URL: "http://127.0.0.1/mcp", Dir: "/tmp"}, "no command, args or dir"},
+		{"stdio transport with a url", ServerConfig{URL: "http://127.0.0.1/mcp", Transport: "stdio"}, "needs a command"},
+		{"auto transport with a command", ServerConfig{Command: "prog", Transport: "auto"}, "needs a url"},
+		{"url scheme not http", ServerConfig{URL: "ftp://127.0.0.1/mcp"}, "scheme must be http or https"},
+		{"url without host", ServerConfig{URL: "http:///mcp"}, "has no host"},
+		{"url from a placeholder without host", ServerConfig{URL: "http://{env.MCPO_TEST_SURELY_UNSET}/mcp"}, "has no host"},
+		{"command resolving to nothing", ServerConfig{Command: "{env.MCPO_TEST_SURELY_UNSET}"}, "needs a command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -755,7 +755,7 @@ func TestServerSpec_StdioEnvironmentKeepsOnlyAlwaysInheritedAndNamedVariables(t 
 	t.Setenv("MCPO_TEST_SECRET", "hunter2")
 	t.Setenv("MCPO_TEST_WANTED", "yes")
 
-	s := &Server{Command: "prog"}
+	s := &ServerConfig{Command: "prog"}
 	spec, _, err := s.spec("srv", caddy.NewReplacer())
 	if err != nil {
 		t.Fatal(err)
@@ -879,7 +879,7 @@ func TestChildEnv_IsDeterministic(t *testing.T) {
 	}
 }
 
-func specKeyForTest(t *testing.T, name string, s *Server) string {
+func specKeyForTest(t *testing.T, name string, s *ServerConfig) string {
 	t.Helper()
 	spec, _, err := s.spec(name, caddy.NewReplacer())
 	if err != nil {
@@ -888,8 +888,8 @@ func specKeyForTest(t *testing.T, name string, s *Server) string {
 	return spec.Key()
 }
 
-func stdioServerForTest() *Server {
-	return &Server{
+func stdioServerForTest() *ServerConfig {
+	return &ServerConfig{
 		Command: "uvx",
 		Args:    []string{"mcp-server-time", "--local-timezone=UTC"},
 		Env:     map[string]string{"A": "1", "B": "2"},
@@ -897,8 +897,8 @@ func stdioServerForTest() *Server {
 	}
 }
 
-func httpServerForTest() *Server {
-	return &Server{
+func httpServerForTest() *ServerConfig {
+	return &ServerConfig{
 		URL:     "https://mcp.example.com/mcp",
 		Headers: map[string]string{"Authorization": "Bearer x", "X-A": "a"},
 	}
@@ -936,25 +936,25 @@ func TestSpecKey_ChangesWithIdentityFields(t *testing.T) {
 	t.Setenv("MCPO_TEST_INHERITED", "present")
 	tests := []struct {
 		name   string
-		base   func() *Server
+		base   func() *ServerConfig
 		rename string // a different name for the changed server
-		change func(*Server)
+		change func(*ServerConfig)
 	}{
-		{name: "command", base: stdioServerForTest, change: func(s *Server) { s.Command = "uv" }},
-		{name: "an arg", base: stdioServerForTest, change: func(s *Server) { s.Args[1] = "--local-timezone=Europe/Paris" }},
-		{name: "an extra arg", base: stdioServerForTest, change: func(s *Server) { s.Args = append(s.Args, "-v") }},
-		{name: "arg order", base: stdioServerForTest, change: func(s *Server) { s.Args[0], s.Args[1] = s.Args[1], s.Args[0] }},
-		{name: "an env value", base: stdioServerForTest, change: func(s *Server) { s.Env["A"] = "changed" }},
-		{name: "an extra env variable", base: stdioServerForTest, change: func(s *Server) { s.Env["C"] = "3" }},
-		{name: "an inherited variable", base: stdioServerForTest, change: func(s *Server) { s.InheritEnv = []string{"MCPO_TEST_INHERITED"} }},
-		{name: "dir", base: stdioServerForTest, change: func(s *Server) { s.Dir = "/srv" }},
-		{name: "protocol", base: stdioServerForTest, change: func(s *Server) { s.Protocol = "legacy" }},
+		{name: "command", base: stdioServerForTest, change: func(s *ServerConfig) { s.Command = "uv" }},
+		{name: "an arg", base: stdioServerForTest, change: func(s *ServerConfig) { s.Args[1] = "--local-timezone=Europe/Paris" }},
+		{name: "an extra arg", base: stdioServerForTest, change: func(s *ServerConfig) { s.Args = append(s.Args, "-v") }},
+		{name: "arg order", base: stdioServerForTest, change: func(s *ServerConfig) { s.Args[0], s.Args[1] = s.Args[1], s.Args[0] }},
+		{name: "an env value", base: stdioServerForTest, change: func(s *ServerConfig) { s.Env["A"] = "changed" }},
+		{name: "an extra env variable", base: stdioServerForTest, change: func(s *ServerConfig) { s.Env["C"] = "3" }},
+		{name: "an inherited variable", base: stdioServerForTest, change: func(s *ServerConfig) { s.InheritEnv = []string{"MCPO_TEST_INHERITED"} }},
+		{name: "dir", base: stdioServerForTest, change: func(s *ServerConfig) { s.Dir = "/srv" }},
+		{name: "protocol", base: stdioServerForTest, change: func(s *ServerConfig) { s.Protocol = "legacy" }},
 		{name: "name", base: stdioServerForTest, rename: "other"},
-		{name: "url", base: httpServerForTest, change: func(s *Server) { s.URL = "https://mcp.example.com/mcp2" }},
-		{name: "url query", base: httpServerForTest, change: func(s *Server) { s.URL += "?k=v" }},
-		{name: "a header value", base: httpServerForTest, change: func(s *Server) { s.Headers["Authorization"] = "Bearer y" }},
-		{name: "an extra header", base: httpServerForTest, change: func(s *Server) { s.Headers["X-B"] = "b" }},
-		{name: "transport", base: httpServerForTest, change: func(s *Server) { s.Transport = "sse" }},
+		{name: "url", base: httpServerForTest, change: func(s *ServerConfig) { s.URL = "https://mcp.example.com/mcp2" }},
+		{name: "url query", base: httpServerForTest, change: func(s *ServerConfig) { s.URL += "?k=v" }},
+		{name: "a header value", base: httpServerForTest, change: func(s *ServerConfig) { s.Headers["Authorization"] = "Bearer y" }},
+		{name: "an extra header", base: httpServerForTest, change: func(s *ServerConfig) { s.Headers["X-B"] = "b" }},
+		{name: "transport", base: httpServerForTest, change: func(s *ServerConfig) { s.Transport = "sse" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -987,15 +987,15 @@ func TestSpecKey_ChangesWhenAResolvedPlaceholderChanges(t *testing.T) {
 func TestSpecKey_IgnoresSettingsThatDoNotIdentifyTheServer(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(*Server)
+		change func(*ServerConfig)
 	}{
-		{"timeout", func(s *Server) { s.Timeout = caddy.Duration(time.Minute) }},
-		{"start_timeout", func(s *Server) { s.StartTimeout = caddy.Duration(time.Minute) }},
-		{"tools", func(s *Server) { s.Tools = []string{"get_current_time"} }},
-		{"disabled_tools", func(s *Server) { s.DisabledTools = []string{"convert_time"} }},
-		{"title", func(s *Server) { s.Title = "Time" }},
-		{"tool_error_status", func(s *Server) { s.ToolErrorStatus = 502 }},
-		{"the configured name", func(s *Server) { s.Name = "configured" }},
+		{"timeout", func(s *ServerConfig) { s.Timeout = caddy.Duration(time.Minute) }},
+		{"start_timeout", func(s *ServerConfig) { s.StartTimeout = caddy.Duration(time.Minute) }},
+		{"tools", func(s *ServerConfig) { s.Tools = []string{"get_current_time"} }},
+		{"disabled_tools", func(s *ServerConfig) { s.DisabledTools = []string{"convert_time"} }},
+		{"title", func(s *ServerConfig) { s.Title = "Time" }},
+		{"tool_error_status", func(s *ServerConfig) { s.ToolErrorStatus = 502 }},
+		{"the configured name", func(s *ServerConfig) { s.Name = "configured" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1118,16 +1118,16 @@ func TestMountName_IsLastSegmentOrMcp(t *testing.T) {
 }
 
 func TestValidateNames_ChecksNamesOfSeveralServers(t *testing.T) {
-	named := func(names ...string) []*Server {
-		var out []*Server
+	named := func(names ...string) []*ServerConfig {
+		var out []*ServerConfig
 		for _, n := range names {
-			out = append(out, &Server{Name: n, Command: "x"})
+			out = append(out, &ServerConfig{Name: n, Command: "x"})
 		}
 		return out
 	}
 	tests := []struct {
 		name    string
-		servers []*Server
+		servers []*ServerConfig
 		single  bool
 		substr  string // "" for no error
 	}{

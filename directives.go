@@ -333,7 +333,7 @@ func parseMaxConcurrent(p *parser) error {
 	return nil
 }
 
-// parseToolErrorStatus reads "tool_error_status <code>"; Server.Validate
+// parseToolErrorStatus reads "tool_error_status <code>"; ServerConfig.Validate
 // checks the range.
 func parseToolErrorStatus(p *parser) error {
 	v, err := p.arg()
@@ -379,7 +379,7 @@ func parseServer(p *parser) error {
 		return err
 	}
 	at := p.d.Token()
-	s := &Server{}
+	s := &ServerConfig{}
 	if !p.d.AllArgs(&s.Name) {
 		return p.argErr()
 	}

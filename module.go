@@ -36,7 +36,7 @@ type Handler struct {
 
 	// The MCP servers to serve. A single server without a name is served at
 	// the mount itself; otherwise every server needs a unique name.
-	Servers []*Server `json:"servers,omitempty"`
+	Servers []*ServerConfig `json:"servers,omitempty"`
 
 	// Claude Desktop / mcpo configuration files (with an "mcpServers"
 	// object) whose servers are added to Servers each time the
@@ -151,7 +151,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // allServers returns the handler's servers followed by those of its config
 // files, each file's validated as it is read.
-func (h *Handler) allServers() ([]*Server, error) {
+func (h *Handler) allServers() ([]*ServerConfig, error) {
 	servers := slices.Clone(h.Servers)
 	if len(h.ConfigFiles) == 0 {
 		return servers, nil // validated with the handler
@@ -172,7 +172,7 @@ func (h *Handler) allServers() ([]*Server, error) {
 // provisionServer resolves a server, takes it from the pool, registers it
 // with the app to start with the configuration, and returns it as the
 // bridge serves it.
-func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *Server, repl *caddy.Replacer) (*bridge.Server, error) {
+func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *ServerConfig, repl *caddy.Replacer) (*bridge.ServerConfig, error) {
 	name := h.serverName(s)
 	r, err := s.resolve(name, h.single(), repl)
 	if err != nil {
@@ -193,12 +193,12 @@ func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *Server, repl *
 
 // bridgeServer returns the server named name, held through l, as the
 // bridge serves it.
-func (h *Handler) bridgeServer(s *Server, name string, l *lease) *bridge.Server {
+func (h *Handler) bridgeServer(s *ServerConfig, name string, l *lease) *bridge.ServerConfig {
 	title := s.Title
 	if h.single() && title == "" {
 		title = h.Title
 	}
-	return &bridge.Server{
+	return &bridge.ServerConfig{
 		Name:            name,
 		Upstream:        l,
 		Tools:           s.Tools,

@@ -16,16 +16,16 @@ import (
 func TestServerSpec_CarriesStopTimeouts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		server Server
+		server ServerConfig
 		want   upstream.Options
 	}{
 		{
 			name:   "defaults",
-			server: Server{Command: "prog"},
+			server: ServerConfig{Command: "prog"},
 		},
 		{
 			name: "lifecycle timeouts reach the upstream",
-			server: Server{Command: "prog", StartTimeout: caddy.Duration(time.Minute),
+			server: ServerConfig{Command: "prog", StartTimeout: caddy.Duration(time.Minute),
 				DrainTimeout: caddy.Duration(5 * time.Second), StopTimeout: caddy.Duration(time.Second), KillTimeout: caddy.Duration(2 * time.Second)},
 			want: upstream.Options{StartTimeout: time.Minute, Drain: 5 * time.Second,
 				Stop: upstream.StopTimeouts{Grace: time.Second, Term: 2 * time.Second}},
@@ -71,35 +71,35 @@ func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
 	const remote = "http://127.0.0.1/mcp"
 	for _, tc := range []struct {
 		name   string
-		server Server
+		server ServerConfig
 		err    string   // a part of the error, or "" for none
 		fields []string // the fields the error is about
 	}{
-		{name: "command", server: Server{Command: "prog"}},
-		{name: "url", server: Server{URL: remote}},
-		{name: "queue with a limit", server: Server{Command: "prog", MaxConcurrent: 2, QueueTimeout: caddy.Duration(time.Second)}},
-		{name: "oauth with client credentials", server: Server{URL: remote, OAuth: &OAuth{Grant: "client_credentials"}}},
-		{name: "placeholders are not checked", server: Server{URL: "{env.MCPO_TEST_URL}", Headers: map[string]string{"A": "{env.B}"}}},
-		{name: "command and url", server: Server{Command: "prog", URL: remote},
+		{name: "command", server: ServerConfig{Command: "prog"}},
+		{name: "url", server: ServerConfig{URL: remote}},
+		{name: "queue with a limit", server: ServerConfig{Command: "prog", MaxConcurrent: 2, QueueTimeout: caddy.Duration(time.Second)}},
+		{name: "oauth with client credentials", server: ServerConfig{URL: remote, OAuth: &OAuth{Grant: "client_credentials"}}},
+		{name: "placeholders are not checked", server: ServerConfig{URL: "{env.MCPO_TEST_URL}", Headers: map[string]string{"A": "{env.B}"}}},
+		{name: "command and url", server: ServerConfig{Command: "prog", URL: remote},
 			err: "command and url are exclusive", fields: []string{"command", "url"}},
-		{name: "neither command nor url", server: Server{Args: []string{"x"}}, err: "needs a command (stdio) or a url (HTTP)"},
-		{name: "unknown transport", server: Server{URL: remote, Transport: "websocket"},
+		{name: "neither command nor url", server: ServerConfig{Args: []string{"x"}}, err: "needs a command (stdio) or a url (HTTP)"},
+		{name: "unknown transport", server: ServerConfig{URL: remote, Transport: "websocket"},
 			err: `unknown transport "websocket"`, fields: []string{"transport"}},
-		{name: "unknown protocol", server: Server{Command: "prog", Protocol: "2099-01-01"},
+		{name: "unknown protocol", server: ServerConfig{Command: "prog", Protocol: "2099-01-01"},
 			err: `unknown protocol "2099-01-01"`, fields: []string{"protocol"}},
-		{name: "env for an HTTP server", server: Server{URL: remote, Env: map[string]string{"A": "b"}},
+		{name: "env for an HTTP server", server: ServerConfig{URL: remote, Env: map[string]string{"A": "b"}},
 			err: "stdio servers only", fields: []string{"env", "inherit_env"}},
-		{name: "inherit_env for an SSE server", server: Server{URL: remote, Transport: "sse", InheritEnv: []string{"HOME"}},
+		{name: "inherit_env for an SSE server", server: ServerConfig{URL: remote, Transport: "sse", InheritEnv: []string{"HOME"}},
 			err: "stdio servers only", fields: []string{"env", "inherit_env"}},
-		{name: "tool error status that is not an error", server: Server{Command: "prog", ToolErrorStatus: 200},
+		{name: "tool error status that is not an error", server: ServerConfig{Command: "prog", ToolErrorStatus: 200},
 			err: "tool_error_status 200: want an HTTP error status (400-599)", fields: []string{"tool_error_status"}},
-		{name: "negative limit", server: Server{Command: "prog", MaxConcurrent: -1},
+		{name: "negative limit", server: ServerConfig{Command: "prog", MaxConcurrent: -1},
 			err: "max_concurrent -1", fields: []string{"max_concurrent"}},
-		{name: "queue without a limit", server: Server{Command: "prog", QueueTimeout: caddy.Duration(time.Second)},
+		{name: "queue without a limit", server: ServerConfig{Command: "prog", QueueTimeout: caddy.Duration(time.Second)},
 			err: "queue_timeout needs max_concurrent", fields: []string{"queue_timeout"}},
-		{name: "oauth for a stdio server", server: Server{Command: "prog", OAuth: &OAuth{}},
+		{name: "oauth for a stdio server", server: ServerConfig{Command: "prog", OAuth: &OAuth{}},
 			err: "servers reached at a url", fields: []string{"oauth"}},
-		{name: "oauth with an unknown grant", server: Server{URL: remote, OAuth: &OAuth{Grant: "password"}},
+		{name: "oauth with an unknown grant", server: ServerConfig{URL: remote, OAuth: &OAuth{Grant: "password"}},
 			err: `oauth grant "password"`, fields: []string{"oauth.grant"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,9 +109,9 @@ func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
 }
 
 func TestHandlerValidate_RefusesWhatCannotWork(t *testing.T) {
-	cmd := func(name string) *Server { return &Server{Name: name, Command: "prog"} }
+	cmd := func(name string) *ServerConfig { return &ServerConfig{Name: name, Command: "prog"} }
 	const cb = "https://caddy.example.com/x/gh/oauth/callback"
-	authCode := &Server{Name: "gh", URL: "https://mcp.example.com/mcp", OAuth: &OAuth{RedirectURI: cb}}
+	authCode := &ServerConfig{Name: "gh", URL: "https://mcp.example.com/mcp", OAuth: &OAuth{RedirectURI: cb}}
 	for _, tc := range []struct {
 		name   string
 		h      Handler
@@ -119,55 +119,55 @@ func TestHandlerValidate_RefusesWhatCannotWork(t *testing.T) {
 		fields []string
 		server int // the index of the server the error is about, -1 for none
 	}{
-		{name: "one unnamed server", h: Handler{Servers: []*Server{{Command: "prog"}}}},
+		{name: "one unnamed server", h: Handler{Servers: []*ServerConfig{{Command: "prog"}}}},
 		{name: "config files only", h: Handler{ConfigFiles: []string{"a.json"}}},
-		{name: "named servers and config files", h: Handler{Servers: []*Server{cmd("a")}, ConfigFiles: []string{"a.json"}}},
+		{name: "named servers and config files", h: Handler{Servers: []*ServerConfig{cmd("a")}, ConfigFiles: []string{"a.json"}}},
 		{name: "no server", h: Handler{Mount: "/x"}, err: "no MCP server configured", server: -1},
-		{name: "bad mount", h: Handler{Mount: "x", Servers: []*Server{cmd("")}}, err: `mount "x"`, fields: []string{"mount"}, server: -1},
-		{name: "an unnamed server among several", h: Handler{Servers: []*Server{cmd("a"), cmd("")}},
+		{name: "bad mount", h: Handler{Mount: "x", Servers: []*ServerConfig{cmd("")}}, err: `mount "x"`, fields: []string{"mount"}, server: -1},
+		{name: "an unnamed server among several", h: Handler{Servers: []*ServerConfig{cmd("a"), cmd("")}},
 			err: "every server needs a name", server: 1},
-		{name: "an unnamed server beside config files", h: Handler{Servers: []*Server{cmd("")}, ConfigFiles: []string{"a.json"}},
+		{name: "an unnamed server beside config files", h: Handler{Servers: []*ServerConfig{cmd("")}, ConfigFiles: []string{"a.json"}},
 			err: "every server needs a name", server: 0},
-		{name: "a name used twice", h: Handler{Servers: []*Server{cmd("a"), cmd("b"), cmd("a")}},
+		{name: "a name used twice", h: Handler{Servers: []*ServerConfig{cmd("a"), cmd("b"), cmd("a")}},
 			err: `server name "a" is used twice`, server: 2},
-		{name: "a reserved name", h: Handler{Servers: []*Server{cmd("a"), cmd("health")}}, err: `"health" is reserved`, server: 1},
-		{name: "a server's own error names it", h: Handler{Servers: []*Server{cmd("a"), {Name: "b", Command: "p", URL: "http://h/mcp"}}},
+		{name: "a reserved name", h: Handler{Servers: []*ServerConfig{cmd("a"), cmd("health")}}, err: `"health" is reserved`, server: 1},
+		{name: "a server's own error names it", h: Handler{Servers: []*ServerConfig{cmd("a"), {Name: "b", Command: "p", URL: "http://h/mcp"}}},
 			err: `server "b": command and url are exclusive`, fields: []string{"command", "url"}, server: 1},
-		{name: "the single server is named after the mount", h: Handler{Mount: "/time/", Servers: []*Server{{}}},
+		{name: "the single server is named after the mount", h: Handler{Mount: "/time/", Servers: []*ServerConfig{{}}},
 			err: `server "time": needs a command`, server: 0},
-		{name: "protect_docs without a key", h: Handler{Servers: []*Server{cmd("")}, ProtectDocs: true},
+		{name: "protect_docs without a key", h: Handler{Servers: []*ServerConfig{cmd("")}, ProtectDocs: true},
 			err: "protect_docs needs an api_key", fields: []string{"protect_docs"}, server: -1},
-		{name: "security with api_key", h: Handler{Servers: []*Server{cmd("")}, APIKeys: []string{"k"}, Security: &SecurityScheme{Type: "basic"}},
+		{name: "security with api_key", h: Handler{Servers: []*ServerConfig{cmd("")}, APIKeys: []string{"k"}, Security: &SecurityScheme{Type: "basic"}},
 			err: "drop one", fields: []string{"security", "api_keys"}, server: -1},
-		{name: "security basic", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "basic"}}},
-		{name: "security cookie", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "cookie", Name: "session"}}},
-		{name: "security of an unknown type", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "oauth"}},
+		{name: "security basic", h: Handler{Servers: []*ServerConfig{cmd("")}, Security: &SecurityScheme{Type: "basic"}}},
+		{name: "security cookie", h: Handler{Servers: []*ServerConfig{cmd("")}, Security: &SecurityScheme{Type: "cookie", Name: "session"}}},
+		{name: "security of an unknown type", h: Handler{Servers: []*ServerConfig{cmd("")}, Security: &SecurityScheme{Type: "oauth"}},
 			err: `security: unknown type "oauth"`, fields: []string{"security.type"}, server: -1},
-		{name: "security query without a name", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "query"}},
+		{name: "security query without a name", h: Handler{Servers: []*ServerConfig{cmd("")}, Security: &SecurityScheme{Type: "query"}},
 			err: "needs the name", fields: []string{"security.name"}, server: -1},
-		{name: "security basic with a name", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "basic", Name: "x"}},
+		{name: "security basic with a name", h: Handler{Servers: []*ServerConfig{cmd("")}, Security: &SecurityScheme{Type: "basic", Name: "x"}},
 			err: "takes no name", fields: []string{"security.name"}, server: -1},
-		{name: "security basic with a bearer format", h: Handler{Servers: []*Server{cmd("")}, Security: &SecurityScheme{Type: "basic", BearerFormat: "JWT"}},
+		{name: "security basic with a bearer format", h: Handler{Servers: []*ServerConfig{cmd("")}, Security: &SecurityScheme{Type: "basic", BearerFormat: "JWT"}},
 			err: "bearer_format applies", fields: []string{"security.bearer_format"}, server: -1},
-		{name: "cors without origins", h: Handler{Servers: []*Server{cmd("")}, CORS: &CORS{}},
+		{name: "cors without origins", h: Handler{Servers: []*ServerConfig{cmd("")}, CORS: &CORS{}},
 			err: "cors needs the origins", fields: []string{"cors.origins"}, server: -1},
-		{name: "cors with a bad origin", h: Handler{Servers: []*Server{cmd("")}, CORS: &CORS{Origins: []string{"*", "https://a.example/x"}}},
+		{name: "cors with a bad origin", h: Handler{Servers: []*ServerConfig{cmd("")}, CORS: &CORS{Origins: []string{"*", "https://a.example/x"}}},
 			err: `cors origin "https://a.example/x"`, fields: []string{"cors.origins"}, server: -1},
-		{name: "an open authorize page", h: Handler{Mount: "/x", Servers: []*Server{cmd("time"), authCode}},
+		{name: "an open authorize page", h: Handler{Mount: "/x", Servers: []*ServerConfig{cmd("time"), authCode}},
 			err: `server "gh": the oauth authorize page would be open to anyone`, fields: []string{"oauth"}, server: 1},
-		{name: "an authorize page guarded by admin_key", h: Handler{Servers: []*Server{authCode}, AdminKeys: []string{"k"}}},
-		{name: "an authorize page guarded by api_key", h: Handler{Servers: []*Server{authCode}, APIKeys: []string{"k"}}},
-		{name: "an authorize page behind another handler", h: Handler{Servers: []*Server{authCode}, Security: &SecurityScheme{Type: "basic"}}},
-		{name: "bytes in flight for two bodies", h: Handler{Servers: []*Server{cmd("")}, MaxRequestBody: 1000, MaxRequestBytesInFlight: 2000}},
-		{name: "bytes in flight for one default body", h: Handler{Servers: []*Server{cmd("")}, MaxRequestBytesInFlight: 8 << 20}},
-		{name: "bytes in flight for less than one body", h: Handler{Servers: []*Server{cmd("")}, MaxRequestBody: 1000, MaxRequestBytesInFlight: 999},
+		{name: "an authorize page guarded by admin_key", h: Handler{Servers: []*ServerConfig{authCode}, AdminKeys: []string{"k"}}},
+		{name: "an authorize page guarded by api_key", h: Handler{Servers: []*ServerConfig{authCode}, APIKeys: []string{"k"}}},
+		{name: "an authorize page behind another handler", h: Handler{Servers: []*ServerConfig{authCode}, Security: &SecurityScheme{Type: "basic"}}},
+		{name: "bytes in flight for two bodies", h: Handler{Servers: []*ServerConfig{cmd("")}, MaxRequestBody: 1000, MaxRequestBytesInFlight: 2000}},
+		{name: "bytes in flight for one default body", h: Handler{Servers: []*ServerConfig{cmd("")}, MaxRequestBytesInFlight: 8 << 20}},
+		{name: "bytes in flight for less than one body", h: Handler{Servers: []*ServerConfig{cmd("")}, MaxRequestBody: 1000, MaxRequestBytesInFlight: 999},
 			err: "max_request_bytes_in_flight 999 is less than max_request_body (1000)", fields: []string{"max_request_bytes_in_flight"}, server: -1},
-		{name: "bytes in flight for less than one default body", h: Handler{Servers: []*Server{cmd("")}, MaxRequestBytesInFlight: 1 << 20},
+		{name: "bytes in flight for less than one default body", h: Handler{Servers: []*ServerConfig{cmd("")}, MaxRequestBytesInFlight: 1 << 20},
 			err: "less than max_request_body (8388608)", fields: []string{"max_request_bytes_in_flight"}, server: -1},
-		{name: "negative bytes in flight", h: Handler{Servers: []*Server{cmd("")}, MaxRequestBytesInFlight: -1},
+		{name: "negative bytes in flight", h: Handler{Servers: []*ServerConfig{cmd("")}, MaxRequestBytesInFlight: -1},
 			err: "max_request_bytes_in_flight -1", fields: []string{"max_request_bytes_in_flight"}, server: -1},
 		{name: "client credentials need no authorize page",
-			h: Handler{Servers: []*Server{{URL: "https://h/mcp", OAuth: &OAuth{Grant: "client_credentials"}}}}},
+			h: Handler{Servers: []*ServerConfig{{URL: "https://h/mcp", OAuth: &OAuth{Grant: "client_credentials"}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.h.Validate()

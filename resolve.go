@@ -67,7 +67,7 @@ type resolved struct {
 
 // resolve resolves a validated server, named name, served at the mount
 // itself when single.
-func (s *Server) resolve(name string, single bool, repl *caddy.Replacer) (resolved, error) {
+func (s *ServerConfig) resolve(name string, single bool, repl *caddy.Replacer) (resolved, error) {
 	var r resolved
 	var err error
 	if r.spec, r.opts, err = s.spec(name, repl); err != nil {
@@ -97,7 +97,7 @@ var alwaysInherited = []string{
 
 // spec resolves placeholders and builds the upstream's identity and
 // options; upstream.Spec.Validate checks the resolved values.
-func (s *Server) spec(name string, repl *caddy.Replacer) (upstream.Spec, upstream.Options, error) {
+func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, upstream.Options, error) {
 	r := func(v string) string { return repl.ReplaceKnown(v, "") }
 	spec := upstream.Spec{Name: name, Command: r(s.Command), Dir: r(s.Dir), URL: r(s.URL)}
 	for _, a := range s.Args {

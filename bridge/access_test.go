@@ -38,7 +38,7 @@ func newGatedBridge(t *testing.T, single bool, a Access) (*Bridge, *echoCaller) 
 	t.Helper()
 	c := &echoCaller{}
 	name := "echo"
-	b, err := New(Config{Servers: []*Server{{Name: name, Upstream: c}}, Single: single, Access: a})
+	b, err := New(Config{Servers: []*ServerConfig{{Name: name, Upstream: c}}, Single: single, Access: a})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,10 +152,10 @@ func TestAPIKeys(t *testing.T) {
 }
 
 func TestAPIKeyMustNotBeEmpty(t *testing.T) {
-	if _, err := New(Config{Servers: []*Server{{Name: "a", Upstream: &echoCaller{}}}, Access: Access{Keys: []string{"k", ""}}}); err == nil || !strings.Contains(err.Error(), "API key 2 is empty") {
+	if _, err := New(Config{Servers: []*ServerConfig{{Name: "a", Upstream: &echoCaller{}}}, Access: Access{Keys: []string{"k", ""}}}); err == nil || !strings.Contains(err.Error(), "API key 2 is empty") {
 		t.Fatalf("err = %v, want one naming the empty key", err)
 	}
-	if _, err := New(Config{Servers: []*Server{{Name: "a", Upstream: &echoCaller{}}}, Access: Access{ProtectDocs: true}}); err == nil {
+	if _, err := New(Config{Servers: []*ServerConfig{{Name: "a", Upstream: &echoCaller{}}}, Access: Access{ProtectDocs: true}}); err == nil {
 		t.Fatal("protecting the documents without a key was accepted")
 	}
 }
@@ -336,7 +336,7 @@ func TestNoAnswerRepeatsACredential(t *testing.T) {
 		for name, h := range headers {
 			t.Run(page.name+", "+name, func(t *testing.T) {
 				c := &echoCaller{}
-				b, err := New(Config{Servers: []*Server{{Name: "echo", Upstream: c, Consent: &recordingConsent{}}}, Single: true, Access: access})
+				b, err := New(Config{Servers: []*ServerConfig{{Name: "echo", Upstream: c, Consent: &recordingConsent{}}}, Single: true, Access: access})
 				if err != nil {
 					t.Fatal(err)
 				}

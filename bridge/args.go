@@ -48,7 +48,7 @@ func object(ms []member) json.RawMessage {
 // arguments back under their wire names, validated against the tool's
 // original input schema (and, for a lenient server, coerced when that makes
 // them valid). It returns the answer to arguments it refuses.
-func prepareArgs(body json.RawMessage, s *Server, rt *route) (json.RawMessage, *httpError) {
+func prepareArgs(body json.RawMessage, s *ServerConfig, rt *route) (json.RawMessage, *httpError) {
 	args := body
 	switch {
 	case rt.input.Wrapped != "":

@@ -46,7 +46,7 @@ func TestPrepareArgs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rt := routeFor(t, tt.schema)
-			got, e := prepareArgs(json.RawMessage(tt.body), &Server{Name: "s", LenientArgs: tt.lenient}, rt)
+			got, e := prepareArgs(json.RawMessage(tt.body), &ServerConfig{Name: "s", LenientArgs: tt.lenient}, rt)
 			status, d := 0, errorDetail{}
 			if e != nil {
 				status, d = e.Status, e.Detail
@@ -78,7 +78,7 @@ func TestPrepareArgs_AToolWhoseSchemaCannotBeCompiledIsNotValidated(t *testing.T
 	if rt.validator != nil {
 		t.Fatal("a schema with an external reference compiled")
 	}
-	got, e := prepareArgs(json.RawMessage(`{"a":1}`), &Server{Name: "s"}, rt)
+	got, e := prepareArgs(json.RawMessage(`{"a":1}`), &ServerConfig{Name: "s"}, rt)
 	if e != nil || string(got) != `{"a":1}` {
 		t.Errorf("forwarded %s, refused with %v", got, e)
 	}

@@ -113,7 +113,7 @@ func BenchmarkServeCall(b *testing.B) {
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
 	}}}
 	br, err := New(Config{
-		Servers: []*Server{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
+		Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
 		Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
 	})
 	if err != nil {

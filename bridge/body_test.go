@@ -79,7 +79,7 @@ func (o *recordingObserver) last() string {
 // newBodyBridge is a single-server Bridge over c with cfg's limits.
 func newBodyBridge(t *testing.T, c Caller, cfg Config) *Bridge {
 	t.Helper()
-	cfg.Servers, cfg.Single = []*Server{{Name: "s", Upstream: c}}, true
+	cfg.Servers, cfg.Single = []*ServerConfig{{Name: "s", Upstream: c}}, true
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -525,7 +525,7 @@ func TestBodiesInFlightShareTheBudget(t *testing.T) {
 func TestAWrappedInputIsForwardedWithoutACopy(t *testing.T) {
 	rt := newRoute("t", "t", &upstream.Tool{Name: "t", InputSchema: json.RawMessage(`{"type":"array"}`)}, "s", zap.NewNop())
 	body := []byte(`{"input":[1,2,3]}`)
-	got, e := prepareArgs(body, &Server{Name: "s"}, rt)
+	got, e := prepareArgs(body, &ServerConfig{Name: "s"}, rt)
 	if e != nil || string(got) != "[1,2,3]" {
 		t.Fatalf("prepareArgs = %s, %v; want [1,2,3]", got, e)
 	}

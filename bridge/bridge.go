@@ -26,9 +26,9 @@ type Caller interface {
 	Status() upstream.Status
 }
 
-// Server configures one MCP server as the bridge exposes it. New fills in
+// ServerConfig configures one MCP server as the bridge exposes it. New fills in
 // the defaults of the fields left zero.
-type Server struct {
+type ServerConfig struct {
 	// Name is the server's path segment in a mount of several servers, and
 	// its name in logs, errors and operation tags.
 	Name string
@@ -63,7 +63,7 @@ type Server struct {
 	Consent Consent
 }
 
-// Defaults for Server and Config fields left zero.
+// Defaults for ServerConfig and Config fields left zero.
 const (
 	DefaultTimeout         = 5 * time.Minute
 	DefaultToolErrorStatus = http.StatusInternalServerError
@@ -74,7 +74,7 @@ const (
 type Config struct {
 	// Servers are the servers of the mount, in the order the documents
 	// list them.
-	Servers []*Server
+	Servers []*ServerConfig
 	// Single serves the only server at the mount itself (<base>/<tool>)
 	// rather than under its name (<base>/<name>/<tool>).
 	Single bool
@@ -119,7 +119,7 @@ type Bridge struct {
 var reservedNames = map[string]bool{"docs": true, "openapi.json": true, "health": true}
 
 // timeoutFor returns the deadline of a call of tool.
-func (s *Server) timeoutFor(tool string) time.Duration {
+func (s *ServerConfig) timeoutFor(tool string) time.Duration {
 	if d, ok := s.ToolTimeouts[tool]; ok && d > 0 {
 		return d
 	}

@@ -174,10 +174,10 @@ func TestWriteError(t *testing.T) {
 }
 
 // newTestBridge returns a single-server Bridge over a fake caller.
-func newTestBridge(t *testing.T, timeout time.Duration) (*Bridge, *Server) {
+func newTestBridge(t *testing.T, timeout time.Duration) (*Bridge, *ServerConfig) {
 	t.Helper()
-	s := &Server{Name: "s", Upstream: &fakeCaller{}, Timeout: timeout}
-	b, err := New(Config{Servers: []*Server{s}, Single: true})
+	s := &ServerConfig{Name: "s", Upstream: &fakeCaller{}, Timeout: timeout}
+	b, err := New(Config{Servers: []*ServerConfig{s}, Single: true})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -396,7 +396,7 @@ func TestACallWhoseClientWentAwayWritesNothing(t *testing.T) {
 	} {
 		ctx, leave := context.WithCancel(context.Background())
 		obs := &recordingObserver{}
-		b, err2 := New(Config{Servers: []*Server{{Name: "s", Upstream: &failingCaller{err: err, leave: leave}}}, Single: true, Observer: obs})
+		b, err2 := New(Config{Servers: []*ServerConfig{{Name: "s", Upstream: &failingCaller{err: err, leave: leave}}}, Single: true, Observer: obs})
 		if err2 != nil {
 			t.Fatal(err2)
 		}

@@ -75,7 +75,7 @@ func TestConsentRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &recordingConsent{fail: tc.fail}
-			b, err := New(Config{Servers: []*Server{{Name: "remote", Upstream: &echoCaller{}, Consent: c}}, Single: tc.single, Access: tc.access})
+			b, err := New(Config{Servers: []*ServerConfig{{Name: "remote", Upstream: &echoCaller{}, Consent: c}}, Single: tc.single, Access: tc.access})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +130,7 @@ func TestConsentRoutes(t *testing.T) {
 }
 
 func TestCallsToAServerThatNeedsAuthorizationSayWhereToAuthorize(t *testing.T) {
-	b, err := New(Config{Servers: []*Server{{Name: "remote", Upstream: &needsAuthCaller{}, Consent: &recordingConsent{}}}})
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "remote", Upstream: &needsAuthCaller{}, Consent: &recordingConsent{}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestCallsToAServerThatNeedsAuthorizationSayWhereToAuthorize(t *testing.T) {
 
 func TestHealthSaysWhereToAuthorize(t *testing.T) {
 	for _, single := range []bool{false, true} {
-		b, err := New(Config{Servers: []*Server{{Name: "remote", Upstream: &needsAuthCaller{}, Consent: &recordingConsent{}}}, Single: single})
+		b, err := New(Config{Servers: []*ServerConfig{{Name: "remote", Upstream: &needsAuthCaller{}, Consent: &recordingConsent{}}}, Single: single})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func (*stuckCaller) Status() upstream.Status {
 }
 
 func TestHealthSaysWhenAServerLastSpokeAndSinceWhenACallWaits(t *testing.T) {
-	b, err := New(Config{Servers: []*Server{
+	b, err := New(Config{Servers: []*ServerConfig{
 		{Name: "stuck", Upstream: &stuckCaller{}},
 		{Name: "idle", Upstream: &fakeCaller{}},
 	}})

@@ -95,7 +95,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 // callFailed is the answer to a call of tool that ran under ctx, with
 // timeout, and failed with err. base is the server's base path as the
 // client sees it.
-func callFailed(ctx context.Context, s *Server, base, tool string, err error, timeout time.Duration) *httpError {
+func callFailed(ctx context.Context, s *ServerConfig, base, tool string, err error, timeout time.Duration) *httpError {
 	var (
 		unavailable *upstream.UnavailableError
 		rpc         *upstream.RPCError
@@ -133,7 +133,7 @@ func callFailed(ctx context.Context, s *Server, base, tool string, err error, ti
 
 // serverDown is the answer to a request for a server whose tools are not
 // known: err is why (current's error). tool is the tool asked for, if any.
-func serverDown(s *Server, base, tool string, err error) *httpError {
+func serverDown(s *ServerConfig, base, tool string, err error) *httpError {
 	var unavailable *upstream.UnavailableError
 	if errors.As(err, &unavailable) {
 		return notReady(s, base, tool, unavailable)
@@ -145,7 +145,7 @@ func serverDown(s *Server, base, tool string, err error) *httpError {
 // notReady is the answer to a request for a server that is not ready:
 // 503, with when to try again, and where to authorize a server that needs
 // it.
-func notReady(s *Server, base, tool string, u *upstream.UnavailableError) *httpError {
+func notReady(s *ServerConfig, base, tool string, u *upstream.UnavailableError) *httpError {
 	e := &httpError{Status: http.StatusServiceUnavailable, Outcome: OutcomeUnavailable, Cause: u,
 		RetryAfter: max(u.RetryAfter, time.Second),
 		Detail:     errorDetail{Server: s.Name, Tool: tool, Message: u.Error() + "; try again later"}}

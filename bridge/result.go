@@ -54,7 +54,7 @@ func renderResult(res *upstream.CallResult, tool *upstream.Tool) []byte {
 // toolError is the answer to a result the tool marked as an error
 // (isError): the server's ToolErrorStatus, with the tool's text as the
 // message.
-func toolError(res *upstream.CallResult, s *Server, tool *upstream.Tool) *httpError {
+func toolError(res *upstream.CallResult, s *ServerConfig, tool *upstream.Tool) *httpError {
 	return &httpError{Status: s.ToolErrorStatus, Outcome: OutcomeToolError,
 		Detail: errorDetail{Message: errorText(res), Server: s.Name, Tool: tool.Name}}
 }

@@ -34,7 +34,7 @@ func jsonEq(t *testing.T, a, b []byte) bool {
 }
 
 var (
-	testServer = &Server{Name: "time", ToolErrorStatus: http.StatusInternalServerError}
+	testServer = &ServerConfig{Name: "time", ToolErrorStatus: http.StatusInternalServerError}
 	plainTool  = &upstream.Tool{Name: "get_time"}
 	typedTool  = &upstream.Tool{Name: "get_sum", OutputSchema: json.RawMessage(`{"type":"object","properties":{"sum":{"type":"number"}}}`)}
 )
@@ -231,7 +231,7 @@ func TestRenderResultToolError(t *testing.T) {
 		{"configured status 200", http.StatusOK, []upstream.Content{text("nope")}, "nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Server{Name: "weather", ToolErrorStatus: tc.status}
+			s := &ServerConfig{Name: "weather", ToolErrorStatus: tc.status}
 			res := &upstream.CallResult{Content: tc.content, IsError: true, Structured: json.RawMessage(`{"ignored":true}`)}
 			w := httptest.NewRecorder()
 			te := toolError(res, s, typedTool)
@@ -261,8 +261,8 @@ func TestRenderResultToolError(t *testing.T) {
 
 // The status a Server gets from New is the default tool error status.
 func TestRenderResultToolErrorDefaultStatus(t *testing.T) {
-	s := &Server{Name: "s", Upstream: &fakeCaller{}}
-	if _, err := New(Config{Servers: []*Server{s}, Single: true}); err != nil {
+	s := &ServerConfig{Name: "s", Upstream: &fakeCaller{}}
+	if _, err := New(Config{Servers: []*ServerConfig{s}, Single: true}); err != nil {
 		t.Fatal(err)
 	}
 	if status := toolError(&upstream.CallResult{IsError: true}, s, plainTool).Status; status != DefaultToolErrorStatus {

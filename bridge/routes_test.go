@@ -157,7 +157,7 @@ func TestRoutesOfAMountOfSeveralServers(t *testing.T) {
 		{"GET", "/time/docs/../openapi.json", 404, "", fmt.Sprintf(timeNotFound, "/docs/../openapi.json")},
 		{"GET", "/./openapi.json", 404, "", fmt.Sprintf(mountNotFound, "/./openapi.json")},
 	}
-	b, err := New(Config{Servers: []*Server{
+	b, err := New(Config{Servers: []*ServerConfig{
 		{Name: "time", Upstream: newListCaller("get_time", "docs"), Consent: &recordingConsent{}},
 		{Name: "other", Upstream: newListCaller("get_time")},
 		{Name: "down", Upstream: newListCaller()},
@@ -198,7 +198,7 @@ func TestRoutesOfASingleServerMount(t *testing.T) {
 		{"POST", "/../get_time", 404, "", fmt.Sprintf(notFound, "/../get_time")},
 		{"POST", "/s/get_time", 404, "", fmt.Sprintf(notFound, "/s/get_time")},
 	}
-	b, err := New(Config{Servers: []*Server{{Name: "s", Upstream: newListCaller("get_time", "health"), Consent: &recordingConsent{}}}, Single: true})
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "s", Upstream: newListCaller("get_time", "health"), Consent: &recordingConsent{}}}, Single: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func testRoutes(t *testing.T, b *Bridge, cases []routeCase) {
 // same server and tool; requests that are not calls are not told.
 func TestObserverSeesEveryCallOnce(t *testing.T) {
 	obs := &recordingObserver{}
-	b, err := New(Config{Observer: obs, Servers: []*Server{
+	b, err := New(Config{Observer: obs, Servers: []*ServerConfig{
 		{Name: "time", Upstream: newListCaller("get_time")},
 		{Name: "down", Upstream: newListCaller()},
 		{Name: "busy", Upstream: newListCaller("get_time"), MaxConcurrent: 1},
@@ -277,7 +277,7 @@ func TestObserverSeesEveryCallOnce(t *testing.T) {
 
 // A page serves on its own too, as if the mount were the root.
 func TestAPageServesAsAtTheRoot(t *testing.T) {
-	b, err := New(Config{Servers: []*Server{{Name: "time", Upstream: newListCaller("get_time")}}})
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "time", Upstream: newListCaller("get_time")}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ type view struct {
 	title     string
 }
 
-func (v *view) titleOr(s *Server) string {
+func (v *view) titleOr(s *ServerConfig) string {
 	if v != nil {
 		return v.title
 	}
@@ -56,7 +56,7 @@ func (v *view) titleOr(s *Server) string {
 
 // serverState holds a server's configuration and its current view.
 type serverState struct {
-	cfg   *Server
+	cfg   *ServerConfig
 	allow map[string]bool // nil: every tool not denied
 	deny  map[string]bool
 	slots slots
@@ -67,7 +67,7 @@ type serverState struct {
 	mu   sync.Mutex           // serializes building views
 }
 
-func newServerState(s *Server, security *openapi3.SecurityScheme) *serverState {
+func newServerState(s *ServerConfig, security *openapi3.SecurityScheme) *serverState {
 	st := &serverState{cfg: s, deny: map[string]bool{}, slots: newSlots(s.MaxConcurrent), security: security}
 	if len(s.Tools) > 0 {
 		st.allow = map[string]bool{}

@@ -523,7 +523,7 @@ func sampleTools() []*upstream.Tool {
 // that listed tools, at /<name>.
 func singleServerDocument(t *testing.T, name, version string, tools []*upstream.Tool) []byte {
 	t.Helper()
-	return servedDocument(t, "/"+name, bridge.Config{Single: true, Servers: []*bridge.Server{
+	return servedDocument(t, "/"+name, bridge.Config{Single: true, Servers: []*bridge.ServerConfig{
 		{Name: name, Upstream: listed{name, version, tools}},
 	}})
 }
@@ -534,7 +534,7 @@ func aggregateDocument(t *testing.T, order []string, servers map[string][]*upstr
 	t.Helper()
 	cfg := bridge.Config{}
 	for _, name := range order {
-		cfg.Servers = append(cfg.Servers, &bridge.Server{Name: name, Upstream: listed{name, "", servers[name]}})
+		cfg.Servers = append(cfg.Servers, &bridge.ServerConfig{Name: name, Upstream: listed{name, "", servers[name]}})
 	}
 	return servedDocument(t, "/", cfg)
 }
