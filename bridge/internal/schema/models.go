@@ -57,196 +57,277 @@ func forModels(s map[string]any) map[string]any {
 const maxModelDepth = 10
 
 // modelSchema rewrites one schema. optional says it is the schema of a
-// property its object does not require.
+// property its object does not require; depth is how far below the
+// arguments it is.
 func modelSchema(s map[string]any, optional bool, depth int) map[string]any {
-	out := map[string]any{}
 	if depth > maxModelDepth {
 		return notDescribed(s)
 	}
-	var notes []string
-	note := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
-	types := typeList(s["type"])
-	nullable := types["null"]
-	delete(types, "null")
+	m := &model{s: s, out: map[string]any{}, optional: optional, depth: depth, types: typeList(s["type"])}
+	m.nullable = m.types["null"]
+	delete(m.types, "null")
+	for _, k := range sortedKeys(s) { // in order: a keyword may read what an earlier one wrote
+		if rewrite, ok := keywordModels[k]; ok {
+			rewrite(m, k, s[k])
+		} else if modelKeywords[k] {
+			m.out[k] = s[k]
+		}
+		// Anything else (x- extensions) is left out.
+	}
+	m.setType()
+	m.setNullable()
+	if len(m.notes) > 0 {
+		desc, _ := m.out["description"].(string)
+		m.out["description"] = strings.TrimSpace(desc + " " + strings.Join(m.notes, " "))
+	}
+	return withItems(m.out)
+}
 
-	for _, k := range sortedKeys(s) {
-		v := s[k]
-		switch k {
-		case "type", "not", "if", "then", "else", "contains", "minContains", "maxContains", "propertyNames",
-			"dependentSchemas", "unevaluatedItems", "unevaluatedProperties", "contentMediaType",
-			"contentEncoding", "contentSchema", "readOnly", "writeOnly", "discriminator":
-		case "properties":
-			props, _ := v.(map[string]any)
-			required := map[string]bool{}
-			for _, r := range stringList(s["required"]) {
-				required[r] = true
-			}
-			o := make(map[string]any, len(props))
-			for _, name := range sortedKeys(props) {
-				if p, ok := modelChild(props[name], !required[name], depth); ok {
-					o[name] = p
-				}
-			}
-			out[k] = o
-		case "required":
-			out[k] = v
-		case "items", "additionalProperties":
-			switch b, isBool := v.(bool); {
-			case isBool && k == "additionalProperties":
-				out[k] = b
-			case isNothing(v): // an array that must be empty
-				out["maxItems"] = json.Number("0")
-			default:
-				out[k], _ = modelChild(v, false, depth)
-			}
-		case "anyOf", "oneOf":
-			var branches []any
-			for _, b := range anyList(v) {
-				if bm, ok := b.(map[string]any); ok && isNullSchema(bm) {
-					nullable = true
-					continue
-				}
-				if c, ok := modelChild(b, false, depth); ok {
-					branches = append(branches, c)
-				}
-			}
-			if prev, ok := out["anyOf"].([]any); ok { // anyOf and oneOf both: either holds
-				branches = append(prev, branches...)
-			}
-			if len(branches) > 0 {
-				out["anyOf"] = branches
-			}
-		case "allOf":
-			for _, b := range anyList(v) {
-				if c, ok := modelChild(b, false, depth); ok {
-					mergeInto(out, c)
-				}
-			}
-		case "const":
-			if str, ok := v.(string); ok {
-				out["enum"] = []any{str}
-			} else if v == nil {
-				nullable = true
-			} else {
-				note("Always %s.", compactJSON(v))
-			}
-			if len(types) == 0 && v != nil {
-				types[jsonType(v)] = true
-			}
-		case "enum":
-			values := anyList(v)
-			var strs []any
-			nulls := 0
-			for _, e := range values {
-				switch e := e.(type) {
-				case nil:
-					nulls++
-				case string:
-					strs = append(strs, e)
-				}
-			}
-			nullable = nullable || nulls > 0
-			switch {
-			case len(strs) > 0 && len(strs)+nulls == len(values):
-				out[k] = strs
-			default:
-				shown := make([]string, len(values))
-				for i, e := range values {
-					shown[i] = compactJSON(e)
-				}
-				note("One of: %s.", strings.Join(shown, ", "))
-			}
-		case "examples":
-			if list := anyList(v); len(list) > 0 {
-				out["example"] = list[0]
-			}
-		case "exclusiveMinimum", "exclusiveMaximum":
-			bound(out, s, k, v, types, note)
-		case "multipleOf":
-			note("A multiple of %s.", compactJSON(v))
-		case "uniqueItems":
-			if v == true {
-				note("Items must be unique.")
-			}
-		case "deprecated":
-			if v == true {
-				note("Deprecated.")
-			}
-		case "x-pattern":
-			note("Must match the pattern %s.", compactJSON(v))
-		case "dependentRequired":
-			deps, _ := v.(map[string]any)
-			for _, name := range sortedKeys(deps) {
-				note("If %s is given, %s must be given too.", name, strings.Join(stringList(deps[name]), ", "))
-			}
-		case "prefixItems":
-			var branches []any
-			var shown []string
-			for _, b := range anyList(v) {
-				c, _ := modelChild(b, false, depth)
-				branches = append(branches, c)
-				shown = append(shown, describeType(c))
-			}
-			note("Items by position: %s.", strings.Join(shown, ", "))
-			rest, hasRest := s["items"]
-			switch {
-			case hasRest && isNothing(rest):
-				out["maxItems"] = json.Number(fmt.Sprint(len(branches)))
-			case hasRest:
-				c, _ := modelChild(rest, false, depth)
-				branches = append(branches, c)
-			}
-			out["items"] = oneSchema(branches)
-		case "patternProperties":
-			pats, _ := v.(map[string]any)
-			var branches []any
-			for _, p := range sortedKeys(pats) {
-				c, _ := modelChild(pats[p], false, depth)
-				branches = append(branches, c)
-				note("Keys matching %s are allowed.", compactJSON(p))
-			}
-			if _, ok := out["additionalProperties"].(map[string]any); !ok && len(branches) > 0 {
-				out["additionalProperties"] = oneSchema(branches)
-			}
-		default:
-			if modelKeywords[k] {
-				out[k] = v
-			}
-			// Anything else (x- extensions) is left out.
+// model is one schema being rewritten by modelSchema.
+type model struct {
+	s        map[string]any // the schema
+	out      map[string]any // what it becomes
+	optional bool
+	depth    int
+	types    map[string]bool // the types it may have, null aside
+	nullable bool            // it may be null
+	notes    []string        // what the description adds
+}
+
+func (m *model) note(format string, args ...any) {
+	m.notes = append(m.notes, fmt.Sprintf(format, args...))
+}
+
+// child rewrites a schema below this one.
+func (m *model) child(v any, optional bool) (map[string]any, bool) {
+	return modelChild(v, optional, m.depth)
+}
+
+// keywordModels rewrite the keywords that are neither kept as they are
+// (modelKeywords) nor left out silently; each gets the keyword's name and
+// value. It is filled in init, as the rewrites call modelSchema.
+var keywordModels map[string]func(m *model, k string, v any)
+
+func init() {
+	keywordModels = map[string]func(m *model, k string, v any){
+		"properties":           (*model).properties,
+		"required":             keep,
+		"items":                (*model).items,
+		"additionalProperties": (*model).items,
+		"anyOf":                (*model).anyOf,
+		"oneOf":                (*model).anyOf,
+		"allOf":                (*model).allOf,
+		"const":                (*model).constant,
+		"enum":                 (*model).enum,
+		"examples":             (*model).examples,
+		"exclusiveMinimum":     (*model).exclusiveBound,
+		"exclusiveMaximum":     (*model).exclusiveBound,
+		"multipleOf":           func(m *model, _ string, v any) { m.note("A multiple of %s.", compactJSON(v)) },
+		"uniqueItems":          noteIfTrue("Items must be unique."),
+		"deprecated":           noteIfTrue("Deprecated."),
+		"x-pattern":            func(m *model, _ string, v any) { m.note("Must match the pattern %s.", compactJSON(v)) },
+		"dependentRequired":    (*model).dependentRequired,
+		"prefixItems":          (*model).prefixItems,
+		"patternProperties":    (*model).patternProperties,
+	}
+	// Left out: the type is set from types once every keyword is read.
+	for _, k := range []string{"type", "not", "if", "then", "else", "contains", "minContains", "maxContains",
+		"propertyNames", "dependentSchemas", "unevaluatedItems", "unevaluatedProperties", "contentMediaType",
+		"contentEncoding", "contentSchema", "readOnly", "writeOnly", "discriminator"} {
+		keywordModels[k] = func(*model, string, any) {}
+	}
+}
+
+func keep(m *model, k string, v any) { m.out[k] = v }
+
+func noteIfTrue(text string) func(m *model, k string, v any) {
+	return func(m *model, _ string, v any) {
+		if v == true {
+			m.note("%s", text)
 		}
 	}
+}
 
-	switch names := sortedKeys(types); {
-	case len(names) == 1:
-		out["type"] = names[0]
-	case len(names) > 1:
-		if items, ok := out["items"].(map[string]any); ok && len(items) == 0 {
-			delete(out, "items") // the array branch says it
+func (m *model) properties(k string, v any) {
+	props, _ := v.(map[string]any)
+	required := map[string]bool{}
+	for _, r := range stringList(m.s["required"]) {
+		required[r] = true
+	}
+	o := make(map[string]any, len(props))
+	for _, name := range sortedKeys(props) {
+		if p, ok := m.child(props[name], !required[name]); ok {
+			o[name] = p
 		}
-		if _, has := out["anyOf"]; !has {
+	}
+	m.out[k] = o
+}
+
+// items rewrites items and additionalProperties.
+func (m *model) items(k string, v any) {
+	switch b, isBool := v.(bool); {
+	case isBool && k == "additionalProperties":
+		m.out[k] = b
+	case isNothing(v): // an array that must be empty
+		m.out["maxItems"] = json.Number("0")
+	default:
+		m.out[k], _ = m.child(v, false)
+	}
+}
+
+// anyOf rewrites anyOf and oneOf: either holds, a null branch makes the
+// schema nullable.
+func (m *model) anyOf(_ string, v any) {
+	var branches []any
+	for _, b := range anyList(v) {
+		if bm, ok := b.(map[string]any); ok && isNullSchema(bm) {
+			m.nullable = true
+			continue
+		}
+		if c, ok := m.child(b, false); ok {
+			branches = append(branches, c)
+		}
+	}
+	if prev, ok := m.out["anyOf"].([]any); ok { // anyOf and oneOf both
+		branches = append(prev, branches...)
+	}
+	if len(branches) > 0 {
+		m.out["anyOf"] = branches
+	}
+}
+
+func (m *model) allOf(_ string, v any) {
+	for _, b := range anyList(v) {
+		if c, ok := m.child(b, false); ok {
+			mergeInto(m.out, c)
+		}
+	}
+}
+
+// constant makes a string const a one-value enum, and says others.
+func (m *model) constant(_ string, v any) {
+	if str, ok := v.(string); ok {
+		m.out["enum"] = []any{str}
+	} else if v == nil {
+		m.nullable = true
+	} else {
+		m.note("Always %s.", compactJSON(v))
+	}
+	if len(m.types) == 0 && v != nil {
+		m.types[jsonType(v)] = true
+	}
+}
+
+// enum keeps an enum of strings (and null), and says others.
+func (m *model) enum(k string, v any) {
+	values := anyList(v)
+	var strs []any
+	nulls := 0
+	for _, e := range values {
+		switch e := e.(type) {
+		case nil:
+			nulls++
+		case string:
+			strs = append(strs, e)
+		}
+	}
+	m.nullable = m.nullable || nulls > 0
+	if len(strs) > 0 && len(strs)+nulls == len(values) {
+		m.out[k] = strs
+		return
+	}
+	shown := make([]string, len(values))
+	for i, e := range values {
+		shown[i] = compactJSON(e)
+	}
+	m.note("One of: %s.", strings.Join(shown, ", "))
+}
+
+func (m *model) examples(_ string, v any) {
+	if list := anyList(v); len(list) > 0 {
+		m.out["example"] = list[0]
+	}
+}
+
+func (m *model) exclusiveBound(k string, v any) { bound(m.out, m.s, k, v, m.types, m.note) }
+
+func (m *model) dependentRequired(_ string, v any) {
+	deps, _ := v.(map[string]any)
+	for _, name := range sortedKeys(deps) {
+		m.note("If %s is given, %s must be given too.", name, strings.Join(stringList(deps[name]), ", "))
+	}
+}
+
+// prefixItems lets items match any position's schema, and says the order.
+func (m *model) prefixItems(_ string, v any) {
+	var branches []any
+	var shown []string
+	for _, b := range anyList(v) {
+		c, _ := m.child(b, false)
+		branches = append(branches, c)
+		shown = append(shown, describeType(c))
+	}
+	m.note("Items by position: %s.", strings.Join(shown, ", "))
+	rest, hasRest := m.s["items"]
+	switch {
+	case hasRest && isNothing(rest):
+		m.out["maxItems"] = json.Number(fmt.Sprint(len(branches)))
+	case hasRest:
+		c, _ := m.child(rest, false)
+		branches = append(branches, c)
+	}
+	m.out["items"] = oneSchema(branches)
+}
+
+// patternProperties lets other properties match any pattern's schema, and
+// says the patterns.
+func (m *model) patternProperties(_ string, v any) {
+	pats, _ := v.(map[string]any)
+	var branches []any
+	for _, p := range sortedKeys(pats) {
+		c, _ := m.child(pats[p], false)
+		branches = append(branches, c)
+		m.note("Keys matching %s are allowed.", compactJSON(p))
+	}
+	if _, ok := m.out["additionalProperties"].(map[string]any); !ok && len(branches) > 0 {
+		m.out["additionalProperties"] = oneSchema(branches)
+	}
+}
+
+// setType writes the type: one type, or an anyOf of one per type.
+func (m *model) setType() {
+	switch names := sortedKeys(m.types); {
+	case len(names) == 1:
+		m.out["type"] = names[0]
+	case len(names) > 1:
+		if items, ok := m.out["items"].(map[string]any); ok && len(items) == 0 {
+			delete(m.out, "items") // the array branch says it
+		}
+		if _, has := m.out["anyOf"]; !has {
 			branches := make([]any, len(names))
 			for i, t := range names {
 				branches[i] = withItems(map[string]any{"type": t})
 			}
-			out["anyOf"] = branches
+			m.out["anyOf"] = branches
 		}
-	case nullable && s["type"] == "null":
-		out["type"] = "null"
-		nullable = false
+	case m.nullable && m.s["type"] == "null":
+		m.out["type"] = "null"
+		m.nullable = false
 	}
-	if nullable {
-		if out["default"] == nil {
-			delete(out, "default")
-		}
-		if !optional {
-			note("May be null.")
-		}
+}
+
+// setNullable drops a null default, and says that a required schema may
+// be null (an optional one may be left out instead).
+func (m *model) setNullable() {
+	if !m.nullable {
+		return
 	}
-	if len(notes) > 0 {
-		desc, _ := out["description"].(string)
-		out["description"] = strings.TrimSpace(desc + " " + strings.Join(notes, " "))
+	if m.out["default"] == nil {
+		delete(m.out, "default")
 	}
-	return withItems(out)
+	if !m.optional {
+		m.note("May be null.")
+	}
 }
 
 // notDescribed stands in for a schema nested too deeply to describe.
