@@ -211,3 +211,35 @@ func TestHealthSaysWhenAServerLastSpokeAndSinceWhenACallWaits(t *testing.T) {
 		}
 	}
 }
+
+// listingCounter is a ready server that counts how often its tool listing
+// is read.
+type listingCounter struct {
+	fakeCaller
+	reads int
+}
+
+func (c *listingCounter) Tools() *upstream.ToolSet {
+	c.reads++
+	return &upstream.ToolSet{Tools: []*upstream.Tool{{Name: "health"}, {Name: "docs"}}}
+}
+
+func TestTheHealthReportDoesNotReadTheToolListing(t *testing.T) {
+	c := &listingCounter{}
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "solo", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		if w := serve(b, method, "/health", nil); w.Code != http.StatusOK {
+			t.Fatalf("%s /health: %d %s", method, w.Code, w.Body)
+		}
+	}
+	if c.reads != 0 {
+		t.Errorf("the health report read the tool listing %d times: a probe would build the document of each new listing", c.reads)
+	}
+	// A tool named health is still called with POST, and OPTIONS lists it.
+	if w := serve(b, http.MethodOptions, "/health", nil); !strings.Contains(w.Header().Get("Allow"), http.MethodPost) {
+		t.Errorf("OPTIONS /health: Allow %q, want POST for the tool named health", w.Header().Get("Allow"))
+	}
+}

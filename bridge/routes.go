@@ -178,7 +178,11 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 		seg  string
 		down error
 	)
-	if p.toolMethods != nil {
+	// A page that may also be a tool's path (/docs, and /health of a
+	// single server) looks the tool up only for a method the page itself
+	// does not answer, or for OPTIONS, which lists both: a GET of the
+	// health report must not build the server's view of a new listing.
+	if p.toolMethods != nil && (p.methods == nil || r.Method == http.MethodOptions || !slices.Contains(p.methods, r.Method)) {
 		seg = r.URL.Path[len(p.prefix)+1:]
 		var v *view
 		v, down = p.server.current(b.log)
