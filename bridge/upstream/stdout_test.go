@@ -223,7 +223,12 @@ func TestUpstream_BoundsTheJunkLinesItLogs(t *testing.T) {
 	if n := len(logs.FilterMessageSnippet("wrote a line to stdout").All()); n != junkBurst {
 		t.Errorf("%d junk lines logged, want %d", n, junkBurst)
 	}
-	_ = u.Close() // the end of the stream says how many were left out
+	// The end of the stream says how many were left out, once the
+	// transport's reader, which may outlive Close by a moment, sees it.
+	_ = u.Close()
+	eventually(t, "the summary of the junk lines left out", func() bool {
+		return logs.FilterMessageSnippet("more lines to stdout").Len() > 0
+	})
 	summary := logs.FilterMessageSnippet("more lines to stdout").All()
 	if len(summary) != 1 || summary[0].ContextMap()["lines"] != int64(500-junkBurst) {
 		t.Errorf("summary = %v, want one saying %d lines", summary, 500-junkBurst)
