@@ -274,11 +274,14 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, deadlin
 // by a call under way.
 func (us *userSessions) busy() error {
 	us.mu.Lock()
-	limit := us.settings.max
-	us.mu.Unlock()
+	defer us.mu.Unlock()
+	return us.busyLocked()
+}
+
+func (us *userSessions) busyLocked() error {
 	return &bridge.RefusedError{Status: http.StatusTooManyRequests, RetryAfter: time.Second, Message: fmt.Sprintf(
 		"server %q runs a session for each caller, at most %d at once (max_sessions), and every one has a call under way; try again shortly",
-		us.name, limit)}
+		us.name, us.settings.max)}
 }
 
 // prepare creates the working directory of a session whose directory is
@@ -513,7 +516,7 @@ func (us *userSessions) startListingLocked() error {
 	}
 	victim, ok := us.takeLocked()
 	if !ok {
-		return us.busy()
+		return us.busyLocked()
 	}
 	s := &userSession{key: listingKey, id: us.settings.listAs}
 	s.u = upstream.New(spec, us.options(), us.sessionLogger(s))

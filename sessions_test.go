@@ -744,3 +744,31 @@ func TestUserSessions_ACallersChangedToolsBecomeTheServersListing(t *testing.T) 
 		return n == 0 && !slices.ContainsFunc(l.Tools().Tools, func(t *upstream.Tool) bool { return t.Name == "alices_tool" })
 	})
 }
+
+func TestUserSessions_ARefreshWithoutAReadySessionOrAFreeSlotIsRefused(t *testing.T) {
+	sh := lookSh(t)
+	p := newTestPool(t)
+	l := p.leaseServer(perUserFixture(func(s *ServerConfig) {
+		s.MaxSessions = 1
+		s.Args = append([]string{"-c", `test "$FIXTURE_USER" != slow || sleep 2; exec "$0" "$@"`, s.Command}, s.Args...)
+		s.Command = sh
+	}), true)
+	listed(t, l)
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.CallTool(as(t, "slow"), "echo", json.RawMessage(`{"message":"hi"}`))
+		done <- err
+	}()
+	waitFor(t, "slow's session starting", func() bool { n, _, _ := l.Sessions(); return n == 1 })
+	err := l.entry.refresh()
+	var unavailable *upstream.UnavailableError
+	if !errors.As(err, &unavailable) || !strings.Contains(err.Error(), "max_sessions") {
+		t.Errorf("refresh while the only slot holds a session starting: %v, want the server unavailable for want of a slot", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("slow's call: %v", err)
+	}
+	if err := l.entry.refresh(); err != nil {
+		t.Errorf("refresh through slow's session: %v", err)
+	}
+}
