@@ -170,9 +170,6 @@ func TestSessions_TwoUsersOfServerMemoryNeverSeeEachOthersEntities(t *testing.T)
 			t.Errorf("no memory file %s: %v", f, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "mcpo.json")); err != nil {
-		t.Logf("the listing session (as mcpo) wrote no memory file: %v", err)
-	}
 
 	// Health counts the sessions of the private server, and none of the
 	// shared one's.
