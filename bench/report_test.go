@@ -133,3 +133,26 @@ func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
 		t.Error("results.png drawn without a path measured")
 	}
 }
+
+func TestWriteGivesWhatASessionPerCallerCostsAndItsTarget(t *testing.T) {
+	r := &Results{Started: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Sessions: &Sessions{
+		NewCallers: 40, FirstCall: Latency{P50: 12.5, P99: 30.25}, NextCall: Latency{P50: 0.4, P99: 1.2},
+		SharedCall: Latency{P50: 0.38, P99: 1.1}, Users: 16, Concurrency: 16,
+		PerUser: LoadResult{Throughput: 9000, Latency: Latency{P99: 5}}, Shared: LoadResult{Throughput: 10000, Latency: Latency{P99: 4}},
+		IdleSessions: 40, BaseKiB: 40000, PerSessionKiB: 150, UpstreamKiB: 9000,
+	}}
+	dir := writeResults(t, r,
+		"| first call of a new caller, its session's start included (p50 / p99 of 40) | 12.50 / 30.25 ms | |",
+		"| calls after it, one at a time (p50 / p99) | 0.400 / 1.200 ms | 0.380 / 1.100 ms |",
+		"| throughput, 16 callers at concurrency 16 | 9000 calls/s | 10000 calls/s |",
+		"Caddy's resident memory per idle caller's session (40 started): 150 KiB, over 40000 KiB; each session's echo server process, not counted: 9000 KiB.",
+		"throughput of 16 callers with a session each at concurrency 16 ≥ 0.9× a shared server's: 0.90×, met",
+	)
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(md), "**Throughput**") || strings.Contains(string(md), "mcpo's") {
+		t.Errorf("results.md has what the run did not measure:\n%s", md)
+	}
+}
