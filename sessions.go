@@ -202,10 +202,17 @@ func (us *userSessions) callTool(ctx context.Context, name string, args json.Raw
 		return nil, err
 	}
 	defer us.release(s)
-	if err := us.waitReady(ctx, s, deadline); err != nil {
-		return nil, err
+	// A session not ready yet refuses the call before sending anything:
+	// wait for it, and call again.
+	res, err := s.u.CallTool(ctx, name, args)
+	var unavailable *upstream.UnavailableError
+	if errors.As(err, &unavailable) && (unavailable.State == upstream.StateIdle || unavailable.State == upstream.StateStarting) {
+		if err := us.waitReady(ctx, s, deadline); err != nil {
+			return nil, err
+		}
+		res, err = s.u.CallTool(ctx, name, args)
 	}
-	return s.u.CallTool(ctx, name, args)
+	return res, err
 }
 
 // acquire returns the caller's session, counting a call, after starting
@@ -318,9 +325,10 @@ func (us *userSessions) release(s *userSession) {
 	us.adoptLocked(s)
 }
 
-// waitReady waits until s is ready, within ctx and deadline. A session
-// that failed to start fails the call with an *upstream.UnavailableError
-// (503, with when to try again), as a shared server's does.
+// waitReady waits until s is ready, within ctx and deadline, and takes up
+// its listing. A session that failed to start fails the call with an
+// *upstream.UnavailableError (503, with when to try again), as a shared
+// server's does.
 func (us *userSessions) waitReady(ctx context.Context, s *userSession, deadline time.Time) error {
 	var timeout <-chan time.Time
 	for {

@@ -316,10 +316,16 @@ func markdownSessions(b *bytes.Buffer, s *Sessions) {
 		s.NewCallers, s.FirstCall.P50, s.FirstCall.P99)
 	fmt.Fprintf(b, "| calls after it, one at a time (p50 / p99) | %.3f / %.3f ms | %.3f / %.3f ms |\n",
 		s.NextCall.P50, s.NextCall.P99, s.SharedCall.P50, s.SharedCall.P99)
-	fmt.Fprintf(b, "| throughput, %d callers at concurrency %d | %.0f calls/s | %.0f calls/s |\n",
-		s.Users, s.Concurrency, s.PerUser.Throughput, s.Shared.Throughput)
-	fmt.Fprintf(b, "| p99 latency, %d callers at concurrency %d | %.2f ms | %.2f ms |\n",
-		s.Users, s.Concurrency, s.PerUser.Latency.P99, s.Shared.Latency.P99)
+	fmt.Fprintf(b, "\n| upstream, %d callers at concurrency %d | session per caller | shared | ratio | one caller's session alone | CPU per call, Caddy + upstreams: per caller / shared / one caller |\n|---|---:|---:|---:|---:|---:|\n",
+		s.Users, s.Concurrency)
+	cpu := func(c SessionCell) string {
+		return fmt.Sprintf("%.0f + %.0f µs", c.CaddyCPUPerCallUS, c.UpstreamCPUPerCallUS)
+	}
+	for _, l := range s.Loads {
+		fmt.Fprintf(b, "| %s | %.0f calls/s | %.0f calls/s | %s | %.0f calls/s | %s / %s / %s |\n", l.Case,
+			l.PerUser.Load.Throughput, l.Shared.Load.Throughput, ratio(l.PerUser.Load.Throughput, l.Shared.Load.Throughput),
+			l.OneUser.Load.Throughput, cpu(l.PerUser), cpu(l.Shared), cpu(l.OneUser))
+	}
 	fmt.Fprintf(b, "\n- Caddy's resident memory per idle caller's session (%d started): %.0f KiB, over %.0f KiB; each session's echo server process, not counted: %.0f KiB.\n",
 		s.IdleSessions, s.PerSessionKiB, s.BaseKiB, s.UpstreamKiB)
 }
@@ -328,9 +334,13 @@ func markdownSessions(b *bytes.Buffer, s *Sessions) {
 // and of sessions per caller.
 func markdownTargets(b *bytes.Buffer, r *Results) {
 	fmt.Fprintf(b, "\n**Targets** (echo upstream)\n\n")
-	if s := r.Sessions; s != nil && s.Shared.Throughput > 0 {
-		target(b, fmt.Sprintf("throughput of %d callers with a session each at concurrency %d ≥ 0.9× a shared server's", s.Users, s.Concurrency),
-			s.PerUser.Throughput/s.Shared.Throughput, 0.9)
+	if s := r.Sessions; s != nil {
+		for _, l := range s.Loads {
+			if l.Shared.Load.Throughput > 0 {
+				target(b, fmt.Sprintf("%s: throughput of %d callers with a session each at concurrency %d ≥ 0.9× a shared server's",
+					l.Case, s.Users, s.Concurrency), l.PerUser.Load.Throughput/l.Shared.Load.Throughput, 0.9)
+			}
+		}
 	}
 	if len(r.Cells) == 0 {
 		return

@@ -27,13 +27,11 @@ type Sessions struct {
 	FirstCall  Latency `json:"first_call"`
 	NextCall   Latency `json:"next_call"`
 	SharedCall Latency `json:"shared_call"`
-	// PerUser is Users callers, each with a session of their own, calling
-	// from Concurrency clients at once; Shared the same load on the shared
-	// server.
-	Users       int        `json:"users"`
-	Concurrency int        `json:"concurrency"`
-	PerUser     LoadResult `json:"per_user"`
-	Shared      LoadResult `json:"shared"`
+	// Loads are Users callers calling from Concurrency clients at once,
+	// by upstream case.
+	Users       int           `json:"users"`
+	Concurrency int           `json:"concurrency"`
+	Loads       []SessionLoad `json:"loads"`
 	// IdleSessions sessions of callers were started and left idle: Caddy's
 	// resident memory grew from BaseKiB by PerSessionKiB each. UpstreamKiB
 	// is one echo server process's, not counted.
@@ -41,6 +39,25 @@ type Sessions struct {
 	BaseKiB       float64 `json:"base_kib"`
 	PerSessionKiB float64 `json:"per_idle_session_kib"`
 	UpstreamKiB   float64 `json:"upstream_process_kib"`
+}
+
+// SessionLoad is one upstream case called by Users callers at once: with
+// a session each, on the shared server, and, to tell the per-user path's
+// own cost from that of running Users processes, by one caller alone
+// (OneUser, a single session).
+type SessionLoad struct {
+	Case    string      `json:"case"`
+	PerUser SessionCell `json:"per_user"`
+	OneUser SessionCell `json:"one_user"`
+	Shared  SessionCell `json:"shared"`
+}
+
+// SessionCell is one load, with the CPU time per call of Caddy and of the
+// upstream processes.
+type SessionCell struct {
+	Load                 LoadResult `json:"load"`
+	CaddyCPUPerCallUS    float64    `json:"caddy_cpu_us_per_call"`
+	UpstreamCPUPerCallUS float64    `json:"upstream_cpu_us_per_call"`
 }
 
 const (
@@ -104,10 +121,11 @@ func (e *env) sessions(ctx context.Context) (*Sessions, error) {
 		return nil, err
 	}
 	defer c.close()
-	url := func(server string) string { return c.base + "/s/" + server + "/echo" }
-	as := func(server string, user func() string) caller {
-		return postCallerAs(c.client, url(server), []byte(echo.Args), echo.want, user)
+	// call calls a case's tool on a server, as user.
+	call := func(uc upstreamCase, server string, user func() string) caller {
+		return postCallerAs(c.client, c.base+"/s/"+server+"/"+uc.Tool, []byte(uc.Args), uc.want, user)
 	}
+	as := func(server string, user func() string) caller { return call(echo, server, user) }
 	named := func(name string) func() string { return func() string { return name } }
 
 	// First calls, each starting a session.
@@ -129,7 +147,7 @@ func (e *env) sessions(ctx context.Context) (*Sessions, error) {
 	log.Printf("sessions: first call of a new caller p50 %.2f ms (p99 %.2f); then %.3f ms, shared %.3f ms (p50)",
 		res.FirstCall.P50, res.FirstCall.P99, res.NextCall.P50, res.SharedCall.P50)
 
-	// Users callers at once against the shared server.
+	// Users callers at once, against the shared server.
 	users := make([]string, res.Users)
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%02d", i)
@@ -139,16 +157,51 @@ func (e *env) sessions(ctx context.Context) (*Sessions, error) {
 	}
 	var turn atomic.Int64
 	roundRobin := func() string { return users[int(turn.Add(1))%len(users)] }
-	res.PerUser = runLoad(ctx, as("user", roundRobin), res.Concurrency, echo.warm, echo.calls, 3*time.Minute)
-	res.Shared = runLoad(ctx, as("shared", roundRobin), res.Concurrency, echo.warm, echo.calls, 3*time.Minute)
-	if err := loadErr(res.PerUser, res.Shared); err != nil {
-		return nil, err
+	for _, uc := range cases(e.o.quick)[:2] { // echo, sleep 10 ms
+		load := SessionLoad{Case: uc.Name}
+		for _, run := range []struct {
+			cell *SessionCell
+			call caller
+		}{
+			{&load.PerUser, call(uc, "user", roundRobin)},
+			{&load.Shared, call(uc, "shared", roundRobin)},
+			{&load.OneUser, call(uc, "user", named(users[0]))},
+		} {
+			if *run.cell, err = e.sessionCell(ctx, c, run.call, res.Concurrency, uc); err != nil {
+				return nil, fmt.Errorf("%s: %w", uc.Name, err)
+			}
+		}
+		res.Loads = append(res.Loads, load)
+		log.Printf("sessions: %-11s %d callers at c=%d: %6.0f calls/s with a session each, %6.0f shared (%.2f×), %6.0f with one caller's session",
+			uc.Name, res.Users, res.Concurrency, load.PerUser.Load.Throughput, load.Shared.Load.Throughput,
+			load.PerUser.Load.Throughput/load.Shared.Load.Throughput, load.OneUser.Load.Throughput)
 	}
-	log.Printf("sessions: %d callers at c=%d: %.0f calls/s with a session each, %.0f shared (%.2f×)",
-		res.Users, res.Concurrency, res.PerUser.Throughput, res.Shared.Throughput, res.PerUser.Throughput/res.Shared.Throughput)
 	c.close()
 
 	return res, e.idleSessionMemory(ctx, res)
+}
+
+// sessionCell runs a load, measuring the CPU time per call of Caddy and of
+// the echo server processes.
+func (e *env) sessionCell(ctx context.Context, c *caddyPath, call caller, conc int, uc upstreamCase) (SessionCell, error) {
+	upstreams := func() []procInfo {
+		var out []procInfo
+		for _, p := range tree(c.p.pid()) {
+			if strings.Contains(p.cmdline, e.echoBin) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	p0, u0 := usageOf(c.proxy()), usageOf(upstreams())
+	l := runLoad(ctx, call, conc, uc.warm, uc.calls, 3*time.Minute)
+	p1, u1 := usageOf(c.proxy()), usageOf(upstreams())
+	calls := float64(l.Calls + uc.warm)
+	return SessionCell{
+		Load:                 l,
+		CaddyCPUPerCallUS:    float64((p1.cpu - p0.cpu).Microseconds()) / calls,
+		UpstreamCPUPerCallUS: float64((u1.cpu - u0.cpu).Microseconds()) / calls,
+	}, loadErr(l)
 }
 
 // loadErr reports the first failed call of loads.
