@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,7 +30,7 @@ type Sessions struct {
 	NextCall   Latency `json:"next_call"`
 	SharedCall Latency `json:"shared_call"`
 	// Loads are Users callers calling from Concurrency clients at once,
-	// by upstream case.
+	// by upstream case; each the median of sessionsRounds.
 	Users       int           `json:"users"`
 	Concurrency int           `json:"concurrency"`
 	Loads       []SessionLoad `json:"loads"`
@@ -68,6 +70,7 @@ const (
 	sessionsUsers      = 16
 	sessionsConc       = 16
 	sessionsIdle       = 40
+	sessionsRounds     = 3 // of each load
 )
 
 // sessionsSite is a mount with the echo server twice: with a session per
@@ -157,19 +160,35 @@ func (e *env) sessions(ctx context.Context) (*Sessions, error) {
 	}
 	var turn atomic.Int64
 	roundRobin := func() string { return users[int(turn.Add(1))%len(users)] }
+	rounds := sessionsRounds
+	if e.o.quick {
+		rounds = 1
+	}
 	for _, uc := range cases(e.o.quick)[:2] { // echo, sleep 10 ms
 		load := SessionLoad{Case: uc.Name}
-		for _, run := range []struct {
-			cell *SessionCell
-			call caller
+		runs := []struct {
+			cell  *SessionCell
+			call  caller
+			cells []SessionCell
 		}{
-			{&load.PerUser, call(uc, "user", roundRobin)},
-			{&load.Shared, call(uc, "shared", roundRobin)},
-			{&load.OneUser, call(uc, "user", named(users[0]))},
-		} {
-			if *run.cell, err = e.sessionCell(ctx, c, run.call, res.Concurrency, uc); err != nil {
-				return nil, fmt.Errorf("%s: %w", uc.Name, err)
+			{cell: &load.PerUser, call: call(uc, "user", roundRobin)},
+			{cell: &load.Shared, call: call(uc, "shared", roundRobin)},
+			{cell: &load.OneUser, call: call(uc, "user", named(users[0]))},
+		}
+		// The three take turns, so that what else the machine does weighs
+		// on each alike; each keeps its median round.
+		for range rounds {
+			for i := range runs {
+				cell, err := e.sessionCell(ctx, c, runs[i].call, res.Concurrency, uc)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", uc.Name, err)
+				}
+				runs[i].cells = append(runs[i].cells, cell)
 			}
+		}
+		for _, run := range runs {
+			slices.SortFunc(run.cells, func(a, b SessionCell) int { return cmp.Compare(a.Load.Throughput, b.Load.Throughput) })
+			*run.cell = run.cells[len(run.cells)/2]
 		}
 		res.Loads = append(res.Loads, load)
 		log.Printf("sessions: %-11s %d callers at c=%d: %6.0f calls/s with a session each, %6.0f shared (%.2f×), %6.0f with one caller's session",
