@@ -47,6 +47,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		dir <path>
 //		url <url>
 //		header <name> <value>
+//		forward_headers <names...>
+//		meta_identity <key>
 //		transport stdio|streamable_http|sse|auto
 //		protocol auto|legacy|modern|<version>
 //		tools <names...>

@@ -181,7 +181,7 @@ func exampleBlock(d directive) (with, without string) {
 	}
 	switch d.name {
 	case "command", "url", "server", "config":
-	case "header", "oauth", "transport":
+	case "header", "oauth", "transport", "forward_headers":
 		base = []string{"url https://mcp.example.com/mcp"}
 	case "queue_timeout":
 		base = []string{"command prog", "max_concurrent 2"}

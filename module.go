@@ -182,6 +182,10 @@ func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *ServerConfig, 
 		h.logger.Warn("any API key holder can authorize this server with their own account; set admin_key",
 			zap.String("server", name))
 	}
+	if creds := s.forwardedCredentials(); len(creds) > 0 {
+		h.logger.Warn("forward_headers forwards the caller's credentials upstream",
+			zap.String("server", name), zap.Strings("headers", creds))
+	}
 	l, err := shared.acquire(r, owner{log: h.logger, storage: ctx.Storage()})
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", name, err)

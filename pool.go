@@ -56,7 +56,7 @@ func (p *pool) acquire(r resolved, o owner) (*lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lease{pool: p, key: key, entry: val.(*entry), adopt: loaded, opts: r.opts, owner: o}, nil
+	return &lease{pool: p, key: key, entry: val.(*entry), adopt: loaded, opts: r.opts, owner: o, extras: r.extras}, nil
 }
 
 // wait waits for the servers stopping in the background.
@@ -169,6 +169,8 @@ type lease struct {
 	adopt bool // the server ran for an earlier configuration
 	opts  upstream.Options
 	owner owner
+	// extras are what the configuration adds to each call; nil for none.
+	extras *callExtras
 
 	released bool
 }
@@ -178,7 +180,17 @@ func (l *lease) Tools() *upstream.ToolSet { return l.entry.upstream.Tools() }
 
 // CallTool calls a tool of the server.
 func (l *lease) CallTool(ctx context.Context, name string, args json.RawMessage) (*upstream.CallResult, error) {
-	return l.entry.upstream.CallTool(ctx, name, args)
+	return l.entry.upstream.CallTool(l.callExtras(ctx), name, args)
+}
+
+// callExtras returns ctx with what the configuration adds to a call of
+// the caller whose request ctx belongs to (forward_headers, header values
+// resolved per call, meta_identity): ctx itself for a server with none.
+func (l *lease) callExtras(ctx context.Context) context.Context {
+	if l.extras == nil {
+		return ctx
+	}
+	return l.extras.apply(ctx, l.owner.log)
 }
 
 // Status describes the server.

@@ -60,9 +60,10 @@ func resolveKeys(field string, keys []string, repl *caddy.Replacer) ([]string, e
 // resolved is a server with its placeholders resolved: what the pool needs
 // to find it running, or to start it.
 type resolved struct {
-	spec  upstream.Spec
-	opts  upstream.Options
-	oauth *oauth.Config // nil without OAuth
+	spec   upstream.Spec
+	opts   upstream.Options
+	oauth  *oauth.Config // nil without OAuth
+	extras *callExtras   // what each call adds; nil for nothing
 }
 
 // resolve resolves a validated server, named name, served at the mount
@@ -80,6 +81,7 @@ func (s *ServerConfig) resolve(name string, single bool, repl *caddy.Replacer) (
 		}
 		r.oauth, r.spec.AuthID = &cfg, id
 	}
+	r.extras = s.callExtras(name)
 	return r, nil
 }
 
@@ -110,11 +112,14 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 	if spec.Protocol, err = upstream.ParseProtocol(s.Protocol); err != nil {
 		return spec, upstream.Options{}, err
 	}
-	if len(s.Headers) > 0 {
-		spec.Headers = make(map[string]string, len(s.Headers))
-		for k, v := range s.Headers {
-			spec.Headers[k] = r(v)
+	for k, v := range s.Headers {
+		if perRequest(v) {
+			continue // resolved per call (callExtras), not part of the identity
 		}
+		if spec.Headers == nil {
+			spec.Headers = make(map[string]string, len(s.Headers))
+		}
+		spec.Headers[k] = r(v)
 	}
 	if spec.Transport == upstream.TransportStdio {
 		spec.Env = childEnv(os.Environ(), s.InheritEnv, s.Env, r)
