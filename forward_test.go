@@ -319,3 +319,37 @@ func TestForwardedCredentials_AreWhatTheLoadWarnsAbout(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLeaseCallExtras measures what the per-call settings cost a call
+// before it leaves for the server; a server without them pays nothing.
+func BenchmarkLeaseCallExtras(b *testing.B) {
+	const remote = "http://127.0.0.1:9/mcp"
+	for _, bc := range []struct {
+		name   string
+		server ServerConfig
+	}{
+		{"none", ServerConfig{URL: remote, Headers: map[string]string{"Authorization": "Bearer static"}}},
+		{"forward_headers", ServerConfig{URL: remote, ForwardHeaders: []string{"X-OpenWebUI-Chat-Id", "X-OpenWebUI-Message-Id"}}},
+		{"header_template", ServerConfig{URL: remote, Headers: map[string]string{"X-Chat": "chat {http.request.header.X-OpenWebUI-Chat-Id}"}}},
+		{"meta_identity", ServerConfig{URL: remote, MetaIdentity: "example.com/user"}},
+	} {
+		r, err := bc.server.resolve("notes", false, caddy.NewReplacer())
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := &lease{extras: r.extras, owner: owner{log: zap.NewNop()}}
+		req := httptest.NewRequest(http.MethodPost, "/tools/notes/echo", nil)
+		req.Header.Set("X-OpenWebUI-Chat-Id", "c-42")
+		req.Header.Set("X-OpenWebUI-Message-Id", "m-7")
+		caddyhttp.NewTestReplacer(req)
+		ctx := bridge.WithIdentity(req.Context(), bridge.Identity{ID: "u1", Email: "ana@example.com", Name: "Ana"})
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if l.callExtras(ctx) == nil {
+					b.Fatal("no context")
+				}
+			}
+		})
+	}
+}
