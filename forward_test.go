@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -124,13 +123,7 @@ func TestResolve_PerCallSettingsLeaveTheServersIdentityAlone(t *testing.T) {
 	base := ServerConfig{URL: "http://127.0.0.1:9/mcp", Headers: map[string]string{"Authorization": "Bearer {env.MCPO_TEST_TOKEN}"}}
 	resolveKey := func(s ServerConfig) (string, resolved) {
 		t.Helper()
-		if err := s.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		r, err := s.resolve("notes", false, caddy.NewReplacer())
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := resolveServer(t, s)
 		return r.spec.Key(), r
 	}
 	key, r := resolveKey(base)
@@ -176,9 +169,8 @@ func callerRequest(t *testing.T, header http.Header) (context.Context, *caddy.Re
 	return req.Context(), repl
 }
 
-// leaseOf resolves s, leases it from p with a logger recording warnings,
-// starts it and waits until it is ready.
-func leaseOf(t *testing.T, p *testPool, s ServerConfig) (*lease, *observer.ObservedLogs) {
+// resolveServer validates s and resolves it as the server "notes".
+func resolveServer(t *testing.T, s ServerConfig) resolved {
 	t.Helper()
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
@@ -187,6 +179,14 @@ func leaseOf(t *testing.T, p *testPool, s ServerConfig) (*lease, *observer.Obser
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// leaseOf resolves s, leases it from p with a logger recording warnings,
+// starts it and waits until it is ready.
+func leaseOf(t *testing.T, p *testPool, s ServerConfig) (*lease, *observer.ObservedLogs) {
+	t.Helper()
+	r := resolveServer(t, s)
 	r.opts.StartTimeout = testWait
 	core, logs := observer.New(zapcore.WarnLevel)
 	l, err := p.acquire(r, owner{log: zap.New(core)})
@@ -267,7 +267,7 @@ func TestLease_MetaIdentityCarriesTheCallersIdentity(t *testing.T) {
 	p := newTestPool(t)
 	cmd, args, env := fixture.StdioCommand(fixture.Options{})
 	servers := map[string]ServerConfig{
-		"stdio":           {Command: cmd, Args: args, Env: envOf(env), InheritEnv: []string{"*"}},
+		"stdio":           {Command: cmd, Args: args, Env: envMapForTest(env), InheritEnv: []string{"*"}},
 		"streamable_http": {URL: fixture.NewStreamableHTTP(t, fixture.Options{})},
 	}
 	for name, s := range servers {
@@ -292,16 +292,6 @@ func TestLease_MetaIdentityCarriesTheCallersIdentity(t *testing.T) {
 			}
 		})
 	}
-}
-
-// envOf turns KEY=VALUE entries into a map.
-func envOf(env []string) map[string]string {
-	m := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		m[k] = v
-	}
-	return m
 }
 
 func TestForwardedCredentials_AreWhatTheLoadWarnsAbout(t *testing.T) {
