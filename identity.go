@@ -288,27 +288,29 @@ func (x *identifier) identify(r *http.Request, repl *caddy.Replacer, keyUser fun
 func (h *Handler) establish(r *http.Request) *http.Request {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	id, err := h.identity.identify(r, repl, h.bridge.KeyUser)
+	if repl != nil {
+		setIdentityPlaceholders(repl, id)
+	}
 	if err != nil {
 		h.logger.Debug("no caller identity", zap.String("reason", err.Error()))
 		return r.WithContext(bridge.WithIdentityError(r.Context(), err))
-	}
-	if repl != nil {
-		setIdentityPlaceholders(repl, id)
 	}
 	return r.WithContext(bridge.WithIdentity(r.Context(), id))
 }
 
 // setIdentityPlaceholders sets the placeholders of an identity, every one
-// of them (empty when the source does not say), so that they resolve
-// wherever they are used; and {http.auth.user.id} when nothing set it,
-// so that Caddy's access log names the user.
+// of them, empty when the source does not say or there is no identity (so
+// that they resolve to nothing rather than stay as written where Caddy
+// resolves only known placeholders: log_append, header); and
+// {http.auth.user.id} to the ID when nothing set it, so that Caddy's access
+// log names the user.
 func setIdentityPlaceholders(repl *caddy.Replacer, id bridge.Identity) {
 	repl.Set("mcpo.user.id", id.ID)
 	repl.Set("mcpo.user.email", id.Email)
 	repl.Set("mcpo.user.name", id.Name)
 	repl.Set("mcpo.user.role", id.Role)
 	repl.Set("mcpo.user.groups", strings.Join(id.Groups, ","))
-	if v, _ := repl.GetString("http.auth.user.id"); v == "" {
+	if v, _ := repl.GetString("http.auth.user.id"); v == "" && id.ID != "" {
 		repl.Set("http.auth.user.id", id.ID)
 	}
 }

@@ -351,8 +351,8 @@ func TestEstablish_SetsThePlaceholdersAndTheContext(t *testing.T) {
 		{name: "an authentication handler's user is kept", authID: "basic-user",
 			claims: map[string]any{"sub": "u-3", "iss": "open-webui", "exp": now + 60},
 			want:   map[string]string{"mcpo.user.id": "u-3", "http.auth.user.id": "basic-user"}},
-		{name: "a refused token sets nothing", claims: map[string]any{"sub": "u-4", "iss": "open-webui", "exp": now - 3600}, refused: true,
-			want: map[string]string{"http.auth.user.id": ""}},
+		{name: "a refused token: the placeholders resolve to nothing", claims: map[string]any{"sub": "u-4", "iss": "open-webui", "exp": now - 3600},
+			refused: true, want: map[string]string{"mcpo.user.id": "", "mcpo.user.email": "", "mcpo.user.groups": ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repl := caddy.NewReplacer()
@@ -372,8 +372,11 @@ func TestEstablish_SetsThePlaceholdersAndTheContext(t *testing.T) {
 			if ok == tc.refused || (ok && id.ID != tc.want["mcpo.user.id"]) {
 				t.Errorf("the context carries %+v (%v)", id, ok)
 			}
-			if _, set := repl.Get("mcpo.user.id"); set == tc.refused {
-				t.Errorf("{mcpo.user.id} set: %v", set)
+			if _, set := repl.Get("mcpo.user.email"); !set {
+				t.Error("{mcpo.user.email} is not set")
+			}
+			if _, set := repl.Get("http.auth.user.id"); set != (tc.authID != "" || !tc.refused) {
+				t.Errorf("{http.auth.user.id} set: %v", set)
 			}
 		})
 	}

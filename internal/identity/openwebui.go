@@ -29,7 +29,7 @@ const (
 	MinSecretBytes = 32
 	// MaxTokenBytes bounds the tokens read: Open WebUI's are a few hundred
 	// bytes.
-	MaxTokenBytes = 8 << 10
+	MaxTokenBytes = 16 << 10
 )
 
 // Why a token is refused, in words the caller (an LLM relaying them to a
