@@ -12,10 +12,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/identity/jwttest"
 )
 
 // keys returns API keys without users.
@@ -239,15 +239,7 @@ func TestIdentifier_SecretIsResolvedAndNeverShown(t *testing.T) {
 // openWebUIToken signs claims as Open WebUI does, with testJWTSecret.
 func openWebUIToken(t *testing.T, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(testJWTSecret)}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return jwttest.Sign(t, jose.HS256, []byte(testJWTSecret), claims)
 }
 
 func TestIdentify(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,9 +17,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/identity/jwttest"
 )
 
 // Who is calling: the identity setting, through Caddy. What a user sees
@@ -31,37 +30,6 @@ import (
 
 // owuiSecret is the secret shared with "Open WebUI" in these tests.
 const owuiSecret = "owui-forward-jwt-secret-for-the-tests-4b7e9c"
-
-// signJWT returns a compact JWT of claims signed with alg and key.
-func signJWT(t *testing.T, alg jose.SignatureAlgorithm, key any, claims map[string]any) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// owuiClaims are the claims Open WebUI mints for a user (utils/headers.py:
-// sub, email, name, role, iss, iat, exp 300 s on), with changes applied;
-// a nil value removes a claim.
-func owuiClaims(sub string, changes map[string]any) map[string]any {
-	now := time.Now().Unix()
-	c := map[string]any{"sub": sub, "email": sub + "@example.com", "name": "User " + sub, "role": "user",
-		"iss": "open-webui", "iat": now, "exp": now + 300}
-	for k, v := range changes {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
-}
 
 // pyJWT encodes claims as Open WebUI does, with PyJWT: jwt.encode(claims,
 // secret, algorithm="HS256"). It skips the test when no python3 on the
@@ -80,20 +48,6 @@ func pyJWT(t *testing.T, claims map[string]any, secret string) string {
 		t.Skipf("no python3 with PyJWT on the PATH (%v): the unit test of the verifier checks a token PyJWT made", err)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// unsignedJWT is a token with the header and claims given and no
-// signature, as forged with "alg": "none".
-func unsignedJWT(t *testing.T, header, claims map[string]any) string {
-	t.Helper()
-	part := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	return part(header) + "." + part(claims) + "."
 }
 
 // logLines returns the JSON log entries of the files, failing on a line
@@ -168,8 +122,13 @@ func TestOpenWebUIUserTokenIdentifiesTheCaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	owuiClaims := func(sub string, changes map[string]any) map[string]any {
+		return jwttest.OpenWebUIClaims(sub, time.Now(), changes)
+	}
 	hs256 := func(sub string, changes map[string]any) func(t *testing.T) string {
-		return func(t *testing.T) string { return signJWT(t, jose.HS256, []byte(owuiSecret), owuiClaims(sub, changes)) }
+		return func(t *testing.T) string {
+			return jwttest.Sign(t, jose.HS256, []byte(owuiSecret), owuiClaims(sub, changes))
+		}
 	}
 	now := time.Now().Unix()
 	var tokens []string // every token sent, none of which may show anywhere
@@ -190,16 +149,16 @@ func TestOpenWebUIUserTokenIdentifiesTheCaller(t *testing.T) {
 			msg: "it was issued in the future (iat)"},
 		{name: "no exp", token: hs256("u-x", map[string]any{"exp": nil}), msg: "it has no expiry (exp)"},
 		{name: "signed with another secret", msg: "its signature does not match the shared secret", token: func(t *testing.T) string {
-			return signJWT(t, jose.HS256, []byte(owuiSecret+"-other"), owuiClaims("u-x", nil))
+			return jwttest.Sign(t, jose.HS256, []byte(owuiSecret+"-other"), owuiClaims("u-x", nil))
 		}},
 		{name: "alg none", msg: `it is signed with "none": only HS256 is accepted`, token: func(t *testing.T) string {
-			return unsignedJWT(t, map[string]any{"alg": "none", "typ": "JWT"}, owuiClaims("u-x", nil))
+			return jwttest.Unsigned(t, map[string]any{"alg": "none", "typ": "JWT"}, owuiClaims("u-x", nil))
 		}},
 		{name: "alg HS512", msg: `it is signed with "HS512": only HS256 is accepted`, token: func(t *testing.T) string {
-			return signJWT(t, jose.HS512, []byte(owuiSecret+owuiSecret), owuiClaims("u-x", nil))
+			return jwttest.Sign(t, jose.HS512, []byte(owuiSecret+owuiSecret), owuiClaims("u-x", nil))
 		}},
 		{name: "alg RS256", msg: `it is signed with "RS256": only HS256 is accepted`, token: func(t *testing.T) string {
-			return signJWT(t, jose.RS256, rsaKey, owuiClaims("u-x", nil))
+			return jwttest.Sign(t, jose.RS256, rsaKey, owuiClaims("u-x", nil))
 		}},
 		{name: "another issuer", token: hs256("u-x", map[string]any{"iss": "not-open-webui"}), msg: "it was not issued by Open WebUI"},
 		{name: "no sub", token: hs256("u-x", map[string]any{"sub": nil}), msg: "it names no user (sub)"},
@@ -255,7 +214,7 @@ func TestOpenWebUIUserTokenIdentifiesTheCaller(t *testing.T) {
 	}
 
 	t.Run("the API key is still checked first", func(t *testing.T) {
-		tok := signJWT(t, jose.HS256, []byte(owuiSecret), owuiClaims("u-alice", nil))
+		tok := jwttest.Sign(t, jose.HS256, []byte(owuiSecret), owuiClaims("u-alice", nil))
 		tokens = append(tokens, tok)
 		r := do(t, http.MethodPost, "/owui/echo", `{"message":"hi"}`, "X-OpenWebUI-User-Jwt", tok)
 		if r.status != http.StatusUnauthorized || !strings.Contains(errorMessage(t, r), "API key") {

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -12,57 +11,12 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/identity/jwttest"
 )
 
 const testSecret = "open-webui-forward-secret-for-tests-only-7f3a"
-
-// sign returns a compact JWS of claims, signed with alg and key.
-func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, claims map[string]any) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// unsigned returns a token with header and claims as given and an empty
-// signature, as an attacker would forge one with "alg": "none".
-func unsigned(t *testing.T, header, claims map[string]any) string {
-	t.Helper()
-	part := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	return part(header) + "." + part(claims) + "."
-}
-
-// openWebUIClaims are the claims Open WebUI mints (utils/headers.py), at
-// now, lasting 300 s, with changes applied: a nil value removes a claim.
-func openWebUIClaims(now time.Time, changes map[string]any) map[string]any {
-	c := map[string]any{
-		"sub": "2d95199f-1f70-4690-9b4a-8f98280ca9da", "email": "zoe@example.com", "name": "Zoë Doe", "role": "user",
-		"iss": "open-webui", "iat": now.Unix(), "exp": now.Unix() + 300,
-	}
-	for k, v := range changes {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
-}
 
 func TestOpenWebUIVerify(t *testing.T) {
 	now := time.Unix(1791110855, 0)
@@ -71,11 +25,11 @@ func TestOpenWebUIVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs512Key := []byte(strings.Repeat("k", 64))
-	good := bridge.Identity{ID: "2d95199f-1f70-4690-9b4a-8f98280ca9da", Email: "zoe@example.com", Name: "Zoë Doe", Role: "user"}
+	const sub = "2d95199f-1f70-4690-9b4a-8f98280ca9da"
+	good := bridge.Identity{ID: sub, Email: sub + "@example.com", Name: "User " + sub, Role: "user"}
+	claims := func(changes map[string]any) map[string]any { return jwttest.OpenWebUIClaims(sub, now, changes) }
 	hs256 := func(changes map[string]any) func(t *testing.T) string {
-		return func(t *testing.T) string {
-			return sign(t, jose.HS256, []byte(testSecret), openWebUIClaims(now, changes))
-		}
+		return func(t *testing.T) string { return jwttest.Sign(t, jose.HS256, []byte(testSecret), claims(changes)) }
 	}
 	for _, tc := range []struct {
 		name  string
@@ -89,7 +43,7 @@ func TestOpenWebUIVerify(t *testing.T) {
 		// PyJWT 2.15.1: jwt.encode({"sub": ..., "email": ..., "name": "Zoë Doe", "role": "user",
 		// "iss": "open-webui", "iat": 1791110855, "exp": 1791111155}, testSecret, algorithm="HS256"):
 		// its header is {"alg":"HS256","typ":"JWT"}, and its payload JSON escapes non-ASCII (\u00eb).
-		{name: "a token PyJWT encoded, byte for byte", want: good, token: func(*testing.T) string {
+		{name: "a token PyJWT encoded, byte for byte", want: bridge.Identity{ID: sub, Email: "zoe@example.com", Name: "Zoë Doe", Role: "user"}, token: func(*testing.T) string {
 			return "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
 				"eyJzdWIiOiIyZDk1MTk5Zi0xZjcwLTQ2OTAtOWI0YS04Zjk4MjgwY2E5ZGEiLCJlbWFpbCI6InpvZUBleGFtcGxlLmNvbSIsIm5hbWUiOiJab1x1MDBlYiBEb2UiLCJyb2xlIjoidXNlciIsImlzcyI6Im9wZW4td2VidWkiLCJpYXQiOjE3OTExMTA4NTUsImV4cCI6MTc5MTExMTE1NX0." +
 				"rWGSBIpW3PQVqyjh8P2L9GefqctdtWgmHKTNIkbUziI"
@@ -113,25 +67,25 @@ func TestOpenWebUIVerify(t *testing.T) {
 		{name: "sub a number", token: hs256(map[string]any{"sub": 42}), err: ErrClaims},
 		{name: "exp a string", token: hs256(map[string]any{"exp": "tomorrow"}), err: ErrClaims},
 		{name: "wrong secret", err: ErrSignature, token: func(t *testing.T) string {
-			return sign(t, jose.HS256, []byte(testSecret+"x"), openWebUIClaims(now, nil))
+			return jwttest.Sign(t, jose.HS256, []byte(testSecret+"x"), claims(nil))
 		}},
 		{name: "alg none", err: &AlgorithmError{Alg: "none"}, token: func(t *testing.T) string {
-			return unsigned(t, map[string]any{"alg": "none", "typ": "JWT"}, openWebUIClaims(now, nil))
+			return jwttest.Unsigned(t, map[string]any{"alg": "none", "typ": "JWT"}, claims(nil))
 		}},
 		{name: "alg None, in another case", err: &AlgorithmError{}, token: func(t *testing.T) string {
-			return unsigned(t, map[string]any{"alg": "None"}, openWebUIClaims(now, nil))
+			return jwttest.Unsigned(t, map[string]any{"alg": "None"}, claims(nil))
 		}},
 		{name: "no alg", err: &AlgorithmError{}, token: func(t *testing.T) string {
-			return unsigned(t, map[string]any{"typ": "JWT"}, openWebUIClaims(now, nil))
+			return jwttest.Unsigned(t, map[string]any{"typ": "JWT"}, claims(nil))
 		}},
 		{name: "HS512 with a key as long as the secret", err: &AlgorithmError{Alg: "HS512"}, token: func(t *testing.T) string {
-			return sign(t, jose.HS512, hs512Key, openWebUIClaims(now, nil))
+			return jwttest.Sign(t, jose.HS512, hs512Key, claims(nil))
 		}},
 		{name: "RS256", err: &AlgorithmError{Alg: "RS256"}, token: func(t *testing.T) string {
-			return sign(t, jose.RS256, rsaKey, openWebUIClaims(now, nil))
+			return jwttest.Sign(t, jose.RS256, rsaKey, claims(nil))
 		}},
 		{name: "HS256 header on an unsigned token", err: ErrSignature, token: func(t *testing.T) string {
-			return unsigned(t, map[string]any{"alg": "HS256"}, openWebUIClaims(now, nil))
+			return jwttest.Unsigned(t, map[string]any{"alg": "HS256"}, claims(nil))
 		}},
 		{name: "one part", err: ErrMalformed, token: func(*testing.T) string { return "garbage" }},
 		{name: "two parts", err: ErrMalformed, token: func(*testing.T) string { return "eyJhbGciOiJIUzI1NiJ9.e30" }},
