@@ -239,8 +239,11 @@ func (h *Handler) Validate() error {
 	if err := h.validateBodyLimits(); err != nil {
 		return err
 	}
-	if h.ProtectDocs && len(h.APIKeys) == 0 {
-		return fieldErr(errors.New("protect_docs needs an api_key"), "protect_docs")
+	if err := h.validateIdentity(); err != nil {
+		return err
+	}
+	if h.ProtectDocs && len(h.APIKeys) == 0 && h.Identity == nil {
+		return fieldErr(errors.New("protect_docs needs an api_key or an identity"), "protect_docs")
 	}
 	if h.Security != nil {
 		if len(h.APIKeys) > 0 {

@@ -26,9 +26,9 @@ import (
 // access resolves the handler's authentication settings. A key whose
 // placeholder resolves to nothing is an error, never an open door.
 func (h *Handler) access(repl *caddy.Replacer) (bridge.Access, error) {
-	a := bridge.Access{ProtectDocs: h.ProtectDocs}
+	a := bridge.Access{ProtectDocs: h.ProtectDocs, RequireIdentity: h.Identity != nil}
 	var err error
-	if a.Keys, err = resolveKeys("api_key", h.APIKeys, repl); err != nil {
+	if a.Keys, a.KeyUsers, err = resolveAPIKeys(h.APIKeys, repl); err != nil {
 		return a, err
 	}
 	if a.AdminKeys, err = resolveKeys("admin_key", h.AdminKeys, repl); err != nil {
