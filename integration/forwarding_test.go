@@ -10,8 +10,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/identity/jwttest"
 )
 
 // requestInfo calls the fixture's request_info tool at path (…/request_info)
@@ -251,5 +255,60 @@ func TestMetaIdentity_NothingWithoutAnIdentity(t *testing.T) {
 		if m := requestInfo(t, "/meta/"+name+"/request_info").Meta; m["example.com/user"] != nil {
 			t.Errorf("%s: _meta = %v, want no identity", name, m)
 		}
+	}
+}
+
+// An identity from Open WebUI's token reaches the server as the settings
+// say, on a shared session, and a caller without one never reaches it.
+func TestTheCallersIdentityReachesTheServerAsConfigured(t *testing.T) {
+	t.Setenv("MCPO_TEST_OWUI_SECRET", owuiSecret)
+	upstream := fixture.NewStreamableHTTPServer(t, fixture.Options{})
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /who {
+		identity openwebui_jwt {env.MCPO_TEST_OWUI_SECRET}
+		server stdio {
+			%s
+			meta_identity example.com/user
+		}
+		server http {
+			url %s
+			meta_identity example.com/user
+			header X-User {mcpo.user.id}
+			header X-Role {mcpo.user.role}
+		}
+	}
+}
+`, httpPort, testFixture(t, fixture.Options{}), upstream.URL))
+	token := func(sub, role string) string {
+		return jwttest.Sign(t, jose.HS256, []byte(owuiSecret), jwttest.OpenWebUIClaims(sub, time.Now(),
+			map[string]any{"email": sub + "@example.com", "name": strings.ToUpper(sub), "role": role}))
+	}
+	for _, name := range []string{"stdio", "http"} {
+		waitReady(t, "/who/"+name+"/openapi.json")
+		for _, user := range []struct{ id, role string }{{"alice", "admin"}, {"bob", "user"}} {
+			info := requestInfo(t, "/who/"+name+"/request_info", "X-OpenWebUI-User-Jwt", token(user.id, user.role))
+			want := map[string]any{"id": user.id, "email": user.id + "@example.com", "name": strings.ToUpper(user.id), "role": user.role}
+			if got, _ := info.Meta["example.com/user"].(map[string]any); !maps.Equal(got, want) {
+				t.Errorf("%s, %s: _meta[example.com/user] = %v, want %v", name, user.id, info.Meta["example.com/user"], want)
+			}
+			if name == "http" && (info.Headers.Get("X-User") != user.id || info.Headers.Get("X-Role") != user.role) {
+				t.Errorf("%s: X-User %q, X-Role %q; want %q, %q", user.id, info.Headers.Get("X-User"), info.Headers.Get("X-Role"), user.id, user.role)
+			}
+			if name == "http" && info.Headers.Get("X-Openwebui-User-Jwt") != "" {
+				t.Errorf("%s: the caller's token reached the server", user.id)
+			}
+		}
+	}
+
+	// Without a valid token the call stops at Caddy: the server receives
+	// no request for it.
+	before := len(upstream.Received())
+	for _, header := range [][]string{nil, {"X-OpenWebUI-User-Jwt", "not.a.token"}} {
+		if r := do(t, http.MethodPost, "/who/http/request_info", `{}`, header...); r.status != http.StatusUnauthorized {
+			t.Errorf("a call with %v: %s, want 401", header, r)
+		}
+	}
+	if after := len(upstream.Received()); after != before {
+		t.Errorf("the server received %d requests for calls without a valid identity", after-before)
 	}
 }
