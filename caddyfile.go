@@ -47,6 +47,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		dir <path>
 //		url <url>
 //		header <name> <value>
+//		forward_headers <names...>
+//		meta_identity <key>
 //		transport stdio|streamable_http|sse|auto
 //		protocol auto|legacy|modern|<version>
 //		tools <names...>
@@ -92,12 +94,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		max_request_bytes_in_flight <size>  # of all the calls under way
 //
 //		# Who may call:
-//		api_key <key>            # repeatable; best a placeholder: {env.MCPO_KEY}
+//		api_key <key> [<user>]   # repeatable; best a placeholder: {env.MCPO_KEY}
 //		admin_key <key>          # repeatable; guards the oauth authorize pages
 //		protect_docs             # the key guards openapi.json, docs and health too
 //		security basic|bearer [<format>]|header|query|cookie <name>
 //		cors <origins...>|* {
 //			max_age <duration>
+//		}
+//		identity <placeholder>|openwebui_jwt <secret>|api_key {
+//			header <name>        # openwebui_jwt only
+//			leeway <duration>
 //		}
 //	}
 //
@@ -141,6 +147,7 @@ type parser struct {
 	s *ServerConfig
 	o *OAuth
 	c *CORS
+	i *IdentitySource
 }
 
 // where records where an object of the configuration was written: the
@@ -229,7 +236,7 @@ func (p *parser) addServer(s *ServerConfig, at caddyfile.Token) {
 
 // qualified names a subdirective of block b in messages.
 func (p *parser) qualified(b block, name string) string {
-	if b&(oauthBlock|corsBlock) != 0 {
+	if b&(oauthBlock|corsBlock|identityBlock) != 0 {
 		return b.name() + " " + name
 	}
 	return name
@@ -237,7 +244,7 @@ func (p *parser) qualified(b block, name string) string {
 
 // unknown reports the current token, which is no subdirective of block b.
 func (p *parser) unknown(b block) error {
-	if b&(oauthBlock|corsBlock) == 0 {
+	if b&(oauthBlock|corsBlock|identityBlock) == 0 {
 		return p.d.Errf("unknown subdirective %q", p.d.Val())
 	}
 	return p.d.Errf("unknown %s subdirective %q: want %s", b.name(), p.d.Val(), strings.Join(directivesIn(b), ", "))

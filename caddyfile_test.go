@@ -456,7 +456,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				api_key {file./run/secrets/key}
 				protect_docs
 			}`,
-			want: &Handler{Mount: "/x", APIKeys: []string{"{env.MCPO_KEY}", "{file./run/secrets/key}"}, ProtectDocs: true, Servers: []*ServerConfig{{Command: "prog"}}},
+			want: &Handler{Mount: "/x", APIKeys: []APIKey{{Key: "{env.MCPO_KEY}"}, {Key: "{file./run/secrets/key}"}}, ProtectDocs: true, Servers: []*ServerConfig{{Command: "prog"}}},
 		},
 		{
 			name: "oauth block in a server block, and admin keys",

@@ -24,7 +24,8 @@ import (
 // Values of command, args, env, dir, url and headers may hold Caddy's global
 // placeholders, such as {env.API_KEY} or {file./run/secrets/key}, which are
 // resolved when the configuration loads (unlike {$VAR}, which the Caddyfile
-// adapter bakes into the JSON configuration).
+// adapter bakes into the JSON configuration). A header value may also hold
+// placeholders of the caller's request, resolved per call.
 type ServerConfig struct {
 	// The server's name: its path segment under the mount when a handler
 	// serves several servers, and its name in logs and errors.
@@ -48,7 +49,22 @@ type ServerConfig struct {
 	// The endpoint of a server reached over HTTP.
 	URL string `json:"url,omitempty"`
 	// HTTP headers sent with every request to URL, such as Authorization.
+	// A value holding a placeholder of the caller's request, such as
+	// {mcpo.user.id} or {http.request.header.X-OpenWebUI-Chat-Id}, is
+	// resolved per call (with its global placeholders) and sent with that
+	// call's requests only; left out when it resolves to nothing.
 	Headers map[string]string `json:"headers,omitempty"`
+	// Names of the caller's request headers copied to the requests of each
+	// call to an HTTP server, such as X-OpenWebUI-Chat-Id. Nothing by
+	// default. Hop-by-hop headers and those the MCP transport sets are
+	// refused; Authorization and Cookie pass only when named (with a
+	// warning at load), and never to a server with oauth.
+	ForwardHeaders []string `json:"forward_headers,omitempty"`
+	// The key of params._meta under which each tools/call carries the
+	// caller's identity, such as "example.com/user": {"id", "email",
+	// "name", "role"}, empty ones left out; nothing for a caller without
+	// one.
+	MetaIdentity string `json:"meta_identity,omitempty"`
 
 	// How the server is reached: "stdio" (the default with command),
 	// "streamable_http" (the default with url), "sse" for the legacy
@@ -235,7 +251,7 @@ func (h *Handler) Validate() error {
 		if err := s.Validate(); err != nil {
 			return &serverError{index: i, name: name, err: err}
 		}
-		if s.perUser() && !h.identified() {
+		if s.perUser() && h.Identity == nil {
 			return &serverError{index: i, name: name, err: fieldErr(errors.New(
 				"isolation user gives each caller a session of their own, and needs to know who calls: "+
 					"set identity on the handler"), "isolation")}
@@ -250,8 +266,11 @@ func (h *Handler) Validate() error {
 	if err := h.validateBodyLimits(); err != nil {
 		return err
 	}
-	if h.ProtectDocs && len(h.APIKeys) == 0 {
-		return fieldErr(errors.New("protect_docs needs an api_key"), "protect_docs")
+	if err := h.validateIdentity(); err != nil {
+		return err
+	}
+	if h.ProtectDocs && len(h.APIKeys) == 0 && h.Identity == nil {
+		return fieldErr(errors.New("protect_docs needs an api_key or an identity"), "protect_docs")
 	}
 	if h.Security != nil {
 		if len(h.APIKeys) > 0 {
@@ -355,6 +374,9 @@ func (s *ServerConfig) Validate() error {
 	if s.ToolErrorStatus != 0 && (s.ToolErrorStatus < 400 || s.ToolErrorStatus > 599) {
 		return fieldErr(fmt.Errorf("tool_error_status %d: want an HTTP error status (400-599)", s.ToolErrorStatus),
 			"tool_error_status")
+	}
+	if err := s.validateForwarding(transport); err != nil {
+		return err
 	}
 	if s.MaxMessageSize != 0 && transport != upstream.TransportStdio {
 		return fieldErr(errors.New("max_message_size applies to stdio servers only"), "max_message_size")

@@ -727,7 +727,6 @@ func TestServerSpec_RejectsWhatOnlyResolvedValuesTell(t *testing.T) {
 		substr string
 	}{
 		{"sse with the modern protocol", ServerConfig{URL: "http://127.0.0.1/sse", Transport: "sse", Protocol: "modern"}, "legacy protocol"},
-		{"headers for a stdio server", ServerConfig{Command: "prog", Headers: map[string]string{"A": "b"}}, "no url or headers"},
 		{"dir for an HTTP server", ServerConfig{URL: "http://127.0.0.1/mcp", Dir: "/tmp"}, "no command, args or dir"},
 		{"stdio transport with a url", ServerConfig{URL: "http://127.0.0.1/mcp", Transport: "stdio"}, "needs a command"},
 		{"auto transport with a command", ServerConfig{Command: "prog", Transport: "auto"}, "needs a url"},

@@ -21,6 +21,8 @@ const (
 	oauthBlock
 	// corsBlock is a "cors <origins...> { ... }" block.
 	corsBlock
+	// identityBlock is an "identity openwebui_jwt <secret> { ... }" block.
+	identityBlock
 )
 
 // name is the block's name in messages and in the reference: the
@@ -33,6 +35,8 @@ func (b block) name() string {
 		return "server"
 	case b&oauthBlock != 0:
 		return "oauth"
+	case b&identityBlock != 0:
+		return "identity"
 	default:
 		return "cors"
 	}
@@ -82,6 +86,10 @@ var directives = []directive{
 		example: "url http://127.0.0.1:9000/mcp", parse: text(func(p *parser) *string { return &p.s.URL })},
 	{name: "header", in: setting, syntax: "<name> <value>", field: "headers", repeat: true,
 		example: `header Authorization "Bearer {env.TOKEN}"`, parse: pair(func(p *parser) *map[string]string { return &p.s.Headers })},
+	{name: "forward_headers", in: setting, syntax: "<names...>", field: "forward_headers", repeat: true,
+		example: "forward_headers X-OpenWebUI-Chat-Id", parse: list(func(p *parser) *[]string { return &p.s.ForwardHeaders })},
+	{name: "meta_identity", in: setting, syntax: "<key>", field: "meta_identity",
+		example: "meta_identity example.com/user", parse: text(func(p *parser) *string { return &p.s.MetaIdentity })},
 	{name: "transport", in: setting, syntax: "stdio|streamable_http|sse|auto", field: "transport",
 		example: "transport sse", parse: text(func(p *parser) *string { return &p.s.Transport })},
 	{name: "protocol", in: setting, syntax: "auto|legacy|modern|<version>", field: "protocol",
@@ -164,8 +172,8 @@ var directives = []directive{
 		example: "max_request_body 1MB", parse: size(func(p *parser) *int64 { return &p.h.MaxRequestBody })},
 	{name: "max_request_bytes_in_flight", in: mcpoBlock, syntax: "<size>", field: "max_request_bytes_in_flight",
 		example: "max_request_bytes_in_flight 256MB", parse: size(func(p *parser) *int64 { return &p.h.MaxRequestBytesInFlight })},
-	{name: "api_key", in: mcpoBlock, syntax: "<key>", field: "api_keys", repeat: true,
-		example: "api_key {env.MCPO_KEY}", parse: item(func(p *parser) *[]string { return &p.h.APIKeys })},
+	{name: "api_key", in: mcpoBlock, syntax: "<key> [<user>]", field: "api_keys", repeat: true,
+		example: "api_key {env.MCPO_KEY}", parse: parseAPIKey},
 	{name: "admin_key", in: mcpoBlock, syntax: "<key>", field: "admin_keys", repeat: true,
 		example: "admin_key {env.MCPO_ADMIN_KEY}", parse: item(func(p *parser) *[]string { return &p.h.AdminKeys })},
 	{name: "protect_docs", in: mcpoBlock, field: "protect_docs",
@@ -174,10 +182,18 @@ var directives = []directive{
 		example: "security bearer JWT", parse: parseSecurity},
 	{name: "cors", in: mcpoBlock, syntax: "<origins...>|*", field: "cors", opens: corsBlock,
 		example: "cors https://chat.example.com", parse: parseCORS},
+	{name: "identity", in: mcpoBlock, syntax: "<placeholder>|openwebui_jwt <secret>|api_key", field: "identity", opens: identityBlock,
+		example: "identity openwebui_jwt {env.MCPO_JWT_SECRET}", parse: parseIdentity},
 
 	// A cors block.
 	{name: "max_age", in: corsBlock, syntax: "<duration>", field: "max_age",
 		example: "max_age 1h", parse: duration(func(p *parser) *caddy.Duration { return &p.c.MaxAge })},
+
+	// An identity block.
+	{name: "header", in: identityBlock, syntax: "<name>", field: "header",
+		example: "header X-Forwarded-User-Jwt", parse: text(func(p *parser) *string { return &p.i.Header })},
+	{name: "leeway", in: identityBlock, syntax: "<duration>", field: "leeway",
+		example: "leeway 1m", parse: duration(func(p *parser) *caddy.Duration { return &p.i.Leeway })},
 }
 
 // lookup returns the subdirective name written in block b, nil if there is
@@ -443,6 +459,41 @@ func parseSecurity(p *parser) error {
 		}
 	}
 	p.h.Security = s
+	return nil
+}
+
+// parseAPIKey reads "api_key <key> [<user>]".
+func parseAPIKey(p *parser) error {
+	args := p.d.RemainingArgs()
+	if len(args) == 0 || len(args) > 2 {
+		return p.argErr()
+	}
+	k := APIKey{Key: args[0]}
+	if len(args) == 2 {
+		k.User = args[1]
+	}
+	p.h.APIKeys = append(p.h.APIKeys, k)
+	return nil
+}
+
+// parseIdentity reads "identity <placeholder>", "identity openwebui_jwt
+// <secret>" (which may open a block) or "identity api_key";
+// IdentitySource.Validate checks that a placeholder is one.
+func parseIdentity(p *parser) error {
+	args := p.d.RemainingArgs()
+	s := &IdentitySource{}
+	switch {
+	case len(args) == 2 && args[0] == sourceOpenWebUI:
+		s.Source, s.Secret = sourceOpenWebUI, args[1]
+	case len(args) == 1 && args[0] == sourceAPIKey:
+		s.Source = sourceAPIKey
+	case len(args) == 1 && args[0] != sourceOpenWebUI:
+		s.Source, s.Placeholder = sourcePlaceholder, args[0]
+	default:
+		return p.argErr()
+	}
+	p.i = s
+	p.h.Identity = s
 	return nil
 }
 

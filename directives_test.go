@@ -134,7 +134,7 @@ func TestDirectives_TableIsConsistent(t *testing.T) {
 	}
 	seen := map[key]bool{}
 	for _, d := range directives {
-		for _, b := range []block{mcpoBlock, serverBlock, oauthBlock, corsBlock} {
+		for _, b := range []block{mcpoBlock, serverBlock, oauthBlock, corsBlock, identityBlock} {
 			if d.in&b == 0 {
 				continue
 			}
@@ -178,10 +178,13 @@ func exampleBlock(d directive) (with, without string) {
 		return wrap("\t" + d.example), wrap()
 	case d.in == corsBlock:
 		return siteWith([]string{"command prog", "cors * {", "\t" + d.example, "}"}), siteWith([]string{"command prog", "cors *"})
+	case d.in == identityBlock:
+		const jwt = "identity openwebui_jwt {env.MCPO_JWT_SECRET}"
+		return siteWith([]string{"command prog", jwt + " {", "\t" + d.example, "}"}), siteWith([]string{"command prog", jwt})
 	}
 	switch d.name {
 	case "command", "url", "server", "config":
-	case "header", "oauth", "transport":
+	case "header", "oauth", "transport", "forward_headers":
 		base = []string{"url https://mcp.example.com/mcp"}
 	case "queue_timeout":
 		base = []string{"command prog", "max_concurrent 2"}
@@ -226,6 +229,8 @@ func fieldOf(t *testing.T, raw json.RawMessage, d directive) any {
 		obj, _ = server()["oauth"].(map[string]any)
 	case d.in == corsBlock:
 		obj, _ = h["cors"].(map[string]any)
+	case d.in == identityBlock:
+		obj, _ = h["identity"].(map[string]any)
 	}
 	return obj[d.field]
 }
@@ -243,6 +248,7 @@ func TestDirectives_EveryExampleGoesThroughTheAdapterToItsFieldAndProvisions(t *
 	}
 	for k, v := range map[string]string{
 		"MCPO_KEY": "k", "MCPO_ADMIN_KEY": "a", "MCPO_CLIENT_ID": "caddy", "MCPO_CLIENT_SECRET": "s3cret",
+		"MCPO_JWT_SECRET":  "a-secret-of-32-bytes-or-more-0123456789",
 		"MCPO_PRIVATE_KEY": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 	} {
 		t.Setenv(k, v)

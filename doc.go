@@ -15,6 +15,9 @@
 //     which holds every rule about a configuration as written.
 //   - resolve.go: placeholders resolved when a configuration loads, and
 //     the rules only resolved values tell.
+//   - identity.go: the caller's identity: where it comes from, and how a
+//     request's is established before the bridge sees the request
+//     (package internal/identity verifies Open WebUI's token).
 //   - directives.go, caddyfile.go: the Caddyfile directive, read through
 //     one table of subdirectives.
 //   - configfile.go: Claude Desktop / mcpo configuration files.

@@ -66,12 +66,20 @@ type Handler struct {
 	// placeholders, such as {env.MCPO_KEY} or {file./run/secrets/key},
 	// so that they stay out of the configuration; a placeholder that
 	// resolves to nothing is an error. The documents then declare a bearer
-	// scheme. Keys are never logged.
-	APIKeys []string `json:"api_keys,omitempty"`
+	// scheme. Keys are never logged. With identity api_key, a key may name
+	// its user.
+	APIKeys []APIKey `json:"api_keys,omitempty"`
 
-	// Require an API key for openapi.json, Swagger UI and health as well:
-	// Bearer, or Basic authentication with the key as the password, so
-	// that a browser can open the docs.
+	// Where the caller's identity comes from: a placeholder an
+	// authentication handler in front sets, Open WebUI's signed user
+	// token, or the user an API key names. With it, a call without a
+	// valid identity gets 401. Default: none; calls are anonymous.
+	Identity *IdentitySource `json:"identity,omitempty"`
+
+	// Require an API key (and with identity, the caller's identity) for
+	// openapi.json, Swagger UI and health as well: Bearer, or Basic
+	// authentication with the key as the password, so that a browser can
+	// open the docs.
 	ProtectDocs bool `json:"protect_docs,omitempty"`
 
 	// The security scheme the documents declare when another handler in
@@ -90,10 +98,11 @@ type Handler struct {
 	// api_key.
 	AdminKeys []string `json:"admin_keys,omitempty"`
 
-	mount  string
-	bridge *bridge.Bridge
-	leases []*lease // the servers this handler holds
-	logger *zap.Logger
+	mount    string
+	bridge   *bridge.Bridge
+	identity *identifier // nil without Identity
+	leases   []*lease    // the servers this handler holds
+	logger   *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -137,6 +146,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if cfg.Access, err = h.access(repl); err != nil {
 		return err
+	}
+	if h.Identity != nil {
+		if h.identity, err = h.Identity.identifier(repl); err != nil {
+			return err
+		}
 	}
 	for _, s := range servers {
 		bs, err := h.provisionServer(ctx, app, s, repl)
@@ -182,6 +196,10 @@ func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *ServerConfig, 
 		h.logger.Warn("any API key holder can authorize this server with their own account; set admin_key",
 			zap.String("server", name))
 	}
+	if creds := s.forwardedCredentials(); len(creds) > 0 {
+		h.logger.Warn("forward_headers forwards the caller's credentials upstream",
+			zap.String("server", name), zap.Strings("headers", creds))
+	}
 	l, err := shared.acquire(r, owner{log: h.logger, storage: ctx.Storage()})
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", name, err)
@@ -225,7 +243,9 @@ func (h *Handler) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// ServeHTTP serves requests under the mount and passes others on.
+// ServeHTTP serves requests under the mount and passes others on. With
+// an identity source, it first establishes the caller's identity (see
+// IdentitySource), for the bridge and the placeholders.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rel, ok := cutMount(r.URL.Path, h.mount)
 	if !ok {
@@ -242,6 +262,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			_, _ = io.WriteString(w, `{"detail":{"message":"internal error in caddy-mcpo; see Caddy's log"}}`)
 		}
 	}()
+	if h.identity != nil {
+		r = h.establish(r)
+	}
 	h.bridge.Serve(w, r, rel, externalBase(r, rel, h.mount))
 	return nil
 }

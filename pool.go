@@ -61,7 +61,7 @@ func (p *pool) acquire(r resolved, o owner) (*lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lease{pool: p, key: key, entry: val.(*entry), adopt: loaded, opts: r.opts, users: r.users, owner: o}, nil
+	return &lease{pool: p, key: key, entry: val.(*entry), adopt: loaded, opts: r.opts, users: r.users, owner: o, extras: r.extras}, nil
 }
 
 // wait waits for the servers stopping in the background.
@@ -229,6 +229,8 @@ type lease struct {
 	opts  upstream.Options
 	users *userTemplate // a per-user server's settings; nil for a shared one
 	owner owner
+	// extras are what the configuration adds to each call; nil for none.
+	extras *callExtras
 
 	released bool
 }
@@ -244,10 +246,21 @@ func (l *lease) Tools() *upstream.ToolSet {
 // CallTool calls a tool of the server: of a per-user server, in the
 // session of the caller ctx carries (bridge.IdentityFrom).
 func (l *lease) CallTool(ctx context.Context, name string, args json.RawMessage) (*upstream.CallResult, error) {
+	ctx = l.callExtras(ctx)
 	if u := l.entry.users; u != nil {
 		return u.callTool(ctx, name, args)
 	}
 	return l.entry.upstream.CallTool(ctx, name, args)
+}
+
+// callExtras returns ctx with what the configuration adds to a call of
+// the caller whose request ctx belongs to (forward_headers, header values
+// resolved per call, meta_identity): ctx itself for a server with none.
+func (l *lease) callExtras(ctx context.Context) context.Context {
+	if l.extras == nil {
+		return ctx
+	}
+	return l.extras.apply(ctx, l.owner.log)
 }
 
 // Status describes the server.

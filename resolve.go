@@ -30,9 +30,9 @@ import (
 // access resolves the handler's authentication settings. A key whose
 // placeholder resolves to nothing is an error, never an open door.
 func (h *Handler) access(repl *caddy.Replacer) (bridge.Access, error) {
-	a := bridge.Access{ProtectDocs: h.ProtectDocs}
+	a := bridge.Access{ProtectDocs: h.ProtectDocs, RequireIdentity: h.Identity != nil}
 	var err error
-	if a.Keys, err = resolveKeys("api_key", h.APIKeys, repl); err != nil {
+	if a.Keys, a.KeyUsers, err = resolveAPIKeys(h.APIKeys, repl); err != nil {
 		return a, err
 	}
 	if a.AdminKeys, err = resolveKeys("admin_key", h.AdminKeys, repl); err != nil {
@@ -64,9 +64,10 @@ func resolveKeys(field string, keys []string, repl *caddy.Replacer) ([]string, e
 // resolved is a server with its placeholders resolved: what the pool needs
 // to find it running, or to start it.
 type resolved struct {
-	spec  upstream.Spec
-	opts  upstream.Options
-	oauth *oauth.Config // nil without OAuth
+	spec   upstream.Spec
+	opts   upstream.Options
+	oauth  *oauth.Config // nil without OAuth
+	extras *callExtras   // what each call adds; nil for nothing
 	// users, for a server that gives each caller a session of their own,
 	// is spec as the template of the sessions; nil for a shared server.
 	users *userTemplate
@@ -103,6 +104,7 @@ func (s *ServerConfig) resolve(name string, single bool, repl *caddy.Replacer) (
 			return r, err
 		}
 	}
+	r.extras = s.callExtras(name)
 	return r, nil
 }
 
@@ -141,11 +143,14 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 	if spec.Protocol, err = upstream.ParseProtocol(s.Protocol); err != nil {
 		return spec, upstream.Options{}, err
 	}
-	if len(s.Headers) > 0 {
-		spec.Headers = make(map[string]string, len(s.Headers))
-		for k, v := range s.Headers {
-			spec.Headers[k] = r(v)
+	for k, v := range s.Headers {
+		if perRequest(v) && !s.sessionHeader(v) {
+			continue // resolved per call (callExtras), not part of the identity
 		}
+		if spec.Headers == nil {
+			spec.Headers = make(map[string]string, len(s.Headers))
+		}
+		spec.Headers[k] = r(v)
 	}
 	if spec.Transport == upstream.TransportStdio {
 		spec.Env = childEnv(os.Environ(), s.InheritEnv, s.Env, r)

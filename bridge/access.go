@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +39,15 @@ type Access struct {
 	Scheme *openapi3.SecurityScheme
 	// CORS answers browsers calling from other origins; nil answers none.
 	CORS *CORS
+	// KeyUsers names the users of some of Keys: a caller presenting such a
+	// key is that user (see Bridge.KeyUser). Every key it maps must be one
+	// of Keys.
+	KeyUsers map[string]string
+	// RequireIdentity refuses with 401 a call, and with ProtectDocs a read,
+	// whose request's context carries no identity (see WithIdentity), after
+	// its key is checked. The answer's message is the reason
+	// WithIdentityError put in the context.
+	RequireIdentity bool
 }
 
 // CORS is the cross-origin policy.
@@ -68,6 +80,9 @@ func BearerScheme() *openapi3.SecurityScheme {
 // them takes the same time whatever the candidate.
 type gate struct {
 	keys        [][sha256.Size]byte
+	users       []string            // the user each of keys names, or ""
+	named       bool                // some key names a user
+	identity    bool                // an identity is required
 	adminKeys   [][sha256.Size]byte // keys, when no admin key is set
 	adminName   string              // "admin key", or "API key" when keys stand in
 	protectDocs bool
@@ -79,11 +94,15 @@ type gate struct {
 }
 
 func newGate(a Access) (*gate, error) {
-	g := &gate{protectDocs: a.ProtectDocs, scheme: a.Scheme}
+	g := &gate{protectDocs: a.ProtectDocs, scheme: a.Scheme, identity: a.RequireIdentity}
 	var err error
 	if g.keys, err = digests("API key", a.Keys); err != nil {
 		return nil, err
 	}
+	if g.users, err = keyUsers(a.Keys, a.KeyUsers); err != nil {
+		return nil, err
+	}
+	g.named = len(a.KeyUsers) > 0
 	if g.adminKeys, err = digests("admin key", a.AdminKeys); err != nil {
 		return nil, err
 	}
@@ -91,8 +110,8 @@ func newGate(a Access) (*gate, error) {
 	if len(g.adminKeys) == 0 {
 		g.adminKeys, g.adminName = g.keys, "API key"
 	}
-	if g.protectDocs && len(g.keys) == 0 {
-		return nil, fmt.Errorf("protecting the documents needs an API key")
+	if g.protectDocs && len(g.keys) == 0 && !g.identity {
+		return nil, fmt.Errorf("protecting the documents needs an API key or an identity")
 	}
 	if len(g.keys) > 0 && g.scheme == nil {
 		g.scheme = BearerScheme()
@@ -123,6 +142,24 @@ func digests(what string, keys []string) ([][sha256.Size]byte, error) {
 			return nil, fmt.Errorf("%s %d is empty (a placeholder that resolved to nothing?)", what, i+1)
 		}
 		out = append(out, sha256.Sum256([]byte(k)))
+	}
+	return out, nil
+}
+
+// keyUsers returns the user each of keys names in users, refusing a user
+// given for a key that is not one of keys.
+func keyUsers(keys []string, users map[string]string) ([]string, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = users[k]
+	}
+	for k := range users {
+		if !slices.Contains(keys, k) {
+			return nil, errors.New("a user is given for a key that is not an API key")
+		}
 	}
 	return out, nil
 }
@@ -178,13 +215,62 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// admit checks the caller's key, returning the 401 or 403 of a request it
+// admit checks the caller's key, then that the request carries an
+// identity if one is required, returning the 401 or 403 of a request it
 // refuses. read says whether the request only reads documents or health.
 func (g *gate) admit(r *http.Request, read bool) *httpError {
 	if read && !g.protectDocs {
 		return nil
 	}
-	return check(r, g.keys, read, "API key")
+	if e := check(r, g.keys, read, "API key"); e != nil {
+		return e
+	}
+	if !g.identity {
+		return nil
+	}
+	if _, ok := IdentityFrom(r.Context()); ok {
+		return nil
+	}
+	msg := "this needs the caller's identity, and none was established"
+	if err, _ := r.Context().Value(identityErrorKey{}).(error); err != nil {
+		msg = err.Error()
+	}
+	e := &httpError{Status: http.StatusUnauthorized, Detail: errorDetail{Message: msg}}
+	if g.named {
+		// The identity comes from the key: another key may name a user.
+		e.Header = http.Header{}
+		e.Header.Add("WWW-Authenticate", `Bearer realm="caddy-mcpo"`)
+	}
+	return e
+}
+
+type identityErrorKey struct{}
+
+// WithIdentityError returns ctx carrying why the caller's identity could
+// not be established, for the 401 of a request that needs one (see
+// Access.RequireIdentity). err's message is the answer's: it says what is
+// missing or wrong in words the caller can act on, and never holds a
+// token or a secret.
+func WithIdentityError(ctx context.Context, err error) context.Context {
+	return context.WithValue(ctx, identityErrorKey{}, err)
+}
+
+// KeyUser returns the user named by the API key r presents, as its key is
+// checked (Bearer, or for a read also Basic's password), and whether r
+// presents a valid key that names a user.
+func (b *Bridge) KeyUser(r *http.Request) (string, bool) {
+	g := b.gate
+	if !g.named {
+		return "", false
+	}
+	key, _ := credentials(r, isRead(r.Method))
+	if key == "" {
+		return "", false
+	}
+	if i := match(g.keys, key); i >= 0 && g.users[i] != "" {
+		return g.users[i], true
+	}
+	return "", false
 }
 
 // admitAdmin checks the key of a request for an administrator's page.
@@ -223,12 +309,18 @@ func check(r *http.Request, keys [][sha256.Size]byte, basic bool, what string) *
 
 // valid compares key with every one of keys, in constant time.
 func valid(keys [][sha256.Size]byte, key string) bool {
+	return match(keys, key) >= 0
+}
+
+// match returns the index of key in keys, -1 if it is not there,
+// comparing it with every one of them in constant time.
+func match(keys [][sha256.Size]byte, key string) int {
 	sum := sha256.Sum256([]byte(key))
-	ok := 0
+	found := -1
 	for i := range keys {
-		ok |= subtle.ConstantTimeCompare(sum[:], keys[i][:])
+		found = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(sum[:], keys[i][:]), i, found)
 	}
-	return ok == 1
+	return found
 }
 
 // credentials returns the key of the request's Authorization header:

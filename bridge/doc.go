@@ -11,7 +11,10 @@
 //     report (health), and the pages where an administrator authorizes a
 //     server that needs OAuth (<server>/oauth/...); at a single-server
 //     mount, the server's paths are at the mount itself;
-//   - who may use them (Access): API keys, an admin key, CORS;
+//   - who may use them (Access): API keys, some naming their users, an
+//     admin key, CORS, and whether a call needs the caller's identity,
+//     which the handler in front establishes (WithIdentity, or
+//     WithIdentityError saying why it could not);
 //   - a call: reading its body within the limits of size, coding and
 //     memory (MaxBodyBytes, gzip, MaxBodyBytesInFlight), checking that
 //     every server reads it as the bridge does (UTF-8, no name twice,

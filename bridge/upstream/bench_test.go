@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -33,6 +34,41 @@ func BenchmarkCallTool(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				res, err := u.CallTool(ctx, "echo", args)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Content) != 1 || res.Content[0].Text != "hello" {
+					b.Fatalf("result %+v", res)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCallToolStreamableHTTP measures one tools/call to the Go
+// fixture served in-process over Streamable HTTP (legacy protocol): a call
+// as it is, and with what a caller's identity adds (headers, _meta).
+func BenchmarkCallToolStreamableHTTP(b *testing.B) {
+	u := New(Spec{Name: "fx", Transport: TransportStreamableHTTP, Protocol: ProtocolLegacy,
+		URL: fixture.NewStreamableHTTP(b, fixture.Options{})}, Options{StartTimeout: waitLimit}, zap.NewNop())
+	u.Start()
+	b.Cleanup(func() { _ = u.Close() })
+	for u.Status().State != StateReady {
+		<-u.Changed()
+	}
+	args := json.RawMessage(`{"message":"hello"}`)
+	for _, bc := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"plain", context.Background()},
+		{"call_headers", WithCallHeaders(context.Background(), http.Header{"X-User": {"alice"}, "X-Chat": {"c1"}})},
+		{"call_meta", WithCallMeta(context.Background(), map[string]any{"example.com/user": map[string]any{"id": "alice"}})},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := u.CallTool(bc.ctx, "echo", args)
 				if err != nil {
 					b.Fatal(err)
 				}

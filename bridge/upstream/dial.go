@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -184,9 +185,7 @@ func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface,
 		opts := []transport.StreamableHTTPCOption{
 			transport.WithHTTPHeaders(d.spec.Headers),
 			transport.WithHTTPLogger(d.slog()),
-		}
-		if hc := d.httpClient(); hc != nil {
-			opts = append(opts, transport.WithHTTPBasicClient(hc))
+			transport.WithHTTPBasicClient(d.httpClient()),
 		}
 		if listen {
 			// mcp-go deprecates the option because 2026-07-28 has no GET
@@ -201,13 +200,16 @@ func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface,
 	}
 }
 
-// httpClient is the HTTP client of an authorized server, nil for the
-// transport's default.
+// httpClient is the HTTP client of a server reached over HTTP: each
+// request carries the headers of the call that makes it (WithCallHeaders),
+// then the Authorizer's credentials, if any.
 func (d *dialer) httpClient() *http.Client {
-	if d.spec.Auth == nil {
-		return nil
+	var rt http.RoundTripper = http.DefaultTransport
+	if d.spec.Auth != nil {
+		rt = d.spec.Auth.Transport(rt)
 	}
-	return &http.Client{Transport: d.spec.Auth.Transport(http.DefaultTransport)}
+	origin, _ := url.Parse(d.spec.URL) // Spec.Validate parsed it; nil adds no call headers
+	return &http.Client{Transport: &callHeaderTransport{base: rt, origin: origin}}
 }
 
 func (d *dialer) newSSE(s *session) (transport.Interface, error) {
@@ -217,9 +219,7 @@ func (d *dialer) newSSE(s *session) (transport.Interface, error) {
 		// Calls carry their own deadlines; the transport's default of 60 s
 		// would cut long tool calls short.
 		transport.WithResponseTimeout(24 * time.Hour),
-	}
-	if hc := d.httpClient(); hc != nil {
-		opts = append(opts, transport.WithHTTPClient(hc))
+		transport.WithHTTPClient(d.httpClient()),
 	}
 	t, err := transport.NewSSE(d.spec.URL, opts...)
 	if err != nil {

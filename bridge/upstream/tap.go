@@ -73,11 +73,10 @@ func (t *tap) forClient() transport.Interface {
 	return t
 }
 
-// exchangeKey is the key of the package's one context value: the
-// *exchange of the request send is making. mcp-go's Client passes a
-// request's context, and nothing else of its caller's, down to the
-// transport; the value is how the tap knows which request an answer
-// belongs to.
+// exchangeKey is the key of the context value that holds the *exchange
+// of the request send is making. mcp-go's Client passes a request's
+// context, and nothing else of its caller's, down to the transport; the
+// value is how the tap knows which request an answer belongs to.
 type exchangeKey struct{}
 
 // exchange is one request send makes through mcp-go.

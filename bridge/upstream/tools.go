@@ -118,13 +118,17 @@ func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 	return tools, warnings, nil
 }
 
-// callTool calls a tool and returns its result as the server sent it.
-// Errors are those of send.
+// callTool calls a tool and returns its result as the server sent it,
+// with the _meta entries ctx carries (WithCallMeta). Errors are those of
+// send.
 func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
 	raw, err := s.send(ctx, mcp.MethodToolsCall, func(ctx context.Context) error {
 		req := mcp.CallToolRequest{}
 		req.Params.Name = name
 		req.Params.Arguments = args
+		if m := callMeta(ctx); m != nil {
+			req.Params.Meta = &mcp.Meta{AdditionalFields: m}
+		}
 		_, err := s.client.CallTool(ctx, req)
 		return err
 	})
