@@ -34,6 +34,9 @@ var credentialHeaders = []string{"Authorization", "Cookie"}
 // {http.request.header.X-Chat-Id}. The scan is Caddy's own: a literal brace
 // is written \{.
 func perRequest(v string) bool {
+	if holdsUser(v) {
+		return true // the caller's placeholders, maybe inside a global one
+	}
 	found := false
 	// An empty replacer knows no placeholder, so f sees every one.
 	_, _ = caddy.NewEmptyReplacer().ReplaceFunc(v, func(key string, _ any) (any, error) {
@@ -50,7 +53,7 @@ func perRequest(v string) bool {
 // ({mcpo.user.*}), which may then sit inside another placeholder, as in
 // {file./run/secrets/{mcpo.user.id}}.
 func (s *ServerConfig) sessionHeader(v string) bool {
-	return s.perUser() && strings.Contains(v, userPrefix)
+	return s.perUser() && holdsUser(v)
 }
 
 // globalPlaceholder reports a placeholder Caddy resolves without a
@@ -196,7 +199,7 @@ type callHeader struct {
 // themselves; without an identity, or one lacking a value the template
 // uses, the value is empty.
 func (c callHeader) resolve(ctx context.Context, repl *caddy.Replacer) string {
-	if !strings.Contains(c.template, userPrefix) {
+	if !holdsUser(c.template) {
 		return repl.ReplaceAll(c.template, "")
 	}
 	id, ok := bridge.IdentityFrom(ctx)

@@ -432,6 +432,16 @@ func userTokens(v string) ([]userToken, error) {
 	return out, nil
 }
 
+// holdsUser reports whether v holds a caller's placeholder (an escaped
+// brace is not one).
+func holdsUser(v string) bool {
+	if !strings.Contains(v, userPrefix) {
+		return false
+	}
+	tokens, err := userTokens(v)
+	return len(tokens) > 0 || err != nil
+}
+
 // userPlaceholders returns the caller's placeholders v holds, such as
 // "mcpo.user.id", or an error naming an unknown one.
 func userPlaceholders(v string) ([]string, error) {
