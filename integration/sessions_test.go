@@ -16,23 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // A session per caller (isolation user), through Caddy, with callers named
 // by a header or the query, as a trusted proxy in front would name them.
-
-// requireIdentity skips a test when this build's mcpo directive has no
-// identity setting, which isolation user needs.
-func requireIdentity(t *testing.T) {
-	t.Helper()
-	probe := ":1 {\n\tmcpo {\n\t\tidentity {http.request.header.X-Test-User}\n\t\tcommand prog\n\t}\n}\n"
-	if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(probe), nil); err != nil {
-		t.Skipf("this build's mcpo directive has no identity setting, which isolation user needs: %v", err)
-	}
-}
 
 // userHeader names the caller in these tests.
 const userHeader = "X-Test-User"
@@ -115,7 +104,6 @@ func memoryScript(t *testing.T) string {
 }
 
 func TestSessions_TwoUsersOfServerMemoryNeverSeeEachOthersEntities(t *testing.T) {
-	requireIdentity(t)
 	script := memoryScript(t)
 	dir := t.TempDir()
 	startCaddy(t, fmt.Sprintf(`:%d {
@@ -189,7 +177,6 @@ func userFixture(t *testing.T, name string, settings ...string) string {
 }
 
 func TestSessions_AnIdleSessionStopsAfterIdleTimeout(t *testing.T) {
-	requireIdentity(t)
 	startCaddy(t, fmt.Sprintf(`:%d {
 	mcpo /idle {
 		identity {http.request.header.%s}
@@ -216,7 +203,6 @@ func TestSessions_AnIdleSessionStopsAfterIdleTimeout(t *testing.T) {
 }
 
 func TestSessions_AThousandUsersAgainstTwentySessions(t *testing.T) {
-	requireIdentity(t)
 	const (
 		limit   = 20
 		callers = 1000
@@ -323,7 +309,6 @@ func TestSessions_AThousandUsersAgainstTwentySessions(t *testing.T) {
 }
 
 func TestSessions_AReloadKeepsEveryCallersProcess(t *testing.T) {
-	requireIdentity(t)
 	site := func(generation int, settings ...string) string {
 		return fmt.Sprintf(`:%d {
 	mcpo /kept {
@@ -366,7 +351,6 @@ func TestSessions_AReloadKeepsEveryCallersProcess(t *testing.T) {
 }
 
 func TestSessions_HostileIdentitiesAreRefusedOrEncoded(t *testing.T) {
-	requireIdentity(t)
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
 	if err := os.Mkdir(users, 0o700); err != nil {
