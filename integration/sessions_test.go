@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/identity/jwttest"
 )
 
 // A session per caller (isolation user), through Caddy, with callers named
@@ -404,5 +404,81 @@ func TestSessions_HostileIdentitiesAreRefusedOrEncoded(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
 		t.Errorf("%s holds %v (%v): a session made something outside the users' directory", dir, entries, err)
+	}
+}
+
+// The README's recipe: Open WebUI names each caller with its signed token;
+// each gets their own memory graph (a process of their own) and their own
+// session of a remote server, which receives that caller's token read from
+// a file named after their ID.
+func TestSessions_OpenWebUIUsersGetTheirOwnProcessesAndCredentials(t *testing.T) {
+	script := memoryScript(t)
+	memDir, secrets := t.TempDir(), t.TempDir()
+	for _, user := range []string{"mcpo", "u-alice", "u-bob"} { // mcpo: list_as
+		if err := os.WriteFile(filepath.Join(secrets, user), []byte("token-of-"+user+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("MCPO_TEST_OWUI_SECRET", owuiSecret)
+	remote := fixture.NewStreamableHTTPServer(t, fixture.Options{})
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /team {
+		identity openwebui_jwt {env.MCPO_TEST_OWUI_SECRET}
+		server memory {
+			command node %s
+			env MEMORY_FILE_PATH %s/{mcpo.user.id}.json
+			isolation user
+		}
+		server remote {
+			url %s
+			protocol legacy
+			header Authorization "Bearer {file.%s/{mcpo.user.id}}"
+			isolation user
+		}
+	}
+}
+`, httpPort, script, memDir, remote.URL, secrets))
+	waitReady(t, "/team/memory/openapi.json")
+	waitReady(t, "/team/remote/openapi.json")
+
+	tokens := map[string]string{}
+	for _, user := range []string{"u-alice", "u-bob"} {
+		tokens[user] = pyJWT(t, jwttest.OpenWebUIClaims(user, time.Now(), nil), owuiSecret)
+	}
+	call := func(user, path, body string) response {
+		t.Helper()
+		r := do(t, http.MethodPost, path, body, "X-OpenWebUI-User-Jwt", tokens[user])
+		if r.status != http.StatusOK {
+			t.Fatalf("POST %s as %s: %s", path, user, r)
+		}
+		return r
+	}
+	sessions := map[string]string{}
+	for _, user := range []string{"u-alice", "u-bob"} {
+		call(user, "/team/memory/create_entities",
+			fmt.Sprintf(`{"entities":[{"name":"%s-note","entityType":"note","observations":["private"]}]}`, user))
+		var info fixture.RequestInfo
+		if err := json.Unmarshal(call(user, "/team/remote/request_info", `{}`).body, &info); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := info.Headers.Get("Authorization"), "Bearer token-of-"+user; got != want {
+			t.Errorf("%s's call reached the remote server with Authorization %q, want %q", user, got, want)
+		}
+		sessions[user] = info.Headers.Get("Mcp-Session-Id")
+	}
+	if sessions["u-alice"] == "" || sessions["u-alice"] == sessions["u-bob"] {
+		t.Errorf("the remote server's sessions: %v, want one of each caller's own", sessions)
+	}
+	graph := string(call("u-alice", "/team/memory/read_graph", `{}`).body)
+	if !strings.Contains(graph, "u-alice-note") || strings.Contains(graph, "u-bob-note") {
+		t.Errorf("alice's graph: %s", graph)
+	}
+
+	// Without a token, no session: 401, and nothing started.
+	if r := do(t, http.MethodPost, "/team/memory/read_graph", `{}`); r.status != http.StatusUnauthorized {
+		t.Errorf("a call without a token: %s, want 401", r)
+	}
+	if got := len(adminSessions(t, "memory")); got != 2 {
+		t.Errorf("memory has %d sessions, want alice's and bob's", got)
 	}
 }
