@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,18 @@ func init() {
 //     again, for servers that do not announce changes to their tools. It
 //     answers 202 Accepted with {"refreshed": "<id>"}, or 503 with
 //     Retry-After while the server is not ready.
+//   - GET /mcpo/servers/<server>/sessions lists the sessions of a server
+//     that gives each caller its own (isolation user), sorted by caller
+//     ID: id (the caller's), digest (how Caddy's log names the session),
+//     state, pid, in_flight, restarts, since, last_use and last_error;
+//     the listing session, while it runs, comes last with "listing": true.
+//     A shared server answers 409.
+//   - DELETE /mcpo/servers/<server>/sessions/<caller id> stops that
+//     caller's session of the server; DELETE /mcpo/sessions/<caller id>
+//     stops the caller's sessions of every server. The caller's next call
+//     starts a new one. They answer 202 Accepted with {"ended": [<server
+//     ids>]}, or 404 when the caller has no session there. The caller ID
+//     is path-escaped.
 //
 // <server> is a server's id, or its name when no other server has that
 // name: the same name under two mounts with different configurations
@@ -71,14 +84,19 @@ func (a *AdminAPI) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// adminServersPath is where the module's endpoints are.
-const adminServersPath = "/mcpo/servers"
+// Where the module's endpoints are.
+const (
+	adminServersPath  = "/mcpo/servers"
+	adminSessionsPath = "/mcpo/sessions"
+)
 
-// Routes returns the routes of /mcpo/servers and below.
+// Routes returns the routes of /mcpo/servers and /mcpo/sessions, and
+// below.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: adminServersPath, Handler: caddy.AdminHandlerFunc(a.handleList)},
 		{Pattern: adminServersPath + "/", Handler: caddy.AdminHandlerFunc(a.handleServer)},
+		{Pattern: adminSessionsPath + "/", Handler: caddy.AdminHandlerFunc(a.handleCaller)},
 	}
 }
 
@@ -91,7 +109,9 @@ type adminReport struct {
 
 // newAdminReport describes a pooled server.
 func newAdminReport(s serverSnapshot) adminReport {
-	return adminReport{ID: s.id, ServerReport: bridge.Report(s.status)}
+	r := adminReport{ID: s.id, ServerReport: bridge.Report(s.status)}
+	r.CountSessions(s.entry)
+	return r
 }
 
 // handleList answers GET /mcpo/servers with every server of the pool.
@@ -107,22 +127,34 @@ func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 	return writeAdminJSON(w, http.StatusOK, out)
 }
 
-// handleServer answers the paths below /mcpo/servers/: one server, and its
-// restart and refresh actions.
+// handleServer answers the paths below /mcpo/servers/: one server, its
+// restart and refresh actions, and its callers' sessions.
 func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
-	rest := strings.TrimPrefix(r.URL.Path, adminServersPath+"/")
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), adminServersPath+"/")
 	if rest == "" {
 		return a.handleList(w, r)
 	}
 	ref, action, _ := strings.Cut(rest, "/")
-	method, ok := map[string]string{"": http.MethodGet, "restart": http.MethodPost, "refresh": http.MethodPost}[action]
-	if !ok {
+	action, caller, ok := strings.Cut(action, "/")
+	if ok && action == "sessions" && caller != "" {
+		action = "sessions/"
+	}
+	method, known := map[string]string{
+		"": http.MethodGet, "restart": http.MethodPost, "refresh": http.MethodPost,
+		"sessions": http.MethodGet, "sessions/": http.MethodDelete,
+	}[action]
+	if !known || (ok && action != "sessions/") {
 		return caddy.APIError{
 			HTTPStatus: http.StatusNotFound,
-			Err:        fmt.Errorf("no such endpoint: %s; a server has %s/<server>, .../restart and .../refresh", r.URL.Path, adminServersPath),
+			Err: fmt.Errorf("no such endpoint: %s; a server has %s/<server>, .../restart, .../refresh, .../sessions and .../sessions/<caller id>",
+				r.URL.Path, adminServersPath),
 		}
 	}
 	if err := allowMethod(w, r, method); err != nil {
+		return err
+	}
+	ref, err := unescapeSegment(ref)
+	if err != nil {
 		return err
 	}
 	s, err := a.find(ref)
@@ -134,9 +166,71 @@ func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
 		return a.restart(w, s)
 	case "refresh":
 		return a.refresh(w, s)
+	case "sessions":
+		return a.sessions(w, s)
+	case "sessions/":
+		return a.endSessions(w, caller, []serverSnapshot{s})
 	default:
 		return writeAdminJSON(w, http.StatusOK, newAdminReport(s))
 	}
+}
+
+// handleCaller answers DELETE /mcpo/sessions/<caller id>: the caller's
+// sessions of every server end.
+func (a *AdminAPI) handleCaller(w http.ResponseWriter, r *http.Request) error {
+	caller := strings.TrimPrefix(r.URL.EscapedPath(), adminSessionsPath+"/")
+	if caller == "" {
+		return caddy.APIError{
+			HTTPStatus: http.StatusNotFound,
+			Err:        fmt.Errorf("no such endpoint: %s; a caller's sessions are at %s/<caller id>", r.URL.Path, adminSessionsPath),
+		}
+	}
+	if err := allowMethod(w, r, http.MethodDelete); err != nil {
+		return err
+	}
+	return a.endSessions(w, caller, a.pool.snapshot())
+}
+
+// unescapeSegment decodes a path segment of a request.
+func unescapeSegment(seg string) (string, error) {
+	v, err := url.PathUnescape(seg)
+	if err != nil {
+		return "", caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("the path segment %q is not escaped properly: %w", seg, err)}
+	}
+	return v, nil
+}
+
+// sessions lists the sessions of a per-user server.
+func (a *AdminAPI) sessions(w http.ResponseWriter, s serverSnapshot) error {
+	if s.entry.users == nil {
+		return caddy.APIError{
+			HTTPStatus: http.StatusConflict,
+			Err: fmt.Errorf("server %q (%s) is shared by every caller: it has no sessions of callers; isolation user gives each caller one",
+				s.status.Name, s.id),
+		}
+	}
+	return writeAdminJSON(w, http.StatusOK, s.entry.users.reports())
+}
+
+// endSessions stops the sessions of the caller whose escaped ID is caller
+// on the per-user servers among servers.
+func (a *AdminAPI) endSessions(w http.ResponseWriter, caller string, servers []serverSnapshot) error {
+	id, err := unescapeSegment(caller)
+	if err != nil {
+		return err
+	}
+	ended := []string{}
+	for _, s := range servers {
+		if s.entry.users != nil && s.entry.users.end(id) {
+			ended = append(ended, s.id)
+		}
+	}
+	if len(ended) == 0 {
+		// The ID stays out of the answer: Caddy logs the admin API's errors.
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("that caller has no session to end")}
+	}
+	a.log.Info("caller's sessions ended", zap.Strings("servers", ended), zap.String("session", sessionKey(id)[:12]))
+	return writeAdminJSON(w, http.StatusAccepted, map[string][]string{"ended": ended})
 }
 
 // restart restarts a server that was started.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -349,5 +351,118 @@ func TestAdminRefreshOfAFailedServerAnswers503WithRetryAfter(t *testing.T) {
 	res = serveAdmin(a, http.MethodPost, "/mcpo/servers/broken/restart")
 	if res.status != http.StatusAccepted {
 		t.Fatalf("POST restart: %d %s (%v), want 202", res.status, res.body, res.err)
+	}
+}
+
+func TestAdminListsAndEndsTheSessionsOfCallers(t *testing.T) {
+	p := newTestPool(t)
+	memory := p.leaseServer(perUserFixture(nil), true)
+	other := p.leaseServer(perUserFixture(func(s *ServerConfig) { s.Env["OTHER"] = "1" }), true)
+	shared, sharedID := p.add(fixtureSpec("shared", fixture.Options{}), true)
+	waitStatus(t, shared, "ready", isReady)
+	listed(t, memory)
+	listed(t, other)
+	const slashed = "team/alice"
+	pids := map[string]int{}
+	for _, id := range []string{"bob", slashed} {
+		pids[id] = pidAs(t, memory, id)
+	}
+	otherPID := pidAs(t, other, slashed)
+	a := newTestAdmin(t, p)
+
+	res := serveAdmin(a, http.MethodGet, "/mcpo/servers/"+memory.entry.id)
+	var report adminReport
+	if err := json.Unmarshal(res.body, &report); err != nil || res.status != 200 {
+		t.Fatalf("GET the server: %d %s (%v)", res.status, res.body, res.err)
+	}
+	if report.Sessions == nil || *report.Sessions != 2 || report.MaxSessions != defaultMaxSessions || report.PID != 0 {
+		t.Errorf("the server's report: sessions %v of %d, pid %d; want 2 of %d and no pid", report.Sessions, report.MaxSessions,
+			report.PID, defaultMaxSessions)
+	}
+
+	res = serveAdmin(a, http.MethodGet, "/mcpo/servers/"+memory.entry.id+"/sessions")
+	var sessions []sessionReport
+	if err := json.Unmarshal(res.body, &sessions); err != nil || res.status != 200 {
+		t.Fatalf("GET sessions: %d %s (%v)", res.status, res.body, res.err)
+	}
+	if len(sessions) != 2 {
+		t.Fatalf("sessions %s, want bob's and %s's", res.body, slashed)
+	}
+	for i, id := range []string{"bob", slashed} {
+		s := sessions[i]
+		if s.ID != id || s.Digest != sessionKey(id)[:12] || s.State != upstream.StateReady || s.PID != pids[id] ||
+			s.LastUse == nil || s.Listing || s.Since.IsZero() {
+			t.Errorf("session %d: %+v, want %s's, ready, with pid %d and a last use", i, s, id, pids[id])
+		}
+	}
+
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+		body               string
+	}{
+		{name: "a shared server has no sessions", method: "GET", path: "/mcpo/servers/" + sharedID + "/sessions", status: 409},
+		{name: "sessions take GET", method: "POST", path: "/mcpo/servers/" + memory.entry.id + "/sessions", status: 405},
+		{name: "a session takes DELETE", method: "GET", path: "/mcpo/servers/" + memory.entry.id + "/sessions/bob", status: 405},
+		{name: "a caller without a session", method: "DELETE", path: "/mcpo/servers/" + memory.entry.id + "/sessions/nobody", status: 404},
+		{name: "a caller of another server", method: "DELETE", path: "/mcpo/servers/" + memory.entry.id + "/sessions/carol", status: 404},
+		{name: "a caller's sessions everywhere take DELETE", method: "GET", path: "/mcpo/sessions/bob", status: 405},
+		{name: "no caller", method: "DELETE", path: "/mcpo/sessions/", status: 404},
+		{name: "bob's session", method: "DELETE", path: "/mcpo/servers/" + memory.entry.id + "/sessions/bob", status: 202,
+			body: `{"ended":["` + memory.entry.id + `"]}`},
+		{name: "bob's session, again", method: "DELETE", path: "/mcpo/servers/" + memory.entry.id + "/sessions/bob", status: 404},
+		{name: "every session of a caller whose ID holds a slash", method: "DELETE", path: "/mcpo/sessions/team%2Falice", status: 202,
+			body: `{"ended":["` + strings.Join(sortedIDs(memory.entry.id, other.entry.id), `","`) + `"]}`},
+		{name: "every session of that caller, again", method: "DELETE", path: "/mcpo/sessions/team%2Falice", status: 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := serveAdmin(a, tc.method, tc.path)
+			if res.status != tc.status {
+				t.Fatalf("%s %s: %d %s (%v), want %d", tc.method, tc.path, res.status, res.body, res.err, tc.status)
+			}
+			if tc.body != "" && string(res.body) != tc.body+"\n" {
+				t.Errorf("%s %s answered %s, want %s", tc.method, tc.path, res.body, tc.body)
+			}
+			if res.err != nil && strings.Contains(res.err.Error(), "alice") {
+				t.Errorf("the error %q names the caller", res.err)
+			}
+		})
+	}
+	for _, pid := range []int{pids["bob"], pids[slashed], otherPID} {
+		waitFor(t, fmt.Sprintf("process %d stopped", pid), func() bool { return gone(pid) })
+	}
+	if n, _, _ := memory.Sessions(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+	if again := pidAs(t, memory, "bob"); again == pids["bob"] {
+		t.Error("bob's next call ran in his ended process")
+	}
+}
+
+// sortedIDs returns ids sorted, as the pool lists servers.
+func sortedIDs(ids ...string) []string {
+	slices.Sort(ids)
+	return ids
+}
+
+func TestAdminRestartOfAServerWithSessionsEndsThemAll(t *testing.T) {
+	p := newTestPool(t)
+	l := p.leaseServer(perUserFixture(nil), true)
+	listed(t, l)
+	a, b := pidAs(t, l, "a"), pidAs(t, l, "b")
+	res := serveAdmin(newTestAdmin(t, p), http.MethodPost, "/mcpo/servers/fx/restart")
+	if res.status != http.StatusAccepted {
+		t.Fatalf("POST restart: %d %s (%v)", res.status, res.body, res.err)
+	}
+	waitFor(t, "every session stopped", func() bool { return gone(a) && gone(b) })
+	if st := l.Status(); st.State != upstream.StateReady || st.Tools == 0 {
+		t.Errorf("after a restart the server is %+v; want it ready with its listing", st)
+	}
+	if got := pidAs(t, l, "a"); got == a {
+		t.Error("a's next call ran in the ended process")
+	}
+	res = serveAdmin(newTestAdmin(t, p), http.MethodPost, "/mcpo/servers/fx/refresh")
+	if res.status != http.StatusAccepted {
+		t.Errorf("POST refresh: %d %s (%v)", res.status, res.body, res.err)
 	}
 }

@@ -64,6 +64,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		max_message_size <size>
 //		tool_error_status <code>
 //		strict_args on|off
+//		isolation shared|user
+//		idle_timeout <duration>
+//		max_sessions <sessions>
+//		list_as <id>
 //		oauth {
 //			grant authorization_code|client_credentials
 //			redirect_uri <url>

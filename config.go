@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -125,6 +126,27 @@ type ServerConfig struct {
 
 	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
 	OAuth *OAuth `json:"oauth,omitempty"`
+
+	// Who shares a session of the server (a stdio process, or an HTTP
+	// session): "shared" (the default), every caller one session; or
+	// "user", each caller identity a session of its own, started on its
+	// first call. "user" needs the handler's identity. Values of args,
+	// env, dir, url and headers may then hold the caller's placeholders
+	// ({mcpo.user.id}, .email, .name, .role, .groups), resolved when the
+	// caller's session starts.
+	Isolation string `json:"isolation,omitempty"`
+	// How long a caller's session may go without calls before it is
+	// stopped (isolation "user"). Default: 10m.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// The most sessions the server runs at once (isolation "user"): when
+	// all run, a new caller's session replaces the least recently used
+	// one without a call under way, or the call gets 429 when every one
+	// has a call under way. Default: 100.
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// The caller ID the server's tools are listed as (isolation "user"):
+	// a listing session, apart from the callers', runs with every
+	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo".
+	ListAs string `json:"list_as,omitempty"`
 }
 
 // SecurityScheme declares how callers authenticate, for the documents.
@@ -228,6 +250,11 @@ func (h *Handler) Validate() error {
 		name := h.serverName(s)
 		if err := s.Validate(); err != nil {
 			return &serverError{index: i, name: name, err: err}
+		}
+		if s.perUser() && h.Identity == nil {
+			return &serverError{index: i, name: name, err: fieldErr(errors.New(
+				"isolation user gives each caller a session of their own, and needs to know who calls: "+
+					"set identity on the handler"), "isolation")}
 		}
 		if s.OAuth != nil && s.OAuth.Grant != oauth.GrantClientCredentials &&
 			len(h.APIKeys)+len(h.AdminKeys) == 0 && h.Security == nil {
@@ -363,6 +390,9 @@ func (s *ServerConfig) Validate() error {
 	if s.QueueTimeout > 0 && s.MaxConcurrent == 0 {
 		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")
 	}
+	if err := s.validateIsolation(); err != nil {
+		return err
+	}
 	if s.OAuth != nil {
 		if transport == upstream.TransportStdio {
 			return fieldErr(errors.New("oauth applies to servers reached at a url; give a stdio server its credentials through env"),
@@ -370,6 +400,82 @@ func (s *ServerConfig) Validate() error {
 		}
 		if err := s.OAuth.Validate(); err != nil {
 			return nested("oauth", err)
+		}
+	}
+	return nil
+}
+
+// Isolations of a server.
+const (
+	isolationShared = "shared"
+	isolationUser   = "user"
+)
+
+// perUser reports a server that gives each caller a session of its own.
+func (s *ServerConfig) perUser() bool { return s.Isolation == isolationUser }
+
+// validateIsolation checks the isolation, the settings that go with it
+// and where the caller's placeholders are written.
+func (s *ServerConfig) validateIsolation() error {
+	switch s.Isolation {
+	case "", isolationShared, isolationUser:
+	default:
+		return fieldErr(fmt.Errorf("isolation %q: want %s or %s", s.Isolation, isolationShared, isolationUser), "isolation")
+	}
+	if !s.perUser() {
+		for _, f := range []struct {
+			set   bool
+			field string
+		}{{s.IdleTimeout != 0, "idle_timeout"}, {s.MaxSessions != 0, "max_sessions"}, {s.ListAs != "", "list_as"}} {
+			if f.set {
+				return fieldErr(fmt.Errorf("%s applies to servers with isolation user", f.field), f.field)
+			}
+		}
+	}
+	if s.IdleTimeout < 0 {
+		return fieldErr(fmt.Errorf("idle_timeout %s: want a positive duration", time.Duration(s.IdleTimeout)), "idle_timeout")
+	}
+	if s.MaxSessions < 0 {
+		return fieldErr(fmt.Errorf("max_sessions %d: want 1 or more", s.MaxSessions), "max_sessions")
+	}
+	if s.perUser() && s.OAuth != nil {
+		return fieldErr(errors.New("isolation user does not take oauth: every caller's session would use the one authorization; "+
+			"give each caller their credentials with header and {mcpo.user.id}"), "isolation", "oauth")
+	}
+	return s.validateUserPlaceholders()
+}
+
+// validateUserPlaceholders checks the caller's placeholders: known ones,
+// never in command, and in args, env and dir only where each caller has a
+// session of their own (on a shared server, headers resolve them per call).
+func (s *ServerConfig) validateUserPlaceholders() error {
+	check := func(field, v string, allowed bool) error {
+		names, err := userPlaceholders(v)
+		if err != nil {
+			return fieldErr(fmt.Errorf("%s: %w", field, err), field)
+		}
+		if len(names) > 0 && !allowed {
+			return fieldErr(fmt.Errorf("%s holds {%s}, which needs isolation user: a session shared by every caller cannot start as one of them",
+				field, names[0]), field)
+		}
+		return nil
+	}
+	if err := check("command", s.Command, false); err != nil {
+		return fieldErr(fmt.Errorf("command %q: the program is the same for every caller; pass the caller in args or env", s.Command), "command")
+	}
+	errs := []error{check("dir", s.Dir, s.perUser()), check("url", s.URL, s.perUser())}
+	for _, a := range s.Args {
+		errs = append(errs, check("args", a, s.perUser()))
+	}
+	for _, v := range s.Env {
+		errs = append(errs, check("env", v, s.perUser()))
+	}
+	for _, v := range s.Headers {
+		errs = append(errs, check("headers", v, true))
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil

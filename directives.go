@@ -120,6 +120,14 @@ var directives = []directive{
 		example: "tool_error_status 502", parse: parseToolErrorStatus},
 	{name: "strict_args", in: setting, syntax: "on|off", field: "strict_args",
 		example: "strict_args off", parse: parseStrictArgs},
+	{name: "isolation", in: setting, syntax: "shared|user", field: "isolation",
+		example: "isolation user", parse: text(func(p *parser) *string { return &p.s.Isolation })},
+	{name: "idle_timeout", in: setting, syntax: "<duration>", field: "idle_timeout",
+		example: "idle_timeout 30m", parse: duration(func(p *parser) *caddy.Duration { return &p.s.IdleTimeout })},
+	{name: "max_sessions", in: setting, syntax: "<sessions>", field: "max_sessions",
+		example: "max_sessions 20", parse: parseMaxSessions},
+	{name: "list_as", in: setting, syntax: "<id>", field: "list_as",
+		example: "list_as tool-lister", parse: text(func(p *parser) *string { return &p.s.ListAs })},
 	{name: "oauth", in: setting, field: "oauth", opens: oauthBlock,
 		example: "oauth {\n\tgrant client_credentials\n\tclient_id caddy\n\tclient_secret {env.MCPO_CLIENT_SECRET}\n}", parse: parseOAuth},
 
@@ -346,6 +354,20 @@ func parseMaxConcurrent(p *parser) error {
 		return p.d.Errf("max_concurrent %q: want a number of calls, 1 or more", v)
 	}
 	p.s.MaxConcurrent = n
+	return nil
+}
+
+// parseMaxSessions reads "max_sessions <sessions>".
+func parseMaxSessions(p *parser) error {
+	v, err := p.arg()
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return p.d.Errf("max_sessions %q: want a number of sessions, 1 or more", v)
+	}
+	p.s.MaxSessions = n
 	return nil
 }
 

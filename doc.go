@@ -23,5 +23,8 @@
 //   - configfile.go: Claude Desktop / mcpo configuration files.
 //   - pool.go: the running servers, shared by the configurations that use
 //     them; app.go: the app that starts a configuration's servers.
+//   - sessions.go: a server with a session per caller (isolation user):
+//     each caller's session, started on their first call, stopped when
+//     idle, at most max_sessions, and the server's one tool listing.
 //   - admin.go, metrics.go: the admin API and the Prometheus metrics.
 package caddymcpo

@@ -34,6 +34,9 @@ var credentialHeaders = []string{"Authorization", "Cookie"}
 // {http.request.header.X-Chat-Id}. The scan is Caddy's own: a literal brace
 // is written \{.
 func perRequest(v string) bool {
+	if holdsUser(v) {
+		return true // the caller's placeholders, maybe inside a global one
+	}
 	found := false
 	// An empty replacer knows no placeholder, so f sees every one.
 	_, _ = caddy.NewEmptyReplacer().ReplaceFunc(v, func(key string, _ any) (any, error) {
@@ -43,6 +46,14 @@ func perRequest(v string) bool {
 		return "", nil
 	})
 	return found
+}
+
+// sessionHeader reports a header value a caller's session resolves when
+// it starts: of a per-user server, one holding the caller's placeholders
+// ({mcpo.user.*}), which may then sit inside another placeholder, as in
+// {file./run/secrets/{mcpo.user.id}}.
+func (s *ServerConfig) sessionHeader(v string) bool {
+	return s.perUser() && holdsUser(v)
 }
 
 // globalPlaceholder reports a placeholder Caddy resolves without a
@@ -181,6 +192,27 @@ type callHeader struct {
 	template string // as configured, placeholders and all
 }
 
+// resolve returns the header's value for the call under ctx, made by
+// repl. The caller's placeholders are the identity's values, which may sit
+// inside another placeholder ({file./run/secrets/{mcpo.user.id}}, the
+// value then a safe file name) and are never read as placeholders
+// themselves; without an identity, or one lacking a value the template
+// uses, the value is empty.
+func (c callHeader) resolve(ctx context.Context, repl *caddy.Replacer) string {
+	if !holdsUser(c.template) {
+		return repl.ReplaceAll(c.template, "")
+	}
+	id, ok := bridge.IdentityFrom(ctx)
+	if !ok {
+		return ""
+	}
+	v, err := expandUser(c.template, id, inHeader, repl)
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
 // callExtras returns what the server adds to each call, nil for nothing.
 // The server is validated.
 func (s *ServerConfig) callExtras(name string) *callExtras {
@@ -191,7 +223,7 @@ func (s *ServerConfig) callExtras(name string) *callExtras {
 		}
 	}
 	for k, v := range s.Headers {
-		if perRequest(v) {
+		if perRequest(v) && !s.sessionHeader(v) {
 			x.headers = append(x.headers, callHeader{name: textproto.CanonicalMIMEHeaderKey(k), template: v})
 		}
 	}
@@ -233,7 +265,7 @@ func (x *callExtras) apply(ctx context.Context, log *zap.Logger) context.Context
 			add(name, v)
 		}
 		for _, c := range x.headers {
-			add(c.name, repl.ReplaceAll(c.template, ""))
+			add(c.name, c.resolve(ctx, repl))
 		}
 		if h != nil {
 			ctx = upstream.WithCallHeaders(ctx, h)

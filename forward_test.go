@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -220,22 +222,30 @@ func requestInfo(t *testing.T, ctx context.Context, l *lease) fixture.RequestInf
 
 func TestLease_CallsCarryTheCallersForwardedAndTemplatedHeaders(t *testing.T) {
 	p := newTestPool(t)
+	secrets := t.TempDir()
+	for _, user := range []string{"alice", "bob"} {
+		if err := os.WriteFile(filepath.Join(secrets, "token-"+user), []byte("token of "+user), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	l, logs := leaseOf(t, p, ServerConfig{URL: fixture.NewStreamableHTTP(t, fixture.Options{}),
 		ForwardHeaders: []string{"x-openwebui-chat-id", "X-Multi", "X-Absent"},
 		Headers: map[string]string{"X-Static": "static", "X-User": "{mcpo.user.id}",
-			"X-Chat": "chat {http.request.header.X-OpenWebUI-Chat-Id}", "X-Evil": "{http.request.header.X-Evil}"}})
+			"X-Token": "{file." + secrets + "/token-{mcpo.user.id}}",
+			"X-Chat":  "chat {http.request.header.X-OpenWebUI-Chat-Id}", "X-Evil": "{http.request.header.X-Evil}"}})
 
 	ctx, repl := callerRequest(t, http.Header{
 		"X-Openwebui-Chat-Id": {"c-42"}, "X-Multi": {"a", "b"}, "Authorization": {"Bearer caller"},
 		"Cookie": {"session=caller"}, "X-Random": {"r"},
 		"X-Evil": {"ok"}, // replaced below with a value no header can carry
 	})
-	repl.Set("mcpo.user.id", "alice") // as the identity handler does
+	ctx = bridge.WithIdentity(ctx, bridge.Identity{ID: "alice"}) // as the identity handler does
 	info := requestInfo(t, ctx, l)
 	h := info.Headers
 	for name, want := range map[string][]string{
 		"X-Openwebui-Chat-Id": {"c-42"}, "X-Multi": {"a,b"}, "X-Static": {"static"}, "X-User": {"alice"}, "X-Chat": {"chat c-42"},
-		"X-Evil": {"ok"}, "X-Absent": nil, "Authorization": nil, "Cookie": nil, "X-Random": nil,
+		"X-Token": {"token of alice"},
+		"X-Evil":  {"ok"}, "X-Absent": nil, "Authorization": nil, "Cookie": nil, "X-Random": nil,
 	} {
 		if got := h.Values(name); !slices.Equal(got, want) {
 			t.Errorf("%s = %q, want %q", name, got, want)
@@ -245,10 +255,10 @@ func TestLease_CallsCarryTheCallersForwardedAndTemplatedHeaders(t *testing.T) {
 	// Another caller on the same session gets their own values; a value
 	// holding a newline is left out, with a warning.
 	ctx, repl = callerRequest(t, http.Header{"X-Openwebui-Chat-Id": {"c-7"}})
-	repl.Set("mcpo.user.id", "bob")
+	ctx = bridge.WithIdentity(ctx, bridge.Identity{ID: "bob"})
 	repl.Set("http.request.header.X-Evil", "x\r\nInjected: yes")
 	h = requestInfo(t, ctx, l).Headers
-	if h.Get("X-User") != "bob" || h.Get("X-Chat") != "chat c-7" || h.Get("X-Multi") != "" || h.Get("Injected") != "" || h.Get("X-Evil") != "" {
+	if h.Get("X-User") != "bob" || h.Get("X-Token") != "token of bob" || h.Get("X-Chat") != "chat c-7" || h.Get("X-Multi") != "" || h.Get("Injected") != "" || h.Get("X-Evil") != "" {
 		t.Errorf("the second caller's call carried %v", h)
 	}
 	if w := logs.FilterMessageSnippet("holds characters a header cannot carry").All(); len(w) != 1 ||

@@ -31,7 +31,9 @@ import (
 // labelled with the server's name and its id, the id the admin API
 // (admin.api.mcpo) uses: two servers may share a name (under two mounts,
 // or for a moment while a reload replaces one), and two series with the
-// same labels would fail the whole scrape.
+// same labels would fail the whole scrape. A server with a session per
+// caller reports how many run, never who runs them: callers' identities
+// are no labels.
 var metrics = struct {
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -116,6 +118,8 @@ type poolCollector struct {
 	state    *prometheus.Desc
 	restarts *prometheus.Desc
 	tools    *prometheus.Desc
+	sessions *prometheus.Desc
+	stops    *prometheus.Desc
 }
 
 // newPoolCollector returns a collector over the servers of p.
@@ -130,6 +134,9 @@ func newPoolCollector(p *pool) *poolCollector {
 		state:    desc("server_state", "The MCP server's state: 1 for the current one, 0 for the others.", "state"),
 		restarts: desc("server_restarts_total", "How often the MCP server was started again after it had been ready."),
 		tools:    desc("server_tools", "How many tools the MCP server listed last, before any filtering."),
+		sessions: desc("server_sessions", "How many sessions an MCP server with a session per caller runs, its listing session included."),
+		stops: desc("server_sessions_stopped_total",
+			"How many sessions of callers an MCP server with a session per caller stopped, by reason: idle, evicted or ended.", "reason"),
 	}
 }
 
@@ -139,6 +146,8 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.state
 	ch <- c.restarts
 	ch <- c.tools
+	ch <- c.sessions
+	ch <- c.stops
 }
 
 // Collect sends the current metrics of every server in the pool.
@@ -163,6 +172,13 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.Restarts), st.Name, s.id)
 		ch <- prometheus.MustNewConstMetric(c.tools, prometheus.GaugeValue, float64(st.Tools), st.Name, s.id)
+		if u := s.entry.users; u != nil {
+			n, _ := u.count()
+			ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(n), st.Name, s.id)
+			for reason, n := range u.stopCounts() {
+				ch <- prometheus.MustNewConstMetric(c.stops, prometheus.CounterValue, float64(n), st.Name, s.id, reason)
+			}
+		}
 	}
 }
 

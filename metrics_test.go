@@ -233,3 +233,36 @@ func TestPoolCollectorReportsEveryServerEvenWithSharedNames(t *testing.T) {
 	})
 	checkLines(t, exposition(t, registry), `caddy_mcpo_server_restarts_total`+fxLabels+`} 1`)
 }
+
+func TestPoolCollectorCountsSessionsNeverNamingTheCallers(t *testing.T) {
+	p := newTestPool(t)
+	l := p.leaseServer(perUserFixture(func(s *ServerConfig) { s.MaxSessions = 2 }), true)
+	shared, sharedID := p.add(fixtureSpec("shared", fixture.Options{}), true)
+	waitStatus(t, shared, "ready", isReady)
+	listed(t, l)
+	for _, id := range []string{"alice@example.com", "bob", "carol"} { // carol evicts alice
+		pidAs(t, l, id)
+	}
+	l.entry.users.end("bob")
+	registry := prometheus.NewPedanticRegistry()
+	registry.MustRegister(newPoolCollector(p.pool))
+	labels := `{id="` + l.entry.id + `",server="fx"`
+	text := exposition(t, registry)
+	checkLines(t, text,
+		`caddy_mcpo_server_sessions`+labels+`} 1`,
+		`caddy_mcpo_server_sessions_stopped_total{id="`+l.entry.id+`",reason="evicted",server="fx"} 1`,
+		`caddy_mcpo_server_sessions_stopped_total{id="`+l.entry.id+`",reason="ended",server="fx"} 1`,
+		`caddy_mcpo_server_sessions_stopped_total{id="`+l.entry.id+`",reason="idle",server="fx"} 0`,
+		`caddy_mcpo_server_up`+labels+`} 1`,
+		`# TYPE caddy_mcpo_server_sessions gauge`,
+		`# TYPE caddy_mcpo_server_sessions_stopped_total counter`,
+	)
+	if strings.Contains(text, `caddy_mcpo_server_sessions{id="`+sharedID+`"`) {
+		t.Error("a shared server reports sessions")
+	}
+	for _, id := range []string{"alice", "bob", "carol", sessionKey("carol")[:12]} {
+		if strings.Contains(text, id) {
+			t.Errorf("the metrics name the caller %q", id)
+		}
+	}
+}

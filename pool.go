@@ -47,16 +47,21 @@ type owner struct {
 }
 
 // acquire leases the server r describes to the configuration o: the
-// running one when another configuration uses it, else a new, idle one.
+// running one when another configuration uses it, else a new, idle one. A
+// per-user server is keyed by its template: its callers' sessions carry
+// over as long as the template does.
 func (p *pool) acquire(r resolved, o owner) (*lease, error) {
 	key := r.spec.Key()
+	if r.users != nil {
+		key = r.users.key()
+	}
 	val, loaded, err := p.entries.LoadOrNew(key, func() (caddy.Destructor, error) {
 		return p.newEntry(key, r, o)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &lease{pool: p, key: key, entry: val.(*entry), adopt: loaded, opts: r.opts, owner: o, extras: r.extras}, nil
+	return &lease{pool: p, key: key, entry: val.(*entry), adopt: loaded, opts: r.opts, users: r.users, owner: o, extras: r.extras}, nil
 }
 
 // wait waits for the servers stopping in the background.
@@ -80,7 +85,7 @@ func (p *pool) snapshot() []serverSnapshot {
 	})
 	// Status locks the server: take it outside the pool's lock.
 	for i := range out {
-		out[i].status = out[i].entry.upstream.Status()
+		out[i].status = out[i].entry.status()
 	}
 	slices.SortFunc(out, func(a, b serverSnapshot) int {
 		return cmp.Or(strings.Compare(a.status.Name, b.status.Name), strings.Compare(a.id, b.id))
@@ -89,18 +94,24 @@ func (p *pool) snapshot() []serverSnapshot {
 }
 
 // entry is one server of the pool: its upstream, and the OAuth client and
-// token storage that go with it.
+// token storage that go with it; or, for a per-user server, its callers'
+// sessions.
 type entry struct {
 	pool     *pool
-	id       string // the admin API's id
-	upstream *upstream.Upstream
-	oauth    *oauth.Client // nil without OAuth
-	storage  *liveStorage  // the OAuth client's storage; nil without OAuth
+	id       string             // the admin API's id
+	upstream *upstream.Upstream // nil for a per-user server
+	users    *userSessions      // nil for a shared server
+	oauth    *oauth.Client      // nil without OAuth
+	storage  *liveStorage       // the OAuth client's storage; nil without OAuth
 }
 
 // newEntry builds the idle server r describes, for the configuration o.
 func (p *pool) newEntry(key string, r resolved, o owner) (*entry, error) {
 	e := &entry{pool: p, id: serverID(key)}
+	if r.users != nil { // no OAuth (ServerConfig.Validate)
+		e.users = newUserSessions(r.spec.Name, r.users, r.opts, o.log)
+		return e, nil
+	}
 	spec := r.spec
 	if r.oauth != nil {
 		e.storage = newLiveStorage(o.storage)
@@ -125,8 +136,12 @@ func serverID(key string) string {
 }
 
 // adopt hands the running server over to the configuration o, with its
-// options.
-func (e *entry) adopt(opts upstream.Options, o owner) {
+// options, and for a per-user server the settings of its sessions.
+func (e *entry) adopt(opts upstream.Options, users *userTemplate, o owner) {
+	if e.users != nil {
+		e.users.configure(users.settings, opts, o.log)
+		return
+	}
 	e.upstream.SetLogger(o.log)
 	e.upstream.SetOptions(opts)
 	if e.oauth != nil {
@@ -144,11 +159,51 @@ func (e *entry) consent() bridge.Consent {
 	return e.oauth
 }
 
-// restart ends the server's session, or cuts its backoff short.
-func (e *entry) restart() { e.upstream.Restart() }
+// status describes the server.
+func (e *entry) status() upstream.Status {
+	if e.users != nil {
+		return e.users.status()
+	}
+	return e.upstream.Status()
+}
+
+// Sessions returns how many sessions a per-user server runs and may run;
+// ok is false for a shared server.
+func (e *entry) Sessions() (running, limit int, ok bool) {
+	if e.users == nil {
+		return 0, 0, false
+	}
+	running, limit = e.users.count()
+	return running, limit, true
+}
+
+// start starts the server, or a per-user server's listing session.
+func (e *entry) start() {
+	if e.users != nil {
+		e.users.start()
+		return
+	}
+	e.upstream.Start()
+}
+
+// restart ends the server's session, or cuts its backoff short; for a
+// per-user server, it ends every caller's session, and each caller's next
+// call starts a new one.
+func (e *entry) restart() {
+	if e.users != nil {
+		e.users.endAll()
+		return
+	}
+	e.upstream.Restart()
+}
 
 // refresh has the server list its tools again.
-func (e *entry) refresh() error { return e.upstream.Refresh() }
+func (e *entry) refresh() error {
+	if e.users != nil {
+		return e.users.refresh()
+	}
+	return e.upstream.Refresh()
+}
 
 // Destruct stops the server, which no configuration uses any more, in the
 // background: calls under way finish (within the drain timeout) without
@@ -156,6 +211,10 @@ func (e *entry) refresh() error { return e.upstream.Refresh() }
 // the last configuration stop together rather than one after the other
 // (app.go has the process wait for them).
 func (e *entry) Destruct() error {
+	if e.users != nil {
+		e.pool.closing.Go(e.users.close)
+		return nil
+	}
 	e.pool.closing.Go(func() { _ = e.upstream.Close() })
 	return nil
 }
@@ -168,6 +227,7 @@ type lease struct {
 	entry *entry
 	adopt bool // the server ran for an earlier configuration
 	opts  upstream.Options
+	users *userTemplate // a per-user server's settings; nil for a shared one
 	owner owner
 	// extras are what the configuration adds to each call; nil for none.
 	extras *callExtras
@@ -176,11 +236,21 @@ type lease struct {
 }
 
 // Tools returns the server's last tool listing.
-func (l *lease) Tools() *upstream.ToolSet { return l.entry.upstream.Tools() }
+func (l *lease) Tools() *upstream.ToolSet {
+	if u := l.entry.users; u != nil {
+		return u.tools()
+	}
+	return l.entry.upstream.Tools()
+}
 
-// CallTool calls a tool of the server.
+// CallTool calls a tool of the server: of a per-user server, in the
+// session of the caller ctx carries (bridge.IdentityFrom).
 func (l *lease) CallTool(ctx context.Context, name string, args json.RawMessage) (*upstream.CallResult, error) {
-	return l.entry.upstream.CallTool(l.callExtras(ctx), name, args)
+	ctx = l.callExtras(ctx)
+	if u := l.entry.users; u != nil {
+		return u.callTool(ctx, name, args)
+	}
+	return l.entry.upstream.CallTool(ctx, name, args)
 }
 
 // callExtras returns ctx with what the configuration adds to a call of
@@ -194,7 +264,11 @@ func (l *lease) callExtras(ctx context.Context) context.Context {
 }
 
 // Status describes the server.
-func (l *lease) Status() upstream.Status { return l.entry.upstream.Status() }
+func (l *lease) Status() upstream.Status { return l.entry.status() }
+
+// Sessions returns how many sessions a per-user server runs and may run;
+// ok is false for a shared server.
+func (l *lease) Sessions() (running, limit int, ok bool) { return l.entry.Sessions() }
 
 // consent returns the server's consent pages, nil if it has none.
 func (l *lease) consent() bridge.Consent { return l.entry.consent() }
@@ -205,9 +279,9 @@ func (l *lease) consent() bridge.Consent { return l.entry.consent() }
 // fails to load leaves it as it was.
 func (l *lease) start() {
 	if l.adopt {
-		l.entry.adopt(l.opts, l.owner)
+		l.entry.adopt(l.opts, l.users, l.owner)
 	}
-	l.entry.upstream.Start()
+	l.entry.start()
 }
 
 // release gives the server back, once; the pool stops it when no
@@ -257,7 +331,9 @@ func (l *liveStorage) Delete(ctx context.Context, key string) error {
 
 // Interface guards.
 var (
-	_ caddy.Destructor = (*entry)(nil)
-	_ bridge.Caller    = (*lease)(nil)
-	_ oauth.Store      = (*liveStorage)(nil)
+	_ caddy.Destructor      = (*entry)(nil)
+	_ bridge.Caller         = (*lease)(nil)
+	_ bridge.SessionCounter = (*lease)(nil)
+	_ bridge.SessionCounter = (*entry)(nil)
+	_ oauth.Store           = (*liveStorage)(nil)
 )

@@ -16,9 +16,10 @@
 // loopback; every run is bounded in calls and in time.
 //
 // Besides the paths, it measures start-up, reload, document generation and
-// idle memory (-extras), and what large request bodies cost caddy-mcpo in
-// memory (-bodies). With -paths= -extras=false it measures the bodies
-// alone, without mcpo or mcp-server-time.
+// idle memory (-extras), what large request bodies cost caddy-mcpo in
+// memory (-bodies), and what a session per caller costs (-sessions). With
+// -paths= -extras=false it measures the bodies and sessions alone, without
+// mcpo or mcp-server-time.
 //
 // Run it with `make bench` from the repository root.
 package main
@@ -54,6 +55,7 @@ type options struct {
 	paths       []string // the paths to measure
 	extras      bool     // measure start-up, reload, documents and memory too
 	bodies      bool     // measure the memory large request bodies take
+	sessions    bool     // measure a session per caller against a shared server
 }
 
 func main() {
@@ -76,6 +78,7 @@ func main() {
 	paths := flag.String("paths", strings.Join([]string{pathDirect, pathCaddy, pathMcpo}, ","), "the paths to measure")
 	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
 	flag.BoolVar(&o.bodies, "bodies", true, "also measure caddy-mcpo's peak memory per MiB of request body in flight")
+	flag.BoolVar(&o.sessions, "sessions", true, "also measure a session per caller (isolation user) against a shared server")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -232,6 +235,15 @@ func run(ctx context.Context, o options) error {
 		log.Print("memory per MiB of request body in flight")
 		if res.Bodies, err = e.bodyMemory(ctx); err != nil {
 			return fmt.Errorf("body memory: %w", err)
+		}
+	}
+	if o.sessions {
+		log.Print("a session per caller against a shared server")
+		res.Sessions, err = e.sessions(ctx)
+		if errors.Is(err, errNoIdentity) {
+			log.Printf("sessions: skipped: %v", err)
+		} else if err != nil {
+			return fmt.Errorf("sessions: %w", err)
 		}
 	}
 	res.Finished = time.Now().UTC()

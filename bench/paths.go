@@ -134,12 +134,21 @@ func (h *httpPath) caller(uc upstreamCase) caller {
 
 // postCaller posts body to url and checks for a 200 holding want.
 func postCaller(cl *http.Client, url string, body []byte, want string) caller {
+	return postCallerAs(cl, url, body, want, nil)
+}
+
+// postCallerAs is postCaller for the caller user names, in userHeader, at
+// each call; nil names none.
+func postCallerAs(cl *http.Client, url string, body []byte, want string, user func() string) caller {
 	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if user != nil {
+			req.Header.Set(userHeader, user())
+		}
 		resp, err := cl.Do(req)
 		if err != nil {
 			return err

@@ -34,6 +34,7 @@ type Results struct {
 	Document   Document          `json:"document"`
 	IdleMemory IdleMemory        `json:"idle_memory"`
 	Bodies     *BodyMemory       `json:"bodies,omitempty"`
+	Sessions   *Sessions         `json:"sessions,omitempty"`
 }
 
 // Cell is one upstream case through one path at one concurrency.
@@ -205,7 +206,10 @@ func markdown(r *Results) string {
 	if r.Bodies != nil {
 		markdownBodies(&b, r.Bodies)
 	}
-	if len(r.Cells) > 0 {
+	if r.Sessions != nil {
+		markdownSessions(&b, r.Sessions)
+	}
+	if len(r.Cells) > 0 || r.Sessions != nil {
 		markdownTargets(&b, r)
 	}
 	return b.String()
@@ -304,9 +308,43 @@ func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
 	}
 }
 
-// markdownTargets renders the targets of the echo upstream, and of reload.
+// markdownSessions renders what a session per caller costs.
+func markdownSessions(b *bytes.Buffer, s *Sessions) {
+	fmt.Fprintf(b, "\n**A session per caller** (`isolation user`, the echo server over stdio, against the same server shared, in one Caddy)\n\n")
+	fmt.Fprintf(b, "| measure | session per caller | shared |\n|---|---:|---:|\n")
+	fmt.Fprintf(b, "| first call of a new caller, its session's start included (p50 / p99 of %d) | %.2f / %.2f ms | |\n",
+		s.NewCallers, s.FirstCall.P50, s.FirstCall.P99)
+	fmt.Fprintf(b, "| calls after it, one at a time (p50 / p99) | %.3f / %.3f ms | %.3f / %.3f ms |\n",
+		s.NextCall.P50, s.NextCall.P99, s.SharedCall.P50, s.SharedCall.P99)
+	fmt.Fprintf(b, "\n| upstream, %d callers at concurrency %d | session per caller | shared | ratio | one caller's session alone | CPU per call, Caddy + upstreams: per caller / shared / one caller |\n|---|---:|---:|---:|---:|---:|\n",
+		s.Users, s.Concurrency)
+	cpu := func(c SessionCell) string {
+		return fmt.Sprintf("%.0f + %.0f µs", c.CaddyCPUPerCallUS, c.UpstreamCPUPerCallUS)
+	}
+	for _, l := range s.Loads {
+		fmt.Fprintf(b, "| %s | %.0f calls/s | %.0f calls/s | %s | %.0f calls/s | %s / %s / %s |\n", l.Case,
+			l.PerUser.Load.Throughput, l.Shared.Load.Throughput, ratio(l.PerUser.Load.Throughput, l.Shared.Load.Throughput),
+			l.OneUser.Load.Throughput, cpu(l.PerUser), cpu(l.Shared), cpu(l.OneUser))
+	}
+	fmt.Fprintf(b, "\n- Caddy's resident memory per idle caller's session (%d started): %.0f KiB, over %.0f KiB; each session's echo server process, not counted: %.0f KiB.\n",
+		s.IdleSessions, s.PerSessionKiB, s.BaseKiB, s.UpstreamKiB)
+}
+
+// markdownTargets renders the targets of the echo upstream, of reload,
+// and of sessions per caller.
 func markdownTargets(b *bytes.Buffer, r *Results) {
 	fmt.Fprintf(b, "\n**Targets** (echo upstream)\n\n")
+	if s := r.Sessions; s != nil {
+		for _, l := range s.Loads {
+			if l.Shared.Load.Throughput > 0 {
+				target(b, fmt.Sprintf("%s: throughput of %d callers with a session each at concurrency %d ≥ 0.9× a shared server's",
+					l.Case, s.Users, s.Concurrency), l.PerUser.Load.Throughput/l.Shared.Load.Throughput, 0.9)
+			}
+		}
+	}
+	if len(r.Cells) == 0 {
+		return
+	}
 	top := r.concurrencies()[len(r.concurrencies())-1]
 	if cc, mc, dc := r.cell("echo", pathCaddy, top), r.cell("echo", pathMcpo, top), r.cell("echo", pathDirect, top); cc != nil && mc != nil && dc != nil {
 		target(b, fmt.Sprintf("throughput at concurrency %d ≥ 10× mcpo's", top), cc.Load.Throughput/mc.Load.Throughput, 10)

@@ -133,3 +133,34 @@ func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
 		t.Error("results.png drawn without a path measured")
 	}
 }
+
+func TestWriteGivesWhatASessionPerCallerCostsAndItsTarget(t *testing.T) {
+	cell := func(thr, caddy, up float64) SessionCell {
+		return SessionCell{Load: LoadResult{Throughput: thr}, CaddyCPUPerCallUS: caddy, UpstreamCPUPerCallUS: up}
+	}
+	r := &Results{Started: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Sessions: &Sessions{
+		NewCallers: 40, FirstCall: Latency{P50: 12.5, P99: 30.25}, NextCall: Latency{P50: 0.4, P99: 1.2},
+		SharedCall: Latency{P50: 0.38, P99: 1.1}, Users: 16, Concurrency: 16,
+		Loads: []SessionLoad{
+			{Case: "echo", PerUser: cell(6000, 120, 125), Shared: cell(10000, 90, 45), OneUser: cell(9500, 92, 44)},
+			{Case: "sleep 10 ms", PerUser: cell(1500, 200, 100), Shared: cell(1500, 190, 90), OneUser: cell(1400, 190, 95)},
+		},
+		IdleSessions: 40, BaseKiB: 40000, PerSessionKiB: 150, UpstreamKiB: 9000,
+	}}
+	dir := writeResults(t, r,
+		"| first call of a new caller, its session's start included (p50 / p99 of 40) | 12.50 / 30.25 ms | |",
+		"| calls after it, one at a time (p50 / p99) | 0.400 / 1.200 ms | 0.380 / 1.100 ms |",
+		"| echo | 6000 calls/s | 10000 calls/s | 0.60× | 9500 calls/s | 120 + 125 µs / 90 + 45 µs / 92 + 44 µs |",
+		"| sleep 10 ms | 1500 calls/s | 1500 calls/s | 1.00× | 1400 calls/s | 200 + 100 µs / 190 + 90 µs / 190 + 95 µs |",
+		"Caddy's resident memory per idle caller's session (40 started): 150 KiB, over 40000 KiB; each session's echo server process, not counted: 9000 KiB.",
+		"echo: throughput of 16 callers with a session each at concurrency 16 ≥ 0.9× a shared server's: 0.60×, missed",
+		"sleep 10 ms: throughput of 16 callers with a session each at concurrency 16 ≥ 0.9× a shared server's: 1.00×, met",
+	)
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(md), "**Throughput**") || strings.Contains(string(md), "mcpo's") {
+		t.Errorf("results.md has what the run did not measure:\n%s", md)
+	}
+}

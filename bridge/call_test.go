@@ -295,6 +295,16 @@ func TestCallFailed(t *testing.T) {
 			status: http.StatusBadGateway, msg: []string{`"s"`, `"t"`},
 		},
 		{
+			name: "refused by the caller, with when to try again", tool: "t",
+			err:    fmt.Errorf("calling: %w", &RefusedError{Status: http.StatusTooManyRequests, Message: `server "s": every session is busy`, RetryAfter: 1500 * time.Millisecond}),
+			status: http.StatusTooManyRequests, retryAfter: "2", msg: []string{`server "s": every session is busy`},
+		},
+		{
+			name: "refused by the caller for good", tool: "t",
+			err:    &RefusedError{Status: http.StatusForbidden, Message: "the caller's identity lacks an email"},
+			status: http.StatusForbidden, msg: []string{"lacks an email"},
+		},
+		{
 			name: "other error", tool: "t",
 			err:    errors.New("broken pipe"),
 			status: http.StatusBadGateway, msg: []string{`"s"`, `"t"`, "broken pipe"},
@@ -365,6 +375,8 @@ var outcomeOf = map[int]Outcome{
 	http.StatusNotFound:            OutcomeUpstreamError,
 	http.StatusBadGateway:          OutcomeUpstreamError,
 	http.StatusGatewayTimeout:      OutcomeTimeout,
+	http.StatusTooManyRequests:     OutcomeRejected,
+	http.StatusForbidden:           OutcomeRejected,
 }
 
 // failingCaller lists one tool, "t", whose calls fail with err; with

@@ -27,7 +27,9 @@
 //   - telling an Observer how every call ended, for metrics.
 //
 // It works on any Caller (package upstream's Upstream is the real one):
-// it starts, stops and talks to no server itself. It knows nothing of
+// it starts, stops and talks to no server itself. A Caller may refuse a
+// call with a status of its own (RefusedError), and count the sessions it
+// gives its callers (SessionCounter) for the health report. It knows nothing of
 // Caddy: the Caddy handler strips its mount from the request path and calls
 // Bridge.Serve with what is left and the mount's path as the client sees
 // it. It starts no goroutines, and never puts API keys in answers or logs.

@@ -40,6 +40,18 @@ func (e *httpError) Unwrap() error { return e.Cause }
 // clientGone ends a call whose client went away: nobody reads the answer.
 var clientGone = &httpError{Outcome: OutcomeCanceled}
 
+// RefusedError is a Caller's refusal of a call it will not make now or for
+// this caller, such as one over a limit of its own: the bridge answers
+// Status with Message, and Retry-After when RetryAfter is positive. The
+// call counts as rejected.
+type RefusedError struct {
+	Status     int
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *RefusedError) Error() string { return e.Message }
+
 // errorDetail is the body of every error response, inside {"detail": ...}.
 // Open WebUI and the LLMs behind it read it, so its shape is fixed.
 type errorDetail struct {
@@ -101,10 +113,14 @@ func callFailed(ctx context.Context, s *ServerConfig, base, tool string, err err
 		rpc         *upstream.RPCError
 		input       *upstream.InputRequiredError
 		tooLarge    *upstream.MessageTooLargeError
+		refused     *RefusedError
 	)
 	e := &httpError{Status: http.StatusBadGateway, Outcome: OutcomeUpstreamError, Cause: err,
 		Detail: errorDetail{Server: s.Name, Tool: tool}}
 	switch {
+	case errors.As(err, &refused):
+		e.Status, e.Outcome, e.RetryAfter = refused.Status, OutcomeRejected, refused.RetryAfter
+		e.Detail.Message = refused.Message
 	case errors.As(err, &unavailable):
 		e = notReady(s, base, tool, unavailable)
 		e.Cause = err

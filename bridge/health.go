@@ -32,6 +32,32 @@ type ServerReport struct {
 	// Authorize is the page where an administrator authorizes a server in
 	// StateNeedsAuth.
 	Authorize string `json:"authorize,omitempty"`
+	// Sessions is how many sessions a server that gives each caller its
+	// own runs now, MaxSessions how many it may run at once; both are
+	// left out for a server every caller shares.
+	Sessions    *int `json:"sessions,omitempty"`
+	MaxSessions int  `json:"max_sessions,omitempty"`
+}
+
+// SessionCounter is a Caller that can give each caller a session of its
+// own (a process, or an HTTP session): the health report says how many
+// run.
+type SessionCounter interface {
+	// Sessions returns how many sessions run and how many may run at
+	// once; ok is false for a server every caller shares.
+	Sessions() (running, max int, ok bool)
+}
+
+// CountSessions adds the sessions of c, when it is a SessionCounter giving
+// each caller a session of its own, to the report.
+func (r *ServerReport) CountSessions(c any) {
+	sc, ok := c.(SessionCounter)
+	if !ok {
+		return
+	}
+	if n, limit, ok := sc.Sessions(); ok {
+		r.Sessions, r.MaxSessions = &n, limit
+	}
 }
 
 // Report describes a server from its status.
@@ -70,6 +96,7 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, ba
 	for _, s := range b.cfg.Servers {
 		h := Report(s.Upstream.Status())
 		h.Name = s.Name
+		h.CountSessions(s.Upstream)
 		if h.State == upstream.StateNeedsAuth && s.Consent != nil {
 			h.Authorize = base + consentAuthorize
 			if !b.cfg.Single {

@@ -16,7 +16,7 @@ const (
 	OutcomeUnavailable      Outcome = "unavailable"       // the server was not ready
 	OutcomeTimeout          Outcome = "timeout"           // the call's deadline passed
 	OutcomeCanceled         Outcome = "canceled"          // the client went away
-	OutcomeRejected         Outcome = "rejected"          // the server's concurrency cap was reached
+	OutcomeRejected         Outcome = "rejected"          // a limit was reached: the server's concurrency cap, or the Caller refused (RefusedError)
 	OutcomeUpstreamError    Outcome = "upstream_error"    // the server failed otherwise
 )
 

@@ -47,6 +47,10 @@ type serverHealth struct {
 	RetryAt   *time.Time `json:"retry_at"`
 	LastError string     `json:"last_error"`
 	Authorize string     `json:"authorize"`
+	// Sessions and MaxSessions count the sessions of a server with one per
+	// caller; Sessions is nil for a shared server.
+	Sessions    *int `json:"sessions"`
+	MaxSessions int  `json:"max_sessions"`
 }
 
 // getHealth fetches and decodes a mount's health report.

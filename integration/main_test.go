@@ -117,39 +117,7 @@ func loadRawOnce(config, contentType string) error {
 }
 
 // descendants lists the live processes below pid, from /proc.
-func descendants(pid int) []string {
-	children := map[int][]int{}
-	names := map[int]string{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], p)
-		names[p] = string(b[bytes.IndexByte(b, '(')+1 : i])
-	}
-	var out []string
-	var walk func(int)
-	walk = func(p int) {
-		for _, c := range children[p] {
-			out = append(out, fmt.Sprintf("%d(%s)", c, names[c]))
-			walk(c)
-		}
-	}
-	walk(pid)
-	return out
-}
+func descendants(pid int) []string { return fixture.Descendants(pid) }
 
 // The ports of the Caddy under test, free ports picked when the tests
 // start, so that two runs of the suite on one machine do not collide.

@@ -1,0 +1,5 @@
+//go:build race
+
+package caddymcpo
+
+func init() { raceEnabled = true }
