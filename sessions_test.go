@@ -347,7 +347,7 @@ func TestUserTemplate_ResolvesTheCallerWhereTheyGoAndNothingElse(t *testing.T) {
 	if want := []string{"--user=alice", "alice", "--keep=from-env", "--literal={mcpo.user.id}"}; !slices.Equal(spec.Args, want) {
 		t.Errorf("args %q, want %q", spec.Args, want)
 	}
-	env := envMapOf(spec.Env)
+	env := envMapForTest(spec.Env)
 	if env["FILE"] != dir+"/alice.json" || env["WHO"] != "Alice%20A (admin; ops%2Cdev)" {
 		t.Errorf("FILE=%q, WHO=%q", env["FILE"], env["WHO"])
 	}
@@ -380,11 +380,11 @@ func TestUserTemplate_ResolvesTheCallerWhereTheyGoAndNothingElse(t *testing.T) {
 			if spec.Args[0] != "--user="+tc.want || spec.Args[1] != tc.want || spec.Dir != dir+"/"+tc.want {
 				t.Errorf("args %q, dir %q: want the ID as %q", shortenAll(spec.Args), shorten(spec.Dir), shorten(tc.want))
 			}
-			if got := envMapOf(spec.Env)["FILE"]; got != dir+"/"+tc.want+".json" {
+			if got := envMapForTest(spec.Env)["FILE"]; got != dir+"/"+tc.want+".json" {
 				t.Errorf("FILE=%q", shorten(got))
 			}
-			if filepath.Dir(envMapOf(spec.Env)["FILE"]) != dir {
-				t.Errorf("the file %q is not in %s", shorten(envMapOf(spec.Env)["FILE"]), dir)
+			if filepath.Dir(envMapForTest(spec.Env)["FILE"]) != dir {
+				t.Errorf("the file %q is not in %s", shorten(envMapForTest(spec.Env)["FILE"]), dir)
 			}
 			spec, err = rt.resolve(id)
 			if err != nil {
@@ -427,16 +427,6 @@ func shortenAll(ss []string) []string {
 		out[i] = shorten(s)
 	}
 	return out
-}
-
-// envMapOf turns KEY=VALUE entries into a map.
-func envMapOf(env []string) map[string]string {
-	m := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		m[k] = v
-	}
-	return m
 }
 
 func TestUserSessions_ACallersDirectoryIsTheirsWhateverTheirID(t *testing.T) {
@@ -572,22 +562,7 @@ func TestUserSessions_AThousandCallersNeverRunMoreThanMaxSessionsProcesses(t *te
 	l := p.leaseServer(perUserFixture(func(s *ServerConfig) { s.MaxSessions = limit }), true)
 	listed(t, l)
 
-	var most atomic.Int64
-	sampled := make(chan struct{})
-	stop := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if n := int64(len(fixture.Descendants(os.Getpid()))); n > most.Load() {
-				most.Store(n)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	stopWatching := fixture.WatchDescendants(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var next, failed atomic.Int64
@@ -611,22 +586,21 @@ func TestUserSessions_AThousandCallersNeverRunMoreThanMaxSessionsProcesses(t *te
 		})
 	}
 	wg.Wait()
-	close(stop)
-	<-sampled
+	most := stopWatching()
 	if ctx.Err() != nil {
 		t.Fatalf("%d callers took longer than 5 minutes: %d done", callers, next.Load())
 	}
 	if n := failed.Load(); n > 0 {
 		t.Errorf("%d calls failed, the first with %v; with %d workers and %d sessions, every call has a session", n, firstErr.Load(), workers, limit)
 	}
-	if got := most.Load(); got > int64(limit) || got < int64(workers) {
+	if got := most; got > limit || got < workers {
 		t.Errorf("at most %d server processes ran at once, want from %d to max_sessions (%d)", got, workers, limit)
 	}
 	stops := l.entry.users.stopCounts()
 	if stops[stopEvicted] < uint64(callers-limit) {
 		t.Errorf("%d sessions were evicted, want at least %d", stops[stopEvicted], callers-limit)
 	}
-	t.Logf("%d callers, %d calls, at most %d processes, %d evictions", callers, 2*callers, most.Load(), stops[stopEvicted])
+	t.Logf("%d callers, %d calls, at most %d processes, %d evictions", callers, 2*callers, most, stops[stopEvicted])
 
 	if err := l.release(); err != nil {
 		t.Fatal(err)

@@ -249,21 +249,7 @@ func TestSessions_AThousandUsersAgainstTwentySessions(t *testing.T) {
 	busy.Wait()
 
 	// A thousand callers, never more than 20 processes.
-	var most atomic.Int64
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if n := int64(len(descendants(os.Getpid()))); n > most.Load() {
-				most.Store(n)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	stopWatching := fixture.WatchDescendants(os.Getpid())
 	loadCtx, loadCancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer loadCancel()
 	var next, failed atomic.Int64
@@ -286,16 +272,15 @@ func TestSessions_AThousandUsersAgainstTwentySessions(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	<-sampled
+	most := stopWatching()
 	if loadCtx.Err() != nil {
 		t.Fatalf("%d callers took more than 10 minutes (%d done)", callers, next.Load())
 	}
-	t.Logf("%d callers in %s, at most %d processes at once", callers, time.Since(began).Round(time.Millisecond), most.Load())
+	t.Logf("%d callers in %s, at most %d processes at once", callers, time.Since(began).Round(time.Millisecond), most)
 	if n := failed.Load(); n > 0 {
 		t.Errorf("%d calls failed, the first: %v", n, firstFailure.Load())
 	}
-	if got := most.Load(); got > limit {
+	if got := most; got > limit {
 		t.Errorf("%d server processes ran at once, more than max_sessions %d", got, limit)
 	}
 	if got := len(callerIDs(adminSessions(t, "fx"))); got != limit {
