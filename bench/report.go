@@ -316,15 +316,16 @@ func markdownSessions(b *bytes.Buffer, s *Sessions) {
 		s.NewCallers, s.FirstCall.P50, s.FirstCall.P99)
 	fmt.Fprintf(b, "| calls after it, one at a time (p50 / p99) | %.3f / %.3f ms | %.3f / %.3f ms |\n",
 		s.NextCall.P50, s.NextCall.P99, s.SharedCall.P50, s.SharedCall.P99)
-	fmt.Fprintf(b, "\n| upstream, %d callers at concurrency %d | session per caller | shared | ratio | one caller's session alone | CPU per call, Caddy + upstreams: per caller / shared / one caller |\n|---|---:|---:|---:|---:|---:|\n",
+	fmt.Fprintf(b, "\n| upstream, %d callers at concurrency %d | session per caller | shared | ratio | one caller's session alone | CPU per call, Caddy + upstreams: per caller / shared / one caller | without Caddy: a process per caller / one process, ratio |\n|---|---:|---:|---:|---:|---:|---:|\n",
 		s.Users, s.Concurrency)
 	cpu := func(c SessionCell) string {
 		return fmt.Sprintf("%.0f + %.0f µs", c.CaddyCPUPerCallUS, c.UpstreamCPUPerCallUS)
 	}
 	for _, l := range s.Loads {
-		fmt.Fprintf(b, "| %s | %.0f calls/s | %.0f calls/s | %s | %.0f calls/s | %s / %s / %s |\n", l.Case,
+		fmt.Fprintf(b, "| %s | %.0f calls/s | %.0f calls/s | %s | %.0f calls/s | %s / %s / %s | %.0f / %.0f calls/s, %s |\n", l.Case,
 			l.PerUser.Load.Throughput, l.Shared.Load.Throughput, ratio(l.PerUser.Load.Throughput, l.Shared.Load.Throughput),
-			l.OneUser.Load.Throughput, cpu(l.PerUser), cpu(l.Shared), cpu(l.OneUser))
+			l.OneUser.Load.Throughput, cpu(l.PerUser), cpu(l.Shared), cpu(l.OneUser),
+			l.DirectPerUser.Throughput, l.DirectShared.Throughput, ratio(l.DirectPerUser.Throughput, l.DirectShared.Throughput))
 	}
 	fmt.Fprintf(b, "\n- Caddy's resident memory per idle caller's session (%d started): %.0f KiB, over %.0f KiB; each session's echo server process, not counted: %.0f KiB.\n",
 		s.IdleSessions, s.PerSessionKiB, s.BaseKiB, s.UpstreamKiB)

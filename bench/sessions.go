@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/mark3labs/mcp-go/client"
 )
 
 // Sessions is what a session per caller (isolation user) costs caddy-mcpo,
@@ -52,6 +54,13 @@ type SessionLoad struct {
 	PerUser SessionCell `json:"per_user"`
 	OneUser SessionCell `json:"one_user"`
 	Shared  SessionCell `json:"shared"`
+	// DirectPerUser and DirectShared are the same load without Caddy:
+	// in-process MCP clients, one per caller each with a process of its
+	// own, and one client of one process for every caller. Their ratio
+	// is what running Users processes instead of one costs on this
+	// machine, whatever the proxy.
+	DirectPerUser LoadResult `json:"direct_per_user"`
+	DirectShared  LoadResult `json:"direct_shared"`
 }
 
 // SessionCell is one load, with the CPU time per call of Caddy and of the
@@ -175,6 +184,9 @@ func (e *env) sessions(ctx context.Context) (*Sessions, error) {
 			{cell: &load.Shared, call: call(uc, "shared", roundRobin)},
 			{cell: &load.OneUser, call: call(uc, "user", named(users[0]))},
 		}
+		if err := e.directSessions(ctx, uc, res.Users, res.Concurrency, rounds, &load); err != nil {
+			return nil, fmt.Errorf("%s without Caddy: %w", uc.Name, err)
+		}
 		// The three take turns, so that what else the machine does weighs
 		// on each alike; each keeps its median round.
 		for range rounds {
@@ -191,13 +203,51 @@ func (e *env) sessions(ctx context.Context) (*Sessions, error) {
 			*run.cell = run.cells[len(run.cells)/2]
 		}
 		res.Loads = append(res.Loads, load)
-		log.Printf("sessions: %-11s %d callers at c=%d: %6.0f calls/s with a session each, %6.0f shared (%.2f×), %6.0f with one caller's session",
+		log.Printf("sessions: %-11s %d callers at c=%d: %6.0f calls/s with a session each, %6.0f shared (%.2f×), %6.0f with one caller's session; without Caddy %6.0f and %6.0f (%.2f×)",
 			uc.Name, res.Users, res.Concurrency, load.PerUser.Load.Throughput, load.Shared.Load.Throughput,
-			load.PerUser.Load.Throughput/load.Shared.Load.Throughput, load.OneUser.Load.Throughput)
+			load.PerUser.Load.Throughput/load.Shared.Load.Throughput, load.OneUser.Load.Throughput,
+			load.DirectPerUser.Throughput, load.DirectShared.Throughput, load.DirectPerUser.Throughput/load.DirectShared.Throughput)
 	}
 	c.close()
 
 	return res, e.idleSessionMemory(ctx, res)
+}
+
+// directSessions runs uc's load without Caddy: users in-process clients,
+// each of an echo server process of its own, called in turn, against one
+// client of one process; they take turns over rounds, each keeping its
+// median, into load.
+func (e *env) directSessions(ctx context.Context, uc upstreamCase, users, conc, rounds int, load *SessionLoad) error {
+	var clients []*directPath
+	defer func() {
+		for _, d := range clients {
+			d.close()
+		}
+	}()
+	for range users {
+		c, err := dialStdio(ctx, []string{e.echoBin})
+		if err != nil {
+			return err
+		}
+		clients = append(clients, &directPath{clients: map[string]*client.Client{uc.Server: c}})
+	}
+	callers := make([]caller, users)
+	for i, d := range clients {
+		callers[i] = d.caller(uc)
+	}
+	var turn atomic.Int64
+	perUser := func(ctx context.Context) error { return callers[int(turn.Add(1))%users](ctx) }
+	var per, shared []LoadResult
+	for range rounds {
+		per = append(per, runLoad(ctx, perUser, conc, uc.warm, uc.calls, 3*time.Minute))
+		shared = append(shared, runLoad(ctx, callers[0], conc, uc.warm, uc.calls, 3*time.Minute))
+	}
+	median := func(ls []LoadResult) LoadResult {
+		slices.SortFunc(ls, func(a, b LoadResult) int { return cmp.Compare(a.Throughput, b.Throughput) })
+		return ls[len(ls)/2]
+	}
+	load.DirectPerUser, load.DirectShared = median(per), median(shared)
+	return loadErr(append(per, shared...)...)
 }
 
 // sessionCell runs a load, measuring the CPU time per call of Caddy and of
