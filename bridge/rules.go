@@ -62,12 +62,6 @@ func (r Rule) Validate() error {
 	return nil
 }
 
-// NeedsIdentity reports a rule with a subject that only a caller's
-// identity can match: any but "*" and "anonymous".
-func (r Rule) NeedsIdentity() bool {
-	return slices.ContainsFunc(r.Subjects, func(s string) bool { return s != SubjectAnyone && s != SubjectAnonymous })
-}
-
 const subjectSyntax = "user:<id>, role:<role>, group:<group>, email:<email>, anonymous or *"
 
 // parseSubject returns a subject's kind and value; "*" and "anonymous"
