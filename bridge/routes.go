@@ -19,6 +19,9 @@ import (
 //     the server's latest tool listing (view.go), and checks the method: a
 //     path nothing is at gets 404, a method the page does not answer 405,
 //     OPTIONS the methods it does.
+//   - With access rules (rules.go), a POST to a tool the caller is not
+//     granted gets 403, and the documents and health list only the
+//     caller's tools.
 //   - A POST to a tool goes to serveCall (call.go), which reads the body
 //     (body.go) and checks the arguments (args.go), calls the tool,
 //     renders the result (result.go) and tells the Observer how the call
