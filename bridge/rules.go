@@ -395,9 +395,9 @@ func notGranted(s *serverState, rt *route) *httpError {
 	}}
 }
 
-// varyByCaller marks an answer that depends on the caller's grant: by the
-// headers that decide the caller, when known, and for documents, as one
-// no shared cache may keep (see serveDocument).
+// varyByCaller adds to an answer that depends on the caller's grant the
+// headers that decide the caller, when they are known (documents are
+// also private: see serveDocument).
 func (b *Bridge) varyByCaller(w http.ResponseWriter) {
 	if b.policy != nil && b.policy.vary != "" {
 		w.Header().Add("Vary", b.policy.vary)
