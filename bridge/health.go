@@ -133,7 +133,8 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, ba
 }
 
 // grantedTools counts the tools of s the caller of r may call: none
-// before its first listing.
+// before its first listing. It builds the view of a new listing, as the
+// caller's document would.
 func (b *Bridge) grantedTools(r *http.Request, s *serverState) int {
 	v, _ := s.current(b.log)
 	if v == nil {
