@@ -104,6 +104,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		identity <placeholder>|openwebui_jwt <secret>|api_key {
 //			header <name>        # openwebui_jwt only
 //			leeway <duration>
+//			role <placeholder>   # <placeholder> only
+//			groups <placeholder> # comma-separated
+//		}
+//		access {
+//			grant <subject> <patterns...>  # repeatable
 //		}
 //	}
 //
@@ -148,6 +153,7 @@ type parser struct {
 	o *OAuth
 	c *CORS
 	i *IdentitySource
+	a *AccessControl
 }
 
 // where records where an object of the configuration was written: the
@@ -236,7 +242,7 @@ func (p *parser) addServer(s *ServerConfig, at caddyfile.Token) {
 
 // qualified names a subdirective of block b in messages.
 func (p *parser) qualified(b block, name string) string {
-	if b&(oauthBlock|corsBlock|identityBlock) != 0 {
+	if b&(oauthBlock|corsBlock|identityBlock|accessBlock) != 0 {
 		return b.name() + " " + name
 	}
 	return name
@@ -244,7 +250,7 @@ func (p *parser) qualified(b block, name string) string {
 
 // unknown reports the current token, which is no subdirective of block b.
 func (p *parser) unknown(b block) error {
-	if b&(oauthBlock|corsBlock|identityBlock) == 0 {
+	if b&(oauthBlock|corsBlock|identityBlock|accessBlock) == 0 {
 		return p.d.Errf("unknown subdirective %q", p.d.Val())
 	}
 	return p.d.Errf("unknown %s subdirective %q: want %s", b.name(), p.d.Val(), strings.Join(directivesIn(b), ", "))

@@ -269,6 +269,9 @@ func (h *Handler) Validate() error {
 	if err := h.validateIdentity(); err != nil {
 		return err
 	}
+	if err := h.validateAccess(); err != nil {
+		return err
+	}
 	if h.ProtectDocs && len(h.APIKeys) == 0 && h.Identity == nil {
 		return fieldErr(errors.New("protect_docs needs an api_key or an identity"), "protect_docs")
 	}
@@ -611,3 +614,69 @@ func (e *serverError) Error() string {
 }
 
 func (e *serverError) Unwrap() error { return e.err }
+
+// AccessControl says which tools each caller may call. With it, what no
+// rule grants a caller is denied: a call gets 403, and the caller's
+// OpenAPI documents, Swagger UI and health list only their tools.
+// Without it, every caller may call every tool.
+type AccessControl struct {
+	// The rules, each granting tools to callers.
+	Rules []AccessRule `json:"rules,omitempty"`
+}
+
+// AccessRule grants tools to callers.
+type AccessRule struct {
+	// Who the rule grants to: "user:<id>", "role:<role>",
+	// "group:<group>", "email:<email>" (compared without regard to
+	// case), "anonymous" (a caller without an identity: with identity
+	// set, one that may read the documents but call nothing, such as
+	// Open WebUI fetching a document) or "*" (any caller, identified or
+	// not). Any but "*" and "anonymous" needs identity.
+	Subjects []string `json:"subjects"`
+	// Glob patterns (path.Match) over "<server>/<tool>", such as "time/*",
+	// "*/read_*" or "memory/search_nodes"; "*" alone is every tool of
+	// every server. At a single-server mount too, the server's name (the
+	// mount's last segment) comes first.
+	Tools []string `json:"tools"`
+}
+
+// validateAccess checks the rules: each valid, at least one, and an
+// identity for those that name callers.
+func (h *Handler) validateAccess() error {
+	if h.Access == nil {
+		return nil
+	}
+	if len(h.Access.Rules) == 0 {
+		return fieldErr(errors.New("access grants nothing: add a grant <subject> <patterns...> line, or drop access"), "access")
+	}
+	for i, r := range h.Access.Rules {
+		field := fmt.Sprintf("access.rules.%d", i)
+		br := bridge.Rule{Subjects: r.Subjects, Tools: r.Tools}
+		if err := br.Validate(); err != nil {
+			return fieldErr(fmt.Errorf("access: %w", err), field)
+		}
+		for _, sub := range r.Subjects {
+			if h.Identity == nil && sub != bridge.SubjectAnyone && sub != bridge.SubjectAnonymous {
+				return fieldErr(fmt.Errorf("access: subject %q needs to know who calls: set identity on the handler", sub), field)
+			}
+		}
+	}
+	return nil
+}
+
+// rules returns the access rules as the bridge takes them, and the
+// request headers that decide who the caller is.
+func (h *Handler) rules() ([]bridge.Rule, []string) {
+	if h.Access == nil {
+		return nil, nil
+	}
+	out := make([]bridge.Rule, len(h.Access.Rules))
+	for i, r := range h.Access.Rules {
+		out[i] = bridge.Rule{Subjects: r.Subjects, Tools: r.Tools}
+	}
+	var vary []string
+	if h.Identity != nil {
+		vary = h.Identity.vary()
+	}
+	return out, vary
+}

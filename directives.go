@@ -1,6 +1,7 @@
 package caddymcpo
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 
@@ -23,6 +24,8 @@ const (
 	corsBlock
 	// identityBlock is an "identity openwebui_jwt <secret> { ... }" block.
 	identityBlock
+	// accessBlock is an "access { ... }" block.
+	accessBlock
 )
 
 // name is the block's name in messages and in the reference: the
@@ -37,6 +40,8 @@ func (b block) name() string {
 		return "oauth"
 	case b&identityBlock != 0:
 		return "identity"
+	case b&accessBlock != 0:
+		return "access"
 	default:
 		return "cors"
 	}
@@ -194,6 +199,16 @@ var directives = []directive{
 		example: "header X-Forwarded-User-Jwt", parse: text(func(p *parser) *string { return &p.i.Header })},
 	{name: "leeway", in: identityBlock, syntax: "<duration>", field: "leeway",
 		example: "leeway 1m", parse: duration(func(p *parser) *caddy.Duration { return &p.i.Leeway })},
+	{name: "role", in: identityBlock, syntax: "<placeholder>", field: "role",
+		example: "role {http.request.header.X-User-Role}", parse: text(func(p *parser) *string { return &p.i.Role })},
+	{name: "groups", in: identityBlock, syntax: "<placeholder>", field: "groups",
+		example: "groups {http.request.header.Remote-Groups}", parse: text(func(p *parser) *string { return &p.i.Groups })},
+
+	// Which tools each caller may call.
+	{name: "access", in: mcpoBlock, field: "access", opens: accessBlock,
+		example: "access {\n\tgrant * tools/get_*\n}", parse: parseAccess},
+	{name: "grant", in: accessBlock, syntax: "<subject> <patterns...>", field: "rules", repeat: true,
+		example: "grant * tools/get_*", parse: parseGrant},
 }
 
 // lookup returns the subdirective name written in block b, nil if there is
@@ -502,5 +517,27 @@ func parseIdentity(p *parser) error {
 func parseCORS(p *parser) error {
 	p.c = &CORS{Origins: p.d.RemainingArgs()}
 	p.h.CORS = p.c
+	return nil
+}
+
+// parseAccess starts the handler's access block.
+func parseAccess(p *parser) error {
+	if p.d.NextArg() {
+		return p.d.Err("access takes a block of grant lines, not arguments")
+	}
+	p.a = &AccessControl{}
+	p.h.Access = p.a
+	return nil
+}
+
+// parseGrant reads "grant <subject> <patterns...>", recording its line as
+// that of its rule, for the errors of Handler.Validate.
+func parseGrant(p *parser) error {
+	args := p.d.RemainingArgs()
+	if len(args) < 2 {
+		return p.argErr()
+	}
+	p.handler.fields[fmt.Sprintf("access.rules.%d", len(p.a.Rules))] = p.d.Token()
+	p.a.Rules = append(p.a.Rules, AccessRule{Subjects: args[:1], Tools: args[1:]})
 	return nil
 }

@@ -134,7 +134,7 @@ func TestDirectives_TableIsConsistent(t *testing.T) {
 	}
 	seen := map[key]bool{}
 	for _, d := range directives {
-		for _, b := range []block{mcpoBlock, serverBlock, oauthBlock, corsBlock, identityBlock} {
+		for _, b := range []block{mcpoBlock, serverBlock, oauthBlock, corsBlock, identityBlock, accessBlock} {
 			if d.in&b == 0 {
 				continue
 			}
@@ -179,8 +179,13 @@ func exampleBlock(d directive) (with, without string) {
 	case d.in == corsBlock:
 		return siteWith([]string{"command prog", "cors * {", "\t" + d.example, "}"}), siteWith([]string{"command prog", "cors *"})
 	case d.in == identityBlock:
-		const jwt = "identity openwebui_jwt {env.MCPO_JWT_SECRET}"
-		return siteWith([]string{"command prog", jwt + " {", "\t" + d.example, "}"}), siteWith([]string{"command prog", jwt})
+		source := "identity openwebui_jwt {env.MCPO_JWT_SECRET}"
+		if d.name == "role" || d.name == "groups" { // of a placeholder source
+			source = "identity {http.request.header.X-User}"
+		}
+		return siteWith([]string{"command prog", source + " {", "\t" + d.example, "}"}), siteWith([]string{"command prog", source})
+	case d.in == accessBlock:
+		return siteWith([]string{"command prog", "access {", "\t" + d.example, "}"}), siteWith([]string{"command prog"})
 	}
 	switch d.name {
 	case "command", "url", "server", "config":
@@ -231,6 +236,8 @@ func fieldOf(t *testing.T, raw json.RawMessage, d directive) any {
 		obj, _ = h["cors"].(map[string]any)
 	case d.in == identityBlock:
 		obj, _ = h["identity"].(map[string]any)
+	case d.in == accessBlock:
+		obj, _ = h["access"].(map[string]any)
 	}
 	return obj[d.field]
 }

@@ -43,6 +43,15 @@ type IdentitySource struct {
 	// header's placeholder is only as trustworthy as what sets it: use one
 	// only where a trusted proxy sets the header and callers cannot.
 	Placeholder string `json:"placeholder,omitempty"`
+	// For "placeholder": a value holding placeholders, resolved with the
+	// ID, that is the caller's role, such as
+	// "{http.request.header.X-OpenWebUI-User-Role}" behind a trusted
+	// proxy. Empty: the caller has no role.
+	Role string `json:"role,omitempty"`
+	// For "placeholder": a value holding placeholders, resolved with the
+	// ID, that lists the caller's groups separated by commas, such as
+	// "{http.request.header.Remote-Groups}" behind forward_auth.
+	Groups string `json:"groups,omitempty"`
 	// For "openwebui_jwt": the secret shared with Open WebUI
 	// (FORWARD_USER_INFO_HEADER_JWT_SECRET), at least 32 bytes, best a
 	// placeholder resolved when the configuration loads, such as
@@ -83,6 +92,9 @@ func (s *IdentitySource) Validate() error {
 		}
 		return nil
 	}
+	if err := s.validateRoleAndGroups(); err != nil {
+		return err
+	}
 	switch s.Source {
 	case sourcePlaceholder:
 		if !aPlaceholder.MatchString(s.Placeholder) {
@@ -111,6 +123,21 @@ func (s *IdentitySource) Validate() error {
 	}
 	return fieldErr(fmt.Errorf("identity source %q: want %s, %s or %s", s.Source, sourcePlaceholder, sourceOpenWebUI, sourceAPIKey),
 		"source")
+}
+
+// validateRoleAndGroups checks that role and groups, which only a
+// placeholder source takes, are placeholders.
+func (s *IdentitySource) validateRoleAndGroups() error {
+	for _, f := range []struct{ field, v string }{{"role", s.Role}, {"groups", s.Groups}} {
+		switch {
+		case f.v == "":
+		case s.Source != sourcePlaceholder:
+			return fieldErr(fmt.Errorf("identity %s applies to identity <placeholder> only: %s gives the %s itself", f.field, s.Source, f.field), f.field)
+		case !aPlaceholder.MatchString(f.v):
+			return fieldErr(fmt.Errorf("identity %s %q: want a placeholder such as {http.request.header.X-User-Role}", f.field, f.v), f.field)
+		}
+	}
+	return nil
 }
 
 // validateIdentity checks the identity setting against the API keys: only
@@ -220,6 +247,8 @@ func resolveAPIKeys(keys []APIKey, repl *caddy.Replacer) ([]string, map[string]s
 type identifier struct {
 	source      string
 	placeholder string              // for sourcePlaceholder
+	role        string              // for sourcePlaceholder
+	groups      string              // for sourcePlaceholder
 	header      string              // for sourceOpenWebUI
 	jwt         *identity.OpenWebUI // for sourceOpenWebUI
 }
@@ -227,7 +256,7 @@ type identifier struct {
 // identifier resolves the source's settings: a secret must resolve to at
 // least identity.MinSecretBytes. Errors never hold the secret.
 func (s *IdentitySource) identifier(repl *caddy.Replacer) (*identifier, error) {
-	x := &identifier{source: s.Source, placeholder: s.Placeholder}
+	x := &identifier{source: s.Source, placeholder: s.Placeholder, role: s.Role, groups: s.Groups}
 	if s.Source != sourceOpenWebUI {
 		return x, nil
 	}
@@ -251,6 +280,8 @@ func (x *identifier) identify(r *http.Request, repl *caddy.Replacer, keyUser fun
 	case sourcePlaceholder:
 		if repl != nil {
 			id.ID = repl.ReplaceAll(x.placeholder, "")
+			id.Role = repl.ReplaceAll(x.role, "")
+			id.Groups = splitGroups(repl.ReplaceAll(x.groups, ""))
 		}
 		if id.ID == "" {
 			return id, fmt.Errorf("this needs the caller's identity, and %s is empty: is the caller authenticated in front of this server?",
@@ -313,4 +344,43 @@ func setIdentityPlaceholders(repl *caddy.Replacer, id bridge.Identity) {
 	if v, _ := repl.GetString("http.auth.user.id"); v == "" && id.ID != "" {
 		repl.Set("http.auth.user.id", id.ID)
 	}
+}
+
+// splitGroups splits a comma-separated list of groups, trimming spaces
+// and dropping empty entries; nil for none.
+func splitGroups(v string) []string {
+	var out []string
+	for _, g := range strings.Split(v, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// requestHeader matches a placeholder of a request header, capturing its
+// name.
+var requestHeader = regexp.MustCompile(`\{http\.request\.header\.([^{}\s]+)\}`)
+
+// vary returns the request headers that decide who the caller is, as far
+// as the source tells: Open WebUI's token header, Authorization for API
+// keys, and the request headers a placeholder source reads. Other
+// placeholders (set by an authentication handler from whatever it
+// checks) name none.
+func (s *IdentitySource) vary() []string {
+	switch s.Source {
+	case sourceOpenWebUI:
+		return []string{cmp.Or(s.Header, identity.OpenWebUIHeader)}
+	case sourceAPIKey:
+		return []string{"Authorization"}
+	}
+	var out []string
+	for _, v := range []string{s.Placeholder, s.Role, s.Groups} {
+		for _, m := range requestHeader.FindAllStringSubmatch(v, -1) {
+			if !slices.ContainsFunc(out, func(h string) bool { return strings.EqualFold(h, m[1]) }) {
+				out = append(out, m[1])
+			}
+		}
+	}
+	return out
 }

@@ -98,6 +98,10 @@ type Handler struct {
 	// api_key.
 	AdminKeys []string `json:"admin_keys,omitempty"`
 
+	// Which tools each caller may call, by who they are (see identity).
+	// Default: every caller may call every tool.
+	Access *AccessControl `json:"access,omitempty"`
+
 	mount    string
 	bridge   *bridge.Bridge
 	identity *identifier // nil without Identity
@@ -147,6 +151,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if cfg.Access, err = h.access(repl); err != nil {
 		return err
 	}
+	cfg.Access.Rules, cfg.Access.Vary = h.rules()
 	if h.Identity != nil {
 		if h.identity, err = h.Identity.identifier(repl); err != nil {
 			return err

@@ -48,6 +48,15 @@ type Access struct {
 	// its key is checked. The answer's message is the reason
 	// WithIdentityError put in the context.
 	RequireIdentity bool
+	// Rules, when there are any, grant tools to callers: a caller may call
+	// only the tools some rule whose subjects match it grants (others get
+	// 403), and its documents and health report list only those. Without
+	// rules, every caller may call every tool.
+	Rules []Rule
+	// Vary names the request headers that decide who the caller is, sent
+	// as Vary with the answers that depend on the caller's grant when
+	// there are Rules; empty names none.
+	Vary []string
 }
 
 // CORS is the cross-origin policy.

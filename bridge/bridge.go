@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -106,12 +107,20 @@ type Bridge struct {
 	log     *zap.Logger
 	obs     Observer
 	gate    *gate
+	policy  *policy                 // nil without Access.Rules
 	bodies  budget                  // of MaxBodyBytesInFlight
 	servers map[string]*serverState // by name
 	mux     *http.ServeMux          // the route table; see routes
 
-	mu  sync.Mutex // guards all
+	mu  sync.Mutex // guards all and granted
 	all *aggregate // the document covering every server, rebuilt on change
+	// granted holds, with Access.Rules, the documents covering every
+	// server as each distinct set of granted tools sees them, for the
+	// views of grantedViews.
+	granted      map[string]*aggregate
+	grantedViews []*view
+	// docsBuilt counts the documents built, for the tests.
+	docsBuilt atomic.Int64
 }
 
 // Names of the mount's own pages; a server cannot take them in a mount of
@@ -170,7 +179,10 @@ func New(cfg Config) (*Bridge, error) {
 	if b.gate, err = newGate(cfg.Access); err != nil {
 		return nil, err
 	}
-	for _, s := range cfg.Servers {
+	if b.policy, err = newPolicy(cfg.Access.Rules, cfg.Access.Vary, cfg.Servers, b.log); err != nil {
+		return nil, err
+	}
+	for i, s := range cfg.Servers {
 		if !cfg.Single {
 			if err := ValidateServerName(s.Name); err != nil {
 				return nil, err
@@ -185,7 +197,12 @@ func New(cfg Config) (*Bridge, error) {
 		if s.ToolErrorStatus == 0 {
 			s.ToolErrorStatus = DefaultToolErrorStatus
 		}
-		b.servers[s.Name] = newServerState(s, b.gate.scheme)
+		st := newServerState(s, b.gate.scheme)
+		st.index, st.docsBuilt = i, &b.docsBuilt
+		if b.policy != nil {
+			st.built = func(v *view) { b.policy.lint(b, st, v) }
+		}
+		b.servers[s.Name] = st
 	}
 	b.mux = b.routes()
 	return b, nil

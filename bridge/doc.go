@@ -14,7 +14,10 @@
 //   - who may use them (Access): API keys, some naming their users, an
 //     admin key, CORS, and whether a call needs the caller's identity,
 //     which the handler in front establishes (WithIdentity, or
-//     WithIdentityError saying why it could not);
+//     WithIdentityError saying why it could not); and which tools each
+//     caller may call (Rule), by that identity: the documents and the
+//     health report of a caller list only those, each document built once
+//     per distinct set of granted tools;
 //   - a call: reading its body within the limits of size, coding and
 //     memory (MaxBodyBytes, gzip, MaxBodyBytesInFlight), checking that
 //     every server reads it as the bridge does (UTF-8, no name twice,

@@ -86,7 +86,8 @@ func utcOrNil(t time.Time) *time.Time {
 }
 
 // serveHealth reports every server's state: 200 when all are ready, 503
-// otherwise (with the same body). base is the mount's.
+// otherwise (with the same body). With access rules, each server's tools
+// are those the caller may call. base is the mount's.
 func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, base string) *httpError {
 	report := struct {
 		Status  string         `json:"status"`
@@ -97,6 +98,9 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, ba
 		h := Report(s.Upstream.Status())
 		h.Name = s.Name
 		h.CountSessions(s.Upstream)
+		if b.policy != nil {
+			h.Tools = b.grantedTools(r, b.servers[s.Name])
+		}
 		if h.State == upstream.StateNeedsAuth && s.Consent != nil {
 			h.Authorize = base + consentAuthorize
 			if !b.cfg.Single {
@@ -118,6 +122,7 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, ba
 	}
 	body, _ := json.Marshal(report)
 	w.Header().Set("Cache-Control", "no-store")
+	b.varyByCaller(w)
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
@@ -125,4 +130,15 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, ba
 	}
 	writeJSON(w, status, body)
 	return nil
+}
+
+// grantedTools counts the tools of s the caller of r may call: none
+// before its first listing. It builds the view of a new listing, as the
+// caller's document would.
+func (b *Bridge) grantedTools(r *http.Request, s *serverState) int {
+	v, _ := s.current(b.log)
+	if v == nil {
+		return 0
+	}
+	return b.allowed(r, s, v).n
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // A request walks one way through the package:
@@ -17,6 +19,9 @@ import (
 //     the server's latest tool listing (view.go), and checks the method: a
 //     path nothing is at gets 404, a method the page does not answer 405,
 //     OPTIONS the methods it does.
+//   - With access rules (rules.go), a POST to a tool the caller is not
+//     granted gets 403, and the documents and health list only the
+//     caller's tools.
 //   - A POST to a tool goes to serveCall (call.go), which reads the body
 //     (body.go) and checks the arguments (args.go), calls the tool,
 //     renders the result (result.go) and tells the Observer how the call
@@ -170,10 +175,11 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 		}
 	}
 	if p == nil {
-		return b.notFound(r.URL.Path)
+		return b.notFound(r)
 	}
 	methods := p.methods
 	var (
+		v    *view
 		rt   *route
 		seg  string
 		down error
@@ -184,7 +190,6 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 	// health report must not build the server's view of a new listing.
 	if p.toolMethods != nil && (p.methods == nil || r.Method == http.MethodOptions || !slices.Contains(p.methods, r.Method)) {
 		seg = r.URL.Path[len(p.prefix)+1:]
-		var v *view
 		v, down = p.server.current(b.log)
 		if v != nil {
 			rt = v.bySegment[seg]
@@ -196,7 +201,7 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 		}
 	}
 	if methods == nil {
-		return b.notFound(r.URL.Path)
+		return b.notFound(r)
 	}
 	if !slices.Contains(methods, r.Method) {
 		return refuse(w, r, methods)
@@ -210,6 +215,10 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 		}
 	}
 	if r.Method == http.MethodPost {
+		if rt != nil && !b.allowed(r, p.server, v).permits(rt) {
+			b.log.Debug("tool call not granted", zap.String("server", p.server.cfg.Name), zap.String("tool", rt.tool.Name))
+			return notGranted(p.server, rt)
+		}
 		b.serveCall(w, r, p.server, rt, seg, down, base+p.prefix)
 		return nil
 	}
@@ -237,9 +246,11 @@ func refuse(w http.ResponseWriter, r *http.Request, methods []string) *httpError
 	return &httpError{Status: http.StatusMethodNotAllowed, Header: http.Header{"Allow": {allow}}, Detail: errorDetail{Message: msg}}
 }
 
-// notFound is the answer for a path no page is at: it names the tools of
-// the server the path is under, or the servers of the mount.
-func (b *Bridge) notFound(rel string) *httpError {
+// notFound is the answer for r, whose path no page is at: it names the
+// tools of the server the path is under that the caller may call, or the
+// servers of the mount.
+func (b *Bridge) notFound(r *http.Request) *httpError {
+	rel := r.URL.Path
 	s, below := b.serverAt(rel)
 	if s == nil {
 		names := make([]string, 0, len(b.cfg.Servers))
@@ -254,9 +265,12 @@ func (b *Bridge) notFound(rel string) *httpError {
 	name := s.cfg.Name
 	msg := fmt.Sprintf("server %q has no tool at %q; see its openapi.json or docs for the tools it has", name, below)
 	if v, _ := s.current(b.log); v != nil && len(v.routes) <= 20 {
-		segs := make([]string, len(v.routes))
-		for i, rt := range v.routes {
-			segs[i] = rt.segment
+		x := b.allowed(r, s, v)
+		segs := make([]string, 0, len(v.routes))
+		for _, rt := range v.routes {
+			if x.permits(rt) {
+				segs = append(segs, rt.segment)
+			}
 		}
 		msg = fmt.Sprintf("server %q has no tool at %q; its tools are at: %s (POST)", name, below, strings.Join(segs, ", "))
 	}

@@ -23,6 +23,7 @@ import (
 
 // route is one exposed tool.
 type route struct {
+	index       int    // in its view's routes
 	segment     string // path segment below the server's base
 	operationID string // in the server's own document
 	tool        *upstream.Tool
@@ -42,6 +43,18 @@ type view struct {
 	doc       *openapi.Document
 	etag      string
 	title     string
+	info      openapi.Info // of doc, and of the documents of granted tools
+
+	// docs are, with access rules, the documents of the sets of its
+	// routes that callers are granted, by granted.key.
+	mu   sync.Mutex
+	docs map[string]*grantedDoc
+}
+
+// grantedDoc is the document of some of a view's routes.
+type grantedDoc struct {
+	doc  *openapi.Document
+	etag string
 }
 
 func (v *view) titleOr(s *ServerConfig) string {
@@ -65,6 +78,11 @@ type serverState struct {
 
 	view atomic.Pointer[view] // the latest view
 	mu   sync.Mutex           // serializes building views
+
+	index int           // in the bridge's servers
+	built func(v *view) // called with each new view; nil for nothing
+	// docsBuilt counts the documents built, the bridge's.
+	docsBuilt *atomic.Int64
 }
 
 func newServerState(s *ServerConfig, security *openapi3.SecurityScheme) *serverState {
@@ -103,6 +121,9 @@ func (s *serverState) current(log *zap.Logger) (*view, error) {
 		return nil, err
 	}
 	s.view.Store(v)
+	if s.built != nil {
+		s.built(v)
+	}
 	return v, nil
 }
 
@@ -123,6 +144,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 			continue
 		}
 		rt := newRoute(namer.PathSegment(t.Name), namer.OperationID(t.Name), t, s.cfg.Name, log)
+		rt.index = len(v.routes)
 		v.routes = append(v.routes, rt)
 		v.bySegment[rt.segment] = rt
 		ops = append(ops, rt.operation("/"+rt.segment, rt.operationID, ""))
@@ -136,20 +158,62 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	if v.title == "" {
 		v.title = s.cfg.Name
 	}
-	doc, err := openapi.Build(openapi.Info{
+	v.info = openapi.Info{
 		Title:        v.title,
 		Description:  serverDescription(s.cfg.Name, set.Server),
 		Version:      set.Server.Version,
 		Security:     s.security,
 		SecurityName: SecuritySchemeName,
-	}, ops, false)
+	}
+	doc, err := s.document(v, ops, log)
 	if err != nil {
-		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
+		return nil, err
 	}
 	v.doc = doc
 	v.etag = hashOf(doc)
-	log.Debug("OpenAPI document built", zap.String("server", s.cfg.Name), zap.Int("tools", len(v.routes)), zap.Int("bytes", doc.Size()))
 	return v, nil
+}
+
+// document builds the server's document of ops, of view v.
+func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger) (*openapi.Document, error) {
+	doc, err := openapi.Build(v.info, ops, false)
+	if err != nil {
+		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
+	}
+	if s.docsBuilt != nil {
+		s.docsBuilt.Add(1)
+	}
+	log.Debug("OpenAPI document built", zap.String("server", s.cfg.Name), zap.Int("tools", len(ops)), zap.Int("bytes", doc.Size()))
+	return doc, nil
+}
+
+// grantedDoc returns the document of the routes x allows of view v: the
+// view's own when x allows every route, else one built once per set of
+// routes, whatever grants allow it.
+func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi.Document, string, error) {
+	if x.n == len(v.routes) {
+		return v.doc, v.etag, nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if d := v.docs[x.key]; d != nil {
+		return d.doc, d.etag, nil
+	}
+	routes := x.routes()
+	ops := make([]openapi.Operation, len(routes))
+	for i, rt := range routes {
+		ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
+	}
+	doc, err := s.document(v, ops, log)
+	if err != nil {
+		return nil, "", err
+	}
+	if v.docs == nil {
+		v.docs = map[string]*grantedDoc{}
+	}
+	d := &grantedDoc{doc: doc, etag: hashOf(doc)}
+	v.docs[x.key] = d
+	return d.doc, d.etag, nil
 }
 
 // newRoute converts a tool's schemas and compiles its validator, logging
@@ -245,7 +309,14 @@ func (b *Bridge) serveServerDoc(w http.ResponseWriter, r *http.Request, p *page,
 	if v == nil {
 		return serverDown(p.server.cfg, base, "", err)
 	}
-	serveDocument(w, r, v.doc, v.etag, base)
+	doc, etag := v.doc, v.etag
+	if x := b.allowed(r, p.server, v); x != nil {
+		if doc, etag, err = p.server.grantedDoc(v, x, b.log); err != nil {
+			return &httpError{Status: http.StatusInternalServerError, Cause: err, Detail: errorDetail{Message: err.Error()}}
+		}
+		b.varyByCaller(w)
+	}
+	serveDocument(w, r, doc, etag, base, b.policy != nil)
 	return nil
 }
 
@@ -282,20 +353,58 @@ func (b *Bridge) serveAggregateDoc(w http.ResponseWriter, r *http.Request, _ *pa
 		}}
 	}
 
-	b.mu.Lock()
-	a := b.all
-	if a == nil || !sameViews(a.views, views) {
-		var err error
-		a, err = b.buildAggregate(views, down)
-		if err != nil {
-			b.mu.Unlock()
-			return &httpError{Status: http.StatusInternalServerError, Cause: err, Detail: errorDetail{Message: err.Error()}}
+	var (
+		a   *aggregate
+		err error
+	)
+	if b.policy != nil {
+		a, err = b.grantedAggregate(r, views, down)
+		b.varyByCaller(w)
+	} else {
+		b.mu.Lock()
+		if a = b.all; a == nil || !sameViews(a.views, views) {
+			if a, err = b.buildAggregate(views, nil, down); err == nil {
+				b.all = a
+			}
 		}
-		b.all = a
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
-	serveDocument(w, r, a.doc, a.etag, base)
+	if err != nil {
+		return &httpError{Status: http.StatusInternalServerError, Cause: err, Detail: errorDetail{Message: err.Error()}}
+	}
+	serveDocument(w, r, a.doc, a.etag, base, b.policy != nil)
 	return nil
+}
+
+// grantedAggregate returns the document covering every server of views
+// (nil for a server not ready) as the caller of r may call them: one
+// per distinct set of granted tools, kept until a view changes.
+func (b *Bridge) grantedAggregate(r *http.Request, views []*view, down []string) (*aggregate, error) {
+	g := b.policy.grantOf(r)
+	grants := make([]*granted, len(views))
+	var key strings.Builder
+	for i, v := range views {
+		if v != nil {
+			grants[i] = g.of(b.servers[b.cfg.Servers[i].Name], v)
+			// Of a fixed length for a view: the keys of views side by
+			// side tell the sets apart.
+			key.WriteString(grants[i].key)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !sameViews(b.grantedViews, views) {
+		b.granted, b.grantedViews = map[string]*aggregate{}, views
+	}
+	if a := b.granted[key.String()]; a != nil {
+		return a, nil
+	}
+	a, err := b.buildAggregate(views, grants, down)
+	if err != nil {
+		return nil, err
+	}
+	b.granted[key.String()] = a
+	return a, nil
 }
 
 func sameViews(a, b []*view) bool {
@@ -307,7 +416,10 @@ func sameViews(a, b []*view) bool {
 	return len(a) == len(b)
 }
 
-func (b *Bridge) buildAggregate(views []*view, down []string) (*aggregate, error) {
+// buildAggregate builds the document covering every server of views (nil
+// for a server not ready): of every route, or with grants, of the routes
+// each server's allows.
+func (b *Bridge) buildAggregate(views []*view, grants []*granted, down []string) (*aggregate, error) {
 	var namer openapi.Namer
 	var ops []openapi.Operation
 	for i, s := range b.cfg.Servers {
@@ -315,6 +427,9 @@ func (b *Bridge) buildAggregate(views []*view, down []string) (*aggregate, error
 			continue
 		}
 		for _, rt := range views[i].routes {
+			if grants != nil && !grants[i].permits(rt) {
+				continue
+			}
 			ops = append(ops, rt.operation("/"+s.Name+"/"+rt.segment, namer.OperationID(s.Name, rt.tool.Name), s.Name))
 		}
 	}
@@ -336,11 +451,16 @@ func (b *Bridge) buildAggregate(views []*view, down []string) (*aggregate, error
 	if err != nil {
 		return nil, err
 	}
+	b.docsBuilt.Add(1)
+	b.log.Debug("OpenAPI document built", zap.Strings("servers", names), zap.Int("tools", len(ops)), zap.Int("bytes", doc.Size()))
 	return &aggregate{views: views, doc: doc, etag: hashOf(doc)}, nil
 }
 
-// serveDocument writes doc with its server URL set to base.
-func serveDocument(w http.ResponseWriter, r *http.Request, doc *openapi.Document, etag, base string) {
+// serveDocument writes doc with its server URL set to base. A document of
+// the caller's granted tools is private: no shared cache may keep it (and
+// like any, it is revalidated before each reuse, against the caller's
+// own ETag).
+func serveDocument(w http.ResponseWriter, r *http.Request, doc *openapi.Document, etag, base string, private bool) {
 	if base == "" {
 		base = "/"
 	}
@@ -350,6 +470,9 @@ func serveDocument(w http.ResponseWriter, r *http.Request, doc *openapi.Document
 	hdr := w.Header()
 	hdr.Set("ETag", tag)
 	hdr.Set("Cache-Control", "no-cache")
+	if private {
+		hdr.Set("Cache-Control", "private, no-cache")
+	}
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, tag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
