@@ -125,6 +125,9 @@ type ServerConfig struct {
 	StrictArgs *bool `json:"strict_args,omitempty"`
 
 	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
+	// With isolation "user" (and the authorization-code grant), each
+	// caller authorizes the server for themselves and their session
+	// carries their own token.
 	OAuth *OAuth `json:"oauth,omitempty"`
 
 	// Who shares a session of the server (a stdio process, or an HTTP
@@ -145,7 +148,8 @@ type ServerConfig struct {
 	MaxSessions int `json:"max_sessions,omitempty"`
 	// The caller ID the server's tools are listed as (isolation "user"):
 	// a listing session, apart from the callers', runs with every
-	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo".
+	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo". Not with
+	// oauth: the first caller who authorizes lists the tools.
 	ListAs string `json:"list_as,omitempty"`
 }
 

@@ -526,7 +526,7 @@ func (us *userSessions) adoptLocked(s *userSession) {
 		return
 	}
 	us.listing.Store(ts)
-	if us.auth != nil {
+	if us.auth != nil && !us.closed {
 		us.wg.Go(us.auth.saveListing)
 	}
 	msg := "MCP server tool list changed"
