@@ -133,6 +133,18 @@ func (b *Bridge) serveAuthorize(w http.ResponseWriter, r *http.Request, p *page,
 		return b.serveUserAuthorize(w, r, p, base, uc)
 	}
 	to, err := p.server.cfg.Consent.Authorize(r.Context())
+	if e := b.redirectToAuthorization(w, r, name, base, to, err, http.StatusFound); e != nil {
+		return e
+	}
+	b.log.Info("authorization of an MCP server started", zap.String("server", name))
+	return nil
+}
+
+// redirectToAuthorization sends the browser to to, the authorization URL
+// that starting an authorization of server name gave (or failed with
+// err), with the flow cookie of its state for the callback; status is the
+// redirect's.
+func (b *Bridge) redirectToAuthorization(w http.ResponseWriter, r *http.Request, name, base, to string, err error, status int) *httpError {
 	if err != nil {
 		b.log.Error("cannot start the authorization of an MCP server", zap.String("server", name), zap.Error(err))
 		return &httpError{Status: http.StatusBadGateway, Cause: err, Detail: errorDetail{Server: name,
@@ -144,8 +156,7 @@ func (b *Bridge) serveAuthorize(w http.ResponseWriter, r *http.Request, p *page,
 			Message: fmt.Sprintf("server %q: the authorization URL has no state", name)}}
 	}
 	http.SetCookie(w, flowCookie(r, base+consentCallback, stateDigest(u.Query().Get("state")), int(flowCookieAge/time.Second)))
-	b.log.Info("authorization of an MCP server started", zap.String("server", name))
-	http.Redirect(w, r, to, http.StatusFound)
+	http.Redirect(w, r, to, status)
 	return nil
 }
 
@@ -235,19 +246,11 @@ func (b *Bridge) serveUserAuthorize(w http.ResponseWriter, r *http.Request, p *p
 		return refuse(http.StatusForbidden, "confirm on the page the authorization link opens, in the same browser")
 	}
 	to, err := uc.AuthorizeFor(r.Context(), id)
-	if err != nil {
-		b.log.Error("cannot start a caller's authorization of an MCP server", zap.String("server", name), zap.Error(err))
-		return &httpError{Status: http.StatusBadGateway, Cause: err, Detail: errorDetail{Server: name,
-			Message: fmt.Sprintf("server %q: cannot start the authorization: %v", name, err)}}
+	http.SetCookie(w, confirmCookie(r, path, "", -1)) // confirmed, or to confirm again
+	if e := b.redirectToAuthorization(w, r, name, base, to, err, http.StatusSeeOther); e != nil {
+		return e
 	}
-	u, err := url.Parse(to)
-	if err != nil || u.Query().Get("state") == "" {
-		return refuse(http.StatusBadGateway, "the authorization URL has no state")
-	}
-	http.SetCookie(w, confirmCookie(r, path, "", -1))
-	http.SetCookie(w, flowCookie(r, base+consentCallback, stateDigest(u.Query().Get("state")), int(flowCookieAge/time.Second)))
 	b.log.Info("a caller's authorization of an MCP server started", zap.String("server", name))
-	http.Redirect(w, r, to, http.StatusSeeOther)
 	return nil
 }
 
