@@ -110,8 +110,8 @@ func linkAccount(t *testing.T, as *fixture.OAuthServer, link, account, caller st
 	}
 }
 
-// requestInfo calls the fixture's request_info tool as caller and returns
-// the account whose token reached the upstream, checking it is one the
+// accountOfCall returns the account whose token reached the upstream in a
+// call of the fixture's request_info tool, checking it is one the
 // authorization server issued.
 func accountOfCall(t *testing.T, as *fixture.OAuthServer, r response) string {
 	t.Helper()
@@ -127,10 +127,12 @@ func accountOfCall(t *testing.T, as *fixture.OAuthServer, r response) string {
 	return account
 }
 
-func TestPerUserOAuth_EachCallerLinksTheirOwnAccount(t *testing.T) {
-	as := fixture.NewOAuthServer(t)
-	storage := t.TempDir()
-	startCaddyWith(t, []string{"storage file_system " + storage}, fmt.Sprintf(`:%d {
+// perUserOAuthSite is the site block, on port, of a per-user server named
+// remote at /tools, reaching the fixture's OAuth-protected server; callers
+// name themselves in userHeader, as a trusted proxy in front would, and
+// site is the external URL of the site.
+func perUserOAuthSite(port int, as *fixture.OAuthServer, site string) string {
+	return fmt.Sprintf(`:%d {
 	mcpo /tools {
 		identity {http.request.header.%s}
 		server remote {
@@ -141,7 +143,14 @@ func TestPerUserOAuth_EachCallerLinksTheirOwnAccount(t *testing.T) {
 			}
 		}
 	}
-}`, httpPort, userHeader, as.URL, base))
+}
+`, port, userHeader, as.URL, site)
+}
+
+func TestPerUserOAuth_EachCallerLinksTheirOwnAccount(t *testing.T) {
+	as := fixture.NewOAuthServer(t)
+	storage := t.TempDir()
+	startCaddyWith(t, []string{"storage file_system " + storage}, perUserOAuthSite(httpPort, as, base))
 	const ana, bo = "u-ana", "u-bo"
 	call := func(caller string) response {
 		t.Helper()
@@ -304,19 +313,7 @@ func TestPerUserOAuth_TokensAndTheListingSurviveARestartOfCaddy(t *testing.T) {
 	as := fixture.NewOAuthServer(t)
 	port := freePort()
 	site := fmt.Sprintf("http://localhost:%d", port)
-	config := binaryGlobalOptions(port, "storage file_system "+t.TempDir()) + fmt.Sprintf(`:%d {
-	mcpo /tools {
-		identity {http.request.header.%s}
-		server remote {
-			url %s
-			isolation user
-			oauth {
-				redirect_uri %s/tools/remote/oauth/callback
-			}
-		}
-	}
-}
-`, port, userHeader, as.URL, site)
+	config := binaryGlobalOptions(port, "storage file_system "+t.TempDir()) + perUserOAuthSite(port, as, site)
 	call := func(caller string) response {
 		t.Helper()
 		r, err := sendURL(context.Background(), http.MethodPost, site+"/tools/remote/request_info", `{}`, userHeader, caller)
