@@ -217,9 +217,9 @@ func (us *userSessions) callTool(ctx context.Context, name string, args json.Raw
 	}
 	var auth upstream.Authorizer
 	if us.auth != nil {
-		c, err := us.auth.check(ctx, id)
-		if err != nil {
-			return nil, err
+		c, cerr := us.auth.check(ctx, id)
+		if cerr != nil {
+			return nil, cerr
 		}
 		auth = c
 		defer func() { err = us.auth.relink(err, id) }()
