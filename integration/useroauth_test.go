@@ -238,6 +238,21 @@ func TestPerUserOAuth_EachCallerLinksTheirOwnAccount(t *testing.T) {
 		}
 	})
 
+	t.Run("a grant revoked at the provider sends that caller alone back to authorize", func(t *testing.T) {
+		as.RevokeAccount(bo1)
+		authorizeLink(t, call(bo), base)
+		if got := accountOfCall(t, as, call(ana)); got != as1 {
+			t.Errorf("ana's call acted as %q", got)
+		}
+		if h := serverOf(t, "/tools", "remote"); h.State != "ready" {
+			t.Errorf("health while bo must authorize again: %+v", h)
+		}
+		linkAccount(t, as, authorizeLink(t, call(bo), base), bo1, bo)
+		if got := accountOfCall(t, as, call(bo)); got != bo1 {
+			t.Errorf("bo's call after authorizing again acted as %q", got)
+		}
+	})
+
 	t.Run("health and the admin API count callers without naming them", func(t *testing.T) {
 		r := do(t, http.MethodGet, "/tools/health", "")
 		if strings.Contains(string(r.body), ana) || strings.Contains(string(r.body), bo) {
