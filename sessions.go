@@ -678,7 +678,8 @@ func (us *userSessions) sweep(now time.Time) {
 }
 
 // status describes the server as a whole: ready once a listing exists;
-// before, as the listing session is. The counts add up the sessions'. Only
+// before, as the listing session is (with oauth and none, needs_auth once
+// started: nobody has authorized yet). The counts add up the sessions'. Only
 // the listing session's errors show: a caller's may name the caller.
 func (us *userSessions) status() upstream.Status {
 	us.mu.Lock()
@@ -693,7 +694,8 @@ func (us *userSessions) status() upstream.Status {
 	case us.lister != nil:
 		ls := us.lister.u.Status()
 		st.State, st.Since, st.RetryAt, st.Failures = ls.State, ls.Since, ls.RetryAt, ls.Failures
-	case us.auth != nil:
+	case us.auth != nil && us.started:
+		// Once started: the stored listing, if any, is taken up by then.
 		st.State, st.Since = upstream.StateNeedsAuth, us.created
 		st.LastError = "no caller has authorized the server yet: each caller authorizes it for themselves, at the link their first call gives them"
 	default:
