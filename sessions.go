@@ -85,6 +85,9 @@ type userSession struct {
 	key string // sessionKey of the caller's ID; "listing" for the listing session
 	id  string // the caller's ID, in clear: memory and the admin API only
 	u   *upstream.Upstream
+	// auth authorizes the session's requests (with oauth): the client of
+	// the caller's token when it started.
+	auth upstream.Authorizer
 
 	// Guarded by userSessions.mu.
 	calls   int             // under way, or waiting for the session to start
@@ -263,7 +266,7 @@ func (us *userSessions) caller(ctx context.Context) (bridge.Identity, error) {
 func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, auth upstream.Authorizer, deadline time.Time) (*userSession, error) {
 	key := sessionKey(id.ID)
 	us.mu.Lock()
-	s := us.byKey[key]
+	s := us.liveLocked(key, auth)
 	if s != nil {
 		us.useLocked(s)
 	}
@@ -284,13 +287,13 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, auth up
 			us.mu.Unlock()
 			return nil, &upstream.UnavailableError{Server: us.name, State: upstream.StateStopped, RetryAfter: time.Second}
 		}
-		if s := us.byKey[key]; s != nil { // another call started it
+		if s := us.liveLocked(key, auth); s != nil { // another call started it
 			us.useLocked(s)
 			us.mu.Unlock()
 			return s, nil
 		}
 		if victim, ok := us.takeLocked(); ok {
-			s := &userSession{key: key, id: id.ID}
+			s := &userSession{key: key, id: id.ID, auth: auth}
 			s.u = upstream.New(spec, us.options(), us.sessionLogger(s))
 			s.elem = us.lru.PushFront(s)
 			us.byKey[key] = s
@@ -316,6 +319,20 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, auth up
 			return nil, us.busy()
 		}
 	}
+}
+
+// liveLocked returns the session with key, unless it authorizes its
+// requests otherwise than auth: a session started with a client the
+// caller's revocation dropped (by a call under way meanwhile) stops, and
+// gives way to one with the caller's current client.
+func (us *userSessions) liveLocked(key string, auth upstream.Authorizer) *userSession {
+	s := us.byKey[key]
+	if s != nil && auth != nil && s.auth != auth {
+		us.unlinkLocked(s, stopEnded)
+		us.stopLocked(s)
+		return nil
+	}
+	return s
 }
 
 // busy is the refusal of a new caller's session when every slot is held

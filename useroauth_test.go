@@ -205,3 +205,34 @@ func TestUserOAuth_RelinkTurnsANeedsAuthSessionIntoTheCallersLink(t *testing.T) 
 		t.Errorf("no error: %v", err)
 	}
 }
+
+func TestUserOAuth_ASessionStartedWithARevokedClientGivesWayToTheNewAuthorization(t *testing.T) {
+	srv := fixture.NewOAuthServer(t)
+	l := newTestPool(t).leaseUserOAuth(srv, &certmagic.FileStorage{Path: t.TempDir()})
+	ana := bridge.Identity{ID: "u-ana"}
+	us := l.entry.users
+	consentAs(t, l, ana)
+	if _, err := l.CallTool(as(t, ana.ID), "echo", []byte(`{"message":"hi"}`)); err != nil {
+		t.Fatalf("ana's call: %v", err)
+	}
+
+	// A call that took ana's client just before her revocation starts its
+	// session just after it.
+	stale, err := us.auth.users.Client(context.Background(), ana.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if had, err := us.revoke(context.Background(), ana.ID); err != nil || !had {
+		t.Fatalf("revoke = %v, %v", had, err)
+	}
+	s, err := us.acquire(as(t, ana.ID), ana, stale, time.Now().Add(testWait))
+	if err != nil {
+		t.Fatal(err)
+	}
+	us.release(s)
+
+	consentAs(t, l, ana)
+	if _, err := l.CallTool(as(t, ana.ID), "echo", []byte(`{"message":"hi"}`)); err != nil {
+		t.Errorf("ana's call after authorizing again: %v", err)
+	}
+}
