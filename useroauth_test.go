@@ -171,7 +171,14 @@ func TestUserOAuth_CallersWithoutATokenGetTheirLinkAndTheListingIsKept(t *testin
 	}
 
 	// Another server over the same storage (a restart) has the listing
-	// before anyone calls, and ana's token.
+	// before anyone calls, and ana's token. The listing is stored in the
+	// background.
+	for !storage.Exists(context.Background(), l.entry.users.auth.listKey) {
+		if time.Now().After(deadline) {
+			t.Fatal("the listing was not stored")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	again := newTestPool(t).leaseUserOAuth(srv, storage)
 	if again.Tools() == nil || len(again.Tools().Tools) != len(l.Tools().Tools) || again.Status().State != upstream.StateReady {
 		t.Fatalf("after a restart: %+v", again.Status())
