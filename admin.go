@@ -56,6 +56,15 @@ func init() {
 //     starts a new one. They answer 202 Accepted with {"ended": [<server
 //     ids>]}, or 404 when the caller has no session there. The caller ID
 //     is path-escaped.
+//   - DELETE /mcpo/servers/<server>/oauth/users/<caller id>, for a server
+//     each caller authorizes for themselves (isolation user with oauth),
+//     forgets that caller's OAuth tokens (in memory and in storage) and
+//     stops their session: their next call gets the link to authorize
+//     again. It answers 200 with {"revoked": "<server id>"}, 404 when the
+//     caller had neither a token nor a session, 409 for another server.
+//     Such a server's report adds oauth_users: how many callers seen
+//     since it started have a token (authorized) and how many do not
+//     (unauthorized).
 //
 // <server> is a server's id, or its name when no other server has that
 // name: the same name under two mounts with different configurations
@@ -105,12 +114,25 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 type adminReport struct {
 	ID string `json:"id"`
 	bridge.ServerReport
+	// OAuthUsers counts the callers of a server each caller authorizes.
+	OAuthUsers *oauthUsers `json:"oauth_users,omitempty"`
+}
+
+// oauthUsers counts the callers of a server each caller authorizes, among
+// those seen since it started: with a usable token, and without.
+type oauthUsers struct {
+	Authorized   int `json:"authorized"`
+	Unauthorized int `json:"unauthorized"`
 }
 
 // newAdminReport describes a pooled server.
 func newAdminReport(s serverSnapshot) adminReport {
 	r := adminReport{ID: s.id, ServerReport: bridge.Report(s.status)}
 	r.CountSessions(s.entry)
+	if u := s.entry.users; u != nil && u.auth != nil {
+		r.OAuthUsers = &oauthUsers{}
+		r.OAuthUsers.Authorized, r.OAuthUsers.Unauthorized = u.auth.users.Counts()
+	}
 	return r
 }
 
@@ -139,15 +161,18 @@ func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
 	if ok && action == "sessions" && caller != "" {
 		action = "sessions/"
 	}
+	if id, found := strings.CutPrefix(caller, "users/"); ok && action == "oauth" && found && id != "" {
+		action, caller = "oauth/users/", id
+	}
 	method, known := map[string]string{
 		"": http.MethodGet, "restart": http.MethodPost, "refresh": http.MethodPost,
-		"sessions": http.MethodGet, "sessions/": http.MethodDelete,
+		"sessions": http.MethodGet, "sessions/": http.MethodDelete, "oauth/users/": http.MethodDelete,
 	}[action]
-	if !known || (ok && action != "sessions/") {
+	if !known || (ok && action != "sessions/" && action != "oauth/users/") {
 		return caddy.APIError{
 			HTTPStatus: http.StatusNotFound,
-			Err: fmt.Errorf("no such endpoint: %s; a server has %s/<server>, .../restart, .../refresh, .../sessions and .../sessions/<caller id>",
-				r.URL.Path, adminServersPath),
+			Err: fmt.Errorf("no such endpoint: %s; a server has %s/<server>, .../restart, .../refresh, .../sessions, "+
+				".../sessions/<caller id> and .../oauth/users/<caller id>", r.URL.Path, adminServersPath),
 		}
 	}
 	if err := allowMethod(w, r, method); err != nil {
@@ -170,6 +195,8 @@ func (a *AdminAPI) handleServer(w http.ResponseWriter, r *http.Request) error {
 		return a.sessions(w, s)
 	case "sessions/":
 		return a.endSessions(w, caller, []serverSnapshot{s})
+	case "oauth/users/":
+		return a.revoke(w, r, caller, s)
 	default:
 		return writeAdminJSON(w, http.StatusOK, newAdminReport(s))
 	}
@@ -231,6 +258,34 @@ func (a *AdminAPI) endSessions(w http.ResponseWriter, caller string, servers []s
 	}
 	a.log.Info("caller's sessions ended", zap.Strings("servers", ended), zap.String("session", sessionKey(id)[:12]))
 	return writeAdminJSON(w, http.StatusAccepted, map[string][]string{"ended": ended})
+}
+
+// revoke forgets the OAuth tokens of the caller whose escaped ID is caller
+// on a server each caller authorizes, and stops their session.
+func (a *AdminAPI) revoke(w http.ResponseWriter, r *http.Request, caller string, s serverSnapshot) error {
+	id, err := unescapeSegment(caller)
+	if err != nil {
+		return err
+	}
+	if s.entry.users == nil || s.entry.users.auth == nil {
+		return caddy.APIError{
+			HTTPStatus: http.StatusConflict,
+			Err: fmt.Errorf("server %q (%s) is not one each caller authorizes for themselves (isolation user with oauth)",
+				s.status.Name, s.id),
+		}
+	}
+	had, err := s.entry.users.revoke(r.Context(), id)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError,
+			Err: fmt.Errorf("revoking a caller's authorization of server %s: %w", s.id, err)}
+	}
+	if !had {
+		// The ID stays out of the answer: Caddy logs the admin API's errors.
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("that caller has no authorization or session to revoke")}
+	}
+	a.log.Info("caller's OAuth authorization revoked", zap.String("server", s.status.Name), zap.String("id", s.id),
+		zap.String("session", sessionKey(id)[:12]))
+	return writeAdminJSON(w, http.StatusOK, map[string]string{"revoked": s.id})
 }
 
 // restart restarts a server that was started.

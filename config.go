@@ -125,6 +125,9 @@ type ServerConfig struct {
 	StrictArgs *bool `json:"strict_args,omitempty"`
 
 	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
+	// With isolation "user" (and the authorization-code grant), each
+	// caller authorizes the server for themselves and their session
+	// carries their own token.
 	OAuth *OAuth `json:"oauth,omitempty"`
 
 	// Who shares a session of the server (a stdio process, or an HTTP
@@ -145,7 +148,8 @@ type ServerConfig struct {
 	MaxSessions int `json:"max_sessions,omitempty"`
 	// The caller ID the server's tools are listed as (isolation "user"):
 	// a listing session, apart from the callers', runs with every
-	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo".
+	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo". Not with
+	// oauth: the first caller who authorizes lists the tools.
 	ListAs string `json:"list_as,omitempty"`
 }
 
@@ -256,7 +260,7 @@ func (h *Handler) Validate() error {
 				"isolation user gives each caller a session of their own, and needs to know who calls: "+
 					"set identity on the handler"), "isolation")}
 		}
-		if s.OAuth != nil && s.OAuth.Grant != oauth.GrantClientCredentials &&
+		if s.OAuth != nil && s.OAuth.Grant != oauth.GrantClientCredentials && !s.perUser() &&
 			len(h.APIKeys)+len(h.AdminKeys) == 0 && h.Security == nil {
 			return &serverError{index: i, name: name, err: fieldErr(errors.New(
 				"the oauth authorize page would be open to anyone: set admin_key or api_key, "+
@@ -442,10 +446,29 @@ func (s *ServerConfig) validateIsolation() error {
 		return fieldErr(fmt.Errorf("max_sessions %d: want 1 or more", s.MaxSessions), "max_sessions")
 	}
 	if s.perUser() && s.OAuth != nil {
-		return fieldErr(errors.New("isolation user does not take oauth: every caller's session would use the one authorization; "+
-			"give each caller their credentials with header and {mcpo.user.id}"), "isolation", "oauth")
+		if err := s.validateUserOAuth(); err != nil {
+			return err
+		}
 	}
 	return s.validateUserPlaceholders()
+}
+
+// validateUserOAuth checks a per-user server with oauth, which each caller
+// authorizes for themselves.
+func (s *ServerConfig) validateUserOAuth() error {
+	switch {
+	case s.OAuth.Grant == oauth.GrantClientCredentials:
+		return fieldErr(errors.New("isolation user with oauth has each caller authorize the server with their own account, "+
+			"which the client_credentials grant cannot do: use the authorization_code grant, or drop isolation user "+
+			"for a server that acts as caddy-mcpo itself"), "isolation", "oauth.grant")
+	case s.ListAs != "":
+		return fieldErr(errors.New("list_as does not go with oauth: nobody authorizes as list_as; "+
+			"the first caller who authorizes lists the tools"), "list_as")
+	case holdsUser(s.URL):
+		return fieldErr(errors.New("url holds a caller's placeholder, which oauth does not take: "+
+			"the callers authorize one server, at one url"), "url", "oauth")
+	}
+	return nil
 }
 
 // validateUserPlaceholders checks the caller's placeholders: known ones,

@@ -26,5 +26,8 @@
 //   - sessions.go: a server with a session per caller (isolation user):
 //     each caller's session, started on their first call, stopped when
 //     idle, at most max_sessions, and the server's one tool listing.
+//   - useroauth.go: such a server with oauth, which each caller authorizes
+//     for themselves: their tokens (package oauth's Users), the tickets of
+//     their authorize links, and the listing kept in storage.
 //   - admin.go, metrics.go: the admin API and the Prometheus metrics.
 package caddymcpo

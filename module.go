@@ -197,7 +197,7 @@ func (h *Handler) provisionServer(ctx caddy.Context, app *App, s *ServerConfig, 
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", name, err)
 	}
-	if r.oauth != nil && r.oauth.Grant != oauth.GrantClientCredentials && len(h.AdminKeys) == 0 && len(h.APIKeys) > 0 {
+	if r.oauth != nil && r.oauth.Grant != oauth.GrantClientCredentials && r.users == nil && len(h.AdminKeys) == 0 && len(h.APIKeys) > 0 {
 		h.logger.Warn("any API key holder can authorize this server with their own account; set admin_key",
 			zap.String("server", name))
 	}

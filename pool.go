@@ -108,8 +108,16 @@ type entry struct {
 // newEntry builds the idle server r describes, for the configuration o.
 func (p *pool) newEntry(key string, r resolved, o owner) (*entry, error) {
 	e := &entry{pool: p, id: serverID(key)}
-	if r.users != nil { // no OAuth (ServerConfig.Validate)
-		e.users = newUserSessions(r.spec.Name, r.users, r.opts, o.log)
+	if r.users != nil {
+		var auth *userOAuth
+		if r.oauth != nil { // the authorization-code grant (ServerConfig.Validate)
+			e.storage = newLiveStorage(o.storage)
+			var err error
+			if auth, err = newUserOAuth(r.spec.Name, *r.oauth, e.storage, o.log); err != nil {
+				return nil, err
+			}
+		}
+		e.users = newUserSessions(r.spec.Name, r.users, r.opts, o.log, auth)
 		return e, nil
 	}
 	spec := r.spec
@@ -140,6 +148,10 @@ func serverID(key string) string {
 func (e *entry) adopt(opts upstream.Options, users *userTemplate, o owner) {
 	if e.users != nil {
 		e.users.configure(users.settings, opts, o.log)
+		if a := e.users.auth; a != nil {
+			e.storage.set(o.storage)
+			a.setLogger(o.log)
+		}
 		return
 	}
 	e.upstream.SetLogger(o.log)
@@ -153,6 +165,9 @@ func (e *entry) adopt(opts upstream.Options, users *userTemplate, o owner) {
 // consent returns the consent pages of a server a user authorizes, nil
 // for others.
 func (e *entry) consent() bridge.Consent {
+	if e.users != nil && e.users.auth != nil {
+		return e.users.auth
+	}
 	if e.oauth == nil || e.oauth.Status().Grant != oauth.GrantAuthorizationCode {
 		return nil
 	}
@@ -327,6 +342,17 @@ func (l *liveStorage) Load(ctx context.Context, key string) ([]byte, error) {
 // Delete deletes a value from the current storage.
 func (l *liveStorage) Delete(ctx context.Context, key string) error {
 	return l.get().Delete(ctx, key)
+}
+
+// Lock takes a lock of the current storage, shared with the processes
+// that use it.
+func (l *liveStorage) Lock(ctx context.Context, name string) error {
+	return l.get().Lock(ctx, name)
+}
+
+// Unlock releases a lock of the current storage.
+func (l *liveStorage) Unlock(ctx context.Context, name string) error {
+	return l.get().Unlock(ctx, name)
 }
 
 // Interface guards.

@@ -44,9 +44,16 @@ import (
 //
 // A janitor goroutine, ended by close, stops idle sessions and takes up
 // the listings of the sessions.
+//
+// With oauth (auth), each caller's session authorizes its requests with
+// the caller's own token (see userOAuth): a caller without one gets the
+// link where they authorize instead of a session. No listing session runs
+// as list_as, who has no token: the listing is the one kept in storage, or
+// the first session of a caller who authorized makes it.
 type userSessions struct {
 	name    string
 	tmpl    *userTemplate // spec and envKeys; the settings are below
+	auth    *userOAuth    // the callers' OAuth; nil without
 	opts    atomic.Pointer[upstream.Options]
 	log     atomic.Pointer[zap.Logger]
 	listing atomic.Pointer[upstream.ToolSet] // nil until the first
@@ -78,6 +85,9 @@ type userSession struct {
 	key string // sessionKey of the caller's ID; "listing" for the listing session
 	id  string // the caller's ID, in clear: memory and the admin API only
 	u   *upstream.Upstream
+	// auth authorizes the session's requests (with oauth): the client of
+	// the caller's token when it started.
+	auth upstream.Authorizer
 
 	// Guarded by userSessions.mu.
 	calls   int             // under way, or waiting for the session to start
@@ -123,15 +133,18 @@ func sessionKey(id string) string {
 
 // newUserSessions returns the idle per-user server t describes, named
 // name; nothing starts until start.
-func newUserSessions(name string, t *userTemplate, opts upstream.Options, log *zap.Logger) *userSessions {
+func newUserSessions(name string, t *userTemplate, opts upstream.Options, log *zap.Logger, auth *userOAuth) *userSessions {
 	ctx, cancel := context.WithCancel(context.Background())
 	us := &userSessions{
-		name: name, tmpl: t, created: time.Now(), ctx: ctx, cancel: cancel,
+		name: name, tmpl: t, auth: auth, created: time.Now(), ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), settings: t.settings,
 		byKey: map[string]*userSession{}, freed: make(chan struct{}), stops: map[string]uint64{},
 	}
 	us.opts.Store(&opts)
 	us.log.Store(log)
+	if auth != nil {
+		auth.us = us
+	}
 	us.wg.Go(us.janitor)
 	return us
 }
@@ -152,16 +165,26 @@ func (us *userSessions) startTimeout() time.Duration {
 	return cmp.Or(us.options().StartTimeout, time.Minute)
 }
 
-// start starts the listing session, once, unless a listing exists.
+// start starts the listing session, once, unless a listing exists; with
+// oauth, it takes up the listing kept in storage instead.
 func (us *userSessions) start() {
+	var stored *upstream.ToolSet
+	if us.auth != nil {
+		stored = us.auth.loadListing(us.ctx)
+	}
 	us.mu.Lock()
 	defer us.mu.Unlock()
 	if us.started || us.closed {
 		return
 	}
 	us.started = true
-	if us.listing.Load() == nil {
-		if err := us.startListingLocked(); err != nil {
+	if stored != nil && us.listing.Load() == nil {
+		us.listing.Store(stored)
+		us.listedAt = time.Now()
+		us.logger().Info("MCP server tools listed, as stored", zap.String("server", us.name), zap.Int("tools", len(stored.Tools)))
+	}
+	if us.listing.Load() == nil && us.auth == nil {
+		if err := us.startListingLocked(listerIdentity(us.settings.listAs), nil); err != nil {
 			us.logger().Error("cannot start the listing session", zap.String("server", us.name), zap.Error(err))
 		}
 	}
@@ -190,21 +213,29 @@ func (us *userSessions) tools() *upstream.ToolSet { return us.listing.Load() }
 
 // callTool calls a tool in the session of the caller ctx carries, started
 // if it does not run.
-func (us *userSessions) callTool(ctx context.Context, name string, args json.RawMessage) (*upstream.CallResult, error) {
-	id, ok := bridge.IdentityFrom(ctx)
-	if !ok || id.ID == "" {
-		return nil, &bridge.RefusedError{Status: http.StatusUnauthorized, Message: fmt.Sprintf(
-			"server %q gives each caller a session of their own, and this call does not say who is calling", us.name)}
+func (us *userSessions) callTool(ctx context.Context, name string, args json.RawMessage) (res *upstream.CallResult, err error) {
+	id, err := us.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var auth upstream.Authorizer
+	if us.auth != nil {
+		c, cerr := us.auth.check(ctx, id)
+		if cerr != nil {
+			return nil, cerr
+		}
+		auth = c
+		defer func() { err = us.auth.relink(err, id) }()
 	}
 	deadline := time.Now().Add(us.startTimeout())
-	s, err := us.acquire(ctx, id, deadline)
+	s, err := us.acquire(ctx, id, auth, deadline)
 	if err != nil {
 		return nil, err
 	}
 	defer us.release(s)
 	// A session not ready yet refuses the call before sending anything:
 	// wait for it, and call again.
-	res, err := s.u.CallTool(ctx, name, args)
+	res, err = s.u.CallTool(ctx, name, args)
 	var unavailable *upstream.UnavailableError
 	if errors.As(err, &unavailable) && (unavailable.State == upstream.StateIdle || unavailable.State == upstream.StateStarting) {
 		if err := us.waitReady(ctx, s, deadline); err != nil {
@@ -215,15 +246,27 @@ func (us *userSessions) callTool(ctx context.Context, name string, args json.Raw
 	return res, err
 }
 
+// caller returns the identity of the caller ctx carries, or the refusal
+// of a call that does not say who is calling.
+func (us *userSessions) caller(ctx context.Context) (bridge.Identity, error) {
+	id, ok := bridge.IdentityFrom(ctx)
+	if !ok || id.ID == "" {
+		return id, &bridge.RefusedError{Status: http.StatusUnauthorized, Message: fmt.Sprintf(
+			"server %q gives each caller a session of their own, and this call does not say who is calling", us.name)}
+	}
+	return id, nil
+}
+
 // acquire returns the caller's session, counting a call, after starting
 // it if it does not run: in a free slot, or in the slot of the least
 // recently used session without a call under way, or, while sessions are
 // stopping, in the first slot they free before deadline. With every slot
 // held by a call under way, it fails with a *bridge.RefusedError (429).
-func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, deadline time.Time) (*userSession, error) {
+// auth, if not nil, authorizes the requests of a new session.
+func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, auth upstream.Authorizer, deadline time.Time) (*userSession, error) {
 	key := sessionKey(id.ID)
 	us.mu.Lock()
-	s := us.byKey[key]
+	s := us.liveLocked(key, auth)
 	if s != nil {
 		us.useLocked(s)
 	}
@@ -236,6 +279,7 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, deadlin
 	if err != nil {
 		return nil, err
 	}
+	spec.Auth = auth
 	us.prepare(spec)
 	for {
 		us.mu.Lock()
@@ -243,13 +287,13 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, deadlin
 			us.mu.Unlock()
 			return nil, &upstream.UnavailableError{Server: us.name, State: upstream.StateStopped, RetryAfter: time.Second}
 		}
-		if s := us.byKey[key]; s != nil { // another call started it
+		if s := us.liveLocked(key, auth); s != nil { // another call started it
 			us.useLocked(s)
 			us.mu.Unlock()
 			return s, nil
 		}
 		if victim, ok := us.takeLocked(); ok {
-			s := &userSession{key: key, id: id.ID}
+			s := &userSession{key: key, id: id.ID, auth: auth}
 			s.u = upstream.New(spec, us.options(), us.sessionLogger(s))
 			s.elem = us.lru.PushFront(s)
 			us.byKey[key] = s
@@ -275,6 +319,20 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, deadlin
 			return nil, us.busy()
 		}
 	}
+}
+
+// liveLocked returns the session with key, unless it authorizes its
+// requests otherwise than auth: a session started with a client the
+// caller's revocation dropped (by a call under way meanwhile) stops, and
+// gives way to one with the caller's current client.
+func (us *userSessions) liveLocked(key string, auth upstream.Authorizer) *userSession {
+	s := us.byKey[key]
+	if s != nil && auth != nil && s.auth != auth {
+		us.unlinkLocked(s, stopEnded)
+		us.stopLocked(s)
+		return nil
+	}
+	return s
 }
 
 // busy is the refusal of a new caller's session when every slot is held
@@ -485,6 +543,9 @@ func (us *userSessions) adoptLocked(s *userSession) {
 		return
 	}
 	us.listing.Store(ts)
+	if us.auth != nil && !us.closed {
+		us.wg.Go(us.auth.saveListing)
+	}
 	msg := "MCP server tool list changed"
 	if cur == nil {
 		us.listedAt = time.Now()
@@ -512,21 +573,23 @@ func sameListing(a, b *upstream.ToolSet) bool {
 }
 
 // startListingLocked starts a listing session unless one runs: it lists
-// the tools as list_as, which the server takes up, and stops. It needs a
-// slot like a caller's session.
-func (us *userSessions) startListingLocked() error {
+// the tools as id (list_as, or with oauth a caller who authorized, whose
+// auth authorizes its requests), which the server takes up, and stops. It
+// needs a slot like a caller's session.
+func (us *userSessions) startListingLocked(id bridge.Identity, auth upstream.Authorizer) error {
 	if us.lister != nil {
 		return nil
 	}
-	spec, err := us.tmpl.resolve(listerIdentity(us.settings.listAs))
+	spec, err := us.tmpl.resolve(id)
 	if err != nil {
 		return err
 	}
+	spec.Auth = auth
 	victim, ok := us.takeLocked()
 	if !ok {
 		return us.busyLocked()
 	}
-	s := &userSession{key: listingKey, id: us.settings.listAs}
+	s := &userSession{key: listingKey, id: id.ID}
 	s.u = upstream.New(spec, us.options(), us.sessionLogger(s))
 	us.lister = s
 	us.launchLocked(s, victim, func() {
@@ -538,7 +601,8 @@ func (us *userSessions) startListingLocked() error {
 
 // awaitListing waits until the listing session s listed the tools, takes
 // the listing up and stops s. A session that fails to start is retried
-// with backoff, as a shared server is, until it lists or the server stops.
+// with backoff, as a shared server is, until it lists, the server stops,
+// or another listing session replaces it (which stops s).
 func (us *userSessions) awaitListing(s *userSession) {
 	for {
 		changed := s.u.Changed()
@@ -547,8 +611,14 @@ func (us *userSessions) awaitListing(s *userSession) {
 		}
 		st := s.u.Status()
 		us.mu.Lock()
-		us.listErr = st.LastError
+		replaced := us.lister != s
+		if !replaced {
+			us.listErr = st.LastError
+		}
 		us.mu.Unlock()
+		if replaced {
+			return
+		}
 		select {
 		case <-changed:
 		case <-us.ctx.Done():
@@ -557,11 +627,11 @@ func (us *userSessions) awaitListing(s *userSession) {
 	}
 	us.mu.Lock()
 	us.adoptLocked(s)
-	us.listErr = ""
-	if us.closed {
+	if us.closed || us.lister != s {
 		us.mu.Unlock()
 		return
 	}
+	us.listErr = ""
 	us.lister = nil
 	us.mu.Unlock()
 	us.stopped(s)
@@ -625,7 +695,8 @@ func (us *userSessions) sweep(now time.Time) {
 }
 
 // status describes the server as a whole: ready once a listing exists;
-// before, as the listing session is. The counts add up the sessions'. Only
+// before, as the listing session is (with oauth and none, needs_auth once
+// started: nobody has authorized yet). The counts add up the sessions'. Only
 // the listing session's errors show: a caller's may name the caller.
 func (us *userSessions) status() upstream.Status {
 	us.mu.Lock()
@@ -640,6 +711,10 @@ func (us *userSessions) status() upstream.Status {
 	case us.lister != nil:
 		ls := us.lister.u.Status()
 		st.State, st.Since, st.RetryAt, st.Failures = ls.State, ls.Since, ls.RetryAt, ls.Failures
+	case us.auth != nil && us.started:
+		// Once started: the stored listing, if any, is taken up by then.
+		st.State, st.Since = upstream.StateNeedsAuth, us.created
+		st.LastError = "no caller has authorized the server yet: each caller authorizes it for themselves, at the link their first call gives them"
 	default:
 		st.State, st.Since = upstream.StateIdle, us.created
 	}
@@ -737,6 +812,44 @@ func (us *userSessions) end(id string) bool {
 	return true
 }
 
+// revoke forgets the OAuth authorization of the caller id, and stops their
+// session and a listing session that runs as them. It reports whether they
+// had a token or a session.
+func (us *userSessions) revoke(ctx context.Context, id string) (bool, error) {
+	had, err := us.auth.users.Revoke(ctx, id)
+	if us.end(id) {
+		had = true
+	}
+	us.mu.Lock()
+	if l := us.lister; l != nil && l.id == id && !us.closed {
+		us.lister = nil
+		us.stopLocked(l)
+	}
+	us.mu.Unlock()
+	return had, err
+}
+
+// listAs starts a listing session as the caller id, whose auth authorizes
+// its requests, unless a listing exists or a listing session runs whose
+// caller still has a token: with oauth, the first caller who authorizes
+// lists the tools.
+func (us *userSessions) listAs(id bridge.Identity, auth upstream.Authorizer) error {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	if us.closed || us.listing.Load() != nil {
+		return nil
+	}
+	if l := us.lister; l != nil {
+		if l.u.Status().State != upstream.StateNeedsAuth {
+			return nil
+		}
+		// Its caller's token was refused, or revoked: another lists.
+		us.lister = nil
+		us.stopLocked(l)
+	}
+	return us.startListingLocked(id, auth)
+}
+
 // endAll stops every caller's session: each caller's next call starts a
 // new one.
 func (us *userSessions) endAll() {
@@ -767,7 +880,11 @@ func (us *userSessions) refresh() error {
 			return nil
 		}
 	}
-	if err := us.startListingLocked(); err != nil {
+	if us.auth != nil {
+		return &upstream.UnavailableError{Server: us.name, State: upstream.StateNeedsAuth, RetryAfter: time.Second,
+			Cause: errors.New("no caller's session is ready to list the tools through; the next caller's session lists them")}
+	}
+	if err := us.startListingLocked(listerIdentity(us.settings.listAs), nil); err != nil {
 		return &upstream.UnavailableError{Server: us.name, State: upstream.StateStarting, Cause: err, RetryAfter: time.Second}
 	}
 	return nil

@@ -27,6 +27,11 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 		e = b.call(w, r, s, rt, base, start, &body)
 	} else {
 		e = serverDown(s.cfg, base, seg, down)
+		if uc, ok := s.cfg.Consent.(UserConsent); ok {
+			if err := uc.Unlisted(r.Context()); err != nil {
+				e = callFailed(r.Context(), s.cfg, base, seg, err, 0)
+			}
+		}
 	}
 	outcome := OutcomeOK
 	if e != nil {

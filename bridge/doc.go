@@ -9,7 +9,8 @@
 //     (<server>/openapi.json) and Swagger UI (<server>/docs), one document
 //     and Swagger UI covering every server (openapi.json, docs), a health
 //     report (health), and the pages where an administrator authorizes a
-//     server that needs OAuth (<server>/oauth/...); at a single-server
+//     server that needs OAuth (<server>/oauth/...), or where each caller
+//     authorizes one that acts for them (UserConsent); at a single-server
 //     mount, the server's paths are at the mount itself;
 //   - who may use them (Access): API keys, some naming their users, an
 //     admin key, CORS, and whether a call needs the caller's identity,

@@ -48,6 +48,10 @@ type RefusedError struct {
 	Status     int
 	Message    string
 	RetryAfter time.Duration
+	// Authorize, when set, is the absolute URL where the caller
+	// authorizes the server for themselves (per-user OAuth), for the
+	// answer's "authorize" (the Message names it too).
+	Authorize string
 }
 
 func (e *RefusedError) Error() string { return e.Message }
@@ -120,7 +124,7 @@ func callFailed(ctx context.Context, s *ServerConfig, base, tool string, err err
 	switch {
 	case errors.As(err, &refused):
 		e.Status, e.Outcome, e.RetryAfter = refused.Status, OutcomeRejected, refused.RetryAfter
-		e.Detail.Message = refused.Message
+		e.Detail.Message, e.Detail.Authorize = refused.Message, refused.Authorize
 	case errors.As(err, &unavailable):
 		e = notReady(s, base, tool, unavailable)
 		e.Cause = err
@@ -169,6 +173,11 @@ func notReady(s *ServerConfig, base, tool string, u *upstream.UnavailableError) 
 		e.Detail.Authorize = base + consentAuthorize
 		e.Detail.Message = fmt.Sprintf("server %q needs authorization: an administrator must open %s in a browser and grant access; calls work once that is done",
 			s.Name, e.Detail.Authorize)
+		if _, ok := s.Consent.(UserConsent); ok {
+			e.Detail.Authorize = ""
+			e.Detail.Message = fmt.Sprintf("server %q acts for each caller with their own account, and has not listed its tools yet: "+
+				"a caller who has authorized it lists them with their first call; try again shortly", s.Name)
+		}
 	}
 	return e
 }

@@ -72,6 +72,8 @@ var (
 	methodsDoc  = []string{http.MethodGet, http.MethodHead}
 	methodsTool = []string{http.MethodPost}
 	methodsBoth = []string{http.MethodGet, http.MethodHead, http.MethodPost}
+	// methodsConfirm are those of a page that a form posts back to.
+	methodsConfirm = methodsBoth
 )
 
 // routes builds the route table. In a mount of several servers:
@@ -118,7 +120,14 @@ func (b *Bridge) routes() *http.ServeMux {
 			at("/health", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveHealth})
 		}
 		if s.Consent != nil {
-			at(consentAuthorize, page{methods: methodsDoc, guard: guardAdmin, cache: "no-store", serve: b.serveAuthorize})
+			authorize := page{methods: methodsDoc, guard: guardAdmin, cache: "no-store", serve: b.serveAuthorize}
+			if _, ok := s.Consent.(UserConsent); ok {
+				// Each caller authorizes for themselves: the link's
+				// ticket, or the browser's own identity, admits them, and
+				// they confirm with a POST.
+				authorize.methods, authorize.guard = methodsConfirm, guardNone
+			}
+			at(consentAuthorize, authorize)
 			at(consentCallback, page{methods: methodsDoc, guard: guardNone, cache: "no-store", serve: b.serveCallback})
 			at(consentMetadata, page{methods: methodsDoc, guard: guardNone, serve: b.serveClientMetadata})
 		}
@@ -214,7 +223,7 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 			return e
 		}
 	}
-	if r.Method == http.MethodPost {
+	if r.Method == http.MethodPost && !slices.Contains(p.methods, http.MethodPost) {
 		if rt != nil && !b.allowed(r, p.server, v).permits(rt) {
 			b.log.Debug("tool call not granted", zap.String("server", p.server.cfg.Name), zap.String("tool", rt.tool.Name))
 			return notGranted(p.server, rt)

@@ -76,7 +76,8 @@ type Client struct {
 	cfg             Config
 	serverURL       *url.URL
 	canonicalServer string
-	storeKey        string
+	storeKey        string // the prefix of the token's keys
+	regKey          string // the prefix of the registrations' keys
 	store           Store
 	hc              *http.Client
 	log             atomic.Pointer[zap.Logger] // with the server's URL
@@ -94,15 +95,22 @@ type Client struct {
 
 	loaded   atomic.Bool
 	loadMu   sync.Mutex // serializes loading from the Store
-	regMu    sync.Mutex // serializes dynamic registration
 	persistM sync.Mutex // orders writes to the Store
+	// reg holds the registrations: the client's own, or for a user's
+	// client those of every user of the server (Users).
+	reg *registry
+	// users is the Users this client belongs to; nil for a client of its
+	// own.
+	users *Users
+	// forgotten marks a user's client whose authorization was revoked: it
+	// stores nothing any more.
+	forgotten atomic.Bool
 
 	mu          sync.Mutex
-	challenge   *bearerChallenge         // the latest Bearer challenge
-	stepUp      []string                 // scopes to request after insufficient_scope
-	pending     map[string]*pendingFlow  // by state
-	clients     map[string]*clientRecord // registrations, by issuer
-	lastAttempt time.Time                // when the last authorization completed
+	challenge   *bearerChallenge        // the latest Bearer challenge
+	stepUp      []string                // scopes to request after insufficient_scope
+	pending     map[string]*pendingFlow // by state
+	lastAttempt time.Time               // when the last authorization completed
 	lastErr     string
 	flight      *flight       // the token refresh or fetch under way
 	changed     chan struct{} // closed and replaced on every change
@@ -481,8 +489,8 @@ func (c *Client) persist(ctx context.Context, h *heldToken, prevIssuer string) e
 	}
 	c.persistM.Lock()
 	defer c.persistM.Unlock()
-	if c.cur.Load() != h {
-		return nil // superseded meanwhile
+	if c.cur.Load() != h || c.forgotten.Load() {
+		return nil // superseded meanwhile, or revoked
 	}
 	// A write that outlives the caller's context keeps the Store
 	// consistent with memory.

@@ -247,17 +247,25 @@ func (cfg Config) validateClient() error {
 // New validates cfg (see Validate) and returns a Client. It does no I/O:
 // stored tokens are loaded on first use (or by Load).
 func New(cfg Config) (*Client, error) {
-	cfg, su, signer, err := cfg.validate()
+	cfg, su, signer, err := cfg.defaults()
 	if err != nil {
 		return nil, err
+	}
+	return newClient(cfg, su, signer, cfg.StoreKey, newRegistry(), nil), nil
+}
+
+// defaults validates cfg and fills in the defaults of what it leaves out.
+func (cfg Config) defaults() (Config, *url.URL, *assertionSigner, error) {
+	cfg, su, signer, err := cfg.validate()
+	if err != nil {
+		return cfg, nil, nil, err
 	}
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	if cfg.ClientName == "" {
 		cfg.ClientName = DefaultClientName
 	}
-	canonical := canonicalURL(su)
 	if cfg.StoreKey == "" {
-		sum := sha256.Sum256([]byte(canonical))
+		sum := sha256.Sum256([]byte(canonicalURL(su)))
 		cfg.StoreKey = "oauth/" + hex.EncodeToString(sum[:16])
 	}
 	if cfg.Store == nil {
@@ -272,20 +280,28 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	return cfg, su, signer, nil
+}
 
+// newClient returns the client of cfg (with its defaults) keeping its
+// token below storeKey and its registrations in reg; users is the Users it
+// belongs to, nil for a client of its own.
+func newClient(cfg Config, su *url.URL, signer *assertionSigner, storeKey string, reg *registry, users *Users) *Client {
 	c := &Client{
 		cfg:             cfg,
 		serverURL:       su,
-		canonicalServer: canonical,
-		storeKey:        cfg.StoreKey,
+		canonicalServer: canonicalURL(su),
+		storeKey:        storeKey,
+		regKey:          cfg.StoreKey,
 		store:           cfg.Store,
 		hc:              cfg.HTTPClient,
 		now:             cfg.Now,
 		signer:          signer,
-		clients:         make(map[string]*clientRecord),
+		reg:             reg,
+		users:           users,
 		pending:         make(map[string]*pendingFlow),
 		changed:         make(chan struct{}),
 	}
 	c.SetLogger(cfg.Logger)
-	return c, nil
+	return c
 }

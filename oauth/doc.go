@@ -22,7 +22,10 @@
 //     restarted proxy needs no new consent, refreshed before they expire,
 //     and put on upstream requests by an http.RoundTripper
 //     (Client.Transport) that also records every 401 and 403 challenge and
-//     handles step-up authorization (insufficient_scope).
+//     handles step-up authorization (insufficient_scope);
+//   - per-user authorization (Users): one registration shared by every
+//     user of a server, a Client and a token per user, stored under an
+//     HMAC digest of the user's ID (never the ID), and revoked per user.
 //
 // The MCP client library (mcp-go) sees none of this: it gets an HTTP
 // client whose transport adds the bearer token. The package has no Caddy

@@ -37,14 +37,7 @@ func (c *Client) Authorize(ctx context.Context) (string, error) {
 		c.setError(err)
 		return "", err
 	}
-	c.mu.Lock()
-	var ch *bearerChallenge
-	if c.challenge != nil {
-		cp := *c.challenge
-		ch = &cp
-	}
-	c.mu.Unlock()
-
+	ch := c.latestChallenge()
 	d, err := c.discover(ctx, ch, true)
 	if err != nil {
 		c.setError(err)

@@ -88,9 +88,9 @@ func (c *Client) credentialsFor(ctx context.Context, rec *tokenRecord) (*clientR
 // storedClient returns the dynamic registration with issuer, from memory
 // or the Store; nil if there is none.
 func (c *Client) storedClient(ctx context.Context, issuer string) (*clientRecord, error) {
-	c.mu.Lock()
-	cl := c.clients[issuer]
-	c.mu.Unlock()
+	c.reg.mu.Lock()
+	cl := c.reg.clients[issuer]
+	c.reg.mu.Unlock()
 	if cl != nil {
 		return cl, nil
 	}
@@ -103,17 +103,17 @@ func (c *Client) storedClient(ctx context.Context, issuer string) (*clientRecord
 		return nil, nil
 	}
 	rec.source = sourceDynamic
-	c.mu.Lock()
-	c.clients[issuer] = &rec
-	c.mu.Unlock()
+	c.reg.mu.Lock()
+	c.reg.clients[issuer] = &rec
+	c.reg.mu.Unlock()
 	return &rec, nil
 }
 
 // dynamicClient returns the stored registration with the authorization
 // server, registering (RFC 7591) if there is none usable.
 func (c *Client) dynamicClient(ctx context.Context, d *discovery) (*clientRecord, error) {
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
+	c.reg.regMu.Lock()
+	defer c.reg.regMu.Unlock()
 	cl, err := c.storedClient(ctx, d.issuer)
 	if err != nil {
 		return nil, err
@@ -139,9 +139,9 @@ func (c *Client) dynamicClient(ctx context.Context, d *discovery) (*clientRecord
 		// Usable for now; the next start registers again.
 		c.logger().Warn("cannot store the OAuth client registration", zap.Error(err))
 	}
-	c.mu.Lock()
-	c.clients[d.issuer] = cl
-	c.mu.Unlock()
+	c.reg.mu.Lock()
+	c.reg.clients[d.issuer] = cl
+	c.reg.mu.Unlock()
 	return cl, nil
 }
 
@@ -279,11 +279,11 @@ func (c *Client) forgetInvalidClient(ctx context.Context, er *ErrorResponse, cl 
 	if er.Code != "invalid_client" || cl.source != sourceDynamic {
 		return
 	}
-	c.mu.Lock()
-	if c.clients[cl.Issuer] == cl {
-		delete(c.clients, cl.Issuer)
+	c.reg.mu.Lock()
+	if c.reg.clients[cl.Issuer] == cl {
+		delete(c.reg.clients, cl.Issuer)
 	}
-	c.mu.Unlock()
+	c.reg.mu.Unlock()
 	c.persistM.Lock()
 	defer c.persistM.Unlock()
 	if err := c.store.Delete(context.WithoutCancel(ctx), c.clientKey(cl.Issuer)); err != nil {
@@ -303,19 +303,22 @@ type clientMetadataDocument struct {
 // ClientMetadata returns the Client ID Metadata Document to serve at
 // Config.ClientMetadataURL (as application/json), or nil if that is not
 // set.
-func (c *Client) ClientMetadata() []byte {
-	if c.cfg.ClientMetadataURL == "" || c.cfg.Grant != GrantAuthorizationCode {
+func (c *Client) ClientMetadata() []byte { return clientMetadata(c.cfg) }
+
+// clientMetadata is the Client ID Metadata Document of cfg, nil for none.
+func clientMetadata(cfg Config) []byte {
+	if cfg.ClientMetadataURL == "" || cfg.Grant != GrantAuthorizationCode {
 		return nil
 	}
 	b, _ := json.Marshal(clientMetadataDocument{
-		ClientID: c.cfg.ClientMetadataURL,
+		ClientID: cfg.ClientMetadataURL,
 		registrationRequest: registrationRequest{
-			ClientName:              c.cfg.ClientName,
-			RedirectURIs:            []string{c.cfg.RedirectURI},
+			ClientName:              cfg.ClientName,
+			RedirectURIs:            []string{cfg.RedirectURI},
 			GrantTypes:              []string{GrantAuthorizationCode, "refresh_token"},
 			ResponseTypes:           []string{"code"},
 			TokenEndpointAuthMethod: AuthMethodNone,
-			ApplicationType:         applicationType(c.cfg.RedirectURI),
+			ApplicationType:         applicationType(cfg.RedirectURI),
 		},
 	})
 	return b

@@ -83,8 +83,17 @@ func (s *MemoryStore) Keys() []string {
 //	<prefix>/as-<hash>/client the registration with that issuer
 //	<prefix>/as-<hash>/token  the token from that issuer
 //
+// and for a server each user authorizes for themselves (Users), the
+// registrations as above, and:
+//
+//	<prefix>/users/key                     the key of the users' digests
+//	<prefix>/users/<digest>/current        as <prefix>/current, for one user
+//	<prefix>/users/<digest>/as-<hash>/token  as <prefix>/as-<hash>/token
+//
 // <hash> is the first 128 bits of SHA-256 of the issuer, in hex, so keys
-// are safe path segments whatever the issuer looks like.
+// are safe path segments whatever the issuer looks like. <digest> is the
+// HMAC-SHA-256 of the user's ID keyed by users/key, in hex: no key names a
+// user, and guessing IDs does not find them without the key.
 const (
 	keyCurrent = "current"
 	keyClient  = "client"
@@ -103,7 +112,7 @@ func issuerDir(issuer string) string {
 func (c *Client) currentKey() string { return c.storeKey + "/" + keyCurrent }
 
 func (c *Client) clientKey(issuer string) string {
-	return c.storeKey + "/" + issuerDir(issuer) + "/" + keyClient
+	return c.regKey + "/" + issuerDir(issuer) + "/" + keyClient
 }
 
 func (c *Client) tokenKey(issuer string) string {
@@ -190,7 +199,13 @@ func (r *tokenRecord) scopes() []string {
 // loadJSON reads key into v. It returns (false, nil) when the key does not
 // exist.
 func (c *Client) loadJSON(ctx context.Context, key string, v any) (bool, error) {
-	b, err := c.store.Load(ctx, key)
+	return loadJSON(ctx, c.store, key, v)
+}
+
+// loadJSON reads key of store into v. It returns (false, nil) when the key
+// does not exist.
+func loadJSON(ctx context.Context, store Store, key string, v any) (bool, error) {
+	b, err := store.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -205,11 +220,16 @@ func (c *Client) loadJSON(ctx context.Context, key string, v any) (bool, error) 
 }
 
 func (c *Client) storeJSON(ctx context.Context, key string, v any) error {
+	return storeJSON(ctx, c.store, key, v)
+}
+
+// storeJSON writes v at key of store.
+func storeJSON(ctx context.Context, store Store, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("oauth: storing %s: %w", key, err)
 	}
-	if err := c.store.Store(ctx, key, b); err != nil {
+	if err := store.Store(ctx, key, b); err != nil {
 		return fmt.Errorf("oauth: storing %s: %w", key, err)
 	}
 	return nil

@@ -298,11 +298,16 @@ func errorResponse(endpoint string, status int, body []byte, secrets []string) *
 	return er
 }
 
-// latestChallenge returns a copy of the latest Bearer challenge, or nil.
+// latestChallenge returns a copy of the latest Bearer challenge, or nil;
+// a user's client that has seen none takes the latest 401 challenge any
+// user's client saw (see Users).
 func (c *Client) latestChallenge() *bearerChallenge {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.challenge == nil {
+		if c.users != nil {
+			return c.users.latestChallenge()
+		}
 		return nil
 	}
 	ch := *c.challenge

@@ -202,6 +202,9 @@ func (c *Client) observe(resp *http.Response, h *heldToken) bool {
 	if !ok {
 		return false
 	}
+	if c.users != nil && resp.StatusCode == http.StatusUnauthorized {
+		c.users.noteChallenge(ch)
+	}
 	c.mu.Lock()
 	c.challenge = &ch
 	// RFC 6750 §3.1 names the error; a 403 challenge that only lists
