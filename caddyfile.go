@@ -62,6 +62,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		stop_timeout <duration>
 //		kill_timeout <duration>
 //		max_message_size <size>
+//		ping_interval <duration>|off
+//		ping_timeout <duration>
+//		max_failures <failures> [<window>]|off
 //		tool_error_status <code>
 //		strict_args on|off
 //		isolation shared|user

@@ -112,6 +112,23 @@ type ServerConfig struct {
 	// the calls under way get 502 saying so. The line is counted as it is
 	// read, never held whole. Default: 16 MiB.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+	// How often a ready server is pinged (ping; server/discover on
+	// 2026-07-28 connections). Negative (the Caddyfile's off): never.
+	// Default: 30s.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+	// How long a ping may go unanswered, while the server sends nothing
+	// else, before the server is killed (a stdio server's whole process
+	// group, with SIGKILL) and restarted, the calls under way getting 502.
+	// Default: 20s.
+	PingTimeout caddy.Duration `json:"ping_timeout,omitempty"`
+	// How many failures (failed starts, exits, connections lost, pings
+	// unanswered) within failure_window put the server in state failed:
+	// no more restarts until the admin API's restart or a reload that
+	// changes the server. Negative (the Caddyfile's off): never. Default:
+	// 5 for stdio servers, never for HTTP ones.
+	MaxFailures int `json:"max_failures,omitempty"`
+	// The window of max_failures. Default: 1m.
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
 	// The HTTP status of a result the tool marked as an error (isError).
 	// Default: 500.
 	ToolErrorStatus int `json:"tool_error_status,omitempty"`
@@ -383,6 +400,9 @@ func (s *ServerConfig) Validate() error {
 	}
 	if s.MaxMessageSize < 0 {
 		return fieldErr(fmt.Errorf("max_message_size %d: want a size in bytes", s.MaxMessageSize), "max_message_size")
+	}
+	if s.PingTimeout < 0 || s.FailureWindow < 0 {
+		return fieldErr(errors.New("ping_timeout and failure_window take positive durations"), "ping_timeout", "failure_window")
 	}
 	if s.MaxConcurrent < 0 {
 		return fieldErr(fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent), "max_concurrent")

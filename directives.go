@@ -116,6 +116,12 @@ var directives = []directive{
 		example: "kill_timeout 1s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.KillTimeout })},
 	{name: "max_message_size", in: setting, syntax: "<size>", field: "max_message_size",
 		example: "max_message_size 64MB", parse: size(func(p *parser) *int64 { return &p.s.MaxMessageSize })},
+	{name: "ping_interval", in: setting, syntax: "<duration>|off", field: "ping_interval",
+		example: "ping_interval 10s", parse: parsePingInterval},
+	{name: "ping_timeout", in: setting, syntax: "<duration>", field: "ping_timeout",
+		example: "ping_timeout 5s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.PingTimeout })},
+	{name: "max_failures", in: setting, syntax: "<failures> [<window>]|off", field: "max_failures",
+		example: "max_failures 3 5m", parse: parseMaxFailures},
 	{name: "tool_error_status", in: setting, syntax: "<code>", field: "tool_error_status",
 		example: "tool_error_status 502", parse: parseToolErrorStatus},
 	{name: "strict_args", in: setting, syntax: "on|off", field: "strict_args",
@@ -369,6 +375,41 @@ func parseMaxSessions(p *parser) error {
 	}
 	p.s.MaxSessions = n
 	return nil
+}
+
+// parsePingInterval reads "ping_interval <duration>|off".
+func parsePingInterval(p *parser) error {
+	v, err := p.arg()
+	if err != nil {
+		return err
+	}
+	if v == "off" {
+		p.s.PingInterval = -1
+		return nil
+	}
+	p.s.PingInterval, err = p.duration(v)
+	return err
+}
+
+// parseMaxFailures reads "max_failures <failures> [<window>]|off".
+func parseMaxFailures(p *parser) error {
+	args := p.d.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		p.s.MaxFailures = -1
+		return nil
+	}
+	if len(args) == 0 || len(args) > 2 {
+		return p.argErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return p.d.Errf("max_failures %q: want a number of failures, 1 or more, or off", args[0])
+	}
+	p.s.MaxFailures = n
+	if len(args) == 2 {
+		p.s.FailureWindow, err = p.duration(args[1])
+	}
+	return err
 }
 
 // parseToolErrorStatus reads "tool_error_status <code>"; ServerConfig.Validate

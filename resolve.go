@@ -165,6 +165,10 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 		Drain:           time.Duration(s.DrainTimeout),
 		Stop:            upstream.StopTimeouts{Grace: time.Duration(s.StopTimeout), Term: time.Duration(s.KillTimeout)},
 		MaxMessageBytes: s.MaxMessageSize,
+		PingInterval:    time.Duration(s.PingInterval),
+		PingTimeout:     time.Duration(s.PingTimeout),
+		MaxFailures:     s.MaxFailures,
+		FailureWindow:   time.Duration(s.FailureWindow),
 	}
 	return spec, opts, nil
 }

@@ -236,6 +236,21 @@ func (p *process) stop(t StopTimeouts, log *zap.Logger) string {
 	return stoppedNotGone
 }
 
+// kill ends the process and everything in its process group with SIGKILL
+// at once, for a server that stopped answering: a process stopped with
+// SIGSTOP would hold SIGTERM pending, and a deadlocked one would take the
+// whole grace. It says how the server ended.
+func (p *process) kill(t StopTimeouts, log *zap.Logger) string {
+	defer p.stdout.Close()
+	p.stdin.Close()
+	log.Warn("killing the stdio server's process group with SIGKILL", zap.Int("pid", p.pid()))
+	signalGroup(p.pid(), syscall.SIGKILL)
+	if p.waitGroup(t.Term) {
+		return stoppedByKill
+	}
+	return stoppedNotGone
+}
+
 // waitGroup waits until the child has exited and no process is left in its
 // group, or d has passed. It reports whether the group is gone.
 func (p *process) waitGroup(d time.Duration) bool {
