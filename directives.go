@@ -23,6 +23,8 @@ const (
 	corsBlock
 	// identityBlock is an "identity openwebui_jwt <secret> { ... }" block.
 	identityBlock
+	// limitsBlock is a server's "limits { ... }" block.
+	limitsBlock
 )
 
 // name is the block's name in messages and in the reference: the
@@ -37,6 +39,8 @@ func (b block) name() string {
 		return "oauth"
 	case b&identityBlock != 0:
 		return "identity"
+	case b&limitsBlock != 0:
+		return "limits"
 	default:
 		return "cors"
 	}
@@ -122,6 +126,8 @@ var directives = []directive{
 		example: "ping_timeout 5s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.PingTimeout })},
 	{name: "max_failures", in: setting, syntax: "<failures> [<window>]|off", field: "max_failures",
 		example: "max_failures 3 5m", parse: parseMaxFailures},
+	{name: "limits", in: setting, field: "limits", opens: limitsBlock,
+		example: "limits {\n\tmemory 512MiB\n\tcpu 10m\n\topen_files 1024\n\tprocesses 256\n}", parse: parseLimits},
 	{name: "tool_error_status", in: setting, syntax: "<code>", field: "tool_error_status",
 		example: "tool_error_status 502", parse: parseToolErrorStatus},
 	{name: "strict_args", in: setting, syntax: "on|off", field: "strict_args",
@@ -136,6 +142,16 @@ var directives = []directive{
 		example: "list_as tool-lister", parse: text(func(p *parser) *string { return &p.s.ListAs })},
 	{name: "oauth", in: setting, field: "oauth", opens: oauthBlock,
 		example: "oauth {\n\tgrant client_credentials\n\tclient_id caddy\n\tclient_secret {env.MCPO_CLIENT_SECRET}\n}", parse: parseOAuth},
+
+	// A limits block.
+	{name: "memory", in: limitsBlock, syntax: "<size>", field: "memory",
+		example: "memory 512MiB", parse: size(func(p *parser) *int64 { return &p.l.Memory })},
+	{name: "cpu", in: limitsBlock, syntax: "<duration>", field: "cpu",
+		example: "cpu 10m", parse: duration(func(p *parser) *caddy.Duration { return &p.l.CPU })},
+	{name: "open_files", in: limitsBlock, syntax: "<files>", field: "open_files",
+		example: "open_files 1024", parse: count(func(p *parser) *uint64 { return &p.l.OpenFiles })},
+	{name: "processes", in: limitsBlock, syntax: "<processes>", field: "processes",
+		example: "processes 256", parse: count(func(p *parser) *uint64 { return &p.l.Processes })},
 
 	// An oauth block.
 	{name: "grant", in: oauthBlock, syntax: "authorization_code|client_credentials", field: "grant",
@@ -410,6 +426,32 @@ func parseMaxFailures(p *parser) error {
 		p.s.FailureWindow, err = p.duration(args[1])
 	}
 	return err
+}
+
+// parseLimits starts the server's limits block.
+func parseLimits(p *parser) error {
+	if p.d.NextArg() {
+		return p.d.Err("limits takes a block, not arguments")
+	}
+	p.l = &Limits{}
+	p.s.Limits = p.l
+	return nil
+}
+
+// count reads a positive whole number into the field.
+func count(field func(p *parser) *uint64) func(p *parser) error {
+	return func(p *parser) error {
+		v, err := p.arg()
+		if err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(v, 10, 63)
+		if err != nil || n == 0 {
+			return p.d.Errf("%s %q: want a whole number, 1 or more", p.dir.name, v)
+		}
+		*field(p) = n
+		return nil
+	}
 }
 
 // parseToolErrorStatus reads "tool_error_status <code>"; ServerConfig.Validate

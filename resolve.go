@@ -154,6 +154,7 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 	}
 	if spec.Transport == upstream.TransportStdio {
 		spec.Env = childEnv(os.Environ(), s.InheritEnv, s.Env, r)
+		spec.Limits = s.Limits.upstream()
 	}
 	if !s.perUser() { // a per-user server's sessions are checked (resolve)
 		if err := spec.Validate(); err != nil {

@@ -52,6 +52,8 @@ const (
 	// FailureMessageTooLarge: a stdio server sent a message over
 	// Options.MaxMessageBytes.
 	FailureMessageTooLarge FailureReason = "message_too_large"
+	// FailureLimit: a ready stdio server was stopped by one of its Limits.
+	FailureLimit FailureReason = "limit"
 )
 
 // PingTimeoutError ends the session of a server that left a ping
@@ -89,6 +91,7 @@ func endReason(err error) FailureReason {
 	var (
 		ping *PingTimeoutError
 		big  *MessageTooLargeError
+		lim  *LimitError
 	)
 	switch {
 	case errors.Is(err, errSessionExpired), errors.Is(err, errRestartRequested):
@@ -97,6 +100,8 @@ func endReason(err error) FailureReason {
 		return FailurePing
 	case errors.As(err, &big):
 		return FailureMessageTooLarge
+	case errors.As(err, &lim):
+		return FailureLimit
 	}
 	return FailureExit
 }

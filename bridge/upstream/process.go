@@ -32,6 +32,8 @@ type process struct {
 
 	tailMu sync.Mutex
 	tail   []string // the last stderr lines, for error messages
+
+	limits *Limits // nil for none
 }
 
 // Bounds on the stderr lines kept for error messages.
@@ -105,6 +107,13 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 		closeAll()
 		return nil, fmt.Errorf("starting %q: %w", spec.Command, err)
 	}
+	if err := applyLimits(cmd.Process.Pid, spec.Limits); err != nil {
+		// Never run a server unbounded that should not be.
+		signalGroup(cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		closeAll()
+		return nil, fmt.Errorf("starting %q: %w", spec.Command, err)
+	}
 	// The child holds its own copies now.
 	stdinR.Close()
 	stdoutW.Close()
@@ -116,6 +125,7 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 		stdout:  stdoutR,
 		exited:  make(chan struct{}),
 		drained: make(chan struct{}),
+		limits:  spec.Limits,
 	}
 	go func() {
 		p.waitErr = cmd.Wait()
@@ -181,12 +191,27 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // pid returns the child's process ID, which is also its process group ID.
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
-// exitError describes how the child ended; call it after exited is closed.
+// exitError describes how the child ended, as a *LimitError when one of
+// its limits stopped it; call it after exited is closed.
 func (p *process) exitError() error {
-	if p.waitErr == nil {
-		return errors.New("process exited (exit status 0)")
+	err := errors.New("process exited (exit status 0)")
+	if p.waitErr != nil {
+		err = fmt.Errorf("process exited (%w)", p.waitErr)
 	}
-	return fmt.Errorf("process exited (%w)", p.waitErr)
+	if p.limits == nil {
+		return err
+	}
+	// What it wrote last may say which limit it ran into.
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-p.drained:
+	case <-t.C:
+	}
+	if hit := p.limits.limitHit(err, p.waitErr, p.lastStderr()); hit != nil {
+		return hit
+	}
+	return err
 }
 
 // StopTimeouts bound the steps of stopping a stdio server.
