@@ -100,43 +100,51 @@ var limitSigns = []struct {
 	{"processes", []string{"resource temporarily unavailable", "eagain", "cannot fork", "fork failed"}},
 }
 
-// limitHit returns the *LimitError for a process under l that ended with
-// waitErr after writing stderr, nil when no limit seems to have stopped it.
-func (l *Limits) limitHit(exit error, waitErr error, stderr []string) error {
-	if l == nil {
-		return nil
-	}
-	if l.CPU > 0 && killedByCPULimit(waitErr) {
-		return &LimitError{Limit: "cpu", Value: l.CPU.String(), Err: exit}
-	}
-	if waitErr == nil {
-		return nil
-	}
-	text := strings.ToLower(strings.Join(stderr, "\n"))
+// signOf returns the limit a line of stderr says the process ran into,
+// among those set; "" for none.
+func (l *Limits) signOf(line string) string {
+	line = strings.ToLower(line)
 	for _, s := range limitSigns {
-		value := ""
-		switch s.limit {
-		case "memory":
-			if l.Memory > 0 {
-				value = formatBytes(l.Memory)
-			}
-		case "open_files":
-			if l.OpenFiles > 0 {
-				value = fmt.Sprint(l.OpenFiles)
-			}
-		case "processes":
-			if l.Processes > 0 {
-				value = fmt.Sprint(l.Processes)
-			}
-		}
-		if value == "" {
+		if l.value(s.limit) == "" {
 			continue
 		}
 		for _, sign := range s.signs {
-			if strings.Contains(text, sign) {
-				return &LimitError{Limit: s.limit, Value: value, Err: exit}
+			if strings.Contains(line, sign) {
+				return s.limit
 			}
 		}
 	}
-	return nil
+	return ""
+}
+
+// value returns the named limit as the configuration writes it, "" when
+// it is not set.
+func (l *Limits) value(limit string) string {
+	switch {
+	case limit == "memory" && l.Memory > 0:
+		return formatBytes(l.Memory)
+	case limit == "cpu" && l.CPU > 0:
+		return l.CPU.String()
+	case limit == "open_files" && l.OpenFiles > 0:
+		return fmt.Sprint(l.OpenFiles)
+	case limit == "processes" && l.Processes > 0:
+		return fmt.Sprint(l.Processes)
+	}
+	return ""
+}
+
+// limitHit returns the *LimitError for a process under l that ended with
+// waitErr (exit describing it) after its stderr said it ran into the
+// limit said ("" for none); nil when no limit seems to have stopped it.
+func (l *Limits) limitHit(exit, waitErr error, said string) error {
+	if l == nil {
+		return nil
+	}
+	if l.CPU > 0 && killedByCPULimit(waitErr, l.CPU) {
+		return &LimitError{Limit: "cpu", Value: l.value("cpu"), Err: exit}
+	}
+	if waitErr == nil || said == "" {
+		return nil
+	}
+	return &LimitError{Limit: said, Value: l.value(said), Err: exit}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,14 +13,18 @@ import (
 func limitsSupported() error { return nil }
 
 // killedByCPULimit reports a process the kernel ended for its CPU time
-// limit: killed by SIGXCPU, or by SIGKILL once past the hard limit.
-func killedByCPULimit(waitErr error) bool {
+// limit: killed by SIGXCPU, or by SIGKILL once it used the limit (Go
+// programs ignore SIGXCPU, and get SIGKILL at the hard limit).
+func killedByCPULimit(waitErr error, limit time.Duration) bool {
 	var ee *exec.ExitError
 	if !errors.As(waitErr, &ee) {
 		return false
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGXCPU
+	if !ok || !ws.Signaled() {
+		return false
+	}
+	return ws.Signal() == syscall.SIGXCPU || ws.Signal() == syscall.SIGKILL && ee.UserTime()+ee.SystemTime() >= limit
 }
 
 // applyLimits sets l on the running process pid with prlimit(2). It runs

@@ -2,7 +2,10 @@
 
 package upstream
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // errLimitsLinuxOnly refuses limits outside Linux: a configuration that
 // bounds a server must not run it unbounded.
@@ -17,4 +20,4 @@ func applyLimits(_ int, l *Limits) error {
 	return errLimitsLinuxOnly
 }
 
-func killedByCPULimit(error) bool { return false }
+func killedByCPULimit(error, time.Duration) bool { return false }

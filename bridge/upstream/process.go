@@ -34,6 +34,9 @@ type process struct {
 	tail   []string // the last stderr lines, for error messages
 
 	limits *Limits // nil for none
+	// hit is the first limit stderr said the process ran into; "" for
+	// none. Guarded by tailMu.
+	hit string
 }
 
 // Bounds on the stderr lines kept for error messages.
@@ -148,6 +151,9 @@ func (p *process) remember(line string) {
 	}
 	p.tailMu.Lock()
 	defer p.tailMu.Unlock()
+	if p.hit == "" && p.limits != nil {
+		p.hit = p.limits.signOf(line)
+	}
 	if len(p.tail) == tailLines {
 		p.tail = append(p.tail[:0], p.tail[1:]...)
 	}
@@ -208,7 +214,10 @@ func (p *process) exitError() error {
 	case <-p.drained:
 	case <-t.C:
 	}
-	if hit := p.limits.limitHit(err, p.waitErr, p.lastStderr()); hit != nil {
+	p.tailMu.Lock()
+	said := p.hit
+	p.tailMu.Unlock()
+	if hit := p.limits.limitHit(err, p.waitErr, said); hit != nil {
 		return hit
 	}
 	return err
