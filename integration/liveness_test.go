@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -149,4 +151,54 @@ func mcpoIDOf(t *testing.T, name string) string {
 	}
 	t.Fatalf("no server %q in GET /mcpo/servers", name)
 	return ""
+}
+
+func TestServersStoppedByTheirLimitsSayWhichAndLeaveTheOthersAlone(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("limits are Linux only")
+	}
+	hog := fixture.LimitHog(t)
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /limits {
+		server good {
+			%s
+		}
+		server memory {
+			command %s memory
+			max_failures 1
+			limits {
+				memory 128MiB
+			}
+		}
+		server cpu {
+			command /bin/sh -c "i=0; while [ $i -lt 100000000 ]; do i=$((i+1)); done"
+			max_failures 1
+			limits {
+				cpu 1s
+			}
+		}
+	}
+}
+`, httpPort, testFixture(t, fixture.Options{}), hog))
+	waitReady(t, "/limits/good/openapi.json")
+	for name, want := range map[string]string{
+		"memory": "stopped by its memory limit (128 MiB)",
+		"cpu":    "stopped by its cpu limit (1s)",
+	} {
+		eventually(t, waitLimit, name+" stopped by its limit", func() bool { return serverOf(t, "/limits", name).State == "failed" })
+		if s := serverOf(t, "/limits", name); !strings.Contains(s.LastError, want) {
+			t.Errorf("health of %s: %+v; want the last error to say %q", name, s, want)
+		}
+	}
+	if r := do(t, http.MethodPost, "/limits/good/add", `{"a":2,"b":2}`); r.status != http.StatusOK || string(r.body) != "4" {
+		t.Errorf("a call to the good server: %s", r)
+	}
+	if s := serverOf(t, "/limits", "good"); s.State != "ready" || s.Restarts != 0 {
+		t.Errorf("the good server: %+v; want it ready, never restarted", s)
+	}
+	for _, p := range descendants(os.Getpid()) {
+		if strings.Contains(p, "(hog)") {
+			t.Errorf("a hog is still running: %s", p)
+		}
+	}
 }
