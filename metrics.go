@@ -139,7 +139,7 @@ func newPoolCollector(p *pool) *poolCollector {
 		stops: desc("server_sessions_stopped_total",
 			"How many sessions of callers an MCP server with a session per caller stopped, by reason: idle, evicted or ended.", "reason"),
 		failures: desc("server_failures_total",
-			"How often the MCP server failed, by reason: start, exit, ping_timeout or message_too_large.", "reason"),
+			"How often the MCP server failed, by reason: start, exit, ping_timeout, message_too_large or limit.", "reason"),
 	}
 }
 
