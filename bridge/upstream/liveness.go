@@ -227,7 +227,7 @@ func (u *Upstream) countFailure(g *crashGuard, reason FailureReason) (n int, loo
 
 // giveUp puts a server that failed n times, the last for reason with err,
 // in StateFailed, and waits until Restart or a change of options, which it
-// reports as true, or Close.
+// reports as true, or Close, after which it has the supervisor stopped.
 func (u *Upstream) giveUp(n int, reason FailureReason, err error) bool {
 	// A restart asked for, or options changed, before this failure do not
 	// end the wait.
@@ -245,6 +245,7 @@ func (u *Upstream) giveUp(n int, reason FailureReason, err error) bool {
 		u.logger().Info("MCP server's settings changed; starting it again after it failed too often",
 			zap.String("server", u.spec.Name))
 	case <-u.ctx.Done():
+		u.stopped(stoppedIdle)
 		return false
 	}
 	return true

@@ -6,7 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -214,5 +219,55 @@ func TestCrashGuard_CountsTheFailuresWithinTheWindow(t *testing.T) {
 		if got := g.fail(t0.Add(s.at), time.Minute); got != s.want {
 			t.Errorf("a failure at %s: %d within the minute, want %d", s.at, got, s.want)
 		}
+	}
+}
+
+func TestUpstream_RestartsASessionWithAnHTTPServerThatHangs(t *testing.T) {
+	target, err := url.Parse(fixture.NewStreamableHTTP(t, fixture.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+	proxy.FlushInterval = -1
+	var hang atomic.Bool
+	release := make(chan struct{})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() && r.Method == http.MethodPost {
+			select { // accepts, never answers
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	spec := Spec{Name: "fx", Transport: TransportStreamableHTTP, URL: front.URL + target.Path}
+	u, _ := start(t, spec, Options{PingInterval: testPingInterval, PingTimeout: testPingTimeout})
+	t.Cleanup(func() { close(release) })
+	calls := make(chan error, 1)
+	hang.Store(true)
+	began := time.Now()
+	go func() {
+		_, err := callWithin(u, "echo", `{"message":"lost"}`)
+		calls <- err
+	}()
+	var ping *PingTimeoutError
+	select {
+	case err := <-calls:
+		if !errors.As(err, &ping) {
+			t.Errorf("the call under way on the hung server failed with %v; want a *PingTimeoutError", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the call under way on the hung server did not fail")
+	}
+	t.Logf("hang found and the call failed %s after it began", time.Since(began).Round(time.Millisecond))
+	hang.Store(false)
+	eventually(t, "the new session", func() bool { st := u.Status(); return st.State == StateReady && st.Restarts == 1 })
+	if st := u.Status(); st.FailureCounts[FailurePing] != 1 || !strings.Contains(st.LastError, "stopped answering pings") {
+		t.Errorf("after the restart: %+v", st)
+	}
+	if got := text(t, call(t, u, "echo", `{"message":"back"}`)); got != "back" {
+		t.Errorf("a call after the restart: %q", got)
 	}
 }

@@ -168,8 +168,11 @@ func (s Spec) Validate() error {
 		if s.URL == "" {
 			return fmt.Errorf("%s server needs a url", s.Transport)
 		}
-		if s.Command != "" || len(s.Args) > 0 || s.Dir != "" || s.Limits != nil {
-			return fmt.Errorf("%s server takes no command, args, dir or limits", s.Transport)
+		if s.Command != "" || len(s.Args) > 0 || s.Dir != "" {
+			return fmt.Errorf("%s server takes no command, args or dir", s.Transport)
+		}
+		if s.Limits != nil {
+			return fmt.Errorf("%s server takes no limits: they bound a stdio server's process", s.Transport)
 		}
 		u, err := url.Parse(s.URL)
 		if err != nil {

@@ -668,8 +668,7 @@ func (u *Upstream) run() {
 			u.logger().Error("MCP server failed to start", fields...)
 			if loop {
 				if !u.giveUp(n, FailureStart, u.redact(err)) {
-					u.stopped(stoppedIdle)
-					return
+					return // Close: stopped
 				}
 				failures = 0
 				continue
@@ -746,8 +745,7 @@ func (u *Upstream) run() {
 				u.logger().Warn("MCP server connection lost", zap.String("server", u.spec.Name),
 					zap.Error(u.redact(ended)), zap.String("how", how))
 				if !u.giveUp(n, reason, u.redact(lost)) {
-					u.stopped(stoppedIdle)
-					return
+					return // Close: stopped
 				}
 				failures = 0
 				continue
