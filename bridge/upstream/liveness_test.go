@@ -88,6 +88,19 @@ func TestUpstream_RestartsAServerThatStopsAnsweringPings(t *testing.T) {
 	}
 }
 
+func TestUpstream_AServerSlowToAnswerPingsWhileAnsweringCallsIsLeftAlone(t *testing.T) {
+	u, _ := start(t, roleSpec("fx", "slowping"), Options{PingInterval: testPingInterval, PingTimeout: testPingTimeout})
+	// Answers to calls keep coming while each ping waits a second.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if got := text(t, call(t, u, "echo", `{"message":"busy"}`)); got != "busy" {
+			t.Fatalf("a call: %q", got)
+		}
+	}
+	if st := u.Status(); st.State != StateReady || st.Restarts != 0 {
+		t.Errorf("a server answering calls but pings late: %+v; want it left alone", st)
+	}
+}
+
 func TestUpstream_PingsOffLeaveAStoppedServerAlone(t *testing.T) {
 	u, _ := start(t, stdioSpec(fixture.Options{}), Options{PingInterval: -1, PingTimeout: testPingTimeout})
 	pid := u.Status().PID

@@ -27,6 +27,7 @@ const roleEnv = "CADDY_MCPO_UPSTREAM_TEST_ROLE"
 var roles = map[string]func(){
 	"stubborn": serveStubborn,
 	"deaf":     serveDeaf,
+	"slowping": serveSlowPing,
 	"exit":     func() { os.Exit(3) },
 }
 
@@ -88,6 +89,29 @@ func serveDeaf() {
 				os.Exit(0)
 			}
 			if _, err := w.Write(append(sc.Bytes(), '\n')); err != nil {
+				return
+			}
+		}
+		w.Close()
+	}()
+	_ = server.NewStdioServer(fixture.New(fixture.Options{})).Listen(context.Background(), r, os.Stdout)
+}
+
+// serveSlowPing serves the fixture over stdio, answering each ping a
+// second late and everything else at once, as a server working through a
+// queue does.
+func serveSlowPing() {
+	r, w := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			line := append(bytes.Clone(sc.Bytes()), '\n')
+			if bytes.Contains(line, []byte(`"method":"ping"`)) {
+				time.AfterFunc(time.Second, func() { _, _ = w.Write(line) })
+				continue
+			}
+			if _, err := w.Write(line); err != nil {
 				return
 			}
 		}
