@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
@@ -117,7 +119,17 @@ func TestUpstream_PingsOffLeaveAStoppedServerAlone(t *testing.T) {
 	}
 }
 
-func TestUpstream_PingsAReadyServerOverEveryTransport(t *testing.T) {
+func TestUpstream_PingsAReadyServerOverEveryTransportAndEra(t *testing.T) {
+	t.Run("2026-07-28 over stdio, with server/discover", func(t *testing.T) {
+		spec := stdioSpec(fixture.Options{})
+		spec.Protocol = ProtocolModern
+		u, _ := start(t, spec, Options{PingInterval: 20 * time.Millisecond, PingTimeout: 2 * time.Second})
+		before := u.Status().LastMessage
+		eventually(t, "an answer to a probe", func() bool { return u.Status().LastMessage.After(before) })
+		if st := u.Status(); st.State != StateReady || st.Restarts != 0 || !mcp.IsModernProtocol(st.Server.Protocol) {
+			t.Errorf("a 2026-07-28 server answering probes: %+v; want ready, never restarted", st)
+		}
+	})
 	transports(t, fixture.Options{}, func(t *testing.T, spec Spec) {
 		u, _ := start(t, spec, Options{PingInterval: 20 * time.Millisecond, PingTimeout: 2 * time.Second})
 		before := u.Status().LastMessage
