@@ -28,17 +28,18 @@ func init() {
 //   - GET /mcpo/servers lists every MCP server the running configuration
 //     uses, sorted by name then id, as a JSON array. Each server has an id
 //     (12 hex digits, stable while its configuration does not change), its
-//     name, state (idle, starting, ready, failed or stopped), endpoint (the
+//     name, state (idle, starting, ready, backoff, failed, needs_auth or stopped), endpoint (the
 //     command or the URL without secrets), protocol, server (the name and
 //     version it reports), tools (how many it listed), in_flight (calls
 //     under way), restarts, failures (failed starts since it was last
 //     ready), pid (of a stdio server's process), since (when it entered its
-//     state), retry_at (when a failed server is started again) and
+//     state), retry_at (when a server in backoff is started again) and
 //     last_error.
 //   - GET /mcpo/servers/<server> gives one of them.
 //   - POST /mcpo/servers/<server>/restart stops the server's session (a
 //     stdio server's process) and starts a new one, or cuts short the wait
-//     before a failed server is started again. It answers 202 Accepted with
+//     before a server in backoff is started again, or starts again a
+//     server that failed too often (failed). It answers 202 Accepted with
 //     {"restarted": "<id>"} at once; GET the server to follow it.
 //   - POST /mcpo/servers/<server>/refresh has a ready server list its tools
 //     again, for servers that do not announce changes to their tools. It

@@ -333,7 +333,7 @@ func TestAdminRefreshListsToolsAgain(t *testing.T) {
 func TestAdminRefreshOfAFailedServerAnswers503WithRetryAfter(t *testing.T) {
 	p := newTestPool(t)
 	u, id := p.add(upstream.Spec{Name: "broken", Transport: upstream.TransportStdio, Command: "/nonexistent/mcp-server"}, true)
-	waitStatus(t, u, "failed", func(st upstream.Status) bool { return st.State == upstream.StateFailed })
+	waitStatus(t, u, "backoff", func(st upstream.Status) bool { return st.State == upstream.StateBackoff })
 	a := newTestAdmin(t, p)
 
 	res := serveAdmin(a, http.MethodPost, "/mcpo/servers/broken/refresh")

@@ -62,6 +62,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		stop_timeout <duration>
 //		kill_timeout <duration>
 //		max_message_size <size>
+//		ping_interval <duration>|off
+//		ping_timeout <duration>
+//		max_failures <failures> [<window>]|off
+//		limits {
+//			memory <size>
+//			cpu <duration>
+//			open_files <files>
+//			processes <processes>
+//		}
 //		tool_error_status <code>
 //		strict_args on|off
 //		isolation shared|user
@@ -154,6 +163,7 @@ type parser struct {
 	c *CORS
 	i *IdentitySource
 	a *AccessControl
+	l *Limits
 }
 
 // where records where an object of the configuration was written: the
@@ -242,7 +252,7 @@ func (p *parser) addServer(s *ServerConfig, at caddyfile.Token) {
 
 // qualified names a subdirective of block b in messages.
 func (p *parser) qualified(b block, name string) string {
-	if b&(oauthBlock|corsBlock|identityBlock|accessBlock) != 0 {
+	if b&(oauthBlock|corsBlock|identityBlock|accessBlock|limitsBlock) != 0 {
 		return b.name() + " " + name
 	}
 	return name
@@ -250,7 +260,7 @@ func (p *parser) qualified(b block, name string) string {
 
 // unknown reports the current token, which is no subdirective of block b.
 func (p *parser) unknown(b block) error {
-	if b&(oauthBlock|corsBlock|identityBlock|accessBlock) == 0 {
+	if b&(oauthBlock|corsBlock|identityBlock|accessBlock|limitsBlock) == 0 {
 		return p.d.Errf("unknown subdirective %q", p.d.Val())
 	}
 	return p.d.Errf("unknown %s subdirective %q: want %s", b.name(), p.d.Val(), strings.Join(directivesIn(b), ", "))

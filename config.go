@@ -112,6 +112,27 @@ type ServerConfig struct {
 	// the calls under way get 502 saying so. The line is counted as it is
 	// read, never held whole. Default: 16 MiB.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+	// How often a ready server is pinged (ping; server/discover on
+	// 2026-07-28 connections). Negative (the Caddyfile's off): never.
+	// Default: 30s.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+	// How long a ping may go unanswered, while the server sends nothing
+	// else, before the server is killed (a stdio server's whole process
+	// group, with SIGKILL) and restarted, the calls under way getting 502.
+	// Default: 20s.
+	PingTimeout caddy.Duration `json:"ping_timeout,omitempty"`
+	// How many failures (failed starts, exits, connections lost, pings
+	// unanswered) within failure_window put the server in state failed:
+	// no more restarts until the admin API's restart or a reload that
+	// changes the server. Negative (the Caddyfile's off): never. Default:
+	// 5 for stdio servers, never for HTTP ones.
+	MaxFailures int `json:"max_failures,omitempty"`
+	// The window of max_failures. Default: 1m.
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+	// Bounds on a stdio server's process, on Linux (resource limits, set
+	// on the process as it starts and inherited by what it starts). A
+	// change starts a new process.
+	Limits *Limits `json:"limits,omitempty"`
 	// The HTTP status of a result the tool marked as an error (isError).
 	// Default: 500.
 	ToolErrorStatus int `json:"tool_error_status,omitempty"`
@@ -151,6 +172,25 @@ type ServerConfig struct {
 	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo". Not with
 	// oauth: the first caller who authorizes lists the tools.
 	ListAs string `json:"list_as,omitempty"`
+}
+
+// Limits bound the resources of a stdio server's process, each process on
+// its own (not the process group as a whole), with Linux resource limits.
+// A server stopped by one is reported as such in health and the log.
+type Limits struct {
+	// The most memory the process may allocate, in bytes: its heap and
+	// private writable mappings (RLIMIT_DATA), not its address space,
+	// which Node and Go reserve far beyond what they use.
+	Memory int64 `json:"memory,omitempty"`
+	// The most CPU time the process may use (RLIMIT_CPU, whole seconds):
+	// then SIGXCPU, and SIGKILL 5 s later.
+	CPU caddy.Duration `json:"cpu,omitempty"`
+	// The most files the process may hold open (RLIMIT_NOFILE).
+	OpenFiles uint64 `json:"open_files,omitempty"`
+	// The most processes and threads of the user the server runs as
+	// (RLIMIT_NPROC): counted for the whole user, Caddy's own threads and
+	// other servers included, and not binding root.
+	Processes uint64 `json:"processes,omitempty"`
 }
 
 // SecurityScheme declares how callers authenticate, for the documents.
@@ -391,6 +431,17 @@ func (s *ServerConfig) Validate() error {
 	if s.MaxMessageSize < 0 {
 		return fieldErr(fmt.Errorf("max_message_size %d: want a size in bytes", s.MaxMessageSize), "max_message_size")
 	}
+	if s.Limits != nil {
+		if transport != upstream.TransportStdio {
+			return fieldErr(errors.New("limits apply to stdio servers only"), "limits")
+		}
+		if err := s.Limits.upstream().Validate(); err != nil {
+			return fieldErr(err, "limits")
+		}
+	}
+	if s.PingTimeout < 0 || s.FailureWindow < 0 {
+		return fieldErr(errors.New("ping_timeout and failure_window take positive durations"), "ping_timeout", "failure_window")
+	}
 	if s.MaxConcurrent < 0 {
 		return fieldErr(fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent), "max_concurrent")
 	}
@@ -410,6 +461,15 @@ func (s *ServerConfig) Validate() error {
 		}
 	}
 	return nil
+}
+
+// upstream returns the limits as the upstream package takes them; nil for
+// none.
+func (l *Limits) upstream() *upstream.Limits {
+	if l == nil || *l == (Limits{}) {
+		return nil
+	}
+	return &upstream.Limits{Memory: l.Memory, CPU: time.Duration(l.CPU), OpenFiles: l.OpenFiles, Processes: l.Processes}
 }
 
 // Isolations of a server.

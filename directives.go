@@ -26,6 +26,8 @@ const (
 	identityBlock
 	// accessBlock is an "access { ... }" block.
 	accessBlock
+	// limitsBlock is a server's "limits { ... }" block.
+	limitsBlock
 )
 
 // name is the block's name in messages and in the reference: the
@@ -42,6 +44,8 @@ func (b block) name() string {
 		return "identity"
 	case b&accessBlock != 0:
 		return "access"
+	case b&limitsBlock != 0:
+		return "limits"
 	default:
 		return "cors"
 	}
@@ -121,6 +125,14 @@ var directives = []directive{
 		example: "kill_timeout 1s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.KillTimeout })},
 	{name: "max_message_size", in: setting, syntax: "<size>", field: "max_message_size",
 		example: "max_message_size 64MB", parse: size(func(p *parser) *int64 { return &p.s.MaxMessageSize })},
+	{name: "ping_interval", in: setting, syntax: "<duration>|off", field: "ping_interval",
+		example: "ping_interval 10s", parse: parsePingInterval},
+	{name: "ping_timeout", in: setting, syntax: "<duration>", field: "ping_timeout",
+		example: "ping_timeout 5s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.PingTimeout })},
+	{name: "max_failures", in: setting, syntax: "<failures> [<window>]|off", field: "max_failures",
+		example: "max_failures 3 5m", parse: parseMaxFailures},
+	{name: "limits", in: setting, field: "limits", opens: limitsBlock,
+		example: "limits {\n\tmemory 512MiB\n\tcpu 10m\n\topen_files 1024\n\tprocesses 256\n}", parse: parseLimits},
 	{name: "tool_error_status", in: setting, syntax: "<code>", field: "tool_error_status",
 		example: "tool_error_status 502", parse: parseToolErrorStatus},
 	{name: "strict_args", in: setting, syntax: "on|off", field: "strict_args",
@@ -135,6 +147,16 @@ var directives = []directive{
 		example: "list_as tool-lister", parse: text(func(p *parser) *string { return &p.s.ListAs })},
 	{name: "oauth", in: setting, field: "oauth", opens: oauthBlock,
 		example: "oauth {\n\tgrant client_credentials\n\tclient_id caddy\n\tclient_secret {env.MCPO_CLIENT_SECRET}\n}", parse: parseOAuth},
+
+	// A limits block.
+	{name: "memory", in: limitsBlock, syntax: "<size>", field: "memory",
+		example: "memory 512MiB", parse: size(func(p *parser) *int64 { return &p.l.Memory })},
+	{name: "cpu", in: limitsBlock, syntax: "<duration>", field: "cpu",
+		example: "cpu 10m", parse: duration(func(p *parser) *caddy.Duration { return &p.l.CPU })},
+	{name: "open_files", in: limitsBlock, syntax: "<files>", field: "open_files",
+		example: "open_files 1024", parse: count(func(p *parser) *uint64 { return &p.l.OpenFiles })},
+	{name: "processes", in: limitsBlock, syntax: "<processes>", field: "processes",
+		example: "processes 256", parse: count(func(p *parser) *uint64 { return &p.l.Processes })},
 
 	// An oauth block.
 	{name: "grant", in: oauthBlock, syntax: "authorization_code|client_credentials", field: "grant",
@@ -384,6 +406,67 @@ func parseMaxSessions(p *parser) error {
 	}
 	p.s.MaxSessions = n
 	return nil
+}
+
+// parsePingInterval reads "ping_interval <duration>|off".
+func parsePingInterval(p *parser) error {
+	v, err := p.arg()
+	if err != nil {
+		return err
+	}
+	if v == "off" {
+		p.s.PingInterval = -1
+		return nil
+	}
+	p.s.PingInterval, err = p.duration(v)
+	return err
+}
+
+// parseMaxFailures reads "max_failures <failures> [<window>]|off".
+func parseMaxFailures(p *parser) error {
+	args := p.d.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		p.s.MaxFailures = -1
+		return nil
+	}
+	if len(args) == 0 || len(args) > 2 {
+		return p.argErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return p.d.Errf("max_failures %q: want a number of failures, 1 or more, or off", args[0])
+	}
+	p.s.MaxFailures = n
+	if len(args) == 2 {
+		p.s.FailureWindow, err = p.duration(args[1])
+	}
+	return err
+}
+
+// parseLimits starts the server's limits block.
+func parseLimits(p *parser) error {
+	if p.d.NextArg() {
+		return p.d.Err("limits takes a block, not arguments")
+	}
+	p.l = &Limits{}
+	p.s.Limits = p.l
+	return nil
+}
+
+// count reads a positive whole number into the field.
+func count(field func(p *parser) *uint64) func(p *parser) error {
+	return func(p *parser) error {
+		v, err := p.arg()
+		if err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(v, 10, 63)
+		if err != nil || n == 0 {
+			return p.d.Errf("%s %q: want a whole number, 1 or more", p.dir.name, v)
+		}
+		*field(p) = n
+		return nil
+	}
 }
 
 // parseToolErrorStatus reads "tool_error_status <code>"; ServerConfig.Validate

@@ -134,7 +134,7 @@ func TestDirectives_TableIsConsistent(t *testing.T) {
 	}
 	seen := map[key]bool{}
 	for _, d := range directives {
-		for _, b := range []block{mcpoBlock, serverBlock, oauthBlock, corsBlock, identityBlock, accessBlock} {
+		for _, b := range []block{mcpoBlock, serverBlock, oauthBlock, corsBlock, identityBlock, accessBlock, limitsBlock} {
 			if d.in&b == 0 {
 				continue
 			}
@@ -178,6 +178,8 @@ func exampleBlock(d directive) (with, without string) {
 		return wrap("\t" + d.example), wrap()
 	case d.in == corsBlock:
 		return siteWith([]string{"command prog", "cors * {", "\t" + d.example, "}"}), siteWith([]string{"command prog", "cors *"})
+	case d.in == limitsBlock:
+		return siteWith([]string{"command prog", "limits {", "\t" + d.example, "}"}), siteWith([]string{"command prog"})
 	case d.in == identityBlock:
 		source := "identity openwebui_jwt {env.MCPO_JWT_SECRET}"
 		if d.name == "role" || d.name == "groups" { // of a placeholder source
@@ -238,6 +240,8 @@ func fieldOf(t *testing.T, raw json.RawMessage, d directive) any {
 		obj, _ = h["identity"].(map[string]any)
 	case d.in == accessBlock:
 		obj, _ = h["access"].(map[string]any)
+	case d.in == limitsBlock:
+		obj, _ = server()["limits"].(map[string]any)
 	}
 	return obj[d.field]
 }

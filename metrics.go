@@ -108,7 +108,7 @@ func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, to
 // upstream package adds later is reported too, but only while a server is
 // in it.
 var upstreamStates = []upstream.State{
-	upstream.StateIdle, upstream.StateStarting, upstream.StateReady, upstream.StateFailed, upstream.StateNeedsAuth, upstream.StateStopped,
+	upstream.StateIdle, upstream.StateStarting, upstream.StateReady, upstream.StateBackoff, upstream.StateFailed, upstream.StateNeedsAuth, upstream.StateStopped,
 }
 
 // poolCollector reports the state of every server of a pool when scraped.
@@ -120,6 +120,7 @@ type poolCollector struct {
 	tools    *prometheus.Desc
 	sessions *prometheus.Desc
 	stops    *prometheus.Desc
+	failures *prometheus.Desc
 }
 
 // newPoolCollector returns a collector over the servers of p.
@@ -137,6 +138,8 @@ func newPoolCollector(p *pool) *poolCollector {
 		sessions: desc("server_sessions", "How many sessions an MCP server with a session per caller runs, its listing session included."),
 		stops: desc("server_sessions_stopped_total",
 			"How many sessions of callers an MCP server with a session per caller stopped, by reason: idle, evicted or ended.", "reason"),
+		failures: desc("server_failures_total",
+			"How often the MCP server failed, by reason: start, exit, ping_timeout, message_too_large or limit.", "reason"),
 	}
 }
 
@@ -148,6 +151,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.tools
 	ch <- c.sessions
 	ch <- c.stops
+	ch <- c.failures
 }
 
 // Collect sends the current metrics of every server in the pool.
@@ -172,6 +176,9 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.Restarts), st.Name, s.id)
 		ch <- prometheus.MustNewConstMetric(c.tools, prometheus.GaugeValue, float64(st.Tools), st.Name, s.id)
+		for reason, n := range st.FailureCounts {
+			ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(n), st.Name, s.id, string(reason))
+		}
 		if u := s.entry.users; u != nil {
 			n, _ := u.count()
 			ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(n), st.Name, s.id)

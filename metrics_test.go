@@ -217,6 +217,7 @@ func TestPoolCollectorReportsEveryServerEvenWithSharedNames(t *testing.T) {
 		`caddy_mcpo_server_state`+fxLabels+`,state="ready"} 1`,
 		`caddy_mcpo_server_state`+fxLabels+`,state="idle"} 0`,
 		`caddy_mcpo_server_state`+fxLabels+`,state="starting"} 0`,
+		`caddy_mcpo_server_state`+fxLabels+`,state="backoff"} 0`,
 		`caddy_mcpo_server_state`+fxLabels+`,state="failed"} 0`,
 		`caddy_mcpo_server_state`+fxLabels+`,state="stopped"} 0`,
 		`caddy_mcpo_server_state{id="`+dupA+`",server="dup",state="idle"} 1`,

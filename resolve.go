@@ -154,6 +154,7 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 	}
 	if spec.Transport == upstream.TransportStdio {
 		spec.Env = childEnv(os.Environ(), s.InheritEnv, s.Env, r)
+		spec.Limits = s.Limits.upstream()
 	}
 	if !s.perUser() { // a per-user server's sessions are checked (resolve)
 		if err := spec.Validate(); err != nil {
@@ -165,6 +166,10 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 		Drain:           time.Duration(s.DrainTimeout),
 		Stop:            upstream.StopTimeouts{Grace: time.Duration(s.StopTimeout), Term: time.Duration(s.KillTimeout)},
 		MaxMessageBytes: s.MaxMessageSize,
+		PingInterval:    time.Duration(s.PingInterval),
+		PingTimeout:     time.Duration(s.PingTimeout),
+		MaxFailures:     s.MaxFailures,
+		FailureWindow:   time.Duration(s.FailureWindow),
 	}
 	return spec, opts, nil
 }

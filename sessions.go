@@ -858,6 +858,9 @@ func (us *userSessions) endAll() {
 	if us.closed {
 		return
 	}
+	if us.lister != nil { // ends the listing session's backoff or failed state
+		us.lister.u.Restart()
+	}
 	for e := us.lru.Front(); e != nil; {
 		s, next := e.Value.(*userSession), e.Next()
 		us.unlinkLocked(s, stopEnded)

@@ -192,7 +192,7 @@ func TestUserSessions_TheFirstCallOfACallerWaitsForTheStart(t *testing.T) {
 
 	_, err := l.CallTool(as(t, "broken"), "echo", json.RawMessage(`{"message":"hi"}`))
 	var unavailable *upstream.UnavailableError
-	if !errors.As(err, &unavailable) || unavailable.State != upstream.StateFailed || unavailable.RetryAfter < time.Second ||
+	if !errors.As(err, &unavailable) || unavailable.State != upstream.StateBackoff || unavailable.RetryAfter < time.Second ||
 		!strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("a session that fails to start: %v; want the server unavailable, failed with exit status 3, with when to retry", err)
 	}
@@ -677,7 +677,7 @@ func TestUserSessions_TheListingSessionListsAndStops(t *testing.T) {
 		s.Command = "/nonexistent/mcp-server"
 		s.ListAs = "lister"
 	}), true)
-	waitFor(t, "failed", func() bool { return broken.Status().State == upstream.StateFailed })
+	waitFor(t, "backoff", func() bool { return broken.Status().State == upstream.StateBackoff })
 	st := broken.Status()
 	if broken.Tools() != nil || !strings.Contains(st.LastError, "/nonexistent/mcp-server") || st.Failures == 0 || st.RetryAt.IsZero() {
 		t.Errorf("a server whose listing session fails: %+v", st)

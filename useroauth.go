@@ -90,14 +90,14 @@ func (a *userOAuth) logger() *zap.Logger { return a.log.Load() }
 func (a *userOAuth) check(ctx context.Context, id bridge.Identity) (*oauth.Client, error) {
 	c, err := a.users.Client(ctx, id.ID)
 	if err != nil {
-		return nil, &upstream.UnavailableError{Server: a.name, State: upstream.StateFailed, RetryAfter: 5 * time.Second,
+		return nil, &upstream.UnavailableError{Server: a.name, State: upstream.StateBackoff, RetryAfter: 5 * time.Second,
 			Cause: fmt.Errorf("the callers' OAuth tokens cannot be read from storage: %w", err)}
 	}
 	if _, err := c.Token(ctx); err != nil {
 		if errors.Is(err, oauth.ErrNeedsAuthorization) {
 			return nil, a.refusal(id)
 		}
-		return nil, &upstream.UnavailableError{Server: a.name, State: upstream.StateFailed, RetryAfter: 5 * time.Second, Cause: err}
+		return nil, &upstream.UnavailableError{Server: a.name, State: upstream.StateBackoff, RetryAfter: 5 * time.Second, Cause: err}
 	}
 	return c, nil
 }

@@ -211,7 +211,7 @@ func TestCallFailed(t *testing.T) {
 		},
 		{
 			name: "unavailable with a cause, rounding up", tool: "t",
-			err:    &upstream.UnavailableError{Server: "s", State: upstream.StateFailed, Cause: errors.New("exit status 1"), RetryAfter: 1500 * time.Millisecond},
+			err:    &upstream.UnavailableError{Server: "s", State: upstream.StateBackoff, Cause: errors.New("exit status 1"), RetryAfter: 1500 * time.Millisecond},
 			status: http.StatusServiceUnavailable, retryAfter: "2", msg: []string{`"s"`, "exit status 1"},
 		},
 		{
@@ -221,12 +221,12 @@ func TestCallFailed(t *testing.T) {
 		},
 		{
 			name: "unavailable with a hint below a second", tool: "t",
-			err:    &upstream.UnavailableError{Server: "s", State: upstream.StateFailed, RetryAfter: time.Millisecond},
+			err:    &upstream.UnavailableError{Server: "s", State: upstream.StateBackoff, RetryAfter: time.Millisecond},
 			status: http.StatusServiceUnavailable, retryAfter: "1",
 		},
 		{
 			name: "unavailable with a past hint", tool: "t",
-			err:    &upstream.UnavailableError{Server: "s", State: upstream.StateFailed, RetryAfter: -5 * time.Second},
+			err:    &upstream.UnavailableError{Server: "s", State: upstream.StateBackoff, RetryAfter: -5 * time.Second},
 			status: http.StatusServiceUnavailable, retryAfter: "1",
 		},
 		{
@@ -402,7 +402,7 @@ func (*failingCaller) Status() upstream.Status { return upstream.Status{State: u
 func TestACallWhoseClientWentAwayWritesNothing(t *testing.T) {
 	for _, err := range []error{
 		context.Canceled,
-		&upstream.UnavailableError{Server: "s", State: upstream.StateFailed, RetryAfter: time.Second},
+		&upstream.UnavailableError{Server: "s", State: upstream.StateBackoff, RetryAfter: time.Second},
 		&upstream.RPCError{Code: upstream.CodeInvalidParams, Message: "x"},
 		errors.New("boom"),
 	} {

@@ -117,6 +117,7 @@ func callFailed(ctx context.Context, s *ServerConfig, base, tool string, err err
 		rpc         *upstream.RPCError
 		input       *upstream.InputRequiredError
 		tooLarge    *upstream.MessageTooLargeError
+		ping        *upstream.PingTimeoutError
 		refused     *RefusedError
 	)
 	e := &httpError{Status: http.StatusBadGateway, Outcome: OutcomeUpstreamError, Cause: err,
@@ -142,6 +143,9 @@ func callFailed(ctx context.Context, s *ServerConfig, base, tool string, err err
 	case errors.As(err, &tooLarge):
 		// It names the server, the limit and the setting that raises it.
 		e.Detail.Message = tooLarge.Error()
+	case errors.As(err, &ping):
+		// It names the server and says it stopped answering pings.
+		e.Detail.Message = ping.Error()
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		e.Status, e.Outcome = http.StatusGatewayTimeout, OutcomeTimeout
 		e.Detail.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, timeout)
@@ -169,6 +173,11 @@ func notReady(s *ServerConfig, base, tool string, u *upstream.UnavailableError) 
 	e := &httpError{Status: http.StatusServiceUnavailable, Outcome: OutcomeUnavailable, Cause: u,
 		RetryAfter: max(u.RetryAfter, time.Second),
 		Detail:     errorDetail{Server: s.Name, Tool: tool, Message: u.Error() + "; try again later"}}
+	if u.State == upstream.StateFailed {
+		e.Detail.Message = u.Error() + fmt.Sprintf(
+			"; an administrator restarts it with POST /mcpo/servers/%s/restart on Caddy's admin API, or by reloading a configuration that changes it",
+			s.Name)
+	}
 	if u.State == upstream.StateNeedsAuth && s.Consent != nil {
 		e.Detail.Authorize = base + consentAuthorize
 		e.Detail.Message = fmt.Sprintf("server %q needs authorization: an administrator must open %s in a browser and grant access; calls work once that is done",
@@ -192,7 +201,7 @@ func errorOf(msg string) error {
 
 // retryAfter estimates when a server that is not ready may be.
 func retryAfter(st upstream.Status) time.Duration {
-	if st.State == upstream.StateFailed && !st.RetryAt.IsZero() {
+	if st.State == upstream.StateBackoff && !st.RetryAt.IsZero() {
 		return max(time.Until(st.RetryAt), time.Second)
 	}
 	return 2 * time.Second

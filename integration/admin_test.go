@@ -208,6 +208,7 @@ func TestAdminAPIAndMetricsFollowCallsRestartsAndRefreshes(t *testing.T) {
 		`caddy_mcpo_server_up`+labels+`} 1`,
 		`caddy_mcpo_server_state`+labels+`,state="ready"} 1`,
 		`caddy_mcpo_server_state`+labels+`,state="starting"} 0`,
+		`caddy_mcpo_server_state`+labels+`,state="backoff"} 0`,
 		`caddy_mcpo_server_state`+labels+`,state="failed"} 0`,
 		`caddy_mcpo_server_restarts_total`+labels+`} 0`,
 		`caddy_mcpo_server_tools`+labels+`} `+strconv.Itoa(tools),

@@ -219,7 +219,7 @@ func TestAServerThatExitsAtStartIsRetriedWithGrowingBackoff(t *testing.T) {
 	eventually(t, 30*time.Second, "two failed starts show in health", func() bool {
 		status, h := getHealth(t, "/mcp")
 		for _, s := range h.Servers {
-			if s.Name != "broken" || s.State != "failed" {
+			if s.Name != "broken" || s.State != "backoff" {
 				continue
 			}
 			if status != http.StatusServiceUnavailable || s.RetryAt == nil || !strings.Contains(s.LastError, "exit status 2") {

@@ -200,8 +200,8 @@ func TestUpstream_BacksOffWhenTheAuthorizationServerFails(t *testing.T) {
 	if checks > 5 {
 		t.Errorf("the authorizer was asked %d times in 1.5 s", checks)
 	}
-	if st := u.Status(); st.State != StateFailed && st.State != StateStarting {
-		t.Errorf("state %s, want failed (retried with backoff)", st.State)
+	if st := u.Status(); st.State != StateBackoff && st.State != StateStarting {
+		t.Errorf("state %s, want backoff (retried with backoff)", st.State)
 	}
 }
 

@@ -6,7 +6,10 @@
 // negotiates the protocol era, lists the tools with their raw JSON schemas,
 // calls tools, passes resources and prompts through, answers the server's
 // elicitations with the proxy's policy, and reconnects with backoff when the
-// connection dies. It knows nothing of HTTP routing, OpenAPI or Caddy.
+// connection dies. It pings a ready server and restarts one that stops
+// answering, stops restarting one that fails too often (StateFailed), and
+// bounds a stdio server's process with Linux resource limits (Limits). It
+// knows nothing of HTTP routing, OpenAPI or Caddy.
 //
 // It is the product's only package that speaks to mcp-go, through one
 // seam: every request to a ready server goes through withSession (which

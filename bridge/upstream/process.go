@@ -32,6 +32,11 @@ type process struct {
 
 	tailMu sync.Mutex
 	tail   []string // the last stderr lines, for error messages
+
+	limits *Limits // nil for none
+	// hit is the first limit stderr said the process ran into; "" for
+	// none. Guarded by tailMu.
+	hit string
 }
 
 // Bounds on the stderr lines kept for error messages.
@@ -105,6 +110,13 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 		closeAll()
 		return nil, fmt.Errorf("starting %q: %w", spec.Command, err)
 	}
+	if err := applyLimits(cmd.Process.Pid, spec.Limits); err != nil {
+		// Never run a server unbounded that should not be.
+		signalGroup(cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		closeAll()
+		return nil, fmt.Errorf("starting %q: %w", spec.Command, err)
+	}
 	// The child holds its own copies now.
 	stdinR.Close()
 	stdoutW.Close()
@@ -116,6 +128,7 @@ func startProcess(spec Spec, logLine func(line string)) (*process, error) {
 		stdout:  stdoutR,
 		exited:  make(chan struct{}),
 		drained: make(chan struct{}),
+		limits:  spec.Limits,
 	}
 	go func() {
 		p.waitErr = cmd.Wait()
@@ -138,6 +151,9 @@ func (p *process) remember(line string) {
 	}
 	p.tailMu.Lock()
 	defer p.tailMu.Unlock()
+	if p.hit == "" && p.limits != nil {
+		p.hit = p.limits.signOf(line)
+	}
 	if len(p.tail) == tailLines {
 		p.tail = append(p.tail[:0], p.tail[1:]...)
 	}
@@ -181,12 +197,30 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // pid returns the child's process ID, which is also its process group ID.
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
-// exitError describes how the child ended; call it after exited is closed.
+// exitError describes how the child ended, as a *LimitError when one of
+// its limits stopped it; call it after exited is closed.
 func (p *process) exitError() error {
-	if p.waitErr == nil {
-		return errors.New("process exited (exit status 0)")
+	err := errors.New("process exited (exit status 0)")
+	if p.waitErr != nil {
+		err = fmt.Errorf("process exited (%w)", p.waitErr)
 	}
-	return fmt.Errorf("process exited (%w)", p.waitErr)
+	if p.limits == nil {
+		return err
+	}
+	// What it wrote last may say which limit it ran into.
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-p.drained:
+	case <-t.C:
+	}
+	p.tailMu.Lock()
+	said := p.hit
+	p.tailMu.Unlock()
+	if hit := p.limits.limitHit(err, p.waitErr, said); hit != nil {
+		return hit
+	}
+	return err
 }
 
 // StopTimeouts bound the steps of stopping a stdio server.
@@ -230,6 +264,21 @@ func (p *process) stop(t StopTimeouts, log *zap.Logger) string {
 	}
 	log.Warn("stdio server ignored SIGTERM; sending SIGKILL", zap.Int("pid", pgid))
 	signalGroup(pgid, syscall.SIGKILL)
+	if p.waitGroup(t.Term) {
+		return stoppedByKill
+	}
+	return stoppedNotGone
+}
+
+// kill ends the process and everything in its process group with SIGKILL
+// at once, for a server that stopped answering: a process stopped with
+// SIGSTOP would hold SIGTERM pending, and a deadlocked one would take the
+// whole grace. It says how the server ended.
+func (p *process) kill(t StopTimeouts, log *zap.Logger) string {
+	defer p.stdout.Close()
+	p.stdin.Close()
+	log.Warn("killing the stdio server's process group with SIGKILL", zap.Int("pid", p.pid()))
+	signalGroup(p.pid(), syscall.SIGKILL)
 	if p.waitGroup(t.Term) {
 		return stoppedByKill
 	}

@@ -171,7 +171,7 @@ func TestUpstream_PinnedToTheStatelessEraNeverFallsBackToInitialize(t *testing.T
 			u := New(modernSpec(srv.URL), Options{StartTimeout: 5 * time.Second}, log)
 			u.Start()
 			t.Cleanup(func() { _ = u.Close() })
-			st := waitState(t, u, StateFailed)
+			st := waitState(t, u, StateBackoff)
 			if !strings.Contains(st.LastError, tc.want) {
 				t.Errorf("last error %q does not mention %q", st.LastError, tc.want)
 			}
@@ -666,7 +666,7 @@ func TestUpstream_ReadsEveryPageOfEveryList(t *testing.T) {
 			var err error
 			if key == "tools" {
 				// The tools are listed at start, which fails.
-				err = errors.New(waitState(t, u, StateFailed).LastError)
+				err = errors.New(waitState(t, u, StateBackoff).LastError)
 			} else {
 				waitState(t, u, StateReady)
 				_, err = listed(ctx, u, key)

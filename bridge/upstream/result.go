@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -127,10 +128,17 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string {
+	var loop *CrashLoopError
 	switch {
+	case errors.As(e.Cause, &loop):
+		return loop.Error()
 	case e.State == StateFailed && e.Cause != nil:
 		return fmt.Sprintf("server %q is not running: %v", e.Server, e.Cause)
 	case e.State == StateFailed:
+		return fmt.Sprintf("server %q failed too often and is not restarted", e.Server)
+	case e.State == StateBackoff && e.Cause != nil:
+		return fmt.Sprintf("server %q is not running: %v", e.Server, e.Cause)
+	case e.State == StateBackoff:
 		return fmt.Sprintf("server %q is not running", e.Server)
 	case e.Cause != nil: // restarting after a failure
 		return fmt.Sprintf("server %q is %s (the last attempt failed: %v)", e.Server, e.State, e.Cause)

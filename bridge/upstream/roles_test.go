@@ -3,9 +3,12 @@
 package upstream
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +26,9 @@ const roleEnv = "CADDY_MCPO_UPSTREAM_TEST_ROLE"
 // roles are what the test binary can play, by the value of roleEnv.
 var roles = map[string]func(){
 	"stubborn": serveStubborn,
+	"deaf":     serveDeaf,
+	"slowping": serveSlowPing,
+	"exit":     func() { os.Exit(3) },
 }
 
 // playRole plays the role roleEnv names, if any, and exits.
@@ -66,6 +72,52 @@ func serveStubborn() {
 	signal.Ignore(syscall.SIGTERM)
 	_ = server.NewStdioServer(fixture.New(fixture.Options{})).Listen(context.Background(), os.Stdin, os.Stdout)
 	time.Sleep(2 * time.Minute)
+}
+
+// serveDeaf serves the fixture over stdio until it reads a ping, then
+// stops reading its stdin and answering, as a deadlocked server would
+// (for two minutes at most, so that a failed test leaves nothing behind
+// for long).
+func serveDeaf() {
+	r, w := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			if bytes.Contains(sc.Bytes(), []byte(`"method":"ping"`)) {
+				time.Sleep(2 * time.Minute)
+				os.Exit(0)
+			}
+			if _, err := w.Write(append(sc.Bytes(), '\n')); err != nil {
+				return
+			}
+		}
+		w.Close()
+	}()
+	_ = server.NewStdioServer(fixture.New(fixture.Options{})).Listen(context.Background(), r, os.Stdout)
+}
+
+// serveSlowPing serves the fixture over stdio, answering each ping a
+// second late and everything else at once, as a server working through a
+// queue does.
+func serveSlowPing() {
+	r, w := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			line := append(bytes.Clone(sc.Bytes()), '\n')
+			if bytes.Contains(line, []byte(`"method":"ping"`)) {
+				time.AfterFunc(time.Second, func() { _, _ = w.Write(line) })
+				continue
+			}
+			if _, err := w.Write(line); err != nil {
+				return
+			}
+		}
+		w.Close()
+	}()
+	_ = server.NewStdioServer(fixture.New(fixture.Options{})).Listen(context.Background(), r, os.Stdout)
 }
 
 // callWithin calls tool with args within waitLimit.

@@ -96,9 +96,12 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 		}
 		return resp.Result, nil
 	}
+	var ping *PingTimeoutError
 	switch {
 	case err == nil:
 		return nil, fmt.Errorf("%s: no response", method)
+	case ctx.Err() == nil && errors.As(s.err(), &ping):
+		return nil, ping // why the transport closed, or the request failed
 	case errors.Is(err, transport.ErrSessionTerminated):
 		return nil, fmt.Errorf("%w: %v", errSessionExpired, err)
 	case errors.Is(err, transport.ErrTransportClosed):

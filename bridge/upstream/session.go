@@ -65,6 +65,9 @@ func (s *session) close(t StopTimeouts, log *zap.Logger) string {
 	case <-s.proc.exited:
 		return s.proc.reapGroup(t)
 	default:
-		return s.proc.stop(t, log)
 	}
+	if hung(s.err()) {
+		return s.proc.kill(t, log)
+	}
+	return s.proc.stop(t, log)
 }

@@ -104,6 +104,10 @@ type Spec struct {
 	// Protocol is "", "legacy", "modern" or an exact protocol version.
 	Protocol string `json:"protocol,omitempty"`
 
+	// Limits bound a stdio server's process (Linux only); a change
+	// starts a fresh process.
+	Limits *Limits `json:"limits,omitempty"`
+
 	// Auth authenticates the requests to an HTTP server, such as package
 	// oauth's Client; nil sends Headers only. AuthID identifies its
 	// configuration, so that Key tells configurations apart; it must hold
@@ -157,12 +161,18 @@ func (s Spec) Validate() error {
 		if s.Auth != nil {
 			return errors.New("stdio server takes no HTTP authorization: give it credentials through its environment")
 		}
+		if err := s.Limits.Validate(); err != nil {
+			return err
+		}
 	case TransportStreamableHTTP, TransportSSE, TransportAuto:
 		if s.URL == "" {
 			return fmt.Errorf("%s server needs a url", s.Transport)
 		}
 		if s.Command != "" || len(s.Args) > 0 || s.Dir != "" {
 			return fmt.Errorf("%s server takes no command, args or dir", s.Transport)
+		}
+		if s.Limits != nil {
+			return fmt.Errorf("%s server takes no limits: they bound a stdio server's process", s.Transport)
 		}
 		u, err := url.Parse(s.URL)
 		if err != nil {

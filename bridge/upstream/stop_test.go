@@ -45,7 +45,7 @@ func TestUpstream_LogsOnceHowTheServerStopped(t *testing.T) {
 		}, StateReady, "disconnected", 0},
 		{"a server that failed to start", func(*testing.T) Spec {
 			return Spec{Name: "fx", Transport: TransportStdio, Command: "no-such-mcp-server", Env: []string{"PATH=/usr/bin:/bin"}}
-		}, StateFailed, "was not running", 0},
+		}, StateBackoff, "was not running", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -26,8 +27,12 @@ const (
 	StateStarting State = "starting"
 	// StateReady: taking calls.
 	StateReady State = "ready"
-	// StateFailed: the last start failed or the connection died; a restart
-	// is scheduled.
+	// StateBackoff: the last start failed or the connection died; a
+	// restart is scheduled at Status.RetryAt.
+	StateBackoff State = "backoff"
+	// StateFailed: the server failed Options.MaxFailures times within
+	// Options.FailureWindow (a crash loop), and is not started again until
+	// Restart or new options (a reload that changes its settings).
 	StateFailed State = "failed"
 	// StateNeedsAuth: the server refused the credentials its Authorizer
 	// has, and needs a user to authorize again; the next start waits until
@@ -49,11 +54,14 @@ type Status struct {
 	// been ready once.
 	Restarts int
 	// Failures counts the failed starts since the server was last ready.
-	Failures  int
-	LastError string    // why the server last failed, kept after it recovers
-	Since     time.Time // when State was entered
-	RetryAt   time.Time // in StateFailed, when the next start begins
-	InFlight  int       // calls under way (see Upstream.InFlight)
+	Failures int
+	// FailureCounts counts the failures since the Upstream was created, by
+	// reason: what the crash-loop guard counts.
+	FailureCounts map[FailureReason]int
+	LastError     string    // why the server last failed, kept after it recovers
+	Since         time.Time // when State was entered
+	RetryAt       time.Time // in StateBackoff, when the next start begins
+	InFlight      int       // calls under way (see Upstream.InFlight)
 	// LastMessage is when the server last sent anything: an answer, a
 	// notification, a request of its own or, over stdio, any line on its
 	// stdout. Zero until it has. A server that stays silent while
@@ -90,6 +98,23 @@ type Options struct {
 	// capability: a tool that asks for input fails with an
 	// *InputRequiredError.
 	Elicitation ElicitFunc
+	// PingInterval is how often a ready server is pinged (ping, or
+	// server/discover on 2026-07-28 connections); 30 s by default,
+	// negative for never.
+	PingInterval time.Duration
+	// PingTimeout is how long a ping may go unanswered, while the server
+	// sends nothing else, before the server is killed and restarted, the
+	// calls under way failing with a *PingTimeoutError; 20 s by default.
+	PingTimeout time.Duration
+	// MaxFailures is how many failures (starts that failed, ready
+	// sessions that died or stopped answering pings) within FailureWindow
+	// put the server in StateFailed. Zero takes the default: 5 for stdio
+	// servers, never for HTTP ones (the server is someone else's process,
+	// and a retry every 30 s costs nothing, while an outage of the remote
+	// would leave it failed after it came back); negative is never.
+	MaxFailures int
+	// FailureWindow is the window of MaxFailures; 1 min by default.
+	FailureWindow time.Duration
 }
 
 // Defaults for Options left zero.
@@ -131,22 +156,26 @@ type Upstream struct {
 	// nanoseconds; 0 until it has.
 	lastMessage atomic.Int64
 
-	wake chan struct{} // cuts a backoff wait short (Restart)
+	wake chan struct{} // cuts a backoff wait short, or ends StateFailed (Restart)
+	// reconfigured ends StateFailed when the options change.
+	reconfigured chan struct{}
 
-	mu        sync.Mutex
-	state     State
-	since     time.Time
-	retryAt   time.Time
-	lastErr   error
-	restarts  int
-	failures  int
-	sess      *session      // the ready session, or nil
-	changed   chan struct{} // closed and replaced on every state change
-	inflight  int           // calls under way
-	calls     activeCalls   // the calls under way, oldest first
-	draining  bool          // Close has begun: no new calls
-	stopBegan time.Time     // when Close, done draining, began to stop the server
-	drained   chan struct{} // closed when inflight reaches 0 while draining
+	mu       sync.Mutex
+	state    State
+	since    time.Time
+	retryAt  time.Time
+	lastErr  error
+	restarts int
+	failures int
+	// failureCounts counts the failures by reason (Status.FailureCounts).
+	failureCounts map[FailureReason]int
+	sess          *session      // the ready session, or nil
+	changed       chan struct{} // closed and replaced on every state change
+	inflight      int           // calls under way
+	calls         activeCalls   // the calls under way, oldest first
+	draining      bool          // Close has begun: no new calls
+	stopBegan     time.Time     // when Close, done draining, began to stop the server
+	drained       chan struct{} // closed when inflight reaches 0 while draining
 }
 
 // New returns an idle Upstream for spec. Nothing runs until Start.
@@ -162,6 +191,8 @@ func New(spec Spec, opts Options, log *zap.Logger) *Upstream {
 		since:   time.Now(),
 		changed: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+
+		reconfigured: make(chan struct{}, 1),
 	}
 	u.SetLogger(log)
 	u.SetOptions(opts)
@@ -188,7 +219,9 @@ func (u *Upstream) serverLogger() *zap.Logger {
 	return u.logger().With(zap.String("server", u.spec.Name))
 }
 
-// SetOptions replaces the options; they apply from the next start or stop.
+// SetOptions replaces the options; they apply from the next start or stop,
+// and the liveness options from the next ping. Options that differ from
+// the current ones start a server in StateFailed again.
 func (u *Upstream) SetOptions(o Options) {
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = defaultStartTimeout
@@ -205,7 +238,32 @@ func (u *Upstream) SetOptions(o Options) {
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = defaultMaxMessageBytes
 	}
-	u.opts.Store(&o)
+	if o.PingInterval == 0 {
+		o.PingInterval = defaultPingInterval
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = defaultPingTimeout
+	}
+	if o.MaxFailures == 0 && u.spec.Transport == TransportStdio {
+		o.MaxFailures = defaultMaxFailures
+	}
+	if o.FailureWindow <= 0 {
+		o.FailureWindow = defaultFailureWindow
+	}
+	if old := u.opts.Swap(&o); old != nil && !sameOptions(*old, o) {
+		select {
+		case u.reconfigured <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sameOptions reports options alike but for the elicitation policy, a
+// function, which a reload always makes anew.
+func sameOptions(a, b Options) bool {
+	return a.StartTimeout == b.StartTimeout && a.Stop == b.Stop && a.Drain == b.Drain &&
+		a.MaxMessageBytes == b.MaxMessageBytes && a.PingInterval == b.PingInterval && a.PingTimeout == b.PingTimeout &&
+		a.MaxFailures == b.MaxFailures && a.FailureWindow == b.FailureWindow
 }
 
 func (u *Upstream) options() Options { return *u.opts.Load() }
@@ -310,6 +368,9 @@ func (u *Upstream) Status() Status {
 		Since:    u.since,
 		RetryAt:  u.retryAt,
 		InFlight: u.inflight,
+	}
+	if len(u.failureCounts) > 0 {
+		st.FailureCounts = maps.Clone(u.failureCounts)
 	}
 	if t := u.lastMessage.Load(); t != 0 {
 		st.LastMessage = time.Unix(0, t)
@@ -461,11 +522,13 @@ func (u *Upstream) unavailable() *UnavailableError {
 
 func (u *Upstream) unavailableLocked() *UnavailableError {
 	e := &UnavailableError{Server: u.spec.Name, State: u.state, Cause: u.lastErr, RetryAfter: 2 * time.Second}
-	if u.state == StateFailed {
+	switch u.state {
+	case StateBackoff:
 		e.RetryAfter = max(time.Until(u.retryAt), time.Second)
-	}
-	if u.state == StateReady { // the session just went away
-		e.State = StateFailed
+	case StateFailed: // until someone acts: the window is as good a hint as any
+		e.RetryAfter = max(u.options().FailureWindow, time.Second)
+	case StateReady: // the session just went away
+		e.State = StateBackoff
 	}
 	return e
 }
@@ -538,6 +601,7 @@ func (u *Upstream) run() {
 	defer close(u.done)
 	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage}
 	failures := 0
+	var guard crashGuard
 	retriedAtOnce := false // after a start the authorization changed under
 	for {
 		u.setState(StateStarting, nil, time.Time{})
@@ -589,16 +653,27 @@ func (u *Upstream) run() {
 			u.mu.Lock()
 			u.failures++
 			u.mu.Unlock()
-			u.setState(StateFailed, err, time.Now().Add(delay))
+			n, loop := u.countFailure(&guard, FailureStart)
 			fields := []zap.Field{
 				zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
-				zap.Error(u.redact(err)), zap.Duration("retry_in", delay),
+				zap.Error(u.redact(err)),
+			}
+			if !loop {
+				fields = append(fields, zap.Duration("retry_in", delay))
 			}
 			var exit *ExitError
 			if errors.As(err, &exit) && len(exit.Stderr) > 0 {
 				fields = append(fields, zap.Strings("stderr", exit.Stderr))
 			}
 			u.logger().Error("MCP server failed to start", fields...)
+			if loop {
+				if !u.giveUp(n, FailureStart, u.redact(err)) {
+					return // Close: stopped
+				}
+				failures = 0
+				continue
+			}
+			u.setState(StateBackoff, err, time.Now().Add(delay))
 			if !u.sleep(delay) {
 				u.stopped(stoppedIdle)
 				return
@@ -622,10 +697,14 @@ func (u *Upstream) run() {
 		}
 		u.logger().Info("MCP server ready", fields...)
 
-		relisted := make(chan struct{})
+		relisted, pinged := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(relisted)
 			u.relistLoop(sess)
+		}()
+		go func() {
+			defer close(pinged)
+			u.pingLoop(sess)
 		}()
 		var ended error
 		select {
@@ -638,6 +717,7 @@ func (u *Upstream) run() {
 		u.mu.Unlock()
 		how := sess.close(opts.Stop, u.serverLogger())
 		<-relisted
+		<-pinged
 		if u.ctx.Err() != nil {
 			u.stopped(how)
 			return
@@ -659,9 +739,22 @@ func (u *Upstream) run() {
 		default:
 			failures++
 		}
-		u.setState(StateFailed, fmt.Errorf("connection lost: %w", ended), time.Now().Add(delay))
+		lost := fmt.Errorf("connection lost: %w", ended)
+		if reason := endReason(ended); reason != "" {
+			if n, loop := u.countFailure(&guard, reason); loop {
+				u.logger().Warn("MCP server connection lost", zap.String("server", u.spec.Name),
+					zap.Error(u.redact(ended)), zap.String("how", how))
+				if !u.giveUp(n, reason, u.redact(lost)) {
+					return // Close: stopped
+				}
+				failures = 0
+				continue
+			}
+		}
+		u.setState(StateBackoff, lost, time.Now().Add(delay))
 		u.logger().Warn("MCP server connection lost; restarting",
-			zap.String("server", u.spec.Name), zap.Error(u.redact(ended)), zap.Duration("retry_in", delay))
+			zap.String("server", u.spec.Name), zap.Error(u.redact(ended)), zap.String("how", how),
+			zap.Duration("retry_in", delay))
 		if !u.sleep(delay) {
 			u.stopped(stoppedIdle)
 			return

@@ -317,13 +317,13 @@ func TestUpstream_ReportsACommandThatIsNotFound(t *testing.T) {
 	u := New(Spec{Name: "missing", Transport: TransportStdio, Command: "no-such-mcp-server", Env: []string{"PATH=/usr/bin:/bin"}}, Options{}, log)
 	u.Start()
 	defer u.Close()
-	st := waitState(t, u, StateFailed)
+	st := waitState(t, u, StateBackoff)
 	if !strings.Contains(st.LastError, `command "no-such-mcp-server" not found`) {
 		t.Errorf("last error = %q", st.LastError)
 	}
 	_, err := u.CallTool(context.Background(), "x", json.RawMessage(`{}`))
 	var un *UnavailableError
-	if !errors.As(err, &un) || un.State != StateFailed || un.RetryAfter <= 0 || !strings.Contains(err.Error(), "no-such-mcp-server") {
+	if !errors.As(err, &un) || un.State != StateBackoff || un.RetryAfter <= 0 || !strings.Contains(err.Error(), "no-such-mcp-server") {
 		t.Errorf("call error = %#v", err)
 	}
 }
@@ -423,7 +423,7 @@ func TestUpstream_StartTimeoutStopsAServerThatNeverAnswers(t *testing.T) {
 	u := New(spec, Options{StartTimeout: 300 * time.Millisecond, Stop: StopTimeouts{Grace: 100 * time.Millisecond, Term: time.Second}}, log)
 	u.Start()
 	defer u.Close()
-	st := waitState(t, u, StateFailed)
+	st := waitState(t, u, StateBackoff)
 	if !strings.Contains(st.LastError, "start timeout") {
 		t.Errorf("last error = %q", st.LastError)
 	}
@@ -442,7 +442,7 @@ func TestUpstream_KeepsURLSecretsOutOfErrorsAndLogs(t *testing.T) {
 	u := New(spec, Options{StartTimeout: 2 * time.Second}, log)
 	u.Start()
 	defer u.Close()
-	st := waitState(t, u, StateFailed)
+	st := waitState(t, u, StateBackoff)
 	_, callErr := u.CallTool(context.Background(), "x", nil)
 	texts := []string{st.LastError, st.Endpoint, callErr.Error()}
 	for _, e := range logs.All() {
@@ -602,7 +602,7 @@ func TestUpstream_AServerThatExitsAtStartIsExplainedWithoutItsStderr(t *testing.
 	u := New(spec, Options{}, log)
 	u.Start()
 	defer u.Close()
-	st := waitState(t, u, StateFailed)
+	st := waitState(t, u, StateBackoff)
 	if !strings.Contains(st.LastError, "exit status 7") {
 		t.Errorf("last error = %q, want the exit status", st.LastError)
 	}

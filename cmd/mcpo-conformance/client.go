@@ -169,7 +169,7 @@ func (c *client) connect(ctx context.Context) error {
 			if err := c.consent(ctx); err != nil {
 				return fmt.Errorf("upstream needs authorization (%s): %w", st.LastError, err)
 			}
-		case upstream.StateFailed:
+		case upstream.StateBackoff, upstream.StateFailed:
 			if c.oc == nil || c.oc.Status().State != oauth.StateNeedsAuth {
 				return fmt.Errorf("upstream failed to start: %s", st.LastError)
 			}
