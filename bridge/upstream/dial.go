@@ -91,7 +91,9 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 	s.proc = proc
 	// mcp-go's own process handling (exec.CommandContext, SIGTERM to the
 	// child only) is bypassed: it gets the pipes, and the process stays ours.
-	s.tr = transport.NewIO(d.stdout(s, proc.stdout, proc.stdout), proc.stdin, nil)
+	out := d.stdout(s, proc.stdout, proc.stdout)
+	s.junk = out.junk
+	s.tr = transport.NewIO(out, proc.stdin, nil)
 	go func() {
 		select {
 		case <-proc.exited:

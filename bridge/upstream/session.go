@@ -18,6 +18,7 @@ type session struct {
 	client *client.Client      // nil until initialized
 	tr     transport.Interface // the transport, which the client reaches through a tap
 	proc   *process            // nil for HTTP transports
+	junk   *junkLog            // a stdio server's junk lines; nil for HTTP transports
 	info   ServerInfo
 	caps   mcp.ServerCapabilities
 
@@ -54,6 +55,12 @@ func (s *session) err() error {
 // server ended.
 func (s *session) close(t StopTimeouts, log *zap.Logger) string {
 	defer s.cancel()
+	if s.junk != nil {
+		// The transport's reader may never read the end of the stream
+		// once the session is closed: say then how many lines went
+		// unlogged.
+		defer s.junk.flush()
+	}
 	s.end(errors.New("session closed"))
 	if s.tr != nil {
 		_ = s.tr.Close() // what the client's Close does
