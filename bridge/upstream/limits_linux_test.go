@@ -45,7 +45,12 @@ func TestUpstream_AServerThatRunsIntoALimitIsStoppedAndSaysWhich(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				command, args = setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", hog}, args...)
+				// The limits are set on the shell, still root's, and pass
+				// to setpriv and the hog: setting them on a process that
+				// already changed its user needs CAP_SYS_RESOURCE, which a
+				// sandbox's root may lack.
+				command, args = "/bin/sh", append([]string{"-c", `sleep 0.3; exec "$@"`, "sh",
+					setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", hog}, args...)
 			}
 			log, logs := testLogger(t)
 			spec := Spec{Name: "hog", Transport: TransportStdio, Command: command, Args: args, Limits: &tt.limits}
