@@ -20,6 +20,11 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	}
 	start := time.Now()
 	b.obs.CallStarted(s.cfg.Name, tool)
+	var rec auditRecord
+	if b.audit != nil {
+		rec.in, rec.out = &countingBody{ReadCloser: r.Body}, &countingWriter{ResponseWriter: w}
+		r.Body, w = rec.in, rec.out
+	}
 	body := hold{b: &b.bodies}
 	defer body.release() // once the answer is written
 	var e *httpError
@@ -33,9 +38,9 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 			}
 		}
 	}
-	outcome := OutcomeOK
+	outcome, status := OutcomeOK, http.StatusOK
 	if e != nil {
-		outcome = e.Outcome
+		outcome, status = e.Outcome, e.Status
 		switch {
 		case e.Status >= 500 && e.Outcome != OutcomeToolError && e.Outcome != OutcomeRejected:
 			b.log.Warn("tool call failed", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
@@ -48,7 +53,15 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 		}
 		writeError(w, e)
 	}
-	b.obs.CallFinished(s.cfg.Name, tool, outcome, time.Since(start))
+	took := time.Since(start)
+	b.obs.CallFinished(s.cfg.Name, tool, outcome, took)
+	if b.audit != nil {
+		rec.server, rec.tool, rec.outcome, rec.status, rec.took = s.cfg.Name, tool, outcome, status, took
+		if rec.tool == "" {
+			rec.tool = seg // unchecked: the server has not listed its tools
+		}
+		audit(b.audit, r, rec)
+	}
 }
 
 // call runs one tool call: read and check the arguments, wait for a slot
