@@ -27,10 +27,13 @@ func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 9)
+	fields := make([]zap.Field, 0, 10)
 	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool))
 	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
+	}
+	if sc := spanContext(r.Context()); sc.IsValid() {
+		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
 	}
 	fields = append(fields, zap.String("outcome", string(rec.outcome)), zap.Int("status", rec.status),
 		zap.Duration("duration", rec.took), zap.Int64("request_bytes", rec.in.n), zap.Int64("response_bytes", rec.out.n))

@@ -20,6 +20,11 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	}
 	start := time.Now()
 	b.obs.CallStarted(s.cfg.Name, tool)
+	name := tool
+	if name == "" {
+		name = seg // unchecked: the server has not listed its tools
+	}
+	r, span := startCallSpan(r, s.cfg.Name, name)
 	var rec auditRecord
 	if b.audit != nil {
 		rec.in, rec.out = &countingBody{ReadCloser: r.Body}, &countingWriter{ResponseWriter: w}
@@ -56,12 +61,10 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	took := time.Since(start)
 	b.obs.CallFinished(s.cfg.Name, tool, outcome, took)
 	if b.audit != nil {
-		rec.server, rec.tool, rec.outcome, rec.status, rec.took = s.cfg.Name, tool, outcome, status, took
-		if rec.tool == "" {
-			rec.tool = seg // unchecked: the server has not listed its tools
-		}
+		rec.server, rec.tool, rec.outcome, rec.status, rec.took = s.cfg.Name, name, outcome, status, took
 		audit(b.audit, r, rec)
 	}
+	endCallSpan(span, outcome, status)
 }
 
 // call runs one tool call: read and check the arguments, wait for a slot
