@@ -27,7 +27,11 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	r, span := startCallSpan(r, s.cfg.Name, name)
 	var rec auditRecord
 	if b.audit != nil {
-		rec.in, rec.out = &countingBody{ReadCloser: r.Body}, &countingWriter{ResponseWriter: w}
+		c := &struct { // one allocation for both
+			in  countingBody
+			out countingWriter
+		}{countingBody{ReadCloser: r.Body}, countingWriter{ResponseWriter: w}}
+		rec.in, rec.out = &c.in, &c.out
 		r.Body, w = rec.in, rec.out
 	}
 	body := hold{b: &b.bodies}

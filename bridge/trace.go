@@ -36,6 +36,9 @@ const (
 func startCallSpan(r *http.Request, server, tool string) (*http.Request, trace.Span) {
 	ctx := r.Context()
 	if !trace.SpanContextFromContext(ctx).IsValid() {
+		if _, ok := r.Header["Traceparent"]; !ok {
+			return r, nil // looked up canonical: HeaderCarrier's Get allocates
+		}
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
 		if !trace.SpanContextFromContext(ctx).IsValid() {
 			return r, nil
