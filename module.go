@@ -147,6 +147,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxBodyBytesInFlight: h.MaxRequestBytesInFlight,
 		Logger:               h.logger,
 		Observer:             callObserver{},
+		// Its own name, so that Caddy's logging config can send it elsewhere.
+		Audit: h.logger.Named("audit"),
 	}
 	if cfg.Access, err = h.access(repl); err != nil {
 		return err

@@ -96,6 +96,13 @@ type Config struct {
 	Logger *zap.Logger
 	// Observer is told about every call; nil tells nobody.
 	Observer Observer
+	// Audit, when set, gets one line at INFO per tool call: the server,
+	// the tool, the caller's ID (IdentityFrom; left out without one), the
+	// outcome (as the Observer's), the HTTP status (0 when the client went
+	// away before the answer), the duration, and the bytes of the request
+	// body as sent and of the answer's body. Never the arguments or the
+	// result.
+	Audit *zap.Logger
 	// Access guards every endpoint; the zero value guards none.
 	Access Access
 }
@@ -106,6 +113,7 @@ type Bridge struct {
 	cfg     Config
 	log     *zap.Logger
 	obs     Observer
+	audit   *zap.Logger // nil for no audit log
 	gate    *gate
 	policy  *policy                 // nil without Access.Rules
 	bodies  budget                  // of MaxBodyBytesInFlight
@@ -171,7 +179,7 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Title == "" {
 		cfg.Title = "MCP tools"
 	}
-	b := &Bridge{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, servers: map[string]*serverState{}}
+	b := &Bridge{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, audit: cfg.Audit, servers: map[string]*serverState{}}
 	b.bodies.max = cfg.MaxBodyBytesInFlight
 	if b.obs == nil {
 		b.obs = noObserver{}

@@ -20,6 +20,20 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	}
 	start := time.Now()
 	b.obs.CallStarted(s.cfg.Name, tool)
+	name := tool
+	if name == "" {
+		name = seg // unchecked: the server has not listed its tools
+	}
+	r, span := startCallSpan(r, s.cfg.Name, name)
+	var rec auditRecord
+	if b.audit != nil {
+		c := &struct { // one allocation for both
+			in  countingBody
+			out countingWriter
+		}{countingBody{ReadCloser: r.Body}, countingWriter{ResponseWriter: w}}
+		rec.in, rec.out = &c.in, &c.out
+		r.Body, w = rec.in, rec.out
+	}
 	body := hold{b: &b.bodies}
 	defer body.release() // once the answer is written
 	var e *httpError
@@ -33,9 +47,9 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 			}
 		}
 	}
-	outcome := OutcomeOK
+	outcome, status := OutcomeOK, http.StatusOK
 	if e != nil {
-		outcome = e.Outcome
+		outcome, status = e.Outcome, e.Status
 		switch {
 		case e.Status >= 500 && e.Outcome != OutcomeToolError && e.Outcome != OutcomeRejected:
 			b.log.Warn("tool call failed", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
@@ -48,7 +62,13 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 		}
 		writeError(w, e)
 	}
-	b.obs.CallFinished(s.cfg.Name, tool, outcome, time.Since(start))
+	took := time.Since(start)
+	b.obs.CallFinished(s.cfg.Name, tool, outcome, took)
+	if b.audit != nil {
+		rec.server, rec.tool, rec.outcome, rec.status, rec.took = s.cfg.Name, name, outcome, status, took
+		audit(b.audit, r, rec)
+	}
+	endCallSpan(span, outcome, status)
 }
 
 // call runs one tool call: read and check the arguments, wait for a slot

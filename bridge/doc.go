@@ -28,7 +28,9 @@
 //   - the answers that are not successes, all of the one shape
 //     {"detail": {"message": ..., ...}} that Open WebUI and the LLMs behind
 //     it read, with the status, Retry-After and Allow headers they act on;
-//   - telling an Observer how every call ended, for metrics.
+//   - telling an Observer how every call ended, for metrics; writing
+//     each call's line in the audit log (Config.Audit, audit.go); and
+//     giving each call of a traced request a span of its own (trace.go).
 //
 // It works on any Caller (package upstream's Upstream is the real one):
 // it starts, stops and talks to no server itself. A Caller may refuse a

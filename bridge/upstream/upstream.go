@@ -407,8 +407,16 @@ func (u *Upstream) Changed() <-chan struct{} {
 // A Streamable HTTP session the server forgot (it restarted, or expired the
 // session) is replaced and the call made once more: the server did not run
 // it.
+//
+// The trace context of the span ctx carries goes to the server in the
+// call's _meta and HTTP headers, and the span is told the session's
+// protocol and whether it was replaced (AttrProtocol, AttrSessionRestarted).
 func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
+	ctx = withTraceContext(ctx)
+	first := true
 	return withSession(ctx, u, mcp.MethodToolsCall, name, func(s *session) (*CallResult, error) {
+		traceSession(ctx, s, !first)
+		first = false
 		return s.callTool(ctx, name, args)
 	})
 }

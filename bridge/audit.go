@@ -1,0 +1,68 @@
+package bridge
+
+import (
+	"io"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// auditRecord is what the audit log says of one call: who called which
+// tool, how it ended and how many bytes went each way; never the
+// arguments or the result.
+type auditRecord struct {
+	server, tool string
+	outcome      Outcome
+	status       int
+	took         time.Duration
+	in           *countingBody   // the request body as sent
+	out          *countingWriter // the answer's body
+}
+
+// audit writes the audit line of a call on log at INFO, with the
+// caller's ID when the request carries an identity (IdentityFrom).
+func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
+	ce := log.Check(zap.InfoLevel, "tool call")
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 10)
+	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool))
+	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
+		fields = append(fields, zap.String("user", id.ID))
+	}
+	if sc := spanContext(r.Context()); sc.IsValid() {
+		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
+	}
+	fields = append(fields, zap.String("outcome", string(rec.outcome)), zap.Int("status", rec.status),
+		zap.Duration("duration", rec.took), zap.Int64("request_bytes", rec.in.n), zap.Int64("response_bytes", rec.out.n))
+	ce.Write(fields...)
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// countingWriter counts the bytes of an answer's body.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
