@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
@@ -150,5 +151,48 @@ func TestServerConfig_StartOnDemand(t *testing.T) {
 				t.Errorf("Validate() = %v; want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestPoolCollectorCountsTheStartsOfAServerStartedOnDemand(t *testing.T) {
+	p := newTestPool(t)
+	l := p.leaseStored(onDemandFixture(time.Hour), &certmagic.FileStorage{Path: t.TempDir()}, true)
+	listed(t, l)
+	registry := prometheus.NewPedanticRegistry()
+	registry.MustRegister(newPoolCollector(p.pool))
+	labels := `{id="` + l.entry.id + `",server="fx"`
+	checkLines(t, exposition(t, registry),
+		`caddy_mcpo_server_sessions_started_total`+labels+`} 1`,
+		`caddy_mcpo_server_state`+labels+`,state="idle"} 1`,
+		`# TYPE caddy_mcpo_server_sessions_started_total counter`,
+	)
+	pidOf(t, l)
+	checkLines(t, exposition(t, registry),
+		`caddy_mcpo_server_sessions_started_total`+labels+`} 2`,
+		`caddy_mcpo_server_state`+labels+`,state="ready"} 1`,
+		`caddy_mcpo_server_sessions`+labels+`} 1`,
+	)
+}
+
+func TestOnDemand_AReloadKeepsTheRunningServer(t *testing.T) {
+	p := newTestPool(t)
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	old := p.leaseStored(onDemandFixture(time.Hour), storage, true)
+	listed(t, old)
+	pid := pidOf(t, old)
+
+	// The new configuration takes the server over, then the old one goes.
+	l := p.leaseStored(onDemandFixture(time.Hour), storage, true)
+	if err := old.release(); err != nil {
+		t.Fatal(err)
+	}
+	if l.entry != old.entry {
+		t.Fatal("the new configuration got a new server")
+	}
+	if again := pidOf(t, l); again != pid {
+		t.Errorf("after the reload, the call ran in process %d; want the running %d", again, pid)
+	}
+	if n := l.entry.users.startCount(); n != 2 {
+		t.Errorf("starts = %d; want 2: the listing at load and the first call", n)
 	}
 }
