@@ -57,8 +57,8 @@ func TestOnDemand_ListsAtLoadThenStartsOnTheFirstCallAndStopsWhenIdle(t *testing
 	start := time.Now()
 	pid := pidOf(t, l)
 	t.Logf("first call, starting the server: %s", time.Since(start))
-	if st := l.Status(); st.State != upstream.StateReady {
-		t.Errorf("while running: state %s, want ready", st.State)
+	if st := l.Status(); st.State != upstream.StateReady || st.PID != pid {
+		t.Errorf("while running: state %s, pid %d; want ready, pid %d", st.State, st.PID, pid)
 	}
 	if again := pidOf(t, l); again != pid {
 		t.Errorf("a second call ran in process %d, the first in %d: want the same", again, pid)

@@ -709,7 +709,8 @@ func (us *userSessions) sweep(now time.Time) {
 	}
 }
 
-// status describes the server as a whole: ready once a listing exists;
+// status describes the server as a whole: ready once a listing exists (a
+// server started on demand: idle while stopped, else as its session is);
 // before, as the listing session is (with oauth and none, needs_auth once
 // started: nobody has authorized yet). The counts add up the sessions'. Only
 // the listing session's errors show: a caller's may name the caller.
@@ -727,6 +728,12 @@ func (us *userSessions) status() upstream.Status {
 		if us.idleSince.After(st.Since) {
 			st.Since = us.idleSince
 		}
+	case ts != nil && us.tmpl.shared:
+		// Started on demand, and running: as its one session is, whose
+		// errors name no caller.
+		ss := us.lru.Front().Value.(*userSession).u.Status()
+		st.State, st.Since, st.RetryAt, st.Failures, st.PID = ss.State, ss.Since, ss.RetryAt, ss.Failures, ss.PID
+		st.LastError = cmp.Or(ss.LastError, st.LastError)
 	case ts != nil:
 		st.State, st.Since = upstream.StateReady, us.listedAt
 	case us.lister != nil:
