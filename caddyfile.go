@@ -77,6 +77,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		idle_timeout <duration>
 //		max_sessions <sessions>
 //		list_as <id>
+//		start eager|on_demand
 //		oauth {
 //			grant authorization_code|client_credentials
 //			redirect_uri <url>

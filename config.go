@@ -172,6 +172,15 @@ type ServerConfig struct {
 	// {mcpo.user.*} placeholder resolved to it. Default: "mcpo". Not with
 	// oauth: the first caller who authorizes lists the tools.
 	ListAs string `json:"list_as,omitempty"`
+	// When the server's process (or HTTP session) starts: "eager" (the
+	// default), with the configuration; or "on_demand", on the first call,
+	// which waits for the start (within start_timeout and the call's
+	// timeout), and it stops again after idle_timeout without calls. The
+	// documents come from the last tool listing kept in Caddy's storage,
+	// or, when none is kept, from a listing made at load (start, list,
+	// stop). With isolation "user", whose sessions start on demand
+	// anyway, it keeps the listing in storage as well.
+	Start string `json:"start,omitempty"`
 }
 
 // Limits bound the resources of a stdio server's process, each process on
@@ -478,6 +487,15 @@ const (
 	isolationUser   = "user"
 )
 
+// When a server starts.
+const (
+	startEager    = "eager"
+	startOnDemand = "on_demand"
+)
+
+// onDemand reports a server started by its first call.
+func (s *ServerConfig) onDemand() bool { return s.Start == startOnDemand }
+
 // perUser reports a server that gives each caller a session of its own.
 func (s *ServerConfig) perUser() bool { return s.Isolation == isolationUser }
 
@@ -489,13 +507,26 @@ func (s *ServerConfig) validateIsolation() error {
 	default:
 		return fieldErr(fmt.Errorf("isolation %q: want %s or %s", s.Isolation, isolationShared, isolationUser), "isolation")
 	}
+	switch s.Start {
+	case "", startEager, startOnDemand:
+	default:
+		return fieldErr(fmt.Errorf("start %q: want %s or %s", s.Start, startEager, startOnDemand), "start")
+	}
+	if s.Start == startOnDemand && s.OAuth != nil && !s.perUser() {
+		return fieldErr(errors.New("start on_demand does not go with oauth yet: the server's authorization lives with its session"),
+			"start", "oauth")
+	}
 	if !s.perUser() {
 		for _, f := range []struct {
 			set   bool
 			field string
-		}{{s.IdleTimeout != 0, "idle_timeout"}, {s.MaxSessions != 0, "max_sessions"}, {s.ListAs != "", "list_as"}} {
+		}{{s.IdleTimeout != 0 && !s.onDemand(), "idle_timeout"}, {s.MaxSessions != 0, "max_sessions"}, {s.ListAs != "", "list_as"}} {
 			if f.set {
-				return fieldErr(fmt.Errorf("%s applies to servers with isolation user", f.field), f.field)
+				msg := "%s applies to servers with isolation user"
+				if f.field == "idle_timeout" {
+					msg += " or start on_demand"
+				}
+				return fieldErr(fmt.Errorf(msg, f.field), f.field)
 			}
 		}
 	}

@@ -145,6 +145,8 @@ var directives = []directive{
 		example: "max_sessions 20", parse: parseMaxSessions},
 	{name: "list_as", in: setting, syntax: "<id>", field: "list_as",
 		example: "list_as tool-lister", parse: text(func(p *parser) *string { return &p.s.ListAs })},
+	{name: "start", in: setting, syntax: "eager|on_demand", field: "start",
+		example: "start on_demand", parse: text(func(p *parser) *string { return &p.s.Start })},
 	{name: "oauth", in: setting, field: "oauth", opens: oauthBlock,
 		example: "oauth {\n\tgrant client_credentials\n\tclient_id caddy\n\tclient_secret {env.MCPO_CLIENT_SECRET}\n}", parse: parseOAuth},
 

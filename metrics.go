@@ -121,6 +121,7 @@ type poolCollector struct {
 	sessions *prometheus.Desc
 	stops    *prometheus.Desc
 	failures *prometheus.Desc
+	starts   *prometheus.Desc
 }
 
 // newPoolCollector returns a collector over the servers of p.
@@ -140,6 +141,8 @@ func newPoolCollector(p *pool) *poolCollector {
 			"How many sessions of callers an MCP server with a session per caller stopped, by reason: idle, evicted or ended.", "reason"),
 		failures: desc("server_failures_total",
 			"How often the MCP server failed, by reason: start, exit, ping_timeout, message_too_large or limit.", "reason"),
+		starts: desc("server_sessions_started_total",
+			"How many sessions an MCP server started on demand, or with a session per caller, started, its listing sessions included."),
 	}
 }
 
@@ -152,6 +155,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.sessions
 	ch <- c.stops
 	ch <- c.failures
+	ch <- c.starts
 }
 
 // Collect sends the current metrics of every server in the pool.
@@ -180,6 +184,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(n), st.Name, s.id, string(reason))
 		}
 		if u := s.entry.users; u != nil {
+			ch <- prometheus.MustNewConstMetric(c.starts, prometheus.CounterValue, float64(u.startCount()), st.Name, s.id)
 			n, _ := u.count()
 			ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(n), st.Name, s.id)
 			for reason, n := range u.stopCounts() {

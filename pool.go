@@ -117,7 +117,14 @@ func (p *pool) newEntry(key string, r resolved, o owner) (*entry, error) {
 				return nil, err
 			}
 		}
-		e.users = newUserSessions(r.spec.Name, r.users, r.opts, o.log, auth)
+		var store *listingStore
+		if r.users.stored && auth == nil {
+			e.storage = newLiveStorage(o.storage)
+			store = &listingStore{storage: e.storage, key: listingStoreKey(key), log: func() *zap.Logger {
+				return e.users.logger().With(zap.String("server", r.spec.Name))
+			}}
+		}
+		e.users = newUserSessions(r.spec.Name, r.users, r.opts, o.log, auth, store)
 		return e, nil
 	}
 	spec := r.spec
@@ -148,8 +155,10 @@ func serverID(key string) string {
 func (e *entry) adopt(opts upstream.Options, users *userTemplate, o owner) {
 	if e.users != nil {
 		e.users.configure(users.settings, opts, o.log)
-		if a := e.users.auth; a != nil {
+		if e.storage != nil {
 			e.storage.set(o.storage)
+		}
+		if a := e.users.auth; a != nil {
 			a.setLogger(o.log)
 		}
 		return

@@ -88,12 +88,19 @@ func (s *ServerConfig) resolve(name string, single bool, repl *caddy.Replacer) (
 		}
 		r.oauth, r.spec.AuthID = &cfg, id
 	}
-	if s.perUser() {
-		r.users = &userTemplate{spec: r.spec, settings: userSettings{
+	switch {
+	case s.perUser():
+		r.users = &userTemplate{spec: r.spec, stored: s.onDemand(), settings: userSettings{
 			idle:   cmp.Or(time.Duration(s.IdleTimeout), defaultIdleTimeout),
 			max:    cmp.Or(s.MaxSessions, defaultMaxSessions),
 			listAs: cmp.Or(s.ListAs, defaultListAs),
 		}}
+	case s.onDemand():
+		r.users = onDemandTemplate(r.spec, time.Duration(s.IdleTimeout))
+		r.extras = s.callExtras(name)
+		return r, nil
+	}
+	if r.users != nil {
 		for k, v := range s.Env {
 			if strings.Contains(v, userPrefix) {
 				r.users.envKeys = append(r.users.envKeys, k)
@@ -330,11 +337,24 @@ type userTemplate struct {
 	spec     upstream.Spec
 	envKeys  []string // the configured variables whose values hold a caller's placeholder
 	settings userSettings
+	// shared makes the sessions a shared server's started on demand (start
+	// on_demand): one session, of onDemandIdentity, for every caller.
+	shared bool
+	// stored keeps the tool listing in Caddy's storage (start on_demand).
+	stored bool
 }
 
 // key is the server's pool key: its template's, apart from any shared
-// server's.
-func (t *userTemplate) key() string { return "user:" + t.spec.Key() }
+// server's, and apart from the same server started otherwise.
+func (t *userTemplate) key() string {
+	switch {
+	case t.shared:
+		return "on_demand:" + t.spec.Key()
+	case t.stored:
+		return "user+stored:" + t.spec.Key()
+	}
+	return "user:" + t.spec.Key()
+}
 
 // listerIdentity is the pseudo-identity a per-user server's tools are
 // listed as: every placeholder of the caller is listAs.

@@ -54,6 +54,7 @@ type userSessions struct {
 	name    string
 	tmpl    *userTemplate // spec and envKeys; the settings are below
 	auth    *userOAuth    // the callers' OAuth; nil without
+	store   *listingStore // where the listing is kept; nil for nowhere
 	opts    atomic.Pointer[upstream.Options]
 	log     atomic.Pointer[zap.Logger]
 	listing atomic.Pointer[upstream.ToolSet] // nil until the first
@@ -78,6 +79,8 @@ type userSessions struct {
 	listErr   string            // the listing session's last error
 	stops     map[string]uint64 // sessions stopped, by reason
 	restarted int               // restarts of the sessions stopped
+	starts    uint64            // sessions started, the listing sessions included
+	idleSince time.Time         // when the last caller's session stopped
 }
 
 // userSession is one caller's session, or the listing session.
@@ -132,11 +135,15 @@ func sessionKey(id string) string {
 }
 
 // newUserSessions returns the idle per-user server t describes, named
-// name; nothing starts until start.
-func newUserSessions(name string, t *userTemplate, opts upstream.Options, log *zap.Logger, auth *userOAuth) *userSessions {
+// name; nothing starts until start. store, if not nil, keeps the listing
+// (with auth, the listing is kept in auth's store instead).
+func newUserSessions(name string, t *userTemplate, opts upstream.Options, log *zap.Logger, auth *userOAuth, store *listingStore) *userSessions {
 	ctx, cancel := context.WithCancel(context.Background())
+	if auth != nil {
+		store = auth.listing
+	}
 	us := &userSessions{
-		name: name, tmpl: t, auth: auth, created: time.Now(), ctx: ctx, cancel: cancel,
+		name: name, tmpl: t, auth: auth, store: store, created: time.Now(), ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}, 1), settings: t.settings,
 		byKey: map[string]*userSession{}, freed: make(chan struct{}), stops: map[string]uint64{},
 	}
@@ -169,8 +176,8 @@ func (us *userSessions) startTimeout() time.Duration {
 // oauth, it takes up the listing kept in storage instead.
 func (us *userSessions) start() {
 	var stored *upstream.ToolSet
-	if us.auth != nil {
-		stored = us.auth.loadListing(us.ctx)
+	if us.store != nil {
+		stored = us.store.load(us.ctx)
 	}
 	us.mu.Lock()
 	defer us.mu.Unlock()
@@ -249,6 +256,9 @@ func (us *userSessions) callTool(ctx context.Context, name string, args json.Raw
 // caller returns the identity of the caller ctx carries, or the refusal
 // of a call that does not say who is calling.
 func (us *userSessions) caller(ctx context.Context) (bridge.Identity, error) {
+	if us.tmpl.shared {
+		return onDemandIdentity, nil
+	}
 	id, ok := bridge.IdentityFrom(ctx)
 	if !ok || id.ID == "" {
 		return id, &bridge.RefusedError{Status: http.StatusUnauthorized, Message: fmt.Sprintf(
@@ -297,6 +307,7 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, auth up
 			s.u = upstream.New(spec, us.options(), us.sessionLogger(s))
 			s.elem = us.lru.PushFront(s)
 			us.byKey[key] = s
+			us.starts++
 			us.useLocked(s)
 			us.launchLocked(s, victim, nil)
 			us.mu.Unlock()
@@ -460,6 +471,9 @@ func (us *userSessions) unlinkLocked(s *userSession, reason string) {
 	delete(us.byKey, s.key)
 	us.lru.Remove(s.elem)
 	s.elem = nil
+	if us.lru.Len() == 0 {
+		us.idleSince = time.Now()
+	}
 	us.stops[reason]++
 	us.logger().Info("stopping a caller's session", zap.String("server", us.name),
 		zap.String("session", s.digest()), zap.String("reason", reason))
@@ -543,8 +557,8 @@ func (us *userSessions) adoptLocked(s *userSession) {
 		return
 	}
 	us.listing.Store(ts)
-	if us.auth != nil && !us.closed {
-		us.wg.Go(us.auth.saveListing)
+	if us.store != nil && !us.closed {
+		us.wg.Go(func() { us.store.save(us.listing.Load) })
 	}
 	msg := "MCP server tool list changed"
 	if cur == nil {
@@ -592,6 +606,7 @@ func (us *userSessions) startListingLocked(id bridge.Identity, auth upstream.Aut
 	s := &userSession{key: listingKey, id: id.ID}
 	s.u = upstream.New(spec, us.options(), us.sessionLogger(s))
 	us.lister = s
+	us.starts++
 	us.launchLocked(s, victim, func() {
 		us.prepare(spec)
 		us.awaitListing(s)
@@ -694,7 +709,8 @@ func (us *userSessions) sweep(now time.Time) {
 	}
 }
 
-// status describes the server as a whole: ready once a listing exists;
+// status describes the server as a whole: ready once a listing exists (a
+// server started on demand: idle while stopped, else as its session is);
 // before, as the listing session is (with oauth and none, needs_auth once
 // started: nobody has authorized yet). The counts add up the sessions'. Only
 // the listing session's errors show: a caller's may name the caller.
@@ -706,6 +722,18 @@ func (us *userSessions) status() upstream.Status {
 	switch {
 	case us.closed:
 		st.State, st.Since = upstream.StateStopped, us.closedAt
+	case ts != nil && us.tmpl.shared && us.lru.Len() == 0:
+		// Started on demand, and stopped: the next call starts it.
+		st.State, st.Since = upstream.StateIdle, us.listedAt
+		if us.idleSince.After(st.Since) {
+			st.Since = us.idleSince
+		}
+	case ts != nil && us.tmpl.shared:
+		// Started on demand, and running: as its one session is, whose
+		// errors name no caller.
+		ss := us.lru.Front().Value.(*userSession).u.Status()
+		st.State, st.Since, st.RetryAt, st.Failures, st.PID = ss.State, ss.Since, ss.RetryAt, ss.Failures, ss.PID
+		st.LastError = cmp.Or(ss.LastError, st.LastError)
 	case ts != nil:
 		st.State, st.Since = upstream.StateReady, us.listedAt
 	case us.lister != nil:
@@ -741,6 +769,14 @@ func (us *userSessions) count() (running, limit int) {
 	us.mu.Lock()
 	defer us.mu.Unlock()
 	return us.runningCountLocked(), us.settings.max
+}
+
+// startCount returns how many sessions started, the listing sessions
+// included.
+func (us *userSessions) startCount() uint64 {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	return us.starts
 }
 
 // stopCounts returns how many sessions stopped, by reason.

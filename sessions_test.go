@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
@@ -47,6 +48,12 @@ func perUserFixture(mod func(s *ServerConfig)) *ServerConfig {
 // when the test ends.
 func (p *testPool) leaseServer(s *ServerConfig, start bool) *lease {
 	p.t.Helper()
+	return p.leaseStored(s, nil, start)
+}
+
+// leaseStored is leaseServer for a configuration whose storage is storage.
+func (p *testPool) leaseStored(s *ServerConfig, storage certmagic.Storage, start bool) *lease {
+	p.t.Helper()
 	if err := s.Validate(); err != nil {
 		p.t.Fatal(err)
 	}
@@ -54,7 +61,7 @@ func (p *testPool) leaseServer(s *ServerConfig, start bool) *lease {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	l, err := p.acquire(r, owner{log: zaptest.NewLogger(p.t)})
+	l, err := p.acquire(r, owner{log: zaptest.NewLogger(p.t), storage: storage})
 	if err != nil {
 		p.t.Fatal(err)
 	}

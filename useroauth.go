@@ -7,10 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
@@ -41,13 +39,11 @@ type userOAuth struct {
 	name      string
 	users     *oauth.Users
 	storage   *liveStorage
-	authorize string // the absolute URL of the authorize page, without ticket
-	listKey   string // where the listing is kept in storage
+	authorize string        // the absolute URL of the authorize page, without ticket
+	listing   *listingStore // the tool listing, kept in storage
 	tickets   tickets
 	us        *userSessions              // set by newUserSessions
 	log       atomic.Pointer[zap.Logger] // with the server's name
-
-	listMu sync.Mutex // orders the writes of the listing
 }
 
 // newUserOAuth returns the OAuth of the per-user server named name, from
@@ -69,8 +65,9 @@ func newUserOAuth(name string, cfg oauth.Config, storage *liveStorage, log *zap.
 	au.RawPath, au.RawQuery, au.ForceQuery = "", "", false
 	a := &userOAuth{
 		name: name, users: users, storage: storage, authorize: au.String(),
-		listKey: cfg.StoreKey + "/listing", tickets: newTickets(),
+		tickets: newTickets(),
 	}
+	a.listing = &listingStore{storage: storage, key: cfg.StoreKey + "/listing", log: a.logger}
 	a.log.Store(log)
 	return a, nil
 }
@@ -193,45 +190,6 @@ func (a *userOAuth) Unlisted(ctx context.Context) error {
 		return err
 	}
 	return a.us.listAs(id, c)
-}
-
-// loadListing returns the listing kept in storage, nil if there is none
-// or it cannot be read.
-func (a *userOAuth) loadListing(ctx context.Context) *upstream.ToolSet {
-	b, err := a.storage.Load(ctx, a.listKey)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			a.logger().Warn("cannot read the stored tool listing", zap.Error(err))
-		}
-		return nil
-	}
-	var ts upstream.ToolSet
-	if err := json.Unmarshal(b, &ts); err != nil {
-		a.logger().Warn("ignoring a stored tool listing that is not valid", zap.Error(err))
-		return nil
-	}
-	return &ts
-}
-
-// saveListing keeps the server's current listing in storage. Writes are
-// ordered, and each writes the listing current when it runs, so the last
-// one stored is the latest.
-func (a *userOAuth) saveListing() {
-	a.listMu.Lock()
-	defer a.listMu.Unlock()
-	ts := a.us.listing.Load()
-	if ts == nil {
-		return
-	}
-	b, err := json.Marshal(ts)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err = a.storage.Store(ctx, a.listKey, b)
-	}
-	if err != nil {
-		a.logger().Warn("cannot store the tool listing; a restart waits for a caller to list the tools", zap.Error(err))
-	}
 }
 
 // ticketTTL is how long the ticket of an authorize link is valid.

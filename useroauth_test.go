@@ -12,7 +12,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
@@ -87,23 +86,7 @@ func (p *testPool) leaseUserOAuth(srv *fixture.OAuthServer, storage certmagic.St
 	p.t.Helper()
 	s := &ServerConfig{URL: srv.URL, Isolation: isolationUser, IdleTimeout: caddy.Duration(time.Hour),
 		OAuth: &OAuth{RedirectURI: "https://caddy.example/tools/fx/oauth/callback?from=x"}}
-	if err := s.Validate(); err != nil {
-		p.t.Fatal(err)
-	}
-	r, err := s.resolve("fx", false, caddy.NewReplacer())
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	l, err := p.acquire(r, owner{log: zaptest.NewLogger(p.t), storage: storage})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() {
-		_ = l.release()
-		p.wait()
-	})
-	l.start()
-	return l
+	return p.leaseStored(s, storage, true)
 }
 
 // consentAs completes the authorization of the caller id through the
@@ -173,7 +156,7 @@ func TestUserOAuth_CallersWithoutATokenGetTheirLinkAndTheListingIsKept(t *testin
 	// Another server over the same storage (a restart) has the listing
 	// before anyone calls, and ana's token. The listing is stored in the
 	// background.
-	for !storage.Exists(context.Background(), l.entry.users.auth.listKey) {
+	for !storage.Exists(context.Background(), l.entry.users.auth.listing.key) {
 		if time.Now().After(deadline) {
 			t.Fatal("the listing was not stored")
 		}

@@ -85,7 +85,8 @@ func utcOrNil(t time.Time) *time.Time {
 	return &t
 }
 
-// serveHealth reports every server's state: 200 when all are ready, 503
+// serveHealth reports every server's state: 200 when all are ready (or
+// idle with a listing: started on demand, and stopped), 503
 // otherwise (with the same body). With access rules, each server's tools
 // are those the caller may call. base is the mount's.
 func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, base string) *httpError {
@@ -107,7 +108,9 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request, _ *page, ba
 				h.Authorize = base + "/" + s.Name + consentAuthorize
 			}
 		}
-		if h.State == upstream.StateReady {
+		// An idle server with a listing (started on demand, and stopped)
+		// serves: its next call starts it.
+		if h.State == upstream.StateReady || h.State == upstream.StateIdle && s.Upstream.Tools() != nil {
 			ready++
 		}
 		report.Servers = append(report.Servers, h)
