@@ -739,6 +739,8 @@ func (us *userSessions) status() upstream.Status {
 	case us.lister != nil:
 		ls := us.lister.u.Status()
 		st.State, st.Since, st.RetryAt, st.Failures = ls.State, ls.Since, ls.RetryAt, ls.Failures
+		// The listing session's own error, before awaitListing takes it up.
+		st.LastError = cmp.Or(ls.LastError, st.LastError)
 	case us.auth != nil && us.started:
 		// Once started: the stored listing, if any, is taken up by then.
 		st.State, st.Since = upstream.StateNeedsAuth, us.created
