@@ -190,6 +190,7 @@ type callExtras struct {
 type callHeader struct {
 	name     string // canonical
 	template string // as configured, placeholders and all
+	user     bool   // template holds the caller's placeholders (holdsUser)
 }
 
 // resolve returns the header's value for the call under ctx, made by
@@ -199,7 +200,7 @@ type callHeader struct {
 // themselves; without an identity, or one lacking a value the template
 // uses, the value is empty.
 func (c callHeader) resolve(ctx context.Context, repl *caddy.Replacer) string {
-	if !holdsUser(c.template) {
+	if !c.user {
 		return repl.ReplaceAll(c.template, "")
 	}
 	id, ok := bridge.IdentityFrom(ctx)
@@ -224,7 +225,7 @@ func (s *ServerConfig) callExtras(name string) *callExtras {
 	}
 	for k, v := range s.Headers {
 		if perRequest(v) && !s.sessionHeader(v) {
-			x.headers = append(x.headers, callHeader{name: textproto.CanonicalMIMEHeaderKey(k), template: v})
+			x.headers = append(x.headers, callHeader{name: textproto.CanonicalMIMEHeaderKey(k), template: v, user: holdsUser(v)})
 		}
 	}
 	slices.SortFunc(x.headers, func(a, b callHeader) int { return strings.Compare(a.name, b.name) })

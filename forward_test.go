@@ -146,7 +146,7 @@ func TestResolve_PerCallSettingsLeaveTheServersIdentityAlone(t *testing.T) {
 	}
 	x := r.extras
 	if x == nil || !slices.Equal(x.forward, []string{"X-Request-Id"}) || x.metaKey != "example.com/user" ||
-		!slices.Equal(x.headers, []callHeader{{"X-Chat", "{http.request.header.X-OpenWebUI-Chat-Id}"}, {"X-User", "{mcpo.user.id}"}}) {
+		!slices.Equal(x.headers, []callHeader{{"X-Chat", "{http.request.header.X-OpenWebUI-Chat-Id}", false}, {"X-User", "{mcpo.user.id}", true}}) {
 		t.Errorf("extras = %+v", x)
 	}
 	withTemplates.Headers["X-User"] = "{http.auth.user.id}"
