@@ -3,7 +3,8 @@
 #   make run    build ./caddy and serve examples/Caddyfile on :8080
 #   make test   the whole test suite, installing its test peers first
 #   make xcaddy build Caddy with this module the way users do, with xcaddy,
-#               from this checkout (part of make test)
+#               from this checkout, and run the container image's
+#               configuration with it (part of make test)
 #   make conformance
 #               the MCP conformance suite's client scenarios against
 #               caddy-mcpo's MCP client layer (part of make test)
@@ -123,23 +124,23 @@ bench: $(UV)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bridge/... ./oauth/ | tee docs/bench/micro.txt
 
 # Caddy built by xcaddy (pinned) with this module from this checkout, as
-# users build it: `--with <module>@v0.0.0=<dir>` makes the checkout stand in
-# for the module without asking the module proxy for it (which fails while
-# the module is not published, or where the proxy refuses unknown modules).
-# The Caddy version is the one go.mod requires. The build must list the
-# module's three Caddy modules.
+# users build it and as the container image's build stage does
+# (deploy/build-caddy.sh): `--with <module>@v0.0.0=<dir>` makes the checkout
+# stand in for the module without asking the module proxy for it (which
+# fails while the module is not published, or where the proxy refuses
+# unknown modules). The Caddy version is the one go.mod requires. The build
+# must list the module's three Caddy modules. Then the image's configuration
+# runs with that Caddy and uv as the image installs it, as an unprivileged
+# user (integration/deploy_test.go).
 XCADDY_VERSION := v0.4.5
 XCADDY         := $(PEERS)/bin/xcaddy
-CADDY_VERSION  := $(shell awk '$$1 == "github.com/caddyserver/caddy/v2" {print $$2}' go.mod)
-MODULE         := github.com/caddy-mcpo/caddy-mcpo
 
 $(XCADDY): Makefile
 	GOBIN=$(PEERS)/bin $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
 
 xcaddy: $(XCADDY)
-	cd $(PEERS) && $(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(PEERS)/caddy-xcaddy
-	$(PEERS)/caddy-xcaddy list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo) ' | tee $(PEERS)/xcaddy-modules.txt
-	test "$$(wc -l < $(PEERS)/xcaddy-modules.txt)" -eq 3
+	XCADDY=$(XCADDY) XCADDY_VERSION=$(XCADDY_VERSION) deploy/build-caddy.sh $(CURDIR) $(PEERS)/caddy-xcaddy
+	MCPO_DEPLOY_CADDY=$(PEERS)/caddy-xcaddy $(GO) test -count=1 -v -timeout 10m -run '^TestDeploy_' ./integration/
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:
