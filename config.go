@@ -107,9 +107,11 @@ type ServerConfig struct {
 	// and tool listing) may take before it counts as failed and is retried
 	// with backoff. Default: 60s.
 	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
-	// The largest message a stdio server may send (one line of its
-	// output), in bytes: a server that sends a larger one is restarted and
-	// the calls under way get 502 saying so. The line is counted as it is
+	// The largest message the server may send, in bytes: one line of a
+	// stdio server's output, or one JSON response or event of a server
+	// reached over HTTP. A stdio server that sends a larger one is
+	// restarted and the calls under way get 502 saying so; over HTTP, the
+	// call the message answers gets 502. The message is counted as it is
 	// read, never held whole. Default: 16 MiB.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 	// How often a ready server is pinged (ping; server/discover on
@@ -433,9 +435,6 @@ func (s *ServerConfig) Validate() error {
 	}
 	if err := s.validateForwarding(transport); err != nil {
 		return err
-	}
-	if s.MaxMessageSize != 0 && transport != upstream.TransportStdio {
-		return fieldErr(errors.New("max_message_size applies to stdio servers only"), "max_message_size")
 	}
 	if s.MaxMessageSize < 0 {
 		return fieldErr(fmt.Errorf("max_message_size %d: want a size in bytes", s.MaxMessageSize), "max_message_size")

@@ -96,6 +96,10 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 		}
 		return resp.Result, nil
 	}
+	if big := x.overLimit(); big != nil {
+		// mcp-go reports an event stream cut short as no response.
+		return nil, big
+	}
 	var ping *PingTimeoutError
 	switch {
 	case err == nil:

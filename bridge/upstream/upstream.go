@@ -85,11 +85,14 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight calls to finish
 	// before stopping the server; 30 s by default.
 	Drain time.Duration
-	// MaxMessageBytes bounds one message from a stdio server (one line on
-	// its stdout), 16 MiB by default. A server that sends a longer one has
-	// its session ended and is restarted; the calls under way fail with a
-	// *MessageTooLargeError. The line is counted as it is read, never held
-	// whole: memory stays within a few times the limit per server.
+	// MaxMessageBytes bounds one message from the server, 16 MiB by
+	// default: one line on a stdio server's stdout, or over HTTP one JSON
+	// response body or one event of an event stream. A stdio server that
+	// sends a longer one has its session ended and is restarted, and the
+	// calls under way fail with a *MessageTooLargeError; over HTTP, only the
+	// request the message answers fails so. The message is counted as it
+	// is read, never held whole: memory stays within a few times the limit
+	// per server.
 	MaxMessageBytes int64
 	// Elicitation, if set, answers the server's elicitation requests, and
 	// the client declares the elicitation capability (with SEP-1034
