@@ -1,0 +1,170 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
+)
+
+// scaleTools is the size of the large listings of the benchmarks below.
+const scaleTools = 1000
+
+// capturedListing returns a fresh listing of n tools as real servers write
+// them: the tools captured in internal/fixture in turn, each copy under its
+// own name, so that, as in servers generated from an API, many tools share
+// a schema byte for byte (160 captured tools, 144 distinct input schemas).
+// Every schema is a new copy, as a new listing decodes it.
+func capturedListing(n int) *upstream.ToolSet {
+	var raw []json.RawMessage
+	for _, server := range fixture.CapturedServers() {
+		raw = append(raw, fixture.CapturedTools(server)...)
+	}
+	set := &upstream.ToolSet{Server: upstream.ServerInfo{Name: "scale", Version: "1.0.0"}}
+	for i := range n {
+		var t struct {
+			Name         string          `json:"name"`
+			Description  string          `json:"description"`
+			InputSchema  json.RawMessage `json:"inputSchema"`
+			OutputSchema json.RawMessage `json:"outputSchema"`
+			Annotations  json.RawMessage `json:"annotations"`
+		}
+		if err := json.Unmarshal(raw[i%len(raw)], &t); err != nil {
+			panic(err)
+		}
+		set.Tools = append(set.Tools, &upstream.Tool{
+			Name: fmt.Sprintf("%s_%04d", t.Name, i), Description: t.Description,
+			InputSchema: bytes.Clone(t.InputSchema), OutputSchema: bytes.Clone(t.OutputSchema), Annotations: t.Annotations,
+		})
+	}
+	return set
+}
+
+// identicalListing returns a fresh listing of n tools of one schema, the
+// benchmark harness's (bench/echoserver -tools).
+func identicalListing(n int) *upstream.ToolSet {
+	const search = `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{
+	"query":{"type":"string","description":"What to look for","minLength":1},
+	"limit":{"type":"integer","minimum":1,"maximum":100,"default":10},
+	"filter":{"$ref":"#/$defs/Filter"}},"required":["query"],
+	"$defs":{"Filter":{"type":"object","properties":{"kind":{"enum":["a","b","c"]},"since":{"type":["string","null"],"format":"date-time"}}}}}`
+	set := &upstream.ToolSet{Server: upstream.ServerInfo{Name: "scale", Version: "1.0.0"}}
+	for i := range n {
+		set.Tools = append(set.Tools, &upstream.Tool{Name: fmt.Sprintf("tool_%04d", i),
+			Description: "A generated search tool.", InputSchema: json.RawMessage(search)})
+	}
+	return set
+}
+
+// relister is an in-memory server whose listing the benchmark replaces,
+// as a server's new tool listing does; its tools answer at once.
+type relister struct {
+	set atomic.Pointer[upstream.ToolSet]
+}
+
+func (c *relister) Tools() *upstream.ToolSet { return c.set.Load() }
+func (*relister) CallTool(context.Context, string, json.RawMessage) (*upstream.CallResult, error) {
+	return &upstream.CallResult{Content: []upstream.Content{text("done")}}, nil
+}
+func (*relister) Status() upstream.Status { return upstream.Status{State: upstream.StateReady} }
+
+// scaleListings are the listings of the benchmarks.
+var scaleListings = []struct {
+	name string
+	list func(n int) *upstream.ToolSet
+}{
+	{"captured", capturedListing},
+	{"identical", identicalListing},
+}
+
+// scaleBridge returns a single-server bridge of up.
+func scaleBridge(b *testing.B, up *relister) *Bridge {
+	br, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "scale", Upstream: up}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return br
+}
+
+// getDocument asks br for the server's document.
+func getDocument(b *testing.B, br *Bridge) int {
+	w := httptest.NewRecorder()
+	br.Serve(w, httptest.NewRequest(http.MethodGet, "/m/openapi.json", nil), "/openapi.json", "/m")
+	if w.Code != http.StatusOK {
+		b.Fatalf("GET openapi.json: %d %s", w.Code, w.Body)
+	}
+	return w.Body.Len()
+}
+
+// BenchmarkFirstDocument measures the first request for the document of a
+// server with 1,000 tools after a new tool listing: reading the listing
+// (names, routes), converting the schemas and building the document. It
+// also reports the heap a listed tool keeps, its view and its share of the
+// document, measured after a garbage collection.
+func BenchmarkFirstDocument(b *testing.B) {
+	for _, l := range scaleListings {
+		b.Run(l.name, func(b *testing.B) {
+			up := &relister{}
+			br := scaleBridge(b, up)
+			var before, after runtime.MemStats
+			up.set.Store(l.list(scaleTools))
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			size := getDocument(b, br)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				up.set.Store(l.list(scaleTools))
+				b.StartTimer()
+				getDocument(b, br)
+			}
+			// Reported after the loop, which clears the metrics reported
+			// before it.
+			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/scaleTools, "retained-B/tool")
+			b.ReportMetric(float64(size)/scaleTools, "doc-B/tool")
+		})
+	}
+}
+
+// BenchmarkFirstCall measures the first call of a tool after a new tool
+// listing of 1,000 tools, before any document is asked for: reading the
+// listing, preparing that tool's arguments check, and the call.
+func BenchmarkFirstCall(b *testing.B) {
+	for _, l := range scaleListings {
+		b.Run(l.name, func(b *testing.B) {
+			up := &relister{}
+			br := scaleBridge(b, up)
+			set := l.list(scaleTools)
+			tool := set.Tools[scaleTools/2]
+			args, err := fixture.SampleArguments(tool.InputSchema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			path := "/" + tool.Name
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				up.set.Store(l.list(scaleTools))
+				b.StartTimer()
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodPost, "/m"+path, strings.NewReader(string(args)))
+				r.Header.Set("Content-Type", "application/json")
+				br.Serve(w, r, path, "/m")
+				if w.Code != http.StatusOK {
+					b.Fatalf("POST %s %s: %d %s", path, args, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
