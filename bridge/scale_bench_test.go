@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/schema"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
@@ -86,6 +87,27 @@ var scaleListings = []struct {
 	{"identical", identicalListing},
 }
 
+// caches are the states of the schema cache the benchmarks start each
+// listing with: empty, as in a new process, or holding the schemas of the
+// last listing, as after a new listing or a reload.
+var caches = []struct {
+	name  string
+	reset bool
+}{{"cold", true}, {"relisted", false}}
+
+// withCache runs f with an empty schema cache when reset, restoring the
+// package's afterwards.
+func withCache(reset bool, f func()) {
+	if !reset {
+		f()
+		return
+	}
+	kept := schemaCache
+	defer func() { schemaCache = kept }()
+	schemaCache = schema.NewCache(4096, 8<<20)
+	f()
+}
+
 // scaleBridge returns a single-server bridge of up.
 func scaleBridge(b *testing.B, up *relister) *Bridge {
 	br, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "scale", Upstream: up}}})
@@ -112,28 +134,35 @@ func getDocument(b *testing.B, br *Bridge) int {
 // document, measured after a garbage collection.
 func BenchmarkFirstDocument(b *testing.B) {
 	for _, l := range scaleListings {
-		b.Run(l.name, func(b *testing.B) {
-			up := &relister{}
-			br := scaleBridge(b, up)
-			var before, after runtime.MemStats
-			up.set.Store(l.list(scaleTools))
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			size := getDocument(b, br)
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			b.ReportAllocs()
-			for b.Loop() {
-				b.StopTimer()
-				up.set.Store(l.list(scaleTools))
-				b.StartTimer()
-				getDocument(b, br)
-			}
-			// Reported after the loop, which clears the metrics reported
-			// before it.
-			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/scaleTools, "retained-B/tool")
-			b.ReportMetric(float64(size)/scaleTools, "doc-B/tool")
-		})
+		for _, c := range caches {
+			b.Run(l.name+"/"+c.name, func(b *testing.B) {
+				up := &relister{}
+				br := scaleBridge(b, up)
+				var before, after runtime.MemStats
+				size := 0
+				withCache(true, func() {
+					up.set.Store(l.list(scaleTools))
+					runtime.GC()
+					runtime.ReadMemStats(&before)
+					size = getDocument(b, br)
+					runtime.GC()
+					runtime.ReadMemStats(&after)
+				})
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					up.set.Store(l.list(scaleTools))
+					withCache(c.reset, func() {
+						b.StartTimer()
+						getDocument(b, br)
+					})
+				}
+				// Reported after the loop, which clears the metrics reported
+				// before it.
+				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/scaleTools, "retained-B/tool")
+				b.ReportMetric(float64(size)/scaleTools, "doc-B/tool")
+			})
+		}
 	}
 }
 
@@ -142,29 +171,33 @@ func BenchmarkFirstDocument(b *testing.B) {
 // listing, preparing that tool's arguments check, and the call.
 func BenchmarkFirstCall(b *testing.B) {
 	for _, l := range scaleListings {
-		b.Run(l.name, func(b *testing.B) {
-			up := &relister{}
-			br := scaleBridge(b, up)
-			set := l.list(scaleTools)
-			tool := set.Tools[scaleTools/2]
-			args, err := fixture.SampleArguments(tool.InputSchema)
-			if err != nil {
-				b.Fatal(err)
-			}
-			path := "/" + tool.Name
-			b.ReportAllocs()
-			for b.Loop() {
-				b.StopTimer()
-				up.set.Store(l.list(scaleTools))
-				b.StartTimer()
-				w := httptest.NewRecorder()
-				r := httptest.NewRequest(http.MethodPost, "/m"+path, strings.NewReader(string(args)))
-				r.Header.Set("Content-Type", "application/json")
-				br.Serve(w, r, path, "/m")
-				if w.Code != http.StatusOK {
-					b.Fatalf("POST %s %s: %d %s", path, args, w.Code, w.Body)
+		for _, c := range caches {
+			b.Run(l.name+"/"+c.name, func(b *testing.B) {
+				up := &relister{}
+				br := scaleBridge(b, up)
+				set := l.list(scaleTools)
+				tool := set.Tools[scaleTools/2]
+				args, err := fixture.SampleArguments(tool.InputSchema)
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-		})
+				path := "/" + tool.Name
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					up.set.Store(l.list(scaleTools))
+					withCache(c.reset, func() {
+						b.StartTimer()
+						w := httptest.NewRecorder()
+						r := httptest.NewRequest(http.MethodPost, "/m"+path, strings.NewReader(string(args)))
+						r.Header.Set("Content-Type", "application/json")
+						br.Serve(w, r, path, "/m")
+						if w.Code != http.StatusOK {
+							b.Fatalf("POST %s %s: %d %s", path, args, w.Code, w.Body)
+						}
+					})
+				}
+			})
+		}
 	}
 }
