@@ -104,7 +104,7 @@ func withCache(reset bool, f func()) {
 	}
 	kept := schemaCache
 	defer func() { schemaCache = kept }()
-	schemaCache = schema.NewCache(4096, 8<<20)
+	schemaCache = schema.NewCache(4096, 4<<20)
 	f()
 }
 

@@ -20,7 +20,7 @@ import (
 // counts is its own; the package's is restored afterwards.
 func freshSchemaCache(t *testing.T) *schema.Cache {
 	kept := schemaCache
-	schemaCache = schema.NewCache(4096, 8<<20)
+	schemaCache = schema.NewCache(4096, 4<<20)
 	t.Cleanup(func() { schemaCache = kept })
 	return schemaCache
 }
