@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -108,6 +107,25 @@ func withCache(reset bool, f func()) {
 	f()
 }
 
+// afterEachListing measures f after each of b's new listings of up,
+// from an empty schema cache when reset, else from the cache a first
+// listing filled.
+func afterEachListing(b *testing.B, up *relister, list func(n int) *upstream.ToolSet, reset bool, f func()) {
+	if !reset {
+		up.set.Store(list(scaleTools))
+		f()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		up.set.Store(list(scaleTools))
+		withCache(reset, func() {
+			b.StartTimer()
+			f()
+		})
+	}
+}
+
 // scaleBridge returns a single-server bridge of up.
 func scaleBridge(b *testing.B, up *relister) *Bridge {
 	br, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "scale", Upstream: up}}})
@@ -148,15 +166,7 @@ func BenchmarkFirstDocument(b *testing.B) {
 					runtime.GC()
 					runtime.ReadMemStats(&after)
 				})
-				b.ReportAllocs()
-				for b.Loop() {
-					b.StopTimer()
-					up.set.Store(l.list(scaleTools))
-					withCache(c.reset, func() {
-						b.StartTimer()
-						getDocument(b, br)
-					})
-				}
+				afterEachListing(b, up, l.list, c.reset, func() { getDocument(b, br) })
 				// Reported after the loop, which clears the metrics reported
 				// before it.
 				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/scaleTools, "retained-B/tool")
@@ -181,22 +191,11 @@ func BenchmarkFirstCall(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				path := "/" + tool.Name
-				b.ReportAllocs()
-				for b.Loop() {
-					b.StopTimer()
-					up.set.Store(l.list(scaleTools))
-					withCache(c.reset, func() {
-						b.StartTimer()
-						w := httptest.NewRecorder()
-						r := httptest.NewRequest(http.MethodPost, "/m"+path, strings.NewReader(string(args)))
-						r.Header.Set("Content-Type", "application/json")
-						br.Serve(w, r, path, "/m")
-						if w.Code != http.StatusOK {
-							b.Fatalf("POST %s %s: %d %s", path, args, w.Code, w.Body)
-						}
-					})
-				}
+				afterEachListing(b, up, l.list, c.reset, func() {
+					if w := callTool(br, tool.Name, string(args)); w.Code != http.StatusOK {
+						b.Fatalf("POST %s %s: %d %s", tool.Name, args, w.Code, w.Body)
+					}
+				})
 			})
 		}
 	}

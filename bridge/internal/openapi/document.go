@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -161,7 +161,7 @@ func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
 		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 	}
 	b.WriteString(`,"openapi":"` + Version + `","paths":{`)
-	for i, path := range sortedKeys(paths) {
+	for i, path := range slices.Sorted(maps.Keys(paths)) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -171,7 +171,7 @@ func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
 	b.WriteByte('}')
 	if len(tags) > 0 {
 		var list openapi3.Tags
-		for _, t := range sortedKeys(tags) {
+		for _, t := range slices.Sorted(maps.Keys(tags)) {
 			list = append(list, &openapi3.Tag{Name: t, Description: fmt.Sprintf("Tools of the MCP server %q.", t)})
 		}
 		b.WriteString(`,"tags":`)
@@ -203,7 +203,7 @@ var errorComponent = sync.OnceValues(func() (component, error) {
 func writeSchemas(b *bytes.Buffer, comps map[string]component) error {
 	seen := schema.Titles{}
 	b.WriteByte('{')
-	for i, name := range sortedKeys(comps) {
+	for i, name := range slices.Sorted(maps.Keys(comps)) {
 		c := comps[name]
 		if i > 0 {
 			b.WriteByte(',')
@@ -257,15 +257,6 @@ func writeKey(b *bytes.Buffer, s string) {
 	k, _ := json.Marshal(s) // a string always encodes
 	b.Write(k)
 	b.WriteByte(':')
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // The parts of an operation, as kin-openapi encodes them: keys in sorted
