@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,7 +194,6 @@ func (s *serverState) ownDoc(v *view, log *zap.Logger) (*openapi.Document, strin
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.doc == nil && v.docErr == nil {
-		convertAll(v.routes)
 		ops := make([]openapi.Operation, len(v.routes))
 		for i, rt := range v.routes {
 			ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
@@ -233,7 +231,6 @@ func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi
 		return d.doc, d.etag, nil
 	}
 	routes := x.routes()
-	convertAll(routes)
 	ops := make([]openapi.Operation, len(routes))
 	for i, rt := range routes {
 		ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
@@ -289,31 +286,6 @@ func (rt *route) argsValidator() *schema.Validator {
 	})
 	return rt.validator
 }
-
-// convertAll converts the schemas of routes that are not yet, on as many
-// goroutines as the process runs at once, for a document that needs them
-// all: a listing's distinct schemas are converted side by side.
-func convertAll(routes []*route) {
-	workers := min(runtime.GOMAXPROCS(0), len(routes)/convertBatch)
-	if workers < 2 {
-		return // converted in turn as the document is built
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(routes); i = int(next.Add(1)) - 1 {
-				routes[i].schemas()
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// convertBatch is the fewest routes worth a goroutine of convertAll.
-const convertBatch = 32
 
 // warn logs what the tool's schemas lose.
 func (rt *route) warn(warnings []string) {
@@ -514,7 +486,6 @@ func (b *Bridge) buildAggregate(views []*view, grants []*granted, down []string)
 		if views[i] == nil {
 			continue
 		}
-		convertAll(views[i].routes)
 		for _, rt := range views[i].routes {
 			if grants != nil && !grants[i].permits(rt) {
 				continue
