@@ -238,7 +238,7 @@ type Document struct {
 	Bytes       int     `json:"bytes"`
 	FirstCallMS float64 `json:"first_call_ms"`     // median over documentRuns listings
 	FirstMS     float64 `json:"first_request_ms"`  // median over documentRuns listings, each after its first call
-	ColdMS      float64 `json:"cold_request_ms"`   // the first listing's first request, nothing of it converted before
+	ColdMS      float64 `json:"cold_request_ms"`   // the first listing's first request, in a new process
 	CachedMS    float64 `json:"cached_request_ms"` // median of the requests after
 	// HeapPerTool is the growth of caddy's live heap (after a garbage
 	// collection) from before the first listing's first request to after
