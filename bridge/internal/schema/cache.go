@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"sync"
 )
 
@@ -12,7 +13,8 @@ import (
 // converted, validated and compiled once however many tools, listings and
 // configurations have it: servers generated from an API give many tools
 // the same schema, and a new listing or a reload mostly lists the schemas
-// of the last one again. What it keeps is immutable; the callers share it.
+// of the last one again. What it returns is shared: callers must not
+// modify it.
 // It keeps the entries used last, at most the number and the bytes of
 // schemas it was made for. It is safe for concurrent use.
 type Cache struct {
@@ -75,9 +77,19 @@ func (c *Cache) Output(raw json.RawMessage) Result {
 
 // Validator is NewValidator(raw), compiled once for every raw of the same
 // content.
+//
+// A compilation that panics is an error like one that fails: the entry
+// stays what every later caller gets.
 func (c *Cache) Validator(raw json.RawMessage) (*Validator, error) {
 	e := c.entry(kindValidator, raw)
-	e.once.Do(func() { e.validator, e.err = NewValidator(raw) })
+	e.once.Do(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				e.validator, e.err = nil, fmt.Errorf("the input schema cannot be compiled (%v)", r)
+			}
+		}()
+		e.validator, e.err = NewValidator(raw)
+	})
 	return e.validator, e.err
 }
 
