@@ -17,7 +17,7 @@ import (
 )
 
 // Validator checks a tool's arguments against its original input schema,
-// compiled once per tool listing.
+// compiled once (see Cache). It is safe for concurrent use.
 type Validator struct {
 	schema *jsonschema.Schema
 	// Warnings says what the validator cannot check (patterns Go's regexp
