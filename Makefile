@@ -127,7 +127,7 @@ bench: $(UV)
 # for the module without asking the module proxy for it (which fails while
 # the module is not published, or where the proxy refuses unknown modules).
 # The Caddy version is the one go.mod requires. The build must list the
-# module's three Caddy modules.
+# module's four Caddy modules.
 XCADDY_VERSION := v0.4.5
 XCADDY         := $(PEERS)/bin/xcaddy
 CADDY_VERSION  := $(shell awk '$$1 == "github.com/caddyserver/caddy/v2" {print $$2}' go.mod)
@@ -138,8 +138,8 @@ $(XCADDY): Makefile
 
 xcaddy: $(XCADDY)
 	cd $(PEERS) && $(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(PEERS)/caddy-xcaddy
-	$(PEERS)/caddy-xcaddy list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo) ' | tee $(PEERS)/xcaddy-modules.txt
-	test "$$(wc -l < $(PEERS)/xcaddy-modules.txt)" -eq 3
+	$(PEERS)/caddy-xcaddy list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo|caddy\.storage\.mcpo_redis) ' | tee $(PEERS)/xcaddy-modules.txt
+	test "$$(wc -l < $(PEERS)/xcaddy-modules.txt)" -eq 4
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:
