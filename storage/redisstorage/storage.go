@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"path"
 	"strconv"
 	"strings"
@@ -51,6 +52,17 @@ import (
 
 func init() {
 	caddy.RegisterModule(Storage{})
+	// go-redis logs (dial failures, pool events) through Caddy's logger,
+	// as structured lines, instead of its own to stderr.
+	redis.SetLogger(redisLogger{})
+}
+
+// redisLogger is go-redis's logger on Caddy's.
+type redisLogger struct{}
+
+// Printf implements go-redis's internal.Logging.
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("storage.mcpo_redis").Warn(fmt.Sprintf(format, v...))
 }
 
 // Defaults and lock timings.
@@ -200,7 +212,7 @@ func (s *Storage) options(repl *caddy.Replacer) (*redis.Options, error) {
 	}
 	if s.TLS && opts.TLSConfig == nil {
 		host := opts.Addr
-		if h, _, ok := strings.Cut(opts.Addr, ":"); ok {
+		if h, _, err := net.SplitHostPort(opts.Addr); err == nil {
 			host = h
 		}
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}

@@ -411,3 +411,46 @@ func TestProvisionErrorsDoNotQuoteTheAddress(t *testing.T) {
 		t.Errorf("the error quotes the password: %v", err)
 	}
 }
+
+func TestOptions(t *testing.T) {
+	t.Setenv("MCPO_TEST_REDIS_PASSWORD", "from-env")
+	tests := []struct {
+		name                  string
+		cfg                   Storage
+		addr, user, password  string
+		db                    int
+		tlsServerName         string // "" for no TLS
+		dialTimeout, readTime time.Duration
+	}{
+		{name: "default address", cfg: Storage{}, addr: "127.0.0.1:6379"},
+		{name: "host and port", cfg: Storage{Address: "redis.internal:6380", DB: 2}, addr: "redis.internal:6380", db: 2},
+		{name: "URL with database and credentials", cfg: Storage{Address: "redis://u:p@redis.internal:6381/5"},
+			addr: "redis.internal:6381", user: "u", password: "p", db: 5},
+		{name: "rediss URL is TLS", cfg: Storage{Address: "rediss://redis.internal:6380"}, addr: "redis.internal:6380", tlsServerName: "redis.internal"},
+		{name: "tls on an IPv6 address", cfg: Storage{Address: "[::1]:6380", TLS: true}, addr: "[::1]:6380", tlsServerName: "::1"},
+		{name: "placeholders", cfg: Storage{Address: "127.0.0.1:7000", Username: "caddy", Password: "{env.MCPO_TEST_REDIS_PASSWORD}"},
+			addr: "127.0.0.1:7000", user: "caddy", password: "from-env"},
+		{name: "timeouts", cfg: Storage{DialTimeout: caddy.Duration(time.Second), ReadTimeout: caddy.Duration(2 * time.Second)},
+			addr: "127.0.0.1:6379", dialTimeout: time.Second, readTime: 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := tt.cfg.options(caddy.NewReplacer())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Addr != tt.addr || o.Username != tt.user || o.Password != tt.password || o.DB != tt.db {
+				t.Errorf("addr %q user %q password %q db %d", o.Addr, o.Username, o.Password, o.DB)
+			}
+			switch {
+			case tt.tlsServerName == "" && o.TLSConfig != nil:
+				t.Error("TLS without asking for it")
+			case tt.tlsServerName != "" && (o.TLSConfig == nil || o.TLSConfig.ServerName != tt.tlsServerName):
+				t.Errorf("TLS config %+v, want server name %q", o.TLSConfig, tt.tlsServerName)
+			}
+			if tt.dialTimeout != 0 && (o.DialTimeout != tt.dialTimeout || o.ReadTimeout != tt.readTime || o.WriteTimeout != tt.readTime) {
+				t.Errorf("timeouts %v %v %v", o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
+			}
+		})
+	}
+}
