@@ -500,8 +500,20 @@ func TestMoreThanOneCaddy(t *testing.T) {
 				})
 			}
 			loadThrough(u, 16, 500*time.Millisecond, "/tools/local/echo", `{"message":"hi"}`, 0, nil) // warm up
+			// The CPU the serving side (front, instances and their servers)
+			// spends, whatever the load generator and the machine's other
+			// work take.
+			serving := []int{}
+			for _, in := range instances[:max(n, 1)] {
+				serving = append(serving, in.proc.cmd.Process.Pid)
+			}
+			if p != nil {
+				serving = append(serving, p.cmd.Process.Pid)
+			}
+			before := treeCPU(serving)
 			const d = 4 * time.Second
 			calls := loadThrough(u, 16, d, "/tools/local/echo", `{"message":"hi"}`, 0, nil)
+			cpu := cpuSince(before, treeCPU(serving))
 			var ok int
 			var lat []time.Duration
 			for _, c := range calls {
@@ -522,8 +534,9 @@ func TestMoreThanOneCaddy(t *testing.T) {
 			if n == 0 {
 				what = "1 instance without the front"
 			}
-			t.Logf("measured: %s, c=16, %s: %.0f calls/s, p50 %s",
-				what, d, float64(ok)/d.Seconds(), p50.Round(100*time.Microsecond))
+			t.Logf("measured: %s, c=16, %s: %.0f calls/s, p50 %s, %s of CPU per call serving it",
+				what, d, float64(ok)/d.Seconds(), p50.Round(100*time.Microsecond),
+				(cpu / time.Duration(max(ok, 1))).Round(time.Microsecond))
 			if p != nil {
 				if err := p.stop(t); err != nil {
 					t.Logf("front exited with %v", err)
@@ -532,6 +545,35 @@ func TestMoreThanOneCaddy(t *testing.T) {
 		}
 	})
 }
+
+// treeCPU returns the CPU time (user and system, in clock ticks) of each
+// process of the trees below pids, by PID.
+func treeCPU(pids []int) map[int]int {
+	out := map[int]int{}
+	for _, pid := range pids {
+		for _, p := range append([]int{pid}, descendantPIDs(pid)...) {
+			if f := procStat(p); len(f) > 12 {
+				user, _ := strconv.Atoi(f[11])
+				system, _ := strconv.Atoi(f[12])
+				out[p] = user + system
+			}
+		}
+	}
+	return out
+}
+
+// cpuSince returns the CPU time the processes of after spent since before.
+func cpuSince(before, after map[int]int) time.Duration {
+	ticks := 0
+	for pid, t := range after {
+		ticks += t - before[pid]
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
 
 // postLoad loads a Caddyfile into the caddy process whose admin endpoint
 // is on port, as caddy reload does.
