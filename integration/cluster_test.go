@@ -304,14 +304,13 @@ func TestMoreThanOneCaddy(t *testing.T) {
 	for _, in := range instances {
 		eventually(t, waitLimit, in.name+" ready", func() bool { return ready(in, "local") && ready(in, "lazy") })
 	}
-	frontProc := runCaddy(t, bin, frontConfig(frontPort, instances))
+	runCaddy(t, bin, frontConfig(frontPort, instances))
 	eventually(t, waitLimit, "the front to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		r, err := sendURL(ctx, http.MethodGet, front+"/tools/local/openapi.json", "", clusterUser, "someone")
 		return err == nil && r.status == http.StatusOK
 	})
-	_ = frontProc
 	t.Logf("measured: 3 instances and the front up in %s", time.Since(began).Round(time.Millisecond))
 
 	parent := t
