@@ -14,8 +14,9 @@
 #   make build  just ./caddy
 #
 # Test peers (MCP servers from npm and PyPI, and uv to run the latter) are
-# installed into .testpeers/, which git ignores. Nothing is installed
-# system-wide.
+# installed into .testpeers/, which git ignores. Nothing else is installed
+# system-wide, except redis-server (make redis), with apt-get, where it is
+# absent and make runs as root.
 
 GO       ?= go
 PEERS    := $(CURDIR)/.testpeers
@@ -47,7 +48,7 @@ CONFORMANCE_DIR     := $(PEERS)/conformance
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go.sum
 
-.PHONY: build run test test-short fuzz peers conformance bench xcaddy clean
+.PHONY: build run test test-short fuzz peers redis conformance bench xcaddy clean
 
 build: caddy
 
@@ -80,8 +81,28 @@ $(PEERS)/.installed: Makefile $(UV)
 	PATH="$(PEERPATH)" uvx --from '$(TIME_SERVER)' mcp-server-time --help >/dev/null
 	touch $@
 
-test: peers
+# redis-server, for the tests of Caddy instances sharing their storage
+# (storage/redisstorage, integration's TestMoreThanOneCaddy), which start
+# their own on a free loopback port. Where it is absent, make installs it
+# with apt-get when running as root on a machine with apt; otherwise those
+# tests skip, saying so on every run. Where it is present, they must run:
+# make test sets MCPO_REQUIRE_REDIS, which turns the skip into a failure.
+redis:
+	@if command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server: $$(command -v redis-server)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing redis-server with apt-get, for the tests of instances on shared storage."; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server || \
+			{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; }; \
+	else \
+		echo "*** redis-server is absent and make cannot install it (not root, or no apt-get):"; \
+		echo "*** the tests of Caddy instances sharing storage through Redis will SKIP."; \
+		echo "*** Install it (Debian/Ubuntu: sudo apt-get install -y redis-server) to run them."; \
+	fi
+
+test: peers redis
 	PATH="$(PEERPATH)" MCPO_TEST_PEERS=$(PEERS) MCPO_TIME_SERVER='$(TIME_SERVER)' \
+		MCPO_REQUIRE_REDIS=$$(command -v redis-server >/dev/null 2>&1 && echo 1) \
 		$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) conformance
 	$(MAKE) xcaddy
@@ -129,7 +150,7 @@ bench: $(UV)
 # stand in for the module without asking the module proxy for it (which
 # fails while the module is not published, or where the proxy refuses
 # unknown modules). The Caddy version is the one go.mod requires. The build
-# must list the module's three Caddy modules. Then the image's configuration
+# must list the module's four Caddy modules. Then the image's configuration
 # runs with that Caddy and uv as the image installs it, as an unprivileged
 # user (integration/deploy_test.go).
 XCADDY_VERSION := v0.4.5

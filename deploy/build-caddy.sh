@@ -4,7 +4,7 @@
 # (`--with <module>@v0.0.0=<dir>`), so that no module proxy is asked for a
 # module that is not published, or not served where the build runs. The
 # Caddy version is the one the checkout's go.mod requires. The build must
-# list the module's three Caddy modules.
+# list the module's four Caddy modules.
 #
 # The Dockerfile's build stage runs this script, and so does `make xcaddy`
 # (part of `make test`), so the image's build step is tested on every run.
@@ -40,9 +40,9 @@ out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 cd "${TMPDIR:-/tmp}"
 "$xcaddy" build "$caddy_version" --with "$module@v0.0.0=$src" --output "$out"
 
-modules=$("$out" list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo) ' || true)
+modules=$("$out" list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo|caddy\.storage\.mcpo_redis) ' || true)
 echo "$modules"
-if [ "$(printf '%s\n' "$modules" | grep -c .)" -ne 3 ]; then
-	echo "build-caddy.sh: $out does not list caddy-mcpo's three modules (http.handlers.mcpo, admin.api.mcpo, mcpo)" >&2
+if [ "$(printf '%s\n' "$modules" | grep -c .)" -ne 4 ]; then
+	echo "build-caddy.sh: $out does not list caddy-mcpo's four modules (http.handlers.mcpo, admin.api.mcpo, mcpo, caddy.storage.mcpo_redis)" >&2
 	exit 1
 fi

@@ -557,8 +557,15 @@ func (u *Upstream) setState(s State, err error, retryAt time.Time) {
 	u.changed = make(chan struct{})
 }
 
+// authRecheck is how often an Upstream in StateNeedsAuth asks its
+// Authorizer again without a Changed: an Authorizer whose credentials are
+// shared with other processes (Caddy instances on one storage) may get
+// some that way.
+const authRecheck = 2 * time.Second
+
 // awaitAuthorization waits, in StateNeedsAuth, until the Authorizer has
-// credentials (a user completed the authorization) or the Upstream closes,
+// credentials (a user completed the authorization, here or in another
+// process sharing the Authorizer's storage) or the Upstream closes,
 // which it reports as false. changed is the Authorizer's Changed from
 // before authErr was had; err is why the start failed, authErr why no
 // credentials are at hand. Changes that bring no credentials (an
@@ -569,9 +576,12 @@ func (u *Upstream) awaitAuthorization(changed <-chan struct{}, err, authErr erro
 	u.logger().Warn("MCP server needs authorization",
 		zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
 		zap.Error(u.redact(err)), zap.NamedError("authorization", u.redact(authErr)))
+	recheck := time.NewTicker(authRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-changed:
+		case <-recheck.C:
 		case <-u.ctx.Done():
 			return false
 		}
