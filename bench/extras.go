@@ -236,6 +236,10 @@ type Document struct {
 	Bytes    int     `json:"bytes"`
 	FirstMS  float64 `json:"first_request_ms"`  // median over documentRuns listings
 	CachedMS float64 `json:"cached_request_ms"` // median of the requests after
+	// RSSKiB is caddy's settled resident memory with the server listed
+	// and its document built; against IdleMemory's caddy with one echo
+	// server, it gives the memory per listed tool.
+	RSSKiB float64 `json:"rss_kib,omitempty"`
 }
 
 const (
@@ -286,6 +290,7 @@ func (e *env) document(ctx context.Context) (Document, error) {
 		}
 	}
 	res.FirstMS, res.CachedMS = ms(median(first)), ms(median(cached))
+	res.RSSKiB = float64(settledRSS(ctx, &c.httpPath)) / 1024
 	log.Printf("document of %d tools: first request %.1f ms, then %.2f ms (%d bytes)", documentTools, res.FirstMS, res.CachedMS, res.Bytes)
 	return res, nil
 }

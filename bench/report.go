@@ -364,14 +364,21 @@ func markdownExtras(b *bytes.Buffer, r *Results) {
 	fmt.Fprintf(b, "- OpenAPI document of a server with %d tools (%d KiB): %.0f ms for the first request after a tool listing (conversion, validators, document), %.2f ms after.\n",
 		r.Document.Tools, r.Document.Bytes>>10, r.Document.FirstMS, r.Document.CachedMS)
 	fmt.Fprintf(b, "- One idle echo server process (not counted above): %.0f KiB resident.\n", r.IdleMemory.UpstreamKiB)
+	if base := r.IdleMemory.Base[pathCaddy]; r.Document.RSSKiB > 0 && base > 0 && r.Document.Tools > 0 {
+		fmt.Fprintf(b, "- caddy-mcpo's resident memory per listed tool (a server of %d tools, its document built: %.0f KiB, against %.0f KiB with one echo server): %.1f KiB.\n",
+			r.Document.Tools, r.Document.RSSKiB, base, (r.Document.RSSKiB-base)/float64(r.Document.Tools))
+	}
+	if r.IdleMemory.PerSession[pathCaddy] > 0 {
+		targetAtMost(b, "caddy-mcpo's resident memory per idle session < 200 KiB", r.IdleMemory.PerSession[pathCaddy]/200, 1)
+	}
 
 }
 
 // markdownBodies renders what request bodies in flight cost in memory.
 func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
-	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, each posting %d × %d MiB to the echo server through caddy-mcpo, "+
+	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, or as many as the table says, each posting %d × %d MiB to the echo server through caddy-mcpo, "+
 		"a 503 posted again after %s; caddy's peak resident memory, VmHWM)\n\n", m.Concurrency, m.CallsPerClient, m.BodyBytes>>20, bodyRetryDelay)
-	fmt.Fprintf(b, "| tool | `max_request_bytes_in_flight` | body in flight, at most | idle RSS | peak RSS | peak RSS per MiB in flight | growth per MiB in flight | calls | 503s posted again | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| tool | clients | `max_request_bytes_in_flight` | body in flight, at most | idle RSS | peak RSS | peak RSS per MiB in flight | growth per MiB in flight | calls | 503s posted again | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, run := range m.Runs {
 		tool := "echo (the body back)"
 		if run.Tool == "discard" {
@@ -381,9 +388,34 @@ func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
 		if run.Budget == "" {
 			budget = "default (64 MiB)"
 		}
-		fmt.Fprintf(b, "| %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.2f MiB | %.2f MiB | %d | %d | %d |\n", tool, budget,
+		clients := run.Clients
+		if clients == 0 { // a run from before the runs per concurrent call
+			clients = m.Concurrency
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.2f MiB | %.2f MiB | %d | %d | %d |\n", tool, clients, budget,
 			run.InFlightMiB, run.IdleRSSMiB, run.PeakRSSMiB, run.PeakPerMiB, run.GrowthPerMiB, run.Calls, run.Rejected, run.Errors)
 	}
+	fmt.Fprintf(b, "\n")
+	bodyTargets(b, m)
+}
+
+// bodyTargets renders the target of the runs per concurrent call: a call
+// in flight takes at most twice its body.
+func bodyTargets(b *bytes.Buffer, m *BodyMemory) {
+	for _, run := range m.Runs {
+		if run.Clients == 0 || run.Clients == m.Concurrency || run.Tool != "echo" {
+			continue
+		}
+		targetAtMost(b, fmt.Sprintf("echo, %d client%s: Caddy's growth per MiB of request body in flight ≤ 2 MiB", run.Clients, plural(run.Clients)),
+			run.GrowthPerMiB, 2)
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // markdownSessions renders what a session per caller costs.

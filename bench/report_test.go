@@ -124,12 +124,17 @@ func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
 		Runs: []BodyRun{
 			{Tool: "echo", Budget: "1TB", InFlightMiB: 256, IdleRSSMiB: 40, PeakRSSMiB: 2200, PeakPerMiB: 8.59, GrowthPerMiB: 8.44, Calls: 32},
 			{Tool: "discard", Budget: "", InFlightMiB: 64, IdleRSSMiB: 40, PeakRSSMiB: 300, PeakPerMiB: 4.69, GrowthPerMiB: 4.06, Calls: 32, Rejected: 90},
+			{Tool: "echo", Clients: 1, Budget: "1TB", InFlightMiB: 8, IdleRSSMiB: 40, PeakRSSMiB: 60, PeakPerMiB: 7.5, GrowthPerMiB: 2.5, Calls: 1},
+			{Tool: "echo", Clients: 16, Budget: "1TB", InFlightMiB: 128, IdleRSSMiB: 40, PeakRSSMiB: 250, PeakPerMiB: 1.95, GrowthPerMiB: 1.64, Calls: 16},
 		},
 	}}
 	dir := writeResults(t, r,
-		"32 clients at once, each posting 1 × 8 MiB",
-		"| echo (the body back) | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
-		"| discard (a 2-byte reply) | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
+		"32 clients at once, or as many as the table says, each posting 1 × 8 MiB",
+		"| echo (the body back) | 32 | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
+		"| discard (a 2-byte reply) | 32 | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
+		"| echo (the body back) | 1 | 1TB (off) | 8 MiB | 40 MiB | 60 MiB | 7.50 MiB | 2.50 MiB | 1 | 0 | 0 |",
+		"- echo, 1 client: Caddy's growth per MiB of request body in flight ≤ 2 MiB: 2.50×, missed",
+		"- echo, 16 clients: Caddy's growth per MiB of request body in flight ≤ 2 MiB: 1.64×, met",
 	)
 	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
 	if err != nil {
