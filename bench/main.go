@@ -56,6 +56,7 @@ type options struct {
 	extras      bool     // measure start-up, reload, documents and memory too
 	bodies      bool     // measure the memory large request bodies take
 	sessions    bool     // measure a session per caller against a shared server
+	caddy       string   // a caddy binary to measure instead of building one
 }
 
 func main() {
@@ -78,6 +79,7 @@ func main() {
 	paths := flag.String("paths", strings.Join(allPaths, ","), "the paths to measure")
 	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
 	flag.BoolVar(&o.bodies, "bodies", true, "also measure caddy-mcpo's peak memory per MiB of request body in flight")
+	flag.StringVar(&o.caddy, "caddy", "", "measure this caddy binary (built with this module) instead of building ./cmd/caddy")
 	flag.BoolVar(&o.sessions, "sessions", true, "also measure a session per caller (isolation user) against a shared server")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
@@ -331,7 +333,9 @@ func (e *env) upstreams(c upstreamCase) []procInfo {
 func prepare(ctx context.Context, o options) (*env, error) {
 	e := &env{o: o, caddyBin: filepath.Join(o.work, "caddy"), echoBin: filepath.Join(o.work, "echoserver"), floorBin: filepath.Join(o.work, "floor")}
 	log.Print("building caddy, the echo server and the floor")
-	if err := runQuiet(ctx, 10*time.Minute, o.repo, nil, "go", "build", "-o", e.caddyBin, "./cmd/caddy"); err != nil {
+	if o.caddy != "" {
+		e.caddyBin = o.caddy
+	} else if err := runQuiet(ctx, 10*time.Minute, o.repo, nil, "go", "build", "-o", e.caddyBin, "./cmd/caddy"); err != nil {
 		return nil, err
 	}
 	for bin, pkg := range map[string]string{e.echoBin: "./echoserver", e.floorBin: "./floor"} {

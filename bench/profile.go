@@ -291,7 +291,8 @@ func markdownProfiles(r *Results) string {
 		"(Caddy's admin endpoint /debug/pprof/, or the floor's net/http/pprof); its samples are put into categories and divided by the calls "+
 		"answered meanwhile. **Flat**: a sample counts for the category of its innermost frame that has one (runtime.memmove in "+
 		"encoding/json is JSON; a write(2) is a syscall whoever makes it); the flat column adds up to the sampled total. "+
-		"**Cum.**: a sample counts for every category on its stack (everything mcp-go does, its JSON and allocation included).\n\n",
+		"**Cum.**: a sample counts for every category on its stack (everything mcp-go does, its JSON and allocation included). "+
+		"What the figures mean, what remains and what it would take: [profile-notes.md](profile-notes.md).\n\n",
 		r.Started.Format("2006-01-02"), r.Machine.CPU, r.Machine.Cores, r.Versions["caddy-mcpo"], r.Profiles[0].Concurrency)
 	fmt.Fprintf(&b, "| µs per call |")
 	for _, p := range r.Profiles {
