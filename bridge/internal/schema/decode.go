@@ -111,18 +111,8 @@ func (d *instanceDecoder) object(depth int) (any, bool) {
 			return nil, false
 		}
 		m[k.(string)] = v
-		d.space()
-		if d.i >= len(d.b) {
-			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return m, true
-		default:
-			return nil, false
+		if end, ok := d.after('}'); !ok || end {
+			return m, ok
 		}
 	}
 }
@@ -141,20 +131,28 @@ func (d *instanceDecoder) array(depth int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		d.space()
-		if d.i >= len(d.b) {
-			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
-			return a, true
-		default:
-			return nil, false
+		if end, ok := d.after(']'); !ok || end {
+			return a, ok
 		}
 	}
+}
+
+// after takes what follows a member or an element: a comma (more to come)
+// or the closing byte (end); ok is false for anything else.
+func (d *instanceDecoder) after(closing byte) (end, ok bool) {
+	d.space()
+	if d.i >= len(d.b) {
+		return false, false
+	}
+	switch d.b[d.i] {
+	case ',':
+		d.i++
+		return false, true
+	case closing:
+		d.i++
+		return true, true
+	}
+	return false, false
 }
 
 // str decodes a string: as it is when it has no escape and is valid
