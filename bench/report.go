@@ -293,7 +293,13 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 	fmt.Fprintf(b, "\n**Cost** (CPU time per call, µs, of client + proxy + upstream: the client is the load generator, or for direct the MCP client; "+
 		"peak resident memory of the proxy; errors)\n\n")
 	ratios = nil
-	header(append(slices.Clone(paths), "peak RSS per proxy", "errors"), nil)
+	var proxies []string
+	for _, p := range paths {
+		if p != pathDirect {
+			proxies = append(proxies, p)
+		}
+	}
+	header(append(slices.Clone(paths), "peak RSS, MiB ("+strings.Join(proxies, " / ")+")", "errors ("+strings.Join(paths, " / ")+")"), nil)
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
 			fmt.Fprintf(b, "| %s | %d |", u, c)
@@ -304,6 +310,9 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 				case cl == nil:
 					fmt.Fprintf(b, " |")
 					errs = append(errs, "–")
+					if p != pathDirect {
+						rss = append(rss, "–")
+					}
 					continue
 				case p == pathDirect:
 					fmt.Fprintf(b, " %.0f + %.0f |", cl.ClientCPUPerCallUS, cl.UpstreamCPUPerCallUS)
@@ -313,7 +322,7 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 				}
 				errs = append(errs, fmt.Sprint(cl.Load.Errors))
 			}
-			fmt.Fprintf(b, " %s MiB | %s |\n", strings.Join(rss, " / "), strings.Join(errs, " / "))
+			fmt.Fprintf(b, " %s | %s |\n", strings.Join(rss, " / "), strings.Join(errs, " / "))
 		}
 	}
 	markdownFloor(b, r)
