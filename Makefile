@@ -132,6 +132,7 @@ FUZZTIME       ?= 5m
 FUZZTIME_SHORT := 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./bridge/internal/schema/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInstance$$' -fuzztime $(FUZZTIME) ./bridge/internal/schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzOperationID$$' -fuzztime $(FUZZTIME) ./bridge/internal/openapi/
 
 # The benchmark harness (bench/, a module of its own) fetches mcpo and

@@ -3,6 +3,7 @@ package caddymcpo
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,16 +93,68 @@ func registerMetrics(registry *prometheus.Registry) error {
 type callObserver struct{}
 
 // CallStarted counts a call under way.
-func (callObserver) CallStarted(server, _ string) {
-	metrics.inFlight.WithLabelValues(server).Inc()
+func (callObserver) CallStarted(server, tool string) {
+	callSeriesOf(server, tool).inFlight.Inc()
 }
 
 // CallFinished counts a finished call by its outcome and records how long
 // it took.
 func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, took time.Duration) {
-	metrics.inFlight.WithLabelValues(server).Dec()
-	metrics.calls.WithLabelValues(server, tool, string(outcome)).Inc()
-	metrics.duration.WithLabelValues(server, tool).Observe(took.Seconds())
+	s := callSeriesOf(server, tool)
+	s.inFlight.Dec()
+	s.calls(outcome).Inc()
+	s.observe(took)
+}
+
+// callSeries are the call metrics' series of one server's tool. Finding a
+// series by its label values validates and hashes them under the vector's
+// lock: four times per call. The vectors never delete a series, so those
+// of a tool are found once and kept, in callSeriesCache.
+type callSeries struct {
+	inFlight prometheus.Gauge
+	// duration is made at the first call that finishes, so that a tool
+	// has no duration series before then (as with WithLabelValues at
+	// each call).
+	durationOnce sync.Once
+	duration     prometheus.Observer
+	outcomes     sync.Map // bridge.Outcome → prometheus.Counter
+	server       string
+	tool         string
+}
+
+// callSeriesKey identifies a callSeries.
+type callSeriesKey struct{ server, tool string }
+
+// callSeriesCache holds the callSeries found so far, by callSeriesKey;
+// tools come only from what servers listed, as the vectors' labels do.
+var callSeriesCache sync.Map
+
+func callSeriesOf(server, tool string) *callSeries {
+	k := callSeriesKey{server, tool}
+	if s, ok := callSeriesCache.Load(k); ok {
+		return s.(*callSeries)
+	}
+	s, _ := callSeriesCache.LoadOrStore(k, &callSeries{
+		inFlight: metrics.inFlight.WithLabelValues(server),
+		server:   server,
+		tool:     tool,
+	})
+	return s.(*callSeries)
+}
+
+// observe records a call's duration.
+func (s *callSeries) observe(took time.Duration) {
+	s.durationOnce.Do(func() { s.duration = metrics.duration.WithLabelValues(s.server, s.tool) })
+	s.duration.Observe(took.Seconds())
+}
+
+// calls is the calls_total series of an outcome.
+func (s *callSeries) calls(outcome bridge.Outcome) prometheus.Counter {
+	if c, ok := s.outcomes.Load(outcome); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := s.outcomes.LoadOrStore(outcome, metrics.calls.WithLabelValues(s.server, s.tool, string(outcome)))
+	return c.(prometheus.Counter)
 }
 
 // upstreamStates are the states of the server_state metric; a state the

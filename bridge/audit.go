@@ -3,6 +3,7 @@ package bridge
 import (
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,6 +21,12 @@ type auditRecord struct {
 	out          *countingWriter // the answer's body
 }
 
+// auditFields holds the field slices of audit lines, *[]zap.Field.
+var auditFields = sync.Pool{New: func() any {
+	s := make([]zap.Field, 0, 10)
+	return &s
+}}
+
 // audit writes the audit line of a call on log at INFO, with the
 // caller's ID when the request carries an identity (IdentityFrom).
 func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
@@ -27,8 +34,14 @@ func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 10)
-	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool))
+	// The fields are written by the time Write returns: their slice is
+	// used again, rather than allocated for every call.
+	buf := auditFields.Get().(*[]zap.Field)
+	defer func() {
+		clear(*buf)
+		auditFields.Put(buf)
+	}()
+	fields := append((*buf)[:0], zap.String("server", rec.server), zap.String("tool", rec.tool))
 	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
 	}
