@@ -114,6 +114,7 @@ func (b *Bridge) routes() *http.ServeMux {
 		}
 		at("/{tool}", page{toolMethods: methodsTool})
 		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
+		b.endpointRoutes(at)
 		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})
 		at("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})
 		if b.cfg.Single {

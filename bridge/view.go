@@ -44,6 +44,9 @@ type view struct {
 	etag      string
 	title     string
 	info      openapi.Info // of doc, and of the documents of granted tools
+	// endpoints are the server's resource, prompt and completion
+	// endpoints (resources.go), in doc after the tools.
+	endpoints []openapi.Endpoint
 
 	// docs are, with access rules, the documents of the sets of its
 	// routes that callers are granted, by granted.key.
@@ -138,6 +141,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	v := &view{set: set, bySegment: map[string]*route{}}
 	var namer openapi.Namer
 	namer.Reserve("openapi.json")
+	namer.Reserve("complete")
 	ops := make([]openapi.Operation, 0, len(set.Tools))
 	for _, t := range set.Tools {
 		if !s.exposed(t.Name) {
@@ -154,6 +158,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 			log.Warn("tool named in the tools allow-list does not exist", zap.String("server", s.cfg.Name), zap.String("tool", name))
 		}
 	}
+	v.endpoints = s.endpointsOf(set, &namer)
 	v.title = s.cfg.Title
 	if v.title == "" {
 		v.title = s.cfg.Name
@@ -165,7 +170,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 		Security:     s.security,
 		SecurityName: SecuritySchemeName,
 	}
-	doc, err := s.document(v, ops, log)
+	doc, err := s.document(v, ops, true, log)
 	if err != nil {
 		return nil, err
 	}
@@ -174,9 +179,13 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	return v, nil
 }
 
-// document builds the server's document of ops, of view v.
-func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger) (*openapi.Document, error) {
+// document builds the server's document of ops, of view v, with the
+// view's endpoints when endpoints is set.
+func (s *serverState) document(v *view, ops []openapi.Operation, endpoints bool, log *zap.Logger) (*openapi.Document, error) {
 	doc, err := openapi.Build(v.info, ops, false)
+	if err == nil && endpoints {
+		doc, err = openapi.WithEndpoints(doc, v.info, v.endpoints, false)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
 	}
@@ -191,7 +200,7 @@ func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger
 // view's own when x allows every route, else one built once per set of
 // routes, whatever grants allow it.
 func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi.Document, string, error) {
-	if x.n == len(v.routes) {
+	if x.n == len(v.routes) && (x.n > 0 || len(v.endpoints) == 0) {
 		return v.doc, v.etag, nil
 	}
 	v.mu.Lock()
@@ -204,7 +213,7 @@ func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi
 	for i, rt := range routes {
 		ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
 	}
-	doc, err := s.document(v, ops, log)
+	doc, err := s.document(v, ops, x.n > 0, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -442,12 +451,16 @@ func (b *Bridge) buildAggregate(views []*view, grants []*granted, down []string)
 	if len(down) > 0 {
 		desc += "\n\nNot ready, so not listed: " + strings.Join(down, "; ") + "."
 	}
-	doc, err := openapi.Build(openapi.Info{
+	info := openapi.Info{
 		Title:        b.cfg.Title,
 		Description:  desc,
 		Security:     b.gate.scheme,
 		SecurityName: SecuritySchemeName,
-	}, ops, true)
+	}
+	doc, err := openapi.Build(info, ops, true)
+	if err == nil {
+		doc, err = openapi.WithEndpoints(doc, info, b.aggregateEndpoints(views, grants, &namer), true)
+	}
 	if err != nil {
 		return nil, err
 	}
