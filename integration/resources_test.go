@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -439,4 +441,91 @@ func TestServerEverythingResourcesPromptsAndCompletions(t *testing.T) {
 			t.Errorf("prompts of server-memory: %s, want 404", r)
 		}
 	})
+}
+
+// filesystemScript is server-filesystem's entry point among the peers.
+func filesystemScript(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(peers(t), "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("server-filesystem is not installed among the test peers (make peers installs it): %v", err)
+	}
+	return p
+}
+
+func TestRequestsFromTheServerFollowItsSettings(t *testing.T) {
+	opts := fixture.Options{Resources: true}
+	dir := t.TempDir()
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /off {
+		%s
+	}
+	mcpo /decline {
+		%s
+		elicitation decline
+	}
+	mcpo /defaults {
+		%s
+		elicitation defaults
+		roots %s /srv/other
+	}
+}
+`, httpPort, fixtureCommand(opts), fixtureCommand(opts), fixtureCommand(opts), dir))
+	for _, m := range []string{"off", "decline", "defaults"} {
+		waitReady(t, "/"+m+"/openapi.json")
+	}
+	for _, c := range []struct {
+		name, path string
+		status     int
+		want       string
+	}{
+		{"no elicitation capability: the tool fails", "/off/ask", 500, "elicitation failed"},
+		{"decline", "/decline/ask", 200, `"decline"`},
+		{"defaults fill a form", "/defaults/ask", 200, `"accept map[color:blue]"`},
+		{"defaults that miss a required field decline", "/defaults/ask_name", 200, `"decline"`},
+		{"no roots capability", "/off/roots", 500, "roots/list failed"},
+		{"roots", "/defaults/roots", 200, `"file://` + dir + `\nfile:///srv/other"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := do(t, http.MethodPost, c.path, `{}`)
+			if r.status != c.status || !strings.Contains(string(r.body), c.want) {
+				t.Errorf("POST %s: %s, want %d with %s", c.path, r, c.status, c.want)
+			}
+		})
+	}
+}
+
+func TestServerFilesystemWorksInTheRootsItIsGiven(t *testing.T) {
+	script := filesystemScript(t)
+	dir, other := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "note.txt"), []byte("inside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "secret.txt"), []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Started without directories: it takes them from the roots.
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /fs {
+		command node %s
+		roots %s
+	}
+}
+`, httpPort, script, dir))
+	loadDoc(t, "filesystem", waitReady(t, "/fs/openapi.json"), nil)
+	// The server asks for the roots once initialized: it may not have
+	// them yet when it lists its tools.
+	eventually(t, waitLimit, "server-filesystem takes the roots", func() bool {
+		r := do(t, http.MethodPost, "/fs/list_allowed_directories", `{}`)
+		return r.status == 200 && strings.Contains(string(r.body), dir)
+	})
+	if r := do(t, http.MethodPost, "/fs/read_text_file", fmt.Sprintf(`{"path":%q}`, filepath.Join(dir, "note.txt"))); r.status != 200 || !strings.Contains(string(r.body), "inside") {
+		t.Errorf("reading inside the root: %s", r)
+	}
+	if r := do(t, http.MethodPost, "/fs/read_text_file", fmt.Sprintf(`{"path":%q}`, filepath.Join(other, "secret.txt"))); r.status == 200 || !strings.Contains(string(r.body), "Access denied") {
+		t.Errorf("reading outside the root: %s", r)
+	}
+	if r := do(t, http.MethodGet, "/fs/resources", ""); r.status != 404 {
+		t.Errorf("resources of server-filesystem: %s, want 404 (it declares none)", r)
+	}
 }
