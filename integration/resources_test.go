@@ -103,6 +103,49 @@ func TestResourcesPromptsAndCompletionsOverREST(t *testing.T) {
 		}
 	})
 
+	t.Run("Open WebUI makes tools of the endpoints and calls them", func(t *testing.T) {
+		// What each converter lets the model send, by function.
+		want := map[string][]string{
+			"list_resources": nil, "read_resource": {"uri"}, "list_prompts": nil,
+			"get_prompt": {"name"}, "complete": {"argument", "context", "ref"},
+		}
+		for _, variant := range owuiVariants {
+			tools, err := openWebUITools(body, variant)
+			if err != nil {
+				t.Fatalf("%s: %v", variant, err)
+			}
+			got := map[string][]string{}
+			for _, tool := range tools {
+				if _, ok := want[tool.Name]; !ok {
+					continue
+				}
+				props, _ := tool.Parameters["properties"].(map[string]any)
+				got[tool.Name] = owuiSortedKeys(props)
+				if len(props) == 0 {
+					got[tool.Name] = nil
+				}
+			}
+			for name, params := range want {
+				if g, ok := got[name]; !ok || !slices.Equal(g, params) {
+					t.Errorf("%s: function %s takes %q (present: %v), want %q", variant, name, g, ok, params)
+				}
+			}
+		}
+		// The calls Open WebUI's executor (v0.9) makes of them: the
+		// query urlencoded, the path parameter quoted and sent in the
+		// body too.
+		if r := do(t, http.MethodGet, "/fx/resources/read?"+url.Values{"uri": {fixture.TextResourceURI}}.Encode(), ""); r.status != 200 || string(r.body) != fixture.TextResource {
+			t.Errorf("read_resource: %s", r)
+		}
+		if r := do(t, http.MethodPost, "/fx/prompts/"+url.PathEscape(fixture.PlainPrompt), `{"name":"plain"}`, "Content-Type", "application/json"); r.status != 200 {
+			t.Errorf("get_prompt: %s", r)
+		}
+		if r := do(t, http.MethodPost, "/fx/complete", `{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"style","value":"fr"}}`,
+			"Content-Type", "application/json"); r.status != 200 || !strings.Contains(string(r.body), `["friendly"]`) {
+			t.Errorf("complete: %s", r)
+		}
+	})
+
 	t.Run("resources are listed with their templates", func(t *testing.T) {
 		var list resourceList
 		getJSON(t, "/fx/resources", &list)
