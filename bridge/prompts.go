@@ -15,11 +15,14 @@ import (
 
 // prompt is what the bridge reads of a listed prompt.
 type prompt struct {
-	Name      string `json:"name"`
-	Arguments []struct {
-		Name     string `json:"name"`
-		Required bool   `json:"required"`
-	} `json:"arguments"`
+	Name      string           `json:"name"`
+	Arguments []promptArgument `json:"arguments"`
+}
+
+// promptArgument is an argument of a listed prompt.
+type promptArgument struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required"`
 }
 
 // serveGetPrompt renders a prompt with the arguments of the body, a JSON
@@ -91,12 +94,7 @@ func (b *Bridge) serveGetPrompt(w http.ResponseWriter, r *http.Request, p *page,
 // Open WebUI sends the path's parameters in the body too.
 func promptArgs(s *ServerConfig, pr *prompt, given map[string]any) (map[string]string, *httpError) {
 	takes := func(n string) bool {
-		return slices.ContainsFunc(pr.Arguments, func(a struct {
-			Name     string `json:"name"`
-			Required bool   `json:"required"`
-		}) bool {
-			return a.Name == n
-		})
+		return slices.ContainsFunc(pr.Arguments, func(a promptArgument) bool { return a.Name == n })
 	}
 	if v, ok := given["name"]; ok && v == pr.Name && !takes("name") {
 		delete(given, "name")

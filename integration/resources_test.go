@@ -489,9 +489,16 @@ func TestServerEverythingResourcesPromptsAndCompletions(t *testing.T) {
 // filesystemScript is server-filesystem's entry point among the peers.
 func filesystemScript(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(peers(t), "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	return peerScript(t, "server-filesystem")
+}
+
+// peerScript is the entry point of one of the peers'
+// @modelcontextprotocol servers.
+func peerScript(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(peers(t), "node_modules", "@modelcontextprotocol", name, "dist", "index.js")
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("server-filesystem is not installed among the test peers (make peers installs it): %v", err)
+		t.Fatalf("%s is not installed among the test peers (make peers installs it): %v", name, err)
 	}
 	return p
 }
