@@ -89,15 +89,21 @@ func (b *Bridge) serveGetPrompt(w http.ResponseWriter, r *http.Request, p *page,
 }
 
 // promptArgs checks the arguments given to prompt pr: strings, each one
-// of its arguments, every required one present. A "name" holding the
-// prompt's name is dropped when the prompt takes no argument of that name:
-// Open WebUI sends the path's parameters in the body too.
+// of its arguments, every required one present. They come as the body
+// itself or, as the documents declare them, as its "arguments" (when the
+// prompt takes no argument of that name). A "name" holding the prompt's
+// name is dropped when the prompt takes no argument of that name: Open
+// WebUI sends the path's parameters in the body too.
 func promptArgs(s *ServerConfig, pr *prompt, given map[string]any) (map[string]string, *httpError) {
 	takes := func(n string) bool {
 		return slices.ContainsFunc(pr.Arguments, func(a promptArgument) bool { return a.Name == n })
 	}
 	if v, ok := given["name"]; ok && v == pr.Name && !takes("name") {
 		delete(given, "name")
+	}
+	// The document's form: {"arguments": {...}}.
+	if wrapped, ok := given["arguments"].(map[string]any); ok && len(given) == 1 && !takes("arguments") {
+		given = wrapped
 	}
 	args := make(map[string]string, len(given))
 	var problems []schema.ArgumentError

@@ -107,7 +107,7 @@ func TestResourcesPromptsAndCompletionsOverREST(t *testing.T) {
 		// What each converter lets the model send, by function.
 		want := map[string][]string{
 			"list_resources": nil, "read_resource": {"uri"}, "list_prompts": nil,
-			"get_prompt": {"name"}, "complete": {"argument", "context", "ref"},
+			"get_prompt": {"arguments", "name"}, "complete": {"argument", "context", "ref"},
 		}
 		for _, variant := range owuiVariants {
 			tools, err := openWebUITools(body, variant)
@@ -139,6 +139,10 @@ func TestResourcesPromptsAndCompletionsOverREST(t *testing.T) {
 		}
 		if r := do(t, http.MethodPost, "/fx/prompts/"+url.PathEscape(fixture.PlainPrompt), `{"name":"plain"}`, "Content-Type", "application/json"); r.status != 200 {
 			t.Errorf("get_prompt: %s", r)
+		}
+		if r := do(t, http.MethodPost, "/fx/prompts/"+url.PathEscape(fixture.GreetPrompt), `{"name":"greet","arguments":{"who":"Bo"}}`,
+			"Content-Type", "application/json"); r.status != 200 || !strings.Contains(string(r.body), "Hello, Bo!") {
+			t.Errorf("get_prompt with arguments: %s", r)
 		}
 		if r := do(t, http.MethodPost, "/fx/complete", `{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"style","value":"fr"}}`,
 			"Content-Type", "application/json"); r.status != 200 || !strings.Contains(string(r.body), `["friendly"]`) {
@@ -248,6 +252,8 @@ func TestResourcesPromptsAndCompletionsOverREST(t *testing.T) {
 			{"with arguments", "/fx/prompts/greet", `{"who":"Ada","style":"formal"}`, 200, `Hello, Ada! (formal)`},
 			{"in a mount of several", "/multi/fx/prompts/greet", `{"who":"Ada"}`, 200, `Hello, Ada!"`},
 			{"Open WebUI's name in the body", "/fx/prompts/greet", `{"name":"greet","who":"Ada"}`, 200, `Hello, Ada!"`},
+			{"as the document declares them", "/fx/prompts/greet", `{"name":"greet","arguments":{"who":"Ada","style":"dry"}}`, 200, `Hello, Ada! (dry)"`},
+			{"a required argument missing from the declared form", "/fx/prompts/greet", `{"arguments":{}}`, 422, `missing who`},
 			{"without arguments", "/fx/prompts/plain", ``, 200, `"plain"`},
 			{"a required argument missing", "/fx/prompts/greet", `{"style":"x"}`, 422,
 				`{"detail":{"message":"invalid arguments for prompt \"greet\": missing who","server":"fx","errors":[{"path":"/who","message":"required argument missing"}]}}`},

@@ -210,9 +210,14 @@ func endpointOperation(ep Endpoint) *openapi3.Operation {
 		p := openapi3.NewPathParameter("name").WithSchema(openapi3.NewStringSchema())
 		p.Description = "The prompt's name."
 		o.AddParameter(p)
+		// The arguments are one property, which Open WebUI lets through
+		// (it passes only the properties an operation names); the
+		// endpoint also takes them as the body itself.
 		o.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().
-			WithDescription("The prompt's arguments, as a JSON object of strings.").
-			WithJSONSchemaRef(stringMap("The prompt's arguments."))}
+			WithDescription("The prompt's arguments.").
+			WithJSONSchema(object("", openapi3.Schemas{
+				"arguments": stringMap("The prompt's arguments by name, each a string, as list_prompts lists them; {} for none."),
+			}))}
 		ok = "The prompt's messages."
 	case Complete:
 		o.Summary = "Complete an argument"
