@@ -314,7 +314,7 @@ func (b *Bridge) maxResourceBytes() int64 { return b.cfg.MaxBodyBytes }
 
 func resourceTooLarge(s *ServerConfig, uri string, limit int64) *httpError {
 	return &httpError{Status: http.StatusBadGateway, Detail: errorDetail{Server: s.Name, Message: fmt.Sprintf(
-		"resource %q of server %q is larger than this mount serves (%d bytes as sent; max_body_size raises the limit)", uri, s.Name, limit)}}
+		"resource %q of server %q is larger than this mount serves (%d bytes as the server sent it; max_request_body raises the limit)", uri, s.Name, limit)}}
 }
 
 // expand returns the URI of template tmpl of the server with the values

@@ -69,11 +69,16 @@ func TestResourcesPromptsAndCompletionsOverREST(t *testing.T) {
 			prompts off
 		}
 	}
+	mcpo /small {
+		%s
+		max_request_body 300
+	}
 }
-`, httpPort, fixtureCommand(opts), nested(fixtureCommand(opts)), nested(fixtureCommand(opts))))
+`, httpPort, fixtureCommand(opts), nested(fixtureCommand(opts)), nested(fixtureCommand(opts)), fixtureCommand(opts)))
 	body := waitReady(t, "/fx/openapi.json")
 	loadDoc(t, "fixture-resources", body, fixture.InputSchemas(opts))
 	waitReady(t, "/multi/quiet/openapi.json")
+	waitReady(t, "/small/openapi.json")
 	agg := waitReady(t, "/multi/openapi.json")
 	loadDoc(t, "fixture-resources-aggregate", agg, fixture.InputSchemas(opts))
 
@@ -201,6 +206,7 @@ func TestResourcesPromptsAndCompletionsOverREST(t *testing.T) {
 				status: 422, wantInMessage: "variables are id"},
 			{name: "both uri and template", path: "/fx/resources/read?uri=a&template=b", status: 422, wantInMessage: "not both"},
 			{name: "turned off", path: "/multi/quiet" + readURI(fixture.TextResourceURI), status: 404, wantInMessage: "turned off"},
+			{name: "larger than the mount serves", path: "/small" + readURI(fixture.BlobResourceURI), status: 502, wantInMessage: "max_request_body raises the limit"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				r := do(t, http.MethodGet, c.path, "", c.header...)
@@ -583,5 +589,50 @@ func TestServerFilesystemWorksInTheRootsItIsGiven(t *testing.T) {
 	}
 	if r := do(t, http.MethodGet, "/fs/resources", ""); r.status != 404 {
 		t.Errorf("resources of server-filesystem: %s, want 404 (it declares none)", r)
+	}
+}
+
+func TestResourcesOfPerUserAndOnDemandServersComeFromTheCallersSession(t *testing.T) {
+	script := memoryScript(t)
+	dir := t.TempDir()
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /mem {
+		identity {http.request.header.%s}
+		server private {
+			command node %s
+			env MEMORY_FILE_PATH %s/{mcpo.user.id}.json
+			isolation user
+		}
+		server lazy {
+			%s
+			start on_demand
+		}
+	}
+}
+`, httpPort, userHeader, script, dir, nested(fixtureCommand(fixture.Options{Resources: true}))))
+	waitReady(t, "/mem/private/openapi.json")
+	waitReady(t, "/mem/lazy/openapi.json")
+	for _, user := range []string{"alice", "bob"} {
+		mustCallAs(t, user, "/mem/private/create_entities",
+			fmt.Sprintf(`{"entities":[{"name":"%s-note","entityType":"note","observations":["mine"]}]}`, user))
+	}
+	graph := "/mem/private" + readURI("memory://knowledge-graph")
+	for _, c := range []struct{ user, sees, seesNot string }{
+		{"alice", "alice-note", "bob-note"},
+		{"bob", "bob-note", "alice-note"},
+	} {
+		r := do(t, http.MethodGet, graph, "", userHeader, c.user)
+		if r.status != 200 || !strings.Contains(string(r.body), c.sees) || strings.Contains(string(r.body), c.seesNot) {
+			t.Errorf("%s reads %s", c.user, r)
+		}
+	}
+	if r := do(t, http.MethodGet, graph, ""); r.status != http.StatusUnauthorized {
+		t.Errorf("a caller without an identity reads a per-user server's resource: %s, want 401", r)
+	}
+	// The first request starts the server started on demand.
+	var list resourceList
+	getJSON(t, "/mem/lazy/resources", &list, userHeader, "alice")
+	if len(list.Resources) != 4 {
+		t.Errorf("the server started on demand lists %d resources, want 4", len(list.Resources))
 	}
 }
