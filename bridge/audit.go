@@ -23,12 +23,18 @@ type auditRecord struct {
 // audit writes the audit line of a call on log at INFO, with the
 // caller's ID when the request carries an identity (IdentityFrom).
 func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
-	ce := log.Check(zap.InfoLevel, "tool call")
+	auditLine(log, r, rec, "tool call", zap.String("tool", rec.tool))
+}
+
+// auditLine writes an audit line with msg and what (the field naming what
+// was asked for).
+func auditLine(log *zap.Logger, r *http.Request, rec auditRecord, msg string, what zap.Field) {
+	ce := log.Check(zap.InfoLevel, msg)
 	if ce == nil {
 		return
 	}
 	fields := make([]zap.Field, 0, 10)
-	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool))
+	fields = append(fields, zap.String("server", rec.server), what)
 	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
 	}

@@ -514,9 +514,37 @@ func safeFilename(uri string) string {
 // endpointRoutes registers a server's resource, prompt and completion
 // pages with at (see routes).
 func (b *Bridge) endpointRoutes(at func(path string, p page)) {
-	at("/resources", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveResources})
-	at("/resources/read", page{methods: methodsDoc, serve: b.serveReadResource})
-	at("/prompts", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.servePrompts})
-	at("/prompts/{name}", page{methods: methodsTool, serve: b.serveGetPrompt})
-	at("/complete", page{methods: methodsTool, serve: b.serveComplete})
+	at("/resources", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.audited("resources/list", b.serveResources)})
+	at("/resources/read", page{methods: methodsDoc, serve: b.audited("resources/read", b.serveReadResource)})
+	at("/prompts", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.audited("prompts/list", b.servePrompts)})
+	at("/prompts/{name}", page{methods: methodsTool, serve: b.audited("prompts/get", b.serveGetPrompt)})
+	at("/complete", page{methods: methodsTool, serve: b.audited("completion/complete", b.serveComplete)})
+}
+
+// audited is serve writing, with Config.Audit, an audit line of each
+// request ("server request", with the MCP method instead of the tool) as
+// for tool calls.
+func (b *Bridge) audited(method string, serve func(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError) func(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	if b.audit == nil {
+		return serve
+	}
+	return func(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+		start := time.Now()
+		c := &struct {
+			in  countingBody
+			out countingWriter
+		}{countingBody{ReadCloser: r.Body}, countingWriter{ResponseWriter: w}}
+		r.Body = &c.in
+		rec := auditRecord{server: p.server.cfg.Name, outcome: OutcomeOK, status: http.StatusOK, in: &c.in, out: &c.out}
+		if e := serve(&c.out, r, p, base); e != nil {
+			rec.outcome, rec.status = e.Outcome, e.Status
+			if rec.outcome == "" {
+				rec.outcome = OutcomeRejected
+			}
+			writeError(&c.out, e)
+		}
+		rec.took = time.Since(start)
+		auditLine(b.audit, r, rec, "server request", zap.String("method", method))
+		return nil
+	}
 }

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
@@ -190,6 +194,34 @@ func TestSafeFilename(t *testing.T) {
 	} {
 		if got := safeFilename(c.uri); got != c.want {
 			t.Errorf("%q: %q, want %q", c.uri, got, c.want)
+		}
+	}
+}
+
+func TestEndpointRequestsAreAudited(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "s", Upstream: newResourceCaller("a")}}, Audit: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, path, body, wantMethod string
+		status                         int64
+		outcome                        string
+	}{
+		{http.MethodGet, "/s/resources/read?uri=x://a", "", "resources/read", 200, "ok"},
+		{http.MethodPost, "/s/prompts/nope", `{}`, "prompts/get", 404, "rejected"},
+		{http.MethodPost, "/s/complete", `[1]`, "completion/complete", 422, "invalid_arguments"},
+	} {
+		w := serveBody(b, &Identity{ID: "u1"}, c.method, c.path, c.body)
+		entries := logs.TakeAll()
+		if len(entries) != 1 {
+			t.Fatalf("%s %s: %d audit lines, want 1", c.method, c.path, len(entries))
+		}
+		f := entries[0].ContextMap()
+		if entries[0].Message != "server request" || f["method"] != c.wantMethod || f["server"] != "s" || f["user"] != "u1" ||
+			f["status"] != c.status || f["outcome"] != c.outcome || f["response_bytes"] != int64(w.Body.Len()) {
+			t.Errorf("%s %s: %q %v (answer %d bytes)", c.method, c.path, entries[0].Message, f, w.Body.Len())
 		}
 	}
 }
