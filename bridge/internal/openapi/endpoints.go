@@ -1,10 +1,10 @@
 package openapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sort"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -57,20 +57,22 @@ type Endpoint struct {
 // tagged as Build secures and tags the tools' (info and tagged as given
 // to Build). A path that a tool's operation already takes gets the
 // endpoint's method beside the tool's POST. d itself is not modified.
+//
+// The document is edited as raw JSON: only the paths the endpoints take
+// are decoded, so that the cost does not grow with the tools' schemas.
 func WithEndpoints(d *Document, info Info, eps []Endpoint, tagged bool) (*Document, error) {
 	if len(eps) == 0 {
 		return d, nil
 	}
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(d.body))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
+	var doc, paths map[string]json.RawMessage
+	if err := json.Unmarshal(d.body, &doc); err != nil {
 		return nil, fmt.Errorf("adding endpoints: %w", err)
 	}
-	paths, _ := doc["paths"].(map[string]any)
+	if err := unmarshalPresent(doc["paths"], &paths); err != nil {
+		return nil, fmt.Errorf("adding endpoints: %w", err)
+	}
 	if paths == nil {
-		paths = map[string]any{}
-		doc["paths"] = paths
+		paths = map[string]json.RawMessage{}
 	}
 	var security *openapi3.SecurityRequirements
 	if info.Security != nil {
@@ -88,23 +90,34 @@ func WithEndpoints(d *Document, info Info, eps []Endpoint, tagged bool) (*Docume
 			o.Tags = []string{ep.Server}
 			tags[ep.Server] = true
 		}
+		var item map[string]json.RawMessage
+		if err := unmarshalPresent(paths[ep.Path], &item); err != nil {
+			return nil, fmt.Errorf("adding endpoint %s: %w", ep.OperationID, err)
+		}
+		if item == nil {
+			item = map[string]json.RawMessage{}
+		}
 		b, err := json.Marshal(o)
 		if err != nil {
 			return nil, fmt.Errorf("adding endpoint %s: %w", ep.OperationID, err)
-		}
-		item, _ := paths[ep.Path].(map[string]any)
-		if item == nil {
-			item = map[string]any{}
-			paths[ep.Path] = item
 		}
 		method := "get"
 		if ep.Kind == GetPrompt || ep.Kind == Complete {
 			method = "post"
 		}
-		item[method] = json.RawMessage(b)
+		item[method] = b
+		if paths[ep.Path], err = json.Marshal(item); err != nil {
+			return nil, fmt.Errorf("adding endpoint %s: %w", ep.OperationID, err)
+		}
+	}
+	var err error
+	if doc["paths"], err = json.Marshal(paths); err != nil {
+		return nil, fmt.Errorf("adding endpoints: %w", err)
 	}
 	if tagged {
-		addTags(doc, tags)
+		if doc["tags"], err = withTags(doc["tags"], tags); err != nil {
+			return nil, fmt.Errorf("adding endpoints: %w", err)
+		}
 	}
 	body, err := json.Marshal(doc)
 	if err != nil {
@@ -113,33 +126,33 @@ func WithEndpoints(d *Document, info Info, eps []Endpoint, tagged bool) (*Docume
 	return &Document{Warnings: d.Warnings, body: body}, nil
 }
 
-// addTags adds to doc's tags those of tags it lacks (a server with
-// endpoints but no tools).
-func addTags(doc map[string]any, tags map[string]bool) {
-	list, _ := doc["tags"].([]any)
-	for _, t := range list {
-		if m, ok := t.(map[string]any); ok {
-			name, _ := m["name"].(string)
-			delete(tags, name)
-		}
+// unmarshalPresent decodes b into v unless b is absent.
+func unmarshalPresent(b json.RawMessage, v any) error {
+	if b == nil {
+		return nil
 	}
-	for _, name := range sortedKeys(tags) {
-		list = append(list, map[string]any{"name": name, "description": fmt.Sprintf("Tools of the MCP server %q.", name)})
-	}
-	doc["tags"] = list
+	return json.Unmarshal(b, v)
 }
 
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// withTags returns the document's tags (raw, absent for none) with those
+// of tags it lacks (a server with endpoints but no tools) added.
+func withTags(raw json.RawMessage, tags map[string]bool) (json.RawMessage, error) {
+	var list []*openapi3.Tag
+	if err := unmarshalPresent(raw, &list); err != nil {
+		return nil, err
 	}
-	for i := 1; i < len(keys); i++ { // few keys: insertion sort
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
+	for _, t := range list {
+		delete(tags, t.Name)
 	}
-	return keys
+	names := make([]string, 0, len(tags))
+	for name := range tags {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		list = append(list, &openapi3.Tag{Name: name, Description: fmt.Sprintf("Tools of the MCP server %q.", name)})
+	}
+	return json.Marshal(list)
 }
 
 // endpointOperation describes an endpoint.
