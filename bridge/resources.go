@@ -514,11 +514,12 @@ func safeFilename(uri string) string {
 // endpointRoutes registers a server's resource, prompt and completion
 // pages with at (see routes).
 func (b *Bridge) endpointRoutes(at func(path string, p page)) {
-	at("/resources", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.audited("resources/list", b.serveResources)})
-	at("/resources/read", page{methods: methodsDoc, serve: b.audited("resources/read", b.serveReadResource)})
-	at("/prompts", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.audited("prompts/list", b.servePrompts)})
-	at("/prompts/{name}", page{methods: methodsTool, serve: b.audited("prompts/get", b.serveGetPrompt)})
-	at("/complete", page{methods: methodsTool, serve: b.audited("completion/complete", b.serveComplete)})
+	// Their GETs serve data, not documents: they ask the key of calls.
+	at("/resources", page{methods: methodsDoc, toolMethods: methodsBoth, guard: guardData, serve: b.audited("resources/list", b.serveResources)})
+	at("/resources/read", page{methods: methodsDoc, guard: guardData, serve: b.audited("resources/read", b.serveReadResource)})
+	at("/prompts", page{methods: methodsDoc, toolMethods: methodsBoth, guard: guardData, serve: b.audited("prompts/list", b.servePrompts)})
+	at("/prompts/{name}", page{methods: methodsTool, guard: guardData, serve: b.audited("prompts/get", b.serveGetPrompt)})
+	at("/complete", page{methods: methodsTool, guard: guardData, serve: b.audited("completion/complete", b.serveComplete)})
 }
 
 // audited is serve writing, with Config.Audit, an audit line of each

@@ -225,3 +225,38 @@ func TestEndpointRequestsAreAudited(t *testing.T) {
 		}
 	}
 }
+
+func TestEndpointsAskTheKeyOfCallsForGETToo(t *testing.T) {
+	const key = "k-0123456789"
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: newResourceCaller("a")}}, Access: Access{Keys: []string{key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, path string
+		auth         string
+		status       int
+	}{
+		{http.MethodGet, "/openapi.json", "", 200}, // documents stay public without protect_docs
+		{http.MethodGet, "/resources", "", 401},
+		{http.MethodGet, "/resources/read?uri=x://a", "", 401},
+		{http.MethodHead, "/resources/read?uri=x://a", "", 401},
+		{http.MethodGet, "/prompts", "", 401},
+		{http.MethodPost, "/prompts/p", "", 401},
+		{http.MethodPost, "/complete", "", 401},
+		{http.MethodGet, "/resources/read?uri=x://a", "Bearer " + key, 200},
+		{http.MethodGet, "/prompts", "Bearer " + key, 200},
+		{http.MethodOptions, "/resources", "", 204},
+	} {
+		r := httptest.NewRequest(c.method, "/m"+c.path, strings.NewReader(""))
+		if c.auth != "" {
+			r.Header.Set("Authorization", c.auth)
+		}
+		w := httptest.NewRecorder()
+		path, _, _ := strings.Cut(c.path, "?")
+		b.Serve(w, r, path, "/m")
+		if w.Code != c.status {
+			t.Errorf("%s %s (%q): %d %s, want %d", c.method, c.path, c.auth, w.Code, w.Body, c.status)
+		}
+	}
+}
