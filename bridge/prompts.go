@@ -38,8 +38,7 @@ func (b *Bridge) serveGetPrompt(w http.ResponseWriter, r *http.Request, p *page,
 	defer held.release()
 	body, e := readArgs(w, r, b.cfg.MaxBodyBytes, &held)
 	if e != nil {
-		e.Detail.Server = s.Name
-		return e
+		return ofServer(e, s)
 	}
 	var given map[string]any
 	if err := json.Unmarshal(body, &given); err != nil {
@@ -138,6 +137,14 @@ func promptArgs(s *ServerConfig, pr *prompt, given map[string]any) (map[string]s
 	return nil, e
 }
 
+// ofServer is e naming server s; clientGone, shared, stays as it is.
+func ofServer(e *httpError, s *ServerConfig) *httpError {
+	if e != clientGone {
+		e.Detail.Server = s.Name
+	}
+	return e
+}
+
 // completeRequest is the body of POST complete.
 type completeRequest struct {
 	Ref struct {
@@ -166,8 +173,7 @@ func (b *Bridge) serveComplete(w http.ResponseWriter, r *http.Request, p *page, 
 	defer held.release()
 	body, e := readArgs(w, r, b.cfg.MaxBodyBytes, &held)
 	if e != nil {
-		e.Detail.Server = s.Name
-		return e
+		return ofServer(e, s)
 	}
 	var req completeRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))

@@ -295,7 +295,9 @@ func (b *Bridge) serveReadResource(w http.ResponseWriter, r *http.Request, p *pa
 		raw, err = rc.ReadResource(ctx, uri)
 		return err
 	}); e != nil {
-		e.Detail.Message += fmt.Sprintf(" (resource %q)", uri)
+		if e != clientGone {
+			e.Detail.Message += fmt.Sprintf(" (resource %q)", uri)
+		}
 		return e
 	}
 	if int64(len(raw)) > b.maxResourceBytes() {
