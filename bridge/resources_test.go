@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -258,5 +259,34 @@ func TestEndpointsAskTheKeyOfCallsForGETToo(t *testing.T) {
 		if w.Code != c.status {
 			t.Errorf("%s %s (%q): %d %s, want %d", c.method, c.path, c.auth, w.Code, w.Body, c.status)
 		}
+	}
+}
+
+// slowResources is a resourceCaller whose reads wait for their context.
+type slowResources struct {
+	*resourceCaller
+	started chan struct{}
+}
+
+func (c *slowResources) ReadResource(ctx context.Context, _ string) (json.RawMessage, error) {
+	c.started <- struct{}{}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestEndpointsKeepTheServersTimeoutAndConcurrencyCap(t *testing.T) {
+	c := &slowResources{newResourceCaller("a"), make(chan struct{}, 2)}
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c, Timeout: 200 * time.Millisecond, MaxConcurrent: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serveBody(b, nil, http.MethodGet, "/resources/read?uri=x://a", "") }()
+	<-c.started
+	if w := serveBody(b, nil, http.MethodGet, "/resources/read?uri=x://b", ""); w.Code != http.StatusTooManyRequests {
+		t.Errorf("a read over the cap: %d %s, want 429", w.Code, w.Body)
+	}
+	if w := <-done; w.Code != http.StatusGatewayTimeout || !strings.Contains(w.Body.String(), "resources/read did not answer within 200ms") {
+		t.Errorf("a read past the timeout: %d %s, want 504", w.Code, w.Body)
 	}
 }
