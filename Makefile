@@ -26,6 +26,8 @@ PEERPATH := $(PEERS)/venv/bin:$(PEERS)/node_modules/.bin:$(PATH)
 SERVER_EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
 # The memory server, whose per-user sessions keep their users' graphs apart.
 SERVER_MEMORY     := @modelcontextprotocol/server-memory@2026.8.31
+# The filesystem server, which takes its directories from the proxy's roots.
+SERVER_FILESYSTEM := @modelcontextprotocol/server-filesystem@2026.8.31
 # The OpenAPI linters every generated document must pass (integration/lint/).
 REDOCLY_CLI       := @redocly/cli@2.77.0
 SPECTRAL_CLI      := @stoplight/spectral-cli@6.16.3
@@ -75,7 +77,7 @@ $(UV): Makefile
 $(PEERS)/.installed: Makefile $(UV)
 	@mkdir -p $(PEERS)
 	[ -f $(PEERS)/package.json ] || echo '{"name": "caddy-mcpo-test-peers", "private": true}' > $(PEERS)/package.json
-	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(SERVER_MEMORY) $(REDOCLY_CLI) $(SPECTRAL_CLI)
+	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(SERVER_MEMORY) $(SERVER_FILESYSTEM) $(REDOCLY_CLI) $(SPECTRAL_CLI)
 	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)' '$(PYJWT)'
 	# Fetch mcp-server-time once, so that no test waits for a download.
 	PATH="$(PEERPATH)" uvx --from '$(TIME_SERVER)' mcp-server-time --help >/dev/null

@@ -147,6 +147,27 @@ type ServerConfig struct {
 	// every value as a string). Default: true; failing arguments get 422.
 	StrictArgs *bool `json:"strict_args,omitempty"`
 
+	// Whether the server's resources and resource templates are served
+	// (GET <base>/resources, GET <base>/resources/read) and listed in the
+	// documents, when it declares them. Default: true.
+	Resources *bool `json:"resources,omitempty"`
+	// Whether the server's prompts are served (GET <base>/prompts, POST
+	// <base>/prompts/<name>) and listed in the documents, when it declares
+	// them. Default: true.
+	Prompts *bool `json:"prompts,omitempty"`
+	// Directories (absolute paths) the proxy declares as its roots: it
+	// answers the server's roots/list with them, as file:// URIs. Default:
+	// none, and no roots capability.
+	Roots []string `json:"roots,omitempty"`
+	// How the server's requests for input during a call
+	// (elicitation/create) are answered: "off" (the default) declares no
+	// elicitation capability, so the server asks nothing (a tool that
+	// needs input fails, saying so); "decline" declares it and declines
+	// every request; "defaults" accepts every form with the defaults its
+	// schema gives (a URL elicitation is declined). Sampling is never
+	// declared: the proxy has no model to sample.
+	Elicitation string `json:"elicitation,omitempty"`
+
 	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
 	// With isolation "user" (and the authorization-code grant), each
 	// caller authorizes the server for themselves and their session
@@ -457,6 +478,9 @@ func (s *ServerConfig) Validate() error {
 		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")
 	}
 	if err := s.validateIsolation(); err != nil {
+		return err
+	}
+	if err := s.validateClientFeatures(); err != nil {
 		return err
 	}
 	if s.OAuth != nil {

@@ -223,15 +223,25 @@ func (us *userSessions) tools() *upstream.ToolSet { return us.listing.Load() }
 // callTool calls a tool in the session of the caller ctx carries, started
 // if it does not run.
 func (us *userSessions) callTool(ctx context.Context, name string, args json.RawMessage) (res *upstream.CallResult, err error) {
+	err = us.inSession(ctx, func(u *upstream.Upstream) error {
+		res, err = u.CallTool(ctx, name, args)
+		return err
+	})
+	return res, err
+}
+
+// inSession runs do, one request to the server, in the session of the
+// caller ctx carries, started if it does not run.
+func (us *userSessions) inSession(ctx context.Context, do func(u *upstream.Upstream) error) (err error) {
 	id, err := us.caller(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var auth upstream.Authorizer
 	if us.auth != nil {
 		c, cerr := us.auth.check(ctx, id)
 		if cerr != nil {
-			return nil, cerr
+			return cerr
 		}
 		auth = c
 		defer func() { err = us.auth.relink(err, id) }()
@@ -239,20 +249,20 @@ func (us *userSessions) callTool(ctx context.Context, name string, args json.Raw
 	deadline := time.Now().Add(us.startTimeout())
 	s, err := us.acquire(ctx, id, auth, deadline)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer us.release(s)
-	// A session not ready yet refuses the call before sending anything:
-	// wait for it, and call again.
-	res, err = s.u.CallTool(ctx, name, args)
+	// A session not ready yet refuses the request before sending
+	// anything: wait for it, and send again.
+	err = do(s.u)
 	var unavailable *upstream.UnavailableError
 	if errors.As(err, &unavailable) && (unavailable.State == upstream.StateIdle || unavailable.State == upstream.StateStarting) {
 		if err := us.waitReady(ctx, s, deadline); err != nil {
-			return nil, err
+			return err
 		}
-		res, err = s.u.CallTool(ctx, name, args)
+		err = do(s.u)
 	}
-	return res, err
+	return err
 }
 
 // caller returns the identity of the caller ctx carries, or the refusal

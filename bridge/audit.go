@@ -30,7 +30,13 @@ var auditFields = sync.Pool{New: func() any {
 // audit writes the audit line of a call on log at INFO, with the
 // caller's ID when the request carries an identity (IdentityFrom).
 func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
-	ce := log.Check(zap.InfoLevel, "tool call")
+	auditLine(log, r, rec, "tool call", zap.String("tool", rec.tool))
+}
+
+// auditLine writes an audit line with msg and what (the field naming what
+// was asked for).
+func auditLine(log *zap.Logger, r *http.Request, rec auditRecord, msg string, what zap.Field) {
+	ce := log.Check(zap.InfoLevel, msg)
 	if ce == nil {
 		return
 	}
@@ -41,7 +47,7 @@ func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
 		clear(*buf)
 		auditFields.Put(buf)
 	}()
-	fields := append((*buf)[:0], zap.String("server", rec.server), zap.String("tool", rec.tool))
+	fields := append((*buf)[:0], zap.String("server", rec.server), what)
 	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
 	}

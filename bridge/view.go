@@ -61,6 +61,9 @@ type view struct {
 	bySegment map[string]*route
 	title     string
 	info      openapi.Info // of doc, and of the documents of granted tools
+	// endpoints are the server's resource, prompt and completion
+	// endpoints (resources.go), in doc after the tools.
+	endpoints []openapi.Endpoint
 
 	mu sync.Mutex // guards what follows, built on first use
 	// doc is the document of every route, etag its tag; docErr why it
@@ -160,6 +163,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	v := &view{set: set, bySegment: map[string]*route{}}
 	var namer openapi.Namer
 	namer.Reserve("openapi.json")
+	namer.Reserve("complete")
 	for _, t := range set.Tools {
 		if !s.exposed(t.Name) {
 			continue
@@ -174,6 +178,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 			log.Warn("tool named in the tools allow-list does not exist", zap.String("server", s.cfg.Name), zap.String("tool", name))
 		}
 	}
+	v.endpoints = s.endpointsOf(set, &namer)
 	v.title = s.cfg.Title
 	if v.title == "" {
 		v.title = s.cfg.Name
@@ -198,16 +203,20 @@ func (s *serverState) ownDoc(v *view, log *zap.Logger) (*openapi.Document, strin
 		for i, rt := range v.routes {
 			ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
 		}
-		if v.doc, v.docErr = s.document(v, ops, log); v.docErr == nil {
+		if v.doc, v.docErr = s.document(v, ops, true, log); v.docErr == nil {
 			v.etag = hashOf(v.doc)
 		}
 	}
 	return v.doc, v.etag, v.docErr
 }
 
-// document builds the server's document of ops, of view v.
-func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger) (*openapi.Document, error) {
+// document builds the server's document of ops, of view v, with the
+// view's endpoints when endpoints is set.
+func (s *serverState) document(v *view, ops []openapi.Operation, endpoints bool, log *zap.Logger) (*openapi.Document, error) {
 	doc, err := openapi.Build(v.info, ops, false)
+	if err == nil && endpoints {
+		doc, err = openapi.WithEndpoints(doc, v.info, v.endpoints, false)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
 	}
@@ -222,7 +231,7 @@ func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger
 // view's own when x allows every route, else one built once per set of
 // routes, whatever grants allow it.
 func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi.Document, string, error) {
-	if x.n == len(v.routes) {
+	if x.n == len(v.routes) && (x.n > 0 || len(v.endpoints) == 0) {
 		return s.ownDoc(v, log)
 	}
 	v.mu.Lock()
@@ -235,7 +244,7 @@ func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi
 	for i, rt := range routes {
 		ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
 	}
-	doc, err := s.document(v, ops, log)
+	doc, err := s.document(v, ops, x.n > 0, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -502,12 +511,16 @@ func (b *Bridge) buildAggregate(views []*view, grants []*granted, down []string)
 	if len(down) > 0 {
 		desc += "\n\nNot ready, so not listed: " + strings.Join(down, "; ") + "."
 	}
-	doc, err := openapi.Build(openapi.Info{
+	info := openapi.Info{
 		Title:        b.cfg.Title,
 		Description:  desc,
 		Security:     b.gate.scheme,
 		SecurityName: SecuritySchemeName,
-	}, ops, true)
+	}
+	doc, err := openapi.Build(info, ops, true)
+	if err == nil {
+		doc, err = openapi.WithEndpoints(doc, info, b.aggregateEndpoints(views, grants, &namer), true)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ type dialer struct {
 	log    func() *zap.Logger // names the server
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
+	roots  []string   // nil: no roots capability
 	notify func(s *session, n mcp.JSONRPCNotification)
 	// maxMessage bounds one message from the server; 0 for the default.
 	maxMessage int64
@@ -282,6 +283,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 	if d.elicit != nil {
 		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
 	}
+	if len(d.roots) > 0 {
+		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))
+	}
 	switch protocol {
 	case "":
 		opts = append(opts, client.WithDiscoverTimeout(3*time.Second))
@@ -316,6 +320,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 		Version:      res.ServerInfo.Version,
 		Instructions: res.Instructions,
 		Protocol:     c.ProtocolVersion(),
+		Resources:    s.caps.Resources != nil,
+		Prompts:      s.caps.Prompts != nil,
+		Completions:  s.caps.Completions != nil,
 	}
 	return nil
 }

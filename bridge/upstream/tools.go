@@ -34,6 +34,9 @@ type ServerInfo struct {
 	Instructions string
 	// Protocol is the negotiated protocol version.
 	Protocol string
+	// Resources, Prompts and Completions say whether the server declared
+	// those capabilities.
+	Resources, Prompts, Completions bool
 }
 
 // ToolSet is one listing of a server's tools. It is never modified: a new

@@ -101,6 +101,11 @@ type Options struct {
 	// capability: a tool that asks for input fails with an
 	// *InputRequiredError.
 	Elicitation ElicitFunc
+	// Roots, when not empty, are the directories (absolute paths) the
+	// client declares as its roots: it declares the roots capability and
+	// answers the server's roots/list with them as file:// URIs. Empty
+	// declares no such capability.
+	Roots []string
 	// PingInterval is how often a ready server is pinged (ping, or
 	// server/discover on 2026-07-28 connections); 30 s by default,
 	// negative for never.
@@ -629,6 +634,7 @@ func (u *Upstream) run() {
 		opts := u.options()
 		d.stop = opts.Stop
 		d.elicit = opts.Elicitation
+		d.roots = opts.Roots
 		d.maxMessage = opts.MaxMessageBytes
 		d.lastStop = stoppedIdle
 		var authChanged <-chan struct{}
