@@ -741,6 +741,10 @@ func (u *Upstream) run() {
 		}
 		u.mu.Lock()
 		u.sess = nil
+		// Not ready from now on, until the supervisor says what comes
+		// next (as calls are already told, unavailableLocked): a status
+		// must never show the restart counted with the server still ready.
+		u.state, u.since = StateBackoff, time.Now()
 		u.mu.Unlock()
 		how := sess.close(opts.Stop, u.serverLogger())
 		<-relisted
