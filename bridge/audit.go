@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"time"
@@ -12,31 +13,32 @@ import (
 // tool, how it ended and how many bytes went each way; never the
 // arguments or the result.
 type auditRecord struct {
+	face         Face
 	server, tool string
 	outcome      Outcome
 	status       int
 	took         time.Duration
-	in           *countingBody   // the request body as sent
-	out          *countingWriter // the answer's body
+	in, out      int64 // bytes of the request body as sent and of the answer's body
 }
 
 // audit writes the audit line of a call on log at INFO, with the
-// caller's ID when the request carries an identity (IdentityFrom).
-func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
+// caller's ID when ctx, the request's, carries an identity
+// (IdentityFrom).
+func audit(ctx context.Context, log *zap.Logger, rec auditRecord) {
 	ce := log.Check(zap.InfoLevel, "tool call")
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 10)
-	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool))
-	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
+	fields := make([]zap.Field, 0, 11)
+	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool), zap.String("face", string(rec.face)))
+	if id, ok := IdentityFrom(ctx); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
 	}
-	if sc := spanContext(r.Context()); sc.IsValid() {
+	if sc := spanContext(ctx); sc.IsValid() {
 		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
 	}
 	fields = append(fields, zap.String("outcome", string(rec.outcome)), zap.Int("status", rec.status),
-		zap.Duration("duration", rec.took), zap.Int64("request_bytes", rec.in.n), zap.Int64("response_bytes", rec.out.n))
+		zap.Duration("duration", rec.took), zap.Int64("request_bytes", rec.in), zap.Int64("response_bytes", rec.out))
 	ce.Write(fields...)
 }
 

@@ -16,6 +16,8 @@ type CallResult struct {
 	// absent.
 	Structured json.RawMessage
 	IsError    bool
+	// Meta is the result's _meta, byte for byte; nil when absent.
+	Meta json.RawMessage
 }
 
 // Content is one content item of a tool result. Type says which fields are
@@ -50,6 +52,7 @@ type rawCallResult struct {
 	StructuredContent json.RawMessage   `json:"structuredContent"`
 	IsError           bool              `json:"isError"`
 	ResultType        string            `json:"resultType"`
+	Meta              json.RawMessage   `json:"_meta"`
 }
 
 // decodeCallResult reads a raw tools/call result.
@@ -65,6 +68,7 @@ func decodeCallResult(b json.RawMessage) (*CallResult, error) {
 		Content:    make([]Content, 0, len(raw.Content)),
 		Structured: nonNull(raw.StructuredContent),
 		IsError:    raw.IsError,
+		Meta:       nonNull(raw.Meta),
 	}
 	for i, item := range raw.Content {
 		var c Content
