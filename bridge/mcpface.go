@@ -324,8 +324,12 @@ func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
 		Content: make([]mcp.Content, len(res.Content))}
 	n := int64(len(res.Structured) + len(res.Meta))
 	for i := range res.Content {
-		out.Content[i] = rawContent{raw: res.Content[i].Raw}
-		n += int64(len(res.Content[i].Raw))
+		c := rawContent{raw: res.Content[i].Raw}
+		if c.raw == nil { // made here, not read from a server
+			c.raw = contentJSON(&res.Content[i])
+		}
+		out.Content[i] = c
+		n += int64(len(c.raw))
 	}
 	if res.Meta != nil {
 		var m mcp.Meta
@@ -334,6 +338,19 @@ func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
 		}
 	}
 	return out, n
+}
+
+// contentJSON is the wire form of a content item that has none.
+func contentJSON(c *upstream.Content) json.RawMessage {
+	return mustJSON(struct {
+		Type     string                     `json:"type"`
+		Text     string                     `json:"text,omitempty"`
+		Data     string                     `json:"data,omitempty"`
+		MIMEType string                     `json:"mimeType,omitempty"`
+		URI      string                     `json:"uri,omitempty"`
+		Name     string                     `json:"name,omitempty"`
+		Resource *upstream.ResourceContents `json:"resource,omitempty"`
+	}{c.Type, c.Text, c.Data, c.MIMEType, c.URI, c.Name, c.Resource})
 }
 
 // rawContent is a content item passed on byte for byte, whatever its type.

@@ -1,0 +1,455 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// faceCaller is a server whose tools answer what results holds for them,
+// recording the arguments each call got.
+type faceCaller struct {
+	set     *upstream.ToolSet
+	results map[string]*upstream.CallResult
+	errs    map[string]error
+	state   upstream.State
+
+	mu   sync.Mutex
+	args []string
+}
+
+func (c *faceCaller) Tools() *upstream.ToolSet { return c.set }
+
+func (c *faceCaller) CallTool(ctx context.Context, tool string, args json.RawMessage) (*upstream.CallResult, error) {
+	c.mu.Lock()
+	c.args = append(c.args, string(args))
+	c.mu.Unlock()
+	if tool == "slow" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if err := c.errs[tool]; err != nil {
+		return nil, err
+	}
+	if r := c.results[tool]; r != nil {
+		return r, nil
+	}
+	return &upstream.CallResult{Content: []upstream.Content{text("ok " + tool)}}, nil
+}
+
+func (c *faceCaller) Status() upstream.Status {
+	if c.state != "" {
+		return upstream.Status{State: c.state}
+	}
+	return upstream.Status{State: upstream.StateReady}
+}
+
+func newFaceCaller(tools ...string) *faceCaller {
+	c := &faceCaller{set: &upstream.ToolSet{Server: upstream.ServerInfo{Name: "fake", Version: "1"}}}
+	for _, t := range tools {
+		c.set.Tools = append(c.set.Tools, &upstream.Tool{Name: t,
+			InputSchema: json.RawMessage(`{"type":"object","properties":{"n":{"type":"integer"}}}`)})
+	}
+	return c
+}
+
+// raw is a content item as a server sends it.
+func raw(s string) upstream.Content {
+	var c upstream.Content
+	_ = json.Unmarshal([]byte(s), &c)
+	c.Raw = json.RawMessage(s)
+	return c
+}
+
+// serveBridge serves b at /m, as the Caddy handler does, with identity
+// taken from the X-User header.
+func serveBridge(t *testing.T, b *Bridge) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rel, ok := strings.CutPrefix(r.URL.Path, "/m")
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if u := r.Header.Get("X-User"); u != "" {
+			r = r.WithContext(WithIdentity(r.Context(), Identity{ID: u}))
+		}
+		b.Serve(w, r, rel, "/m")
+	}))
+	t.Cleanup(func() { srv.Close(); b.Close() })
+	return srv
+}
+
+// connect returns an initialized mcp-go client of url, pinned to protocol
+// ("" negotiates).
+func connect(t *testing.T, url, protocol string, headers map[string]string) *client.Client {
+	t.Helper()
+	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(headers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []client.ClientOption
+	if protocol != "" {
+		opts = append(opts, client.WithProtocolVersion(protocol))
+	}
+	c := client.NewClient(tr, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "face-test", Version: "1"}
+	if _, err := c.Initialize(ctx, req); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	return c
+}
+
+func toolNames(t *testing.T, c *client.Client) []string {
+	t.Helper()
+	res, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	var names []string
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func callTool(c *client.Client, name string, args any) (*mcp.CallToolResult, error) {
+	req := mcp.CallToolRequest{}
+	req.Params.Name, req.Params.Arguments = name, args
+	return c.CallTool(context.Background(), req)
+}
+
+var eras = []struct{ name, protocol string }{
+	{"2025-11-25", mcp.LATEST_LEGACY_PROTOCOL_VERSION},
+	{"2026-07-28", mcp.LATEST_PROTOCOL_VERSION},
+}
+
+func TestMCPFaceOfASingleServerPassesResultsThrough(t *testing.T) {
+	c := newFaceCaller("echo", "mcp", "rich", "fails", "rpc")
+	c.results = map[string]*upstream.CallResult{
+		"rich": {
+			Content: []upstream.Content{
+				raw(`{"type":"text","text":"hi","annotations":{"audience":["user"]}}`),
+				raw(`{"type":"image","data":"AAAA","mimeType":"image/png"}`),
+				raw(`{"type":"resource_link","uri":"file:///a","name":"a","_meta":{"k":1}}`),
+			},
+			Structured: json.RawMessage(`{"n":12345678901234567890}`),
+			Meta:       json.RawMessage(`{"trace":"abc"}`),
+		},
+		"fails": {IsError: true, Content: []upstream.Content{raw(`{"type":"text","text":"no such city"}`)}},
+	}
+	c.errs = map[string]error{"rpc": &upstream.RPCError{Code: -32001, Message: "quota", Data: json.RawMessage(`{"left":0}`)}}
+	obs := &faceObserver{}
+	b, err := New(Config{Single: true, Observer: obs, Servers: []*ServerConfig{{Name: "time", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	for _, era := range eras {
+		t.Run(era.name, func(t *testing.T) {
+			cl := connect(t, srv.URL+"/m/mcp", era.protocol, nil)
+			if got, want := toolNames(t, cl), []string{"echo", "fails", "mcp", "rich", "rpc"}; !slices.Equal(got, want) {
+				t.Errorf("tools = %v, want %v", got, want)
+			}
+			res, err := callTool(cl, "rich", map[string]any{"n": 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.Marshal(res)
+			for _, want := range []string{`"annotations":{"audience":["user"]}`, `"uri":"file:///a"`,
+				`"structuredContent":{"n":12345678901234567890}`, `"trace":"abc"`, `"mimeType":"image/png"`} {
+				if !bytes.Contains(got, []byte(want)) {
+					t.Errorf("result %s lacks %s", got, want)
+				}
+			}
+			res, err = callTool(cl, "fails", nil)
+			if err != nil || !res.IsError {
+				t.Errorf("a tool error = %+v, %v; want a result with isError", res, err)
+			}
+			_, err = callTool(cl, "rpc", nil)
+			if err == nil || !strings.Contains(err.Error(), "-32001") || !strings.Contains(err.Error(), `{"left":0}`) {
+				t.Errorf("an upstream JSON-RPC error = %v; want its code and data", err)
+			}
+			res, err = callTool(cl, "echo", map[string]any{"n": "not a number"})
+			if err != nil || !res.IsError {
+				t.Errorf("arguments against the schema = %+v, %v; want a tool error", res, err)
+			}
+		})
+	}
+	if got := obs.faces(); !slices.Contains(got, "mcp time/rich ok") || !slices.Contains(got, "mcp time/fails tool_error") {
+		t.Errorf("the observer saw %v", got)
+	}
+	// A content type newer than mcp-go's client passes through too.
+	c.results["rich"].Content = append(c.results["rich"].Content, raw(`{"type":"future_kind","x":[1,2]}`))
+	msg, h := modern("tools/call", "rich")
+	_, body := postMCP(t, srv.URL+"/m/mcp", msg, h)
+	if !strings.Contains(body, `{"type":"future_kind","x":[1,2]}`) {
+		t.Errorf("a content item of an unknown type became %s", body)
+	}
+	// The REST face moved the tool named like the endpoint elsewhere.
+	var namer openapi.Namer
+	namer.Reserve(MCPSegment)
+	resp, err := http.Post(srv.URL+"/m/"+namer.PathSegment("mcp"), "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("POST mcp_2 = %v, %v; want the tool named mcp", resp, err)
+	}
+}
+
+// faceObserver records "face server/tool outcome" of every call.
+type faceObserver struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (o *faceObserver) CallStarted(string, string) {}
+func (o *faceObserver) CallFinished(server, tool string, outcome Outcome, took time.Duration) {
+	o.CallFinishedOn("?", server, tool, outcome, took)
+}
+func (o *faceObserver) CallFinishedOn(face Face, server, tool string, outcome Outcome, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls = append(o.calls, string(face)+" "+server+"/"+tool+" "+string(outcome))
+}
+func (o *faceObserver) faces() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.calls)
+}
+
+func TestMCPFaceOfSeveralServersPrefixesAndGrants(t *testing.T) {
+	b, err := New(Config{
+		Servers: []*ServerConfig{
+			{Name: "time", Upstream: newFaceCaller("now", "zone")},
+			{Name: "files", Upstream: newFaceCaller("read", "write")},
+		},
+		Access: Access{Rules: []Rule{
+			{Subjects: []string{"user:ann"}, Tools: []string{"*"}},
+			{Subjects: []string{"user:bob"}, Tools: []string{"time/now", "files/read"}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	cases := []struct {
+		name, path, user string
+		want             []string
+	}{
+		{"every server, every tool", "/m/mcp", "ann", []string{"files_read", "files_write", "time_now", "time_zone"}},
+		{"every server, granted tools", "/m/mcp", "bob", []string{"files_read", "time_now"}},
+		{"one server", "/m/time/mcp", "ann", []string{"now", "zone"}},
+		{"one server, granted tools", "/m/files/mcp", "bob", []string{"read"}},
+		{"nobody granted", "/m/mcp", "eve", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := connect(t, srv.URL+tc.path, "", map[string]string{"X-User": tc.user})
+			if got := toolNames(t, cl); !slices.Equal(got, tc.want) {
+				t.Errorf("tools = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	bob := connect(t, srv.URL+"/m/mcp", "", map[string]string{"X-User": "bob"})
+	if res, err := callTool(bob, "time_now", nil); err != nil || res.IsError {
+		t.Errorf("a granted call = %+v, %v", res, err)
+	}
+	if _, err := callTool(bob, "files_write", nil); err == nil {
+		t.Error("a call of a tool not granted succeeded")
+	}
+}
+
+func TestMCPFaceSaysWhyAServerIsDown(t *testing.T) {
+	c := &faceCaller{state: upstream.StateStarting}
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "slowpoke", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	cl := connect(t, srv.URL+"/m/mcp", "", nil)
+	_, err = cl.ListTools(context.Background(), mcp.ListToolsRequest{})
+	if err == nil || !strings.Contains(err.Error(), `server "slowpoke" is starting`) {
+		t.Errorf("tools/list of a starting server: %v; want why", err)
+	}
+	_, err = callTool(cl, "anything", nil)
+	if err == nil || !strings.Contains(err.Error(), `server "slowpoke" is starting`) {
+		t.Errorf("tools/call of a starting server: %v; want why", err)
+	}
+}
+
+func TestMCPFaceTimesOutAsAnError(t *testing.T) {
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("slow"), Timeout: 100 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", "", nil)
+	_, err = callTool(cl, "slow", nil)
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 100ms") {
+		t.Errorf("a call past its timeout: %v", err)
+	}
+}
+
+// postMCP sends one raw message to the endpoint.
+func postMCP(t *testing.T, url, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// modern is a 2026-07-28 request of method, with the tool name (or "")
+// and headers it needs.
+func modern(method, name string) (string, map[string]string) {
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+		`"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"}}`
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": method}
+	params := "{" + meta + "}"
+	if name != "" {
+		params = `{"name":"` + name + `",` + meta + "}"
+		h["Mcp-Name"] = name
+	}
+	return `{"jsonrpc":"2.0","id":7,"method":"` + method + `","params":` + params + `}`, h
+}
+
+const initMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+
+func TestMCPFaceRefusesBadRequests(t *testing.T) {
+	b, err := New(Config{Single: true, MaxBodyBytes: 1024,
+		Access:  Access{Keys: []string{"k1"}, CORS: &CORS{Origins: []string{"https://chat.example"}}},
+		Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("echo")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveBridge(t, b).URL + "/m/mcp"
+	key := map[string]string{"Authorization": "Bearer k1"}
+	unknownMethod, unknownMethodHeader := modern("nope/nope", "")
+	noTool, noToolHeader := modern("tools/call", "nope")
+	with := func(extra map[string]string) map[string]string {
+		h := map[string]string{"Authorization": "Bearer k1"}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	cases := []struct {
+		name   string
+		body   string
+		header map[string]string
+		status int
+		want   string
+	}{
+		{"no key", initMsg, nil, http.StatusUnauthorized, "API key"},
+		{"a wrong key", initMsg, map[string]string{"Authorization": "Bearer nope"}, http.StatusForbidden, "not valid"},
+		{"an origin not allowed", initMsg, with(map[string]string{"Origin": "https://evil.example"}), http.StatusForbidden, `"code":-32600`},
+		{"an allowed origin", initMsg, with(map[string]string{"Origin": "https://chat.example"}), http.StatusOK, `"protocolVersion"`},
+		{"no origin", initMsg, key, http.StatusOK, `"protocolVersion"`},
+		{"bad JSON", `{"jsonrpc":`, key, http.StatusBadRequest, `"code":-32700`},
+		{"a batch", `[` + initMsg + `]`, key, http.StatusBadRequest, `"code":-32600`},
+		{"a message too large", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"` + strings.Repeat("a", 2000) + `"}}`,
+			key, http.StatusRequestEntityTooLarge, "max_body_size"},
+		{"an unknown session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
+			with(map[string]string{"Mcp-Session-Id": "0f6c2a4e-95f1-4c43-9c7e-6a6c1d7c3c11.forged", "Mcp-Protocol-Version": "2025-11-25"}),
+			http.StatusNotFound, "session"},
+		{"an unknown method", unknownMethod, with(unknownMethodHeader), 0, `"code":-32601`},
+		{"a tool that does not exist", noTool, with(noToolHeader), 0, `"code":-32602`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := postMCP(t, url, tc.body, tc.header)
+			if tc.status != 0 && resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			if !strings.Contains(body, tc.want) {
+				t.Errorf("body %s lacks %s", body, tc.want)
+			}
+		})
+	}
+	t.Run("a GET needs the key too", func(t *testing.T) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("status %d, want 401", resp.StatusCode)
+		}
+	})
+}
+
+func TestMCPSessionsOutliveTheBridge(t *testing.T) {
+	cfg := func() Config {
+		return Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("echo")}}}
+	}
+	b1, err := New(cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur struct {
+		sync.Mutex
+		b *Bridge
+	}
+	cur.b = b1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur.Lock()
+		b := cur.b
+		cur.Unlock()
+		b.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/m"), "/m")
+	}))
+	defer srv.Close()
+	cl := connect(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil)
+	if _, err := callTool(cl, "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A reload: a new bridge, the old one closed.
+	b2, err := New(cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Lock()
+	cur.b = b2
+	cur.Unlock()
+	b1.Close()
+	defer b2.Close()
+	if res, err := callTool(cl, "echo", nil); err != nil || res.IsError {
+		t.Errorf("a call in a session begun before the reload = %+v, %v", res, err)
+	}
+	// A session the client ends is gone for good.
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
