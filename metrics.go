@@ -22,7 +22,9 @@ import (
 //
 // Call metrics are labelled with the server's name as the bridge serves it
 // (the same name under two mounts adds up), the tool's MCP name, and the
-// call's outcome (bridge.Outcome). Tool labels only come from tools a server
+// call's outcome (bridge.Outcome), and the face that served it: "rest"
+// for a POST to a tool's path, "mcp" for a tools/call at an MCP endpoint
+// (bridge.Face). Tool labels only come from tools a server
 // listed: the bridge routes a call only to a listed tool. A call refused
 // before its server ever listed tools (the tool in its URL cannot be
 // checked) has an empty tool label.
@@ -43,14 +45,14 @@ var metrics = struct {
 	calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Name:      "calls_total",
-		Help:      "Tool calls served, by server, tool and outcome.",
-	}, []string{"server", "tool", "outcome"}),
+		Help:      "Tool calls served, by server, tool, outcome and face (rest or mcp).",
+	}, []string{"server", "tool", "outcome", "face"}),
 	duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace,
 		Name:      "call_duration_seconds",
-		Help:      "How long tool calls took, from the request to the answer, by server and tool.",
+		Help:      "How long tool calls took, from the request to the answer, by server, tool and face (rest or mcp).",
 		Buckets:   callDurationBuckets,
-	}, []string{"server", "tool"}),
+	}, []string{"server", "tool", "face"}),
 	inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: metricsNamespace,
 		Name:      "calls_in_flight",
@@ -96,12 +98,17 @@ func (callObserver) CallStarted(server, _ string) {
 	metrics.inFlight.WithLabelValues(server).Inc()
 }
 
-// CallFinished counts a finished call by its outcome and records how long
-// it took.
-func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, took time.Duration) {
+// CallFinished counts a finished call of the REST face.
+func (o callObserver) CallFinished(server, tool string, outcome bridge.Outcome, took time.Duration) {
+	o.CallFinishedOn(bridge.FaceREST, server, tool, outcome, took)
+}
+
+// CallFinishedOn counts a finished call by its outcome and face, and
+// records how long it took.
+func (callObserver) CallFinishedOn(face bridge.Face, server, tool string, outcome bridge.Outcome, took time.Duration) {
 	metrics.inFlight.WithLabelValues(server).Dec()
-	metrics.calls.WithLabelValues(server, tool, string(outcome)).Inc()
-	metrics.duration.WithLabelValues(server, tool).Observe(took.Seconds())
+	metrics.calls.WithLabelValues(server, tool, string(outcome), string(face)).Inc()
+	metrics.duration.WithLabelValues(server, tool, string(face)).Observe(took.Seconds())
 }
 
 // upstreamStates are the states of the server_state metric; a state the
@@ -196,6 +203,6 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 
 // Interface guards.
 var (
-	_ bridge.Observer      = callObserver{}
+	_ bridge.FaceObserver  = callObserver{}
 	_ prometheus.Collector = (*poolCollector)(nil)
 )
