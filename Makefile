@@ -36,6 +36,8 @@ OPENAPI_PYTHON_CLIENT := openapi-python-client==0.29.1
 GOOGLE_GENAI          := google-genai==3.3.0
 # Mints Open WebUI's forwarded user tokens as Open WebUI does, for the identity tests.
 PYJWT                 := pyjwt==2.15.1
+# The Python MCP SDK, whose Streamable HTTP client the MCP face must serve.
+MCP_PYTHON            := mcp==2.3.0
 # The MCP conformance suite's runner, whose requirement sets 2025-11-25 and
 # 2026-07-28 the client layer must pass, and Node 22 for it where the
 # machine's node is older (the runner needs fs.globSync).
@@ -74,7 +76,7 @@ $(PEERS)/.installed: Makefile $(UV)
 	@mkdir -p $(PEERS)
 	[ -f $(PEERS)/package.json ] || echo '{"name": "caddy-mcpo-test-peers", "private": true}' > $(PEERS)/package.json
 	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(SERVER_MEMORY) $(REDOCLY_CLI) $(SPECTRAL_CLI)
-	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)' '$(PYJWT)'
+	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)' '$(PYJWT)' '$(MCP_PYTHON)'
 	# Fetch mcp-server-time once, so that no test waits for a download.
 	PATH="$(PEERPATH)" uvx --from '$(TIME_SERVER)' mcp-server-time --help >/dev/null
 	touch $@

@@ -413,7 +413,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		switch {
 		case errors.As(err, &tooBig):
 			writeRPCError(w, http.StatusRequestEntityTooLarge, mcp.INVALID_REQUEST,
-				fmt.Sprintf("the message is larger than %d bytes, this server's limit (max_body_size)", b.cfg.MaxBodyBytes))
+				fmt.Sprintf("the message is larger than %d bytes, this server's limit (max_request_body)", b.cfg.MaxBodyBytes))
 			return nil
 		case err != nil:
 			return clientGone

@@ -381,7 +381,7 @@ func TestMCPFaceRefusesBadRequests(t *testing.T) {
 		{"bad JSON", `{"jsonrpc":`, key, http.StatusBadRequest, `"code":-32700`},
 		{"a batch", `[` + initMsg + `]`, key, http.StatusBadRequest, `"code":-32600`},
 		{"a message too large", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"` + strings.Repeat("a", 2000) + `"}}`,
-			key, http.StatusRequestEntityTooLarge, "max_body_size"},
+			key, http.StatusRequestEntityTooLarge, "max_request_body"},
 		{"an unknown session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
 			with(map[string]string{"Mcp-Session-Id": "0f6c2a4e-95f1-4c43-9c7e-6a6c1d7c3c11.forged", "Mcp-Protocol-Version": "2025-11-25"}),
 			http.StatusNotFound, "session"},
