@@ -174,8 +174,8 @@ func keyUsers(keys []string, users map[string]string) ([]string, error) {
 }
 
 // Headers a browser script may read from answers, besides the safelisted
-// ones.
-const corsExposed = "ETag, Retry-After, WWW-Authenticate"
+// ones: Mcp-Session-Id for the MCP endpoints' browser clients.
+const corsExposed = "ETag, Retry-After, WWW-Authenticate, Mcp-Session-Id"
 
 // cors adds the CORS headers to the answer to r and answers a preflight
 // itself. It reports whether the request is answered.
@@ -212,7 +212,7 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 		h.Set("Access-Control-Expose-Headers", corsExposed)
 		return false
 	}
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS") // DELETE ends an MCP session
 	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 		// Any header may be sent; Authorization must be named, as "*" does
 		// not cover it.

@@ -132,8 +132,8 @@ type Bridge struct {
 	docsBuilt atomic.Int64
 }
 
-// Names of the mount's own pages; a server cannot take them in a mount of
-// several servers.
+// Names of the mount's own pages (mcp is its MCP endpoint); a server
+// cannot take them in a mount of several servers.
 var reservedNames = map[string]bool{"docs": true, "openapi.json": true, "health": true, MCPSegment: true}
 
 // timeoutFor returns the deadline of a call of tool.

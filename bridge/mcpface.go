@@ -66,8 +66,14 @@ type mcpFace struct {
 	servers  []*serverState
 	prefixed bool
 	mcp      *server.MCPServer
-	http     *server.StreamableHTTPServer
 	sessions *faceSessions
+
+	// The transport and the watcher start with the first request, so that
+	// an endpoint nobody uses runs nothing; close ends them.
+	startMu sync.Mutex
+	http    *server.StreamableHTTPServer
+	done    chan struct{} // closed by close; nil before the start
+	closed  bool
 
 	mu    sync.Mutex // serializes setting the tools
 	tools atomic.Pointer[faceTools]
@@ -85,6 +91,10 @@ type faceTool struct {
 	rt *route
 }
 
+// watchInterval is how often a face looks for new tool listings of its
+// servers, to tell connected clients that the list changed.
+const watchInterval = time.Second
+
 // newMCPFace returns the endpoint of servers, prefixed naming their tools
 // <server>_<tool>; title names it to clients.
 func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string) *mcpFace {
@@ -97,25 +107,58 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	)
-	log := slogOf(b.log)
-	f.http = server.NewStreamableHTTPServer(f.mcp,
-		// Caddy matches hosts, and serve checks the Origin against the
+	b.faces = append(b.faces, f)
+	return f
+}
+
+// handler returns the endpoint's transport, starting it, its sweeper of
+// idle sessions and the watcher of tool listings at the first request.
+// After close, a request still under way gets a transport without them.
+func (f *mcpFace) handler() *server.StreamableHTTPServer {
+	f.startMu.Lock()
+	defer f.startMu.Unlock()
+	if f.http != nil {
+		return f.http
+	}
+	opts := []server.StreamableHTTPOption{
+		// Caddy matches hosts, and serveMCP checks the Origin against the
 		// mount's cors origins: mcp-go's check, which refuses every Host
 		// but localhost on a loopback connection, would refuse a Caddy
 		// listening on 127.0.0.1 behind a proxy.
 		server.WithDisableLocalhostProtection(true),
 		server.WithSessionIdManager(f.sessions),
-		server.WithSessionIdleTTL(mcpSessionIdleTTL),
-		server.WithStreamableHTTPLogger(log),
-	)
-	b.faces = append(b.faces, f)
-	return f
+		server.WithStreamableHTTPLogger(slogOf(f.b.log)),
+	}
+	if !f.closed {
+		opts = append(opts, server.WithSessionIdleTTL(mcpSessionIdleTTL))
+		f.done = make(chan struct{})
+		go f.watch(f.done)
+	}
+	f.http = server.NewStreamableHTTPServer(f.mcp, opts...)
+	return f.http
+}
+
+// watch registers the tools of new listings until done is closed, which
+// tells the clients listening (a GET stream, subscriptions/listen) that
+// the list changed without waiting for their next request.
+func (f *mcpFace) watch(done <-chan struct{}) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			f.sync()
+		}
+	}
 }
 
 // Close ends what the bridge's MCP endpoints run: the sweepers of idle
-// sessions, and the streams clients listen on. The sessions stay valid:
-// the bridge of a reloaded configuration serves them. The handler calls
-// it when its configuration is replaced or stopped.
+// sessions, the watchers of tool listings, and the streams clients listen
+// on. The sessions stay valid: the bridge of a reloaded configuration
+// serves them. The handler calls it when its configuration is replaced or
+// stopped.
 func (b *Bridge) Close() {
 	for _, f := range b.faces {
 		f.close()
@@ -127,13 +170,24 @@ func slogOf(log *zap.Logger) *slog.Logger {
 	return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("mcp-go"), zapslog.AddStacktraceAt(slog.Level(127))))
 }
 
-// close ends the face's idle-session sweeper and its listening streams.
-// The sessions themselves outlive it: a reload's new face takes them up.
+// close ends the face's watcher, its idle-session sweeper and its
+// listening streams. The sessions themselves outlive it: a reload's new
+// face takes them up.
 func (f *mcpFace) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	f.sessions.closed.Store(true)
-	_ = f.http.Shutdown(ctx)
+	f.startMu.Lock()
+	f.closed = true
+	h, done := f.http, f.done
+	f.done = nil
+	f.startMu.Unlock()
+	if done != nil {
+		close(done)
+	}
+	if h != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		f.sessions.closed.Store(true)
+		_ = h.Shutdown(ctx)
+	}
 }
 
 // sync registers the tools of the servers' current views when they are
@@ -427,7 +481,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	}
 	p.face.sync()
 	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
-	p.face.http.ServeHTTP(w, r)
+	p.face.handler().ServeHTTP(w, r)
 	return nil
 }
 

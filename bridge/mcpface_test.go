@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -451,5 +453,99 @@ func TestMCPSessionsOutliveTheBridge(t *testing.T) {
 	// A session the client ends is gone for good.
 	if err := cl.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// changingCaller is a server whose tool listing the test replaces.
+type changingCaller struct {
+	faceCaller
+	cur atomic.Pointer[upstream.ToolSet]
+}
+
+func (c *changingCaller) Tools() *upstream.ToolSet { return c.cur.Load() }
+
+// list makes a new listing of tools.
+func (c *changingCaller) list(tools ...string) {
+	c.cur.Store(newFaceCaller(tools...).set)
+}
+
+func TestMCPFaceTellsListeningClientsTheToolsChanged(t *testing.T) {
+	c := &changingCaller{}
+	c.list("one")
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	tr, err := transport.NewStreamableHTTP(srv.URL+"/m/mcp", transport.WithContinuousListening())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := client.NewClient(tr, client.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
+	changed := make(chan struct{}, 16)
+	cl.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
+			changed <- struct{}{}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "listener", Version: "1"}
+	if _, err := cl.Initialize(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := toolNames(t, cl); !slices.Equal(got, []string{"one"}) {
+		t.Fatalf("tools = %v", got)
+	}
+	time.Sleep(100 * time.Millisecond) // the GET stream opens
+	c.list("one", "two")               // and the client asks nothing
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no notifications/tools/list_changed came on the GET stream")
+	}
+	if got := toolNames(t, cl); !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("tools after the change = %v", got)
+	}
+}
+
+func TestMCPFaceOutlivesAClientThatNeverReadsItsStream(t *testing.T) {
+	c := &changingCaller{}
+	c.list("t0")
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	url := srv.URL + "/m/mcp"
+	resp, _ := postMCP(t, url, initMsg, nil)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"})
+	// The GET stream, opened and never read.
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+
+	other := connect(t, url, "", nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for i := range 1000 { // each new listing is a notification to the stream
+		c.list(fmt.Sprintf("t%d", i+1), strings.Repeat("x", 200))
+		if _, err := callTool(other, "t"+fmt.Sprint(i+1), nil); err != nil {
+			t.Fatalf("call %d beside a stream nobody reads: %v", i, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d calls in 30s beside a stream nobody reads", i)
+		}
 	}
 }
