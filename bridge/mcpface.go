@@ -324,6 +324,9 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	}
 	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
+	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
+		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
+	}
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
@@ -349,6 +352,23 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		return nil, &faceError{e}
 	}
 	return result, nil
+}
+
+// relayProgress returns the function that passes the progress
+// notifications of the server's call on to the client, under the client's
+// progress token. The server sends them on the session's reader, so they
+// are queued without waiting (a client that does not read loses them).
+func (f *mcpFace) relayProgress(ctx context.Context, token mcp.ProgressToken) upstream.ProgressFunc {
+	return func(p upstream.Progress) {
+		params := map[string]any{"progressToken": token, "progress": p.Progress}
+		if p.Total > 0 {
+			params["total"] = p.Total
+		}
+		if p.Message != "" {
+			params["message"] = p.Message
+		}
+		_ = f.mcp.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
+	}
 }
 
 // invoke checks the arguments and calls the tool. Arguments the tool's
@@ -481,9 +501,21 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	}
 	p.face.sync()
 	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
-	p.face.handler().ServeHTTP(w, r)
+	p.face.handler().ServeHTTP(flusher{w}, r)
 	return nil
 }
+
+// flusher is a ResponseWriter that mcp-go sees as one it can stream on
+// (an http.Flusher): Caddy's writers flush through
+// http.ResponseController, not by the interface, and without it mcp-go
+// would refuse the GET stream and drop the notifications of a call.
+type flusher struct{ http.ResponseWriter }
+
+// Flush sends what is buffered to the client.
+func (f flusher) Flush() { _ = http.NewResponseController(f.ResponseWriter).Flush() }
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (f flusher) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // writeRPCError writes a JSON-RPC error without an id, for a request
 // refused before its message is read.

@@ -482,3 +482,62 @@ func TestMCPSessionsCarryOnThroughReloads(t *testing.T) {
 		})
 	}
 }
+
+func TestMCPFaceRelaysServerEverythingsProgress(t *testing.T) {
+	script := everythingScript(t)
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /everything {
+		command node %s stdio
+	}
+}
+`, httpPort, script))
+	waitReady(t, "/everything/openapi.json")
+	for _, protocol := range mcpEras {
+		t.Run(protocol, func(t *testing.T) {
+			c := mcpGoClient(t, "/everything/mcp", protocol)
+			var (
+				mu       sync.Mutex
+				progress []string
+			)
+			c.OnNotification(func(n mcp.JSONRPCNotification) {
+				if n.Method != string(mcp.MethodNotificationProgress) {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				p := n.Params.AdditionalFields
+				progress = append(progress, fmt.Sprintf("%v %v/%v", p["progressToken"], p["progress"], p["total"]))
+			})
+			req := mcp.CallToolRequest{}
+			req.Params.Name = "trigger-long-running-operation"
+			req.Params.Arguments = map[string]any{"duration": 0.4, "steps": 2}
+			req.Params.Meta = &mcp.Meta{ProgressToken: "tok-" + protocol}
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			res, err := c.CallTool(ctx, req)
+			if err != nil || !strings.HasPrefix(firstText(res), "Long running operation completed") {
+				t.Fatalf("trigger-long-running-operation = %+v, %v", res, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			want := []string{"tok-" + protocol + " 1/2", "tok-" + protocol + " 2/2"}
+			if !slices.Equal(progress, want) {
+				t.Errorf("progress notifications %q, want %q", progress, want)
+			}
+			// Content of every type, as server-everything sent it.
+			res, err = mcpCall(ctx, c, "get-resource-links", `{"count":2}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			links := 0
+			for _, item := range res.Content {
+				if l, ok := item.(mcp.ResourceLink); ok && strings.HasPrefix(l.URI, "demo://") {
+					links++
+				}
+			}
+			if links != 2 {
+				t.Errorf("get-resource-links = %+v, want 2 resource links", res.Content)
+			}
+		})
+	}
+}
