@@ -541,3 +541,47 @@ func TestMCPFaceRelaysServerEverythingsProgress(t *testing.T) {
 		})
 	}
 }
+
+func TestMCPFaceTellsAListeningClientOfANewTool(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /listen {
+		%s
+	}
+}
+`, httpPort, testFixture(t, fixture.Options{})))
+	waitReady(t, "/listen/openapi.json")
+	tr, err := transport.NewStreamableHTTP(base+"/listen/mcp", transport.WithContinuousListening())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mcpclient.NewClient(tr, mcpclient.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
+	changed := make(chan struct{}, 16)
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
+			changed <- struct{}{}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := mcp.InitializeRequest{}
+	req.Params.ClientInfo = mcp.Implementation{Name: "listener", Version: "1"}
+	if _, err := c.Initialize(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	listedNames(t, c)
+	// The server adds a tool and says so; the bridge lists again, and the
+	// client hears of it on its GET stream.
+	if res, err := mcpCall(ctx, c, "register_tool", `{"name":"late_tool"}`); err != nil || firstText(res) != "registered" {
+		t.Fatalf("register_tool = %+v, %v", res, err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no notifications/tools/list_changed came on the GET stream")
+	}
+	waitFor(t, "late_tool in the listing", func() bool { return slices.Contains(listedNames(t, c), "late_tool") })
+}
