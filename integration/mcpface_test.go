@@ -225,6 +225,14 @@ func TestMCPFaceServesTheOfficialGoSDK(t *testing.T) {
 			}
 		})
 	}
+	// The calls count as the MCP face's, beside the REST face's.
+	do(t, http.MethodPost, "/gosdk/add", `{"a":1,"b":1}`)
+	mcpoScrapeMetrics(t,
+		`caddy_mcpo_calls_total{face="mcp",outcome="ok",server="gosdk",tool="add"} 2`,
+		`caddy_mcpo_calls_total{face="mcp",outcome="tool_error",server="gosdk",tool="fail"} 2`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="gosdk",tool="add"} 1`,
+		`caddy_mcpo_call_duration_seconds_count{face="mcp",server="gosdk",tool="add"} 2`,
+	)
 }
 
 // pythonMCPClient lists the tools and calls add with the Python SDK's
