@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -358,6 +359,15 @@ func TestMCPFaceAppliesTheMountsRules(t *testing.T) {
 				t.Errorf("a call past the timeout: %v", err)
 			}
 			waitFor(t, "the upstream to see the call cancelled", func() bool { return cancelledCount(t, a) > before })
+			// The client's cancellation reaches the server too.
+			before = cancelledCount(t, a)
+			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+			_, err = mcpCall(ctx, a, "fx_slow", `{"ms":250}`) // within the timeout of 300ms
+			cancel()
+			if err == nil {
+				t.Error("a call the client cancelled succeeded")
+			}
+			waitFor(t, "the upstream to see the client's cancellation", func() bool { return cancelledCount(t, a) > before })
 		})
 	}
 	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
@@ -397,13 +407,17 @@ func reloadDropped(err error) bool {
 }
 
 // cancelledCount is what fx's cancelled_calls answers.
-func cancelledCount(t *testing.T, c *mcpclient.Client) string {
+func cancelledCount(t *testing.T, c *mcpclient.Client) int {
 	t.Helper()
 	res, err := mcpCall(context.Background(), c, "fx_cancelled_calls", `{}`)
 	if err != nil {
 		t.Fatalf("cancelled_calls: %v", err)
 	}
-	return firstText(res)
+	n, err := strconv.Atoi(firstText(res))
+	if err != nil {
+		t.Fatalf("cancelled_calls = %+v: %v", res, err)
+	}
+	return n
 }
 
 // waitFor polls cond until it holds, failing the test after waitLimit.
