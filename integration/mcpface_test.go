@@ -607,3 +607,37 @@ func TestMCPFaceTellsAListeningClientOfANewTool(t *testing.T) {
 	}
 	waitFor(t, "late_tool in the listing", func() bool { return slices.Contains(listedNames(t, c), "late_tool") })
 }
+
+func TestMCPFaceUsesTheCallersOwnSession(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /mine {
+		identity {http.request.header.%s}
+		%s
+	}
+}
+`, httpPort, userHeader, userFixture(t, "own")))
+	waitReady(t, "/mine/own/openapi.json") // its listing session has listed the tools
+	pids := map[string]string{}
+	for _, user := range []string{"alice", "bob"} {
+		c := mcpGoClient(t, "/mine/own/mcp", mcp.LATEST_PROTOCOL_VERSION, userHeader, user)
+		res, err := mcpCall(context.Background(), c, "pid", `{}`)
+		if err != nil || res.IsError {
+			t.Fatalf("%s's pid = %+v, %v", user, res, err)
+		}
+		pids[user] = firstText(res)
+		// The REST face calls the same session: the caller's own.
+		if r := mustCallAs(t, user, "/mine/own/pid", `{}`); string(r.body) != pids[user] {
+			t.Errorf("%s's pid over REST = %s, over MCP %s", user, r.body, pids[user])
+		}
+	}
+	if pids["alice"] == pids["bob"] {
+		t.Errorf("alice and bob share the process %s", pids["alice"])
+	}
+	// Without an identity, nothing: the endpoint asks who is calling.
+	r := do(t, http.MethodPost, "/mine/own/mcp",
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`,
+		"Content-Type", "application/json", "Accept", "application/json, text/event-stream")
+	if r.status != http.StatusUnauthorized {
+		t.Errorf("initialize without an identity: %s, want 401", r)
+	}
+}
