@@ -304,6 +304,56 @@ func TestMCPFaceSaysWhyAServerIsDown(t *testing.T) {
 	}
 }
 
+func TestMCPFaceGivesTheAuthorizeLinkOfAServerThatNeedsIt(t *testing.T) {
+	c := &faceCaller{state: upstream.StateNeedsAuth}
+	b, err := New(Config{Servers: []*ServerConfig{
+		{Name: "remote", Upstream: c, Consent: &recordingConsent{}},
+		{Name: "time", Upstream: newFaceCaller("now")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", "", nil)
+	if got := toolNames(t, cl); !slices.Equal(got, []string{"time_now"}) {
+		t.Errorf("tools = %v: want those of the server that is ready", got)
+	}
+	_, err = callTool(cl, "remote_search", nil)
+	if err == nil || !strings.Contains(err.Error(), `server "remote" needs authorization`) ||
+		!strings.Contains(err.Error(), "/m/remote/oauth/authorize") {
+		t.Errorf("a call of a server that needs authorization: %v; want the link", err)
+	}
+}
+
+func TestMCPFaceKeepsTheServersConcurrencyCap(t *testing.T) {
+	c := newFaceCaller("slow", "echo")
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c, MaxConcurrent: 1, Timeout: time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveBridge(t, b).URL + "/m/mcp"
+	first, second := connect(t, url, "", nil), connect(t, url, "", nil)
+	done := make(chan error)
+	go func() {
+		_, err := callTool(first, "slow", nil)
+		done <- err
+	}()
+	waitCalls := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		n := len(c.args)
+		c.mu.Unlock()
+		if n > 0 || time.Now().After(waitCalls) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, err = callTool(second, "echo", nil)
+	if err == nil || !strings.Contains(err.Error(), `server "s" is busy`) {
+		t.Errorf("a call over max_concurrent: %v", err)
+	}
+	<-done
+}
+
 func TestMCPFaceTimesOutAsAnError(t *testing.T) {
 	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("slow"), Timeout: 100 * time.Millisecond}}})
 	if err != nil {
