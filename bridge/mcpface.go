@@ -35,6 +35,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,9 +86,10 @@ type faceTools struct {
 	byName map[string]faceTool
 }
 
-// faceTool is a registered tool: the route it calls.
+// faceTool is a registered tool: the route it calls, of view v.
 type faceTool struct {
 	st *serverState
+	v  *view
 	rt *route
 }
 
@@ -217,7 +219,7 @@ func (f *mcpFace) sync() *faceTools {
 			if f.prefixed {
 				name = namer.OperationID(st.cfg.Name, rt.tool.Name)
 			}
-			t.byName[name] = faceTool{st: st, rt: rt}
+			t.byName[name] = faceTool{st: st, v: views[i], rt: rt}
 			tools = append(tools, server.ServerTool{Tool: mcpTool(name, rt.tool), Handler: f.call})
 		}
 	}
@@ -254,7 +256,7 @@ func (f *mcpFace) granted(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
 	kept := tools[:0:0]
 	for _, tool := range tools {
 		ft, ok := t.byName[tool.Name]
-		if ok && g.of(ft.st, ft.st.view.Load()).permits(ft.rt) {
+		if ok && g.of(ft.st, ft.v).permits(ft.rt) {
 			kept = append(kept, tool)
 		}
 	}
@@ -266,9 +268,10 @@ func (f *mcpFace) granted(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
 // has not, with why the server is not ready (and where to authorize it):
 // mcp-go would say there are no tools, or that the tool does not exist.
 func (f *mcpFace) refuseDown(ctx context.Context, _ any, message any) error {
+	t := f.tools.Load()
 	raw, ok := message.(json.RawMessage)
-	if !ok {
-		return nil
+	if !ok || t == nil || !slices.Contains(t.views, nil) {
+		return nil // every server has listed its tools
 	}
 	var m struct {
 		Method string `json:"method"`
@@ -277,10 +280,6 @@ func (f *mcpFace) refuseDown(ctx context.Context, _ any, message any) error {
 		} `json:"params"`
 	}
 	if json.Unmarshal(raw, &m) != nil || (m.Method != string(mcp.MethodToolsList) && m.Method != string(mcp.MethodToolsCall)) {
-		return nil
-	}
-	t := f.tools.Load()
-	if t == nil {
 		return nil
 	}
 	if _, known := t.byName[m.Params.Name]; m.Method == string(mcp.MethodToolsCall) && known {
