@@ -500,9 +500,15 @@ func TestMCPSessionsOutliveTheBridge(t *testing.T) {
 	if res, err := callTool(cl, "echo", nil); err != nil || res.IsError {
 		t.Errorf("a call in a session begun before the reload = %+v, %v", res, err)
 	}
-	// A session the client ends is gone for good.
+	// A session the client ends (DELETE) is gone for good.
+	sid := cl.GetSessionId()
 	if err := cl.Close(); err != nil {
 		t.Fatal(err)
+	}
+	resp, body := postMCP(t, srv.URL+"/m/mcp", `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`,
+		map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a request in an ended session: %d %s, want 404", resp.StatusCode, body)
 	}
 }
 
