@@ -103,6 +103,12 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}}
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(f.refuseDown)
+	hooks.AddAfterInitialize(func(_ context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
+		res.Instructions = f.instructions()
+	})
+	hooks.AddAfterDiscover(func(_ context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
+		res.Instructions = f.instructions()
+	})
 	f.mcp = server.NewMCPServer(title, "caddy-mcpo",
 		server.WithToolCapabilities(true),
 		server.WithToolFilter(f.granted),
@@ -226,6 +232,26 @@ func (f *mcpFace) sync() *faceTools {
 	f.mcp.SetTools(tools...)
 	f.tools.Store(t)
 	return t
+}
+
+// instructions are the instructions of the face's servers, as their
+// latest listings give them: a server's own, or at a mount's endpoint each
+// server's under its name.
+func (f *mcpFace) instructions() string {
+	t := f.sync()
+	var parts []string
+	for i, st := range f.servers {
+		v := t.views[i]
+		if v == nil || strings.TrimSpace(v.set.Server.Instructions) == "" {
+			continue
+		}
+		text := strings.TrimSpace(v.set.Server.Instructions)
+		if f.prefixed {
+			text = fmt.Sprintf("Server %s (its tools are named %s_<tool>):\n%s", st.cfg.Name, st.cfg.Name, text)
+		}
+		parts = append(parts, text)
+	}
+	return strings.Join(parts, "\n\n")
 }
 
 // mcpTool is tool as the face lists it under name: schemas and

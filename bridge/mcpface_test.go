@@ -286,6 +286,42 @@ func TestMCPFaceOfSeveralServersPrefixesAndGrants(t *testing.T) {
 	}
 }
 
+func TestMCPFaceGivesTheServersInstructions(t *testing.T) {
+	clock, files := newFaceCaller("now"), newFaceCaller("read")
+	clock.set.Server.Instructions = "Times are in UTC."
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "time", Upstream: clock}, {Name: "files", Upstream: files}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	for _, era := range eras {
+		for path, want := range map[string]string{
+			"/m/time/mcp":  "Times are in UTC.",
+			"/m/files/mcp": "",
+			"/m/mcp":       "Server time (its tools are named time_<tool>):\nTimes are in UTC.",
+		} {
+			tr, err := transport.NewStreamableHTTP(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl := client.NewClient(tr, client.WithProtocolVersion(era.protocol))
+			if err := cl.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			req := mcp.InitializeRequest{}
+			req.Params.ClientInfo = mcp.Implementation{Name: "t", Version: "1"}
+			res, err := cl.Initialize(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Instructions != want {
+				t.Errorf("%s %s: instructions %q, want %q", era.name, path, res.Instructions, want)
+			}
+			cl.Close()
+		}
+	}
+}
+
 func TestMCPFaceSaysWhyAServerIsDown(t *testing.T) {
 	c := &faceCaller{state: upstream.StateStarting}
 	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "slowpoke", Upstream: c}}})
