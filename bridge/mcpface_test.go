@@ -99,29 +99,38 @@ func serveBridge(t *testing.T, b *Bridge) *httptest.Server {
 
 // connect returns an initialized mcp-go client of url, pinned to protocol
 // ("" negotiates).
-func connect(t *testing.T, url, protocol string, headers map[string]string) *client.Client {
+func connect(t *testing.T, url, protocol string, headers map[string]string, opts ...transport.StreamableHTTPCOption) *client.Client {
 	t.Helper()
-	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(headers))
+	c, _ := initialize(t, url, protocol, headers, opts...)
+	return c
+}
+
+// initialize is connect that also returns the initialize result.
+func initialize(t *testing.T, url, protocol string, headers map[string]string, opts ...transport.StreamableHTTPCOption) (*client.Client, *mcp.InitializeResult) {
+	t.Helper()
+	tr, err := transport.NewStreamableHTTP(url, append(opts, transport.WithHTTPHeaders(headers))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opts []client.ClientOption
+	var copts []client.ClientOption
 	if protocol != "" {
-		opts = append(opts, client.WithProtocolVersion(protocol))
+		copts = append(copts, client.WithProtocolVersion(protocol))
 	}
-	c := client.NewClient(tr, opts...)
+	c := client.NewClient(tr, copts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
+	// The transport, and its GET stream, live as long as the client.
+	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	req := mcp.InitializeRequest{}
 	req.Params.ClientInfo = mcp.Implementation{Name: "face-test", Version: "1"}
-	if _, err := c.Initialize(ctx, req); err != nil {
+	res, err := c.Initialize(ctx, req)
+	if err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
-	return c
+	return c, res
 }
 
 func toolNames(t *testing.T, c *client.Client) []string {
@@ -300,24 +309,10 @@ func TestMCPFaceGivesTheServersInstructions(t *testing.T) {
 			"/m/files/mcp": "",
 			"/m/mcp":       "Server time (its tools are named time_<tool>):\nTimes are in UTC.",
 		} {
-			tr, err := transport.NewStreamableHTTP(srv.URL + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cl := client.NewClient(tr, client.WithProtocolVersion(era.protocol))
-			if err := cl.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			req := mcp.InitializeRequest{}
-			req.Params.ClientInfo = mcp.Implementation{Name: "t", Version: "1"}
-			res, err := cl.Initialize(context.Background(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, res := initialize(t, srv.URL+path, era.protocol, nil)
 			if res.Instructions != want {
 				t.Errorf("%s %s: instructions %q, want %q", era.name, path, res.Instructions, want)
 			}
-			cl.Close()
 		}
 	}
 }
@@ -568,12 +563,7 @@ func TestMCPFaceTellsListeningClientsTheToolsChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serveBridge(t, b)
-	tr, err := transport.NewStreamableHTTP(srv.URL+"/m/mcp", transport.WithContinuousListening())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := client.NewClient(tr, client.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
+	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, transport.WithContinuousListening())
 	changed := make(chan struct{}, 16)
 	cl.OnNotification(func(n mcp.JSONRPCNotification) {
 		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
@@ -582,15 +572,6 @@ func TestMCPFaceTellsListeningClientsTheToolsChanged(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := cl.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := mcp.InitializeRequest{}
-	req.Params.ClientInfo = mcp.Implementation{Name: "listener", Version: "1"}
-	if _, err := cl.Initialize(ctx, req); err != nil {
-		t.Fatal(err)
-	}
 	if got := toolNames(t, cl); !slices.Equal(got, []string{"one"}) {
 		t.Fatalf("tools = %v", got)
 	}

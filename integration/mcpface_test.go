@@ -34,18 +34,25 @@ var mcpEras = []string{mcp.LATEST_LEGACY_PROTOCOL_VERSION, mcp.LATEST_PROTOCOL_V
 // protocol, initialized.
 func mcpGoClient(t *testing.T, path, protocol string, header ...string) *mcpclient.Client {
 	t.Helper()
+	return mcpGoClientWith(t, path, protocol, nil, header...)
+}
+
+// mcpGoClientWith is mcpGoClient with options of the transport.
+func mcpGoClientWith(t *testing.T, path, protocol string, opts []transport.StreamableHTTPCOption, header ...string) *mcpclient.Client {
+	t.Helper()
 	headers := map[string]string{}
 	for i := 0; i+1 < len(header); i += 2 {
 		headers[header[i]] = header[i+1]
 	}
-	tr, err := transport.NewStreamableHTTP(base+path, transport.WithHTTPHeaders(headers))
+	tr, err := transport.NewStreamableHTTP(base+path, append(opts, transport.WithHTTPHeaders(headers))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := mcpclient.NewClient(tr, mcpclient.WithProtocolVersion(protocol))
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
+	// The transport, and its GET stream, live as long as the client.
+	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
@@ -358,7 +365,7 @@ func TestMCPFaceAppliesTheMountsRules(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "did not answer within 300ms") {
 				t.Errorf("a call past the timeout: %v", err)
 			}
-			waitFor(t, "the upstream to see the call cancelled", func() bool { return cancelledCount(t, a) > before })
+			eventually(t, waitLimit, "the upstream to see the call cancelled", func() bool { return cancelledCount(t, a) > before })
 			// The client's cancellation reaches the server too.
 			before = cancelledCount(t, a)
 			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
@@ -367,7 +374,7 @@ func TestMCPFaceAppliesTheMountsRules(t *testing.T) {
 			if err == nil {
 				t.Error("a call the client cancelled succeeded")
 			}
-			waitFor(t, "the upstream to see the client's cancellation", func() bool { return cancelledCount(t, a) > before })
+			eventually(t, waitLimit, "the upstream to see the client's cancellation", func() bool { return cancelledCount(t, a) > before })
 		})
 	}
 	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
@@ -418,18 +425,6 @@ func cancelledCount(t *testing.T, c *mcpclient.Client) int {
 		t.Fatalf("cancelled_calls = %+v: %v", res, err)
 	}
 	return n
-}
-
-// waitFor polls cond until it holds, failing the test after waitLimit.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", waitLimit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestMCPSessionsCarryOnThroughReloads(t *testing.T) {
@@ -575,11 +570,7 @@ func TestMCPFaceTellsAListeningClientOfANewTool(t *testing.T) {
 }
 `, httpPort, testFixture(t, fixture.Options{})))
 	waitReady(t, "/listen/openapi.json")
-	tr, err := transport.NewStreamableHTTP(base+"/listen/mcp", transport.WithContinuousListening())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := mcpclient.NewClient(tr, mcpclient.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
+	c := mcpGoClientWith(t, "/listen/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, []transport.StreamableHTTPCOption{transport.WithContinuousListening()})
 	changed := make(chan struct{}, 16)
 	c.OnNotification(func(n mcp.JSONRPCNotification) {
 		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
@@ -588,15 +579,6 @@ func TestMCPFaceTellsAListeningClientOfANewTool(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	req := mcp.InitializeRequest{}
-	req.Params.ClientInfo = mcp.Implementation{Name: "listener", Version: "1"}
-	if _, err := c.Initialize(ctx, req); err != nil {
-		t.Fatal(err)
-	}
 	listedNames(t, c)
 	// The server adds a tool and says so; the bridge lists again, and the
 	// client hears of it on its GET stream.
@@ -608,7 +590,7 @@ func TestMCPFaceTellsAListeningClientOfANewTool(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no notifications/tools/list_changed came on the GET stream")
 	}
-	waitFor(t, "late_tool in the listing", func() bool { return slices.Contains(listedNames(t, c), "late_tool") })
+	eventually(t, waitLimit, "late_tool in the listing", func() bool { return slices.Contains(listedNames(t, c), "late_tool") })
 }
 
 func TestMCPFaceUsesTheCallersOwnSession(t *testing.T) {
