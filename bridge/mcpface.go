@@ -135,6 +135,7 @@ func (f *mcpFace) handler() *server.StreamableHTTPServer {
 		// listening on 127.0.0.1 behind a proxy.
 		server.WithDisableLocalhostProtection(true),
 		server.WithSessionIdManager(f.sessions),
+		server.WithEventStore(faceEvents{eventStore: mcpEvents, closed: &f.sessions.closed}),
 		server.WithStreamableHTTPLogger(slogOf(f.b.log)),
 	}
 	if !f.closed {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -623,5 +624,81 @@ func TestMCPFaceOutlivesAClientThatNeverReadsItsStream(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d calls in 60s beside a stream nobody reads", i)
 		}
+	}
+}
+
+// sseEvent reads the next event of an SSE stream: its id and data.
+func sseEvent(t *testing.T, r *bufio.Reader) (id, data string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\r\n")
+			switch {
+			case strings.HasPrefix(line, "id:"):
+				id = strings.TrimSpace(line[3:])
+			case strings.HasPrefix(line, "data:"):
+				data += strings.TrimSpace(line[5:])
+			case line == "" && data != "":
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event on the stream in 10s")
+	}
+	return id, data
+}
+
+func TestMCPFaceResumesAStreamFromItsLastEventID(t *testing.T) {
+	c := &changingCaller{}
+	c.list("t0")
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveBridge(t, b).URL + "/m/mcp"
+	resp, _ := postMCP(t, url, initMsg, nil)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	session := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, session)
+	listen := func(lastEventID string) (*http.Response, *bufio.Reader) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		for k, v := range session {
+			req.Header.Set(k, v)
+		}
+		if lastEventID != "" {
+			req.Header.Set("Last-Event-ID", lastEventID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET stream: %v %v", resp, err)
+		}
+		return resp, bufio.NewReader(resp.Body)
+	}
+	stream, r := listen("")
+	time.Sleep(100 * time.Millisecond)
+	c.list("t1") // the watcher tells the stream
+	first, data := sseEvent(t, r)
+	if first == "" || !strings.Contains(data, "notifications/tools/list_changed") {
+		t.Fatalf("first event %q: %s", first, data)
+	}
+	stream.Body.Close() // the connection breaks
+	time.Sleep(100 * time.Millisecond)
+	c.list("t2")                                     // while the client is away
+	time.Sleep(watchInterval + 500*time.Millisecond) // the watcher sees it
+	resumed, r := listen(first)
+	defer resumed.Body.Close()
+	id, data := sseEvent(t, r)
+	if id == "" || id == first || !strings.Contains(data, "notifications/tools/list_changed") {
+		t.Errorf("resumed after %s: event %q %s, want the list_changed it missed", first, id, data)
 	}
 }
