@@ -187,19 +187,20 @@ func TestMCPFaceServesTheFixtureToMCPGoInBothEras(t *testing.T) {
 }
 
 func TestMCPFaceServesTheOfficialGoSDK(t *testing.T) {
+	name := fmt.Sprintf("gosdk%d", mcpoRuns.Add(1)) // the metrics count every run's calls
 	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /gosdk {
+	mcpo /%s {
 		%s
 	}
 }
-`, httpPort, testFixture(t, fixture.Options{})))
-	waitReady(t, "/gosdk/openapi.json")
+`, httpPort, name, testFixture(t, fixture.Options{})))
+	waitReady(t, "/"+name+"/openapi.json")
 	for _, protocol := range mcpEras {
 		t.Run(protocol, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			c := sdk.NewClient(&sdk.Implementation{Name: "go-sdk-test", Version: "1"}, nil)
-			s, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: base + "/gosdk/mcp", MaxRetries: -1},
+			s, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: base + "/" + name + "/mcp", MaxRetries: -1},
 				&sdk.ClientSessionOptions{ProtocolVersion: protocol})
 			if err != nil {
 				t.Fatalf("connect: %v", err)
@@ -234,12 +235,12 @@ func TestMCPFaceServesTheOfficialGoSDK(t *testing.T) {
 		})
 	}
 	// The calls count as the MCP face's, beside the REST face's.
-	do(t, http.MethodPost, "/gosdk/add", `{"a":1,"b":1}`)
+	do(t, http.MethodPost, "/"+name+"/add", `{"a":1,"b":1}`)
 	mcpoScrapeMetrics(t,
-		`caddy_mcpo_calls_total{face="mcp",outcome="ok",server="gosdk",tool="add"} 2`,
-		`caddy_mcpo_calls_total{face="mcp",outcome="tool_error",server="gosdk",tool="fail"} 2`,
-		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="gosdk",tool="add"} 1`,
-		`caddy_mcpo_call_duration_seconds_count{face="mcp",server="gosdk",tool="add"} 2`,
+		`caddy_mcpo_calls_total{face="mcp",outcome="ok",server="`+name+`",tool="add"} 2`,
+		`caddy_mcpo_calls_total{face="mcp",outcome="tool_error",server="`+name+`",tool="fail"} 2`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="add"} 1`,
+		`caddy_mcpo_call_duration_seconds_count{face="mcp",server="`+name+`",tool="add"} 2`,
 	)
 }
 
