@@ -148,7 +148,7 @@ func toolNames(t *testing.T, c *client.Client) []string {
 	return names
 }
 
-func callTool(c *client.Client, name string, args any) (*mcp.CallToolResult, error) {
+func callMCPTool(c *client.Client, name string, args any) (*mcp.CallToolResult, error) {
 	req := mcp.CallToolRequest{}
 	req.Params.Name, req.Params.Arguments = name, args
 	return c.CallTool(context.Background(), req)
@@ -186,7 +186,7 @@ func TestMCPFaceOfASingleServerPassesResultsThrough(t *testing.T) {
 			if got, want := toolNames(t, cl), []string{"echo", "fails", "mcp", "rich", "rpc"}; !slices.Equal(got, want) {
 				t.Errorf("tools = %v, want %v", got, want)
 			}
-			res, err := callTool(cl, "rich", map[string]any{"n": 1})
+			res, err := callMCPTool(cl, "rich", map[string]any{"n": 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,15 +197,15 @@ func TestMCPFaceOfASingleServerPassesResultsThrough(t *testing.T) {
 					t.Errorf("result %s lacks %s", got, want)
 				}
 			}
-			res, err = callTool(cl, "fails", nil)
+			res, err = callMCPTool(cl, "fails", nil)
 			if err != nil || !res.IsError {
 				t.Errorf("a tool error = %+v, %v; want a result with isError", res, err)
 			}
-			_, err = callTool(cl, "rpc", nil)
+			_, err = callMCPTool(cl, "rpc", nil)
 			if err == nil || !strings.Contains(err.Error(), "-32001") || !strings.Contains(err.Error(), `{"left":0}`) {
 				t.Errorf("an upstream JSON-RPC error = %v; want its code and data", err)
 			}
-			res, err = callTool(cl, "echo", map[string]any{"n": "not a number"})
+			res, err = callMCPTool(cl, "echo", map[string]any{"n": "not a number"})
 			if err != nil || !res.IsError {
 				t.Errorf("arguments against the schema = %+v, %v; want a tool error", res, err)
 			}
@@ -288,10 +288,10 @@ func TestMCPFaceOfSeveralServersPrefixesAndGrants(t *testing.T) {
 		})
 	}
 	bob := connect(t, srv.URL+"/m/mcp", "", map[string]string{"X-User": "bob"})
-	if res, err := callTool(bob, "time_now", nil); err != nil || res.IsError {
+	if res, err := callMCPTool(bob, "time_now", nil); err != nil || res.IsError {
 		t.Errorf("a granted call = %+v, %v", res, err)
 	}
-	if _, err := callTool(bob, "files_write", nil); err == nil {
+	if _, err := callMCPTool(bob, "files_write", nil); err == nil {
 		t.Error("a call of a tool not granted succeeded")
 	}
 }
@@ -330,7 +330,7 @@ func TestMCPFaceSaysWhyAServerIsDown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `server "slowpoke" is starting`) {
 		t.Errorf("tools/list of a starting server: %v; want why", err)
 	}
-	_, err = callTool(cl, "anything", nil)
+	_, err = callMCPTool(cl, "anything", nil)
 	if err == nil || !strings.Contains(err.Error(), `server "slowpoke" is starting`) {
 		t.Errorf("tools/call of a starting server: %v; want why", err)
 	}
@@ -349,7 +349,7 @@ func TestMCPFaceGivesTheAuthorizeLinkOfAServerThatNeedsIt(t *testing.T) {
 	if got := toolNames(t, cl); !slices.Equal(got, []string{"time_now"}) {
 		t.Errorf("tools = %v: want those of the server that is ready", got)
 	}
-	_, err = callTool(cl, "remote_search", nil)
+	_, err = callMCPTool(cl, "remote_search", nil)
 	if err == nil || !strings.Contains(err.Error(), `server "remote" needs authorization`) ||
 		!strings.Contains(err.Error(), "/m/remote/oauth/authorize") {
 		t.Errorf("a call of a server that needs authorization: %v; want the link", err)
@@ -366,7 +366,7 @@ func TestMCPFaceKeepsTheServersConcurrencyCap(t *testing.T) {
 	first, second := connect(t, url, "", nil), connect(t, url, "", nil)
 	done := make(chan error)
 	go func() {
-		_, err := callTool(first, "slow", nil)
+		_, err := callMCPTool(first, "slow", nil)
 		done <- err
 	}()
 	waitCalls := time.Now().Add(5 * time.Second)
@@ -379,7 +379,7 @@ func TestMCPFaceKeepsTheServersConcurrencyCap(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err = callTool(second, "echo", nil)
+	_, err = callMCPTool(second, "echo", nil)
 	if err == nil || !strings.Contains(err.Error(), `server "s" is busy`) {
 		t.Errorf("a call over max_concurrent: %v", err)
 	}
@@ -392,7 +392,7 @@ func TestMCPFaceTimesOutAsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", "", nil)
-	_, err = callTool(cl, "slow", nil)
+	_, err = callMCPTool(cl, "slow", nil)
 	if err == nil || !strings.Contains(err.Error(), "did not answer within 100ms") {
 		t.Errorf("a call past its timeout: %v", err)
 	}
@@ -516,7 +516,7 @@ func TestMCPSessionsOutliveTheBridge(t *testing.T) {
 	}))
 	defer srv.Close()
 	cl := connect(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil)
-	if _, err := callTool(cl, "echo", nil); err != nil {
+	if _, err := callMCPTool(cl, "echo", nil); err != nil {
 		t.Fatal(err)
 	}
 	// A reload: a new bridge, the old one closed.
@@ -529,7 +529,7 @@ func TestMCPSessionsOutliveTheBridge(t *testing.T) {
 	cur.Unlock()
 	b1.Close()
 	defer b2.Close()
-	if res, err := callTool(cl, "echo", nil); err != nil || res.IsError {
+	if res, err := callMCPTool(cl, "echo", nil); err != nil || res.IsError {
 		t.Errorf("a call in a session begun before the reload = %+v, %v", res, err)
 	}
 	// A session the client ends (DELETE) is gone for good.
@@ -618,7 +618,7 @@ func TestMCPFaceOutlivesAClientThatNeverReadsItsStream(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for i := range 300 {
 		c.list(fmt.Sprintf("t%d", i+1), strings.Repeat("x", 200))
-		if _, err := callTool(other, "t"+fmt.Sprint(i+1), nil); err != nil {
+		if _, err := callMCPTool(other, "t"+fmt.Sprint(i+1), nil); err != nil {
 			t.Fatalf("call %d beside a stream nobody reads: %v", i, err)
 		}
 		if time.Now().After(deadline) {
