@@ -525,6 +525,20 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
+	if r.Method != http.MethodPost && !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
+		// mcp-go opens a GET stream, and keeps its session, for any
+		// session ID or none: only sessions this process began may.
+		sid := r.Header.Get(server.HeaderKeySessionID)
+		if sid == "" {
+			writeRPCError(w, http.StatusBadRequest, mcp.INVALID_REQUEST,
+				"this needs the Mcp-Session-Id of a session: initialize one with a POST first")
+			return nil
+		}
+		if ended, err := p.face.sessions.Validate(sid); err != nil || ended {
+			writeRPCError(w, http.StatusNotFound, mcp.INVALID_REQUEST, "no such session: initialize a new one")
+			return nil
+		}
+	}
 	p.face.sync()
 	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
 	p.face.handler().ServeHTTP(flusher{w}, r)

@@ -483,6 +483,32 @@ func TestMCPFaceRefusesBadRequests(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range []struct {
+		name, method, session string
+		status                int
+	}{
+		{"a GET stream without a session", http.MethodGet, "", http.StatusBadRequest},
+		{"a GET stream of a session not begun here", http.MethodGet, "0f6c2a4e-95f1-4c43-9c7e-6a6c1d7c3c11.forged", http.StatusNotFound},
+		{"a DELETE of a session not begun here", http.MethodDelete, "0f6c2a4e-95f1-4c43-9c7e-6a6c1d7c3c11.forged", http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, url, nil)
+			req.Header.Set("Authorization", "Bearer k1")
+			req.Header.Set("Accept", "text/event-stream")
+			if tc.session != "" {
+				req.Header.Set("Mcp-Session-Id", tc.session)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), `"code":-32600`) {
+				t.Errorf("%d %s, want %d with a JSON-RPC error", resp.StatusCode, body, tc.status)
+			}
+		})
+	}
 	t.Run("a GET needs the key too", func(t *testing.T) {
 		resp, err := http.Get(url)
 		if err != nil {
