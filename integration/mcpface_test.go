@@ -338,6 +338,7 @@ func TestMCPFaceAppliesTheMountsRules(t *testing.T) {
 }
 `, httpPort, testFixture(t, fixture.Options{}), testFixture(t, fixture.Options{Name: "other"})))
 	waitReady(t, "/ruled/fx/openapi.json")
+	waitReady(t, "/ruled/other/openapi.json")
 	alice := []string{"Authorization", "Bearer " + aliceKey}
 	bob := []string{"Authorization", "Bearer " + bobKey}
 	for _, protocol := range mcpEras {
