@@ -614,6 +614,36 @@ func TestMCPFaceTellsListeningClientsTheToolsChanged(t *testing.T) {
 	}
 }
 
+func TestMCPFaceTellsSubscribedClientsTheToolsChanged(t *testing.T) {
+	c := &changingCaller{}
+	c.list("one")
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", mcp.LATEST_PROTOCOL_VERSION, nil)
+	changed := make(chan struct{}, 16)
+	cl.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
+			changed <- struct{}{}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stop, err := cl.ListenAsync(ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) { t.Errorf("listen: %v", err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	time.Sleep(200 * time.Millisecond) // subscriptions/listen is under way
+	c.list("one", "two")
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no notifications/tools/list_changed came on the subscriptions/listen stream")
+	}
+}
+
 func TestMCPFaceOutlivesAClientThatNeverReadsItsStream(t *testing.T) {
 	c := &changingCaller{}
 	c.list("t0")
