@@ -100,11 +100,14 @@ $(CONFORMANCE_DIR)/.installed: Makefile
 # Runs cmd/mcpo-conformance (the Upstream and OAuth client the Caddy module
 # uses) under the runner for both requirement sets, in a network namespace
 # of its own where possible; fails if a required scenario does not pass.
+# Then runs the suite's protocol scenarios against the MCP face.
 # Seconds. The results stay in $(CONFORMANCE_DIR)/results.
 conformance: $(CONFORMANCE_DIR)/.installed
 	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_VERSION=$(CONFORMANCE_VERSION) \
 		MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
 		$(GO) test -count=1 -v -timeout 10m -run '^TestConformance$$' ./cmd/mcpo-conformance/
+	# The MCP face (<mount>/mcp) under the suite's protocol scenarios.
+	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) $(GO) test -count=1 -timeout 10m -run '^TestMCPFaceConformance$$' ./integration/
 
 # Fuzz the schema converter and validator, and operation naming: briefly in
 # `make test`, at length with `make fuzz` (make fuzz FUZZTIME=30m).

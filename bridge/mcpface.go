@@ -34,7 +34,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -499,7 +501,7 @@ func baseOf(ctx context.Context) string {
 // body at MaxBodyBytes, refuses batches, and hands the request to mcp-go.
 // base is the base path of the endpoint's server, or of the mount.
 func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
-	if origin := r.Header.Get("Origin"); origin != "" && !b.gate.allowsOrigin(origin) {
+	if origin := r.Header.Get("Origin"); origin != "" && !b.gate.allowsOrigin(origin) && !localOrigin(r, origin) {
 		writeRPCError(w, http.StatusForbidden, mcp.INVALID_REQUEST,
 			fmt.Sprintf("origin %s is not allowed to use this MCP server (see the cors setting)", origin))
 		return nil
@@ -556,6 +558,32 @@ func (f flusher) Flush() { _ = http.NewResponseController(f.ResponseWriter).Flus
 
 // Unwrap gives http.ResponseController the writer underneath.
 func (f flusher) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// localOrigin reports a request from a page of the same machine to a
+// server it reaches as the same machine: both the Origin's host and the
+// request's are loopback names (localhost, 127.0.0.1, [::1]). A page of
+// another site that a rebinding DNS sends here has its own name as its
+// Origin, and is refused.
+func localOrigin(r *http.Request, origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return loopbackName(u.Hostname()) && loopbackName(strings.Trim(host, "[]"))
+}
+
+// loopbackName reports localhost or a loopback address.
+func loopbackName(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // writeRPCError writes a JSON-RPC error without an id, for a request
 // refused before its message is read.

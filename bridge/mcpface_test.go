@@ -407,6 +407,9 @@ func postMCP(t *testing.T, url, body string, header map[string]string) (*http.Re
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	if h := header["Host"]; h != "" {
+		req.Host = h
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -461,6 +464,11 @@ func TestMCPFaceRefusesBadRequests(t *testing.T) {
 		{"a wrong key", initMsg, map[string]string{"Authorization": "Bearer nope"}, http.StatusForbidden, "not valid"},
 		{"an origin not allowed", initMsg, with(map[string]string{"Origin": "https://evil.example"}), http.StatusForbidden, `"code":-32600`},
 		{"an allowed origin", initMsg, with(map[string]string{"Origin": "https://chat.example"}), http.StatusOK, `"protocolVersion"`},
+		{"a page of this machine at this machine", initMsg, with(map[string]string{"Origin": "http://localhost:5173"}), http.StatusOK, `"protocolVersion"`},
+		{"a page of this machine at a public name", initMsg,
+			with(map[string]string{"Origin": "http://localhost:5173", "Host": "mcp.example.com"}), http.StatusForbidden, `"code":-32600`},
+		{"a rebound name at this machine", initMsg,
+			with(map[string]string{"Origin": "http://evil.example", "Host": "evil.example"}), http.StatusForbidden, `"code":-32600`},
 		{"no origin", initMsg, key, http.StatusOK, `"protocolVersion"`},
 		{"bad JSON", `{"jsonrpc":`, key, http.StatusBadRequest, `"code":-32700`},
 		{"a batch", `[` + initMsg + `]`, key, http.StatusBadRequest, `"code":-32600`},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -626,5 +627,42 @@ func TestMCPFaceUsesTheCallersOwnSession(t *testing.T) {
 		"Content-Type", "application/json", "Accept", "application/json, text/event-stream")
 	if r.status != http.StatusUnauthorized {
 		t.Errorf("initialize without an identity: %s, want 401", r)
+	}
+}
+
+// mcpFaceScenarios are the MCP conformance suite's server scenarios about
+// the protocol rather than about the tools of its reference server: they
+// hold for the MCP face in front of any server.
+var mcpFaceScenarios = []string{
+	"server-initialize", "server-session-lifecycle", "ping", "tools-list",
+	"server-sse-multiple-streams", "http-header-validation", "dns-rebinding-protection",
+}
+
+func TestMCPFaceConformance(t *testing.T) {
+	dir := os.Getenv("MCPO_CONFORMANCE")
+	if dir == "" {
+		t.Skip("MCPO_CONFORMANCE is not set: `make conformance` installs the MCP conformance suite's runner and runs this")
+	}
+	bin := filepath.Join(dir, "node_modules", ".bin")
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /conformance {
+		%s
+	}
+}
+`, httpPort, testFixture(t, fixture.Options{})))
+	waitReady(t, "/conformance/openapi.json")
+	for _, scenario := range mcpFaceScenarios {
+		t.Run(scenario, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, "conformance"), "server",
+				"--url", base+"/conformance/mcp", "--scenario", scenario)
+			// The runner needs Node 22, which the Makefile may have put beside it.
+			cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("%v:\n%s", err, out)
+			}
+		})
 	}
 }
