@@ -592,63 +592,53 @@ func (c *changingCaller) list(tools ...string) {
 }
 
 func TestMCPFaceTellsListeningClientsTheToolsChanged(t *testing.T) {
-	c := &changingCaller{}
-	c.list("one")
-	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name     string
+		protocol string
+		opts     []transport.StreamableHTTPCOption
+		listen   bool // subscriptions/listen
+	}{
+		{"2025-11-25, the GET stream", mcp.LATEST_LEGACY_PROTOCOL_VERSION, []transport.StreamableHTTPCOption{transport.WithContinuousListening()}, false},
+		{"2026-07-28, subscriptions/listen", mcp.LATEST_PROTOCOL_VERSION, nil, true},
 	}
-	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, transport.WithContinuousListening())
-	changed := make(chan struct{}, 16)
-	cl.OnNotification(func(n mcp.JSONRPCNotification) {
-		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
-			changed <- struct{}{}
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if got := toolNames(t, cl); !slices.Equal(got, []string{"one"}) {
-		t.Fatalf("tools = %v", got)
-	}
-	time.Sleep(100 * time.Millisecond) // the GET stream opens
-	c.list("one", "two")               // and the client asks nothing
-	select {
-	case <-changed:
-	case <-ctx.Done():
-		t.Fatal("no notifications/tools/list_changed came on the GET stream")
-	}
-	if got := toolNames(t, cl); !slices.Equal(got, []string{"one", "two"}) {
-		t.Errorf("tools after the change = %v", got)
-	}
-}
-
-func TestMCPFaceTellsSubscribedClientsTheToolsChanged(t *testing.T) {
-	c := &changingCaller{}
-	c.list("one")
-	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", mcp.LATEST_PROTOCOL_VERSION, nil)
-	changed := make(chan struct{}, 16)
-	cl.OnNotification(func(n mcp.JSONRPCNotification) {
-		if n.Method == string(mcp.MethodNotificationToolsListChanged) {
-			changed <- struct{}{}
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stop, err := cl.ListenAsync(ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) { t.Errorf("listen: %v", err) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	time.Sleep(200 * time.Millisecond) // subscriptions/listen is under way
-	c.list("one", "two")
-	select {
-	case <-changed:
-	case <-ctx.Done():
-		t.Fatal("no notifications/tools/list_changed came on the subscriptions/listen stream")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &changingCaller{}
+			c.list("one")
+			b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl := connect(t, serveBridge(t, b).URL+"/m/mcp", tc.protocol, nil, tc.opts...)
+			changed := make(chan struct{}, 16)
+			cl.OnNotification(func(n mcp.JSONRPCNotification) {
+				if n.Method == string(mcp.MethodNotificationToolsListChanged) {
+					changed <- struct{}{}
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if tc.listen {
+				stop, err := cl.ListenAsync(ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) { t.Errorf("listen: %v", err) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer stop()
+			}
+			if got := toolNames(t, cl); !slices.Equal(got, []string{"one"}) {
+				t.Fatalf("tools = %v", got)
+			}
+			time.Sleep(200 * time.Millisecond) // the stream opens
+			c.list("one", "two")               // and the client asks nothing
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				t.Fatal("no notifications/tools/list_changed came on the stream")
+			}
+			if got := toolNames(t, cl); !slices.Equal(got, []string{"one", "two"}) {
+				t.Errorf("tools after the change = %v", got)
+			}
+		})
 	}
 }
 
