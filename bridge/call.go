@@ -168,16 +168,27 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		out = renderResult(res, rt.tool)
 		writeJSON(w, http.StatusOK, out)
 	}
-	if ce := b.log.Check(zap.DebugLevel, "tool call"); ce != nil {
-		status := http.StatusOK
-		if e != nil {
-			status, out = e.Status, []byte(e.Detail.Message)
-		}
-		ce.Write(zap.String("server", s.Name), zap.String("tool", tool),
-			zap.Int("status", status), zap.Duration("took", time.Since(start)),
-			zap.ByteString("arguments", capped(body)), zap.ByteString("result", capped(out)))
-	}
+	b.logCall(s.Name, tool, start, body, func() []byte { return out }, e)
 	return e
+}
+
+// logCall writes, at DEBUG, the line of a call of tool of server that
+// began at start: its arguments and what it answered (out, or e's
+// message), each capped. out is only called when the line is written.
+func (b *Bridge) logCall(server, tool string, start time.Time, args []byte, out func() []byte, e *httpError) {
+	ce := b.log.Check(zap.DebugLevel, "tool call")
+	if ce == nil {
+		return
+	}
+	status, answer := http.StatusOK, []byte(nil)
+	if e != nil {
+		status, answer = e.Status, []byte(e.Detail.Message)
+	} else {
+		answer = out()
+	}
+	ce.Write(zap.String("server", server), zap.String("tool", tool),
+		zap.Int("status", status), zap.Duration("took", time.Since(start)),
+		zap.ByteString("arguments", capped(args)), zap.ByteString("result", capped(answer)))
 }
 
 // invoke calls tool rt of st with checked arguments, whatever the face:

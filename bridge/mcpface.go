@@ -372,6 +372,10 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if res != nil {
 		result, out = mcpResult(res)
 	}
+	f.b.logCall(st.cfg.Name, rt.tool.Name, track.start, args, func() []byte {
+		b, _ := json.Marshal(result)
+		return b
+	}, e)
 	track.end(ctx, outcome, status, int64(len(args)), out)
 	if e != nil {
 		if e == clientGone {

@@ -19,6 +19,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
@@ -754,5 +756,26 @@ func TestMCPFaceResumesAStreamFromItsLastEventID(t *testing.T) {
 	id, data := sseEvent(t, r)
 	if id == "" || id == first || !strings.Contains(data, "notifications/tools/list_changed") {
 		t.Errorf("resumed after %s: event %q %s, want the list_changed it missed", first, id, data)
+	}
+}
+
+func TestMCPFaceLogsItsCallsAsTheRESTFaceDoes(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	b, err := New(Config{Single: true, Logger: zap.New(core), Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("echo")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", "", nil)
+	if _, err := callMCPTool(cl, "echo", map[string]any{"n": 7}); err != nil {
+		t.Fatal(err)
+	}
+	lines := logs.FilterMessage("tool call").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d debug lines of the call, want 1", len(lines))
+	}
+	f := lines[0].ContextMap()
+	if f["server"] != "s" || f["tool"] != "echo" || f["status"] != int64(200) || f["arguments"] != `{"n":7}` ||
+		!strings.Contains(fmt.Sprint(f["result"]), "ok echo") {
+		t.Errorf("the call's line: %v", f)
 	}
 }
