@@ -761,7 +761,9 @@ func TestMCPFaceResumesAStreamFromItsLastEventID(t *testing.T) {
 
 func TestMCPFaceLogsItsCallsAsTheRESTFaceDoes(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
-	b, err := New(Config{Single: true, Logger: zap.New(core), Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("echo")}}})
+	auditCore, audited := observer.New(zap.InfoLevel)
+	b, err := New(Config{Single: true, Logger: zap.New(core), Audit: zap.New(auditCore),
+		Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("echo")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -777,5 +779,9 @@ func TestMCPFaceLogsItsCallsAsTheRESTFaceDoes(t *testing.T) {
 	if f["server"] != "s" || f["tool"] != "echo" || f["status"] != int64(200) || f["arguments"] != `{"n":7}` ||
 		!strings.Contains(fmt.Sprint(f["result"]), "ok echo") {
 		t.Errorf("the call's line: %v", f)
+	}
+	if a := audited.All(); len(a) != 1 || a[0].ContextMap()["face"] != "mcp" || a[0].ContextMap()["outcome"] != "ok" ||
+		a[0].ContextMap()["request_bytes"] != int64(len(`{"n":7}`)) {
+		t.Errorf("the audit log: %v", a)
 	}
 }
