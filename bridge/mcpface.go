@@ -423,27 +423,47 @@ func invalidResult(msg string) *upstream.CallResult {
 	return &upstream.CallResult{IsError: true, Content: []upstream.Content{{Type: "text", Text: msg, Raw: text}}}
 }
 
-// mcpResult is res as the face answers it, every content item, the
-// structured content and _meta as the server sent them, and their bytes.
+// mcpResult is res as the face answers it: every content item, the
+// structured content and _meta as the server sent them (from res.Raw); and
+// the bytes of those.
 func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
-	out := &mcp.CallToolResult{IsError: res.IsError, RawStructuredContent: res.Structured,
-		Content: make([]mcp.Content, len(res.Content))}
-	n := int64(len(res.Structured) + len(res.Meta))
-	for i := range res.Content {
-		c := rawContent{raw: res.Content[i].Raw}
-		if c.raw == nil { // made here, not read from a server
-			c.raw = contentJSON(&res.Content[i])
-		}
-		out.Content[i] = c
-		n += int64(len(c.raw))
+	out := &mcp.CallToolResult{IsError: res.IsError, RawStructuredContent: res.Structured}
+	var wire struct {
+		Content []json.RawMessage `json:"content"`
+		Meta    json.RawMessage   `json:"_meta"`
 	}
-	if res.Meta != nil {
-		var m mcp.Meta
-		if json.Unmarshal(res.Meta, &m) == nil {
-			out.Meta = &m
+	if res.Raw == nil || json.Unmarshal(res.Raw, &wire) != nil {
+		// A result made here, not read from a server.
+		wire.Content, wire.Meta = nil, nil
+		for i := range res.Content {
+			c := res.Content[i].Raw
+			if c == nil {
+				c = contentJSON(&res.Content[i])
+			}
+			wire.Content = append(wire.Content, c)
+		}
+	}
+	n := int64(len(res.Structured) + len(wire.Meta))
+	out.Content = make([]mcp.Content, len(wire.Content))
+	for i, c := range wire.Content {
+		out.Content[i] = rawContent{raw: c}
+		n += int64(len(c))
+	}
+	if m := nonNullJSON(wire.Meta); m != nil {
+		var meta mcp.Meta
+		if json.Unmarshal(m, &meta) == nil {
+			out.Meta = &meta
 		}
 	}
 	return out, n
+}
+
+// nonNullJSON returns nil for an absent or null JSON value.
+func nonNullJSON(b json.RawMessage) json.RawMessage {
+	if b = bytes.TrimSpace(b); len(b) == 0 || bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	return b
 }
 
 // contentJSON is the wire form of a content item that has none.

@@ -81,6 +81,24 @@ func raw(s string) upstream.Content {
 	return c
 }
 
+// wireResult is a result as a server sends it: Raw, and the fields the
+// REST face reads.
+func wireResult(s string) *upstream.CallResult {
+	var r struct {
+		Content    []json.RawMessage `json:"content"`
+		Structured json.RawMessage   `json:"structuredContent"`
+		IsError    bool              `json:"isError"`
+	}
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		panic(err)
+	}
+	res := &upstream.CallResult{Structured: r.Structured, IsError: r.IsError, Raw: json.RawMessage(s)}
+	for _, c := range r.Content {
+		res.Content = append(res.Content, raw(string(c)))
+	}
+	return res
+}
+
 // serveBridge serves b at /m, as the Caddy handler does, with identity
 // taken from the X-User header.
 func serveBridge(t *testing.T, b *Bridge) *httptest.Server {
@@ -164,15 +182,11 @@ var eras = []struct{ name, protocol string }{
 func TestMCPFaceOfASingleServerPassesResultsThrough(t *testing.T) {
 	c := newFaceCaller("echo", "mcp", "rich", "fails", "rpc")
 	c.results = map[string]*upstream.CallResult{
-		"rich": {
-			Content: []upstream.Content{
-				raw(`{"type":"text","text":"hi","annotations":{"audience":["user"]}}`),
-				raw(`{"type":"image","data":"AAAA","mimeType":"image/png"}`),
-				raw(`{"type":"resource_link","uri":"file:///a","name":"a","_meta":{"k":1}}`),
-			},
-			Structured: json.RawMessage(`{"n":12345678901234567890}`),
-			Meta:       json.RawMessage(`{"trace":"abc"}`),
-		},
+		"rich": wireResult(`{"content":[` +
+			`{"type":"text","text":"hi","annotations":{"audience":["user"]}},` +
+			`{"type":"image","data":"AAAA","mimeType":"image/png"},` +
+			`{"type":"resource_link","uri":"file:///a","name":"a","_meta":{"k":1}}],` +
+			`"structuredContent":{"n":12345678901234567890},"_meta":{"trace":"abc"}}`),
 		"fails": {IsError: true, Content: []upstream.Content{raw(`{"type":"text","text":"no such city"}`)}},
 	}
 	c.errs = map[string]error{"rpc": &upstream.RPCError{Code: -32001, Message: "quota", Data: json.RawMessage(`{"left":0}`)}}
@@ -217,7 +231,7 @@ func TestMCPFaceOfASingleServerPassesResultsThrough(t *testing.T) {
 		t.Errorf("the observer saw %v", got)
 	}
 	// A content type newer than mcp-go's client passes through too.
-	c.results["rich"].Content = append(c.results["rich"].Content, raw(`{"type":"future_kind","x":[1,2]}`))
+	c.results["rich"] = wireResult(`{"content":[{"type":"future_kind","x":[1,2]}]}`)
 	msg, h := modern("tools/call", "rich")
 	_, body := postMCP(t, srv.URL+"/m/mcp", msg, h)
 	if !strings.Contains(body, `{"type":"future_kind","x":[1,2]}`) {

@@ -561,6 +561,14 @@ func TestMCPFaceRelaysServerEverythingsProgress(t *testing.T) {
 			if links != 2 {
 				t.Errorf("get-resource-links = %+v, want 2 resource links", res.Content)
 			}
+			// Content items keep their annotations.
+			res, err = mcpCall(ctx, c, "get-annotated-message", `{"messageType":"error"}`)
+			if err != nil || len(res.Content) == 0 {
+				t.Fatalf("get-annotated-message = %+v, %v", res, err)
+			}
+			if tc, ok := res.Content[0].(mcp.TextContent); !ok || tc.Annotations == nil || tc.Annotations.Priority == nil {
+				t.Errorf("get-annotated-message's first item lost its annotations: %#v", res.Content[0])
+			}
 		})
 	}
 }

@@ -16,8 +16,11 @@ type CallResult struct {
 	// absent.
 	Structured json.RawMessage
 	IsError    bool
-	// Meta is the result's _meta, byte for byte; nil when absent.
-	Meta json.RawMessage
+	// Raw is the whole result as the server sent it, for passing it on
+	// as it is (the MCP face): its content items, with their annotations
+	// and _meta, and its own _meta. It is the buffer the result was read
+	// from, not a copy.
+	Raw json.RawMessage
 }
 
 // Content is one content item of a tool result. Type says which fields are
@@ -52,7 +55,6 @@ type rawCallResult struct {
 	StructuredContent json.RawMessage   `json:"structuredContent"`
 	IsError           bool              `json:"isError"`
 	ResultType        string            `json:"resultType"`
-	Meta              json.RawMessage   `json:"_meta"`
 }
 
 // decodeCallResult reads a raw tools/call result.
@@ -68,7 +70,7 @@ func decodeCallResult(b json.RawMessage) (*CallResult, error) {
 		Content:    make([]Content, 0, len(raw.Content)),
 		Structured: nonNull(raw.StructuredContent),
 		IsError:    raw.IsError,
-		Meta:       nonNull(raw.Meta),
+		Raw:        b,
 	}
 	for i, item := range raw.Content {
 		var c Content
