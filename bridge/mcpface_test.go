@@ -487,6 +487,8 @@ func TestMCPFaceRefusesBadRequests(t *testing.T) {
 			with(map[string]string{"Origin": "http://evil.example", "Host": "evil.example"}), http.StatusForbidden, `"code":-32600`},
 		{"no origin", initMsg, key, http.StatusOK, `"protocolVersion"`},
 		{"bad JSON", `{"jsonrpc":`, key, http.StatusBadRequest, `"code":-32700`},
+		{"JSON that is not a message", `"hello"`, key, http.StatusBadRequest, `"code":-32700`},
+		{"another JSON-RPC version", `{"jsonrpc":"1.0","id":1,"method":"initialize","params":{}}`, key, 0, `"code":-32600`},
 		{"a batch", `[` + initMsg + `]`, key, http.StatusBadRequest, `"code":-32600`},
 		{"a message too large", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"` + strings.Repeat("a", 2000) + `"}}`,
 			key, http.StatusRequestEntityTooLarge, "max_request_body"},
