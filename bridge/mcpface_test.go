@@ -801,3 +801,28 @@ func TestMCPFaceLogsItsCallsAsTheRESTFaceDoes(t *testing.T) {
 		t.Errorf("the audit log: %v", a)
 	}
 }
+
+func TestLocalOriginIsAPageOfThisMachineAtThisMachine(t *testing.T) {
+	cases := []struct {
+		host, origin string
+		want         bool
+	}{
+		{"localhost:8080", "http://localhost:3000", true},
+		{"127.0.0.1:8080", "http://localhost", true},
+		{"[::1]:8080", "http://[::1]:3000", true},
+		{"LOCALHOST", "http://127.0.0.2", true},
+		{"mcp.example.com", "http://localhost:3000", false},
+		{"localhost:8080", "http://evil.example", false},
+		{"evil.example:8080", "http://evil.example", false},
+		{"localhost:8080", "http://localhost.evil.example", false},
+		{"localhost:8080", "null", false},
+		{"localhost:8080", "::not a url", false},
+	}
+	for _, tc := range cases {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.Host = tc.host
+		if got := localOrigin(r, tc.origin); got != tc.want {
+			t.Errorf("Host %s, Origin %s: %v, want %v", tc.host, tc.origin, got, tc.want)
+		}
+	}
+}
