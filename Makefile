@@ -3,7 +3,8 @@
 #   make run    build ./caddy and serve examples/Caddyfile on :8080
 #   make test   the whole test suite, installing its test peers first
 #   make xcaddy build Caddy with this module the way users do, with xcaddy,
-#               from this checkout (part of make test)
+#               from this checkout, and run the container image's
+#               configuration with it (part of make test)
 #   make conformance
 #               the MCP conformance suite's client scenarios against
 #               caddy-mcpo's MCP client layer (part of make test)
@@ -13,8 +14,9 @@
 #   make build  just ./caddy
 #
 # Test peers (MCP servers from npm and PyPI, and uv to run the latter) are
-# installed into .testpeers/, which git ignores. Nothing is installed
-# system-wide.
+# installed into .testpeers/, which git ignores. Nothing else is installed
+# system-wide, except redis-server (make redis), with apt-get, where it is
+# absent and make runs as root.
 
 GO       ?= go
 PEERS    := $(CURDIR)/.testpeers
@@ -24,6 +26,8 @@ PEERPATH := $(PEERS)/venv/bin:$(PEERS)/node_modules/.bin:$(PATH)
 SERVER_EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
 # The memory server, whose per-user sessions keep their users' graphs apart.
 SERVER_MEMORY     := @modelcontextprotocol/server-memory@2026.8.31
+# The filesystem server, which takes its directories from the proxy's roots.
+SERVER_FILESYSTEM := @modelcontextprotocol/server-filesystem@2026.8.31
 # The OpenAPI linters every generated document must pass (integration/lint/).
 REDOCLY_CLI       := @redocly/cli@2.77.0
 SPECTRAL_CLI      := @stoplight/spectral-cli@6.16.3
@@ -48,7 +52,7 @@ CONFORMANCE_DIR     := $(PEERS)/conformance
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go.sum
 
-.PHONY: build run test test-short fuzz peers conformance bench xcaddy clean
+.PHONY: build run test test-short fuzz peers redis conformance bench xcaddy clean
 
 build: caddy
 
@@ -75,14 +79,34 @@ $(UV): Makefile
 $(PEERS)/.installed: Makefile $(UV)
 	@mkdir -p $(PEERS)
 	[ -f $(PEERS)/package.json ] || echo '{"name": "caddy-mcpo-test-peers", "private": true}' > $(PEERS)/package.json
-	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(SERVER_MEMORY) $(REDOCLY_CLI) $(SPECTRAL_CLI)
+	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(SERVER_MEMORY) $(SERVER_FILESYSTEM) $(REDOCLY_CLI) $(SPECTRAL_CLI)
 	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)' '$(PYJWT)' '$(MCP_PYTHON)'
 	# Fetch mcp-server-time once, so that no test waits for a download.
 	PATH="$(PEERPATH)" uvx --from '$(TIME_SERVER)' mcp-server-time --help >/dev/null
 	touch $@
 
-test: peers
+# redis-server, for the tests of Caddy instances sharing their storage
+# (storage/redisstorage, integration's TestMoreThanOneCaddy), which start
+# their own on a free loopback port. Where it is absent, make installs it
+# with apt-get when running as root on a machine with apt; otherwise those
+# tests skip, saying so on every run. Where it is present, they must run:
+# make test sets MCPO_REQUIRE_REDIS, which turns the skip into a failure.
+redis:
+	@if command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server: $$(command -v redis-server)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing redis-server with apt-get, for the tests of instances on shared storage."; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server || \
+			{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; }; \
+	else \
+		echo "*** redis-server is absent and make cannot install it (not root, or no apt-get):"; \
+		echo "*** the tests of Caddy instances sharing storage through Redis will SKIP."; \
+		echo "*** Install it (Debian/Ubuntu: sudo apt-get install -y redis-server) to run them."; \
+	fi
+
+test: peers redis
 	PATH="$(PEERPATH)" MCPO_TEST_PEERS=$(PEERS) MCPO_TIME_SERVER='$(TIME_SERVER)' \
+		MCPO_REQUIRE_REDIS=$$(command -v redis-server >/dev/null 2>&1 && echo 1) \
 		$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) conformance
 	$(MAKE) xcaddy
@@ -115,6 +139,7 @@ FUZZTIME       ?= 5m
 FUZZTIME_SHORT := 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzInput$$' -fuzztime $(FUZZTIME) ./bridge/internal/schema/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInstance$$' -fuzztime $(FUZZTIME) ./bridge/internal/schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzOperationID$$' -fuzztime $(FUZZTIME) ./bridge/internal/openapi/
 
 # The benchmark harness (bench/, a module of its own) fetches mcpo and
@@ -128,23 +153,23 @@ bench: $(UV)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bridge/... ./oauth/ | tee docs/bench/micro.txt
 
 # Caddy built by xcaddy (pinned) with this module from this checkout, as
-# users build it: `--with <module>@v0.0.0=<dir>` makes the checkout stand in
-# for the module without asking the module proxy for it (which fails while
-# the module is not published, or where the proxy refuses unknown modules).
-# The Caddy version is the one go.mod requires. The build must list the
-# module's three Caddy modules.
+# users build it and as the container image's build stage does
+# (deploy/build-caddy.sh): `--with <module>@v0.0.0=<dir>` makes the checkout
+# stand in for the module without asking the module proxy for it (which
+# fails while the module is not published, or where the proxy refuses
+# unknown modules). The Caddy version is the one go.mod requires. The build
+# must list the module's four Caddy modules. Then the image's configuration
+# runs with that Caddy and uv as the image installs it, as an unprivileged
+# user (integration/deploy_test.go).
 XCADDY_VERSION := v0.4.5
 XCADDY         := $(PEERS)/bin/xcaddy
-CADDY_VERSION  := $(shell awk '$$1 == "github.com/caddyserver/caddy/v2" {print $$2}' go.mod)
-MODULE         := github.com/caddy-mcpo/caddy-mcpo
 
 $(XCADDY): Makefile
 	GOBIN=$(PEERS)/bin $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
 
 xcaddy: $(XCADDY)
-	cd $(PEERS) && $(XCADDY) build $(CADDY_VERSION) --with $(MODULE)@v0.0.0=$(CURDIR) --output $(PEERS)/caddy-xcaddy
-	$(PEERS)/caddy-xcaddy list-modules --versions | grep -E '^(http\.handlers\.mcpo|admin\.api\.mcpo|mcpo) ' | tee $(PEERS)/xcaddy-modules.txt
-	test "$$(wc -l < $(PEERS)/xcaddy-modules.txt)" -eq 3
+	XCADDY=$(XCADDY) XCADDY_VERSION=$(XCADDY_VERSION) deploy/build-caddy.sh $(CURDIR) $(PEERS)/caddy-xcaddy
+	MCPO_DEPLOY_CADDY=$(PEERS)/caddy-xcaddy $(GO) test -count=1 -v -timeout 10m -run '^TestDeploy_' ./integration/
 
 # Unit tests only: no peers, no Caddy instances.
 test-short:

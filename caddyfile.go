@@ -73,6 +73,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		}
 //		tool_error_status <code>
 //		strict_args on|off
+//		resources on|off
+//		prompts on|off
+//		roots <dirs...>
+//		elicitation off|decline|defaults
 //		isolation shared|user
 //		idle_timeout <duration>
 //		max_sessions <sessions>

@@ -93,6 +93,19 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			}}},
 		},
 		{
+			name: "resources, prompts, roots and elicitation",
+			input: `mcpo /fs {
+				command mcp-server
+				resources off
+				prompts on
+				roots /srv/a /srv/b
+				roots /srv/c
+				elicitation defaults
+			}`,
+			want: &Handler{Mount: "/fs", Servers: []*ServerConfig{{Command: "mcp-server",
+				Resources: new(false), Prompts: new(true), Roots: []string{"/srv/a", "/srv/b", "/srv/c"}, Elicitation: "defaults"}}},
+		},
+		{
 			name: "mount omitted means /",
 			input: `mcpo {
 				command mcp-server
@@ -577,6 +590,24 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			input:   "mcpo /x {\n\tcommand prog\n\tbogus 1\n}",
 			line:    3,
 			substrs: []string{`unknown subdirective "bogus"`},
+		},
+		{
+			name:    "resources neither on nor off",
+			input:   "mcpo /x {\n\tcommand prog\n\tresources maybe\n}",
+			line:    3,
+			substrs: []string{`resources "maybe": want on or off`},
+		},
+		{
+			name:    "a relative root",
+			input:   "mcpo /x {\n\tcommand prog\n\troots data\n}",
+			line:    3,
+			substrs: []string{`roots "data": want an absolute path`},
+		},
+		{
+			name:    "an unknown elicitation policy",
+			input:   "mcpo /x {\n\tcommand prog\n\telicitation ask\n}",
+			line:    3,
+			substrs: []string{`elicitation "ask": want off, decline or defaults`},
 		},
 		{
 			name:    "unknown subdirective in a server block",

@@ -107,9 +107,11 @@ type ServerConfig struct {
 	// and tool listing) may take before it counts as failed and is retried
 	// with backoff. Default: 60s.
 	StartTimeout caddy.Duration `json:"start_timeout,omitempty"`
-	// The largest message a stdio server may send (one line of its
-	// output), in bytes: a server that sends a larger one is restarted and
-	// the calls under way get 502 saying so. The line is counted as it is
+	// The largest message the server may send, in bytes: one line of a
+	// stdio server's output, or one JSON response or event of a server
+	// reached over HTTP. A stdio server that sends a larger one is
+	// restarted and the calls under way get 502 saying so; over HTTP, the
+	// call the message answers gets 502. The message is counted as it is
 	// read, never held whole. Default: 16 MiB.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 	// How often a ready server is pinged (ping; server/discover on
@@ -144,6 +146,27 @@ type ServerConfig struct {
 	// nulls for arguments that take none are left out (for LLMs that send
 	// every value as a string). Default: true; failing arguments get 422.
 	StrictArgs *bool `json:"strict_args,omitempty"`
+
+	// Whether the server's resources and resource templates are served
+	// (GET <base>/resources, GET <base>/resources/read) and listed in the
+	// documents, when it declares them. Default: true.
+	Resources *bool `json:"resources,omitempty"`
+	// Whether the server's prompts are served (GET <base>/prompts, POST
+	// <base>/prompts/<name>) and listed in the documents, when it declares
+	// them. Default: true.
+	Prompts *bool `json:"prompts,omitempty"`
+	// Directories (absolute paths) the proxy declares as its roots: it
+	// answers the server's roots/list with them, as file:// URIs. Default:
+	// none, and no roots capability.
+	Roots []string `json:"roots,omitempty"`
+	// How the server's requests for input during a call
+	// (elicitation/create) are answered: "off" (the default) declares no
+	// elicitation capability, so the server asks nothing (a tool that
+	// needs input fails, saying so); "decline" declares it and declines
+	// every request; "defaults" accepts every form with the defaults its
+	// schema gives (a URL elicitation is declined). Sampling is never
+	// declared: the proxy has no model to sample.
+	Elicitation string `json:"elicitation,omitempty"`
 
 	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
 	// With isolation "user" (and the authorization-code grant), each
@@ -434,9 +457,6 @@ func (s *ServerConfig) Validate() error {
 	if err := s.validateForwarding(transport); err != nil {
 		return err
 	}
-	if s.MaxMessageSize != 0 && transport != upstream.TransportStdio {
-		return fieldErr(errors.New("max_message_size applies to stdio servers only"), "max_message_size")
-	}
 	if s.MaxMessageSize < 0 {
 		return fieldErr(fmt.Errorf("max_message_size %d: want a size in bytes", s.MaxMessageSize), "max_message_size")
 	}
@@ -458,6 +478,9 @@ func (s *ServerConfig) Validate() error {
 		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")
 	}
 	if err := s.validateIsolation(); err != nil {
+		return err
+	}
+	if err := s.validateClientFeatures(); err != nil {
 		return err
 	}
 	if s.OAuth != nil {

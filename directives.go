@@ -137,6 +137,14 @@ var directives = []directive{
 		example: "tool_error_status 502", parse: parseToolErrorStatus},
 	{name: "strict_args", in: setting, syntax: "on|off", field: "strict_args",
 		example: "strict_args off", parse: parseStrictArgs},
+	{name: "resources", in: setting, syntax: "on|off", field: "resources",
+		example: "resources off", parse: onOff("resources", func(p *parser) **bool { return &p.s.Resources })},
+	{name: "prompts", in: setting, syntax: "on|off", field: "prompts",
+		example: "prompts off", parse: onOff("prompts", func(p *parser) **bool { return &p.s.Prompts })},
+	{name: "roots", in: setting, syntax: "<dirs...>", field: "roots", repeat: true,
+		example: "roots /srv/data", parse: list(func(p *parser) *[]string { return &p.s.Roots })},
+	{name: "elicitation", in: setting, syntax: "off|decline|defaults", field: "elicitation",
+		example: "elicitation defaults", parse: text(func(p *parser) *string { return &p.s.Elicitation })},
 	{name: "isolation", in: setting, syntax: "shared|user", field: "isolation",
 		example: "isolation user", parse: text(func(p *parser) *string { return &p.s.Isolation })},
 	{name: "idle_timeout", in: setting, syntax: "<duration>", field: "idle_timeout",
@@ -499,6 +507,22 @@ func parseStrictArgs(p *parser) error {
 		return nil
 	}
 	return p.d.Errf("strict_args %q: want on or off", v)
+}
+
+// onOff reads on or off into the field.
+func onOff(name string, field func(p *parser) **bool) func(p *parser) error {
+	return func(p *parser) error {
+		v, err := p.arg()
+		if err != nil {
+			return err
+		}
+		if v != "on" && v != "off" {
+			return p.d.Errf("%s %q: want on or off", name, v)
+		}
+		on := v == "on"
+		*field(p) = &on
+		return nil
+	}
 }
 
 // parseOAuth starts the server's oauth block.

@@ -30,4 +30,7 @@
 //     for themselves: their tokens (package oauth's Users), the tickets of
 //     their authorize links, and the listing kept in storage.
 //   - admin.go, metrics.go: the admin API and the Prometheus metrics.
+//   - storage.go: brings in caddy.storage.mcpo_redis (package
+//     storage/redisstorage), Caddy's storage on Redis, for several Caddy
+//     instances sharing their OAuth tokens and tool listings.
 package caddymcpo

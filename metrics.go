@@ -3,6 +3,7 @@ package caddymcpo
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,8 +95,8 @@ func registerMetrics(registry *prometheus.Registry) error {
 type callObserver struct{}
 
 // CallStarted counts a call under way.
-func (callObserver) CallStarted(server, _ string) {
-	metrics.inFlight.WithLabelValues(server).Inc()
+func (callObserver) CallStarted(server, tool string) {
+	callSeriesOf(server, tool).inFlight.Inc()
 }
 
 // CallFinished counts a finished call of the REST face.
@@ -106,9 +107,70 @@ func (o callObserver) CallFinished(server, tool string, outcome bridge.Outcome, 
 // CallFinishedOn counts a finished call by its outcome and face, and
 // records how long it took.
 func (callObserver) CallFinishedOn(face bridge.Face, server, tool string, outcome bridge.Outcome, took time.Duration) {
-	metrics.inFlight.WithLabelValues(server).Dec()
-	metrics.calls.WithLabelValues(server, tool, string(outcome), string(face)).Inc()
-	metrics.duration.WithLabelValues(server, tool, string(face)).Observe(took.Seconds())
+	s := callSeriesOf(server, tool)
+	s.inFlight.Dec()
+	s.calls(face, outcome).Inc()
+	s.observe(face, took)
+}
+
+// callSeries are the call metrics' series of one server's tool. Finding a
+// series by its label values validates and hashes them under the vector's
+// lock: four times per call. The vectors never delete a series, so those
+// of a tool are found once and kept, in callSeriesCache.
+type callSeries struct {
+	inFlight prometheus.Gauge
+	// durations are made at the first call of a face that finishes, so
+	// that a tool has no duration series before then (as with
+	// WithLabelValues at each call).
+	durations sync.Map // bridge.Face → prometheus.Observer
+	outcomes  sync.Map // faceOutcome → prometheus.Counter
+	server    string
+	tool      string
+}
+
+// faceOutcome keys the calls_total series of a tool.
+type faceOutcome struct {
+	face    bridge.Face
+	outcome bridge.Outcome
+}
+
+// callSeriesKey identifies a callSeries.
+type callSeriesKey struct{ server, tool string }
+
+// callSeriesCache holds the callSeries found so far, by callSeriesKey;
+// tools come only from what servers listed, as the vectors' labels do.
+var callSeriesCache sync.Map
+
+func callSeriesOf(server, tool string) *callSeries {
+	k := callSeriesKey{server, tool}
+	if s, ok := callSeriesCache.Load(k); ok {
+		return s.(*callSeries)
+	}
+	s, _ := callSeriesCache.LoadOrStore(k, &callSeries{
+		inFlight: metrics.inFlight.WithLabelValues(server),
+		server:   server,
+		tool:     tool,
+	})
+	return s.(*callSeries)
+}
+
+// observe records the duration of a call of a face.
+func (s *callSeries) observe(face bridge.Face, took time.Duration) {
+	d, ok := s.durations.Load(face)
+	if !ok {
+		d, _ = s.durations.LoadOrStore(face, metrics.duration.WithLabelValues(s.server, s.tool, string(face)))
+	}
+	d.(prometheus.Observer).Observe(took.Seconds())
+}
+
+// calls is the calls_total series of a face and an outcome.
+func (s *callSeries) calls(face bridge.Face, outcome bridge.Outcome) prometheus.Counter {
+	k := faceOutcome{face, outcome}
+	if c, ok := s.outcomes.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := s.outcomes.LoadOrStore(k, metrics.calls.WithLabelValues(s.server, s.tool, string(outcome), string(face)))
+	return c.(prometheus.Counter)
 }
 
 // upstreamStates are the states of the server_state metric; a state the

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,5 +266,45 @@ func TestPoolCollectorCountsSessionsNeverNamingTheCallers(t *testing.T) {
 		if strings.Contains(text, id) {
 			t.Errorf("the metrics name the caller %q", id)
 		}
+	}
+}
+
+// BenchmarkCallObserver measures what the call metrics cost a call: a
+// CallStarted and a CallFinished.
+func BenchmarkCallObserver(b *testing.B) {
+	o := callObserver{}
+	b.ReportAllocs()
+	for b.Loop() {
+		o.CallStarted("bench", "echo")
+		o.CallFinished("bench", "echo", bridge.OutcomeOK, time.Millisecond)
+	}
+}
+
+func TestCallObserverCountsCallsFromManyGoroutinesAtOnce(t *testing.T) {
+	server := uniqueServerName("parallel")
+	o := callObserver{}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outcome := bridge.OutcomeOK
+			if i%2 == 1 {
+				outcome = bridge.OutcomeTimeout
+			}
+			for range 100 {
+				o.CallStarted(server, "t")
+				o.CallFinished(server, "t", outcome, time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, outcome := range []string{"ok", "timeout"} {
+		if got := testutil.ToFloat64(metrics.calls.WithLabelValues(server, "t", outcome, "rest")); got != 400 {
+			t.Errorf("calls{outcome=%q} = %v, want 400", outcome, got)
+		}
+	}
+	if got := testutil.ToFloat64(metrics.inFlight.WithLabelValues(server)); got != 0 {
+		t.Errorf("in flight = %v, want 0", got)
 	}
 }

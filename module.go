@@ -224,18 +224,20 @@ func (h *Handler) bridgeServer(s *ServerConfig, name string, l *lease) *bridge.S
 		title = h.Title
 	}
 	return &bridge.ServerConfig{
-		Name:            name,
-		Upstream:        l,
-		Tools:           s.Tools,
-		DisabledTools:   s.DisabledTools,
-		Timeout:         time.Duration(s.Timeout),
-		ToolErrorStatus: s.ToolErrorStatus,
-		Title:           title,
-		LenientArgs:     s.StrictArgs != nil && !*s.StrictArgs,
-		ToolTimeouts:    durations(s.ToolTimeouts),
-		MaxConcurrent:   s.MaxConcurrent,
-		QueueTimeout:    time.Duration(s.QueueTimeout),
-		Consent:         l.consent(),
+		Name:             name,
+		Upstream:         l,
+		Tools:            s.Tools,
+		DisabledTools:    s.DisabledTools,
+		Timeout:          time.Duration(s.Timeout),
+		ToolErrorStatus:  s.ToolErrorStatus,
+		Title:            title,
+		LenientArgs:      s.StrictArgs != nil && !*s.StrictArgs,
+		DisableResources: s.Resources != nil && !*s.Resources,
+		DisablePrompts:   s.Prompts != nil && !*s.Prompts,
+		ToolTimeouts:     durations(s.ToolTimeouts),
+		MaxConcurrent:    s.MaxConcurrent,
+		QueueTimeout:     time.Duration(s.QueueTimeout),
+		Consent:          l.consent(),
 	}
 }
 

@@ -177,6 +177,8 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 		PingTimeout:     time.Duration(s.PingTimeout),
 		MaxFailures:     s.MaxFailures,
 		FailureWindow:   time.Duration(s.FailureWindow),
+		Roots:           s.Roots,
+		Elicitation:     elicitPolicy(s.Elicitation),
 	}
 	return spec, opts, nil
 }

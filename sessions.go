@@ -79,8 +79,10 @@ type userSessions struct {
 	listErr   string            // the listing session's last error
 	stops     map[string]uint64 // sessions stopped, by reason
 	restarted int               // restarts of the sessions stopped
-	starts    uint64            // sessions started, the listing sessions included
-	idleSince time.Time         // when the last caller's session stopped
+	// failed counts the failures of the sessions stopped, by reason.
+	failed    map[upstream.FailureReason]int
+	starts    uint64    // sessions started, the listing sessions included
+	idleSince time.Time // when the last caller's session stopped
 }
 
 // userSession is one caller's session, or the listing session.
@@ -221,15 +223,25 @@ func (us *userSessions) tools() *upstream.ToolSet { return us.listing.Load() }
 // callTool calls a tool in the session of the caller ctx carries, started
 // if it does not run.
 func (us *userSessions) callTool(ctx context.Context, name string, args json.RawMessage) (res *upstream.CallResult, err error) {
+	err = us.inSession(ctx, func(u *upstream.Upstream) error {
+		res, err = u.CallTool(ctx, name, args)
+		return err
+	})
+	return res, err
+}
+
+// inSession runs do, one request to the server, in the session of the
+// caller ctx carries, started if it does not run.
+func (us *userSessions) inSession(ctx context.Context, do func(u *upstream.Upstream) error) (err error) {
 	id, err := us.caller(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var auth upstream.Authorizer
 	if us.auth != nil {
 		c, cerr := us.auth.check(ctx, id)
 		if cerr != nil {
-			return nil, cerr
+			return cerr
 		}
 		auth = c
 		defer func() { err = us.auth.relink(err, id) }()
@@ -237,20 +249,20 @@ func (us *userSessions) callTool(ctx context.Context, name string, args json.Raw
 	deadline := time.Now().Add(us.startTimeout())
 	s, err := us.acquire(ctx, id, auth, deadline)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer us.release(s)
-	// A session not ready yet refuses the call before sending anything:
-	// wait for it, and call again.
-	res, err = s.u.CallTool(ctx, name, args)
+	// A session not ready yet refuses the request before sending
+	// anything: wait for it, and send again.
+	err = do(s.u)
 	var unavailable *upstream.UnavailableError
 	if errors.As(err, &unavailable) && (unavailable.State == upstream.StateIdle || unavailable.State == upstream.StateStarting) {
 		if err := us.waitReady(ctx, s, deadline); err != nil {
-			return nil, err
+			return err
 		}
-		res, err = s.u.CallTool(ctx, name, args)
+		err = do(s.u)
 	}
-	return res, err
+	return err
 }
 
 // caller returns the identity of the caller ctx carries, or the refusal
@@ -468,6 +480,7 @@ func (us *userSessions) idlestLocked() *userSession {
 // unlinkLocked removes a caller's session from those running, for reason:
 // no call finds it any more. It keeps its slot until it is stopped.
 func (us *userSessions) unlinkLocked(s *userSession, reason string) {
+	us.retireLocked(s)
 	delete(us.byKey, s.key)
 	us.lru.Remove(s.elem)
 	s.elem = nil
@@ -507,13 +520,31 @@ func (us *userSessions) stopLocked(s *userSession) {
 	})
 }
 
-// stopped stops s, whose slot passes on, and keeps its restarts.
+// stopped stops s, whose slot passes on.
 func (us *userSessions) stopped(s *userSession) {
 	_ = s.u.Close()
-	n := s.u.Status().Restarts
-	us.mu.Lock()
-	us.restarted += n
-	us.mu.Unlock()
+}
+
+// retireLocked keeps the restarts and failures of s, which leaves the
+// running sessions to be stopped, in the server's counts, so that they
+// never go back (Prometheus would read a counter going back as a reset).
+func (us *userSessions) retireLocked(s *userSession) {
+	st := s.u.Status()
+	us.restarted += st.Restarts
+	addFailures(&us.failed, st.FailureCounts)
+}
+
+// addFailures adds the counts of from to *to, making it if need be.
+func addFailures(to *map[upstream.FailureReason]int, from map[upstream.FailureReason]int) {
+	if len(from) == 0 {
+		return
+	}
+	if *to == nil {
+		*to = make(map[upstream.FailureReason]int, len(from))
+	}
+	for r, n := range from {
+		(*to)[r] += n
+	}
 }
 
 // freeLocked frees a slot.
@@ -648,6 +679,7 @@ func (us *userSessions) awaitListing(s *userSession) {
 	}
 	us.listErr = ""
 	us.lister = nil
+	us.retireLocked(s)
 	us.mu.Unlock()
 	us.stopped(s)
 	us.mu.Lock()
@@ -712,7 +744,8 @@ func (us *userSessions) sweep(now time.Time) {
 // status describes the server as a whole: ready once a listing exists (a
 // server started on demand: idle while stopped, else as its session is);
 // before, as the listing session is (with oauth and none, needs_auth once
-// started: nobody has authorized yet). The counts add up the sessions'. Only
+// started: nobody has authorized yet). The counts add up the sessions':
+// restarts and failures by reason, those of stopped sessions too. Only
 // the listing session's errors show: a caller's may name the caller.
 func (us *userSessions) status() upstream.Status {
 	us.mu.Lock()
@@ -751,10 +784,12 @@ func (us *userSessions) status() upstream.Status {
 	if ts != nil {
 		st.Server, st.Tools = ts.Server, len(ts.Tools)
 	}
+	addFailures(&st.FailureCounts, us.failed)
 	for _, s := range us.runningLocked() {
 		ss := s.u.Status()
 		st.InFlight += ss.InFlight
 		st.Restarts += ss.Restarts
+		addFailures(&st.FailureCounts, ss.FailureCounts)
 		if ss.LastMessage.After(st.LastMessage) {
 			st.LastMessage = ss.LastMessage
 		}
@@ -861,6 +896,7 @@ func (us *userSessions) revoke(ctx context.Context, id string) (bool, error) {
 	us.mu.Lock()
 	if l := us.lister; l != nil && l.id == id && !us.closed {
 		us.lister = nil
+		us.retireLocked(l)
 		us.stopLocked(l)
 	}
 	us.mu.Unlock()
@@ -883,6 +919,7 @@ func (us *userSessions) listAs(id bridge.Identity, auth upstream.Authorizer) err
 		}
 		// Its caller's token was refused, or revoked: another lists.
 		us.lister = nil
+		us.retireLocked(l)
 		us.stopLocked(l)
 	}
 	return us.startListingLocked(id, auth)
@@ -940,6 +977,9 @@ func (us *userSessions) close() {
 	}
 	us.closed, us.closedAt = true, time.Now()
 	running := us.runningLocked()
+	for _, s := range running {
+		us.retireLocked(s)
+	}
 	clear(us.byKey)
 	us.lru.Init()
 	us.lister = nil

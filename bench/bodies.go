@@ -27,6 +27,10 @@ type BodyMemory struct {
 
 // BodyRun is one tool with one max_request_bytes_in_flight.
 type BodyRun struct {
+	// Clients is how many clients post at once: BodyMemory's Concurrency
+	// for the runs of each budget, fewer for the runs per concurrent
+	// call.
+	Clients int `json:"clients"`
 	// Tool is echo (the body's message comes back) or discard (a 2-byte
 	// reply).
 	Tool string `json:"tool"`
@@ -58,6 +62,10 @@ const (
 	bodyLimit       = 3 * time.Minute // per run
 )
 
+// bodyClients are the numbers of clients of the runs that measure the
+// memory of each call in flight.
+var bodyClients = []int{1, 16}
+
 // budgets are the max_request_bytes_in_flight of the runs: one no load
 // here reaches, and the default, 8 × max_request_body.
 var budgets = []struct {
@@ -65,7 +73,8 @@ var budgets = []struct {
 	bytes   float64
 }{{"1TB", 1e12}, {"", 8 * bodyBytes}}
 
-// bodyMemory runs each tool with the budget off, then at its default.
+// bodyMemory runs each tool with the budget off, then at its default,
+// then the echo tool with the budget off for each of bodyClients.
 func (e *env) bodyMemory(ctx context.Context) (*BodyMemory, error) {
 	res := &BodyMemory{Concurrency: bodyConcurrency, BodyBytes: bodyBytes, CallsPerClient: 3}
 	if e.o.quick {
@@ -74,16 +83,30 @@ func (e *env) bodyMemory(ctx context.Context) (*BodyMemory, error) {
 	// {"message":"xx…x"}, bodyBytes long.
 	const head, tail = `{"message":"`, `"}`
 	body := []byte(head + strings.Repeat("x", bodyBytes-len(head)-len(tail)) + tail)
+	type runSpec struct {
+		tool    string
+		budget  string
+		limit   float64
+		clients int
+	}
+	var specs []runSpec
 	for _, tool := range []string{"echo", "discard"} {
 		for _, budget := range budgets {
-			run, err := e.bodyRun(ctx, res, tool, budget.setting, budget.bytes, body)
-			if err != nil {
-				return nil, fmt.Errorf("%s with max_request_bytes_in_flight %q: %w", tool, budget.setting, err)
-			}
-			log.Printf("bodies: %-7s max_request_bytes_in_flight %-7s %4.0f MiB in flight: peak RSS %6.0f MiB (idle %3.0f), %5.2f MiB per MiB in flight; %d calls, %d rejected and retried, %d errors",
-				tool, orDefault(budget.setting), run.InFlightMiB, run.PeakRSSMiB, run.IdleRSSMiB, run.PeakPerMiB, run.Calls, run.Rejected, run.Errors)
-			res.Runs = append(res.Runs, run)
+			specs = append(specs, runSpec{tool, budget.setting, budget.bytes, res.Concurrency})
 		}
+	}
+	// What one call in flight costs, alone and among a few.
+	for _, clients := range bodyClients {
+		specs = append(specs, runSpec{"echo", budgets[0].setting, budgets[0].bytes, clients})
+	}
+	for _, spec := range specs {
+		run, err := e.bodyRun(ctx, res, spec.tool, spec.budget, spec.limit, body, spec.clients)
+		if err != nil {
+			return nil, fmt.Errorf("%s, %d clients, with max_request_bytes_in_flight %q: %w", spec.tool, spec.clients, spec.budget, err)
+		}
+		log.Printf("bodies: %-7s %2d clients, max_request_bytes_in_flight %-7s %4.0f MiB in flight: peak RSS %6.0f MiB (idle %3.0f), %5.2f MiB per MiB in flight; %d calls, %d rejected and retried, %d errors",
+			spec.tool, run.Clients, orDefault(spec.budget), run.InFlightMiB, run.PeakRSSMiB, run.IdleRSSMiB, run.PeakPerMiB, run.Calls, run.Rejected, run.Errors)
+		res.Runs = append(res.Runs, run)
 	}
 	return res, nil
 }
@@ -98,8 +121,8 @@ func orDefault(budget string) string {
 // bodyRun starts a Caddy with one mount of the echo server, its
 // max_request_bytes_in_flight set to budget (of limit bytes), and measures
 // its peak memory while the clients post their bodies to tool.
-func (e *env) bodyRun(ctx context.Context, res *BodyMemory, tool, budget string, limit float64, body []byte) (BodyRun, error) {
-	run := BodyRun{Tool: tool, Budget: budget}
+func (e *env) bodyRun(ctx context.Context, res *BodyMemory, tool, budget string, limit float64, body []byte, clients int) (BodyRun, error) {
+	run := BodyRun{Tool: tool, Budget: budget, Clients: clients}
 	site := fmt.Sprintf("mcpo /echo {\n\t\tcommand %s\n", e.echoBin)
 	if budget != "" {
 		site += "\t\tmax_request_bytes_in_flight " + budget + "\n"
@@ -117,7 +140,7 @@ func (e *env) bodyRun(ctx context.Context, res *BodyMemory, tool, budget string,
 	proxy := c.proxy()
 	resetPeak(proxy)
 	run.IdleRSSMiB = float64(usageOf(proxy).rss) / (1 << 20)
-	run.InFlightMiB = min(float64(res.Concurrency*len(body)), limit) / (1 << 20)
+	run.InFlightMiB = min(float64(clients*len(body)), limit) / (1 << 20)
 
 	ctx, cancel := context.WithTimeout(ctx, bodyLimit)
 	defer cancel()
@@ -127,7 +150,7 @@ func (e *env) bodyRun(ctx context.Context, res *BodyMemory, tool, budget string,
 		wg                    sync.WaitGroup
 	)
 	began := time.Now()
-	for range res.Concurrency {
+	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

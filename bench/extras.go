@@ -228,19 +228,35 @@ func portOf(base string) int {
 	return port
 }
 
-// Document is what the OpenAPI document of a server with documentTools
-// tools costs: the first request after a tool listing builds it (schema
-// conversion, validators, document); later ones are served from memory.
+// Document is what a server with documentTools tools costs after a tool
+// listing: its first call, which needs only that tool's schema; the first
+// request for its OpenAPI document, which converts every schema and builds
+// the document; later requests, served from memory; and the heap the
+// listing keeps (its routes, its document, its schemas' conversions).
 type Document struct {
-	Tools    int     `json:"tools"`
-	Bytes    int     `json:"bytes"`
-	FirstMS  float64 `json:"first_request_ms"`  // median over documentRuns listings
-	CachedMS float64 `json:"cached_request_ms"` // median of the requests after
+	Tools       int     `json:"tools"`
+	Bytes       int     `json:"bytes"`
+	FirstCallMS float64 `json:"first_call_ms"`     // median over documentRuns listings
+	FirstMS     float64 `json:"first_request_ms"`  // median over documentRuns listings, each after its first call
+	ColdMS      float64 `json:"cold_request_ms"`   // the first listing's first request, in a new process
+	CachedMS    float64 `json:"cached_request_ms"` // median of the requests after
+	// HeapPerTool is the growth of caddy's live heap (after a garbage
+	// collection) from before the first listing's first request to after
+	// its document, in bytes per tool.
+	HeapPerTool float64 `json:"heap_per_tool_bytes"`
+	// RSSKiB is caddy's settled resident memory with the server listed
+	// and its document built; against IdleMemory's caddy with one echo
+	// server, it gives the memory per listed tool.
+	RSSKiB float64 `json:"rss_kib,omitempty"`
 }
 
 const (
 	documentTools = 1000
 	documentRuns  = 3
+	// documentTool is the tool called first after each listing, and its
+	// arguments.
+	documentTool = "tool_0500"
+	documentArgs = `{"query":"caddy","limit":5}`
 )
 
 func (e *env) document(ctx context.Context) (Document, error) {
@@ -250,7 +266,9 @@ func (e *env) document(ctx context.Context) (Document, error) {
 		return res, err
 	}
 	defer c.close()
-	var first, cached []time.Duration
+	call := postCaller(c.client, c.base+"/big/"+documentTool, []byte(documentArgs), documentTool)
+	var calls, first, cached []time.Duration
+	var heapBefore uint64
 	for run := range documentRuns {
 		if run > 0 { // a new listing: restart the server
 			pids, err := c.serverPIDs(ctx)
@@ -269,7 +287,14 @@ func (e *env) document(ctx context.Context) (Document, error) {
 			}); err != nil {
 				return res, err
 			}
+		} else if heapBefore, err = c.liveHeap(ctx); err != nil {
+			return res, err
 		}
+		began := time.Now()
+		if err := call(ctx); err != nil {
+			return res, fmt.Errorf("first call after a listing: %w", err)
+		}
+		calls = append(calls, time.Since(began))
 		for i := range 6 {
 			began := time.Now()
 			status, body, err := c.get(ctx, "/big/openapi.json")
@@ -284,10 +309,56 @@ func (e *env) document(ctx context.Context) (Document, error) {
 				cached = append(cached, took)
 			}
 		}
+		if run == 0 {
+			heapAfter, err := c.liveHeap(ctx)
+			if err != nil {
+				return res, err
+			}
+			res.HeapPerTool = (float64(heapAfter) - float64(heapBefore)) / documentTools
+		}
 	}
-	res.FirstMS, res.CachedMS = ms(median(first)), ms(median(cached))
-	log.Printf("document of %d tools: first request %.1f ms, then %.2f ms (%d bytes)", documentTools, res.FirstMS, res.CachedMS, res.Bytes)
+	res.ColdMS = ms(first[0])
+	res.FirstCallMS, res.FirstMS, res.CachedMS = ms(median(calls)), ms(median(first)), ms(median(cached))
+	res.RSSKiB = float64(settledRSS(ctx, &c.httpPath)) / 1024
+	log.Printf("server of %d tools after a listing: first call %.1f ms, first document %.1f ms (%.1f ms cold), then %.2f ms (%d bytes); %.0f bytes of heap per tool, %.0f KiB resident",
+		documentTools, res.FirstCallMS, res.FirstMS, res.ColdMS, res.CachedMS, res.Bytes, res.HeapPerTool, res.RSSKiB)
 	return res, nil
+}
+
+// liveHeap is caddy's live heap: its heap in use right after a garbage
+// collection, which the admin API's heap profile runs.
+func (c *caddyPath) liveHeap(ctx context.Context) (uint64, error) {
+	get := func(rel string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.admin+rel, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.client.Do(req)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			err = fmt.Errorf("GET %s: %d", rel, resp.StatusCode)
+		}
+		return resp, err
+	}
+	resp, err := get("/debug/pprof/heap?gc=1")
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp, err = get("/debug/vars"); err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var vars struct {
+		MemStats struct {
+			HeapAlloc uint64
+		} `json:"memstats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
+		return 0, fmt.Errorf("GET /debug/vars: %w", err)
+	}
+	return vars.MemStats.HeapAlloc, nil
 }
 
 // adminPost posts to caddy's admin API and wants a 2xx.
@@ -394,59 +465,43 @@ func (e *env) startServers(ctx context.Context, name string, n int) (*httpPath, 
 	return &c.httpPath, nil
 }
 
-// profileCaddy takes a CPU profile and an allocation profile of caddy
-// while it serves the echo tool at the highest concurrency, and writes
-// them with their top entries into <work>/profiles.
-func (e *env) profileCaddy(ctx context.Context, c *caddyPath) error {
+// profile profiles a path that can be: the CPU time of the floor and of
+// caddy-mcpo on each protocol era, broken down, and caddy-mcpo's
+// allocations, whose top entries go into <work>/profiles/allocs.txt.
+func (e *env) profile(ctx context.Context, name string, p path) (*Profile, error) {
+	switch name {
+	case pathFloor:
+		h := p.(*httpPath)
+		return e.profilePath(ctx, name, h, h.base, e.floorBin)
+	case pathCaddy, pathModern:
+		c := p.(*caddyPath)
+		prof, err := e.profilePath(ctx, name, &c.httpPath, c.admin, e.caddyBin)
+		if err != nil || name != pathCaddy {
+			return prof, err
+		}
+		return prof, e.allocProfile(ctx, c)
+	}
+	return nil, nil
+}
+
+// allocProfile writes caddy's allocation profile, after the load of the
+// CPU profile, with its top entries, into <work>/profiles.
+func (e *env) allocProfile(ctx context.Context, c *caddyPath) error {
 	dir := filepath.Join(e.o.work, "profiles")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	b, err := fetchURL(ctx, c.client, c.admin+"/debug/pprof/allocs")
+	if err != nil {
 		return err
 	}
-	echo := cases(false)[0]
-	conc := e.o.concurrency[len(e.o.concurrency)-1]
-	loadCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runLoad(loadCtx, c.caller(echo), conc, 0, 1_000_000, 30*time.Second)
-	}()
-	defer func() { stop(); <-done }()
-	time.Sleep(time.Second)
-	for _, prof := range []struct{ name, query string }{
-		{"cpu", "/debug/pprof/profile?seconds=10"},
-		{"allocs", "/debug/pprof/allocs"},
-	} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.admin+prof.query, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.client.Do(req)
-		if err != nil {
-			return err
-		}
-		file := filepath.Join(dir, prof.name+".pprof")
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(file, b, 0o644); err != nil {
-			return err
-		}
-		args := []string{"tool", "pprof", "-top", "-nodecount=40"}
-		if prof.name == "allocs" {
-			args = append(args, "-sample_index=alloc_space")
-		}
-		out, err := exec.CommandContext(ctx, "go", append(args, e.caddyBin, file)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("go tool pprof: %w\n%s", err, out)
-		}
-		if err := os.WriteFile(filepath.Join(dir, prof.name+".txt"), out, 0o644); err != nil {
-			return err
-		}
-		log.Printf("profile: %s", filepath.Join(dir, prof.name+".txt"))
+	file := filepath.Join(dir, "allocs.pprof")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		return err
 	}
-	return nil
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=40", "-sample_index=alloc_space", e.caddyBin, file).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
+	}
+	log.Printf("profile: %s", filepath.Join(dir, "allocs.txt"))
+	return os.WriteFile(filepath.Join(dir, "allocs.txt"), out, 0o644)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -56,6 +56,7 @@ type options struct {
 	extras      bool     // measure start-up, reload, documents and memory too
 	bodies      bool     // measure the memory large request bodies take
 	sessions    bool     // measure a session per caller against a shared server
+	caddy       string   // a caddy binary to measure instead of building one
 }
 
 func main() {
@@ -71,13 +72,14 @@ func main() {
 	flag.StringVar(&o.mcpoWith, "mcpo-with", "mcp==1.17.0,pydantic==2.11.7,fastapi==0.116.1,starlette==0.47.2,uvicorn==0.35.0,httpx==0.28.1",
 		"the requirements mcpo runs with, comma-separated")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run with few calls; results go to the scratch directory")
-	flag.BoolVar(&o.profile, "profile", true, "take CPU and allocation profiles of caddy-mcpo on the echo upstream at the highest concurrency")
+	flag.BoolVar(&o.profile, "profile", true, "take CPU profiles of the floor and caddy-mcpo, and an allocation profile of caddy-mcpo, on the echo upstream at the highest concurrency")
 	render := flag.String("render", "", "only render this results.json again into results.md and results.png beside it (and -readme)")
 	flag.StringVar(&o.readme, "readme", "", "the README whose benchmark section to rewrite (default: the repository's, unless -quick)")
 	flag.StringVar(&conc, "concurrency", "1,16,64", "concurrency levels")
-	paths := flag.String("paths", strings.Join([]string{pathDirect, pathCaddy, pathMcpo}, ","), "the paths to measure")
+	paths := flag.String("paths", strings.Join(allPaths, ","), "the paths to measure")
 	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
 	flag.BoolVar(&o.bodies, "bodies", true, "also measure caddy-mcpo's peak memory per MiB of request body in flight")
+	flag.StringVar(&o.caddy, "caddy", "", "measure this caddy binary (built with this module) instead of building ./cmd/caddy")
 	flag.BoolVar(&o.sessions, "sessions", true, "also measure a session per caller (isolation user) against a shared server")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
@@ -153,14 +155,27 @@ func cases(quick bool) []upstreamCase {
 // The paths, in the order they run and are reported.
 const (
 	pathDirect = "direct"
-	pathCaddy  = "caddy-mcpo"
+	// pathFloor is bench/floor: the least a bridge must do, no Caddy.
+	pathFloor = "floor"
+	// pathRespond is Caddy answering the echo route with a static
+	// respond: Caddy's own cost per request.
+	pathRespond = "caddy-respond"
+	pathCaddy   = "caddy-mcpo"
+	// pathModern is caddy-mcpo pinned to the 2026-07-28 protocol
+	// (protocol modern), on the echo server only.
+	pathModern = "caddy-mcpo-2026"
 	pathMcpo   = "mcpo"
 )
+
+// allPaths are the paths in run and report order.
+var allPaths = []string{pathDirect, pathFloor, pathRespond, pathCaddy, pathModern, pathMcpo}
 
 // path is a way to call the upstreams.
 type path interface {
 	// caller returns a caller of a case's tool.
 	caller(c upstreamCase) caller
+	// serves tells whether the path reaches a case's upstream server.
+	serves(c upstreamCase) bool
 	// proxy returns the proxy's processes (none for direct).
 	proxy() []procInfo
 	close()
@@ -171,6 +186,7 @@ type env struct {
 	o          options
 	caddyBin   string
 	echoBin    string
+	floorBin   string
 	uvx        string
 	timeArgv   []string // runs mcp-server-time
 	mcpoArgv   []string // runs mcpo, without its own arguments
@@ -196,6 +212,9 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		for _, c := range cases(o.quick) {
+			if !p.serves(c) {
+				continue
+			}
 			for _, conc := range o.concurrency {
 				cell := e.measure(ctx, p, c, conc)
 				cell.Path = name
@@ -205,9 +224,11 @@ func run(ctx context.Context, o options) error {
 				res.Cells = append(res.Cells, cell)
 			}
 		}
-		if name == pathCaddy && o.profile {
-			if err := e.profileCaddy(ctx, p.(*caddyPath)); err != nil {
-				log.Printf("profiling: %v", err)
+		if o.profile {
+			if prof, err := e.profile(ctx, name, p); err != nil {
+				log.Printf("profiling %s: %v", name, err)
+			} else if prof != nil {
+				res.Profiles = append(res.Profiles, *prof)
 			}
 		}
 		p.close()
@@ -299,7 +320,8 @@ func (e *env) upstreams(c upstreamCase) []procInfo {
 	}
 	var out []procInfo
 	for _, p := range tree(os.Getpid()) {
-		if strings.Contains(p.cmdline, id) {
+		// bench/floor names the servers it starts on its command line.
+		if strings.Contains(p.cmdline, id) && !strings.HasPrefix(p.cmdline, e.floorBin+" ") {
 			out = append(out, p)
 		}
 	}
@@ -309,13 +331,17 @@ func (e *env) upstreams(c upstreamCase) []procInfo {
 // prepare builds the binaries and fetches the Python packages, so that no
 // measurement waits for a download.
 func prepare(ctx context.Context, o options) (*env, error) {
-	e := &env{o: o, caddyBin: filepath.Join(o.work, "caddy"), echoBin: filepath.Join(o.work, "echoserver")}
-	log.Print("building caddy and the echo server")
-	if err := runQuiet(ctx, 10*time.Minute, o.repo, nil, "go", "build", "-o", e.caddyBin, "./cmd/caddy"); err != nil {
+	e := &env{o: o, caddyBin: filepath.Join(o.work, "caddy"), echoBin: filepath.Join(o.work, "echoserver"), floorBin: filepath.Join(o.work, "floor")}
+	log.Print("building caddy, the echo server and the floor")
+	if o.caddy != "" {
+		e.caddyBin = o.caddy
+	} else if err := runQuiet(ctx, 10*time.Minute, o.repo, nil, "go", "build", "-o", e.caddyBin, "./cmd/caddy"); err != nil {
 		return nil, err
 	}
-	if err := runQuiet(ctx, 5*time.Minute, filepath.Join(o.repo, "bench"), nil, "go", "build", "-o", e.echoBin, "./echoserver"); err != nil {
-		return nil, err
+	for bin, pkg := range map[string]string{e.echoBin: "./echoserver", e.floorBin: "./floor"} {
+		if err := runQuiet(ctx, 5*time.Minute, filepath.Join(o.repo, "bench"), nil, "go", "build", "-o", bin, pkg); err != nil {
+			return nil, err
+		}
 	}
 	e.upstreamID = []string{e.echoBin, "mcp-server-time"}
 	// The load paths call mcp-server-time; the extras run mcpo.

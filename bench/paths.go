@@ -32,6 +32,21 @@ func (e *env) open(ctx context.Context, name string) (path, error) {
 	mcpo /time {
 		command %s
 	}`, e.echoBin, strings.Join(e.timeArgv, " ")), "/echo", "/time")
+	case pathModern:
+		// The echo server alone: mcp-server-time speaks the legacy era only.
+		c, err := e.startCaddy(ctx, "caddy-modern", fmt.Sprintf(`mcpo /echo {
+		command %s
+		protocol modern
+	}`, e.echoBin), "/echo")
+		if err != nil {
+			return nil, err
+		}
+		c.only = func(uc upstreamCase) bool { return uc.Server == "echo" }
+		return c, nil
+	case pathRespond:
+		return e.startRespond(ctx)
+	case pathFloor:
+		return e.startFloor(ctx)
 	case pathMcpo:
 		return e.startMcpo(ctx, "mcpo", map[string]any{
 			"echo": map[string]any{"command": e.echoBin},
@@ -102,6 +117,8 @@ func (d *directPath) caller(uc upstreamCase) caller {
 
 func (d *directPath) proxy() []procInfo { return nil }
 
+func (d *directPath) serves(upstreamCase) bool { return true }
+
 func (d *directPath) close() {
 	for _, c := range d.clients {
 		c.Close()
@@ -113,8 +130,11 @@ type httpPath struct {
 	p      *proc
 	base   string // http://127.0.0.1:<port>
 	client *http.Client
-	skip   []string // command-line parts of the upstream processes
+	skip   []string                // command-line parts of the upstream processes
+	only   func(upstreamCase) bool // the cases it serves, nil for all
 }
+
+func (h *httpPath) serves(uc upstreamCase) bool { return h.only == nil || h.only(uc) }
 
 func newHTTPClient() *http.Client {
 	return &http.Client{
@@ -311,6 +331,47 @@ func (e *env) startMcpo(ctx context.Context, name string, servers map[string]any
 		if err != nil {
 			h.close()
 			return nil, fmt.Errorf("mcpo: server %s: %w", server, err)
+		}
+	}
+	return h, nil
+}
+
+// respondBody is what the respond path answers: the echo case's answer.
+const respondBody = `"hello"`
+
+// startRespond runs the caddy of the caddy-mcpo path with the echo tool's
+// route answered by a static respond, and waits until it answers.
+func (e *env) startRespond(ctx context.Context) (*caddyPath, error) {
+	c, err := e.startCaddy(ctx, "caddy-respond", "respond /echo/echo `"+respondBody+"` 200")
+	if err != nil {
+		return nil, err
+	}
+	echo := cases(true)[0]
+	c.only = func(uc upstreamCase) bool { return uc.Name == echo.Name }
+	if _, err := retry(ctx, readyLimit, postCaller(c.client, c.base+"/echo/echo", []byte(echo.Args), echo.want)); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startFloor runs bench/floor with the echo and time servers and waits
+// until both answer.
+func (e *env) startFloor(ctx context.Context) (*httpPath, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	p, err := start(e.o.work, "floor", nil, e.floorBin, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"-server", "echo="+e.echoBin, "-server", "time="+strings.Join(e.timeArgv, " "))
+	if err != nil {
+		return nil, err
+	}
+	h := &httpPath{p: p, base: fmt.Sprintf("http://127.0.0.1:%d", port), client: newHTTPClient(), skip: e.upstreamID}
+	for _, c := range cases(true) {
+		if _, err := retry(ctx, readyLimit, h.caller(c)); err != nil {
+			h.close()
+			return nil, fmt.Errorf("floor: %s: %w", c.Name, err)
 		}
 	}
 	return h, nil

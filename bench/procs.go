@@ -123,8 +123,8 @@ func readProc(pid int) (procInfo, error) {
 }
 
 // tree returns the processes of the tree rooted at root, except the
-// subtrees whose command line contains one of skip (the upstream servers,
-// which belong to no proxy).
+// subtrees below it whose command line contains one of skip (the upstream
+// servers, which belong to no proxy).
 func tree(root int, skip ...string) []procInfo {
 	all := map[int][]procInfo{}
 	entries, _ := os.ReadDir("/proc")
@@ -150,7 +150,9 @@ func tree(root int, skip ...string) []procInfo {
 	var walk func(procInfo)
 	walk = func(p procInfo) {
 		for _, s := range skip {
-			if strings.Contains(p.cmdline, s) {
+			// The root is never skipped: its command line may name the
+			// upstream servers it starts (bench/floor's does).
+			if p.pid != root && strings.Contains(p.cmdline, s) {
 				return
 			}
 		}

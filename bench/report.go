@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,7 @@ type Results struct {
 	IdleMemory IdleMemory        `json:"idle_memory"`
 	Bodies     *BodyMemory       `json:"bodies,omitempty"`
 	Sessions   *Sessions         `json:"sessions,omitempty"`
+	Profiles   []Profile         `json:"profiles,omitempty"`
 }
 
 // Cell is one upstream case through one path at one concurrency.
@@ -93,6 +95,11 @@ func write(dir string, r *Results) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(markdown(r)), 0o644); err != nil {
 		return err
+	}
+	if len(r.Profiles) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "profile.md"), []byte(markdownProfiles(r)), 0o644); err != nil {
+			return err
+		}
 	}
 	if len(r.Cells) == 0 {
 		return nil
@@ -215,62 +222,142 @@ func markdown(r *Results) string {
 	return b.String()
 }
 
+// paths lists the paths the results measured, in report order.
+func (r *Results) paths() []string {
+	var out []string
+	for _, p := range allPaths {
+		for _, c := range r.Cells {
+			if c.Path == p {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// loadRatios are the ratio columns of the throughput and latency tables:
+// a path's figure over another's, when both were measured.
+var loadRatios = []struct{ num, den string }{{pathCaddy, pathFloor}, {pathModern, pathFloor}, {pathCaddy, pathDirect}, {pathCaddy, pathMcpo}}
+
 // markdownLoad renders throughput, latency and cost per path.
 func markdownLoad(b *bytes.Buffer, r *Results) {
-	paths := []string{pathDirect, pathCaddy, pathMcpo}
-	fmt.Fprintf(b, "**Throughput** (calls/s; each cell a fixed number of calls after a warm-up)\n\n")
-	fmt.Fprintf(b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | caddy-mcpo / direct | caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, u := range r.upstreams() {
-		for _, c := range r.concurrencies() {
-			v := map[string]float64{}
-			for _, p := range paths {
-				if cell := r.cell(u, p, c); cell != nil {
-					v[p] = cell.Load.Throughput
-				}
-			}
-			fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | %.0f | %s | %s |\n", u, c,
-				v[pathDirect], v[pathCaddy], v[pathMcpo], ratio(v[pathCaddy], v[pathDirect]), ratio(v[pathCaddy], v[pathMcpo]))
+	paths := r.paths()
+	var ratios []struct{ num, den string }
+	for _, q := range loadRatios {
+		if contains(paths, q.num) && contains(paths, q.den) {
+			ratios = append(ratios, q)
 		}
 	}
+	header := func(cols []string, suffix func(num, den string) string) {
+		fmt.Fprintf(b, "| upstream | concurrency | %s |", strings.Join(cols, " | "))
+		for _, q := range ratios {
+			fmt.Fprintf(b, " %s |", suffix(q.num, q.den))
+		}
+		fmt.Fprintf(b, "\n|---|---:|%s%s\n", strings.Repeat("---:|", len(cols)), strings.Repeat("---:|", len(ratios)))
+	}
+	// rows writes a row per upstream and concurrency: a cell per path, then
+	// the ratios of value.
+	rows := func(cell func(*Cell) string, value func(*Cell) float64) {
+		for _, u := range r.upstreams() {
+			for _, c := range r.concurrencies() {
+				fmt.Fprintf(b, "| %s | %d |", u, c)
+				v := map[string]float64{}
+				for _, p := range paths {
+					text := ""
+					if cl := r.cell(u, p, c); cl != nil {
+						text, v[p] = cell(cl), value(cl)
+					}
+					fmt.Fprintf(b, " %s |", text)
+				}
+				for _, q := range ratios {
+					fmt.Fprintf(b, " %s |", ratio(v[q.num], v[q.den]))
+				}
+				fmt.Fprintln(b)
+			}
+		}
+	}
+
+	fmt.Fprintf(b, "**Throughput** (calls/s; each cell a fixed number of calls after a warm-up)\n\n")
+	header(paths, func(num, den string) string { return num + " / " + den })
+	rows(func(c *Cell) string { return fmt.Sprintf("%.0f", c.Load.Throughput) },
+		func(c *Cell) float64 { return c.Load.Throughput })
 
 	fmt.Fprintf(b, "\n**Latency** (ms, p50 / p99 / max)\n\n")
-	fmt.Fprintf(b, "| upstream | concurrency | direct | caddy-mcpo | mcpo | p99 caddy-mcpo / direct | p99 mcpo / caddy-mcpo |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, u := range r.upstreams() {
-		for _, c := range r.concurrencies() {
-			cols := map[string]string{}
-			p99 := map[string]float64{}
-			for _, p := range paths {
-				if cell := r.cell(u, p, c); cell != nil {
-					l := cell.Load.Latency
-					cols[p] = fmt.Sprintf("%.2f / %.2f / %.1f", l.P50, l.P99, l.Max)
-					p99[p] = l.P99
-				}
-			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s |\n", u, c,
-				cols[pathDirect], cols[pathCaddy], cols[pathMcpo], ratio(p99[pathCaddy], p99[pathDirect]), ratio(p99[pathMcpo], p99[pathCaddy]))
-		}
-	}
+	header(paths, func(num, den string) string { return "p99 " + num + " / " + den })
+	rows(func(c *Cell) string {
+		l := c.Load.Latency
+		return fmt.Sprintf("%.2f / %.2f / %.1f", l.P50, l.P99, l.Max)
+	}, func(c *Cell) float64 { return c.Load.Latency.P99 })
 
-	fmt.Fprintf(b, "\n**Cost** (CPU time per call, µs, of client + proxy + upstream: the client is the load generator, or for direct the MCP client; peak resident memory of the proxy; errors)\n\n")
-	fmt.Fprintf(b, "| upstream | concurrency | direct CPU | caddy-mcpo CPU | mcpo CPU | caddy-mcpo peak RSS | mcpo peak RSS | errors direct / caddy-mcpo / mcpo |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	cpu := func(c *Cell) string {
-		if c.Path == pathDirect {
-			return fmt.Sprintf("%.0f + %.0f", c.ClientCPUPerCallUS, c.UpstreamCPUPerCallUS)
+	fmt.Fprintf(b, "\n**Cost** (CPU time per call, µs, of client + proxy + upstream: the client is the load generator, or for direct the MCP client; "+
+		"peak resident memory of the proxy; errors)\n\n")
+	ratios = nil
+	var proxies []string
+	for _, p := range paths {
+		if p != pathDirect {
+			proxies = append(proxies, p)
 		}
-		return fmt.Sprintf("%.0f + %.0f + %.0f", c.ClientCPUPerCallUS, c.ProxyCPUPerCallUS, c.UpstreamCPUPerCallUS)
 	}
+	header(append(slices.Clone(paths), "peak RSS, MiB ("+strings.Join(proxies, " / ")+")", "errors ("+strings.Join(paths, " / ")+")"), nil)
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
-			cc, mc, dc := r.cell(u, pathCaddy, c), r.cell(u, pathMcpo, c), r.cell(u, pathDirect, c)
-			if cc == nil || mc == nil || dc == nil {
+			fmt.Fprintf(b, "| %s | %d |", u, c)
+			var rss, errs []string
+			for _, p := range paths {
+				cl := r.cell(u, p, c)
+				switch {
+				case cl == nil:
+					fmt.Fprintf(b, " |")
+					errs = append(errs, "–")
+					if p != pathDirect {
+						rss = append(rss, "–")
+					}
+					continue
+				case p == pathDirect:
+					fmt.Fprintf(b, " %.0f + %.0f |", cl.ClientCPUPerCallUS, cl.UpstreamCPUPerCallUS)
+				default:
+					fmt.Fprintf(b, " %.0f + %.0f + %.0f |", cl.ClientCPUPerCallUS, cl.ProxyCPUPerCallUS, cl.UpstreamCPUPerCallUS)
+					rss = append(rss, fmt.Sprintf("%.0f", cl.ProxyPeakRSSMB))
+				}
+				errs = append(errs, fmt.Sprint(cl.Load.Errors))
+			}
+			fmt.Fprintf(b, " %s | %s |\n", strings.Join(rss, " / "), strings.Join(errs, " / "))
+		}
+	}
+	markdownFloor(b, r)
+}
+
+// markdownFloor renders caddy-mcpo against the floor on the echo
+// upstream: throughput, p99, and the proxy's CPU time per call against
+// the floor's plus Caddy's own (a static respond).
+func markdownFloor(b *bytes.Buffer, r *Results) {
+	if !contains(r.paths(), pathFloor) {
+		return
+	}
+	fmt.Fprintf(b, "\n**Against the floor** (echo upstream; the floor is bench/floor, the least a bridge does: net/http, one JSON-RPC line per call over stdio, "+
+		"answers matched by id, the first text back; caddy-respond is Caddy answering the route with a static `respond`, Caddy's own cost)\n\n")
+	fmt.Fprintf(b, "| path | concurrency | calls/s | / floor | p99 ms | / floor | proxy CPU µs/call | / floor | / (1.25 × floor + respond) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range r.concurrencies() {
+		floor, respond := r.cell("echo", pathFloor, c), r.cell("echo", pathRespond, c)
+		if floor == nil {
+			continue
+		}
+		for _, p := range []string{pathFloor, pathRespond, pathCaddy, pathModern} {
+			cl := r.cell("echo", p, c)
+			if cl == nil {
 				continue
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %.0f MiB | %.0f MiB | %d / %d / %d |\n", u, c,
-				cpu(dc), cpu(cc), cpu(mc), cc.ProxyPeakRSSMB, mc.ProxyPeakRSSMB,
-				dc.Load.Errors, cc.Load.Errors, mc.Load.Errors)
+			budget := ""
+			if respond != nil && p != pathFloor && p != pathRespond {
+				budget = ratio(cl.ProxyCPUPerCallUS, 1.25*floor.ProxyCPUPerCallUS+respond.ProxyCPUPerCallUS)
+			}
+			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %.2f | %s | %.0f | %s | %s |\n", p, c,
+				cl.Load.Throughput, ratio(cl.Load.Throughput, floor.Load.Throughput),
+				cl.Load.Latency.P99, ratio(cl.Load.Latency.P99, floor.Load.Latency.P99),
+				cl.ProxyCPUPerCallUS, ratio(cl.ProxyCPUPerCallUS, floor.ProxyCPUPerCallUS), budget)
 		}
 	}
-
 }
 
 // markdownExtras renders start-up, reload, documents and idle memory.
@@ -283,17 +370,24 @@ func markdownExtras(b *bytes.Buffer, r *Results) {
 		r.IdleMemory.Sessions, r.IdleMemory.PerSession[pathCaddy], r.IdleMemory.PerSession[pathMcpo])
 	fmt.Fprintf(b, "\n- `caddy reload` with %d unchanged stdio servers: %.0f ms (median of %d; the admin API's `POST /load` alone: %.0f ms); processes restarted: **%d**.\n",
 		r.Reload.Servers, r.Reload.CLIms, r.Reload.Runs, r.Reload.APIms, r.Reload.Restarted)
-	fmt.Fprintf(b, "- OpenAPI document of a server with %d tools (%d KiB): %.0f ms for the first request after a tool listing (conversion, validators, document), %.2f ms after.\n",
-		r.Document.Tools, r.Document.Bytes>>10, r.Document.FirstMS, r.Document.CachedMS)
+	fmt.Fprintf(b, "- A server with %d tools, after a tool listing: %.1f ms for the first call of a tool; its OpenAPI document (%d KiB) %.0f ms for the first request (%.0f ms in a new process), %.2f ms after; %.0f bytes of live heap per listed tool.\n",
+		r.Document.Tools, r.Document.FirstCallMS, r.Document.Bytes>>10, r.Document.FirstMS, r.Document.ColdMS, r.Document.CachedMS, r.Document.HeapPerTool)
 	fmt.Fprintf(b, "- One idle echo server process (not counted above): %.0f KiB resident.\n", r.IdleMemory.UpstreamKiB)
+	if base := r.IdleMemory.Base[pathCaddy]; r.Document.RSSKiB > 0 && base > 0 && r.Document.Tools > 0 {
+		fmt.Fprintf(b, "- caddy-mcpo's resident memory per listed tool (a server of %d tools, its document built: %.0f KiB, against %.0f KiB with one echo server): %.1f KiB.\n",
+			r.Document.Tools, r.Document.RSSKiB, base, (r.Document.RSSKiB-base)/float64(r.Document.Tools))
+	}
+	if r.IdleMemory.PerSession[pathCaddy] > 0 {
+		targetAtMost(b, "caddy-mcpo's resident memory per idle session < 200 KiB", r.IdleMemory.PerSession[pathCaddy]/200, 1)
+	}
 
 }
 
 // markdownBodies renders what request bodies in flight cost in memory.
 func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
-	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, each posting %d × %d MiB to the echo server through caddy-mcpo, "+
+	fmt.Fprintf(b, "\n**Memory per MiB of request body in flight** (%d clients at once, or as many as the table says, each posting %d × %d MiB to the echo server through caddy-mcpo, "+
 		"a 503 posted again after %s; caddy's peak resident memory, VmHWM)\n\n", m.Concurrency, m.CallsPerClient, m.BodyBytes>>20, bodyRetryDelay)
-	fmt.Fprintf(b, "| tool | `max_request_bytes_in_flight` | body in flight, at most | idle RSS | peak RSS | peak RSS per MiB in flight | growth per MiB in flight | calls | 503s posted again | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| tool | clients | `max_request_bytes_in_flight` | body in flight, at most | idle RSS | peak RSS | peak RSS per MiB in flight | growth per MiB in flight | calls | 503s posted again | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, run := range m.Runs {
 		tool := "echo (the body back)"
 		if run.Tool == "discard" {
@@ -303,9 +397,34 @@ func markdownBodies(b *bytes.Buffer, m *BodyMemory) {
 		if run.Budget == "" {
 			budget = "default (64 MiB)"
 		}
-		fmt.Fprintf(b, "| %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.2f MiB | %.2f MiB | %d | %d | %d |\n", tool, budget,
+		clients := run.Clients
+		if clients == 0 { // a run from before the runs per concurrent call
+			clients = m.Concurrency
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %.0f MiB | %.0f MiB | %.0f MiB | %.2f MiB | %.2f MiB | %d | %d | %d |\n", tool, clients, budget,
 			run.InFlightMiB, run.IdleRSSMiB, run.PeakRSSMiB, run.PeakPerMiB, run.GrowthPerMiB, run.Calls, run.Rejected, run.Errors)
 	}
+	fmt.Fprintf(b, "\n")
+	bodyTargets(b, m)
+}
+
+// bodyTargets renders the target of the runs per concurrent call: a call
+// in flight takes at most twice its body.
+func bodyTargets(b *bytes.Buffer, m *BodyMemory) {
+	for _, run := range m.Runs {
+		if run.Clients == 0 || run.Clients == m.Concurrency || run.Tool != "echo" {
+			continue
+		}
+		targetAtMost(b, fmt.Sprintf("echo, %d client%s: Caddy's growth per MiB of request body in flight ≤ 2 MiB", run.Clients, plural(run.Clients)),
+			run.GrowthPerMiB, 2)
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // markdownSessions renders what a session per caller costs.
@@ -354,6 +473,7 @@ func markdownTargets(b *bytes.Buffer, r *Results) {
 	if cc, mc := r.cell("echo", pathCaddy, 16), r.cell("echo", pathMcpo, 16); cc != nil && mc != nil {
 		target(b, "p99 latency at concurrency 16 ≤ 1/10 of mcpo's", mc.Load.Latency.P99/cc.Load.Latency.P99, 10)
 	}
+	floorTargets(b, r)
 	if r.Reload.Servers == 0 {
 		return
 	}
@@ -362,6 +482,40 @@ func markdownTargets(b *bytes.Buffer, r *Results) {
 		met = "missed"
 	}
 	fmt.Fprintf(b, "- reload with %d unchanged servers restarts 0 processes: %d, %s\n", r.Reload.Servers, r.Reload.Restarted, met)
+}
+
+// floorTargets renders the targets against the floor, of caddy-mcpo on
+// each protocol era measured.
+func floorTargets(b *bytes.Buffer, r *Results) {
+	for _, p := range []string{pathCaddy, pathModern} {
+		for _, conc := range []int{16, 64} {
+			if cl, fl := r.cell("echo", p, conc), r.cell("echo", pathFloor, conc); cl != nil && fl != nil && fl.Load.Throughput > 0 {
+				target(b, fmt.Sprintf("%s throughput at concurrency %d ≥ 0.8× the floor's", p, conc), cl.Load.Throughput/fl.Load.Throughput, 0.8)
+			}
+		}
+		if cl, fl := r.cell("echo", p, 16), r.cell("echo", pathFloor, 16); cl != nil && fl != nil && fl.Load.Latency.P99 > 0 {
+			targetAtMost(b, fmt.Sprintf("%s p99 latency at concurrency 16 ≤ 1.25× the floor's", p), cl.Load.Latency.P99/fl.Load.Latency.P99, 1.25)
+		}
+		for _, conc := range []int{16, 64} {
+			cl, fl, rs := r.cell("echo", p, conc), r.cell("echo", pathFloor, conc), r.cell("echo", pathRespond, conc)
+			if cl == nil || fl == nil || rs == nil {
+				continue
+			}
+			if budget := 1.25*fl.ProxyCPUPerCallUS + rs.ProxyCPUPerCallUS; budget > 0 {
+				targetAtMost(b, fmt.Sprintf("%s CPU per call at concurrency %d ≤ 1.25× the floor's + Caddy's respond (%.0f µs; got %.0f µs)",
+					p, conc, budget, cl.ProxyCPUPerCallUS), cl.ProxyCPUPerCallUS/budget, 1)
+			}
+		}
+	}
+}
+
+// targetAtMost renders a target that got must not exceed.
+func targetAtMost(b *bytes.Buffer, what string, got, limit float64) {
+	met := "met"
+	if got > limit {
+		met = "missed"
+	}
+	fmt.Fprintf(b, "- %s: %.2f×, %s\n", what, got, met)
 }
 
 func target(b *bytes.Buffer, what string, got, want float64) {
@@ -374,9 +528,12 @@ func target(b *bytes.Buffer, what string, got, want float64) {
 
 // pathColors and the order of the chart's legend.
 var pathColors = map[string]color.Color{
-	pathDirect: color.RGBA{R: 120, G: 120, B: 120, A: 255},
-	pathCaddy:  color.RGBA{R: 0, G: 150, B: 136, A: 255},
-	pathMcpo:   color.RGBA{R: 230, G: 120, B: 0, A: 255},
+	pathDirect:  color.RGBA{R: 120, G: 120, B: 120, A: 255},
+	pathCaddy:   color.RGBA{R: 0, G: 150, B: 136, A: 255},
+	pathMcpo:    color.RGBA{R: 230, G: 120, B: 0, A: 255},
+	pathFloor:   color.RGBA{R: 40, G: 40, B: 200, A: 255},
+	pathRespond: color.RGBA{R: 180, G: 180, B: 180, A: 255},
+	pathModern:  color.RGBA{R: 0, G: 90, B: 80, A: 255},
 }
 
 // chart draws, for each upstream, throughput and latency percentiles
@@ -399,7 +556,7 @@ func chart(r *Results, file string) error {
 			p.Y.Tick.Marker = niceLogTicks{}
 			p.Legend.Top, p.Legend.Left = true, true
 		}
-		for _, path := range []string{pathDirect, pathCaddy, pathMcpo} {
+		for _, path := range allPaths {
 			var thr, p50, p99 plotter.XYs
 			for _, c := range concs {
 				if cell := r.cell(u, path, c); cell != nil && cell.Load.Calls > 0 {

@@ -50,21 +50,33 @@ func TestWriteGivesTablesWithRatiosAndAChart(t *testing.T) {
 		path string
 		thr  float64
 		p99  float64
+		cpu  float64
 	}{
-		{pathDirect, 20000, 2}, {pathCaddy, 12000, 4}, {pathMcpo, 600, 80},
+		{pathDirect, 20000, 2, 0}, {pathFloor, 10000, 3, 80}, {pathRespond, 30000, 1, 40},
+		{pathCaddy, 12000, 4, 120}, {pathModern, 7000, 5, 200}, {pathMcpo, 600, 80, 1900},
 	} {
 		for _, conc := range []int{1, 16, 64} {
-			r.Cells = append(r.Cells, Cell{Upstream: "echo", Path: c.path, Load: LoadResult{
+			r.Cells = append(r.Cells, Cell{Upstream: "echo", Path: c.path, ProxyCPUPerCallUS: c.cpu, Load: LoadResult{
 				Concurrency: conc, Calls: 100, Throughput: c.thr, Latency: Latency{P50: c.p99 / 2, P99: c.p99, Max: c.p99 * 2},
 			}})
 		}
 	}
 	dir := writeResults(t, r,
-		"| echo | 64 | 20000 | 12000 | 600 | 0.60× | 20.00× |",
-		"| echo | 16 | 1.00 / 2.00 / 4.0 | 2.00 / 4.00 / 8.0 | 40.00 / 80.00 / 160.0 | 2.00× | 20.00× |",
+		"| upstream | concurrency | direct | floor | caddy-respond | caddy-mcpo | caddy-mcpo-2026 | mcpo | caddy-mcpo / floor | caddy-mcpo-2026 / floor | caddy-mcpo / direct | caddy-mcpo / mcpo |",
+		"| echo | 64 | 20000 | 10000 | 30000 | 12000 | 7000 | 600 | 1.20× | 0.70× | 0.60× | 20.00× |",
+		"| echo | 16 | 1.00 / 2.00 / 4.0 | 1.50 / 3.00 / 6.0 | 0.50 / 1.00 / 2.0 | 2.00 / 4.00 / 8.0 | 2.50 / 5.00 / 10.0 | 40.00 / 80.00 / 160.0 | 1.33× | 1.67× | 2.00× | 0.05× |",
+		"| peak RSS, MiB (floor / caddy-respond / caddy-mcpo / caddy-mcpo-2026 / mcpo) | errors (direct / floor / caddy-respond / caddy-mcpo / caddy-mcpo-2026 / mcpo) |",
+		"| echo | 64 | 0 + 0 | 0 + 80 + 0 | 0 + 40 + 0 | 0 + 120 + 0 | 0 + 200 + 0 | 0 + 1900 + 0 | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 / 0 |",
+		"| caddy-mcpo | 16 | 12000 | 1.20× | 4.00 | 1.33× | 120 | 1.50× | 0.86× |",
+		"| caddy-mcpo-2026 | 64 | 7000 | 0.70× | 5.00 | 1.67× | 200 | 2.50× | 1.43× |",
 		"throughput at concurrency 64 ≥ 10× mcpo's: 20.00×, met",
 		"throughput at concurrency 64 ≥ 0.5× the direct client's: 0.60×, met",
 		"p99 latency at concurrency 16 ≤ 1/10 of mcpo's: 20.00×, met",
+		"caddy-mcpo throughput at concurrency 16 ≥ 0.8× the floor's: 1.20×, met",
+		"caddy-mcpo-2026 throughput at concurrency 64 ≥ 0.8× the floor's: 0.70×, missed",
+		"caddy-mcpo p99 latency at concurrency 16 ≤ 1.25× the floor's: 1.33×, missed",
+		"caddy-mcpo CPU per call at concurrency 64 ≤ 1.25× the floor's + Caddy's respond (140 µs; got 120 µs): 0.86×, met",
+		"caddy-mcpo-2026 CPU per call at concurrency 16 ≤ 1.25× the floor's + Caddy's respond (140 µs; got 200 µs): 1.43×, missed",
 	)
 	f, err := os.Open(filepath.Join(dir, "results.png"))
 	if err != nil {
@@ -95,7 +107,7 @@ func TestUpdateReadmeReplacesOnlyTheMarkedSection(t *testing.T) {
 	}
 	b, _ := os.ReadFile(readme)
 	got := string(b)
-	if strings.Contains(got, "old numbers") || !strings.Contains(got, "| echo | 1 | 0 | 1234 | 0 |") ||
+	if strings.Contains(got, "old numbers") || !strings.Contains(got, "| echo | 1 | 1234 |") ||
 		!strings.HasPrefix(got, "# Title\n\n"+readmeStart) || !strings.HasSuffix(got, readmeEnd+"\n\n## Next\n") {
 		t.Errorf("README after the update:\n%s", got)
 	}
@@ -113,12 +125,17 @@ func TestWriteGivesTheBodyMemoryOfARunThatMeasuredOnlyThat(t *testing.T) {
 		Runs: []BodyRun{
 			{Tool: "echo", Budget: "1TB", InFlightMiB: 256, IdleRSSMiB: 40, PeakRSSMiB: 2200, PeakPerMiB: 8.59, GrowthPerMiB: 8.44, Calls: 32},
 			{Tool: "discard", Budget: "", InFlightMiB: 64, IdleRSSMiB: 40, PeakRSSMiB: 300, PeakPerMiB: 4.69, GrowthPerMiB: 4.06, Calls: 32, Rejected: 90},
+			{Tool: "echo", Clients: 1, Budget: "1TB", InFlightMiB: 8, IdleRSSMiB: 40, PeakRSSMiB: 60, PeakPerMiB: 7.5, GrowthPerMiB: 2.5, Calls: 1},
+			{Tool: "echo", Clients: 16, Budget: "1TB", InFlightMiB: 128, IdleRSSMiB: 40, PeakRSSMiB: 250, PeakPerMiB: 1.95, GrowthPerMiB: 1.64, Calls: 16},
 		},
 	}}
 	dir := writeResults(t, r,
-		"32 clients at once, each posting 1 × 8 MiB",
-		"| echo (the body back) | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
-		"| discard (a 2-byte reply) | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
+		"32 clients at once, or as many as the table says, each posting 1 × 8 MiB",
+		"| echo (the body back) | 32 | 1TB (off) | 256 MiB | 40 MiB | 2200 MiB | 8.59 MiB | 8.44 MiB | 32 | 0 | 0 |",
+		"| discard (a 2-byte reply) | 32 | default (64 MiB) | 64 MiB | 40 MiB | 300 MiB | 4.69 MiB | 4.06 MiB | 32 | 90 | 0 |",
+		"| echo (the body back) | 1 | 1TB (off) | 8 MiB | 40 MiB | 60 MiB | 7.50 MiB | 2.50 MiB | 1 | 0 | 0 |",
+		"- echo, 1 client: Caddy's growth per MiB of request body in flight ≤ 2 MiB: 2.50×, missed",
+		"- echo, 16 clients: Caddy's growth per MiB of request body in flight ≤ 2 MiB: 1.64×, met",
 	)
 	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
 	if err != nil {

@@ -50,23 +50,24 @@ func object(ms []member) json.RawMessage {
 // them valid). It returns the answer to arguments it refuses.
 func prepareArgs(body json.RawMessage, s *ServerConfig, rt *route) (json.RawMessage, *httpError) {
 	args := body
+	input, _ := rt.schemas()
 	switch {
-	case rt.input.Wrapped != "":
+	case input.Wrapped != "":
 		ms, err := members(body)
 		if err != nil {
 			return nil, invalidArgs(http.StatusBadRequest, err.Error())
 		}
 		found := false
 		for _, m := range ms {
-			if m.key == rt.input.Wrapped {
+			if m.key == input.Wrapped {
 				args, found = m.value, true
 			}
 		}
 		if !found {
 			return nil, invalidArgs(http.StatusUnprocessableEntity,
-				fmt.Sprintf("this tool takes a single input, sent as the %q argument", rt.input.Wrapped))
+				fmt.Sprintf("this tool takes a single input, sent as the %q argument", input.Wrapped))
 		}
-	case len(rt.input.Renames) > 0:
+	case len(input.Renames) > 0:
 		ms, err := members(body)
 		if err != nil {
 			return nil, invalidArgs(http.StatusBadRequest, err.Error())
@@ -77,7 +78,7 @@ func prepareArgs(body json.RawMessage, s *ServerConfig, rt *route) (json.RawMess
 		}
 		kept := ms[:0]
 		for _, m := range ms {
-			if wire, ok := rt.input.Renames[m.key]; ok {
+			if wire, ok := input.Renames[m.key]; ok {
 				if given[wire] {
 					continue // sent under both names: the wire name wins
 				}
@@ -94,15 +95,16 @@ func prepareArgs(body json.RawMessage, s *ServerConfig, rt *route) (json.RawMess
 // tool's original input schema, coercing them for a lenient server when
 // that makes them valid. It returns the answer to arguments it refuses.
 func checkArgs(args json.RawMessage, s *ServerConfig, rt *route) (json.RawMessage, *httpError) {
-	if rt.validator == nil {
+	v := rt.argsValidator()
+	if v == nil {
 		return args, nil
 	}
-	errs := rt.validator.Validate(args)
+	errs := v.Validate(args)
 	if errs == nil {
 		return args, nil
 	}
 	if s.LenientArgs {
-		if coerced, ok := rt.validator.Coerce(args); ok {
+		if coerced, ok := v.Coerce(args); ok {
 			return coerced, nil
 		}
 	}

@@ -75,7 +75,7 @@ func TestPrepareArgs(t *testing.T) {
 
 func TestPrepareArgs_AToolWhoseSchemaCannotBeCompiledIsNotValidated(t *testing.T) {
 	rt := routeFor(t, `{"type":"object","properties":{"a":{"$ref":"https://example.com/a.json"}}}`)
-	if rt.validator != nil {
+	if rt.argsValidator() != nil {
 		t.Fatal("a schema with an external reference compiled")
 	}
 	got, e := prepareArgs(json.RawMessage(`{"a":1}`), &ServerConfig{Name: "s"}, rt)

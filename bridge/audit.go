@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,16 +22,37 @@ type auditRecord struct {
 	in, out      int64 // bytes of the request body as sent and of the answer's body
 }
 
+// auditFields holds the field slices of audit lines, *[]zap.Field.
+var auditFields = sync.Pool{New: func() any {
+	s := make([]zap.Field, 0, 11)
+	return &s
+}}
+
 // audit writes the audit line of a call on log at INFO, with the
 // caller's ID when ctx, the request's, carries an identity
 // (IdentityFrom).
 func audit(ctx context.Context, log *zap.Logger, rec auditRecord) {
-	ce := log.Check(zap.InfoLevel, "tool call")
+	auditLine(ctx, log, rec, "tool call", zap.String("tool", rec.tool))
+}
+
+// auditLine writes an audit line with msg and what (the field naming what
+// was asked for).
+func auditLine(ctx context.Context, log *zap.Logger, rec auditRecord, msg string, what zap.Field) {
+	ce := log.Check(zap.InfoLevel, msg)
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 11)
-	fields = append(fields, zap.String("server", rec.server), zap.String("tool", rec.tool), zap.String("face", string(rec.face)))
+	// The fields are written by the time Write returns: their slice is
+	// used again, rather than allocated for every call.
+	buf := auditFields.Get().(*[]zap.Field)
+	defer func() {
+		clear(*buf)
+		auditFields.Put(buf)
+	}()
+	fields := append((*buf)[:0], zap.String("server", rec.server), what)
+	if rec.face != "" {
+		fields = append(fields, zap.String("face", string(rec.face)))
+	}
 	if id, ok := IdentityFrom(ctx); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
 	}

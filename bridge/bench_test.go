@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
@@ -106,33 +109,46 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 // BenchmarkServeCall measures a whole call through Bridge.Serve, from the
 // request to the written answer, with a server that costs nothing: what
 // the bridge adds to every call (routing, the key check, reading and
-// validating the arguments, rendering the result).
+// validating the arguments, rendering the result), without the audit log
+// and with it (on in Caddy, where it is always on), JSON-encoded to
+// nowhere.
 func BenchmarkServeCall(b *testing.B) {
-	set := &upstream.ToolSet{Tools: []*upstream.Tool{{
-		Name:        "get_current_time",
-		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
-	}}}
-	br, err := New(Config{
-		Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
-		Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	const args = `{"timezone":"Europe/Paris"}`
-	body := strings.NewReader(args)
-	r := httptest.NewRequest(http.MethodPost, "/m/time/get_current_time", nil)
-	r.Body, r.ContentLength = io.NopCloser(body), int64(len(args))
-	r.Header.Set("Authorization", "Bearer first-key-0123456789abcdef")
-	r.Header.Set("Content-Type", "application/json")
-	w := &discardWriter{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		body.Reset(args)
-		clear(w.h)
-		br.Serve(w, r, "/time/get_current_time", "/m")
-		if w.status != http.StatusOK {
-			b.Fatal(w.status)
-		}
+	for _, bc := range []struct {
+		name  string
+		audit *zap.Logger
+	}{
+		{"no audit log", nil},
+		{"audit log", zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			set := &upstream.ToolSet{Tools: []*upstream.Tool{{
+				Name:        "get_current_time",
+				InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
+			}}}
+			br, err := New(Config{
+				Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
+				Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
+				Audit:   bc.audit,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const args = `{"timezone":"Europe/Paris"}`
+			body := strings.NewReader(args)
+			r := httptest.NewRequest(http.MethodPost, "/m/time/get_current_time", nil)
+			r.Body, r.ContentLength = io.NopCloser(body), int64(len(args))
+			r.Header.Set("Authorization", "Bearer first-key-0123456789abcdef")
+			r.Header.Set("Content-Type", "application/json")
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset(args)
+				clear(w.h)
+				br.Serve(w, r, "/time/get_current_time", "/m")
+				if w.status != http.StatusOK {
+					b.Fatal(w.status)
+				}
+			}
+		})
 	}
 }

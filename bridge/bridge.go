@@ -58,6 +58,11 @@ type ServerConfig struct {
 	// for arguments that take none), for LLMs that send strings. By default
 	// such arguments are refused with 422.
 	LenientArgs bool
+	// DisableResources and DisablePrompts turn off the server's resources
+	// (and resource templates) and its prompts: neither served nor in the
+	// documents. Completions are served while either is on, for the
+	// references of what is.
+	DisableResources, DisablePrompts bool
 	// Consent, when set, serves the server's OAuth authorization at
 	// <server>/oauth/authorize, <server>/oauth/callback and
 	// <server>/oauth/client-metadata.json.

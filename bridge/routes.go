@@ -67,6 +67,10 @@ const (
 	// guardNone asks nothing, for the pages authorization servers and the
 	// browsers they send back fetch.
 	guardNone
+	// guardData asks the API key of calls for every method but OPTIONS:
+	// for the pages that serve a server's data (its resources and
+	// prompts) to GET as well.
+	guardData
 )
 
 // Methods of the pages.
@@ -135,6 +139,7 @@ func (b *Bridge) routes() *http.ServeMux {
 			at("/"+MCPSegment, mcpPage([]*serverState{st}, false, s.Name))
 		}
 		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
+		b.endpointRoutes(at)
 		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})
 		at("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})
 		if b.cfg.Single {
@@ -199,8 +204,9 @@ func below(r *http.Request, rel string) *http.Request {
 // tool its path names, checks the method, and hands the request to the
 // call or to the page.
 func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
-	if p == nil || p.guard == guardCaller {
-		if e := b.gate.admit(r, isRead(r.Method)); e != nil {
+	if p == nil || p.guard == guardCaller || p.guard == guardData {
+		read := isRead(r.Method) && (p == nil || p.guard != guardData || r.Method == http.MethodOptions)
+		if e := b.gate.admit(r, read); e != nil {
 			return e
 		}
 	}

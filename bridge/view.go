@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,18 +20,38 @@ import (
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
-// route is one exposed tool.
+// route is one exposed tool. Its schemas are converted, and its arguments
+// validator compiled, when first needed: a listing of many tools is served
+// before they all are.
 type route struct {
 	index       int    // in its view's routes
 	segment     string // path segment below the server's base
 	operationID string // in the server's own document
 	tool        *upstream.Tool
-	input       schema.Result
-	output      *schema.Result
+	server      string      // the server's name, for logs
+	log         *zap.Logger // where what the schemas lose is told
+
+	converted sync.Once
+	input     schema.Result
+	output    *schema.Result
+
+	compiled sync.Once
 	// validator checks arguments against the tool's original input schema;
 	// nil when that schema cannot be compiled (the server still checks).
 	validator *schema.Validator
 }
+
+// schemaCache keeps the conversions and validators of the schemas of
+// every bridge of the process, by content: servers generated from an API
+// give many tools one schema, and a new listing, or a new configuration
+// (Caddy builds a new bridge on each reload), mostly brings the schemas of
+// the last. It is the package's, not a bridge's, so that a reload finds
+// it warm, and bounded, so that schemas no longer listed leave it: 4,096
+// entries are an input conversion and a validator for each of 2,048
+// distinct tools; an entry takes about 7 times its schema's size (the
+// captured schemas of internal/fixture: 7.7 for a conversion, 6.6 for a
+// validator), so 4 MiB of schemas keeps about 30 MiB at most.
+var schemaCache = schema.NewCache(4096, 4<<20)
 
 // view is what one tool listing of a server looks like over HTTP: its
 // routes and its document. It is built once per listing.
@@ -40,14 +59,20 @@ type view struct {
 	set       *upstream.ToolSet
 	routes    []*route // in listing order
 	bySegment map[string]*route
-	doc       *openapi.Document
-	etag      string
 	title     string
 	info      openapi.Info // of doc, and of the documents of granted tools
+	// endpoints are the server's resource, prompt and completion
+	// endpoints (resources.go), in doc after the tools.
+	endpoints []openapi.Endpoint
 
+	mu sync.Mutex // guards what follows, built on first use
+	// doc is the document of every route, etag its tag; docErr why it
+	// could not be built.
+	doc    *openapi.Document
+	etag   string
+	docErr error
 	// docs are, with access rules, the documents of the sets of its
 	// routes that callers are granted, by granted.key.
-	mu   sync.Mutex
 	docs map[string]*grantedDoc
 }
 
@@ -138,8 +163,8 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	v := &view{set: set, bySegment: map[string]*route{}}
 	var namer openapi.Namer
 	namer.Reserve("openapi.json")
+	namer.Reserve("complete")
 	namer.Reserve(MCPSegment)
-	ops := make([]openapi.Operation, 0, len(set.Tools))
 	for _, t := range set.Tools {
 		if !s.exposed(t.Name) {
 			continue
@@ -148,13 +173,13 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 		rt.index = len(v.routes)
 		v.routes = append(v.routes, rt)
 		v.bySegment[rt.segment] = rt
-		ops = append(ops, rt.operation("/"+rt.segment, rt.operationID, ""))
 	}
 	for name := range s.allow {
 		if !hasTool(set, name) {
 			log.Warn("tool named in the tools allow-list does not exist", zap.String("server", s.cfg.Name), zap.String("tool", name))
 		}
 	}
+	v.endpoints = s.endpointsOf(set, &namer)
 	v.title = s.cfg.Title
 	if v.title == "" {
 		v.title = s.cfg.Name
@@ -166,18 +191,33 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 		Security:     s.security,
 		SecurityName: SecuritySchemeName,
 	}
-	doc, err := s.document(v, ops, log)
-	if err != nil {
-		return nil, err
-	}
-	v.doc = doc
-	v.etag = hashOf(doc)
 	return v, nil
 }
 
-// document builds the server's document of ops, of view v.
-func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger) (*openapi.Document, error) {
+// ownDoc returns the document of every route of view v, built on first
+// use: a call after a new listing does not wait for it.
+func (s *serverState) ownDoc(v *view, log *zap.Logger) (*openapi.Document, string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.doc == nil && v.docErr == nil {
+		ops := make([]openapi.Operation, len(v.routes))
+		for i, rt := range v.routes {
+			ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
+		}
+		if v.doc, v.docErr = s.document(v, ops, true, log); v.docErr == nil {
+			v.etag = hashOf(v.doc)
+		}
+	}
+	return v.doc, v.etag, v.docErr
+}
+
+// document builds the server's document of ops, of view v, with the
+// view's endpoints when endpoints is set.
+func (s *serverState) document(v *view, ops []openapi.Operation, endpoints bool, log *zap.Logger) (*openapi.Document, error) {
 	doc, err := openapi.Build(v.info, ops, false)
+	if err == nil && endpoints {
+		doc, err = openapi.WithEndpoints(doc, v.info, v.endpoints, false)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server %q: %w", s.cfg.Name, err)
 	}
@@ -192,8 +232,8 @@ func (s *serverState) document(v *view, ops []openapi.Operation, log *zap.Logger
 // view's own when x allows every route, else one built once per set of
 // routes, whatever grants allow it.
 func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi.Document, string, error) {
-	if x.n == len(v.routes) {
-		return v.doc, v.etag, nil
+	if x.n == len(v.routes) && (x.n > 0 || len(v.endpoints) == 0) {
+		return s.ownDoc(v, log)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -205,7 +245,7 @@ func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi
 	for i, rt := range routes {
 		ops[i] = rt.operation("/"+rt.segment, rt.operationID, "")
 	}
-	doc, err := s.document(v, ops, log)
+	doc, err := s.document(v, ops, x.n > 0, log)
 	if err != nil {
 		return nil, "", err
 	}
@@ -217,39 +257,59 @@ func (s *serverState) grantedDoc(v *view, x *granted, log *zap.Logger) (*openapi
 	return d.doc, d.etag, nil
 }
 
-// newRoute converts a tool's schemas and compiles its validator, logging
-// what they lose.
+// newRoute returns the route of a tool, its schemas not converted yet.
 func newRoute(segment, operationID string, t *upstream.Tool, server string, log *zap.Logger) *route {
-	rt := &route{segment: segment, operationID: operationID, tool: t}
-	rt.input, rt.output = openapi.Convert(described(t))
-	warnings := append(slices.Clone(rt.input.Warnings), outputWarnings(rt.output)...)
-	if t.InputSchema != nil {
-		v, err := schema.NewValidator(t.InputSchema)
-		if err != nil {
-			warnings = append(warnings, "arguments are not validated here: "+err.Error())
-		} else {
-			rt.validator = v
-			warnings = append(warnings, v.Warnings...)
-		}
-	}
-	for _, w := range warnings {
-		log.Warn("tool schema handled with losses", zap.String("server", server), zap.String("tool", t.Name), zap.String("warning", w))
-	}
-	return rt
+	return &route{segment: segment, operationID: operationID, tool: t, server: server, log: log}
 }
 
-func outputWarnings(r *schema.Result) []string {
-	if r == nil {
-		return nil
+// schemas returns the tool's converted schemas, converting them on first
+// use (by their content, once for every tool that has them), and logs what
+// they lose.
+func (rt *route) schemas() (schema.Result, *schema.Result) {
+	rt.converted.Do(func() {
+		rt.input = schemaCache.Input(rt.tool.InputSchema)
+		rt.warn(rt.input.Warnings)
+		if rt.tool.OutputSchema != nil {
+			out := schemaCache.Output(rt.tool.OutputSchema)
+			rt.output = &out
+			rt.warn(out.Warnings)
+		}
+	})
+	return rt.input, rt.output
+}
+
+// argsValidator returns the validator of the tool's arguments, compiled on
+// first use (by the schema's content, once for every tool that has it);
+// nil when the tool's input schema cannot be compiled, which it logs.
+func (rt *route) argsValidator() *schema.Validator {
+	rt.compiled.Do(func() {
+		if rt.tool.InputSchema == nil {
+			return
+		}
+		v, err := schemaCache.Validator(rt.tool.InputSchema)
+		if err != nil {
+			rt.warn([]string{"arguments are not validated here: " + err.Error()})
+			return
+		}
+		rt.validator = v
+		rt.warn(v.Warnings)
+	})
+	return rt.validator
+}
+
+// warn logs what the tool's schemas lose.
+func (rt *route) warn(warnings []string) {
+	for _, w := range warnings {
+		rt.log.Warn("tool schema handled with losses", zap.String("server", rt.server), zap.String("tool", rt.tool.Name), zap.String("warning", w))
 	}
-	return r.Warnings
 }
 
 // operation describes the route for a document.
 func (rt *route) operation(path, operationID, server string) openapi.Operation {
+	in, out := rt.schemas()
 	return openapi.Operation{
 		Path: path, OperationID: operationID, Server: server,
-		Tool: described(rt.tool), Input: rt.input, Output: rt.output,
+		Tool: described(rt.tool), Input: in, Output: out,
 	}
 }
 
@@ -310,11 +370,20 @@ func (b *Bridge) serveServerDoc(w http.ResponseWriter, r *http.Request, p *page,
 	if v == nil {
 		return serverDown(p.server.cfg, base, "", err)
 	}
-	doc, etag := v.doc, v.etag
-	if x := b.allowed(r, p.server, v); x != nil {
-		if doc, etag, err = p.server.grantedDoc(v, x, b.log); err != nil {
-			return &httpError{Status: http.StatusInternalServerError, Cause: err, Detail: errorDetail{Message: err.Error()}}
-		}
+	var (
+		doc  *openapi.Document
+		etag string
+	)
+	x := b.allowed(r, p.server, v)
+	if x != nil {
+		doc, etag, err = p.server.grantedDoc(v, x, b.log)
+	} else {
+		doc, etag, err = p.server.ownDoc(v, b.log)
+	}
+	if err != nil {
+		return &httpError{Status: http.StatusInternalServerError, Cause: err, Detail: errorDetail{Message: err.Error()}}
+	}
+	if x != nil {
 		b.varyByCaller(w)
 	}
 	serveDocument(w, r, doc, etag, base, b.policy != nil)
@@ -443,12 +512,16 @@ func (b *Bridge) buildAggregate(views []*view, grants []*granted, down []string)
 	if len(down) > 0 {
 		desc += "\n\nNot ready, so not listed: " + strings.Join(down, "; ") + "."
 	}
-	doc, err := openapi.Build(openapi.Info{
+	info := openapi.Info{
 		Title:        b.cfg.Title,
 		Description:  desc,
 		Security:     b.gate.scheme,
 		SecurityName: SecuritySchemeName,
-	}, ops, true)
+	}
+	doc, err := openapi.Build(info, ops, true)
+	if err == nil {
+		doc, err = openapi.WithEndpoints(doc, info, b.aggregateEndpoints(views, grants, &namer), true)
+	}
 	if err != nil {
 		return nil, err
 	}

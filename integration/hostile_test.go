@@ -297,6 +297,31 @@ func TestAnAnswerOverMaxMessageSizeIs502AndTheServerRestarts(t *testing.T) {
 	}
 }
 
+func TestAnHTTPServersAnswerOverMaxMessageSizeIs502AndTheSessionStays(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(":%d {\n\tmcpo /web {\n\t\turl %s\n\t\tmax_message_size 64KiB\n\t}\n}\n",
+		httpPort, fixture.NewStreamableHTTP(t, fixture.Options{})))
+	waitReady(t, "/web/openapi.json")
+
+	big := do(t, http.MethodPost, "/web/echo", `{"message": "`+strings.Repeat("x", 100000)+`"}`)
+	if big.status != http.StatusBadGateway || !strings.Contains(string(big.body), "sent a message larger than 64 KiB (max_message_size raises the limit)") {
+		t.Fatalf("an answer over the limit: %s; want 502 naming the limit and the setting", big)
+	}
+	if r := do(t, http.MethodPost, "/web/echo", `{"message": "again"}`); r.status != http.StatusOK {
+		t.Fatalf("the next call: %s", r)
+	}
+	var report struct {
+		Servers []struct {
+			State    string `json:"state"`
+			Restarts int    `json:"restarts"`
+		} `json:"servers"`
+	}
+	r := do(t, http.MethodGet, "/web/health", "")
+	if err := json.Unmarshal(r.body, &report); err != nil || len(report.Servers) != 1 ||
+		report.Servers[0].State != "ready" || report.Servers[0].Restarts != 0 {
+		t.Errorf("health after the answer over the limit: %s (%v); want ready, never restarted", r, err)
+	}
+}
+
 // healthPID returns the pid of the single server of mount, from its health.
 func healthPID(t *testing.T, mount string) int {
 	t.Helper()

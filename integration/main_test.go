@@ -327,6 +327,9 @@ func toolPaths(t *testing.T, doc *openapi3.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for path, item := range doc.Paths.Map() {
+		if isEndpoint(item.Post) || (item.Post == nil && isEndpoint(item.Get)) {
+			continue // a resource, prompt or completion endpoint
+		}
 		if item.Post == nil {
 			t.Errorf("%s has no POST operation", path)
 			continue
@@ -338,6 +341,11 @@ func toolPaths(t *testing.T, doc *openapi3.T) map[string]string {
 		out[name] = path
 	}
 	return out
+}
+
+// isEndpoint says whether op is a resource, prompt or completion endpoint.
+func isEndpoint(op *openapi3.Operation) bool {
+	return op != nil && op.Extensions["x-mcp-endpoint"] != nil
 }
 
 // serverURL is the document's first server URL.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,11 +20,7 @@ import (
 // everythingScript is server-everything's entry point among the peers.
 func everythingScript(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(peers(t), "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("server-everything is not installed among the test peers: %v", err)
-	}
-	return p
+	return peerScript(t, "server-everything")
 }
 
 // startEverythingHTTP runs server-everything in one of its HTTP modes on a

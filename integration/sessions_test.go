@@ -96,11 +96,7 @@ func waitListed(t *testing.T, server, docPath string) {
 // memoryScript is server-memory's entry point among the peers.
 func memoryScript(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(peers(t), "node_modules", "@modelcontextprotocol", "server-memory", "dist", "index.js")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("server-memory is not installed among the test peers: %v", err)
-	}
-	return p
+	return peerScript(t, "server-memory")
 }
 
 func TestSessions_TwoUsersOfServerMemoryNeverSeeEachOthersEntities(t *testing.T) {

@@ -94,8 +94,9 @@ type Client struct {
 	unaccepted atomic.Int32
 
 	loaded   atomic.Bool
-	loadMu   sync.Mutex // serializes loading from the Store
-	persistM sync.Mutex // orders writes to the Store
+	lastLook atomic.Int64 // when adoptNew last looked in the Store, Unix ns
+	loadMu   sync.Mutex   // serializes loading from the Store
+	persistM sync.Mutex   // orders writes to the Store
 	// reg holds the registrations: the client's own, or for a user's
 	// client those of every user of the server (Users).
 	reg *registry
@@ -346,6 +347,45 @@ func (c *Client) adoptStored(ctx context.Context, used *heldToken) *heldToken {
 	return h
 }
 
+// StoreRecheck is how often, at most, a client without a token looks in
+// the Store for one: another Caddy instance sharing the storage may have
+// stored one (a user authorized through it).
+const StoreRecheck = time.Second
+
+// adoptNew takes, while the client holds no token, the one another client
+// sharing the Store stored meanwhile, at most once every StoreRecheck. It
+// returns nil if there is none.
+func (c *Client) adoptNew(ctx context.Context) *heldToken {
+	if c.cfg.Grant != GrantAuthorizationCode || c.forgotten.Load() {
+		return nil
+	}
+	now := c.now()
+	last := c.lastLook.Load()
+	if now.UnixNano()-last < int64(StoreRecheck) || !c.lastLook.CompareAndSwap(last, now.UnixNano()) {
+		return nil
+	}
+	rec, err := c.storedToken(ctx)
+	if err != nil || rec == nil {
+		return nil
+	}
+	h := newHeld(rec)
+	if h.expired(now) && rec.RefreshToken == "" {
+		return nil
+	}
+	c.mu.Lock()
+	if cur := c.cur.Load(); cur != nil || c.forgotten.Load() {
+		c.mu.Unlock()
+		return cur
+	}
+	c.setCur(h)
+	c.lastErr = ""
+	notify := c.changedLocked()
+	c.mu.Unlock()
+	notify()
+	c.logger().Info("took the OAuth token another instance stored", zap.String("issuer", rec.Issuer))
+	return h
+}
+
 // Token returns an access token for the upstream server, refreshing or (for
 // the client_credentials grant) fetching it as needed. Without one, the
 // error is a *NeedsAuthorizationError.
@@ -393,7 +433,9 @@ func (c *Client) Authorized(ctx context.Context) error {
 func (c *Client) usable(ctx context.Context) (*heldToken, error) {
 	h := c.cur.Load()
 	if h == nil {
-		return nil, nil
+		if h = c.adoptNew(ctx); h == nil {
+			return nil, nil
+		}
 	}
 	now := c.now()
 	if h.fresh(now) {

@@ -538,3 +538,36 @@ func TestInstancesSharingAStoreDoNotBothRefresh(t *testing.T) {
 		t.Errorf("second instance: %+v", st)
 	}
 }
+
+// TestAnInstanceWithoutATokenTakesTheOneAnotherInstanceStored covers two
+// proxies on one storage that both loaded it before anyone authorized: the
+// one nobody authorized through takes the token the other stored, looking
+// at most once every StoreRecheck, and its Changed says so.
+func TestAnInstanceWithoutATokenTakesTheOneAnotherInstanceStored(t *testing.T) {
+	e := newEnv(t, asOptions{}, rsOptions{})
+	first, second := e.client(nil), e.client(nil)
+	if err := second.Authorized(ctx); err == nil {
+		t.Fatal("authorized before anyone authorized")
+	}
+	changed := second.Changed()
+	e.mustAuthorize(first)
+	if err := second.Authorized(ctx); err == nil {
+		t.Fatal("looked in the store again within StoreRecheck of the last look")
+	}
+	e.clock.Advance(StoreRecheck)
+	if err := second.Authorized(ctx); err != nil {
+		t.Fatalf("after StoreRecheck: %v", err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("Changed was not signalled when the stored token was taken")
+	}
+	want, _ := first.Token(ctx)
+	if got, _ := second.Token(ctx); got != want {
+		t.Error("the second instance holds another token than the one stored")
+	}
+	if got := e.call(second, ""); got != http.StatusOK {
+		t.Fatalf("second instance: HTTP %d", got)
+	}
+}

@@ -26,10 +26,23 @@ import (
 // call (with the fixture server's, which the refactors of this package do
 // not change), without a process to schedule.
 func BenchmarkCallTool(b *testing.B) {
-	for _, protocol := range []string{ProtocolLegacy, ProtocolModern} {
-		b.Run(protocol, func(b *testing.B) {
-			u := pipeUpstream(b, protocol)
+	for _, bc := range []struct {
+		name     string
+		protocol string
+		list     bool // list the tools first, as the supervisor does
+	}{
+		{ProtocolLegacy, ProtocolLegacy, false},
+		{ProtocolModern, ProtocolModern, false},
+		{"modern, tools listed", ProtocolModern, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			u := pipeUpstream(b, bc.protocol)
 			ctx := context.Background()
+			if bc.list {
+				if _, _, err := u.sess.listTools(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
 			args := json.RawMessage(`{"message":"hello"}`)
 			b.ReportAllocs()
 			for b.Loop() {

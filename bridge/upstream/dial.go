@@ -23,9 +23,9 @@ type dialer struct {
 	log    func() *zap.Logger // names the server
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
+	roots  []string   // nil: no roots capability
 	notify func(s *session, n mcp.JSONRPCNotification)
-	// maxMessage bounds one message from a stdio server; 0 for the
-	// default.
+	// maxMessage bounds one message from the server; 0 for the default.
 	maxMessage int64
 	// seen, if set, is called whenever the server sends something.
 	seen func()
@@ -131,15 +131,19 @@ func (d *dialer) dialStdio(ctx, parent context.Context) (*session, error) {
 // stdoutReader); pipe, if set, is closed when the server sends a message
 // over the limit.
 func (d *dialer) stdout(s *session, r io.Reader, pipe io.Closer) *stdoutReader {
-	limit := d.maxMessage
-	if limit <= 0 {
-		limit = defaultMaxMessageBytes
-	}
 	return &stdoutReader{
-		r: r, pipe: pipe, server: d.spec.Name, limit: limit, seen: d.sawMessage,
+		r: r, pipe: pipe, server: d.spec.Name, limit: d.messageLimit(), seen: d.sawMessage,
 		tooLarge: func(e *MessageTooLargeError) { s.end(e) },
 		junk:     newJunkLog(d.log),
 	}
+}
+
+// messageLimit is the largest message the server may send, in bytes.
+func (d *dialer) messageLimit() int64 {
+	if d.maxMessage <= 0 {
+		return defaultMaxMessageBytes
+	}
+	return d.maxMessage
 }
 
 // sawMessage notes that the server sent something.
@@ -204,14 +208,16 @@ func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface,
 
 // httpClient is the HTTP client of a server reached over HTTP: each
 // request carries the headers of the call that makes it (WithCallHeaders),
-// then the Authorizer's credentials, if any.
+// then the Authorizer's credentials, if any; each message of a response is
+// bounded by the message size limit (limitTransport).
 func (d *dialer) httpClient() *http.Client {
 	var rt http.RoundTripper = http.DefaultTransport
 	if d.spec.Auth != nil {
 		rt = d.spec.Auth.Transport(rt)
 	}
 	origin, _ := url.Parse(d.spec.URL) // Spec.Validate parsed it; nil adds no call headers
-	return &http.Client{Transport: &callHeaderTransport{base: rt, origin: origin}}
+	rt = &callHeaderTransport{base: rt, origin: origin}
+	return &http.Client{Transport: &limitTransport{base: rt, server: d.spec.Name, limit: d.messageLimit(), log: d.log}}
 }
 
 func (d *dialer) newSSE(s *session) (transport.Interface, error) {
@@ -277,6 +283,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 	if d.elicit != nil {
 		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
 	}
+	if len(d.roots) > 0 {
+		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))
+	}
 	switch protocol {
 	case "":
 		opts = append(opts, client.WithDiscoverTimeout(3*time.Second))
@@ -311,6 +320,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 		Version:      res.ServerInfo.Version,
 		Instructions: res.Instructions,
 		Protocol:     c.ProtocolVersion(),
+		Resources:    s.caps.Resources != nil,
+		Prompts:      s.caps.Prompts != nil,
+		Completions:  s.caps.Completions != nil,
 	}
 	return nil
 }

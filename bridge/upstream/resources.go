@@ -31,6 +31,24 @@ func (u *Upstream) ListResources(ctx context.Context) ([]json.RawMessage, error)
 	})
 }
 
+// ListResourceTemplates returns every resource template the server lists
+// (resources/templates/list, all pages), each as the server sent it. A
+// server without resources returns an empty list. Errors are as for
+// CallTool.
+func (u *Upstream) ListResourceTemplates(ctx context.Context) ([]json.RawMessage, error) {
+	return withSession(ctx, u, mcp.MethodResourcesTemplatesList, "", func(s *session) ([]json.RawMessage, error) {
+		if s.caps.Resources == nil {
+			return nil, nil
+		}
+		return s.listAll(ctx, mcp.MethodResourcesTemplatesList, "resourceTemplates", func(ctx context.Context, cursor mcp.Cursor) error {
+			req := mcp.ListResourceTemplatesRequest{}
+			req.Params.Cursor = cursor
+			_, err := s.client.ListResourceTemplatesByPage(ctx, req)
+			return err
+		})
+	})
+}
+
 // ReadResource reads a resource (resources/read) and returns the result as
 // the server sent it. Errors are as for CallTool.
 func (u *Upstream) ReadResource(ctx context.Context, uri string) (json.RawMessage, error) {
@@ -70,6 +88,35 @@ func (u *Upstream) GetPrompt(ctx context.Context, name string, args map[string]s
 			req.Params.Name = name
 			req.Params.Arguments = args
 			_, err := s.client.GetPrompt(ctx, req)
+			return err
+		})
+	})
+}
+
+// Completion asks for the completions of one argument of a prompt or of a
+// resource template (completion/complete).
+type Completion struct {
+	// Ref is the reference, as the protocol has it: {"type":"ref/prompt",
+	// "name":...} or {"type":"ref/resource","uri":...}.
+	Ref json.RawMessage
+	// Argument and Value are the argument completed and what it holds so
+	// far.
+	Argument, Value string
+	// Context holds the values of the arguments already given; nil for
+	// none.
+	Context map[string]string
+}
+
+// Complete asks for completions (completion/complete) and returns the
+// result as the server sent it. Errors are as for CallTool.
+func (u *Upstream) Complete(ctx context.Context, c Completion) (json.RawMessage, error) {
+	return withSession(ctx, u, mcp.MethodCompletionComplete, "", func(s *session) (json.RawMessage, error) {
+		return s.send(ctx, mcp.MethodCompletionComplete, func(ctx context.Context) error {
+			req := mcp.CompleteRequest{}
+			req.Params.Ref = c.Ref
+			req.Params.Argument.Name, req.Params.Argument.Value = c.Argument, c.Value
+			req.Params.Context.Arguments = c.Context
+			_, err := s.client.Complete(ctx, req)
 			return err
 		})
 	})

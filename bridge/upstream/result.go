@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,8 @@ type CallResult struct {
 // Content is one content item of a tool result. Type says which fields are
 // set: "text" (Text), "image" and "audio" (Data, MIMEType), "resource_link"
 // (URI, Name, Title, Description, MIMEType, Size) and "resource" (Resource).
-// Raw keeps the whole item, for types this package does not know.
+// Raw keeps the whole item, as sent, for types this package does not know
+// and for a "resource" item without its resource; nil for the others.
 type Content struct {
 	Type        string            `json:"type"`
 	Text        string            `json:"text"`
@@ -51,36 +53,65 @@ type ResourceContents struct {
 }
 
 type rawCallResult struct {
-	Content           []json.RawMessage `json:"content"`
-	StructuredContent json.RawMessage   `json:"structuredContent"`
-	IsError           bool              `json:"isError"`
-	ResultType        string            `json:"resultType"`
+	Content           []Content       `json:"content"`
+	StructuredContent json.RawMessage `json:"structuredContent"`
+	IsError           bool            `json:"isError"`
+	ResultType        string          `json:"resultType"`
+}
+
+// UnmarshalJSON decodes a content item, keeping its JSON (Raw) only when
+// its fields do not say everything: a result is then decoded in one pass,
+// and a result of one 1 MiB text is copied once, not three times.
+func (c *Content) UnmarshalJSON(b []byte) error {
+	type content Content // without this method
+	if err := json.Unmarshal(b, (*content)(c)); err != nil {
+		return err
+	}
+	switch c.Type {
+	case "text", "image", "audio", "resource_link":
+	case "resource":
+		if c.Resource == nil {
+			c.Raw = bytes.Clone(b)
+		}
+	default:
+		c.Raw = bytes.Clone(b)
+	}
+	return nil
 }
 
 // decodeCallResult reads a raw tools/call result.
 func decodeCallResult(b json.RawMessage) (*CallResult, error) {
 	var raw rawCallResult
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, err
+		return nil, decodeCallResultError(b, err)
 	}
 	if raw.ResultType != "" && raw.ResultType != "complete" {
 		return nil, &InputRequiredError{ResultType: raw.ResultType}
 	}
-	res := &CallResult{
-		Content:    make([]Content, 0, len(raw.Content)),
-		Structured: nonNull(raw.StructuredContent),
-		IsError:    raw.IsError,
-		Raw:        b,
+	content := raw.Content
+	if content == nil {
+		content = []Content{}
+	}
+	return &CallResult{Content: content, Structured: nonNull(raw.StructuredContent), IsError: raw.IsError, Raw: b}, nil
+}
+
+// decodeCallResultError says why b could not be decoded, naming the
+// content item at fault: decoding the result with its items kept as raw
+// JSON, then each item, finds which one.
+func decodeCallResultError(b json.RawMessage, err error) error {
+	var raw struct {
+		Content []json.RawMessage `json:"content"`
+	}
+	if json.Unmarshal(b, &raw) != nil {
+		return err
 	}
 	for i, item := range raw.Content {
 		var c Content
 		if err := json.Unmarshal(item, &c); err != nil {
-			return nil, fmt.Errorf("content item %d: %w", i, err)
+			return fmt.Errorf("content item %d: %w", i, err)
 		}
-		c.Raw = item
-		res.Content = append(res.Content, c)
 	}
-	return res, nil
+	return err
 }
 
 // RPCError is a JSON-RPC error answered by the server.

@@ -82,7 +82,7 @@ func (u *Upstream) refused(ctx context.Context, s *session, err error) *Unavaila
 // on timeout or cancellation), which ends the session when the transport
 // is closed.
 func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx context.Context) error) (json.RawMessage, error) {
-	x := &exchange{stand: standIns[method]}
+	x := &exchange{stand: s.standIn(method)}
 	err := do(context.WithValue(ctx, exchangeKey{}, x))
 	if resp := x.last(); resp != nil {
 		// The answer arrived; mcp-go's own reading of it does not matter.
@@ -95,6 +95,10 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 			return nil, &InputRequiredError{ResultType: "input_required"}
 		}
 		return resp.Result, nil
+	}
+	if big := x.overLimit(); big != nil {
+		// mcp-go reports an event stream cut short as no response.
+		return nil, big
 	}
 	var ping *PingTimeoutError
 	switch {
@@ -124,6 +128,32 @@ var standIns = map[mcp.MCPMethod]json.RawMessage{
 	mcp.MethodToolsCall:     json.RawMessage(`{"content":[]}`),
 	mcp.MethodResourcesRead: json.RawMessage(`{"contents":[]}`),
 	mcp.MethodPromptsGet:    json.RawMessage(`{"messages":[]}`),
+}
+
+// standIn returns what mcp-go decodes in place of a method's result, nil
+// for the result as sent. Besides standIns, a tools/list result on a
+// transport that sends no headers (stdio): there mcp-go keeps the tools
+// only to mirror their x-mcp-header parameters into headers it never
+// sends, and on 2026-07-28 it then marshals a tool's whole input schema
+// on every call to find them; it drops no tool either, so its typed
+// result has nothing to say (see listTools).
+func (s *session) standIn(method mcp.MCPMethod) json.RawMessage {
+	if method == mcp.MethodToolsList && !s.sendsHeaders() {
+		return toolsListStandIn
+	}
+	return standIns[method]
+}
+
+// toolsListStandIn is the tools/list result mcp-go decodes on a transport
+// that sends no headers.
+var toolsListStandIn = json.RawMessage(`{"tools":[]}`)
+
+// sendsHeaders tells whether the session's transport sends HTTP headers,
+// as mcp-go tells it: the transports that send them implement
+// transport.HTTPConnection.
+func (s *session) sendsHeaders() bool {
+	_, ok := s.tr.(transport.HTTPConnection)
+	return ok
 }
 
 // errSessionExpired marks a request the server refused because it no

@@ -21,18 +21,26 @@ import (
 // result); a longer one costs about twice the limit before it is refused.
 const defaultMaxMessageBytes = 16 << 20
 
-// MessageTooLargeError reports a stdio server that sent a message (one line
-// of its stdout) longer than Options.MaxMessageBytes. Its session is ended
-// and the server restarted; the calls under way on it fail with this error.
+// MessageTooLargeError reports a server that sent a message larger than
+// Options.MaxMessageBytes. A stdio server's session (whose stream cannot be
+// read past the line) is ended and the server restarted, and the calls
+// under way on it fail with this error; over HTTP, only the request the
+// message answered fails.
 type MessageTooLargeError struct {
 	Server string
 	// Limit is the limit the message went past, in bytes.
 	Limit int64
+	// Restarted says that the session ended and the server restarts.
+	Restarted bool
 }
 
 func (e *MessageTooLargeError) Error() string {
-	return fmt.Sprintf("server %q sent a message larger than %s; the server is restarted (max_message_size raises the limit)",
-		e.Server, formatBytes(e.Limit))
+	restarted := ""
+	if e.Restarted {
+		restarted = "; the server is restarted"
+	}
+	return fmt.Sprintf("server %q sent a message larger than %s%s (max_message_size raises the limit)",
+		e.Server, formatBytes(e.Limit), restarted)
 }
 
 // formatBytes writes a size the way configuration files write it.
@@ -118,7 +126,7 @@ func (r *stdoutReader) Read(p []byte) (int, error) {
 			// the stream ends: mcp-go logs nothing at io.EOF, and the
 			// session ends with the reason why.
 			r.ended = true
-			e := &MessageTooLargeError{Server: r.server, Limit: r.limit}
+			e := &MessageTooLargeError{Server: r.server, Limit: r.limit, Restarted: true}
 			r.tooLarge(e)
 			if r.pipe != nil {
 				_ = r.pipe.Close()

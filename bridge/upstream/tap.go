@@ -89,6 +89,24 @@ type exchange struct {
 	// answer is the last answer to the request: a multi round-trip
 	// request gets several, and the last one is the result.
 	answer *transport.JSONRPCResponse
+	// tooLarge, when set, is why an answer over HTTP could not be read
+	// (limitTransport).
+	tooLarge *MessageTooLargeError
+}
+
+// setTooLarge notes that an answer went past the message size limit.
+func (x *exchange) setTooLarge(e *MessageTooLargeError) {
+	x.mu.Lock()
+	x.tooLarge = e
+	x.mu.Unlock()
+}
+
+// overLimit returns the error of an answer over the message size limit,
+// nil if none was.
+func (x *exchange) overLimit() *MessageTooLargeError {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.tooLarge
 }
 
 // record keeps resp as the exchange's answer and returns what mcp-go gets.

@@ -34,6 +34,9 @@ type ServerInfo struct {
 	Instructions string
 	// Protocol is the negotiated protocol version.
 	Protocol string
+	// Resources, Prompts and Completions say whether the server declared
+	// those capabilities.
+	Resources, Prompts, Completions bool
 }
 
 // ToolSet is one listing of a server's tools. It is never modified: a new
@@ -66,8 +69,9 @@ var errNeedsTasks = errors.New("it can only run as a task (execution.taskSupport
 // listTools reads every page of tools/list, and returns the tools with
 // warnings about those it skipped. mcp-go's typed result only decides
 // which tools survive its own filtering (tools with invalid x-mcp-header
-// annotations on 2026-07-28 HTTP connections); everything else comes from
-// the raw result, so schemas reach the caller unaltered.
+// annotations on 2026-07-28 HTTP connections), and is not even decoded
+// on a transport that sends no headers (see session.standIn); everything
+// else comes from the raw result, so schemas reach the caller unaltered.
 func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 	var (
 		tools    []*Tool
@@ -84,8 +88,8 @@ func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 	}
 	add := func(items []json.RawMessage) error {
 		page++
-		var kept map[string]bool // nil: mcp-go could not read the page
-		if typed != nil {
+		var kept map[string]bool // nil: mcp-go could not read the page, or filters nothing
+		if typed != nil && s.sendsHeaders() {
 			kept = make(map[string]bool, len(typed.Tools))
 			for _, t := range typed.Tools {
 				kept[t.Name] = true

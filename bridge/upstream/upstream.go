@@ -85,11 +85,14 @@ type Options struct {
 	// Drain bounds how long Close waits for in-flight calls to finish
 	// before stopping the server; 30 s by default.
 	Drain time.Duration
-	// MaxMessageBytes bounds one message from a stdio server (one line on
-	// its stdout), 16 MiB by default. A server that sends a longer one has
-	// its session ended and is restarted; the calls under way fail with a
-	// *MessageTooLargeError. The line is counted as it is read, never held
-	// whole: memory stays within a few times the limit per server.
+	// MaxMessageBytes bounds one message from the server, 16 MiB by
+	// default: one line on a stdio server's stdout, or over HTTP one JSON
+	// response body or one event of an event stream. A stdio server that
+	// sends a longer one has its session ended and is restarted, and the
+	// calls under way fail with a *MessageTooLargeError; over HTTP, only the
+	// request the message answers fails so. The message is counted as it
+	// is read, never held whole: memory stays within a few times the limit
+	// per server.
 	MaxMessageBytes int64
 	// Elicitation, if set, answers the server's elicitation requests, and
 	// the client declares the elicitation capability (with SEP-1034
@@ -98,6 +101,11 @@ type Options struct {
 	// capability: a tool that asks for input fails with an
 	// *InputRequiredError.
 	Elicitation ElicitFunc
+	// Roots, when not empty, are the directories (absolute paths) the
+	// client declares as its roots: it declares the roots capability and
+	// answers the server's roots/list with them as file:// URIs. Empty
+	// declares no such capability.
+	Roots []string
 	// PingInterval is how often a ready server is pinged (ping, or
 	// server/discover on 2026-07-28 connections); 30 s by default,
 	// negative for never.
@@ -554,8 +562,15 @@ func (u *Upstream) setState(s State, err error, retryAt time.Time) {
 	u.changed = make(chan struct{})
 }
 
+// authRecheck is how often an Upstream in StateNeedsAuth asks its
+// Authorizer again without a Changed: an Authorizer whose credentials are
+// shared with other processes (Caddy instances on one storage) may get
+// some that way.
+const authRecheck = 2 * time.Second
+
 // awaitAuthorization waits, in StateNeedsAuth, until the Authorizer has
-// credentials (a user completed the authorization) or the Upstream closes,
+// credentials (a user completed the authorization, here or in another
+// process sharing the Authorizer's storage) or the Upstream closes,
 // which it reports as false. changed is the Authorizer's Changed from
 // before authErr was had; err is why the start failed, authErr why no
 // credentials are at hand. Changes that bring no credentials (an
@@ -566,9 +581,12 @@ func (u *Upstream) awaitAuthorization(changed <-chan struct{}, err, authErr erro
 	u.logger().Warn("MCP server needs authorization",
 		zap.String("server", u.spec.Name), zap.String("endpoint", u.spec.Endpoint()),
 		zap.Error(u.redact(err)), zap.NamedError("authorization", u.redact(authErr)))
+	recheck := time.NewTicker(authRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-changed:
+		case <-recheck.C:
 		case <-u.ctx.Done():
 			return false
 		}
@@ -616,6 +634,7 @@ func (u *Upstream) run() {
 		opts := u.options()
 		d.stop = opts.Stop
 		d.elicit = opts.Elicitation
+		d.roots = opts.Roots
 		d.maxMessage = opts.MaxMessageBytes
 		d.lastStop = stoppedIdle
 		var authChanged <-chan struct{}

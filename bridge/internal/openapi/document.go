@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -97,35 +98,35 @@ const ErrorSchemaName = "Error"
 
 // Build generates the document for ops. tagged says whether operations are
 // grouped by server (for a document covering several servers).
+//
+// It writes the document in one pass, each converted schema as encoded
+// once (Result.JSON): as kin-openapi would encode the document, with every
+// title an earlier schema of the components already has dropped (see
+// schema.DropRepeatedTitles).
 func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
-	doc := &openapi3.T{
-		OpenAPI: Version,
-		Info: &openapi3.Info{
-			Title:       info.Title,
-			Description: info.Description,
-			Version:     info.Version,
-		},
-		Paths: openapi3.NewPathsWithCapacity(len(ops)),
-		Components: &openapi3.Components{
-			Schemas: openapi3.Schemas{ErrorSchemaName: openapi3.NewSchemaRef("", errorSchema())},
-		},
+	errComp, err := errorComponent()
+	if err != nil {
+		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 	}
-	if doc.Info.Version == "" {
-		doc.Info.Version = "1.0.0"
+	var security json.RawMessage
+	secName := info.SecurityName
+	if secName == "" {
+		secName = "auth"
 	}
-	var security *openapi3.SecurityRequirements
 	if info.Security != nil {
-		name := info.SecurityName
-		if name == "" {
-			name = "auth"
+		if security, err = json.Marshal(openapi3.SecurityRequirements{openapi3.NewSecurityRequirement().Authenticate(secName)}); err != nil {
+			return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 		}
-		doc.Components.SecuritySchemes = openapi3.SecuritySchemes{name: &openapi3.SecuritySchemeRef{Value: info.Security}}
-		security = &openapi3.SecurityRequirements{openapi3.NewSecurityRequirement().Authenticate(name)}
 	}
 	out := &Document{}
+	comps := map[string]component{ErrorSchemaName: errComp}
+	paths := make(map[string][]byte, len(ops))
 	tags := map[string]bool{}
 	for _, op := range ops {
-		o, warnings := operation(doc.Components.Schemas, op)
+		o, warnings, err := operation(comps, op)
+		if err != nil {
+			return nil, fmt.Errorf("encoding OpenAPI document: tool %q: %w", op.Tool.Name, err)
+		}
 		o.Security = security
 		for _, w := range warnings {
 			out.Warnings = append(out.Warnings, Warning{Tool: op.Tool.Name, Message: w})
@@ -134,112 +135,243 @@ func Build(info Info, ops []Operation, tagged bool) (*Document, error) {
 			o.Tags = []string{op.Server}
 			tags[op.Server] = true
 		}
-		doc.Paths.Set(op.Path, &openapi3.PathItem{Post: o})
+		if paths[op.Path], err = json.Marshal(pathItem{Post: o}); err != nil {
+			return nil, fmt.Errorf("encoding OpenAPI document: tool %q: %w", op.Tool.Name, err)
+		}
 	}
-	names := make([]string, 0, len(tags))
-	for t := range tags {
-		names = append(names, t)
-	}
-	sort.Strings(names)
-	for _, t := range names {
-		doc.Tags = append(doc.Tags, &openapi3.Tag{Name: t, Description: fmt.Sprintf("Tools of the MCP server %q.", t)})
-	}
-	body, err := json.Marshal(doc)
-	if err != nil {
+
+	var b bytes.Buffer
+	b.Grow(len(paths) * 2048)
+	b.WriteString(`{"components":{"schemas":`)
+	if err := writeSchemas(&b, comps); err != nil {
 		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 	}
-	if body, err = uniqueTitles(body); err != nil {
+	if info.Security != nil {
+		b.WriteString(`,"securitySchemes":`)
+		if err := writeJSON(&b, openapi3.SecuritySchemes{secName: &openapi3.SecuritySchemeRef{Value: info.Security}}); err != nil {
+			return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
+		}
+	}
+	b.WriteString(`},"info":`)
+	version := info.Version
+	if version == "" {
+		version = "1.0.0"
+	}
+	if err := writeJSON(&b, &openapi3.Info{Title: info.Title, Description: info.Description, Version: version}); err != nil {
 		return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
 	}
-	out.body = body
+	b.WriteString(`,"openapi":"` + Version + `","paths":{`)
+	for i, path := range slices.Sorted(maps.Keys(paths)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeKey(&b, path)
+		b.Write(paths[path])
+	}
+	b.WriteByte('}')
+	if len(tags) > 0 {
+		var list openapi3.Tags
+		for _, t := range slices.Sorted(maps.Keys(tags)) {
+			list = append(list, &openapi3.Tag{Name: t, Description: fmt.Sprintf("Tools of the MCP server %q.", t)})
+		}
+		b.WriteString(`,"tags":`)
+		if err := writeJSON(&b, list); err != nil {
+			return nil, fmt.Errorf("encoding OpenAPI document: %w", err)
+		}
+	}
+	b.WriteByte('}')
+	out.body = b.Bytes()
 	return out, nil
 }
 
-// uniqueTitles drops the titles of body's schemas that an earlier schema
-// already has (see schema.DropRepeatedTitles), in the order of the
-// components' names. The converted schemas are shared by the documents a
-// tool appears in, so this works on the encoded document.
-func uniqueTitles(body []byte) ([]byte, error) {
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	comps, _ := doc["components"].(map[string]any)
-	schemas, _ := comps["schemas"].(map[string]any)
-	names := make([]string, 0, len(schemas))
-	for name := range schemas {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	ordered := make([]any, len(names))
-	for i, name := range names {
-		ordered[i] = schemas[name]
-	}
-	if !schema.DropRepeatedTitles(ordered...) {
-		return body, nil
-	}
-	return json.Marshal(doc)
+// component is a schema of the document's components, encoded.
+type component struct {
+	json   []byte
+	titles []string // the keys of its titles; see schema.TitleKeys
 }
 
+// errorComponent is the Error schema, encoded once.
+var errorComponent = sync.OnceValues(func() (component, error) {
+	b, titles, err := schema.Encode(errorSchema())
+	return component{json: b, titles: titles}, err
+})
+
+// writeSchemas writes comps as a JSON object, in the order of their names,
+// dropping the titles an earlier schema already has: a schema that keeps
+// them all is written as encoded, the others decoded, stripped and encoded
+// again.
+func writeSchemas(b *bytes.Buffer, comps map[string]component) error {
+	seen := schema.Titles{}
+	b.WriteByte('{')
+	for i, name := range slices.Sorted(maps.Keys(comps)) {
+		c := comps[name]
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeKey(b, name)
+		if !repeatsTitle(seen, c.titles) {
+			for _, k := range c.titles {
+				seen[k] = true
+			}
+			b.Write(c.json)
+			continue
+		}
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(c.json))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("schema %q: %w", name, err)
+		}
+		seen.Drop(v)
+		if err := writeJSON(b, v); err != nil {
+			return fmt.Errorf("schema %q: %w", name, err)
+		}
+	}
+	b.WriteByte('}')
+	return nil
+}
+
+// repeatsTitle says whether a title of keys (in the order of
+// schema.TitleKeys) is in seen or repeats an earlier one.
+func repeatsTitle(seen schema.Titles, keys []string) bool {
+	for i, k := range keys {
+		if seen[k] || slices.Contains(keys[:i], k) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeJSON appends v encoded as json.Marshal encodes it.
+func writeJSON(b *bytes.Buffer, v any) error {
+	enc, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b.Write(enc)
+	return nil
+}
+
+// writeKey appends s as an object key.
+func writeKey(b *bytes.Buffer, s string) {
+	k, _ := json.Marshal(s) // a string always encodes
+	b.Write(k)
+	b.WriteByte(':')
+}
+
+// The parts of an operation, as kin-openapi encodes them: keys in sorted
+// order, empty ones left out.
+type (
+	pathItem struct {
+		Post *operationJSON `json:"post"`
+	}
+	operationJSON struct {
+		Description string            `json:"description,omitempty"`
+		OperationID string            `json:"operationId,omitempty"`
+		RequestBody requestBodyJSON   `json:"requestBody"`
+		Responses   responsesJSON     `json:"responses"`
+		Security    json.RawMessage   `json:"security,omitempty"`
+		Summary     string            `json:"summary,omitempty"`
+		Tags        []string          `json:"tags,omitempty"`
+		Annotations json.RawMessage   `json:"x-mcp-annotations,omitempty"`
+		Renames     map[string]string `json:"x-mcp-argument-names,omitempty"`
+		Wrapped     string            `json:"x-mcp-arguments-wrapped,omitempty"`
+		Server      string            `json:"x-mcp-server,omitempty"`
+		ToolName    string            `json:"x-mcp-tool-name"`
+	}
+	requestBodyJSON struct {
+		Content     contentJSON `json:"content"`
+		Description string      `json:"description,omitempty"`
+		Required    bool        `json:"required,omitempty"`
+	}
+	responsesJSON struct {
+		OK      responseJSON `json:"200"`
+		Default responseJSON `json:"default"`
+	}
+	responseJSON struct {
+		Content     contentJSON `json:"content"`
+		Description string      `json:"description"`
+	}
+	contentJSON struct {
+		JSON mediaTypeJSON `json:"application/json"`
+	}
+	mediaTypeJSON struct {
+		Schema schemaJSON `json:"schema"`
+	}
+	// schemaJSON is a reference, or a schema of a description alone.
+	schemaJSON struct {
+		Ref         string `json:"$ref,omitempty"`
+		Description string `json:"description,omitempty"`
+	}
+)
+
+// Descriptions of every operation's parts.
+const (
+	requestDescription = "The tool's arguments, as a JSON object."
+	resultDescription  = "The tool's result: its JSON value when it returns a single text that is JSON, " +
+		"else that text as a string; a list when it returns several items or any image or audio " +
+		"(as data: URIs)."
+	ranDescription    = "The tool ran."
+	failedDescription = "The call failed: invalid arguments (4xx), a tool error, or an unavailable server (5xx)."
+)
+
 // operation describes one tool and adds its schemas to comps.
-func operation(comps openapi3.Schemas, op Operation) (*openapi3.Operation, []string) {
+func operation(comps map[string]component, op Operation) (*operationJSON, []string, error) {
 	t := op.Tool
-	o := openapi3.NewOperation()
-	o.OperationID = op.OperationID
-	o.Summary = t.Title
+	o := &operationJSON{OperationID: op.OperationID, Summary: t.Title, ToolName: t.Name, Server: op.Server}
 	if o.Summary == "" {
 		o.Summary = t.Name
 	}
-	o.Extensions = map[string]any{"x-mcp-tool-name": t.Name}
-	if op.Server != "" {
-		o.Extensions["x-mcp-server"] = op.Server
-	}
 	if t.Annotations != nil {
-		o.Extensions["x-mcp-annotations"] = json.RawMessage(t.Annotations)
+		o.Annotations = json.RawMessage(t.Annotations)
 	}
 
 	if op.Input.Schema == nil { // not converted by the caller
 		op.Input, op.Output = Convert(t)
 	}
 	warnings := append(slices.Clone(op.Input.Warnings), outputWarnings(op.Output)...)
-	if op.Input.Wrapped != "" {
-		o.Extensions[WrappedExtension] = op.Input.Wrapped
-	}
-	if len(op.Input.Renames) > 0 {
-		o.Extensions[ArgumentNamesExtension] = op.Input.Renames
-	}
+	o.Wrapped = op.Input.Wrapped
+	o.Renames = op.Input.Renames
 	inName := op.OperationID + "_input"
-	comps[inName] = openapi3.NewSchemaRef("", op.Input.Schema)
-	body := openapi3.NewRequestBody().
-		WithDescription("The tool's arguments, as a JSON object.").
-		WithJSONSchemaRef(openapi3.NewSchemaRef(schema.ComponentsPrefix+inName, op.Input.Schema))
-	body.Required = len(op.Input.Schema.Required) > 0
-	o.RequestBody = &openapi3.RequestBodyRef{Value: body}
+	c, err := componentOf(op.Input)
+	if err != nil {
+		return nil, nil, err
+	}
+	comps[inName] = c
+	o.RequestBody = requestBodyJSON{
+		Content:     contentJSON{mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + inName}}},
+		Description: requestDescription,
+		Required:    len(op.Input.Schema.Required) > 0,
+	}
 
-	result := openapi3.NewSchemaRef("", &openapi3.Schema{
-		Description: "The tool's result: its JSON value when it returns a single text that is JSON, " +
-			"else that text as a string; a list when it returns several items or any image or audio " +
-			"(as data: URIs).",
-	})
+	result := schemaJSON{Description: resultDescription}
 	if op.Output != nil {
 		outName := op.OperationID + "_output"
-		comps[outName] = openapi3.NewSchemaRef("", op.Output.Schema)
-		result = openapi3.NewSchemaRef(schema.ComponentsPrefix+outName, op.Output.Schema)
+		if comps[outName], err = componentOf(*op.Output); err != nil {
+			return nil, nil, err
+		}
+		result = schemaJSON{Ref: schema.ComponentsPrefix + outName}
 	}
-	o.Responses = openapi3.NewResponses(
-		openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
-			WithDescription("The tool ran.").
-			WithContent(openapi3.NewContentWithJSONSchemaRef(result))}),
-		openapi3.WithName("default", openapi3.NewResponse().
-			WithDescription("The call failed: invalid arguments (4xx), a tool error, or an unavailable server (5xx).").
-			WithContent(openapi3.NewContentWithJSONSchemaRef(
-				openapi3.NewSchemaRef(schema.ComponentsPrefix+ErrorSchemaName, errorSchema())))),
-	)
+	o.Responses = responsesJSON{
+		OK: responseJSON{Content: contentJSON{mediaTypeJSON{result}}, Description: ranDescription},
+		Default: responseJSON{
+			Content:     contentJSON{mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + ErrorSchemaName}}},
+			Description: failedDescription,
+		},
+	}
 
 	o.Description = description(t, warnings)
-	return o, warnings
+	return o, warnings, nil
+}
+
+// componentOf is a converted schema as a component, encoded now if the
+// conversion did not.
+func componentOf(r schema.Result) (component, error) {
+	if r.JSON != nil {
+		return component{json: r.JSON, titles: r.TitleKeys}, nil
+	}
+	b, titles, err := schema.Encode(r.Schema)
+	return component{json: b, titles: titles}, err
 }
 
 func outputWarnings(r *schema.Result) []string {

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +34,7 @@ var benchArgs = []struct {
 		"items":[{"sku":"ABC-1","quantity":2},{"sku":"XYZ-9","quantity":1,"address":{"street":"2 Side St","city":"Lyon","zip_code":null}}],"notes":null}`, true},
 	{"nested/invalid", benchNestedSchema, `{"customer":"","address":{"street":"1 Main St","zip_code":"7500"},"priority":"urgent",
 		"items":[{"sku":"A","quantity":0},{"quantity":"1"}],"notes":5}`, false},
+	{"flat/1 MiB string", benchFlatSchema, `{"timezone":"` + strings.Repeat("x", 1<<20) + `","limit":10}`, true},
 }
 
 // BenchmarkValidate measures checking a call's arguments against the

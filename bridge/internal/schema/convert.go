@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -23,6 +24,11 @@ type Result struct {
 	// Wrapped is the argument a non-object input is wrapped in; "" when the
 	// input is an object (input schemas only).
 	Wrapped string
+	// JSON is Schema as a document holds it, and TitleKeys the keys of its
+	// titles (see TitleKeys): what a document needs of it, encoded once.
+	// Input and Output set them; a Result made otherwise has none.
+	JSON      []byte
+	TitleKeys []string
 }
 
 // ComponentsPrefix is where the document's named schemas live.
@@ -32,17 +38,47 @@ const ComponentsPrefix = "#/components/schemas/"
 // body: a flat object whose properties are the tool's arguments.
 func Input(raw json.RawMessage) Result {
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return Result{Schema: &openapi3.Schema{Type: &openapi3.Types{openapi3.TypeObject}, Properties: openapi3.Schemas{}}}
+		return encoded(Result{Schema: &openapi3.Schema{Type: &openapi3.Types{openapi3.TypeObject}, Properties: openapi3.Schemas{}}}, true)
 	}
-	return convert(raw, true)
+	return encoded(convert(raw, true), true)
 }
 
 // Output converts a tool's output schema (any JSON Schema).
 func Output(raw json.RawMessage) Result {
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return Result{Schema: &openapi3.Schema{}}
+		return encoded(Result{Schema: &openapi3.Schema{}}, false)
 	}
-	return convert(raw, false)
+	return encoded(convert(raw, false), false)
+}
+
+// Encode returns s as a document holds it, and the keys of its titles.
+func Encode(s *openapi3.Schema) ([]byte, []string, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, nil, err
+	}
+	return b, TitleKeys(v), nil
+}
+
+// encoded is res with its JSON set. A schema that cannot be encoded (no
+// loaded schema is expected to be) is lost like one that cannot be
+// converted.
+func encoded(res Result, input bool) Result {
+	var err error
+	if res.JSON, res.TitleKeys, err = Encode(res.Schema); err == nil {
+		return res
+	}
+	warnings := append(slices.Clone(res.Warnings), fmt.Sprintf("the schema could not be encoded (%v)", err))
+	fb := fallback(input, warnings)
+	fb.Wrapped = res.Wrapped
+	fb.JSON, fb.TitleKeys, _ = Encode(fb.Schema)
+	return fb
 }
 
 // converter holds one conversion's warnings.

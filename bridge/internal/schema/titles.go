@@ -17,8 +17,46 @@ import "strings"
 // made-up title would be neither the server's nor unique by construction.
 // It reports whether it removed any.
 func DropRepeatedTitles(schemas ...any) bool {
-	seen := map[string]bool{}
+	return Titles{}.Drop(schemas...)
+}
+
+// Titles is the set of the titles a document's schemas already have, by
+// the key DropRepeatedTitles compares them by; the zero value is empty.
+type Titles map[string]bool
+
+// Drop removes, from schemas decoded into generic values, every title t
+// holds or an earlier one has, as DropRepeatedTitles does, and adds their
+// titles to t. It reports whether it removed any.
+func (t Titles) Drop(schemas ...any) bool {
+	if t == nil {
+		t = Titles{}
+	}
 	dropped := false
+	for _, s := range schemas {
+		walkTitles(s, func(m map[string]any, key string) {
+			if t[key] {
+				delete(m, "title")
+				dropped = true
+			}
+			t[key] = true
+		})
+	}
+	return dropped
+}
+
+// TitleKeys returns the keys of the titles of a schema decoded into a
+// generic value, in the order Drop visits them, repeats included: whether
+// Drop would remove any of its titles after others is known from them
+// alone.
+func TitleKeys(v any) []string {
+	var keys []string
+	walkTitles(v, func(_ map[string]any, key string) { keys = append(keys, key) })
+	return keys
+}
+
+// walkTitles calls visit with every titled schema of v and its title's key,
+// depth first in sorted keyword order.
+func walkTitles(v any, visit func(m map[string]any, key string)) {
 	var walk func(v any, depth int)
 	walk = func(v any, depth int) {
 		m, ok := v.(map[string]any)
@@ -26,12 +64,7 @@ func DropRepeatedTitles(schemas ...any) bool {
 			return
 		}
 		if t, ok := m["title"].(string); ok {
-			key := titleKey(t)
-			if seen[key] {
-				delete(m, "title")
-				dropped = true
-			}
-			seen[key] = true
+			visit(m, titleKey(t))
 		}
 		for _, k := range sortedKeys(m) {
 			switch val := m[k].(type) {
@@ -53,10 +86,7 @@ func DropRepeatedTitles(schemas ...any) bool {
 			}
 		}
 	}
-	for _, s := range schemas {
-		walk(s, 0)
-	}
-	return dropped
+	walk(v, 0)
 }
 
 // titleKey is what a title becomes in a class name, for comparison.

@@ -17,7 +17,7 @@ import (
 )
 
 // Validator checks a tool's arguments against its original input schema,
-// compiled once per tool listing.
+// compiled once (see Cache). It is safe for concurrent use.
 type Validator struct {
 	schema *jsonschema.Schema
 	// Warnings says what the validator cannot check (patterns Go's regexp
@@ -91,7 +91,7 @@ func (anything) MatchString(string) bool { return true }
 // Validate returns nil when args, a JSON object, satisfy the schema, and
 // else what is wrong with them.
 func (v *Validator) Validate(args json.RawMessage) []ArgumentError {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(args))
+	inst, err := decodeInstance(args)
 	if err != nil {
 		return []ArgumentError{{Message: "the arguments are not valid JSON: " + err.Error()}}
 	}
@@ -173,7 +173,7 @@ const maxCoerceRounds = 5
 // not accept null is left out. It returns the coerced arguments, and false
 // when they are still invalid (the caller then reports the original errors).
 func (v *Validator) Coerce(args json.RawMessage) (json.RawMessage, bool) {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(args))
+	inst, err := decodeInstance(args)
 	if err != nil {
 		return nil, false
 	}
