@@ -40,6 +40,8 @@ OPENAPI_PYTHON_CLIENT := openapi-python-client==0.29.1
 GOOGLE_GENAI          := google-genai==3.3.0
 # Mints Open WebUI's forwarded user tokens as Open WebUI does, for the identity tests.
 PYJWT                 := pyjwt==2.15.1
+# The Python MCP SDK, whose Streamable HTTP client the MCP face must serve.
+MCP_PYTHON            := mcp==2.3.0
 # The MCP conformance suite's runner, whose requirement sets 2025-11-25 and
 # 2026-07-28 the client layer must pass, and Node 22 for it where the
 # machine's node is older (the runner needs fs.globSync).
@@ -78,7 +80,7 @@ $(PEERS)/.installed: Makefile $(UV)
 	@mkdir -p $(PEERS)
 	[ -f $(PEERS)/package.json ] || echo '{"name": "caddy-mcpo-test-peers", "private": true}' > $(PEERS)/package.json
 	cd $(PEERS) && npm install --no-audit --no-fund --no-package-lock --loglevel=error $(SERVER_EVERYTHING) $(SERVER_MEMORY) $(SERVER_FILESYSTEM) $(REDOCLY_CLI) $(SPECTRAL_CLI)
-	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)' '$(PYJWT)'
+	$(PEERS)/venv/bin/pip install --quiet --disable-pip-version-check '$(OPENAPI_PYTHON_CLIENT)' '$(GOOGLE_GENAI)' '$(PYJWT)' '$(MCP_PYTHON)'
 	# Fetch mcp-server-time once, so that no test waits for a download.
 	PATH="$(PEERPATH)" uvx --from '$(TIME_SERVER)' mcp-server-time --help >/dev/null
 	touch $@
@@ -122,11 +124,14 @@ $(CONFORMANCE_DIR)/.installed: Makefile
 # Runs cmd/mcpo-conformance (the Upstream and OAuth client the Caddy module
 # uses) under the runner for both requirement sets, in a network namespace
 # of its own where possible; fails if a required scenario does not pass.
+# Then runs the suite's protocol scenarios against the MCP face.
 # Seconds. The results stay in $(CONFORMANCE_DIR)/results.
 conformance: $(CONFORMANCE_DIR)/.installed
 	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_VERSION=$(CONFORMANCE_VERSION) \
 		MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
 		$(GO) test -count=1 -v -timeout 10m -run '^TestConformance$$' ./cmd/mcpo-conformance/
+	# The MCP face (<mount>/mcp) under the suite's protocol scenarios.
+	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) $(GO) test -count=1 -timeout 10m -run '^TestMCPFaceConformance$$' ./integration/
 
 # Fuzz the schema converter and validator, and operation naming: briefly in
 # `make test`, at length with `make fuzz` (make fuzz FUZZTIME=30m).

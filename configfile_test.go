@@ -1139,6 +1139,7 @@ func TestValidateNames_ChecksNamesOfSeveralServers(t *testing.T) {
 		{name: "reserved docs", servers: named("time", "docs"), substr: `"docs" is reserved`},
 		{name: "reserved health", servers: named("health"), substr: `"health" is reserved`},
 		{name: "reserved openapi.json", servers: named("openapi.json"), substr: `"openapi.json" is reserved`},
+		{name: "reserved mcp, the MCP endpoint", servers: named("time", "mcp"), substr: `"mcp" is reserved`},
 		{name: "slash", servers: named("a/b"), substr: `server name "a/b"`},
 		{name: "space", servers: named("my server"), substr: `server name "my server"`},
 		{name: "leading dash", servers: named("-x"), substr: `server name "-x"`},

@@ -23,7 +23,9 @@ import (
 //
 // Call metrics are labelled with the server's name as the bridge serves it
 // (the same name under two mounts adds up), the tool's MCP name, and the
-// call's outcome (bridge.Outcome). Tool labels only come from tools a server
+// call's outcome (bridge.Outcome), and the face that served it: "rest"
+// for a POST to a tool's path, "mcp" for a tools/call at an MCP endpoint
+// (bridge.Face). Tool labels only come from tools a server
 // listed: the bridge routes a call only to a listed tool. A call refused
 // before its server ever listed tools (the tool in its URL cannot be
 // checked) has an empty tool label.
@@ -44,14 +46,14 @@ var metrics = struct {
 	calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace,
 		Name:      "calls_total",
-		Help:      "Tool calls served, by server, tool and outcome.",
-	}, []string{"server", "tool", "outcome"}),
+		Help:      "Tool calls served, by server, tool, outcome and face (rest or mcp).",
+	}, []string{"server", "tool", "outcome", "face"}),
 	duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metricsNamespace,
 		Name:      "call_duration_seconds",
-		Help:      "How long tool calls took, from the request to the answer, by server and tool.",
+		Help:      "How long tool calls took, from the request to the answer, by server, tool and face (rest or mcp).",
 		Buckets:   callDurationBuckets,
-	}, []string{"server", "tool"}),
+	}, []string{"server", "tool", "face"}),
 	inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: metricsNamespace,
 		Name:      "calls_in_flight",
@@ -97,13 +99,18 @@ func (callObserver) CallStarted(server, tool string) {
 	callSeriesOf(server, tool).inFlight.Inc()
 }
 
-// CallFinished counts a finished call by its outcome and records how long
-// it took.
-func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, took time.Duration) {
+// CallFinished counts a finished call of the REST face.
+func (o callObserver) CallFinished(server, tool string, outcome bridge.Outcome, took time.Duration) {
+	o.CallFinishedOn(bridge.FaceREST, server, tool, outcome, took)
+}
+
+// CallFinishedOn counts a finished call by its outcome and face, and
+// records how long it took.
+func (callObserver) CallFinishedOn(face bridge.Face, server, tool string, outcome bridge.Outcome, took time.Duration) {
 	s := callSeriesOf(server, tool)
 	s.inFlight.Dec()
-	s.calls(outcome).Inc()
-	s.observe(took)
+	s.calls(face, outcome).Inc()
+	s.observe(face, took)
 }
 
 // callSeries are the call metrics' series of one server's tool. Finding a
@@ -112,14 +119,19 @@ func (callObserver) CallFinished(server, tool string, outcome bridge.Outcome, to
 // of a tool are found once and kept, in callSeriesCache.
 type callSeries struct {
 	inFlight prometheus.Gauge
-	// duration is made at the first call that finishes, so that a tool
-	// has no duration series before then (as with WithLabelValues at
-	// each call).
-	durationOnce sync.Once
-	duration     prometheus.Observer
-	outcomes     sync.Map // bridge.Outcome → prometheus.Counter
-	server       string
-	tool         string
+	// durations are made at the first call of a face that finishes, so
+	// that a tool has no duration series before then (as with
+	// WithLabelValues at each call).
+	durations sync.Map // bridge.Face → prometheus.Observer
+	outcomes  sync.Map // faceOutcome → prometheus.Counter
+	server    string
+	tool      string
+}
+
+// faceOutcome keys the calls_total series of a tool.
+type faceOutcome struct {
+	face    bridge.Face
+	outcome bridge.Outcome
 }
 
 // callSeriesKey identifies a callSeries.
@@ -142,18 +154,22 @@ func callSeriesOf(server, tool string) *callSeries {
 	return s.(*callSeries)
 }
 
-// observe records a call's duration.
-func (s *callSeries) observe(took time.Duration) {
-	s.durationOnce.Do(func() { s.duration = metrics.duration.WithLabelValues(s.server, s.tool) })
-	s.duration.Observe(took.Seconds())
+// observe records the duration of a call of a face.
+func (s *callSeries) observe(face bridge.Face, took time.Duration) {
+	d, ok := s.durations.Load(face)
+	if !ok {
+		d, _ = s.durations.LoadOrStore(face, metrics.duration.WithLabelValues(s.server, s.tool, string(face)))
+	}
+	d.(prometheus.Observer).Observe(took.Seconds())
 }
 
-// calls is the calls_total series of an outcome.
-func (s *callSeries) calls(outcome bridge.Outcome) prometheus.Counter {
-	if c, ok := s.outcomes.Load(outcome); ok {
+// calls is the calls_total series of a face and an outcome.
+func (s *callSeries) calls(face bridge.Face, outcome bridge.Outcome) prometheus.Counter {
+	k := faceOutcome{face, outcome}
+	if c, ok := s.outcomes.Load(k); ok {
 		return c.(prometheus.Counter)
 	}
-	c, _ := s.outcomes.LoadOrStore(outcome, metrics.calls.WithLabelValues(s.server, s.tool, string(outcome)))
+	c, _ := s.outcomes.LoadOrStore(k, metrics.calls.WithLabelValues(s.server, s.tool, string(outcome), string(face)))
 	return c.(prometheus.Counter)
 }
 
@@ -249,6 +265,6 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 
 // Interface guards.
 var (
-	_ bridge.Observer      = callObserver{}
+	_ bridge.FaceObserver  = callObserver{}
 	_ prometheus.Collector = (*poolCollector)(nil)
 )

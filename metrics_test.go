@@ -113,7 +113,7 @@ func TestCallObserverCountsCallsByOutcome(t *testing.T) {
 				}
 			}
 			for k, want := range tc.calls {
-				if got := testutil.ToFloat64(metrics.calls.WithLabelValues(server, k[0], k[1])); got != want {
+				if got := testutil.ToFloat64(metrics.calls.WithLabelValues(server, k[0], k[1], "rest")); got != want {
 					t.Errorf("calls{tool=%q,outcome=%q} = %v, want %v", k[0], k[1], got, want)
 				}
 			}
@@ -126,7 +126,7 @@ func TestCallObserverCountsCallsByOutcome(t *testing.T) {
 			}
 			text := exposition(t, registry)
 			for tool, n := range tc.observed {
-				line := `caddy_mcpo_call_duration_seconds_count{server="` + server + `",tool="` + tool + `"} `
+				line := `caddy_mcpo_call_duration_seconds_count{face="rest",server="` + server + `",tool="` + tool + `"} `
 				if n == 0 {
 					if strings.Contains(text, line) {
 						t.Errorf("a duration was recorded for tool %q", tool)
@@ -151,13 +151,13 @@ func TestCallDurationsFallInTheirBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLines(t, exposition(t, registry),
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+server+`",tool="t",le="0.005"} 1`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+server+`",tool="t",le="0.5"} 1`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+server+`",tool="t",le="1"} 2`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+server+`",tool="t",le="120"} 2`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+server+`",tool="t",le="300"} 3`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+server+`",tool="t",le="+Inf"} 4`,
-		`caddy_mcpo_call_duration_seconds_count{server="`+server+`",tool="t"} 4`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+server+`",tool="t",le="0.005"} 1`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+server+`",tool="t",le="0.5"} 1`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+server+`",tool="t",le="1"} 2`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+server+`",tool="t",le="120"} 2`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+server+`",tool="t",le="300"} 3`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+server+`",tool="t",le="+Inf"} 4`,
+		`caddy_mcpo_call_duration_seconds_count{face="rest",server="`+server+`",tool="t"} 4`,
 	)
 }
 
@@ -175,7 +175,7 @@ func TestMetricsCarryOverToTheNextConfigurationsRegistry(t *testing.T) {
 	o := callObserver{}
 	o.CallStarted(server, "add")
 	o.CallFinished(server, "add", bridge.OutcomeOK, time.Millisecond)
-	line := `caddy_mcpo_calls_total{outcome="ok",server="` + server + `",tool="add"} 1`
+	line := `caddy_mcpo_calls_total{face="rest",outcome="ok",server="` + server + `",tool="add"} 1`
 	checkLines(t, exposition(t, first.GetMetricsRegistry()), line)
 
 	second, cancel2 := caddy.NewContext(caddy.Context{Context: context.Background()})
@@ -300,7 +300,7 @@ func TestCallObserverCountsCallsFromManyGoroutinesAtOnce(t *testing.T) {
 	}
 	wg.Wait()
 	for _, outcome := range []string{"ok", "timeout"} {
-		if got := testutil.ToFloat64(metrics.calls.WithLabelValues(server, "t", outcome)); got != 400 {
+		if got := testutil.ToFloat64(metrics.calls.WithLabelValues(server, "t", outcome, "rest")); got != 400 {
 			t.Errorf("calls{outcome=%q} = %v, want 400", outcome, got)
 		}
 	}

@@ -244,6 +244,9 @@ func (h *Handler) bridgeServer(s *ServerConfig, name string, l *lease) *bridge.S
 // Cleanup releases the handler's servers; the pool stops those no other
 // configuration uses.
 func (h *Handler) Cleanup() error {
+	if h.bridge != nil {
+		h.bridge.Close()
+	}
 	var errs []error
 	for _, l := range h.leases {
 		errs = append(errs, l.release())

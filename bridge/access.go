@@ -174,8 +174,8 @@ func keyUsers(keys []string, users map[string]string) ([]string, error) {
 }
 
 // Headers a browser script may read from answers, besides the safelisted
-// ones.
-const corsExposed = "ETag, Retry-After, WWW-Authenticate"
+// ones: Mcp-Session-Id for the MCP endpoints' browser clients.
+const corsExposed = "ETag, Retry-After, WWW-Authenticate, Mcp-Session-Id"
 
 // cors adds the CORS headers to the answer to r and answers a preflight
 // itself. It reports whether the request is answered.
@@ -194,8 +194,7 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 	if origin == "" {
 		return false
 	}
-	allowed := g.anyOrigin || g.origins[strings.ToLower(origin)]
-	if !allowed {
+	if !g.allowsOrigin(origin) {
 		if preflight {
 			writeError(w, &httpError{Status: http.StatusForbidden, Detail: errorDetail{
 				Message: fmt.Sprintf("origin %s is not allowed to call this server (see the cors setting)", origin),
@@ -213,7 +212,7 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 		h.Set("Access-Control-Expose-Headers", corsExposed)
 		return false
 	}
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS") // DELETE ends an MCP session
 	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 		// Any header may be sent; Authorization must be named, as "*" does
 		// not cover it.
@@ -222,6 +221,11 @@ func (g *gate) cors(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("Access-Control-Max-Age", g.maxAge)
 	w.WriteHeader(http.StatusNoContent)
 	return true
+}
+
+// allowsOrigin reports whether the cors setting allows origin.
+func (g *gate) allowsOrigin(origin string) bool {
+	return g.anyOrigin || g.origins[strings.ToLower(origin)]
 }
 
 // admit checks the caller's key, then that the request carries an

@@ -88,6 +88,13 @@ func prepareArgs(body json.RawMessage, s *ServerConfig, rt *route) (json.RawMess
 		}
 		args = object(kept)
 	}
+	return checkArgs(args, s, rt)
+}
+
+// checkArgs validates arguments, as the server gets them, against the
+// tool's original input schema, coercing them for a lenient server when
+// that makes them valid. It returns the answer to arguments it refuses.
+func checkArgs(args json.RawMessage, s *ServerConfig, rt *route) (json.RawMessage, *httpError) {
 	v := rt.argsValidator()
 	if v == nil {
 		return args, nil

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"sync"
@@ -13,29 +14,30 @@ import (
 // tool, how it ended and how many bytes went each way; never the
 // arguments or the result.
 type auditRecord struct {
+	face         Face
 	server, tool string
 	outcome      Outcome
 	status       int
 	took         time.Duration
-	in           *countingBody   // the request body as sent
-	out          *countingWriter // the answer's body
+	in, out      int64 // bytes of the request body as sent and of the answer's body
 }
 
 // auditFields holds the field slices of audit lines, *[]zap.Field.
 var auditFields = sync.Pool{New: func() any {
-	s := make([]zap.Field, 0, 10)
+	s := make([]zap.Field, 0, 11)
 	return &s
 }}
 
 // audit writes the audit line of a call on log at INFO, with the
-// caller's ID when the request carries an identity (IdentityFrom).
-func audit(log *zap.Logger, r *http.Request, rec auditRecord) {
-	auditLine(log, r, rec, "tool call", zap.String("tool", rec.tool))
+// caller's ID when ctx, the request's, carries an identity
+// (IdentityFrom).
+func audit(ctx context.Context, log *zap.Logger, rec auditRecord) {
+	auditLine(ctx, log, rec, "tool call", zap.String("tool", rec.tool))
 }
 
 // auditLine writes an audit line with msg and what (the field naming what
 // was asked for).
-func auditLine(log *zap.Logger, r *http.Request, rec auditRecord, msg string, what zap.Field) {
+func auditLine(ctx context.Context, log *zap.Logger, rec auditRecord, msg string, what zap.Field) {
 	ce := log.Check(zap.InfoLevel, msg)
 	if ce == nil {
 		return
@@ -48,14 +50,17 @@ func auditLine(log *zap.Logger, r *http.Request, rec auditRecord, msg string, wh
 		auditFields.Put(buf)
 	}()
 	fields := append((*buf)[:0], zap.String("server", rec.server), what)
-	if id, ok := IdentityFrom(r.Context()); ok && id.ID != "" {
+	if rec.face != "" {
+		fields = append(fields, zap.String("face", string(rec.face)))
+	}
+	if id, ok := IdentityFrom(ctx); ok && id.ID != "" {
 		fields = append(fields, zap.String("user", id.ID))
 	}
-	if sc := spanContext(r.Context()); sc.IsValid() {
+	if sc := spanContext(ctx); sc.IsValid() {
 		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
 	}
 	fields = append(fields, zap.String("outcome", string(rec.outcome)), zap.Int("status", rec.status),
-		zap.Duration("duration", rec.took), zap.Int64("request_bytes", rec.in.n), zap.Int64("response_bytes", rec.out.n))
+		zap.Duration("duration", rec.took), zap.Int64("request_bytes", rec.in), zap.Int64("response_bytes", rec.out))
 	ce.Write(fields...)
 }
 

@@ -124,6 +124,7 @@ type Bridge struct {
 	bodies  budget                  // of MaxBodyBytesInFlight
 	servers map[string]*serverState // by name
 	mux     *http.ServeMux          // the route table; see routes
+	faces   []*mcpFace              // the MCP endpoints, for Close
 
 	mu  sync.Mutex // guards all and granted
 	all *aggregate // the document covering every server, rebuilt on change
@@ -136,9 +137,9 @@ type Bridge struct {
 	docsBuilt atomic.Int64
 }
 
-// Names of the mount's own pages; a server cannot take them in a mount of
-// several servers.
-var reservedNames = map[string]bool{"docs": true, "openapi.json": true, "health": true}
+// Names of the mount's own pages (mcp is its MCP endpoint); a server
+// cannot take them in a mount of several servers.
+var reservedNames = map[string]bool{"docs": true, "openapi.json": true, "health": true, MCPSegment: true}
 
 // timeoutFor returns the deadline of a call of tool.
 func (s *ServerConfig) timeoutFor(tool string) time.Duration {

@@ -2,12 +2,66 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
+
+// Face names the way a call reached the bridge, for metrics and the
+// audit log.
+type Face string
+
+// The faces of the bridge.
+const (
+	// FaceREST is a POST to a tool's path.
+	FaceREST Face = "rest"
+	// FaceMCP is a tools/call at an MCP endpoint (<mount>/mcp).
+	FaceMCP Face = "mcp"
+)
+
+// callTrack is the bookkeeping every tool call gets, whatever its face:
+// the Observer's start and finish, the call's span and its audit line.
+type callTrack struct {
+	b            *Bridge
+	face         Face
+	server, tool string // tool as listed, "" when unchecked
+	name         string // tool as asked for, for the audit log
+	start        time.Time
+	span         trace.Span
+}
+
+// beginCall starts the bookkeeping of a call of tool (named name by the
+// caller) of server, and returns ctx with the call's span when there is a
+// trace context, in ctx or in header.
+func (b *Bridge) beginCall(ctx context.Context, header http.Header, face Face, server, tool, name string) (context.Context, *callTrack) {
+	t := &callTrack{b: b, face: face, server: server, tool: tool, name: name, start: time.Now()}
+	b.obs.CallStarted(server, tool)
+	ctx, t.span = startCallSpan(ctx, header, server, name)
+	return ctx, t
+}
+
+// end tells the Observer, the audit log and the span how the call ended:
+// its outcome, the HTTP status of its answer (0 when the client went
+// away), and the bytes of its request and answer.
+func (t *callTrack) end(ctx context.Context, outcome Outcome, status int, in, out int64) {
+	took := time.Since(t.start)
+	if fo, ok := t.b.obs.(FaceObserver); ok {
+		fo.CallFinishedOn(t.face, t.server, t.tool, outcome, took)
+	} else {
+		t.b.obs.CallFinished(t.server, t.tool, outcome, took)
+	}
+	if t.b.audit != nil {
+		audit(ctx, t.b.audit, auditRecord{face: t.face, server: t.server, tool: t.name, outcome: outcome,
+			status: status, took: took, in: in, out: out})
+	}
+	endCallSpan(t.span, outcome, status)
+}
 
 // serveCall answers a POST to a tool of s and tells the Observer how the
 // call ended. rt is the tool, nil when the server has not listed its tools
@@ -18,62 +72,78 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	if rt != nil {
 		tool = rt.tool.Name
 	}
-	start := time.Now()
-	b.obs.CallStarted(s.cfg.Name, tool)
 	name := tool
 	if name == "" {
 		name = seg // unchecked: the server has not listed its tools
 	}
-	r, span := startCallSpan(r, s.cfg.Name, name)
-	var rec auditRecord
+	ctx, track := b.beginCall(r.Context(), r.Header, FaceREST, s.cfg.Name, tool, name)
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
+	var (
+		in  *countingBody
+		out *countingWriter
+	)
 	if b.audit != nil {
 		c := &struct { // one allocation for both
 			in  countingBody
 			out countingWriter
 		}{countingBody{ReadCloser: r.Body}, countingWriter{ResponseWriter: w}}
-		rec.in, rec.out = &c.in, &c.out
-		r.Body, w = rec.in, rec.out
+		in, out = &c.in, &c.out
+		r.Body, w = in, out
 	}
 	body := hold{b: &b.bodies}
 	defer body.release() // once the answer is written
 	var e *httpError
 	if rt != nil {
-		e = b.call(w, r, s, rt, base, start, &body)
+		e = b.call(w, r, s, rt, base, track.start, &body)
 	} else {
-		e = serverDown(s.cfg, base, seg, down)
-		if uc, ok := s.cfg.Consent.(UserConsent); ok {
-			if err := uc.Unlisted(r.Context()); err != nil {
-				e = callFailed(r.Context(), s.cfg, base, seg, err, 0)
-			}
-		}
+		e = b.unlisted(r.Context(), s, base, seg, down)
 	}
 	outcome, status := OutcomeOK, http.StatusOK
 	if e != nil {
 		outcome, status = e.Outcome, e.Status
-		switch {
-		case e.Status >= 500 && e.Outcome != OutcomeToolError && e.Outcome != OutcomeRejected:
-			b.log.Warn("tool call failed", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
-				zap.Int("status", e.Status), zap.Error(e))
-		case e.Cause != nil:
-			// What the answer leaves out, such as a read error naming the
-			// connection's addresses.
-			b.log.Debug("tool call refused", zap.String("server", s.cfg.Name), zap.String("tool", e.Detail.Tool),
-				zap.Int("status", e.Status), zap.Error(e.Cause))
-		}
+		b.logFailure(s.cfg.Name, e)
 		writeError(w, e)
 	}
-	took := time.Since(start)
-	b.obs.CallFinished(s.cfg.Name, tool, outcome, took)
-	if b.audit != nil {
-		rec.server, rec.tool, rec.outcome, rec.status, rec.took = s.cfg.Name, name, outcome, status, took
-		audit(b.audit, r, rec)
+	var nin, nout int64
+	if in != nil {
+		nin, nout = in.n, out.n
 	}
-	endCallSpan(span, outcome, status)
+	track.end(r.Context(), outcome, status, nin, nout)
 }
 
-// call runs one tool call: read and check the arguments, wait for a slot
-// under the server's concurrency cap, call with the tool's deadline, and
-// write the mapped result. It returns the answer of a call that did not
+// unlisted is the answer to a call of tool (unchecked) of s, which has
+// not listed its tools: down says why. A server acting for each caller
+// says why the caller's own session could not list them.
+func (b *Bridge) unlisted(ctx context.Context, s *serverState, base, tool string, down error) *httpError {
+	e := serverDown(s.cfg, base, tool, down)
+	if uc, ok := s.cfg.Consent.(UserConsent); ok {
+		if err := uc.Unlisted(ctx); err != nil {
+			e = callFailed(ctx, s.cfg, base, tool, err, 0)
+		}
+	}
+	return e
+}
+
+// logFailure logs a call of server that ended with e: at WARN when the
+// server or the bridge failed, at DEBUG with what the answer leaves out
+// otherwise.
+func (b *Bridge) logFailure(server string, e *httpError) {
+	switch {
+	case e.Status >= 500 && e.Outcome != OutcomeToolError && e.Outcome != OutcomeRejected:
+		b.log.Warn("tool call failed", zap.String("server", server), zap.String("tool", e.Detail.Tool),
+			zap.Int("status", e.Status), zap.Error(e))
+	case e.Cause != nil:
+		// What the answer leaves out, such as a read error naming the
+		// connection's addresses.
+		b.log.Debug("tool call refused", zap.String("server", server), zap.String("tool", e.Detail.Tool),
+			zap.Int("status", e.Status), zap.Error(e.Cause))
+	}
+}
+
+// call runs one tool call: read and check the arguments, call, and write
+// the mapped result. It returns the answer of a call that did not
 // succeed, for serveCall to write. base is the server's base path as the
 // client sees it; start is when the call started; held is what the body
 // holds of the bytes in flight.
@@ -87,27 +157,9 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		e.Detail.Server, e.Detail.Tool = s.Name, tool
 		return e
 	}
-	release, ok := st.slots.acquire(r.Context(), s.QueueTimeout)
-	if !ok {
-		if r.Context().Err() != nil {
-			return clientGone
-		}
-		return &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
-			Detail: errorDetail{Server: s.Name, Tool: tool,
-				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
-	}
-	defer release()
-
-	timeout := s.timeoutFor(tool)
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	res, err := s.Upstream.CallTool(ctx, tool, body)
-	switch {
-	case err != nil && r.Context().Err() != nil:
-		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
-		return clientGone
-	case err != nil:
-		return callFailed(ctx, s, base, tool, err, timeout)
+	res, e := b.invoke(r.Context(), st, rt, body, base)
+	if e != nil {
+		return e
 	}
 	var out []byte
 	if res.IsError {
@@ -116,16 +168,59 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		out = renderResult(res, rt.tool)
 		writeJSON(w, http.StatusOK, out)
 	}
-	if ce := b.log.Check(zap.DebugLevel, "tool call"); ce != nil {
-		status := http.StatusOK
-		if e != nil {
-			status, out = e.Status, []byte(e.Detail.Message)
-		}
-		ce.Write(zap.String("server", s.Name), zap.String("tool", tool),
-			zap.Int("status", status), zap.Duration("took", time.Since(start)),
-			zap.ByteString("arguments", capped(body)), zap.ByteString("result", capped(out)))
-	}
+	b.logCall(s.Name, tool, start, body, func() []byte { return out }, e)
 	return e
+}
+
+// logCall writes, at DEBUG, the line of a call of tool of server that
+// began at start: its arguments and what it answered (out, or e's
+// message), each capped. out is only called when the line is written.
+func (b *Bridge) logCall(server, tool string, start time.Time, args []byte, out func() []byte, e *httpError) {
+	ce := b.log.Check(zap.DebugLevel, "tool call")
+	if ce == nil {
+		return
+	}
+	status, answer := http.StatusOK, []byte(nil)
+	if e != nil {
+		status, answer = e.Status, []byte(e.Detail.Message)
+	} else {
+		answer = out()
+	}
+	ce.Write(zap.String("server", server), zap.String("tool", tool),
+		zap.Int("status", status), zap.Duration("took", time.Since(start)),
+		zap.ByteString("arguments", capped(args)), zap.ByteString("result", capped(answer)))
+}
+
+// invoke calls tool rt of st with checked arguments, whatever the face:
+// it waits for a slot under the server's concurrency cap, calls with the
+// tool's deadline, and returns the result, or the answer to a call that
+// got none. ctx ends when the client goes away. base is the server's base
+// path as the client sees it, for the links of the answers.
+func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
+	s, tool := st.cfg, rt.tool.Name
+	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
+	if !ok {
+		if ctx.Err() != nil {
+			return nil, clientGone
+		}
+		return nil, &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
+			Detail: errorDetail{Server: s.Name, Tool: tool,
+				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
+	}
+	defer release()
+
+	timeout := s.timeoutFor(tool)
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := s.Upstream.CallTool(callCtx, tool, args)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
+		return nil, clientGone
+	case err != nil:
+		return nil, callFailed(callCtx, s, base, tool, err, timeout)
+	}
+	return res, nil
 }
 
 // maxLoggedBytes bounds the arguments and results in debug logs.

@@ -12,6 +12,12 @@
 //     server that needs OAuth (<server>/oauth/...), or where each caller
 //     authorizes one that acts for them (UserConsent); at a single-server
 //     mount, the server's paths are at the mount itself;
+//   - the MCP face: an MCP server over Streamable HTTP at mcp, serving
+//     every server of the mount with their tools named as the document
+//     covering them names its operations, and in a mount of several
+//     servers one at <server>/mcp for each (mcpface.go, the only file that
+//     imports mcp-go's server side); its calls go through the same path
+//     as the REST face's (invoke), under the same rules;
 //   - who may use them (Access): API keys, some naming their users, an
 //     admin key, CORS, and whether a call needs the caller's identity,
 //     which the handler in front establishes (WithIdentity, or
@@ -38,5 +44,8 @@
 // gives its callers (SessionCounter) for the health report. It knows nothing of
 // Caddy: the Caddy handler strips its mount from the request path and calls
 // Bridge.Serve with what is left and the mount's path as the client sees
-// it. It starts no goroutines, and never puts API keys in answers or logs.
+// it. The only goroutines it starts are those of an MCP endpoint, from its
+// first request until Close: mcp-go's sweeper of idle sessions and the
+// watcher that tells listening clients of new tool listings. It never puts
+// API keys in answers or logs.
 package bridge

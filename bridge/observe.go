@@ -30,6 +30,13 @@ type Observer interface {
 	CallFinished(server, tool string, outcome Outcome, took time.Duration)
 }
 
+// FaceObserver is an Observer that tells the faces apart: the bridge
+// calls its CallFinishedOn rather than CallFinished.
+type FaceObserver interface {
+	Observer
+	CallFinishedOn(face Face, server, tool string, outcome Outcome, took time.Duration)
+}
+
 type noObserver struct{}
 
 func (noObserver) CallStarted(string, string)                          {}

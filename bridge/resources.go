@@ -538,7 +538,7 @@ func (b *Bridge) audited(method string, serve func(w http.ResponseWriter, r *htt
 			out countingWriter
 		}{countingBody{ReadCloser: r.Body}, countingWriter{ResponseWriter: w}}
 		r.Body = &c.in
-		rec := auditRecord{server: p.server.cfg.Name, outcome: OutcomeOK, status: http.StatusOK, in: &c.in, out: &c.out}
+		rec := auditRecord{server: p.server.cfg.Name, outcome: OutcomeOK, status: http.StatusOK}
 		if e := serve(&c.out, r, p, base); e != nil {
 			rec.outcome, rec.status = e.Outcome, e.Status
 			if rec.outcome == "" {
@@ -546,8 +546,8 @@ func (b *Bridge) audited(method string, serve func(w http.ResponseWriter, r *htt
 			}
 			writeError(&c.out, e)
 		}
-		rec.took = time.Since(start)
-		auditLine(b.audit, r, rec, "server request", zap.String("method", method))
+		rec.took, rec.in, rec.out = time.Since(start), c.in.n, c.out.n
+		auditLine(r.Context(), b.audit, rec, "server request", zap.String("method", method))
 		return nil
 	}
 }

@@ -41,6 +41,8 @@ type page struct {
 	guard       guard
 	// server is the server the page belongs to, nil for the mount's own.
 	server *serverState
+	// face is the MCP endpoint of an MCP page.
+	face *mcpFace
 	// prefix is server's path below the mount: "/<name>" in a mount of
 	// several servers, "" at a single-server mount and for the mount's
 	// own pages.
@@ -76,6 +78,8 @@ var (
 	methodsDoc  = []string{http.MethodGet, http.MethodHead}
 	methodsTool = []string{http.MethodPost}
 	methodsBoth = []string{http.MethodGet, http.MethodHead, http.MethodPost}
+	// methodsMCP are those of an MCP endpoint (Streamable HTTP).
+	methodsMCP = []string{http.MethodGet, http.MethodPost, http.MethodDelete}
 	// methodsConfirm are those of a page that a form posts back to.
 	methodsConfirm = methodsBoth
 )
@@ -100,7 +104,21 @@ func (b *Bridge) routes() *http.ServeMux {
 		p.b = b
 		mux.Handle(pattern, &p)
 	}
-	if !b.cfg.Single {
+	// An MCP endpoint admits its requests itself: its GET needs the key
+	// as much as its POST.
+	mcpPage := func(servers []*serverState, prefixed bool, title string) page {
+		return page{methods: methodsMCP, guard: guardNone, cache: "no-store", serve: b.serveMCP,
+			face: b.newMCPFace(servers, prefixed, title)}
+	}
+	if b.cfg.Single {
+		s := b.servers[b.cfg.Servers[0].Name]
+		handle("/"+MCPSegment, mcpPage([]*serverState{s}, false, s.cfg.Name))
+	} else {
+		all := make([]*serverState, len(b.cfg.Servers))
+		for i, s := range b.cfg.Servers {
+			all[i] = b.servers[s.Name]
+		}
+		handle("/"+MCPSegment, mcpPage(all, true, b.cfg.Title))
 		handle("/openapi.json", page{methods: methodsDoc, serve: b.serveAggregateDoc})
 		handle("/docs", page{methods: methodsDoc, serve: b.serveDocs})
 		handle("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})
@@ -117,6 +135,9 @@ func (b *Bridge) routes() *http.ServeMux {
 			handle(prefix+path, p)
 		}
 		at("/{tool}", page{toolMethods: methodsTool})
+		if !b.cfg.Single {
+			at("/"+MCPSegment, mcpPage([]*serverState{st}, false, s.Name))
+		}
 		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
 		b.endpointRoutes(at)
 		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"path"
@@ -232,9 +233,9 @@ func or(m, x []byte) {
 	}
 }
 
-// mask returns the mask of the rules whose subjects match the caller of
-// r, in buf when it is large enough.
-func (p *policy) mask(r *http.Request, buf []byte) []byte {
+// mask returns the mask of the rules whose subjects match the caller
+// ctx, a request's, carries, in buf when it is large enough.
+func (p *policy) mask(ctx context.Context, buf []byte) []byte {
 	var m []byte
 	if len(buf) >= p.size {
 		m = buf[:p.size]
@@ -242,7 +243,7 @@ func (p *policy) mask(r *http.Request, buf []byte) []byte {
 		m = make([]byte, p.size)
 	}
 	copy(m, p.anyone)
-	id, ok := IdentityFrom(r.Context())
+	id, ok := IdentityFrom(ctx)
 	if !ok {
 		or(m, p.anonymous)
 		return m
@@ -280,10 +281,10 @@ func lower(s string, buf []byte) []byte {
 	return b
 }
 
-// grantOf returns the grant of the caller of r.
-func (p *policy) grantOf(r *http.Request) *grant {
+// grantOf returns the grant of the caller ctx, a request's, carries.
+func (p *policy) grantOf(ctx context.Context) *grant {
 	var buf [64]byte // 512 rules without allocating
-	m := p.mask(r, buf[:])
+	m := p.mask(ctx, buf[:])
 	if g := (*p.grants.Load())[string(m)]; g != nil {
 		return g
 	}
@@ -379,7 +380,7 @@ func (b *Bridge) allowed(r *http.Request, s *serverState, v *view) *granted {
 	if b.policy == nil {
 		return nil
 	}
-	return b.policy.grantOf(r).of(s, v)
+	return b.policy.grantOf(r.Context()).of(s, v)
 }
 
 // permits reports whether x allows route rt; a nil x allows every route.

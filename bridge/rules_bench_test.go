@@ -143,7 +143,7 @@ func BenchmarkAccessRulesFirstDocument(b *testing.B) {
 				if w.status != http.StatusOK {
 					b.Fatal(w.status)
 				}
-				tools = br.policy.grantOf(r).of(br.servers["s1"], br.servers["s1"].view.Load()).n
+				tools = br.policy.grantOf(r.Context()).of(br.servers["s1"], br.servers["s1"].view.Load()).n
 			}
 			b.ReportMetric(float64(tools), "granted-tools/server")
 		})

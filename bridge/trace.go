@@ -30,24 +30,23 @@ const (
 	AttrStatus  = attribute.Key("http.response.status_code")
 )
 
-// startCallSpan returns r with, in its context, the span of a call of
-// tool of server, and the span, which the caller ends; r itself and nil
-// when the request carries no trace context.
-func startCallSpan(r *http.Request, server, tool string) (*http.Request, trace.Span) {
-	ctx := r.Context()
+// startCallSpan returns ctx, a request's, with the span of a call of
+// tool of server, and the span, which the caller ends; ctx itself and nil
+// when neither ctx nor the request's header carries a trace context.
+func startCallSpan(ctx context.Context, header http.Header, server, tool string) (context.Context, trace.Span) {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
-		if _, ok := r.Header["Traceparent"]; !ok {
-			return r, nil // looked up canonical: HeaderCarrier's Get allocates
+		if _, ok := header["Traceparent"]; !ok {
+			return ctx, nil // looked up canonical: HeaderCarrier's Get allocates
 		}
-		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(header))
 		if !trace.SpanContextFromContext(ctx).IsValid() {
-			return r, nil
+			return ctx, nil
 		}
 	}
 	tracer := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation)
 	ctx, span := tracer.Start(ctx, "mcpo.call "+server+"/"+tool, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(AttrServer.String(server), AttrTool.String(tool)))
-	return r.WithContext(ctx), span
+	return ctx, span
 }
 
 // endCallSpan ends a call's span with how the call ended.

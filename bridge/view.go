@@ -164,6 +164,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	var namer openapi.Namer
 	namer.Reserve("openapi.json")
 	namer.Reserve("complete")
+	namer.Reserve(MCPSegment)
 	for _, t := range set.Tools {
 		if !s.exposed(t.Name) {
 			continue
@@ -449,7 +450,7 @@ func (b *Bridge) serveAggregateDoc(w http.ResponseWriter, r *http.Request, _ *pa
 // (nil for a server not ready) as the caller of r may call them: one
 // per distinct set of granted tools, kept until a view changes.
 func (b *Bridge) grantedAggregate(r *http.Request, views []*view, down []string) (*aggregate, error) {
-	g := b.policy.grantOf(r)
+	g := b.policy.grantOf(r.Context())
 	grants := make([]*granted, len(views))
 	var key strings.Builder
 	for i, v := range views {

@@ -198,13 +198,13 @@ func TestAdminAPIAndMetricsFollowCallsRestartsAndRefreshes(t *testing.T) {
 	id := fx.ID
 	labels := `{id="` + id + `",server="` + name + `"`
 	mcpoScrapeMetrics(t,
-		`caddy_mcpo_calls_total{outcome="ok",server="`+name+`",tool="add"} 1`,
-		`caddy_mcpo_calls_total{outcome="invalid_arguments",server="`+name+`",tool="add"} 1`,
-		`caddy_mcpo_calls_total{outcome="tool_error",server="`+name+`",tool="fail"} 1`,
-		`caddy_mcpo_call_duration_seconds_count{server="`+name+`",tool="add"} 2`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+name+`",tool="add",le="300"} 2`,
-		`caddy_mcpo_call_duration_seconds_bucket{server="`+name+`",tool="add",le="+Inf"} 2`,
-		`caddy_mcpo_call_duration_seconds_count{server="`+name+`",tool="fail"} 1`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="add"} 1`,
+		`caddy_mcpo_calls_total{face="rest",outcome="invalid_arguments",server="`+name+`",tool="add"} 1`,
+		`caddy_mcpo_calls_total{face="rest",outcome="tool_error",server="`+name+`",tool="fail"} 1`,
+		`caddy_mcpo_call_duration_seconds_count{face="rest",server="`+name+`",tool="add"} 2`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+name+`",tool="add",le="300"} 2`,
+		`caddy_mcpo_call_duration_seconds_bucket{face="rest",server="`+name+`",tool="add",le="+Inf"} 2`,
+		`caddy_mcpo_call_duration_seconds_count{face="rest",server="`+name+`",tool="fail"} 1`,
 		`caddy_mcpo_server_up`+labels+`} 1`,
 		`caddy_mcpo_server_state`+labels+`,state="ready"} 1`,
 		`caddy_mcpo_server_state`+labels+`,state="starting"} 0`,
@@ -267,7 +267,7 @@ func TestAdminAPIAndMetricsFollowCallsRestartsAndRefreshes(t *testing.T) {
 	mcpoScrapeMetrics(t,
 		`caddy_mcpo_server_restarts_total`+labels+`} 1`,
 		`caddy_mcpo_server_up`+labels+`} 1`,
-		`caddy_mcpo_calls_total{outcome="ok",server="`+name+`",tool="pid"} 2`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="pid"} 2`,
 	)
 
 	// A refresh after the server added a tool: the tool is counted and served.
@@ -284,8 +284,8 @@ func TestAdminAPIAndMetricsFollowCallsRestartsAndRefreshes(t *testing.T) {
 	}
 	mcpoScrapeMetrics(t,
 		`caddy_mcpo_server_tools`+labels+`} `+strconv.Itoa(tools+1),
-		`caddy_mcpo_calls_total{outcome="ok",server="`+name+`",tool="late_tool"} 1`,
-		`caddy_mcpo_calls_total{outcome="ok",server="`+name+`",tool="register_tool"} 1`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="late_tool"} 1`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="register_tool"} 1`,
 	)
 }
 
@@ -310,7 +310,7 @@ func TestMetricsCountersSurviveAReload(t *testing.T) {
 		t.Fatalf("GET /mcpo/servers: %+v", servers)
 	}
 	before := servers[0]
-	mcpoScrapeMetrics(t, `caddy_mcpo_calls_total{outcome="ok",server="`+name+`",tool="add"} 1`)
+	mcpoScrapeMetrics(t, `caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="add"} 1`)
 
 	// The new configuration has a registry of its own; the counters and the
 	// unchanged server carry over.
@@ -323,8 +323,8 @@ func TestMetricsCountersSurviveAReload(t *testing.T) {
 		t.Errorf("the reload replaced the server: before %+v, after %+v", before, after)
 	}
 	mcpoScrapeMetrics(t,
-		`caddy_mcpo_calls_total{outcome="ok",server="`+name+`",tool="add"} 2`,
-		`caddy_mcpo_call_duration_seconds_count{server="`+name+`",tool="add"} 2`,
+		`caddy_mcpo_calls_total{face="rest",outcome="ok",server="`+name+`",tool="add"} 2`,
+		`caddy_mcpo_call_duration_seconds_count{face="rest",server="`+name+`",tool="add"} 2`,
 		`caddy_mcpo_server_up{id="`+before.ID+`",server="`+name+`"} 1`,
 	)
 }
@@ -347,7 +347,7 @@ func TestMetricsDoNotLabelCallsWithToolNamesFromTheURL(t *testing.T) {
 		t.Fatalf("GET /mcpo/servers: %+v", servers)
 	}
 	mcpoScrapeMetrics(t,
-		`caddy_mcpo_calls_total{outcome="unavailable",server="`+name+`",tool=""} 1`,
+		`caddy_mcpo_calls_total{face="rest",outcome="unavailable",server="`+name+`",tool=""} 1`,
 		`caddy_mcpo_server_up{id="`+servers[0].ID+`",server="`+name+`"} 0`,
 		`caddy_mcpo_server_state{id="`+servers[0].ID+`",server="`+name+`",state="ready"} 0`,
 	)

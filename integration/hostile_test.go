@@ -209,7 +209,7 @@ func TestBodiesInFlightAreBoundedByMaxRequestBytesInFlight(t *testing.T) {
 	if r := do(t, http.MethodPost, "/budget/slow", padded(0, 300_000)); r.status != 200 {
 		t.Errorf("the third body once the others are answered: %s", r)
 	}
-	mcpoScrapeMetrics(t, `caddy_mcpo_calls_total{outcome="rejected",server="budget",tool="slow"} 1`)
+	mcpoScrapeMetrics(t, `caddy_mcpo_calls_total{face="rest",outcome="rejected",server="budget",tool="slow"} 1`)
 }
 
 // POST to the health report, which only reads, is 405 with Allow, at a

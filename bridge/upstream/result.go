@@ -17,6 +17,11 @@ type CallResult struct {
 	// absent.
 	Structured json.RawMessage
 	IsError    bool
+	// Raw is the whole result as the server sent it, for passing it on
+	// as it is (the MCP face): its content items, with their annotations
+	// and _meta, and its own _meta. It is the buffer the result was read
+	// from, not a copy.
+	Raw json.RawMessage
 }
 
 // Content is one content item of a tool result. Type says which fields are
@@ -87,7 +92,7 @@ func decodeCallResult(b json.RawMessage) (*CallResult, error) {
 	if content == nil {
 		content = []Content{}
 	}
-	return &CallResult{Content: content, Structured: nonNull(raw.StructuredContent), IsError: raw.IsError}, nil
+	return &CallResult{Content: content, Structured: nonNull(raw.StructuredContent), IsError: raw.IsError, Raw: b}, nil
 }
 
 // decodeCallResultError says why b could not be decoded, naming the

@@ -123,15 +123,21 @@ func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 }
 
 // callTool calls a tool and returns its result as the server sent it,
-// with the _meta entries ctx carries (WithCallMeta). Errors are those of
+// with the _meta entries ctx carries (WithCallMeta), and a progressToken
+// when ctx carries a ProgressFunc (WithProgress). Errors are those of
 // send.
 func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
+	token, done := progressToken(ctx)
+	defer done()
 	raw, err := s.send(ctx, mcp.MethodToolsCall, func(ctx context.Context) error {
 		req := mcp.CallToolRequest{}
 		req.Params.Name = name
 		req.Params.Arguments = args
-		if m := callMeta(ctx); m != nil {
+		if m := callMeta(ctx); m != nil || token != "" {
 			req.Params.Meta = &mcp.Meta{AdditionalFields: m}
+			if token != "" {
+				req.Params.Meta.ProgressToken = token
+			}
 		}
 		_, err := s.client.CallTool(ctx, req)
 		return err

@@ -881,6 +881,8 @@ func (u *Upstream) notify(s *session, n mcp.JSONRPCNotification) {
 		}
 	case string(mcp.MethodNotificationMessage):
 		u.logMessage(n.Params.AdditionalFields)
+	case string(mcp.MethodNotificationProgress):
+		relayProgress(n)
 	default:
 		u.logger().Debug("MCP notification", zap.String("server", u.spec.Name), zap.String("method", n.Method))
 	}

@@ -1,0 +1,693 @@
+package bridge
+
+// The MCP face: every mount is also an MCP server (Streamable HTTP, both
+// the 2025-11-25 era of sessions and the 2026-07-28 one of stateless
+// requests) at <mount>/mcp, and in a mount of several servers each server
+// is one at <mount>/<server>/mcp too. This file is the only one that
+// imports mcp-go's server package: mcp-go owns the transport (sessions,
+// SSE, server/discover, subscriptions/listen, cancellation), the bridge
+// owns everything a call passes through (rules, limits, deadlines, the
+// Observer, the audit log), through the same invoke as the REST face.
+//
+// Tools are dynamic: a server lists new ones, and each caller may be
+// granted different ones. The face keeps one mcp-go MCPServer per endpoint
+// whose registered tools mirror the servers' current views: before each
+// request it compares the views' pointers with those it registered from
+// (an atomic load per server) and, on a change, replaces the registered
+// tools (SetTools, which also tells connected sessions that the list
+// changed). What a caller sees and may call is decided per request by a
+// tool filter over the caller's grant, which mcp-go applies to tools/list
+// and again to tools/call. Handling tools/list and tools/call ourselves
+// would mean parsing JSON-RPC in front of mcp-go's transport and losing
+// its SSE answers, cancellation and era handling; registering per request
+// would rebuild the tools on every call.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// MCPSegment is the path segment of the MCP endpoints: <mount>/mcp, and
+// <mount>/<server>/mcp in a mount of several servers. A tool named so gets
+// another path segment on the REST face.
+const MCPSegment = "mcp"
+
+// mcpSessionIdleTTL is how long an MCP session nobody uses is kept.
+const mcpSessionIdleTTL = time.Hour
+
+// mcpFace is one MCP endpoint: of one server, or of every server of a
+// mount with their tools named as the document covering them all names
+// its operations.
+type mcpFace struct {
+	b        *Bridge
+	servers  []*serverState
+	prefixed bool
+	mcp      *server.MCPServer
+	sessions *faceSessions
+
+	// The transport and the watcher start with the first request, so that
+	// an endpoint nobody uses runs nothing; close ends them.
+	startMu sync.Mutex
+	http    *server.StreamableHTTPServer
+	done    chan struct{} // closed by close; nil before the start
+	closed  bool
+
+	mu    sync.Mutex // serializes setting the tools
+	tools atomic.Pointer[faceTools]
+}
+
+// faceTools is the tools registered from one combination of views.
+type faceTools struct {
+	views  []*view // per server; nil when it has not listed its tools
+	byName map[string]faceTool
+}
+
+// faceTool is a registered tool: the route it calls, of view v.
+type faceTool struct {
+	st *serverState
+	v  *view
+	rt *route
+}
+
+// watchInterval is how often a face looks for new tool listings of its
+// servers, to tell connected clients that the list changed.
+const watchInterval = time.Second
+
+// newMCPFace returns the endpoint of servers, prefixed naming their tools
+// <server>_<tool>; title names it to clients.
+func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string) *mcpFace {
+	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}}
+	hooks := &server.Hooks{}
+	hooks.AddOnRequestInitialization(f.refuseDown)
+	hooks.AddAfterInitialize(func(_ context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
+		res.Instructions = f.instructions()
+	})
+	hooks.AddAfterDiscover(func(_ context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
+		res.Instructions = f.instructions()
+	})
+	f.mcp = server.NewMCPServer(title, "caddy-mcpo",
+		server.WithToolCapabilities(true),
+		server.WithToolFilter(f.granted),
+		server.WithHooks(hooks),
+		server.WithRecovery(),
+	)
+	b.faces = append(b.faces, f)
+	return f
+}
+
+// handler returns the endpoint's transport, starting it, its sweeper of
+// idle sessions and the watcher of tool listings at the first request.
+// After close, a request still under way gets a transport without them.
+func (f *mcpFace) handler() *server.StreamableHTTPServer {
+	f.startMu.Lock()
+	defer f.startMu.Unlock()
+	if f.http != nil {
+		return f.http
+	}
+	opts := []server.StreamableHTTPOption{
+		// Caddy matches hosts, and serveMCP checks the Origin against the
+		// mount's cors origins: mcp-go's check, which refuses every Host
+		// but localhost on a loopback connection, would refuse a Caddy
+		// listening on 127.0.0.1 behind a proxy.
+		server.WithDisableLocalhostProtection(true),
+		server.WithSessionIdManager(f.sessions),
+		server.WithEventStore(faceEvents{eventStore: mcpEvents, closed: &f.sessions.closed}),
+		server.WithStreamableHTTPLogger(slogOf(f.b.log)),
+	}
+	if !f.closed {
+		opts = append(opts, server.WithSessionIdleTTL(mcpSessionIdleTTL))
+		f.done = make(chan struct{})
+		go f.watch(f.done)
+	}
+	f.http = server.NewStreamableHTTPServer(f.mcp, opts...)
+	return f.http
+}
+
+// watch registers the tools of new listings until done is closed, which
+// tells the clients listening (a GET stream, subscriptions/listen) that
+// the list changed without waiting for their next request.
+func (f *mcpFace) watch(done <-chan struct{}) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			f.sync()
+		}
+	}
+}
+
+// Close ends what the bridge's MCP endpoints run: the sweepers of idle
+// sessions, the watchers of tool listings, and the streams clients listen
+// on. The sessions stay valid: the bridge of a reloaded configuration
+// serves them. The handler calls it when its configuration is replaced or
+// stopped.
+func (b *Bridge) Close() {
+	for _, f := range b.faces {
+		f.close()
+	}
+}
+
+// slogOf is log as the slog.Logger mcp-go logs to.
+func slogOf(log *zap.Logger) *slog.Logger {
+	return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("mcp-go"), zapslog.AddStacktraceAt(slog.Level(127))))
+}
+
+// close ends the face's watcher, its idle-session sweeper and its
+// listening streams. The sessions themselves outlive it: a reload's new
+// face takes them up.
+func (f *mcpFace) close() {
+	f.startMu.Lock()
+	f.closed = true
+	h, done := f.http, f.done
+	f.done = nil
+	f.startMu.Unlock()
+	if done != nil {
+		close(done)
+	}
+	if h != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		f.sessions.closed.Store(true)
+		_ = h.Shutdown(ctx)
+	}
+}
+
+// sync registers the tools of the servers' current views when they are
+// not those registered.
+func (f *mcpFace) sync() *faceTools {
+	views := make([]*view, len(f.servers))
+	for i, st := range f.servers {
+		views[i], _ = st.current(f.b.log)
+	}
+	if t := f.tools.Load(); t != nil && sameViews(t.views, views) {
+		return t
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t := f.tools.Load(); t != nil && sameViews(t.views, views) {
+		return t
+	}
+	t := &faceTools{views: views, byName: map[string]faceTool{}}
+	var namer openapi.Namer
+	var tools []server.ServerTool
+	for i, st := range f.servers {
+		if views[i] == nil {
+			continue
+		}
+		for _, rt := range views[i].routes {
+			name := rt.tool.Name
+			if f.prefixed {
+				name = namer.OperationID(st.cfg.Name, rt.tool.Name)
+			}
+			t.byName[name] = faceTool{st: st, v: views[i], rt: rt}
+			tools = append(tools, server.ServerTool{Tool: mcpTool(name, rt.tool), Handler: f.call})
+		}
+	}
+	f.mcp.SetTools(tools...)
+	f.tools.Store(t)
+	return t
+}
+
+// instructions are the instructions of the face's servers, as their
+// latest listings give them: a server's own, or at a mount's endpoint each
+// server's under its name.
+func (f *mcpFace) instructions() string {
+	t := f.sync()
+	var parts []string
+	for i, st := range f.servers {
+		v := t.views[i]
+		if v == nil || strings.TrimSpace(v.set.Server.Instructions) == "" {
+			continue
+		}
+		text := strings.TrimSpace(v.set.Server.Instructions)
+		if f.prefixed {
+			text = fmt.Sprintf("Server %s (its tools are named %s_<tool>):\n%s", st.cfg.Name, st.cfg.Name, text)
+		}
+		parts = append(parts, text)
+	}
+	return strings.Join(parts, "\n\n")
+}
+
+// mcpTool is tool as the face lists it under name: schemas and
+// annotations as the server sent them.
+func mcpTool(name string, tool *upstream.Tool) mcp.Tool {
+	t := mcp.Tool{Name: name, Title: tool.Title, Description: tool.Description,
+		RawInputSchema: tool.InputSchema, RawOutputSchema: tool.OutputSchema}
+	if t.RawInputSchema == nil {
+		t.RawInputSchema = json.RawMessage(`{"type":"object"}`)
+	}
+	if tool.Annotations != nil {
+		_ = json.Unmarshal(tool.Annotations, &t.Annotations) // lossy for hints newer than mcp-go's
+	}
+	return t
+}
+
+// granted filters tools down to those the caller of ctx is granted; all of
+// them without access rules.
+func (f *mcpFace) granted(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+	if f.b.policy == nil {
+		return tools
+	}
+	t := f.tools.Load()
+	if t == nil {
+		return nil
+	}
+	g := f.b.policy.grantOf(ctx)
+	kept := tools[:0:0]
+	for _, tool := range tools {
+		ft, ok := t.byName[tool.Name]
+		if ok && g.of(ft.st, ft.v).permits(ft.rt) {
+			kept = append(kept, tool)
+		}
+	}
+	return kept
+}
+
+// refuseDown answers tools/list when no server of the face has listed its
+// tools, and tools/call of a tool that is not registered while a server
+// has not, with why the server is not ready (and where to authorize it):
+// mcp-go would say there are no tools, or that the tool does not exist.
+func (f *mcpFace) refuseDown(ctx context.Context, _ any, message any) error {
+	t := f.tools.Load()
+	raw, ok := message.(json.RawMessage)
+	if !ok || t == nil || !slices.Contains(t.views, nil) {
+		return nil // every server has listed its tools
+	}
+	var m struct {
+		Method string `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(raw, &m) != nil || (m.Method != string(mcp.MethodToolsList) && m.Method != string(mcp.MethodToolsCall)) {
+		return nil
+	}
+	if _, known := t.byName[m.Params.Name]; m.Method == string(mcp.MethodToolsCall) && known {
+		return nil
+	}
+	var down []string
+	for i, st := range f.servers {
+		if t.views[i] != nil {
+			if m.Method == string(mcp.MethodToolsList) {
+				return nil // some server lists tools
+			}
+			continue
+		}
+		_, err := st.current(f.b.log)
+		if err == nil {
+			continue
+		}
+		e := f.b.unlisted(ctx, st, baseOf(ctx)+f.prefixOf(st), m.Params.Name, err)
+		down = append(down, e.Detail.Message)
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(down, "; "))
+}
+
+// prefixOf is the path of st below the face's base.
+func (f *mcpFace) prefixOf(st *serverState) string {
+	if f.prefixed {
+		return "/" + st.cfg.Name
+	}
+	return ""
+}
+
+// call is the handler of every registered tool: it calls the tool through
+// the bridge's invoke, with the same bookkeeping as a REST call.
+func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	ft, ok := f.tools.Load().byName[req.Params.Name]
+	if !ok { // the tools changed since mcp-go looked it up
+		return nil, fmt.Errorf("tool %q is not listed any more; list the tools again", req.Params.Name)
+	}
+	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
+	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
+	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
+		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
+	}
+	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
+	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
+		args = json.RawMessage("{}")
+	}
+	res, e := f.invoke(ctx, st, rt, args, base)
+	outcome, status, out := OutcomeOK, http.StatusOK, int64(0)
+	switch {
+	case e != nil:
+		outcome, status = e.Outcome, e.Status
+		f.b.logFailure(st.cfg.Name, e)
+	case res.IsError:
+		outcome = OutcomeToolError
+	}
+	var result *mcp.CallToolResult
+	if res != nil {
+		result, out = mcpResult(res)
+	}
+	f.b.logCall(st.cfg.Name, rt.tool.Name, track.start, args, func() []byte {
+		b, _ := json.Marshal(result)
+		return b
+	}, e)
+	track.end(ctx, outcome, status, int64(len(args)), out)
+	if e != nil {
+		if e == clientGone {
+			return nil, context.Canceled
+		}
+		return nil, &faceError{e}
+	}
+	return result, nil
+}
+
+// relayProgress returns the function that passes the progress
+// notifications of the server's call on to the client, under the client's
+// progress token. The server sends them on the session's reader, so they
+// are queued without waiting (a client that does not read loses them).
+func (f *mcpFace) relayProgress(ctx context.Context, token mcp.ProgressToken) upstream.ProgressFunc {
+	return func(p upstream.Progress) {
+		params := map[string]any{"progressToken": token, "progress": p.Progress}
+		if p.Total > 0 {
+			params["total"] = p.Total
+		}
+		if p.Message != "" {
+			params["message"] = p.Message
+		}
+		_ = f.mcp.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
+	}
+}
+
+// invoke checks the arguments and calls the tool. Arguments the tool's
+// schema refuses come back as a tool error, which the model reads and can
+// correct, as mcp-go's own input validation does.
+func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
+	if _, err := members(args); err != nil {
+		return invalidResult("the arguments must be a JSON object: " + err.Error()), nil
+	}
+	args, e := checkArgs(args, st.cfg, rt)
+	if e != nil {
+		return invalidResult(e.Detail.Message), nil
+	}
+	return f.b.invoke(ctx, st, rt, args, base)
+}
+
+// invalidResult is the tool error of arguments refused before the call.
+func invalidResult(msg string) *upstream.CallResult {
+	text, _ := json.Marshal(map[string]string{"type": "text", "text": msg})
+	return &upstream.CallResult{IsError: true, Content: []upstream.Content{{Type: "text", Text: msg, Raw: text}}}
+}
+
+// mcpResult is res as the face answers it: every content item, the
+// structured content and _meta as the server sent them (from res.Raw); and
+// the bytes of those.
+func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
+	out := &mcp.CallToolResult{IsError: res.IsError, RawStructuredContent: res.Structured}
+	var wire struct {
+		Content []json.RawMessage `json:"content"`
+		Meta    json.RawMessage   `json:"_meta"`
+	}
+	if res.Raw == nil || json.Unmarshal(res.Raw, &wire) != nil {
+		// A result made here, not read from a server.
+		wire.Content, wire.Meta = nil, nil
+		for i := range res.Content {
+			c := res.Content[i].Raw
+			if c == nil {
+				c = contentJSON(&res.Content[i])
+			}
+			wire.Content = append(wire.Content, c)
+		}
+	}
+	n := int64(len(res.Structured) + len(wire.Meta))
+	out.Content = make([]mcp.Content, len(wire.Content))
+	for i, c := range wire.Content {
+		out.Content[i] = rawContent{raw: c}
+		n += int64(len(c))
+	}
+	if m := nonNullJSON(wire.Meta); m != nil {
+		var meta mcp.Meta
+		if json.Unmarshal(m, &meta) == nil {
+			out.Meta = &meta
+		}
+	}
+	return out, n
+}
+
+// nonNullJSON returns nil for an absent or null JSON value.
+func nonNullJSON(b json.RawMessage) json.RawMessage {
+	if b = bytes.TrimSpace(b); len(b) == 0 || bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	return b
+}
+
+// contentJSON is the wire form of a content item that has none.
+func contentJSON(c *upstream.Content) json.RawMessage {
+	return mustJSON(struct {
+		Type     string                     `json:"type"`
+		Text     string                     `json:"text,omitempty"`
+		Data     string                     `json:"data,omitempty"`
+		MIMEType string                     `json:"mimeType,omitempty"`
+		URI      string                     `json:"uri,omitempty"`
+		Name     string                     `json:"name,omitempty"`
+		Resource *upstream.ResourceContents `json:"resource,omitempty"`
+	}{c.Type, c.Text, c.Data, c.MIMEType, c.URI, c.Name, c.Resource})
+}
+
+// rawContent is a content item passed on byte for byte, whatever its type.
+// It embeds a TextContent only to be an mcp.Content.
+type rawContent struct {
+	mcp.TextContent
+	raw json.RawMessage
+}
+
+// MarshalJSON returns the item as the server sent it.
+func (c rawContent) MarshalJSON() ([]byte, error) { return c.raw, nil }
+
+// faceError is the JSON-RPC error of a call that got no result. mcp-go
+// answers a handler's error with code -32603 and the error's message
+// (server/handler_errors.go): the message says what the REST face's
+// answer says, with the server's JSON-RPC code and data when it sent one.
+type faceError struct{ e *httpError }
+
+func (f *faceError) Error() string {
+	d := f.e.Detail
+	msg := d.Message
+	if d.Code != nil {
+		msg = fmt.Sprintf("server %q answered JSON-RPC error %d: %s", d.Server, *d.Code, d.Message)
+		if len(d.Data) > 0 {
+			msg += " (data: " + string(d.Data) + ")"
+		}
+	}
+	if d.Authorize != "" && !strings.Contains(msg, d.Authorize) {
+		msg += " (authorize at " + d.Authorize + ")"
+	}
+	return msg
+}
+
+func (f *faceError) Unwrap() error { return f.e }
+
+// baseKey carries the base path of the face as the client sees it.
+type baseKey struct{}
+
+func baseOf(ctx context.Context) string {
+	s, _ := ctx.Value(baseKey{}).(string)
+	return s
+}
+
+// serveMCP serves an MCP endpoint: it checks the Origin (DNS rebinding),
+// the key and identity every request needs, whatever its method, caps the
+// body at MaxBodyBytes, refuses batches, and hands the request to mcp-go.
+// base is the base path of the endpoint's server, or of the mount.
+func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	if origin := r.Header.Get("Origin"); origin != "" && !b.gate.allowsOrigin(origin) && !localOrigin(r, origin) {
+		writeRPCError(w, http.StatusForbidden, mcp.INVALID_REQUEST,
+			fmt.Sprintf("origin %s is not allowed to use this MCP server (see the cors setting)", origin))
+		return nil
+	}
+	if e := b.gate.admit(r, false); e != nil {
+		return e
+	}
+	if r.Method == http.MethodPost {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBodyBytes))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeRPCError(w, http.StatusRequestEntityTooLarge, mcp.INVALID_REQUEST,
+				fmt.Sprintf("the message is larger than %d bytes, this server's limit (max_request_body)", b.cfg.MaxBodyBytes))
+			return nil
+		case err != nil:
+			return clientGone
+		}
+		if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '[' {
+			writeRPCError(w, http.StatusBadRequest, mcp.INVALID_REQUEST,
+				"JSON-RPC batches are not supported: send one message per request")
+			return nil
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if r.Method != http.MethodPost && !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
+		// mcp-go opens a GET stream, and keeps its session, for any
+		// session ID or none: only sessions this process began may.
+		sid := r.Header.Get(server.HeaderKeySessionID)
+		if sid == "" {
+			writeRPCError(w, http.StatusBadRequest, mcp.INVALID_REQUEST,
+				"this needs the Mcp-Session-Id of a session: initialize one with a POST first")
+			return nil
+		}
+		if ended, err := p.face.sessions.Validate(sid); err != nil || ended {
+			writeRPCError(w, http.StatusNotFound, mcp.INVALID_REQUEST, "no such session: initialize a new one")
+			return nil
+		}
+	}
+	p.face.sync()
+	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
+	p.face.handler().ServeHTTP(flusher{w}, r)
+	return nil
+}
+
+// flusher is a ResponseWriter that mcp-go sees as one it can stream on
+// (an http.Flusher): Caddy's writers flush through
+// http.ResponseController, not by the interface, and without it mcp-go
+// would refuse the GET stream and drop the notifications of a call.
+type flusher struct{ http.ResponseWriter }
+
+// Flush sends what is buffered to the client.
+func (f flusher) Flush() { _ = http.NewResponseController(f.ResponseWriter).Flush() }
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (f flusher) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// localOrigin reports a request from a page of the same machine to a
+// server it reaches as the same machine: both the Origin's host and the
+// request's are loopback names (localhost, 127.0.0.1, [::1]). A page of
+// another site that a rebinding DNS sends here has its own name as its
+// Origin, and is refused.
+func localOrigin(r *http.Request, origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return loopbackName(u.Hostname()) && loopbackName(strings.Trim(host, "[]"))
+}
+
+// loopbackName reports localhost or a loopback address.
+func loopbackName(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// writeRPCError writes a JSON-RPC error without an id, for a request
+// refused before its message is read.
+func writeRPCError(w http.ResponseWriter, status, code int, msg string) {
+	body, _ := json.Marshal(mcp.NewJSONRPCError(mcp.NewRequestId(nil), code, msg, nil))
+	writeJSON(w, status, body)
+}
+
+// mcpSessions issues the session IDs of every MCP endpoint of the process:
+// a random ID and its HMAC under a key of the process, so that an ID it
+// did not issue is refused (404, and the client starts a new session), and
+// one it issued before a reload still works with the reloaded endpoint.
+var mcpSessions = newSessionIDs()
+
+// sessionIDs implements mcp-go's SessionIdManager.
+type sessionIDs struct {
+	key []byte
+
+	mu         sync.Mutex
+	terminated map[string]bool // bounded by maxTerminated
+}
+
+// maxTerminated bounds the terminated IDs remembered; past it, the oldest
+// are forgotten all at once (an ID is only refused while remembered).
+const maxTerminated = 100000
+
+func newSessionIDs() *sessionIDs {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic("bridge: no randomness for MCP session IDs: " + err.Error())
+	}
+	return &sessionIDs{key: key, terminated: map[string]bool{}}
+}
+
+func (s *sessionIDs) sign(id string) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// Generate returns a new session ID.
+func (s *sessionIDs) Generate() string {
+	id := uuid.NewString()
+	return id + "." + s.sign(id)
+}
+
+// Validate refuses an ID it did not issue, and reports one ended.
+func (s *sessionIDs) Validate(sessionID string) (isTerminated bool, err error) {
+	id, sig, ok := strings.Cut(sessionID, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(s.sign(id))) {
+		return false, errors.New("unknown session ID")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.terminated[sessionID], nil
+}
+
+// Terminate ends a session.
+func (s *sessionIDs) Terminate(sessionID string) (isNotAllowed bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.terminated) >= maxTerminated {
+		s.terminated = map[string]bool{}
+	}
+	s.terminated[sessionID] = true
+	return false, nil
+}
+
+// faceSessions is the session IDs as one endpoint sees them: once it is
+// closed, the sessions it ends on its side (Shutdown) are not ended, so
+// that the endpoint of the reloaded configuration takes them up.
+type faceSessions struct {
+	*sessionIDs
+	closed atomic.Bool
+}
+
+// Terminate ends a session, unless the endpoint is closed.
+func (s *faceSessions) Terminate(sessionID string) (bool, error) {
+	if s.closed.Load() {
+		return false, nil
+	}
+	return s.sessionIDs.Terminate(sessionID)
+}
