@@ -154,7 +154,9 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		body, e = prepareArgs(body, s, rt)
 	}
 	if e != nil {
-		e.Detail.Server, e.Detail.Tool = s.Name, tool
+		if e != clientGone { // shared: never written
+			e.Detail.Server, e.Detail.Tool = s.Name, tool
+		}
 		return e
 	}
 	res, e := b.invoke(r.Context(), st, rt, body, base)
