@@ -255,6 +255,13 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, p *page, base str
 			b.log.Debug("tool call not granted", zap.String("server", p.server.cfg.Name), zap.String("tool", rt.tool.Name))
 			return notGranted(p.server, rt)
 		}
+		if rt == nil && b.grantsNothingOf(r, p.server) {
+			// Before the server has listed its tools (or for a tool it
+			// does not have), a caller granted none of them learns no
+			// more than that: not why the server is down.
+			b.log.Debug("tool call not granted", zap.String("server", p.server.cfg.Name), zap.String("segment", seg))
+			return serverNotGranted(p.server)
+		}
 		b.serveCall(w, r, p.server, rt, seg, down, base+p.prefix)
 		return nil
 	}
@@ -297,6 +304,9 @@ func (b *Bridge) notFound(r *http.Request) *httpError {
 			"no endpoint at %q: the servers here are %s; each serves POST <server>/<tool>, "+
 				"<server>/openapi.json and <server>/docs, and openapi.json and docs here cover them all",
 			rel, strings.Join(names, ", "))}}
+	}
+	if b.grantsNothingOf(r, s) {
+		return serverNotGranted(s)
 	}
 	name := s.cfg.Name
 	msg := fmt.Sprintf("server %q has no tool at %q; see its openapi.json or docs for the tools it has", name, below)

@@ -334,6 +334,16 @@ func (g *grant) allows(server, tool string) bool {
 	return false
 }
 
+// spans reports whether the grant may allow any tool of the server.
+func (g *grant) spans(server string) bool {
+	for _, p := range g.patterns {
+		if p.spans(server) {
+			return true
+		}
+	}
+	return false
+}
+
 // granted is what a grant allows of one view of a server.
 type granted struct {
 	view *view
@@ -393,6 +403,21 @@ func (x *granted) permits(rt *route) bool {
 func notGranted(s *serverState, rt *route) *httpError {
 	return &httpError{Status: http.StatusForbidden, Detail: errorDetail{
 		Message: fmt.Sprintf("the tool %s/%s is not granted to this caller", s.cfg.Name, rt.tool.Name),
+	}}
+}
+
+// grantsNothingOf reports whether the caller of r may call no tool of
+// server s, whatever its tools: with rules, a caller none of whose
+// patterns name the server.
+func (b *Bridge) grantsNothingOf(r *http.Request, s *serverState) bool {
+	return b.policy != nil && !b.policy.grantOf(r.Context()).spans(s.cfg.Name)
+}
+
+// serverNotGranted is the answer to a call of a tool of a server none of
+// whose tools the caller is granted.
+func serverNotGranted(s *serverState) *httpError {
+	return &httpError{Status: http.StatusForbidden, Detail: errorDetail{
+		Message: fmt.Sprintf("no tool of server %q is granted to this caller", s.cfg.Name),
 	}}
 }
 

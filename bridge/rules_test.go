@@ -454,3 +454,35 @@ func ruleToolOf(i int) string {
 	}
 	return all[i%len(all)]
 }
+
+func TestAccessRules_ACallerGrantedNoneOfAServersToolsGets403EvenBeforeItsListing(t *testing.T) {
+	b, callers, _ := ruleBridge(t, rules)
+	callers["github"].set = nil // starting: no listing yet
+	for _, c := range []struct {
+		name   string
+		id     *Identity
+		status int
+		says   string
+	}{
+		{"a caller granted none of its tools", &Identity{ID: "x", Role: "Admin"}, http.StatusForbidden,
+			`{"detail":{"message":"no tool of server \"github\" is granted to this caller"}}`},
+		{"a caller without an identity", nil, http.StatusForbidden, `no tool of server \"github\" is granted`},
+		{"a caller granted some of its tools", &Identity{ID: "bob", Role: "guest"}, http.StatusServiceUnavailable, `"server":"github"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := serveAs(b, c.id, http.MethodPost, "/github/list_issues")
+			if w.Code != c.status || !strings.Contains(w.Body.String(), c.says) {
+				t.Errorf("%d %s, want %d saying %s", w.Code, w.Body, c.status, c.says)
+			}
+		})
+	}
+	// Once listed, a tool it does not have is refused the same way to a
+	// caller granted nothing of the server, and not found to the others.
+	callers["github"].set = newListCaller(ruleServers["github"]...).set
+	if w := serveAs(b, &Identity{ID: "x"}, http.MethodPost, "/github/no_such_tool"); w.Code != http.StatusForbidden {
+		t.Errorf("an unknown tool of a server granted nothing: %d %s, want 403", w.Code, w.Body)
+	}
+	if w := serveAs(b, &Identity{ID: "bob", Role: "guest"}, http.MethodPost, "/github/no_such_tool"); w.Code != http.StatusNotFound {
+		t.Errorf("an unknown tool of a server granted in part: %d %s, want 404", w.Code, w.Body)
+	}
+}
