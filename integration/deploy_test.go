@@ -181,9 +181,10 @@ func TestCompose_WiresOpenWebUIToTheImagesMount(t *testing.T) {
 		t.Errorf("Open WebUI does not sign its users' tokens with the secret caddy-mcpo verifies them with: %v / %v", owui.Environment, mcpo.Environment)
 	}
 	var conns []struct {
-		Type, URL, Path, AuthType, Key string
+		Type, URL, Path, Key string
+		AuthType             string `json:"auth_type"`
 	}
-	raw := strings.ReplaceAll(owui.Environment["TOOL_SERVER_CONNECTIONS"], `"auth_type"`, `"authtype"`)
+	raw := owui.Environment["TOOL_SERVER_CONNECTIONS"]
 	if err := json.Unmarshal([]byte(raw), &conns); err != nil || len(conns) != 1 {
 		t.Fatalf("TOOL_SERVER_CONNECTIONS is not a list of one connection: %v: %s", err, raw)
 	}

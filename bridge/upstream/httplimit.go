@@ -59,7 +59,8 @@ type limitedBody struct {
 	events bool
 	over   func() error // the error to fail with, and the report of it
 
-	mu    sync.Mutex
+	// Read is never called concurrently; Close may be, from another
+	// goroutine, and touches only close.
 	size  int64 // of the body, or of the event being read
 	line  int64 // length of the line being read, of an event stream
 	cr    bool  // the line being read ends in '\r' so far
@@ -68,8 +69,6 @@ type limitedBody struct {
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.err != nil {
 		return 0, b.err
 	}
