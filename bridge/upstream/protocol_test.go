@@ -164,6 +164,7 @@ func TestUpstream_PinnedToTheStatelessEraNeverFallsBackToInitialize(t *testing.T
 		{"discover unauthorized", func(r rpcRequest) (int, any) {
 			return 401, map[string]any{"error": "invalid_token"}
 		}, "authorization"},
+		{"discover lists only older versions", statefulAnswers, "2025-11-25"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newRawServer(t, tc.answer)
@@ -703,5 +704,37 @@ func TestUpstream_SkipsToolsWithInvalidHeaderAnnotations(t *testing.T) {
 	}
 	if logs.FilterMessage(`tool "bad" skipped: its x-mcp-header annotations are invalid`).Len() != 1 {
 		t.Error("the skipped tool was not logged")
+	}
+}
+
+// statefulAnswers answers like the Go SDK's stateful HTTP server: it
+// answers server/discover, listing 2025-11-25 only, and refuses with -32022
+// any other request that declares a stateless version.
+func statefulAnswers(r rpcRequest) (int, any) {
+	if v := r.meta(mcp.MetaKeyProtocolVersion); r.Method == "server/discover" {
+		return 200, result(r.ID, map[string]any{
+			"resultType": "complete", "supportedVersions": []string{"2025-11-25", "2025-06-18"},
+			"capabilities": map[string]any{"tools": map[string]any{}},
+			"serverInfo":   map[string]any{"name": "stateful", "version": "1"},
+		})
+	} else if mcp.IsModernProtocol(v) && r.ID != nil {
+		return 400, rpcErr(r.ID, mcp.UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
+			map[string]any{"supported": []string{"2025-11-25", "2025-06-18"}, "requested": v})
+	}
+	return legacyAnswers(r)
+}
+
+func TestUpstream_ADiscoverAnswerThatListsOnlyOlderVersionsLeadsToInitialize(t *testing.T) {
+	srv := newRawServer(t, statefulAnswers)
+	u, _ := start(t, Spec{Name: "raw", Transport: TransportStreamableHTTP, URL: srv.URL + "/mcp"}, Options{})
+	if p := u.Tools().Server.Protocol; p != "2025-11-25" {
+		t.Fatalf("protocol %q, want 2025-11-25", p)
+	}
+	if got := srv.requests("initialize"); len(got) != 1 {
+		t.Errorf("initialize sent %d times, want 1 (requests %v)", len(got), srv.methods())
+	}
+	res, err := u.CallTool(context.Background(), "add", json.RawMessage(`{}`))
+	if err != nil || res == nil {
+		t.Fatalf("a call after the fallback: %v", err)
 	}
 }

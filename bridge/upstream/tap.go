@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,7 +167,10 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 		}
 	}
 	switch req.Method {
-	case string(mcp.MethodServerDiscover), string(mcp.MethodInitialize):
+	case string(mcp.MethodServerDiscover):
+		resp = discoverWithoutTheVersion(req, resp)
+		t.noteHandshake(req.Method, resp, err)
+	case string(mcp.MethodInitialize):
 		t.noteHandshake(req.Method, resp, err)
 	}
 	if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok && resp != nil {
@@ -272,6 +276,36 @@ func retryableVersionRefusal(req transport.JSONRPCRequest, e *mcp.JSONRPCErrorDe
 		return "", false
 	}
 	return declared, true
+}
+
+// discoverWithoutTheVersion turns a server/discover result whose
+// supportedVersions leave out the version the request declared into the
+// -32022 refusal the server should have sent. mcp-go 1.2.1 takes any
+// discover result as agreement, so a server that answers discover but
+// speaks only 2025-11-25 (the Go SDK's stateful HTTP server does) would
+// otherwise refuse every later request; as a refusal, mcp-go negotiates
+// from the list the server gave, and falls back to initialize when no
+// stateless version is in it.
+func discoverWithoutTheVersion(req transport.JSONRPCRequest, resp *transport.JSONRPCResponse) *transport.JSONRPCResponse {
+	if resp == nil || resp.Error != nil || len(resp.Result) == 0 {
+		return resp
+	}
+	var res struct {
+		SupportedVersions []string `json:"supportedVersions"`
+	}
+	declared := declaredVersion(req.Params)
+	if declared == "" || json.Unmarshal(resp.Result, &res) != nil ||
+		len(res.SupportedVersions) == 0 || slices.Contains(res.SupportedVersions, declared) {
+		return resp
+	}
+	refused := *resp
+	refused.Result = nil
+	refused.Error = &mcp.JSONRPCErrorDetails{
+		Code:    mcp.UNSUPPORTED_PROTOCOL_VERSION,
+		Message: fmt.Sprintf("the server lists protocol versions %v, not %s", res.SupportedVersions, declared),
+		Data:    mcp.UnsupportedProtocolVersionData{Supported: res.SupportedVersions, Requested: declared},
+	}
+	return &refused
 }
 
 // declaredVersion returns the protocol version in a request's _meta, or "".
