@@ -124,14 +124,19 @@ $(CONFORMANCE_DIR)/.installed: Makefile
 # Runs cmd/mcpo-conformance (the Upstream and OAuth client the Caddy module
 # uses) under the runner for both requirement sets, in a network namespace
 # of its own where possible; fails if a required scenario does not pass.
-# Then runs the suite's protocol scenarios against the MCP face.
-# Seconds. The results stay in $(CONFORMANCE_DIR)/results.
+# Then runs the suite's protocol scenarios against the MCP face, and every
+# server scenario against the suite's reference server (the Go SDK's
+# conformance/everything-server, built from the module go.mod pins)
+# directly and behind the face, as a stdio child and as an HTTP upstream,
+# comparing what passes (integration/mcpface_reference_test.go).
+# About a minute. The results stay in $(CONFORMANCE_DIR)/results.
 conformance: $(CONFORMANCE_DIR)/.installed
 	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_VERSION=$(CONFORMANCE_VERSION) \
 		MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
 		$(GO) test -count=1 -v -timeout 10m -run '^TestConformance$$' ./cmd/mcpo-conformance/
 	# The MCP face (<mount>/mcp) under the suite's protocol scenarios.
-	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) $(GO) test -count=1 -timeout 10m -run '^TestMCPFaceConformance$$' ./integration/
+	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
+		$(GO) test -count=1 -timeout 10m -run '^(TestMCPFaceConformance|TestMCPFaceMatchesTheReferenceServer)$$' ./integration/
 
 # Fuzz the schema converter and validator, and operation naming: briefly in
 # `make test`, at length with `make fuzz` (make fuzz FUZZTIME=30m).
