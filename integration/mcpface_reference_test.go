@@ -73,8 +73,7 @@ type scenarioResult struct {
 type knownDifference struct {
 	revision  string
 	scenarios []string
-	// ways the difference applies to; both ways through the face if empty.
-	ways []string
+	// face is the verdict behind /mcp, the same both ways.
 	face verdict
 	why  string
 }
@@ -228,11 +227,11 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 	keys := sortedKeys(results)
 	t.Logf("the conformance table:\n%s", referenceTable(keys, results, notScoredScenarios(t, dir)))
 	for _, key := range keys {
-		direct := results["direct"][key]
+		direct := resultOf(results, "direct", key)
 		for _, way := range referenceWays[1:] {
-			got := results[way][key]
+			got := resultOf(results, way, key)
 			want, why := direct.verdict, ""
-			if d, ok := knownDifferenceOf(key, way); ok {
+			if d, ok := knownDifferenceOf(key); ok {
 				if d.face == direct.verdict {
 					t.Errorf("%s %s: listed as a known difference (%s) behind %s, but the reference server directly gives %s too",
 						key.revision, key.scenario, d.why, way, d.face)
@@ -256,15 +255,22 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 }
 
 // knownDifferenceOf returns the entry of faceKnownDifferences for a
-// scenario behind one way of the face.
-func knownDifferenceOf(key scenarioKey, way string) (knownDifference, bool) {
+// scenario.
+func knownDifferenceOf(key scenarioKey) (knownDifference, bool) {
 	for _, d := range faceKnownDifferences {
-		if d.revision == key.revision && slices.Contains(d.scenarios, key.scenario) &&
-			(len(d.ways) == 0 || slices.Contains(d.ways, way)) {
+		if d.revision == key.revision && slices.Contains(d.scenarios, key.scenario) {
 			return d, true
 		}
 	}
 	return knownDifference{}, false
+}
+
+// resultOf is a way's result of a scenario, "not run" if it has none.
+func resultOf(results map[string]map[scenarioKey]scenarioResult, way string, key scenarioKey) scenarioResult {
+	if r, ok := results[way][key]; ok {
+		return r
+	}
+	return scenarioResult{verdict: verdictMissing}
 }
 
 // runReferenceWay runs every server scenario of the catalogue against one
@@ -275,16 +281,11 @@ func runReferenceWay(ctx context.Context, runner, out string, url func(revision 
 	results := map[scenarioKey]scenarioResult{}
 	seen := map[string]bool{}
 	for _, rev := range referenceRevisions {
-		dir := filepath.Join(out, rev)
 		args := []string{"--requirements", rev}
 		if withBaseline {
 			args = append(args, "--expected-failures", baseline)
 		}
-		output, err := runConformanceServer(ctx, runner, url(rev), dir, args...)
-		if err != nil && (withBaseline || ctx.Err() != nil) {
-			return nil, fmt.Errorf("conformance server --requirements %s: %w:\n%s", rev, err, output)
-		}
-		got, err := readScenarioResults(dir)
+		got, err := runScenarios(ctx, runner, url(rev), filepath.Join(out, rev), withBaseline, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -297,23 +298,44 @@ func runReferenceWay(ctx context.Context, runner, out string, url func(revision 
 		if seen[s] {
 			continue
 		}
-		dir := filepath.Join(out, referenceExtra, s)
-		output, err := runConformanceServer(ctx, runner, url(referenceExtra), dir, "--scenario", s)
-		if err != nil && ctx.Err() != nil {
-			return nil, fmt.Errorf("conformance server --scenario %s: %w:\n%s", s, err, output)
-		}
-		got, err := readScenarioResults(dir)
+		got, err := runScenarios(ctx, runner, url(referenceExtra), filepath.Join(out, referenceExtra, s), false, "--scenario", s)
 		if err != nil {
 			return nil, err
 		}
-		results[scenarioKey{referenceExtra, s}] = got[s]
+		r, ok := got[s]
+		if !ok {
+			return nil, fmt.Errorf("conformance server --scenario %s left no result of it", s)
+		}
+		results[scenarioKey{referenceExtra, s}] = r
 	}
 	return results, nil
+}
+
+// runScenarios runs the runner's server command against url, its results
+// into dir, and reads them. The runner exits non-zero when a scenario
+// fails, which is an error only when mustPass; running out of time, or
+// leaving no result, always is.
+func runScenarios(ctx context.Context, runner, url, dir string, mustPass bool, args ...string) (map[string]scenarioResult, error) {
+	output, err := runConformanceServer(ctx, runner, url, dir, args...)
+	if err != nil && (mustPass || ctx.Err() != nil) {
+		return nil, fmt.Errorf("conformance server %s: %w:\n%s", strings.Join(args, " "), err, output)
+	}
+	got, rerr := readScenarioResults(dir)
+	if rerr == nil && len(got) == 0 {
+		rerr = errors.New("no scenario ran")
+	}
+	if rerr != nil {
+		return nil, fmt.Errorf("conformance server %s: %w (the runner: %v):\n%s", strings.Join(args, " "), rerr, err, output)
+	}
+	return got, nil
 }
 
 // runConformanceServer runs the conformance runner's server command against
 // url, its results into dir, and returns its output.
 func runConformanceServer(ctx context.Context, runner, url, dir string, args ...string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("the runner's results: %w", err)
+	}
 	cmd := exec.CommandContext(ctx, runner, append([]string{"server", "--url", url, "-o", dir}, args...)...)
 	// The runner needs Node 22, which the Makefile may have put beside it.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(runner)+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
@@ -454,11 +476,7 @@ func referenceTable(keys []scenarioKey, results map[string]map[scenarioKey]scena
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s |", k.revision, k.scenario, scored)
 		for _, way := range referenceWays {
-			v := verdictMissing
-			if r, ok := results[way][k]; ok {
-				v = r.verdict
-			}
-			fmt.Fprintf(&b, " %s |", v)
+			fmt.Fprintf(&b, " %s |", resultOf(results, way, k).verdict)
 		}
 		b.WriteString("\n")
 	}
