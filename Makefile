@@ -141,7 +141,7 @@ $(CONFORMANCE_DIR)/.installed: Makefile
 # Then runs the suite's protocol scenarios against the MCP face, and every
 # server scenario against the suite's reference server (the Go SDK's
 # conformance/everything-server, built from the module go.mod pins)
-# directly and behind the face, as a stdio child and as an HTTP upstream,
+# directly and behind the face, as a stdio child and as HTTP upstreams,
 # comparing what passes (integration/mcpface_reference_test.go).
 # About a minute. The results stay in $(CONFORMANCE_DIR)/results.
 conformance: $(CONFORMANCE_DIR)/.installed

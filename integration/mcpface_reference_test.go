@@ -22,10 +22,10 @@ import (
 // The MCP conformance suite's server scenarios, every one the pinned runner
 // has, against the suite's reference server (the Go SDK's
 // conformance/everything-server, built from the module version go.mod
-// requires) three ways: directly over HTTP, behind the MCP face with the
-// reference server as a stdio child, and behind the face with it as a
-// Streamable HTTP upstream. What passes behind the face must be what passes
-// directly, but for faceKnownDifferences.
+// requires) directly over HTTP, and behind the MCP face with the reference
+// server as a stdio child, as a Streamable HTTP upstream (stateless, its
+// default), and as a stateful one. What passes behind the face must be what
+// passes directly, but for faceKnownDifferences.
 
 // The protocol revisions whose requirement sets the runner runs, each at its
 // own wire version (2025-11-25 stateful, 2026-07-28 stateless), scored and
@@ -37,9 +37,14 @@ var referenceRevisions = []string{"2025-11-25", "2026-07-28"}
 // by one at the runner's default version.
 const referenceExtra = "none"
 
-// referenceWays are the ways the reference server is reached, in the order
-// of the table the test logs.
-var referenceWays = []string{"direct", "mcp-stdio", "mcp-http"}
+// referenceWays are the ways the reference server is reached, with the
+// column of each in the table the test logs, in its order.
+var referenceWays = []struct{ name, column string }{
+	{"direct", "directly"},
+	{"mcp-stdio", "`/mcp`, stdio child"},
+	{"mcp-http", "`/mcp`, HTTP upstream"},
+	{"mcp-http-stateful", "`/mcp`, stateful HTTP upstream"},
+}
 
 // verdict is a scenario's outcome, from its checks: a FAILURE check fails
 // it, otherwise a WARNING check warns; without either it passes if a check
@@ -166,10 +171,19 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 	mcpo /ref-http {
 		url http://127.0.0.1:%d/mcp
 	}
+	mcpo /ref-http-stateful {
+		url http://127.0.0.1:%d/mcp
+		protocol legacy
+	}
 }
-`, httpPort, bin, stateless))
-	waitReady(t, "/ref-stdio/openapi.json")
-	waitReady(t, "/ref-http/openapi.json")
+`, httpPort, bin, stateless, stateful))
+	// protocol legacy: the stateful server answers server/discover, listing
+	// only 2025-11-25 and older among its supportedVersions, and then refuses
+	// 2026-07-28; mcp-go's negotiation takes the answer for a modern server
+	// all the same, so with protocol auto the server never starts.
+	for _, mount := range []string{"/ref-stdio", "/ref-http", "/ref-http-stateful"} {
+		waitReady(t, mount+"/openapi.json")
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -187,9 +201,10 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 		referenceExtra: fmt.Sprintf("http://127.0.0.1:%d/mcp", stateless),
 	}
 	urls := map[string]func(revision string) string{
-		"direct":    func(rev string) string { return directURL[rev] },
-		"mcp-stdio": func(string) string { return base + "/ref-stdio/mcp" },
-		"mcp-http":  func(string) string { return base + "/ref-http/mcp" },
+		"direct":            func(rev string) string { return directURL[rev] },
+		"mcp-stdio":         func(string) string { return base + "/ref-stdio/mcp" },
+		"mcp-http":          func(string) string { return base + "/ref-http/mcp" },
+		"mcp-http-stateful": func(string) string { return base + "/ref-http-stateful/mcp" },
 	}
 
 	var (
@@ -200,6 +215,7 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 	)
 	start := time.Now()
 	for _, way := range referenceWays {
+		way := way.name
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -221,13 +237,14 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("%d scenario runs three ways in %s; results in %s", len(results["direct"]), time.Since(start).Round(time.Second), out)
+	t.Logf("%d scenario runs %d ways in %s; results in %s", len(results["direct"]), len(referenceWays), time.Since(start).Round(time.Second), out)
 
 	keys := sortedKeys(results)
 	t.Logf("the conformance table:\n%s", referenceTable(keys, results, notScoredScenarios(t, dir)))
 	for _, key := range keys {
 		direct := resultOf(results, "direct", key)
 		for _, way := range referenceWays[1:] {
+			way := way.name
 			got := resultOf(results, way, key)
 			want, why := direct.verdict, ""
 			if d, ok := knownDifferenceOf(key); ok {
@@ -465,7 +482,11 @@ func sortedKeys(results map[string]map[scenarioKey]scenarioResult) []scenarioKey
 // referenceTable is the Markdown table of the README's conformance section.
 func referenceTable(keys []scenarioKey, results map[string]map[scenarioKey]scenarioResult, notScored map[scenarioKey]string) string {
 	var b strings.Builder
-	b.WriteString("| revision | scenario | scored | directly | `/mcp`, stdio child | `/mcp`, HTTP upstream |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| revision | scenario | scored |")
+	for _, way := range referenceWays {
+		b.WriteString(" " + way.column + " |")
+	}
+	b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(referenceWays)) + "\n")
 	for _, k := range keys {
 		scored := "yes"
 		if reason, ok := notScored[k]; ok {
@@ -475,7 +496,7 @@ func referenceTable(keys []scenarioKey, results map[string]map[scenarioKey]scena
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s |", k.revision, k.scenario, scored)
 		for _, way := range referenceWays {
-			fmt.Fprintf(&b, " %s |", resultOf(results, way, k).verdict)
+			fmt.Fprintf(&b, " %s |", resultOf(results, way.name, k).verdict)
 		}
 		b.WriteString("\n")
 	}
