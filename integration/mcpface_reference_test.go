@@ -544,3 +544,55 @@ func startReferenceServer(t *testing.T, bin string, port int, stateless bool) {
 	})
 	waitListening(t, port, "the reference server")
 }
+
+func TestScenarioVerdictsFromTheRunnersChecks(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, checks string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "checks.json"), []byte(checks), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const ts = "-2026-12-06T20-15-56-582Z"
+	cases := []struct {
+		scenario, checks string
+		want             verdict
+		problems         int
+	}{
+		{"tools-list", `[{"id":"a","status":"SUCCESS"},{"id":"b","status":"INFO"}]`, verdictPass, 0},
+		{"caching", `[{"id":"a","status":"SUCCESS"},{"id":"b","status":"FAILURE","errorMessage":"no"},{"id":"c","status":"WARNING"}]`, verdictFail, 2},
+		{"sep-2164-resource-not-found", `[{"id":"a","status":"SUCCESS"},{"id":"b","status":"WARNING","errorMessage":"should"}]`, verdictWarning, 1},
+		{"server-sse-polling", `[{"id":"a","status":"INFO"},{"id":"b","status":"SKIPPED"}]`, verdictNoChecks, 0},
+		{"tasks-status-notifications", `[]`, verdictNoChecks, 0},
+	}
+	for _, c := range cases {
+		write("server-"+c.scenario+ts, c.checks)
+	}
+	// Not a scenario's results: the runner's output, another name.
+	if err := os.WriteFile(filepath.Join(dir, "output.txt"), []byte("Total: 1 passed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write("client-initialize"+ts, `[{"id":"a","status":"FAILURE"}]`)
+
+	got, err := readScenarioResults(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(cases) {
+		t.Errorf("read %d scenarios, want %d: %v", len(got), len(cases), got)
+	}
+	for _, c := range cases {
+		r, ok := got[c.scenario]
+		if !ok || r.verdict != c.want || len(r.problems) != c.problems {
+			t.Errorf("%s: %+v (read: %t), want %s with %d problems", c.scenario, r, ok, c.want, c.problems)
+		}
+	}
+
+	write("server-ping"+ts, `not JSON`)
+	if _, err := readScenarioResults(dir); err == nil {
+		t.Error("checks that are not JSON were read")
+	}
+}
