@@ -352,9 +352,7 @@ func runConformanceServer(ctx context.Context, runner, url, dir string, args ...
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("the runner's results: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, runner, append([]string{"server", "--url", url, "-o", dir}, args...)...)
-	// The runner needs Node 22, which the Makefile may have put beside it.
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(runner)+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
+	cmd := runnerCommand(ctx, runner, append([]string{"server", "--url", url, "-o", dir}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if werr := os.WriteFile(filepath.Join(dir, "output.txt"), out, 0o600); werr != nil && err == nil {
 		err = fmt.Errorf("keeping the runner's output: %w", werr)
@@ -392,10 +390,17 @@ func notScoredScenarios(t *testing.T, dir string) map[scenarioKey]string {
 	return m
 }
 
+// runnerCommand is a command of the conformance runner.
+func runnerCommand(ctx context.Context, runner string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, runner, args...)
+	// The runner needs Node 22, which the Makefile may have put beside it.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(runner)+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
+	return cmd
+}
+
 // listServerScenarios returns the runner's server scenarios.
 func listServerScenarios(ctx context.Context, runner string) ([]string, error) {
-	cmd := exec.CommandContext(ctx, runner, "list", "--server")
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(runner)+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
+	cmd := runnerCommand(ctx, runner, "list", "--server")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("conformance list --server: %w:\n%s", err, out)
