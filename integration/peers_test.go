@@ -51,15 +51,23 @@ func startEverythingHTTPOn(t *testing.T, mode string, port int) (kill func()) {
 		})
 	}
 	t.Cleanup(kill)
+	waitListening(t, port, "server-everything "+mode)
+	return kill
+}
+
+// waitListening waits, up to waitLimit, until something accepts
+// connections on a loopback port.
+func waitListening(t *testing.T, port int, what string) {
+	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err == nil {
 			c.Close()
-			return kill
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server-everything %s did not start listening on port %d", mode, port)
+			t.Fatalf("%s did not start listening on port %d", what, port)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
