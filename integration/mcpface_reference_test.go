@@ -173,14 +173,12 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 	}
 	mcpo /ref-http-stateful {
 		url http://127.0.0.1:%d/mcp
-		protocol legacy
 	}
 }
 `, httpPort, bin, stateless, stateful))
-	// protocol legacy: the stateful server answers server/discover, listing
-	// only 2025-11-25 and older among its supportedVersions, and then refuses
-	// 2026-07-28; mcp-go's negotiation takes the answer for a modern server
-	// all the same, so with protocol auto the server never starts.
+	// The stateful server answers server/discover listing only 2025-11-25
+	// and older: caddy-mcpo takes that for a refusal and falls back to
+	// initialize under protocol auto.
 	for _, mount := range []string{"/ref-stdio", "/ref-http", "/ref-http-stateful"} {
 		waitReady(t, mount+"/openapi.json")
 	}
