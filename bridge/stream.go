@@ -7,6 +7,9 @@ package bridge
 //	event: progress
 //	data: {"progress":1,"total":3,"message":"step 1 of 3"}
 //
+//	event: log
+//	data: {"level":"info","logger":"db","data":"connected"}
+//
 //	event: result
 //	data: <the body of the JSON answer's 200>
 //
@@ -16,6 +19,10 @@ package bridge
 //	data: {"status":504,"detail":{...}}
 //
 // with the status and {"detail": ...} body the JSON answer would have had.
+// Log events are the server's notifications/message about the call, as
+// it sent them: only those on the stream answering the call's own request
+// to a Streamable HTTP server, the only ones that can be told apart from
+// those of other calls (upstream.WithLog).
 // The stream opens with the first event, or with a keep-alive comment when
 // the call has been silent for keepAliveInterval: until then nothing is
 // written, so a call refused before it runs (busy, server not ready, an
@@ -39,6 +46,7 @@ import (
 // The events of a streamed answer.
 const (
 	eventProgress = "progress"
+	eventLog      = "log"
 	eventResult   = "result"
 	eventError    = "error"
 )
@@ -104,15 +112,23 @@ func matches(media, typ, sub string) int {
 type streamEvent struct {
 	name string
 	data []byte
+	// after is, for a log event, how many progress events come before it.
+	after int
 }
 
 // eventQueue holds the events of a call waiting to be written: filled on
 // the transport's reader goroutine, which must not wait for the client,
 // and drained on the handler's.
+//
+// Log events come in before the progress the server sent ahead of them
+// (upstream.LogMessage.AfterProgress): each is held until the progress
+// events before it are queued, or the call ends.
 type eventQueue struct {
-	mu     sync.Mutex
-	events []streamEvent
-	ready  chan struct{} // holds a token while events wait
+	mu       sync.Mutex
+	events   []streamEvent
+	held     []streamEvent // log events waiting for progress
+	progress int           // progress events pushed
+	ready    chan struct{} // holds a token while events wait
 }
 
 func newEventQueue() *eventQueue { return &eventQueue{ready: make(chan struct{}, 1)} }
@@ -120,11 +136,23 @@ func newEventQueue() *eventQueue { return &eventQueue{ready: make(chan struct{},
 // push queues ev without waiting.
 func (q *eventQueue) push(ev streamEvent) {
 	q.mu.Lock()
-	switch n := len(q.events); {
-	case n < maxQueuedEvents:
-		q.events = append(q.events, ev)
-	case q.events[n-1].name == ev.name:
-		q.events[n-1] = ev // the newest progress is the one that matters
+	switch {
+	case ev.name == eventProgress:
+		q.progress++
+		q.add(ev)
+		kept := q.held[:0]
+		for _, h := range q.held {
+			if h.after <= q.progress {
+				q.add(h)
+			} else {
+				kept = append(kept, h)
+			}
+		}
+		q.held = kept
+	case ev.after > q.progress && len(q.held) < maxQueuedEvents:
+		q.held = append(q.held, ev)
+	default:
+		q.add(ev)
 	}
 	q.mu.Unlock()
 	select {
@@ -133,11 +161,27 @@ func (q *eventQueue) push(ev streamEvent) {
 	}
 }
 
-// take returns the events queued and empties the queue.
-func (q *eventQueue) take() []streamEvent {
+// add queues ev; past maxQueuedEvents, an event replaces the last queued
+// if it is of the same kind (the newest progress is the one that matters).
+func (q *eventQueue) add(ev streamEvent) {
+	switch n := len(q.events); {
+	case n < maxQueuedEvents:
+		q.events = append(q.events, ev)
+	case q.events[n-1].name == ev.name:
+		q.events[n-1] = ev
+	}
+}
+
+// take returns the events queued and empties the queue; with all, the
+// events held too.
+func (q *eventQueue) take(all bool) []streamEvent {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	evs := q.events
+	if all {
+		evs = append(evs, q.held...)
+		q.held = nil
+	}
 	q.events = nil
 	return evs
 }
@@ -151,6 +195,16 @@ func progressEvent(p upstream.Progress) streamEvent {
 		Message  string  `json:"message,omitempty"`
 	}{p.Progress, p.Total, p.Message})
 	return streamEvent{name: eventProgress, data: data}
+}
+
+// logEvent is the data of a log event: the server's level, logger and
+// data.
+func logEvent(m upstream.LogMessage) streamEvent {
+	data, err := json.Marshal(m)
+	if err != nil { // data is JSON the server sent, and checked
+		data, _ = json.Marshal(upstream.LogMessage{Level: m.Level, Logger: m.Logger})
+	}
+	return streamEvent{name: eventLog, data: data, after: m.AfterProgress}
 }
 
 // errorEvent is the data of an error event: the status the answer would
@@ -235,14 +289,15 @@ func (s *eventStream) send(b []byte) {
 }
 
 // stream runs a call of tool rt of st with checked arguments and answers
-// it as server-sent events: progress as the server reports it, then the
-// result or the error. An error before the stream opened is returned for
+// it as server-sent events: progress and log messages as the server sends
+// them, then the result or the error. An error before the stream opened is returned for
 // serveCall to write as JSON; one after is written as an error event and
 // returned marked streamed. base is the server's base path as the client
 // sees it; start is when the call started.
 func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string, start time.Time) *httpError {
 	q := newEventQueue()
 	ctx := upstream.WithProgress(r.Context(), func(p upstream.Progress) { q.push(progressEvent(p)) })
+	ctx = upstream.WithLog(ctx, func(m upstream.LogMessage) { q.push(logEvent(m)) })
 	type answer struct {
 		res *upstream.CallResult
 		e   *httpError
@@ -260,7 +315,7 @@ wait:
 	for {
 		select {
 		case <-q.ready:
-			for _, ev := range q.take() {
+			for _, ev := range q.take(false) {
 				s.write(ev)
 			}
 		case <-keepAlive.C:
@@ -270,7 +325,7 @@ wait:
 		}
 		keepAlive.Reset(keepAliveInterval)
 	}
-	for _, ev := range q.take() { // what came before the answer
+	for _, ev := range q.take(true) { // what came before the answer
 		s.write(ev)
 	}
 	e := a.e

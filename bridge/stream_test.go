@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -197,18 +198,32 @@ func TestAStreamedCallSendsProgressInOrderThenTheResult(t *testing.T) {
 	if len(evs) == 0 || evs[len(evs)-1] != (sse{eventResult, string(want)}) {
 		t.Fatalf("events %+v, want the last to be the result %s", evs, want)
 	}
-	// mcp-go's server may drop the notification it sends as the call
-	// ends (see the fixture): the first two always come.
-	progress := evs[:len(evs)-1]
-	if len(progress) < 2 || len(progress) > 3 {
-		t.Fatalf("events %+v, want 2 or 3 progress events before the result", evs)
+	// Each step's progress, then its log message (the fixture is reached
+	// over Streamable HTTP, on the stream of the call's own request).
+	// mcp-go's server may drop what it sends as the call ends (see the
+	// fixture): the first two steps always come, and what comes of the
+	// last in order.
+	var wantEvents []sse
+	for i := 1; i <= 3; i++ {
+		wantEvents = append(wantEvents,
+			sse{eventProgress, fmt.Sprintf(`{"progress":%d,"total":3,"message":"step %d of 3"}`, i, i)},
+			sse{eventLog, fmt.Sprintf(`{"level":"info","logger":"fixture","data":"step %d of 3"}`, i)})
 	}
-	for i, ev := range progress {
-		want := fmt.Sprintf(`{"progress":%d,"total":3,"message":"step %d of 3"}`, i+1, i+1)
-		if ev.name != eventProgress || ev.data != want {
-			t.Errorf("event %d = %+v, want progress %s", i, ev, want)
+	got := evs[:len(evs)-1]
+	if len(got) < 4 || len(got) > len(wantEvents) || !slices.Equal(got[:4], wantEvents[:4]) ||
+		!isSubsequence(got[4:], wantEvents[4:]) {
+		t.Errorf("events before the result %+v, want %+v", got, wantEvents)
+	}
+}
+
+// isSubsequence reports whether sub is of seq, in order.
+func isSubsequence[T comparable](sub, seq []T) bool {
+	for _, v := range seq {
+		if len(sub) > 0 && sub[0] == v {
+			sub = sub[1:]
 		}
 	}
+	return len(sub) == 0
 }
 
 func TestAStreamedCallAnswersWhatItCannotStreamAsJSON(t *testing.T) {
@@ -267,8 +282,8 @@ func TestAStreamedCallThatFailsAfterItsFirstEventEndsWithAnErrorEvent(t *testing
 		t.Errorf("error event %s, want 504 saying the call reached max_timeout", last.data)
 	}
 	for _, ev := range evs[:len(evs)-1] {
-		if ev.name != eventProgress {
-			t.Errorf("event %+v before the error, want progress only", ev)
+		if ev.name != eventProgress && ev.name != eventLog {
+			t.Errorf("event %+v before the error, want progress and logs only", ev)
 		}
 	}
 }
@@ -359,6 +374,44 @@ func TestProgressExtendsTheDeadlineUpToMaxTimeout(t *testing.T) {
 			}
 			if took < tc.atLeast || (tc.lessThan > 0 && took >= tc.lessThan) {
 				t.Errorf("answered after %v, want at least %v and less than %v", took, tc.atLeast, tc.lessThan)
+			}
+		})
+	}
+}
+
+func TestEventQueueKeepsTheServersOrderOfProgressAndLogs(t *testing.T) {
+	p := func(n int) streamEvent { return streamEvent{name: eventProgress, data: []byte(strconv.Itoa(n))} }
+	l := func(n, after int) streamEvent {
+		return streamEvent{name: eventLog, data: []byte("l" + strconv.Itoa(n)), after: after}
+	}
+	for _, tc := range []struct {
+		name   string
+		pushed []streamEvent // in the order they reach the queue
+		want   string        // the data of the events taken, in order
+		held   string        // the data of those still held before the call ends
+	}{
+		{name: "a log after its progress", pushed: []streamEvent{p(1), l(1, 1), p(2)}, want: "1 l1 2"},
+		{name: "a log read before the progress sent ahead of it", pushed: []streamEvent{l(1, 1), p(1), l(2, 2), p(2)}, want: "1 l1 2 l2"},
+		{name: "logs before any progress", pushed: []streamEvent{l(1, 0), l(2, 0), p(1)}, want: "l1 l2 1"},
+		{name: "a log whose progress never comes waits for the end", pushed: []streamEvent{p(1), l(1, 2), l(2, 2)}, want: "1", held: "l1 l2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := newEventQueue()
+			for _, ev := range tc.pushed {
+				q.push(ev)
+			}
+			data := func(evs []streamEvent) string {
+				var s []string
+				for _, ev := range evs {
+					s = append(s, string(ev.data))
+				}
+				return strings.Join(s, " ")
+			}
+			if got := data(q.take(false)); got != tc.want {
+				t.Errorf("taken %q, want %q", got, tc.want)
+			}
+			if got := data(q.take(true)); got != tc.held {
+				t.Errorf("taken at the end %q, want %q", got, tc.held)
 			}
 		})
 	}

@@ -317,7 +317,8 @@ const (
 		"else that text as a string; a list when it returns several items or any image or audio " +
 		"(as data: URIs)."
 	eventsDescription = "With Accept: text/event-stream, the call as server-sent events: progress " +
-		`({"progress", "total", "message"}) as the server reports it, then result (the JSON answer's body) ` +
+		`({"progress", "total", "message"}) and log ({"level", "logger", "data"}) as the server sends them, ` +
+		`then result (the JSON answer's body) ` +
 		`or error ({"status", "detail"}: the status and body the JSON answer would have had).`
 	ranDescription    = "The tool ran."
 	failedDescription = "The call failed: invalid arguments (4xx), a tool error, or an unavailable server (5xx)."

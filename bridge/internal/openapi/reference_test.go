@@ -155,7 +155,8 @@ func referenceOperation(comps openapi3.Schemas, op Operation) (*openapi3.Operati
 	ok["text/event-stream"] = openapi3.NewMediaType().WithSchema(&openapi3.Schema{
 		Type: &openapi3.Types{openapi3.TypeString},
 		Description: "With Accept: text/event-stream, the call as server-sent events: progress " +
-			`({"progress", "total", "message"}) as the server reports it, then result (the JSON answer's body) ` +
+			`({"progress", "total", "message"}) and log ({"level", "logger", "data"}) as the server sends them, ` +
+			`then result (the JSON answer's body) ` +
 			`or error ({"status", "detail"}: the status and body the JSON answer would have had).`,
 	})
 	o.Responses = openapi3.NewResponses(
