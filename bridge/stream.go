@@ -33,6 +33,7 @@ package bridge
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"strconv"
@@ -284,7 +285,11 @@ func (s *eventStream) send(b []byte) {
 		return
 	}
 	if _, s.err = s.w.Write(b); s.err == nil {
-		s.err = s.rc.Flush()
+		// A writer that cannot flush still gets every event, at its
+		// end.
+		if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.err = err
+		}
 	}
 }
 

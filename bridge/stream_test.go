@@ -416,3 +416,16 @@ func TestEventQueueKeepsTheServersOrderOfProgressAndLogs(t *testing.T) {
 		})
 	}
 }
+
+// unflushable is a ResponseWriter that cannot flush.
+type unflushable struct{ http.ResponseWriter }
+
+func TestEventStreamWritesEveryEventToAWriterThatCannotFlush(t *testing.T) {
+	w := httptest.NewRecorder()
+	s := &eventStream{w: unflushable{w}, rc: http.NewResponseController(unflushable{w})}
+	s.write(progressEvent(upstream.Progress{Progress: 1}))
+	s.write(streamEvent{name: eventResult, data: []byte(`"done"`)})
+	if want := "event: progress\ndata: {\"progress\":1}\n\nevent: result\ndata: \"done\"\n\n"; w.Body.String() != want || s.err != nil {
+		t.Errorf("wrote %q (%v), want %q", w.Body, s.err, want)
+	}
+}
