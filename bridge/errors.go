@@ -82,9 +82,14 @@ func writeError(w http.ResponseWriter, e *httpError) {
 		h[k] = append(h[k], v...)
 	}
 	if e.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+		h.Set("Retry-After", retryAfterSeconds(e.RetryAfter))
 	}
 	writeJSON(w, e.Status, detailBody(e.Detail))
+}
+
+// retryAfterSeconds is d as a Retry-After: whole seconds, rounded up.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }
 
 // detailBody is {"detail": d}.

@@ -23,6 +23,7 @@ package bridge
 // it sent them: only those on the stream answering the call's own request
 // to a Streamable HTTP server, the only ones that can be told apart from
 // those of other calls (upstream.WithLog).
+//
 // The stream opens with the first event, or with a keep-alive comment when
 // the call has been silent for keepAliveInterval: until then nothing is
 // written, so a call refused before it runs (busy, server not ready, an
@@ -34,6 +35,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -217,7 +219,7 @@ func errorEvent(e *httpError) []byte {
 	b.WriteString(strconv.Itoa(e.Status))
 	if e.RetryAfter > 0 {
 		b.WriteString(`,"retry_after":`)
-		b.WriteString(strconv.Itoa(int((e.RetryAfter + time.Second - 1) / time.Second)))
+		b.WriteString(retryAfterSeconds(e.RetryAfter))
 	}
 	b.WriteByte(',')
 	body := detailBody(e.Detail)
@@ -231,7 +233,6 @@ type eventStream struct {
 	rc   *http.ResponseController
 	open bool
 	err  error // the first write's that failed: the client is gone
-	buf  bytes.Buffer
 }
 
 // start writes the stream's headers.
@@ -248,43 +249,52 @@ func (s *eventStream) start() {
 // Each line of the data is a data line of its own, so that a result
 // holding line breaks (a server's pretty-printed JSON) arrives whole.
 func (s *eventStream) write(ev streamEvent) {
-	s.buf.Reset()
-	s.buf.WriteString("event: ")
-	s.buf.WriteString(ev.name)
-	s.buf.WriteByte('\n')
+	s.put("event: ", []byte(ev.name))
 	data := ev.data
 	for {
 		i := bytes.IndexAny(data, "\r\n")
-		line := data
-		if i >= 0 {
-			line = data[:i]
-		}
-		s.buf.WriteString("data: ")
-		s.buf.Write(line)
-		s.buf.WriteByte('\n')
 		if i < 0 {
+			s.put("data: ", data)
 			break
 		}
+		s.put("data: ", data[:i])
 		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
 			i++
 		}
 		data = data[i+1:]
 	}
-	s.buf.WriteByte('\n')
-	s.send(s.buf.Bytes())
+	s.send("\n")
 }
 
 // keepAlive sends a comment line, which clients ignore.
-func (s *eventStream) keepAlive() { s.send([]byte(": keep-alive\n\n")) }
+func (s *eventStream) keepAlive() { s.send(": keep-alive\n\n") }
 
-func (s *eventStream) send(b []byte) {
+// put writes the line field value, opening the stream first if need be:
+// the value is written as it is, a result's bytes never copied.
+func (s *eventStream) put(field string, value []byte) {
 	if !s.open {
 		s.start()
 	}
 	if s.err != nil {
 		return
 	}
-	if _, s.err = s.w.Write(b); s.err == nil {
+	if _, s.err = io.WriteString(s.w, field); s.err == nil {
+		if _, s.err = s.w.Write(value); s.err == nil {
+			_, s.err = io.WriteString(s.w, "\n")
+		}
+	}
+}
+
+// send writes text, opening the stream first if need be, and flushes what
+// was written.
+func (s *eventStream) send(text string) {
+	if !s.open {
+		s.start()
+	}
+	if s.err != nil {
+		return
+	}
+	if _, s.err = io.WriteString(s.w, text); s.err == nil {
 		// A writer that cannot flush still gets every event, at its
 		// end.
 		if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
@@ -295,9 +305,9 @@ func (s *eventStream) send(b []byte) {
 
 // stream runs a call of tool rt of st with checked arguments and answers
 // it as server-sent events: progress and log messages as the server sends
-// them, then the result or the error. An error before the stream opened is returned for
-// serveCall to write as JSON; one after is written as an error event and
-// returned marked streamed. base is the server's base path as the client
+// them, then the result or the error. An error before the stream opened
+// is returned for serveCall to write as JSON; one after is written as an
+// error event and returned marked streamed. base is the server's base path as the client
 // sees it; start is when the call started.
 func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string, start time.Time) *httpError {
 	q := newEventQueue()

@@ -429,3 +429,31 @@ func TestEventStreamWritesEveryEventToAWriterThatCannotFlush(t *testing.T) {
 		t.Errorf("wrote %q (%v), want %q", w.Body, s.err, want)
 	}
 }
+
+func TestAnErrorEventCarriesTheStatusAndTheDetailOfTheJSONAnswer(t *testing.T) {
+	code := -32000
+	for _, tc := range []struct {
+		name string
+		e    *httpError
+		want string
+	}{
+		{name: "a timeout", e: &httpError{Status: http.StatusGatewayTimeout, Detail: errorDetail{Message: "late", Server: "s", Tool: "t"}},
+			want: `{"status":504,"detail":{"message":"late","server":"s","tool":"t"}}`},
+		{name: "retry after, rounded up", e: &httpError{Status: http.StatusServiceUnavailable, RetryAfter: 1500 * time.Millisecond,
+			Detail: errorDetail{Message: "starting"}},
+			want: `{"status":503,"retry_after":2,"detail":{"message":"starting"}}`},
+		{name: "a JSON-RPC error", e: &httpError{Status: http.StatusBadGateway, Detail: errorDetail{Message: "m", Code: &code, Data: json.RawMessage(`{"x":[1]}`)}},
+			want: `{"status":502,"detail":{"message":"m","code":-32000,"data":{"x":[1]}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := errorEvent(tc.e)
+			if string(got) != tc.want {
+				t.Errorf("error event %s, want %s", got, tc.want)
+			}
+			// The detail is the JSON answer's, byte for byte.
+			if body := detailBody(tc.e.Detail); !strings.HasSuffix(string(got), string(body[1:])) {
+				t.Errorf("error event %s does not end with the JSON answer's %s", got, body)
+			}
+		})
+	}
+}
