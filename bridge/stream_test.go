@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
@@ -455,5 +457,37 @@ func TestAnErrorEventCarriesTheStatusAndTheDetailOfTheJSONAnswer(t *testing.T) {
 				t.Errorf("error event %s does not end with the JSON answer's %s", got, body)
 			}
 		})
+	}
+}
+
+func TestAStreamedCallIsAuditedWithTheStatusOfItsLastEvent(t *testing.T) {
+	s := fixtureServer(t)
+	s.Timeout, s.MaxTimeout = 300*time.Millisecond, 600*time.Millisecond
+	core, logs := observer.New(zapcore.InfoLevel)
+	b, err := New(Config{Servers: []*ServerConfig{s}, Single: true, Audit: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	for _, tc := range []struct {
+		args    string
+		outcome Outcome
+		status  int64
+	}{
+		{args: `{"steps":2,"ms":50}`, outcome: OutcomeOK, status: http.StatusOK},
+		{args: `{"steps":50,"ms":100}`, outcome: OutcomeTimeout, status: http.StatusGatewayTimeout},
+	} {
+		resp, body := postCall(t, srv, "progress", tc.args, "text/event-stream")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		entries := logs.TakeAll()
+		if len(entries) != 1 {
+			t.Fatalf("%d audit lines, want 1", len(entries))
+		}
+		f := entries[0].ContextMap()
+		if f["outcome"] != string(tc.outcome) || f["status"] != tc.status || f["response_bytes"] != int64(len(body)) {
+			t.Errorf("audited %v, want outcome %s, status %d and the %d bytes of the stream", f, tc.outcome, tc.status, len(body))
+		}
 	}
 }
