@@ -55,6 +55,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		disabled_tools <names...>
 //		timeout <duration>
 //		tool_timeout <tool> <duration>
+//		max_timeout <duration>
 //		start_timeout <duration>
 //		max_concurrent <calls>
 //		queue_timeout <duration>

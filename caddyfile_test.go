@@ -286,6 +286,19 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			}}},
 		},
 		{
+			name: "max_timeout",
+			input: `mcpo /x {
+				command prog
+				timeout 30s
+				max_timeout 20m
+			}`,
+			want: &Handler{Mount: "/x", Servers: []*ServerConfig{{
+				Command:    "prog",
+				Timeout:    caddy.Duration(30 * time.Second),
+				MaxTimeout: caddy.Duration(20 * time.Minute),
+			}}},
+		},
+		{
 			name: "tool_error_status",
 			input: `mcpo /x {
 				command prog
@@ -938,6 +951,24 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			input:   "mcpo /x {\n\tserver {\n\t\tcommand prog\n\t}\n}",
 			line:    2,
 			substrs: []string{"wrong argument count", "'server'"},
+		},
+		{
+			name:    "max_timeout that is not a duration",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_timeout soon\n}",
+			line:    3,
+			substrs: []string{`max_timeout "soon": want a positive duration`},
+		},
+		{
+			name:    "max_timeout shorter than timeout, at the later line",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_timeout 30s\n\ttimeout 1m\n}",
+			line:    4,
+			substrs: []string{"max_timeout 30s is shorter than timeout 1m0s"},
+		},
+		{
+			name:    "max_timeout shorter than the default timeout",
+			input:   "mcpo /x {\n\tcommand prog\n\tmax_timeout 1m\n\ttitle T\n}",
+			line:    3,
+			substrs: []string{"max_timeout 1m0s is shorter than timeout 5m0s"},
 		},
 		{
 			name:    "a rule about a setting, at the line of that setting",

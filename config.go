@@ -1,6 +1,7 @@
 package caddymcpo
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -86,6 +87,12 @@ type ServerConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Timeouts of particular tools, overriding timeout.
 	ToolTimeouts map[string]caddy.Duration `json:"tool_timeouts,omitempty"`
+	// How long a call that reports progress may take: each progress
+	// notification of the server moves the call's deadline to timeout (or
+	// the tool's tool_timeout) after it, up to max_timeout after the call
+	// started. At least timeout. Default: timeout, so progress extends
+	// nothing.
+	MaxTimeout caddy.Duration `json:"max_timeout,omitempty"`
 	// The most calls under way at once; further calls wait up to
 	// queue_timeout for a free slot, then get 429 with Retry-After.
 	// Default: no limit.
@@ -473,6 +480,16 @@ func (s *ServerConfig) Validate() error {
 	}
 	if s.MaxConcurrent < 0 {
 		return fieldErr(fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent), "max_concurrent")
+	}
+	if s.MaxTimeout < 0 {
+		return fieldErr(fmt.Errorf("max_timeout %s: want a positive duration", time.Duration(s.MaxTimeout)), "max_timeout")
+	}
+	if s.MaxTimeout != 0 {
+		timeout := cmp.Or(time.Duration(s.Timeout), bridge.DefaultTimeout)
+		if time.Duration(s.MaxTimeout) < timeout {
+			return fieldErr(fmt.Errorf("max_timeout %s is shorter than timeout %s: want max_timeout at least timeout",
+				time.Duration(s.MaxTimeout), timeout), "max_timeout", "timeout")
+		}
 	}
 	if s.QueueTimeout > 0 && s.MaxConcurrent == 0 {
 		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")

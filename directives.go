@@ -111,6 +111,8 @@ var directives = []directive{
 		example: "timeout 30s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.Timeout })},
 	{name: "tool_timeout", in: setting, syntax: "<tool> <duration>", field: "tool_timeouts", repeat: true,
 		example: "tool_timeout convert_time 10s", parse: parseToolTimeout},
+	{name: "max_timeout", in: setting, syntax: "<duration>", field: "max_timeout",
+		example: "max_timeout 30m", parse: duration(func(p *parser) *caddy.Duration { return &p.s.MaxTimeout })},
 	{name: "start_timeout", in: setting, syntax: "<duration>", field: "start_timeout",
 		example: "start_timeout 2m", parse: duration(func(p *parser) *caddy.Duration { return &p.s.StartTimeout })},
 	{name: "max_concurrent", in: setting, syntax: "<calls>", field: "max_concurrent",

@@ -235,6 +235,7 @@ func (h *Handler) bridgeServer(s *ServerConfig, name string, l *lease) *bridge.S
 		DisableResources: s.Resources != nil && !*s.Resources,
 		DisablePrompts:   s.Prompts != nil && !*s.Prompts,
 		ToolTimeouts:     durations(s.ToolTimeouts),
+		MaxTimeout:       time.Duration(s.MaxTimeout),
 		MaxConcurrent:    s.MaxConcurrent,
 		QueueTimeout:     time.Duration(s.QueueTimeout),
 		Consent:          l.consent(),

@@ -43,6 +43,11 @@ type ServerConfig struct {
 	Timeout time.Duration
 	// ToolTimeouts overrides Timeout for the tools it names.
 	ToolTimeouts map[string]time.Duration
+	// MaxTimeout, when longer than a call's timeout, lets the server's
+	// progress notifications extend the call's deadline: each moves it to
+	// the timeout after the notification, up to MaxTimeout after the
+	// call's start. Zero or shorter: progress extends nothing.
+	MaxTimeout time.Duration
 	// MaxConcurrent caps the calls under way at once; 0 caps nothing.
 	MaxConcurrent int
 	// QueueTimeout is how long a call waits for a slot when MaxConcurrent

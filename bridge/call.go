@@ -143,7 +143,8 @@ func (b *Bridge) logFailure(server string, e *httpError) {
 }
 
 // call runs one tool call: read and check the arguments, call, and write
-// the mapped result. It returns the answer of a call that did not
+// the mapped result, as JSON or, when the client prefers them, as
+// server-sent events (stream). It returns the answer of a call that did not
 // succeed, for serveCall to write. base is the server's base path as the
 // client sees it; start is when the call started; held is what the body
 // holds of the bytes in flight.
@@ -159,19 +160,28 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		}
 		return e
 	}
+	if prefersEvents(r.Header["Accept"]) {
+		return b.stream(w, r, st, rt, body, base, start)
+	}
 	res, e := b.invoke(r.Context(), st, rt, body, base)
 	if e != nil {
 		return e
 	}
-	var out []byte
-	if res.IsError {
-		e = toolError(res, s, rt.tool)
-	} else {
-		out = renderResult(res, rt.tool)
+	out, e := answerOf(res, s, rt.tool)
+	if e == nil {
 		writeJSON(w, http.StatusOK, out)
 	}
 	b.logCall(s.Name, tool, start, body, func() []byte { return out }, e)
 	return e
+}
+
+// answerOf is the body of a call's answer: the rendered result, or the
+// error of a result the tool marked as one.
+func answerOf(res *upstream.CallResult, s *ServerConfig, tool *upstream.Tool) ([]byte, *httpError) {
+	if res.IsError {
+		return nil, toolError(res, s, tool)
+	}
+	return renderResult(res, tool), nil
 }
 
 // logCall writes, at DEBUG, the line of a call of tool of server that
@@ -195,7 +205,8 @@ func (b *Bridge) logCall(server, tool string, start time.Time, args []byte, out 
 
 // invoke calls tool rt of st with checked arguments, whatever the face:
 // it waits for a slot under the server's concurrency cap, calls with the
-// tool's deadline, and returns the result, or the answer to a call that
+// tool's deadline (which progress notifications extend up to
+// MaxTimeout), and returns the result, or the answer to a call that
 // got none. ctx ends when the client goes away. base is the server's base
 // path as the client sees it, for the links of the answers.
 func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
@@ -211,8 +222,7 @@ func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args js
 	}
 	defer release()
 
-	timeout := s.timeoutFor(tool)
-	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	callCtx, deadline, cancel := withCallDeadline(ctx, s, tool)
 	defer cancel()
 	res, err := s.Upstream.CallTool(callCtx, tool, args)
 	switch {
@@ -220,7 +230,11 @@ func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args js
 		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
 		return nil, clientGone
 	case err != nil:
-		return nil, callFailed(callCtx, s, base, tool, err, timeout)
+		e := callFailed(callCtx, s, base, tool, err, deadline.timeout)
+		if e.Outcome == OutcomeTimeout {
+			e.Detail.Message = deadline.expired(s.Name, tool)
+		}
+		return nil, e
 	}
 	return res, nil
 }

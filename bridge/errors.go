@@ -31,6 +31,9 @@ type httpError struct {
 	Header http.Header
 	// Cause is the error behind the answer, for the log.
 	Cause error
+	// streamed is set once the answer went out as the error event of a
+	// streamed call: writeError writes nothing more.
+	streamed bool
 }
 
 func (e *httpError) Error() string { return e.Detail.Message }
@@ -71,7 +74,7 @@ type errorDetail struct {
 
 // writeError writes e.
 func writeError(w http.ResponseWriter, e *httpError) {
-	if e.Status == 0 {
+	if e.Status == 0 || e.streamed {
 		return
 	}
 	h := w.Header()
@@ -79,9 +82,14 @@ func writeError(w http.ResponseWriter, e *httpError) {
 		h[k] = append(h[k], v...)
 	}
 	if e.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+		h.Set("Retry-After", retryAfterSeconds(e.RetryAfter))
 	}
 	writeJSON(w, e.Status, detailBody(e.Detail))
+}
+
+// retryAfterSeconds is d as a Retry-After: whole seconds, rounded up.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(int(math.Ceil(d.Seconds())))
 }
 
 // detailBody is {"detail": d}.
@@ -146,7 +154,7 @@ func callFailed(ctx context.Context, s *ServerConfig, base, tool string, err err
 	case errors.As(err, &ping):
 		// It names the server and says it stopped answering pings.
 		e.Detail.Message = ping.Error()
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(context.Cause(ctx), context.DeadlineExceeded):
 		e.Status, e.Outcome = http.StatusGatewayTimeout, OutcomeTimeout
 		e.Detail.Message = fmt.Sprintf("server %q: tool %q did not answer within %s", s.Name, tool, timeout)
 	default:

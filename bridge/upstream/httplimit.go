@@ -47,6 +47,12 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return e
 	}
 	resp.Body = b
+	if fn := logOf(req.Context()); fn != nil && b.events {
+		// The stream answering a call: the log messages on it are the
+		// call's.
+		token, _ := req.Context().Value(tokenKey{}).(string)
+		resp.Body = &logTap{ReadCloser: b, fn: fn, token: token}
+	}
 	return resp, nil
 }
 

@@ -23,6 +23,14 @@ type ProgressFunc func(Progress)
 
 type progressKey struct{}
 
+// ProgressFrom returns the progress function ctx carries (WithProgress),
+// nil when it carries none: for a wrapper that adds its own and passes
+// each notification on, and for a Caller that is not an Upstream.
+func ProgressFrom(ctx context.Context) ProgressFunc {
+	fn, _ := ctx.Value(progressKey{}).(ProgressFunc)
+	return fn
+}
+
 // WithProgress returns ctx whose tools/call asks the server for progress
 // notifications (a progressToken of its own in params._meta) and hands
 // each to fn while the call is under way.
@@ -41,7 +49,7 @@ var progressCalls = struct {
 // progressToken registers the progress function ctx carries, if any, and
 // returns its token and the function that unregisters it.
 func progressToken(ctx context.Context) (string, func()) {
-	fn, _ := ctx.Value(progressKey{}).(ProgressFunc)
+	fn := ProgressFrom(ctx)
 	if fn == nil {
 		return "", func() {}
 	}

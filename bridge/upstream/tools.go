@@ -129,6 +129,9 @@ func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
 	token, done := progressToken(ctx)
 	defer done()
+	if token != "" && logOf(ctx) != nil {
+		ctx = context.WithValue(ctx, tokenKey{}, token)
+	}
 	raw, err := s.send(ctx, mcp.MethodToolsCall, func(ctx context.Context) error {
 		req := mcp.CallToolRequest{}
 		req.Params.Name = name

@@ -294,14 +294,19 @@ type (
 	}
 	contentJSON struct {
 		JSON mediaTypeJSON `json:"application/json"`
+		// Events is the alternative of a 200: the call as server-sent
+		// events.
+		Events *mediaTypeJSON `json:"text/event-stream,omitempty"`
 	}
 	mediaTypeJSON struct {
 		Schema schemaJSON `json:"schema"`
 	}
-	// schemaJSON is a reference, or a schema of a description alone.
+	// schemaJSON is a reference, or a schema of a description (and a
+	// type) alone.
 	schemaJSON struct {
 		Ref         string `json:"$ref,omitempty"`
 		Description string `json:"description,omitempty"`
+		Type        string `json:"type,omitempty"`
 	}
 )
 
@@ -311,9 +316,16 @@ const (
 	resultDescription  = "The tool's result: its JSON value when it returns a single text that is JSON, " +
 		"else that text as a string; a list when it returns several items or any image or audio " +
 		"(as data: URIs)."
+	eventsDescription = "With Accept: text/event-stream, the call as server-sent events: progress " +
+		`({"progress", "total", "message"}) and log ({"level", "logger", "data"}) as the server sends them, ` +
+		`then result (the JSON answer's body) ` +
+		`or error ({"status", "detail"}: the status and body the JSON answer would have had).`
 	ranDescription    = "The tool ran."
 	failedDescription = "The call failed: invalid arguments (4xx), a tool error, or an unavailable server (5xx)."
 )
+
+// eventsMediaType is every operation's streamed answer.
+var eventsMediaType = mediaTypeJSON{schemaJSON{Type: "string", Description: eventsDescription}}
 
 // operation describes one tool and adds its schemas to comps.
 func operation(comps map[string]component, op Operation) (*operationJSON, []string, error) {
@@ -339,7 +351,7 @@ func operation(comps map[string]component, op Operation) (*operationJSON, []stri
 	}
 	comps[inName] = c
 	o.RequestBody = requestBodyJSON{
-		Content:     contentJSON{mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + inName}}},
+		Content:     contentJSON{JSON: mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + inName}}},
 		Description: requestDescription,
 		Required:    len(op.Input.Schema.Required) > 0,
 	}
@@ -353,9 +365,10 @@ func operation(comps map[string]component, op Operation) (*operationJSON, []stri
 		result = schemaJSON{Ref: schema.ComponentsPrefix + outName}
 	}
 	o.Responses = responsesJSON{
-		OK: responseJSON{Content: contentJSON{mediaTypeJSON{result}}, Description: ranDescription},
+		OK: responseJSON{Content: contentJSON{JSON: mediaTypeJSON{result}, Events: &eventsMediaType},
+			Description: ranDescription},
 		Default: responseJSON{
-			Content:     contentJSON{mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + ErrorSchemaName}}},
+			Content:     contentJSON{JSON: mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + ErrorSchemaName}}},
 			Description: failedDescription,
 		},
 	}

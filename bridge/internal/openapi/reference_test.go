@@ -151,10 +151,18 @@ func referenceOperation(comps openapi3.Schemas, op Operation) (*openapi3.Operati
 		comps[outName] = openapi3.NewSchemaRef("", op.Output.Schema)
 		result = openapi3.NewSchemaRef(schema.ComponentsPrefix+outName, op.Output.Schema)
 	}
+	ok := openapi3.NewContentWithJSONSchemaRef(result)
+	ok["text/event-stream"] = openapi3.NewMediaType().WithSchema(&openapi3.Schema{
+		Type: &openapi3.Types{openapi3.TypeString},
+		Description: "With Accept: text/event-stream, the call as server-sent events: progress " +
+			`({"progress", "total", "message"}) and log ({"level", "logger", "data"}) as the server sends them, ` +
+			`then result (the JSON answer's body) ` +
+			`or error ({"status", "detail"}: the status and body the JSON answer would have had).`,
+	})
 	o.Responses = openapi3.NewResponses(
 		openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().
 			WithDescription("The tool ran.").
-			WithContent(openapi3.NewContentWithJSONSchemaRef(result))}),
+			WithContent(ok)}),
 		openapi3.WithName("default", openapi3.NewResponse().
 			WithDescription("The call failed: invalid arguments (4xx), a tool error, or an unavailable server (5xx).").
 			WithContent(openapi3.NewContentWithJSONSchemaRef(
