@@ -159,6 +159,9 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		}
 		return e
 	}
+	if pref := b.preference(r, st, rt); pref != noTask {
+		return b.callAsTask(w, r, st, rt, body, base, pref)
+	}
 	res, e := b.invoke(r.Context(), st, rt, body, base)
 	if e != nil {
 		return e

@@ -100,6 +100,9 @@ type serverState struct {
 	slots slots
 	// security is the scheme the server's document declares; nil for none.
 	security *openapi3.SecurityScheme
+	// tasks keeps the tasks of its tools (tasks.go); nil when its Caller
+	// runs none.
+	tasks *TaskStore
 
 	view atomic.Pointer[view] // the latest view
 	mu   sync.Mutex           // serializes building views
@@ -164,6 +167,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	var namer openapi.Namer
 	namer.Reserve("openapi.json")
 	namer.Reserve("complete")
+	namer.Reserve(TasksSegment)
 	namer.Reserve(MCPSegment)
 	for _, t := range set.Tools {
 		if !s.exposed(t.Name) {
@@ -315,8 +319,12 @@ func (rt *route) operation(path, operationID, server string) openapi.Operation {
 
 // described is what a document says about a listed tool.
 func described(t *upstream.Tool) openapi.Tool {
+	desc := t.Description
+	if note := taskNote(t.TaskSupport); note != "" {
+		desc = strings.TrimSpace(desc + "\n\n" + note)
+	}
 	return openapi.Tool{
-		Name: t.Name, Title: t.Title, Description: t.Description,
+		Name: t.Name, Title: t.Title, Description: desc,
 		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations,
 	}
 }

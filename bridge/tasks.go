@@ -1,0 +1,640 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// A tool the server runs as a task (MCP tasks: its execution.taskSupport
+// is "optional" or "required") is served over REST as a long operation:
+//
+//	POST <tool> with Prefer: respond-async
+//	          202 Accepted, Location: <base>/tasks/<id>, the task's status
+//	GET  tasks/<id>
+//	          while it works: 202 with its status and Retry-After; once it
+//	          has completed, the call's answer (200 and the result, or the
+//	          error a call gets); cancelled: 409
+//	DELETE tasks/<id>
+//	          cancels a task that works (200 and its status); of a task
+//	          that has ended, forgets it (204)
+//
+// A POST without the preference to a task-only tool starts a task and
+// waits for it up to the tool's timeout: its answer when it ends in time,
+// else 504 with the task's Location, to poll. A preference on a tool that
+// runs no task is ignored (RFC 7240): the call answers synchronously.
+//
+// A task id is the bridge's own: 128 random bits, never the server's,
+// valid under the path of the server that runs it, and bound to the
+// caller who started it (IdentityFrom): another caller gets 404, as for
+// an id that never existed. Without identities, the id alone is the
+// capability. The TaskStore keeps a task while it works, and its outcome
+// for the server's TaskTTL after it ends.
+
+// TaskCaller is what the bridge needs of a server to run its tools as
+// tasks; *upstream.Upstream implements it. A task runs in the session of
+// the caller who started it: its later requests carry that caller's
+// context (identity and all).
+type TaskCaller interface {
+	// StartTask calls a tool as a task and returns the task the server
+	// created.
+	StartTask(ctx context.Context, name string, args json.RawMessage, ttl time.Duration) (*upstream.Task, error)
+	// GetTask returns a task's state.
+	GetTask(ctx context.Context, id string) (*upstream.Task, error)
+	// TaskResult returns the tools/call result of a task that has ended.
+	TaskResult(ctx context.Context, id string) (*upstream.CallResult, error)
+	// CancelTask cancels a task and returns its state.
+	CancelTask(ctx context.Context, id string) (*upstream.Task, error)
+}
+
+// TasksSegment is the path segment below a server's base of its tasks;
+// no tool takes it.
+const TasksSegment = "tasks"
+
+// Defaults of the task settings.
+const (
+	// DefaultTaskTTL is how long the outcome of a task is kept after it
+	// ends.
+	DefaultTaskTTL = 10 * time.Minute
+	// DefaultMaxTasks bounds the tasks a TaskStore keeps.
+	DefaultMaxTasks = 1000
+	// DefaultMaxTaskBytes bounds the bytes of the results a TaskStore
+	// keeps.
+	DefaultMaxTaskBytes = 64 << 20
+)
+
+// Polling of a task's state: at the interval the server suggests, within
+// these bounds, and one second when it suggests none.
+const (
+	minTaskPoll     = 200 * time.Millisecond
+	maxTaskPoll     = 5 * time.Second
+	defaultTaskPoll = time.Second
+	// taskRequestTimeout bounds each request about a task.
+	taskRequestTimeout = 30 * time.Second
+	// maxTaskPollErrors is how many polls in a row may fail before the
+	// task is given up as failed.
+	maxTaskPollErrors = 5
+)
+
+// TaskLimits bound a TaskStore; fields left zero take their defaults.
+type TaskLimits struct {
+	// MaxTasks bounds the tasks kept, working or ended; DefaultMaxTasks
+	// when zero. A start past it, with no ended task to drop, gets 503.
+	MaxTasks int
+	// MaxBytes bounds the bytes of the results kept; DefaultMaxTaskBytes
+	// when zero. A result that does not fit, after dropping the oldest
+	// ended tasks, fails its task.
+	MaxBytes int64
+}
+
+// TaskStore keeps the tasks started over REST: for each, a goroutine
+// follows it on the server until it ends and keeps its outcome; a janitor
+// drops outcomes past their TTL. It belongs to whoever made it, who
+// closes it: a server pool keeps one per server, so that tasks outlive a
+// configuration reload that keeps the server. It is safe for concurrent
+// use.
+type TaskStore struct {
+	limits TaskLimits
+	log    *zap.Logger
+
+	ctx    context.Context // ends on Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the janitor and the watchers
+
+	mu    sync.Mutex
+	tasks map[string]*task
+	bytes int64 // of the results kept
+}
+
+// task is one task of a TaskStore.
+type task struct {
+	id      string // the bridge's
+	owner   string // the ID of the caller who started it; "" for none
+	server  *ServerConfig
+	tool    *upstream.Tool
+	remote  string // the server's id
+	created time.Time
+	ttl     time.Duration
+	done    chan struct{} // closed when it ended
+	stop    context.CancelFunc
+
+	// guarded by the store's mu:
+	state upstream.Task
+	ended time.Time // when it ended; zero while it works
+	out   []byte    // the rendered result of a task that completed
+	fail  *httpError
+}
+
+// NewTaskStore returns a TaskStore with limits and starts its janitor;
+// Close ends it.
+func NewTaskStore(limits TaskLimits, log *zap.Logger) *TaskStore {
+	if limits.MaxTasks <= 0 {
+		limits.MaxTasks = DefaultMaxTasks
+	}
+	if limits.MaxBytes <= 0 {
+		limits.MaxBytes = DefaultMaxTaskBytes
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &TaskStore{limits: limits, log: log, ctx: ctx, cancel: cancel, tasks: map[string]*task{}}
+	s.wg.Go(s.janitor)
+	return s
+}
+
+// Close stops following the tasks (they run on at their servers) and
+// forgets them, and waits for the store's goroutines to end.
+func (s *TaskStore) Close() {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	s.tasks, s.bytes = map[string]*task{}, 0
+	s.mu.Unlock()
+}
+
+// janitor drops the outcomes past their TTL, until the store closes.
+func (s *TaskStore) janitor() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			s.expire(now)
+		}
+	}
+}
+
+// expire drops the tasks that ended more than their TTL before now.
+func (s *TaskStore) expire(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, t := range s.tasks {
+		if !t.ended.IsZero() && now.Sub(t.ended) >= t.ttl {
+			s.dropLocked(id, t)
+		}
+	}
+}
+
+func (s *TaskStore) dropLocked(id string, t *task) {
+	delete(s.tasks, id)
+	s.bytes -= int64(len(t.out))
+}
+
+// oldestEndedLocked returns the task that ended first, nil if none has.
+func (s *TaskStore) oldestEndedLocked() (string, *task) {
+	var (
+		id  string
+		old *task
+	)
+	for k, t := range s.tasks {
+		if !t.ended.IsZero() && (old == nil || t.ended.Before(old.ended)) {
+			id, old = k, t
+		}
+	}
+	return id, old
+}
+
+// newTaskID returns 128 random bits in hex.
+func newTaskID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// callerOf is the key a task is bound to: the ID of the caller ctx
+// carries, "" for none.
+func callerOf(ctx context.Context) string {
+	if id, ok := IdentityFrom(ctx); ok {
+		return id.ID
+	}
+	return ""
+}
+
+// add keeps a task that started, and starts following it with tc in
+// ctx's values (the caller's identity and all) until it ends or the store
+// closes. It fails when the store is full of tasks that work.
+func (s *TaskStore) add(ctx context.Context, tc TaskCaller, t *task) error {
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return errors.New("the task store is closed")
+	}
+	for len(s.tasks) >= s.limits.MaxTasks {
+		id, old := s.oldestEndedLocked()
+		if old == nil {
+			s.mu.Unlock()
+			return fmt.Errorf("%d tasks are under way, the limit", s.limits.MaxTasks)
+		}
+		s.dropLocked(id, old)
+	}
+	s.tasks[t.id] = t
+	s.mu.Unlock()
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	t.stop = stop
+	stopWith := context.AfterFunc(s.ctx, stop)
+	s.wg.Go(func() {
+		defer stopWith()
+		defer stop()
+		s.watch(wctx, tc, t)
+	})
+	return nil
+}
+
+// get returns task id if the caller of ctx started it on server.
+func (s *TaskStore) get(ctx context.Context, server *ServerConfig, id string) *task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tasks[id]
+	if t == nil || t.server.Name != server.Name || t.owner != callerOf(ctx) {
+		return nil
+	}
+	return t
+}
+
+// watch follows t on its server until it ends, then keeps its outcome.
+func (s *TaskStore) watch(ctx context.Context, tc TaskCaller, t *task) {
+	fails := 0
+	for {
+		s.mu.Lock()
+		wait := t.state.PollInterval
+		s.mu.Unlock()
+		if wait <= 0 {
+			wait = defaultTaskPoll
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(max(wait, minTaskPoll), maxTaskPoll)):
+		}
+		rctx, cancel := context.WithTimeout(ctx, taskRequestTimeout)
+		state, err := tc.GetTask(rctx, t.remote)
+		cancel()
+		var rpc *upstream.RPCError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && (errors.As(err, &rpc) || fails+1 >= maxTaskPollErrors):
+			// The server forgot the task (it restarted), or is gone.
+			s.finish(t, nil, nil, taskLost(t, err))
+			return
+		case err != nil:
+			fails++
+			continue
+		}
+		fails = 0
+		if !state.Status.Terminal() {
+			s.mu.Lock()
+			t.state = *state
+			s.mu.Unlock()
+			continue
+		}
+		var res *upstream.CallResult
+		if state.Status != upstream.TaskCancelled {
+			rctx, cancel := context.WithTimeout(ctx, taskRequestTimeout)
+			res, err = tc.TaskResult(rctx, t.remote)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		s.finish(t, state, res, err)
+		return
+	}
+}
+
+// taskLost is the outcome of a task its server no longer answers for.
+func taskLost(t *task, err error) error {
+	// Not wrapped: the answer is 502 whatever the error was.
+	return fmt.Errorf("the server no longer answers for the task: %v", err)
+}
+
+// finish records how t ended: its last state, and its result or why it
+// has none.
+func (s *TaskStore) finish(t *task, state *upstream.Task, res *upstream.CallResult, err error) {
+	var (
+		out  []byte
+		fail *httpError
+	)
+	switch {
+	case state != nil && state.Status == upstream.TaskCancelled:
+	case err != nil:
+		fail = callFailed(context.Background(), t.server, "", t.tool.Name, err, 0)
+	case res.IsError:
+		fail = toolError(res, t.server, t.tool)
+	default:
+		out = renderResult(res, t.tool)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !t.ended.IsZero() {
+		return // cancelled meanwhile
+	}
+	if state != nil {
+		t.state = *state
+	} else {
+		t.state.Status = upstream.TaskFailed
+	}
+	if fail != nil && t.state.Status == upstream.TaskCompleted {
+		t.state.Status = upstream.TaskFailed
+	}
+	for out != nil && s.bytes+int64(len(out)) > s.limits.MaxBytes {
+		id, old := s.oldestEndedLocked()
+		if old == nil {
+			fail = &httpError{Status: http.StatusInsufficientStorage, Outcome: OutcomeRejected, Detail: errorDetail{
+				Server: t.server.Name, Tool: t.tool.Name,
+				Message: fmt.Sprintf("the result of the task (%d bytes) is more than the bridge keeps of task results", len(out))}}
+			t.state.Status, out = upstream.TaskFailed, nil
+			break
+		}
+		s.dropLocked(id, old)
+	}
+	t.out, t.fail, t.ended = out, fail, time.Now()
+	s.bytes += int64(len(out))
+	if _, kept := s.tasks[t.id]; !kept {
+		s.bytes -= int64(len(out)) // dropped meanwhile (DELETE)
+	}
+	close(t.done)
+}
+
+// cancelTask cancels t at its server and marks it cancelled.
+func (s *TaskStore) cancelTask(ctx context.Context, tc TaskCaller, t *task) (*upstream.Task, error) {
+	rctx, cancel := context.WithTimeout(ctx, taskRequestTimeout)
+	defer cancel()
+	state, err := tc.CancelTask(rctx, t.remote)
+	if err != nil {
+		return nil, err
+	}
+	t.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.ended.IsZero() {
+		t.state, t.ended = *state, time.Now()
+		t.state.Status = upstream.TaskCancelled
+		close(t.done)
+	}
+	return &t.state, nil
+}
+
+// forget drops t.
+func (s *TaskStore) forget(t *task) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tasks[t.id] == t {
+		s.dropLocked(t.id, t)
+	}
+}
+
+// taskPreference is what a call of a tool asks of it as a task.
+type taskPreference uint8
+
+const (
+	// noTask: the call runs synchronously.
+	noTask taskPreference = iota
+	// taskAsync: the call starts a task and answers 202.
+	taskAsync
+	// taskWait: the call starts a task and waits for its end.
+	taskWait
+)
+
+// preference says how a call of rt runs: as a task when the tool runs as
+// one and the caller prefers respond-async, or when the tool runs only
+// as a task; a preference for a tool that runs no task is ignored.
+func (b *Bridge) preference(r *http.Request, st *serverState, rt *route) taskPreference {
+	if rt.tool.TaskSupport == "" || st.tasks == nil {
+		return noTask
+	}
+	if _, ok := st.cfg.Upstream.(TaskCaller); !ok {
+		return noTask
+	}
+	if prefersAsync(r.Header) {
+		return taskAsync
+	}
+	if rt.tool.TaskSupport == upstream.TaskRequired {
+		return taskWait
+	}
+	return noTask
+}
+
+// prefersAsync says whether header's Prefer asks for respond-async.
+func prefersAsync(header http.Header) bool {
+	for _, v := range header.Values("Prefer") {
+		for pref := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pref), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// callAsTask runs a call of rt with checked arguments args as a task, as
+// pref says: it answers 202 with the task's Location at once, or waits
+// for the task up to the tool's timeout. base is the server's base path
+// as the client sees it.
+func (b *Bridge) callAsTask(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string, pref taskPreference) *httpError {
+	s, tool := st.cfg, rt.tool.Name
+	tc := s.Upstream.(TaskCaller)
+	ctx := r.Context()
+	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
+	if !ok {
+		if ctx.Err() != nil {
+			return clientGone
+		}
+		return &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
+			Detail: errorDetail{Server: s.Name, Tool: tool,
+				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
+	}
+	timeout := s.timeoutFor(tool)
+	startCtx, cancel := context.WithTimeout(ctx, min(timeout, taskRequestTimeout))
+	remote, err := tc.StartTask(startCtx, tool, args, 0)
+	cancel()
+	release()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return clientGone
+	case err != nil:
+		return callFailed(startCtx, s, base, tool, err, min(timeout, taskRequestTimeout))
+	}
+	t := &task{id: newTaskID(), owner: callerOf(ctx), server: s, tool: rt.tool, remote: remote.ID,
+		created: time.Now(), ttl: s.TaskTTL, done: make(chan struct{}), state: *remote}
+	if err := st.tasks.add(ctx, tc, t); err != nil {
+		// Nobody could ask for it: cancel it.
+		_, _ = tc.CancelTask(context.WithoutCancel(ctx), remote.ID)
+		return &httpError{Status: http.StatusServiceUnavailable, Outcome: OutcomeRejected, RetryAfter: 5 * time.Second, Cause: err,
+			Detail: errorDetail{Server: s.Name, Tool: tool, Message: fmt.Sprintf("server %q: tool %q cannot start a task now: %v", s.Name, tool, err)}}
+	}
+	b.log.Debug("task started", zap.String("server", s.Name), zap.String("tool", tool), zap.String("task", t.id))
+	location := base + "/" + TasksSegment + "/" + t.id
+	if pref == taskAsync {
+		w.Header().Set("Location", location)
+		w.Header().Set("Preference-Applied", "respond-async")
+		b.writeTaskStatus(w, st.tasks, t)
+		return nil
+	}
+	timer := time.NewTimer(timeout - time.Since(t.created))
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		return b.writeTaskEnd(w, st.tasks, t, location)
+	case <-ctx.Done():
+		// The client went away: nobody knows the task's id.
+		_, _ = st.tasks.cancelTask(context.WithoutCancel(ctx), tc, t)
+		st.tasks.forget(t)
+		return clientGone
+	case <-timer.C:
+		return &httpError{Status: http.StatusGatewayTimeout, Outcome: OutcomeTimeout, Header: http.Header{"Location": {location}},
+			RetryAfter: taskRetryAfter(st.tasks, t),
+			Detail: errorDetail{Server: s.Name, Tool: tool, Message: fmt.Sprintf(
+				"server %q: tool %q runs as a task, which did not end within %s; it goes on: poll GET %s for its result",
+				s.Name, tool, timeout, location)}}
+	}
+}
+
+// taskStatus is the body that describes a task.
+type taskStatus struct {
+	ID            string `json:"id"`
+	Tool          string `json:"tool"`
+	Status        string `json:"status"`
+	StatusMessage string `json:"statusMessage,omitempty"`
+	CreatedAt     string `json:"createdAt"`
+	LastUpdatedAt string `json:"lastUpdatedAt,omitempty"`
+	// PollInterval is how often to poll, in milliseconds.
+	PollInterval int64 `json:"pollInterval,omitempty"`
+}
+
+// status returns t's status body and when to poll again, under the
+// store's lock.
+func (s *TaskStore) status(t *task) (taskStatus, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	poll := t.state.PollInterval
+	if poll <= 0 {
+		poll = defaultTaskPoll
+	}
+	return taskStatus{ID: t.id, Tool: t.tool.Name, Status: string(t.state.Status), StatusMessage: t.state.StatusMessage,
+		CreatedAt: t.created.UTC().Format(time.RFC3339), LastUpdatedAt: t.state.LastUpdatedAt,
+		PollInterval: poll.Milliseconds()}, poll
+}
+
+// taskRetryAfter is when to poll t again.
+func taskRetryAfter(s *TaskStore, t *task) time.Duration {
+	_, poll := s.status(t)
+	return max(poll, time.Second)
+}
+
+// writeTaskStatus writes t's status: 202 while it works, 200 once it has
+// ended.
+func (b *Bridge) writeTaskStatus(w http.ResponseWriter, s *TaskStore, t *task) {
+	body, poll := s.status(t)
+	status := http.StatusOK
+	if !upstream.TaskStatus(body.Status).Terminal() {
+		status = http.StatusAccepted
+		w.Header().Set("Retry-After", fmt.Sprint(int(max(poll, time.Second).Round(time.Second).Seconds())))
+	}
+	out, _ := json.Marshal(body)
+	writeJSON(w, status, out)
+}
+
+// writeTaskEnd writes the outcome of t, which has ended: its result, or
+// the error of a call that failed, or 409 for a task that was
+// cancelled. location is the task's.
+func (b *Bridge) writeTaskEnd(w http.ResponseWriter, s *TaskStore, t *task, location string) *httpError {
+	s.mu.Lock()
+	out, fail, status := t.out, t.fail, t.state.Status
+	s.mu.Unlock()
+	switch {
+	case status == upstream.TaskCancelled:
+		return &httpError{Status: http.StatusConflict, Outcome: OutcomeCanceled, Detail: errorDetail{Server: t.server.Name, Tool: t.tool.Name,
+			Message: fmt.Sprintf("the task of tool %q at %s was cancelled", t.tool.Name, location)}}
+	case fail != nil:
+		e := *fail
+		return &e
+	}
+	w.Header().Set("Content-Location", location)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// serveTask answers GET and DELETE of a task of the page's server. base
+// is the server's.
+func (b *Bridge) serveTask(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+	st := p.server
+	id := r.PathValue("id")
+	location := base + "/" + TasksSegment + "/" + id
+	var t *task
+	if st.tasks != nil {
+		t = st.tasks.get(r.Context(), st.cfg, id)
+	}
+	if t == nil {
+		return &httpError{Status: http.StatusNotFound, Detail: errorDetail{Server: st.cfg.Name,
+			Message: fmt.Sprintf("server %q has no task %q: it never existed, it was started by another caller, or its outcome was dropped %s after it ended",
+				st.cfg.Name, id, st.cfg.TaskTTL)}}
+	}
+	ended := false
+	select {
+	case <-t.done:
+		ended = true
+	default:
+	}
+	if r.Method == http.MethodDelete {
+		if ended {
+			st.tasks.forget(t)
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		if _, err := st.tasks.cancelTask(r.Context(), st.cfg.Upstream.(TaskCaller), t); err != nil {
+			return callFailed(r.Context(), st.cfg, base, t.tool.Name, err, taskRequestTimeout)
+		}
+		b.log.Debug("task cancelled", zap.String("server", st.cfg.Name), zap.String("tool", t.tool.Name), zap.String("task", t.id))
+		b.writeTaskStatus(w, st.tasks, t)
+		return nil
+	}
+	if !ended {
+		w.Header().Set("Location", location)
+		b.writeTaskStatus(w, st.tasks, t)
+		return nil
+	}
+	return b.writeTaskEnd(w, st.tasks, t, location)
+}
+
+// taskNote is what a document says of a tool that runs as a task.
+func taskNote(support string) string {
+	switch support {
+	case upstream.TaskRequired:
+		return "Runs as a task: call it with the header `Prefer: respond-async` for 202 and the task's Location to poll (GET) or cancel (DELETE); without it, the call waits for the task up to its timeout, then answers 504 with the Location."
+	case upstream.TaskOptional:
+		return "Can run as a task: with the header `Prefer: respond-async` the call answers 202 and the task's Location to poll (GET) or cancel (DELETE)."
+	}
+	return ""
+}
+
+// taskStoreOf returns the TaskStore of server s: its own, or when its
+// Caller runs tasks, the bridge's, made on first need; nil when it runs
+// none.
+func (b *Bridge) taskStoreOf(s *ServerConfig) *TaskStore {
+	if s.Tasks != nil {
+		return s.Tasks
+	}
+	if _, ok := s.Upstream.(TaskCaller); !ok {
+		return nil
+	}
+	if b.tasks == nil {
+		b.tasks = NewTaskStore(TaskLimits{}, b.log)
+	}
+	return b.tasks
+}
