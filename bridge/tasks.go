@@ -574,7 +574,9 @@ func (b *Bridge) writeTaskEnd(w http.ResponseWriter, s *TaskStore, t *task, loca
 // is the server's.
 func (b *Bridge) serveTask(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
 	st := p.server
-	id := r.PathValue("id")
+	// The route table is looked up with Handler, which sets no path
+	// values.
+	id := r.URL.Path[len(p.prefix)+len("/"+TasksSegment+"/"):]
 	location := base + "/" + TasksSegment + "/" + id
 	var t *task
 	if st.tasks != nil {
