@@ -141,7 +141,7 @@ func (b *Bridge) routes() *http.ServeMux {
 			at("/"+MCPSegment, mcpPage([]*serverState{st}, false, s.Name))
 		}
 		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
-		at("/"+TasksSegment+"/{id}", page{methods: methodsTask, guard: guardData, cache: "no-store", serve: b.serveTask})
+		at("/"+TasksSegment+"/{id}", page{methods: methodsTask, guard: guardData, cache: "no-store", serve: b.audited("tasks", b.serveTask)})
 		b.endpointRoutes(at)
 		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})
 		at("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})

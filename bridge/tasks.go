@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
@@ -414,16 +416,13 @@ const (
 // one and the caller prefers respond-async, or when the tool runs only
 // as a task; a preference for a tool that runs no task is ignored.
 func (b *Bridge) preference(r *http.Request, st *serverState, rt *route) taskPreference {
-	if rt.tool.TaskSupport == "" || st.tasks == nil {
-		return noTask
-	}
-	if _, ok := st.cfg.Upstream.(TaskCaller); !ok {
+	if rt.task == "" {
 		return noTask
 	}
 	if prefersAsync(r.Header) {
 		return taskAsync
 	}
-	if rt.tool.TaskSupport == upstream.TaskRequired {
+	if rt.task == upstream.TaskRequired {
 		return taskWait
 	}
 	return noTask
@@ -623,6 +622,19 @@ func taskNote(support string) string {
 		return "Can run as a task: with the header `Prefer: respond-async` the call answers 202 and the task's Location to poll (GET) or cancel (DELETE)."
 	}
 	return ""
+}
+
+// taskEndpoints are the endpoints of the tasks of view v: none unless a
+// tool of it runs as a task. namer hands out their operationIds.
+func (s *serverState) taskEndpoints(v *view, namer *openapi.Namer) []openapi.Endpoint {
+	if !slices.ContainsFunc(v.routes, func(rt *route) bool { return rt.task != "" }) {
+		return nil
+	}
+	eps := make([]openapi.Endpoint, 0, 2)
+	for _, k := range []openapi.EndpointKind{openapi.GetTask, openapi.CancelTask} {
+		eps = append(eps, openapi.Endpoint{Kind: k, Path: k.EndpointPath(), OperationID: namer.OperationID(k.EndpointName()), Server: s.cfg.Name})
+	}
+	return eps
 }
 
 // taskStoreOf returns the TaskStore of server s: its own, or when its

@@ -265,11 +265,29 @@ func TestTasks_TaskToolsAreDocumentedWithTheirNote(t *testing.T) {
 	w := taskRequest(b, "", http.MethodGet, "/fx/openapi.json", "", false)
 	var doc struct {
 		Paths map[string]map[string]struct {
-			Description string `json:"description"`
+			Description string                     `json:"description"`
+			OperationID string                     `json:"operationId"`
+			TaskSupport string                     `json:"x-mcp-task-support"`
+			Responses   map[string]json.RawMessage `json:"responses"`
 		} `json:"paths"`
+		Components struct {
+			Schemas map[string]json.RawMessage `json:"schemas"`
+		} `json:"components"`
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range []struct{ tool, support string }{{fixture.TaskOnlyTool, "required"}, {fixture.TaskOptionalTool, "optional"}, {"echo", ""}} {
+		op := doc.Paths["/"+c.tool]["post"]
+		if _, accepted := op.Responses["202"]; op.TaskSupport != c.support || accepted != (c.support != "") {
+			t.Errorf("%s: x-mcp-task-support %q, 202 %v", c.tool, op.TaskSupport, accepted)
+		}
+	}
+	if get, cancel := doc.Paths["/tasks/{id}"]["get"], doc.Paths["/tasks/{id}"]["delete"]; get.OperationID != "get_task" || cancel.OperationID != "cancel_task" {
+		t.Errorf("task operations: get %q, delete %q", get.OperationID, cancel.OperationID)
+	}
+	if doc.Components.Schemas["TaskStatus"] == nil {
+		t.Error("no TaskStatus schema")
 	}
 	if d := doc.Paths["/"+fixture.TaskOnlyTool]["post"].Description; !strings.Contains(d, "Runs as a task") {
 		t.Errorf("task-only tool's description %q", d)
