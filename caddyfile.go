@@ -55,6 +55,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		disabled_tools <names...>
 //		timeout <duration>
 //		tool_timeout <tool> <duration>
+//		task_ttl <duration>
 //		start_timeout <duration>
 //		max_concurrent <calls>
 //		queue_timeout <duration>

@@ -86,6 +86,10 @@ type ServerConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// Timeouts of particular tools, overriding timeout.
 	ToolTimeouts map[string]caddy.Duration `json:"tool_timeouts,omitempty"`
+	// How long the outcome of a tool run as a task (started with Prefer:
+	// respond-async, or a task-only tool's call that outlived its timeout)
+	// is kept for its caller to fetch after the task ends. Default: 10m.
+	TaskTTL caddy.Duration `json:"task_ttl,omitempty"`
 	// The most calls under way at once; further calls wait up to
 	// queue_timeout for a free slot, then get 429 with Retry-After.
 	// Default: no limit.
@@ -473,6 +477,9 @@ func (s *ServerConfig) Validate() error {
 	}
 	if s.MaxConcurrent < 0 {
 		return fieldErr(fmt.Errorf("max_concurrent %d: want 0 (no limit) or more", s.MaxConcurrent), "max_concurrent")
+	}
+	if s.TaskTTL < 0 {
+		return fieldErr(fmt.Errorf("task_ttl %s: want a positive duration", time.Duration(s.TaskTTL)), "task_ttl")
 	}
 	if s.QueueTimeout > 0 && s.MaxConcurrent == 0 {
 		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")

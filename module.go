@@ -237,6 +237,8 @@ func (h *Handler) bridgeServer(s *ServerConfig, name string, l *lease) *bridge.S
 		ToolTimeouts:     durations(s.ToolTimeouts),
 		MaxConcurrent:    s.MaxConcurrent,
 		QueueTimeout:     time.Duration(s.QueueTimeout),
+		TaskTTL:          time.Duration(s.TaskTTL),
+		Tasks:            l.entry.tasks,
 		Consent:          l.consent(),
 	}
 }

@@ -95,6 +95,8 @@ func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
 			err: "tool_error_status 200: want an HTTP error status (400-599)", fields: []string{"tool_error_status"}},
 		{name: "negative limit", server: ServerConfig{Command: "prog", MaxConcurrent: -1},
 			err: "max_concurrent -1", fields: []string{"max_concurrent"}},
+		{name: "negative task TTL", server: ServerConfig{Command: "prog", TaskTTL: caddy.Duration(-time.Second)},
+			err: "task_ttl -1s: want a positive duration", fields: []string{"task_ttl"}},
 		{name: "queue without a limit", server: ServerConfig{Command: "prog", QueueTimeout: caddy.Duration(time.Second)},
 			err: "queue_timeout needs max_concurrent", fields: []string{"queue_timeout"}},
 		{name: "oauth for a stdio server", server: ServerConfig{Command: "prog", OAuth: &OAuth{}},

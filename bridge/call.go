@@ -159,8 +159,8 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		}
 		return e
 	}
-	if pref := b.preference(r, st, rt); pref != noTask {
-		return b.callAsTask(w, r, st, rt, body, base, pref)
+	if startsTask(r, rt) {
+		return b.startAsync(w, r, st, rt, body, base)
 	}
 	res, e := b.invoke(r.Context(), st, rt, body, base)
 	if e != nil {
@@ -202,6 +202,9 @@ func (b *Bridge) logCall(server, tool string, start time.Time, args []byte, out 
 // got none. ctx ends when the client goes away. base is the server's base
 // path as the client sees it, for the links of the answers.
 func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
+	if rt.task == upstream.TaskRequired {
+		return b.awaitTask(ctx, st, rt, args, base)
+	}
 	s, tool := st.cfg, rt.tool.Name
 	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
 	if !ok {

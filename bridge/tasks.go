@@ -133,9 +133,10 @@ type task struct {
 
 	// guarded by the store's mu:
 	state upstream.Task
-	ended time.Time // when it ended; zero while it works
-	out   []byte    // the rendered result of a task that completed
-	fail  *httpError
+	ended time.Time            // when it ended; zero while it works
+	res   *upstream.CallResult // the result of a task that completed
+	size  int64                // of res, as the server sent it
+	fail  *httpError           // why a task that failed has no result
 }
 
 // NewTaskStore returns a TaskStore with limits and starts its janitor;
@@ -193,7 +194,7 @@ func (s *TaskStore) expire(now time.Time) {
 
 func (s *TaskStore) dropLocked(id string, t *task) {
 	delete(s.tasks, id)
-	s.bytes -= int64(len(t.out))
+	s.bytes -= t.size
 }
 
 // oldestEndedLocked returns the task that ended first, nil if none has.
@@ -327,18 +328,12 @@ func taskLost(t *task, err error) error {
 // finish records how t ended: its last state, and its result or why it
 // has none.
 func (s *TaskStore) finish(t *task, state *upstream.Task, res *upstream.CallResult, err error) {
-	var (
-		out  []byte
-		fail *httpError
-	)
+	var fail *httpError
 	switch {
 	case state != nil && state.Status == upstream.TaskCancelled:
+		res = nil
 	case err != nil:
-		fail = callFailed(context.Background(), t.server, "", t.tool.Name, err, 0)
-	case res.IsError:
-		fail = toolError(res, t.server, t.tool)
-	default:
-		out = renderResult(res, t.tool)
+		fail, res = callFailed(context.Background(), t.server, "", t.tool.Name, err, 0), nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -353,23 +348,46 @@ func (s *TaskStore) finish(t *task, state *upstream.Task, res *upstream.CallResu
 	if fail != nil && t.state.Status == upstream.TaskCompleted {
 		t.state.Status = upstream.TaskFailed
 	}
-	for out != nil && s.bytes+int64(len(out)) > s.limits.MaxBytes {
+	size := int64(0)
+	if res != nil {
+		size = int64(len(res.Raw))
+	}
+	for res != nil && s.bytes+size > s.limits.MaxBytes {
 		id, old := s.oldestEndedLocked()
 		if old == nil {
 			fail = &httpError{Status: http.StatusInsufficientStorage, Outcome: OutcomeRejected, Detail: errorDetail{
 				Server: t.server.Name, Tool: t.tool.Name,
-				Message: fmt.Sprintf("the result of the task (%d bytes) is more than the bridge keeps of task results", len(out))}}
-			t.state.Status, out = upstream.TaskFailed, nil
+				Message: fmt.Sprintf("the result of the task (%d bytes) is more than the proxy keeps of task results", size)}}
+			t.state.Status, res, size = upstream.TaskFailed, nil, 0
 			break
 		}
 		s.dropLocked(id, old)
 	}
-	t.out, t.fail, t.ended = out, fail, time.Now()
-	s.bytes += int64(len(out))
-	if _, kept := s.tasks[t.id]; !kept {
-		s.bytes -= int64(len(out)) // dropped meanwhile (DELETE)
+	t.res, t.size, t.fail, t.ended = res, size, fail, time.Now()
+	if _, kept := s.tasks[t.id]; kept {
+		s.bytes += size
 	}
 	close(t.done)
+}
+
+// outcome is how t, which has ended, answers: its result, or the answer
+// of a call that failed, or 409 for a task that was cancelled. location
+// is the task's.
+func (s *TaskStore) outcome(t *task, location string) (*upstream.CallResult, *httpError) {
+	s.mu.Lock()
+	res, fail, status := t.res, t.fail, t.state.Status
+	s.mu.Unlock()
+	switch {
+	case status == upstream.TaskCancelled:
+		return nil, &httpError{Status: http.StatusConflict, Outcome: OutcomeCanceled, Detail: errorDetail{Server: t.server.Name, Tool: t.tool.Name,
+			Message: fmt.Sprintf("the task of tool %q at %s was cancelled", t.tool.Name, location)}}
+	case fail != nil:
+		e := *fail
+		return nil, &e
+	case res.IsError:
+		return nil, toolError(res, t.server, t.tool)
+	}
+	return res, nil
 }
 
 // cancelTask cancels t at its server and marks it cancelled.
@@ -400,32 +418,11 @@ func (s *TaskStore) forget(t *task) {
 	}
 }
 
-// taskPreference is what a call of a tool asks of it as a task.
-type taskPreference uint8
-
-const (
-	// noTask: the call runs synchronously.
-	noTask taskPreference = iota
-	// taskAsync: the call starts a task and answers 202.
-	taskAsync
-	// taskWait: the call starts a task and waits for its end.
-	taskWait
-)
-
-// preference says how a call of rt runs: as a task when the tool runs as
-// one and the caller prefers respond-async, or when the tool runs only
-// as a task; a preference for a tool that runs no task is ignored.
-func (b *Bridge) preference(r *http.Request, st *serverState, rt *route) taskPreference {
-	if rt.task == "" {
-		return noTask
-	}
-	if prefersAsync(r.Header) {
-		return taskAsync
-	}
-	if rt.task == upstream.TaskRequired {
-		return taskWait
-	}
-	return noTask
+// startsTask says whether a call of rt starts a task and answers 202: the
+// tool runs as a task and the caller prefers respond-async. A preference
+// for a tool that runs no task is ignored (RFC 7240).
+func startsTask(r *http.Request, rt *route) bool {
+	return rt.task != "" && prefersAsync(r.Header)
 }
 
 // prefersAsync says whether header's Prefer asks for respond-async.
@@ -441,62 +438,89 @@ func prefersAsync(header http.Header) bool {
 	return false
 }
 
-// callAsTask runs a call of rt with checked arguments args as a task, as
-// pref says: it answers 202 with the task's Location at once, or waits
-// for the task up to the tool's timeout. base is the server's base path
-// as the client sees it.
-func (b *Bridge) callAsTask(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string, pref taskPreference) *httpError {
+// startTask starts a call of rt with checked arguments args as a task,
+// kept in the server's store for the caller of ctx, and returns it and
+// its Location. base is the server's base path as the client sees it.
+func (b *Bridge) startTask(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*task, string, *httpError) {
 	s, tool := st.cfg, rt.tool.Name
 	tc := s.Upstream.(TaskCaller)
-	ctx := r.Context()
 	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
 	if !ok {
 		if ctx.Err() != nil {
-			return clientGone
+			return nil, "", clientGone
 		}
-		return &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
+		return nil, "", &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
 			Detail: errorDetail{Server: s.Name, Tool: tool,
 				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
 	}
-	timeout := s.timeoutFor(tool)
-	startCtx, cancel := context.WithTimeout(ctx, min(timeout, taskRequestTimeout))
+	limit := min(s.timeoutFor(tool), taskRequestTimeout)
+	startCtx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	remote, err := tc.StartTask(startCtx, tool, args, 0)
-	cancel()
 	release()
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return clientGone
+		return nil, "", clientGone
 	case err != nil:
-		return callFailed(startCtx, s, base, tool, err, min(timeout, taskRequestTimeout))
+		return nil, "", callFailed(startCtx, s, base, tool, err, limit)
 	}
 	t := &task{id: newTaskID(), owner: callerOf(ctx), server: s, tool: rt.tool, remote: remote.ID,
 		created: time.Now(), ttl: s.TaskTTL, done: make(chan struct{}), state: *remote}
 	if err := st.tasks.add(ctx, tc, t); err != nil {
 		// Nobody could ask for it: cancel it.
-		_, _ = tc.CancelTask(context.WithoutCancel(ctx), remote.ID)
-		return &httpError{Status: http.StatusServiceUnavailable, Outcome: OutcomeRejected, RetryAfter: 5 * time.Second, Cause: err,
+		if _, cerr := tc.CancelTask(context.WithoutCancel(startCtx), remote.ID); cerr != nil {
+			b.log.Warn("a task the proxy cannot keep could not be cancelled", zap.String("server", s.Name), zap.String("tool", tool), zap.Error(cerr))
+		}
+		return nil, "", &httpError{Status: http.StatusServiceUnavailable, Outcome: OutcomeRejected, RetryAfter: 5 * time.Second, Cause: err,
 			Detail: errorDetail{Server: s.Name, Tool: tool, Message: fmt.Sprintf("server %q: tool %q cannot start a task now: %v", s.Name, tool, err)}}
 	}
 	b.log.Debug("task started", zap.String("server", s.Name), zap.String("tool", tool), zap.String("task", t.id))
-	location := base + "/" + TasksSegment + "/" + t.id
-	if pref == taskAsync {
-		w.Header().Set("Location", location)
-		w.Header().Set("Preference-Applied", "respond-async")
-		b.writeTaskStatus(w, st.tasks, t)
-		return nil
+	return t, base + "/" + TasksSegment + "/" + t.id, nil
+}
+
+// startAsync answers a call of rt, with checked arguments args, that
+// prefers respond-async: it starts the task and answers 202 with its
+// Location. base is the server's base path as the client sees it.
+func (b *Bridge) startAsync(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string) *httpError {
+	t, location, e := b.startTask(r.Context(), st, rt, args, base)
+	if e != nil {
+		return e
 	}
+	w.Header().Set("Location", location)
+	w.Header().Set("Preference-Applied", "respond-async")
+	b.writeTaskStatus(w, st.tasks, t)
+	return nil
+}
+
+// awaitTask calls rt, a task-only tool, with checked arguments args: it
+// starts the task and waits for it up to the tool's timeout. It returns
+// the task's result when it ends in time (and forgets the task, whose
+// caller has it), else 504 with the task's Location, where it goes on.
+// The task of a client that goes away is cancelled. base is the server's
+// base path as the client sees it.
+func (b *Bridge) awaitTask(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
+	s, tool := st.cfg, rt.tool.Name
+	t, location, e := b.startTask(ctx, st, rt, args, base)
+	if e != nil {
+		return nil, e
+	}
+	timeout := s.timeoutFor(tool)
 	timer := time.NewTimer(timeout - time.Since(t.created))
 	defer timer.Stop()
 	select {
 	case <-t.done:
-		return b.writeTaskEnd(w, st.tasks, t, location)
-	case <-ctx.Done():
-		// The client went away: nobody knows the task's id.
-		_, _ = st.tasks.cancelTask(context.WithoutCancel(ctx), tc, t)
+		res, e := st.tasks.outcome(t, location)
 		st.tasks.forget(t)
-		return clientGone
+		return res, e
+	case <-ctx.Done():
+		// Nobody else knows the task's id.
+		if _, err := st.tasks.cancelTask(context.WithoutCancel(ctx), s.Upstream.(TaskCaller), t); err != nil {
+			b.log.Debug("the task of a client that went away could not be cancelled", zap.String("server", s.Name), zap.String("tool", tool), zap.Error(err))
+		}
+		st.tasks.forget(t)
+		return nil, clientGone
 	case <-timer.C:
-		return &httpError{Status: http.StatusGatewayTimeout, Outcome: OutcomeTimeout, Header: http.Header{"Location": {location}},
+		return nil, &httpError{Status: http.StatusGatewayTimeout, Outcome: OutcomeTimeout, Header: http.Header{"Location": {location}},
 			RetryAfter: taskRetryAfter(st.tasks, t),
 			Detail: errorDetail{Server: s.Name, Tool: tool, Message: fmt.Sprintf(
 				"server %q: tool %q runs as a task, which did not end within %s; it goes on: poll GET %s for its result",
@@ -549,23 +573,15 @@ func (b *Bridge) writeTaskStatus(w http.ResponseWriter, s *TaskStore, t *task) {
 	writeJSON(w, status, out)
 }
 
-// writeTaskEnd writes the outcome of t, which has ended: its result, or
-// the error of a call that failed, or 409 for a task that was
-// cancelled. location is the task's.
+// writeTaskEnd writes the outcome of t, which has ended, as a call's
+// answer (see outcome). location is the task's.
 func (b *Bridge) writeTaskEnd(w http.ResponseWriter, s *TaskStore, t *task, location string) *httpError {
-	s.mu.Lock()
-	out, fail, status := t.out, t.fail, t.state.Status
-	s.mu.Unlock()
-	switch {
-	case status == upstream.TaskCancelled:
-		return &httpError{Status: http.StatusConflict, Outcome: OutcomeCanceled, Detail: errorDetail{Server: t.server.Name, Tool: t.tool.Name,
-			Message: fmt.Sprintf("the task of tool %q at %s was cancelled", t.tool.Name, location)}}
-	case fail != nil:
-		e := *fail
-		return &e
+	res, e := s.outcome(t, location)
+	if e != nil {
+		return e
 	}
 	w.Header().Set("Content-Location", location)
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, renderResult(res, t.tool))
 	return nil
 }
 
@@ -637,15 +653,15 @@ func (s *serverState) taskEndpoints(v *view, namer *openapi.Namer) []openapi.End
 	return eps
 }
 
-// taskStoreOf returns the TaskStore of server s: its own, or when its
-// Caller runs tasks, the bridge's, made on first need; nil when it runs
+// taskStoreOf returns the TaskStore of server s when its Caller runs
+// tasks: its own, or the bridge's, made on first need; nil when it runs
 // none.
 func (b *Bridge) taskStoreOf(s *ServerConfig) *TaskStore {
-	if s.Tasks != nil {
-		return s.Tasks
-	}
 	if _, ok := s.Upstream.(TaskCaller); !ok {
 		return nil
+	}
+	if s.Tasks != nil {
+		return s.Tasks
 	}
 	if b.tasks == nil {
 		b.tasks = NewTaskStore(TaskLimits{}, b.log)

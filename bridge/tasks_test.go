@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
@@ -315,5 +316,20 @@ func TestPrefersAsync(t *testing.T) {
 		if got := prefersAsync(h); got != c.want {
 			t.Errorf("%q: %v", c.values, got)
 		}
+	}
+}
+
+func TestTasks_TheMCPFaceWaitsForTheTaskOfATaskOnlyTool(t *testing.T) {
+	b := taskBridge(t, Access{}, nil)
+	c := connect(t, serveBridge(t, b).URL+"/m/mcp", "", nil)
+	res, err := callMCPTool(c, "fx_"+fixture.TaskOnlyTool, map[string]any{"ms": 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Content) != 1 || res.IsError {
+		t.Fatalf("result %+v", res)
+	}
+	if tc, ok := res.Content[0].(mcp.TextContent); !ok || tc.Text != "researched for 10 ms" {
+		t.Errorf("content %+v", res.Content[0])
 	}
 }
