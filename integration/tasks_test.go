@@ -57,8 +57,10 @@ func startResearch(t *testing.T, server, user, topic string) string {
 // expired.
 func TestTasksOfServerEverything(t *testing.T) {
 	script := everythingScript(t)
-	startCaddy(t, fmt.Sprintf(`:%d {
+	site := func(title string) string {
+		return fmt.Sprintf(`:%d {
 	mcpo /tasks {
+		title %q
 		identity {http.request.header.X-User}
 		server research {
 			command node %s stdio
@@ -70,7 +72,9 @@ func TestTasksOfServerEverything(t *testing.T) {
 		}
 	}
 }
-`, httpPort, script, script))
+`, httpPort, title, script, script)
+	}
+	startCaddy(t, site("Tasks"))
 	inputs := fixture.InputSchemas(fixture.Options{Captured: "everything"})
 	for _, server := range []string{"research", "short"} {
 		loadDoc(t, "tasks-everything-"+server, waitReady(t, "/tasks/"+server+"/openapi.json"), inputs)
@@ -141,6 +145,17 @@ func TestTasksOfServerEverything(t *testing.T) {
 		}
 		if end := pollTask(t, loc, "carol"); end.status != http.StatusOK || !strings.Contains(string(end.body), "Research Report: ferns") {
 			t.Errorf("the task after the timeout: %s", end)
+		}
+	})
+
+	t.Run("a reload that keeps the server keeps its tasks", func(t *testing.T) {
+		loc := startResearch(t, "research", "alice", "mycelium")
+		startCaddy(t, site("Tasks, reloaded"))
+		if r := pollTask(t, loc, "alice"); r.status != http.StatusOK || !strings.Contains(string(r.body), "Research Report: mycelium") {
+			t.Errorf("the task after a reload: %s", r)
+		}
+		if r := do(t, http.MethodGet, loc, "", "X-User", "bob"); r.status != http.StatusNotFound {
+			t.Errorf("bob after a reload: %s", r)
 		}
 	})
 
