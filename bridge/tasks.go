@@ -300,10 +300,27 @@ func (s *TaskStore) watch(ctx context.Context, tc TaskCaller, t *task) {
 		}
 		fails = 0
 		if !state.Status.Terminal() {
+			// A poll sees the status only once the outcome is kept.
 			s.mu.Lock()
 			t.state = *state
 			s.mu.Unlock()
+		}
+		switch state.Status {
+		case upstream.TaskWorking:
 			continue
+		case upstream.TaskInputRequired:
+			// The server asks for input in the answer to tasks/result,
+			// which the session's elicitation policy gives: ask for it,
+			// and for the result, which comes when the task ends.
+			res, err := tc.TaskResult(ctx, t.remote)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				state.Status, state.StatusMessage = upstream.TaskCompleted, ""
+			}
+			s.finish(t, state, res, err)
+			return
 		}
 		var res *upstream.CallResult
 		if state.Status != upstream.TaskCancelled {

@@ -65,6 +65,7 @@ func TestTasksOfServerEverything(t *testing.T) {
 		server research {
 			command node %s stdio
 			task_ttl 3s
+			elicitation decline
 		}
 		server short {
 			command node %s stdio
@@ -115,6 +116,20 @@ func TestTasksOfServerEverything(t *testing.T) {
 				time.Sleep(250 * time.Millisecond)
 			}
 		})
+	})
+
+	t.Run("a task that needs input gets it through tasks/result", func(t *testing.T) {
+		// An ambiguous query asks the client to choose an interpretation
+		// (input_required), which elicitation decline declines.
+		r := do(t, http.MethodPost, "/tasks/research/simulate-research-query", `{"topic":"python","ambiguous":true}`,
+			"X-User", "alice", "Prefer", "respond-async")
+		if r.status != http.StatusAccepted {
+			t.Fatalf("start: %s", r)
+		}
+		end := pollTask(t, r.header.Get("Location"), "alice")
+		if end.status != http.StatusOK || !strings.Contains(string(end.body), "User declined - using default interpretation") {
+			t.Errorf("the task's result: %s", end)
+		}
 	})
 
 	t.Run("cancelled with DELETE", func(t *testing.T) {
