@@ -160,7 +160,9 @@ func NewTaskStore(limits TaskLimits, log *zap.Logger) *TaskStore {
 // Close stops following the tasks (they run on at their servers) and
 // forgets them, and waits for the store's goroutines to end.
 func (s *TaskStore) Close() {
+	s.mu.Lock()
 	s.cancel()
+	s.mu.Unlock()
 	s.wg.Wait()
 	s.mu.Lock()
 	s.tasks, s.bytes = map[string]*task{}, 0
@@ -231,23 +233,25 @@ func callerOf(ctx context.Context) string {
 // ctx's values (the caller's identity and all) until it ends or the store
 // closes. It fails when the store is full of tasks that work.
 func (s *TaskStore) add(ctx context.Context, tc TaskCaller, t *task) error {
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	t.stop = stop
+	// Under the lock, which Close takes to end the store's context: a
+	// watcher starts before Close waits for the watchers, or not at all.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
-		s.mu.Unlock()
+		stop()
 		return errors.New("the task store is closed")
 	}
 	for len(s.tasks) >= s.limits.MaxTasks {
 		id, old := s.oldestEndedLocked()
 		if old == nil {
-			s.mu.Unlock()
+			stop()
 			return fmt.Errorf("%d tasks are under way, the limit", s.limits.MaxTasks)
 		}
 		s.dropLocked(id, old)
 	}
 	s.tasks[t.id] = t
-	s.mu.Unlock()
-	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	t.stop = stop
 	stopWith := context.AfterFunc(s.ctx, stop)
 	s.wg.Go(func() {
 		defer stopWith()
@@ -292,7 +296,7 @@ func (s *TaskStore) watch(ctx context.Context, tc TaskCaller, t *task) {
 			return
 		case err != nil && (errors.As(err, &rpc) || fails+1 >= maxTaskPollErrors):
 			// The server forgot the task (it restarted), or is gone.
-			s.finish(t, nil, nil, taskLost(t, err))
+			s.finish(t, nil, nil, taskLost(err))
 			return
 		case err != nil:
 			fails++
@@ -337,7 +341,7 @@ func (s *TaskStore) watch(ctx context.Context, tc TaskCaller, t *task) {
 }
 
 // taskLost is the outcome of a task its server no longer answers for.
-func taskLost(t *task, err error) error {
+func taskLost(err error) error {
 	// Not wrapped: the answer is 502 whatever the error was.
 	return fmt.Errorf("the server no longer answers for the task: %v", err)
 }
