@@ -14,7 +14,7 @@ import (
 
 // taskLocation is the Location of a task of server-everything's research
 // server, below the mount /tasks.
-var taskLocation = regexp.MustCompile(`^/tasks/(research|short)/tasks/[0-9a-f]{32}$`)
+var taskLocation = regexp.MustCompile(`^/tasks/(research|short|peruser)/tasks/[0-9a-f]{32}$`)
 
 // pollTask polls the task at location as user until it has ended, and
 // returns the last answer; while it works, each answer must say so.
@@ -71,9 +71,13 @@ func TestTasksOfServerEverything(t *testing.T) {
 			command node %s stdio
 			tool_timeout simulate-research-query 1s
 		}
+		server peruser {
+			command node %s stdio
+			isolation user
+		}
 	}
 }
-`, httpPort, title, script, script)
+`, httpPort, title, script, script, script)
 	}
 	startCaddy(t, site("Tasks"))
 	inputs := fixture.InputSchemas(fixture.Options{Captured: "everything"})
@@ -171,6 +175,14 @@ func TestTasksOfServerEverything(t *testing.T) {
 		}
 		if r := do(t, http.MethodGet, loc, "", "X-User", "bob"); r.status != http.StatusNotFound {
 			t.Errorf("bob after a reload: %s", r)
+		}
+	})
+
+	t.Run("a task of a per-user server runs in its caller's session", func(t *testing.T) {
+		waitReady(t, "/tasks/peruser/openapi.json")
+		loc := startResearch(t, "peruser", "dave", "kelp")
+		if r := pollTask(t, loc, "dave"); r.status != http.StatusOK || !strings.Contains(string(r.body), "Research Report: kelp") {
+			t.Errorf("the task's result: %s", r)
 		}
 	})
 
