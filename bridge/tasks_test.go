@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -331,5 +333,47 @@ func TestTasks_TheMCPFaceWaitsForTheTaskOfATaskOnlyTool(t *testing.T) {
 	}
 	if tc, ok := res.Content[0].(mcp.TextContent); !ok || tc.Text != "researched for 10 ms" {
 		t.Errorf("content %+v", res.Content[0])
+	}
+}
+
+func TestTasks_AResultOverTheStoresBytesFailsItsTask(t *testing.T) {
+	store := NewTaskStore(TaskLimits{MaxBytes: 10}, nil)
+	defer store.Close()
+	b := taskBridge(t, Access{}, func(s *ServerConfig) { s.Tasks = store })
+	rel := startTask(t, b, "", fixture.TaskOnlyTool, `{"ms":10}`)
+	if w := pollTask(t, b, "", rel); w.Code != http.StatusInsufficientStorage || !strings.Contains(w.Body.String(), "more than the proxy keeps") {
+		t.Errorf("%d %s", w.Code, w.Body)
+	}
+}
+
+// forgetfulCaller runs one task-only tool whose tasks its server forgets
+// at once, as a server that restarted does.
+type forgetfulCaller struct{ *listCaller }
+
+func (forgetfulCaller) StartTask(context.Context, string, json.RawMessage, time.Duration) (*upstream.Task, error) {
+	return &upstream.Task{ID: "remote-1", Status: upstream.TaskWorking}, nil
+}
+func (forgetfulCaller) GetTask(context.Context, string) (*upstream.Task, error) {
+	return nil, &upstream.RPCError{Code: upstream.CodeInvalidParams, Message: "task not found"}
+}
+func (forgetfulCaller) TaskResult(context.Context, string) (*upstream.CallResult, error) {
+	return nil, errors.New("not called")
+}
+func (forgetfulCaller) CancelTask(context.Context, string) (*upstream.Task, error) {
+	return nil, errors.New("not called")
+}
+
+func TestTasks_ATaskTheServerForgotFails(t *testing.T) {
+	c := forgetfulCaller{newListCaller("long")}
+	c.set.Tools[0].TaskSupport = upstream.TaskRequired
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "fx", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rel := startTask(t, b, "", "long", `{}`)
+	w := pollTask(t, b, "", rel)
+	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "the server no longer answers for the task: JSON-RPC error -32602: task not found") {
+		t.Errorf("%d %s", w.Code, w.Body)
 	}
 }
