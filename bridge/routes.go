@@ -91,6 +91,7 @@ var (
 //	/openapi.json, /docs, /docs/{file...}, /health   the mount's pages
 //	/<server>/{tool}                                 POST calls a tool
 //	/<server>/openapi.json, /<server>/docs, /<server>/docs/{file...}
+//	/<server>/tasks/{id}                             GET polls, DELETE cancels a task
 //	/<server>/oauth/authorize, /<server>/oauth/callback,
 //	/<server>/oauth/client-metadata.json             servers with Consent
 //

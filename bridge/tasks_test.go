@@ -377,3 +377,17 @@ func TestTasks_ATaskTheServerForgotFails(t *testing.T) {
 		t.Errorf("%d %s", w.Code, w.Body)
 	}
 }
+
+func TestTasks_AToolNamedTasksTakesAnotherSegment(t *testing.T) {
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "s", Upstream: newListCaller("tasks")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := b.servers["s"].current(b.log)
+	if len(v.routes) != 1 || !strings.HasPrefix(v.routes[0].segment, "tasks_") {
+		t.Fatalf("the tool named tasks is at %q", v.routes[0].segment)
+	}
+	if w := serveBody(b, nil, http.MethodPost, "/s/"+v.routes[0].segment, `{}`); w.Code != http.StatusOK {
+		t.Errorf("POST of the tool named tasks: %d %s", w.Code, w.Body)
+	}
+}
