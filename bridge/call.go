@@ -109,6 +109,9 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	var nin, nout int64
 	if in != nil {
 		nin, nout = in.n, out.n
+		if e == nil && out.status != 0 {
+			status = out.status // a task's 202
+		}
 	}
 	track.end(r.Context(), outcome, status, nin, nout)
 }

@@ -80,8 +80,6 @@ var (
 	methodsBoth = []string{http.MethodGet, http.MethodHead, http.MethodPost}
 	// methodsMCP are those of an MCP endpoint (Streamable HTTP).
 	methodsMCP = []string{http.MethodGet, http.MethodPost, http.MethodDelete}
-	// methodsTask are those of a task (tasks.go).
-	methodsTask = []string{http.MethodGet, http.MethodDelete}
 	// methodsConfirm are those of a page that a form posts back to.
 	methodsConfirm = methodsBoth
 )
@@ -142,7 +140,7 @@ func (b *Bridge) routes() *http.ServeMux {
 			at("/"+MCPSegment, mcpPage([]*serverState{st}, false, s.Name))
 		}
 		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
-		at("/"+TasksSegment+"/{id}", page{methods: methodsTask, guard: guardData, cache: "no-store", serve: b.audited("tasks", b.serveTask)})
+		at("/"+TasksSegment+"/{id}", b.taskPage())
 		b.endpointRoutes(at)
 		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})
 		at("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})

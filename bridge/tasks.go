@@ -606,6 +606,20 @@ func (b *Bridge) writeTaskEnd(w http.ResponseWriter, s *TaskStore, t *task, loca
 	return nil
 }
 
+// taskPage is the page of a server's tasks: GET polls one and DELETE
+// cancels it, with the key of calls, audited as tasks/get and
+// tasks/cancel requests.
+func (b *Bridge) taskPage() page {
+	get, cancel := b.audited("tasks/get", b.serveTask), b.audited("tasks/cancel", b.serveTask)
+	return page{methods: []string{http.MethodGet, http.MethodDelete}, guard: guardData, cache: "no-store",
+		serve: func(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {
+			if r.Method == http.MethodDelete {
+				return cancel(w, r, p, base)
+			}
+			return get(w, r, p, base)
+		}}
+}
+
 // serveTask answers GET and DELETE of a task of the page's server. base
 // is the server's.
 func (b *Bridge) serveTask(w http.ResponseWriter, r *http.Request, p *page, base string) *httpError {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,7 +12,10 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
@@ -389,5 +393,29 @@ func TestTasks_AToolNamedTasksTakesAnotherSegment(t *testing.T) {
 	}
 	if w := serveBody(b, nil, http.MethodPost, "/s/"+v.routes[0].segment, `{}`); w.Code != http.StatusOK {
 		t.Errorf("POST of the tool named tasks: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestTasks_AStartIsAnAuditedCallAndPollsAreAuditedRequests(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	b := taskBridge(t, Access{}, nil)
+	// The same server, with an audit log.
+	b, err := New(Config{Servers: []*ServerConfig{{Name: "fx", Upstream: b.servers["fx"].cfg.Upstream}}, Audit: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rel := startTask(t, b, "alice", fixture.TaskOnlyTool, `{"ms":10}`)
+	pollTask(t, b, "alice", rel)
+	taskRequest(b, "alice", http.MethodDelete, rel, "", false)
+	var got []string
+	for _, e := range logs.All() {
+		f := e.ContextMap()
+		got = append(got, fmt.Sprintf("%s %v %v %v %v", e.Message, f["tool"], f["method"], f["status"], f["user"]))
+	}
+	want := []string{"tool call research <nil> 202 alice"}
+	if len(got) < 3 || got[0] != want[0] || !strings.HasPrefix(got[1], "server request <nil> tasks/get ") ||
+		got[len(got)-1] != "server request <nil> tasks/cancel 204 alice" {
+		t.Errorf("audit lines %q", got)
 	}
 }
