@@ -296,6 +296,8 @@ func (s *TaskStore) watch(ctx context.Context, tc TaskCaller, t *task) {
 			return
 		case err != nil && (errors.As(err, &rpc) || fails+1 >= maxTaskPollErrors):
 			// The server forgot the task (it restarted), or is gone.
+			s.log.Warn("the server no longer answers for a task", zap.String("server", t.server.Name),
+				zap.String("tool", t.tool.Name), zap.String("task", t.id), zap.Error(err))
 			s.finish(t, nil, nil, taskLost(err))
 			return
 		case err != nil:
@@ -385,6 +387,8 @@ func (s *TaskStore) finish(t *task, state *upstream.Task, res *upstream.CallResu
 		s.dropLocked(id, old)
 	}
 	t.res, t.size, t.fail, t.ended = res, size, fail, time.Now()
+	s.log.Debug("task ended", zap.String("server", t.server.Name), zap.String("tool", t.tool.Name), zap.String("task", t.id),
+		zap.String("status", string(t.state.Status)), zap.Duration("took", t.ended.Sub(t.created)))
 	if _, kept := s.tasks[t.id]; kept {
 		s.bytes += size
 	}
@@ -489,7 +493,9 @@ func (b *Bridge) startTask(ctx context.Context, st *serverState, rt *route, args
 		created: time.Now(), ttl: s.TaskTTL, done: make(chan struct{}), state: *remote}
 	if err := st.tasks.add(ctx, tc, t); err != nil {
 		// Nobody could ask for it: cancel it.
-		if _, cerr := tc.CancelTask(context.WithoutCancel(startCtx), remote.ID); cerr != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskRequestTimeout)
+		defer cancel()
+		if _, cerr := tc.CancelTask(cctx, remote.ID); cerr != nil {
 			b.log.Warn("a task the proxy cannot keep could not be cancelled", zap.String("server", s.Name), zap.String("tool", tool), zap.Error(cerr))
 		}
 		return nil, "", &httpError{Status: http.StatusServiceUnavailable, Outcome: OutcomeRejected, RetryAfter: 5 * time.Second, Cause: err,
@@ -521,12 +527,13 @@ func (b *Bridge) startAsync(w http.ResponseWriter, r *http.Request, st *serverSt
 // base path as the client sees it.
 func (b *Bridge) awaitTask(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
 	s, tool := st.cfg, rt.tool.Name
+	start := time.Now()
 	t, location, e := b.startTask(ctx, st, rt, args, base)
 	if e != nil {
 		return nil, e
 	}
 	timeout := s.timeoutFor(tool)
-	timer := time.NewTimer(timeout - time.Since(t.created))
+	timer := time.NewTimer(timeout - time.Since(start))
 	defer timer.Stop()
 	select {
 	case <-t.done:
