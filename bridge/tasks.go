@@ -77,7 +77,8 @@ const (
 )
 
 // Polling of a task's state: at the interval the server suggests, within
-// these bounds, and one second when it suggests none.
+// these bounds; when it suggests none, from minTaskPoll doubling up to
+// defaultTaskPoll.
 const (
 	minTaskPoll     = 200 * time.Millisecond
 	maxTaskPoll     = 5 * time.Second
@@ -275,12 +276,15 @@ func (s *TaskStore) get(ctx context.Context, server *ServerConfig, id string) *t
 // watch follows t on its server until it ends, then keeps its outcome.
 func (s *TaskStore) watch(ctx context.Context, tc TaskCaller, t *task) {
 	fails := 0
+	// Without the server's suggestion, polls start at minTaskPoll and
+	// double up to defaultTaskPoll: a short task answers soon.
+	guess := minTaskPoll
 	for {
 		s.mu.Lock()
 		wait := t.state.PollInterval
 		s.mu.Unlock()
 		if wait <= 0 {
-			wait = defaultTaskPoll
+			wait, guess = guess, min(2*guess, defaultTaskPoll)
 		}
 		select {
 		case <-ctx.Done():
