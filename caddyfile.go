@@ -56,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		timeout <duration>
 //		tool_timeout <tool> <duration>
 //		max_timeout <duration>
+//		task_ttl <duration>
 //		start_timeout <duration>
 //		max_concurrent <calls>
 //		queue_timeout <duration>

@@ -257,6 +257,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 					max_concurrent 4
 					queue_timeout 2s
 					drain_timeout 1m
+					task_ttl 30m
 					stop_timeout 500ms
 					kill_timeout 1s
 				}
@@ -270,6 +271,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				MaxConcurrent: 4,
 				QueueTimeout:  caddy.Duration(2 * time.Second),
 				DrainTimeout:  caddy.Duration(time.Minute),
+				TaskTTL:       caddy.Duration(30 * time.Minute),
 				StopTimeout:   caddy.Duration(500 * time.Millisecond),
 				KillTimeout:   caddy.Duration(time.Second),
 			}}},
@@ -1061,6 +1063,7 @@ func TestUnmarshalCaddyfile_RejectsMissingArguments(t *testing.T) {
 		{name: "max_concurrent", line: "max_concurrent"},
 		{name: "queue_timeout", line: "queue_timeout"},
 		{name: "drain_timeout", line: "drain_timeout"},
+		{name: "task_ttl", line: "task_ttl"},
 		{name: "stop_timeout", line: "stop_timeout"},
 		{name: "kill_timeout with two arguments", line: "kill_timeout 1s 2s"},
 		{name: "tool_error_status", line: "tool_error_status"},

@@ -93,6 +93,10 @@ type ServerConfig struct {
 	// started. At least timeout. Default: timeout, so progress extends
 	// nothing.
 	MaxTimeout caddy.Duration `json:"max_timeout,omitempty"`
+	// How long the outcome of a tool run as a task (started with Prefer:
+	// respond-async, or a task-only tool's call that outlived its timeout)
+	// is kept for its caller to fetch after the task ends. Default: 10m.
+	TaskTTL caddy.Duration `json:"task_ttl,omitempty"`
 	// The most calls under way at once; further calls wait up to
 	// queue_timeout for a free slot, then get 429 with Retry-After.
 	// Default: no limit.
@@ -490,6 +494,9 @@ func (s *ServerConfig) Validate() error {
 			return fieldErr(fmt.Errorf("max_timeout %s is shorter than timeout %s: want max_timeout at least timeout",
 				time.Duration(s.MaxTimeout), timeout), "max_timeout", "timeout")
 		}
+	}
+	if s.TaskTTL < 0 {
+		return fieldErr(fmt.Errorf("task_ttl %s: want a positive duration", time.Duration(s.TaskTTL)), "task_ttl")
 	}
 	if s.QueueTimeout > 0 && s.MaxConcurrent == 0 {
 		return fieldErr(errors.New("queue_timeout needs max_concurrent: without a limit no call waits"), "queue_timeout")

@@ -109,6 +109,8 @@ var directives = []directive{
 		example: "disabled_tools convert_time", parse: list(func(p *parser) *[]string { return &p.s.DisabledTools })},
 	{name: "timeout", in: setting, syntax: "<duration>", field: "timeout",
 		example: "timeout 30s", parse: duration(func(p *parser) *caddy.Duration { return &p.s.Timeout })},
+	{name: "task_ttl", in: setting, syntax: "<duration>", field: "task_ttl",
+		example: "task_ttl 30m", parse: duration(func(p *parser) *caddy.Duration { return &p.s.TaskTTL })},
 	{name: "tool_timeout", in: setting, syntax: "<tool> <duration>", field: "tool_timeouts", repeat: true,
 		example: "tool_timeout convert_time 10s", parse: parseToolTimeout},
 	{name: "max_timeout", in: setting, syntax: "<duration>", field: "max_timeout",

@@ -3,6 +3,7 @@ package caddymcpo
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
@@ -66,4 +67,40 @@ func (l *lease) Complete(ctx context.Context, c upstream.Completion) (json.RawMe
 var (
 	_ bridge.ResourceCaller = (*lease)(nil)
 	_ bridge.ResourceCaller = (*upstream.Upstream)(nil)
+)
+
+// StartTask calls a tool of the server as a task: of a per-user server,
+// in the session of the caller ctx carries, which the task's later
+// requests (with the same caller) go to as well.
+func (l *lease) StartTask(ctx context.Context, name string, args json.RawMessage, ttl time.Duration) (*upstream.Task, error) {
+	return inSession(ctx, l, func(u *upstream.Upstream, ctx context.Context) (*upstream.Task, error) {
+		return u.StartTask(ctx, name, args, ttl)
+	})
+}
+
+// GetTask returns the state of a task of the server.
+func (l *lease) GetTask(ctx context.Context, id string) (*upstream.Task, error) {
+	return inSession(ctx, l, func(u *upstream.Upstream, ctx context.Context) (*upstream.Task, error) {
+		return u.GetTask(ctx, id)
+	})
+}
+
+// TaskResult returns the result of a task of the server that has ended.
+func (l *lease) TaskResult(ctx context.Context, id string) (*upstream.CallResult, error) {
+	return inSession(ctx, l, func(u *upstream.Upstream, ctx context.Context) (*upstream.CallResult, error) {
+		return u.TaskResult(ctx, id)
+	})
+}
+
+// CancelTask cancels a task of the server.
+func (l *lease) CancelTask(ctx context.Context, id string) (*upstream.Task, error) {
+	return inSession(ctx, l, func(u *upstream.Upstream, ctx context.Context) (*upstream.Task, error) {
+		return u.CancelTask(ctx, id)
+	})
+}
+
+// Interface guards of tasks.
+var (
+	_ bridge.TaskCaller = (*lease)(nil)
+	_ bridge.TaskCaller = (*upstream.Upstream)(nil)
 )

@@ -238,6 +238,8 @@ func (h *Handler) bridgeServer(s *ServerConfig, name string, l *lease) *bridge.S
 		MaxTimeout:       time.Duration(s.MaxTimeout),
 		MaxConcurrent:    s.MaxConcurrent,
 		QueueTimeout:     time.Duration(s.QueueTimeout),
+		TaskTTL:          time.Duration(s.TaskTTL),
+		Tasks:            l.entry.tasks,
 		Consent:          l.consent(),
 	}
 }

@@ -100,6 +100,8 @@ func TestServerValidate_RefusesWhatCannotWorkNamingTheFields(t *testing.T) {
 		{name: "negative max_timeout", server: ServerConfig{Command: "prog", MaxTimeout: caddy.Duration(-time.Second)},
 			err: "max_timeout -1s: want a positive duration", fields: []string{"max_timeout"}},
 		{name: "max_timeout as long as timeout", server: ServerConfig{Command: "prog", Timeout: caddy.Duration(time.Minute), MaxTimeout: caddy.Duration(time.Minute)}},
+		{name: "negative task TTL", server: ServerConfig{Command: "prog", TaskTTL: caddy.Duration(-time.Second)},
+			err: "task_ttl -1s: want a positive duration", fields: []string{"task_ttl"}},
 		{name: "queue without a limit", server: ServerConfig{Command: "prog", QueueTimeout: caddy.Duration(time.Second)},
 			err: "queue_timeout needs max_concurrent", fields: []string{"queue_timeout"}},
 		{name: "oauth for a stdio server", server: ServerConfig{Command: "prog", OAuth: &OAuth{}},

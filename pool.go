@@ -103,6 +103,9 @@ type entry struct {
 	users    *userSessions      // nil for a shared server
 	oauth    *oauth.Client      // nil without OAuth
 	storage  *liveStorage       // the OAuth client's storage; nil without OAuth
+	// tasks keeps the tasks of the server's tools started over REST:
+	// with the server, they outlive a reload that keeps it.
+	tasks *bridge.TaskStore
 }
 
 // newEntry builds the idle server r describes, for the configuration o.
@@ -125,6 +128,7 @@ func (p *pool) newEntry(key string, r resolved, o owner) (*entry, error) {
 			}}
 		}
 		e.users = newUserSessions(r.spec.Name, r.users, r.opts, o.log, auth, store)
+		e.tasks = bridge.NewTaskStore(bridge.TaskLimits{}, o.log.With(zap.String("server", r.spec.Name)))
 		return e, nil
 	}
 	spec := r.spec
@@ -139,6 +143,7 @@ func (p *pool) newEntry(key string, r resolved, o owner) (*entry, error) {
 		e.oauth, spec.Auth = c, c
 	}
 	e.upstream = upstream.New(spec, r.opts, o.log)
+	e.tasks = bridge.NewTaskStore(bridge.TaskLimits{}, o.log.With(zap.String("server", spec.Name)))
 	return e, nil
 }
 
@@ -235,6 +240,9 @@ func (e *entry) refresh() error {
 // the last configuration stop together rather than one after the other
 // (app.go has the process wait for them).
 func (e *entry) Destruct() error {
+	// The tasks' watchers end now; the tasks run on at the server until it
+	// stops.
+	e.tasks.Close()
 	if e.users != nil {
 		e.pool.closing.Go(e.users.close)
 		return nil

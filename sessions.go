@@ -613,7 +613,7 @@ func sameListing(a, b *upstream.ToolSet) bool {
 	return a.Server == b.Server && slices.EqualFunc(a.Tools, b.Tools, func(x, y *upstream.Tool) bool {
 		return x.Name == y.Name && x.Title == y.Title && x.Description == y.Description &&
 			string(x.InputSchema) == string(y.InputSchema) && string(x.OutputSchema) == string(y.OutputSchema) &&
-			string(x.Annotations) == string(y.Annotations)
+			string(x.Annotations) == string(y.Annotations) && x.TaskSupport == y.TaskSupport
 	})
 }
 

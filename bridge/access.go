@@ -174,8 +174,9 @@ func keyUsers(keys []string, users map[string]string) ([]string, error) {
 }
 
 // Headers a browser script may read from answers, besides the safelisted
-// ones: Mcp-Session-Id for the MCP endpoints' browser clients.
-const corsExposed = "ETag, Retry-After, WWW-Authenticate, Mcp-Session-Id"
+// ones: Mcp-Session-Id for the MCP endpoints' browser clients, Location
+// and Preference-Applied for tasks (tasks.go).
+const corsExposed = "ETag, Retry-After, WWW-Authenticate, Mcp-Session-Id, Location, Preference-Applied"
 
 // cors adds the CORS headers to the answer to r and answers a preflight
 // itself. It reports whether the request is answered.

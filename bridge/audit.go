@@ -79,7 +79,15 @@ func (c *countingBody) Read(p []byte) (int, error) {
 // countingWriter counts the bytes of an answer's body.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n      int64
+	status int // the status written; 0 before it is
+}
+
+func (c *countingWriter) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+	c.ResponseWriter.WriteHeader(status)
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {

@@ -68,6 +68,13 @@ type ServerConfig struct {
 	// documents. Completions are served while either is on, for the
 	// references of what is.
 	DisableResources, DisablePrompts bool
+	// TaskTTL is how long the outcome of a task of the server's tools
+	// (tasks.go) is kept after it ends; DefaultTaskTTL when zero.
+	TaskTTL time.Duration
+	// Tasks keeps the tasks of the server's tools started over REST; nil
+	// has the bridge keep them itself, until Close. A store that outlives
+	// the bridge keeps the tasks across a reload.
+	Tasks *TaskStore
 	// Consent, when set, serves the server's OAuth authorization at
 	// <server>/oauth/authorize, <server>/oauth/callback and
 	// <server>/oauth/client-metadata.json.
@@ -130,6 +137,9 @@ type Bridge struct {
 	servers map[string]*serverState // by name
 	mux     *http.ServeMux          // the route table; see routes
 	faces   []*mcpFace              // the MCP endpoints, for Close
+	// tasks keeps the tasks of the servers without a TaskStore of their
+	// own; nil when they all have one. Close closes it.
+	tasks *TaskStore
 
 	mu  sync.Mutex // guards all and granted
 	all *aggregate // the document covering every server, rebuilt on change
@@ -216,7 +226,11 @@ func New(cfg Config) (*Bridge, error) {
 		if s.ToolErrorStatus == 0 {
 			s.ToolErrorStatus = DefaultToolErrorStatus
 		}
+		if s.TaskTTL <= 0 {
+			s.TaskTTL = DefaultTaskTTL
+		}
 		st := newServerState(s, b.gate.scheme)
+		st.tasks = b.taskStoreOf(s)
 		st.index, st.docsBuilt = i, &b.docsBuilt
 		if b.policy != nil {
 			st.built = func(v *view) { b.policy.lint(b, st, v) }

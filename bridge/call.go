@@ -109,6 +109,9 @@ func (b *Bridge) serveCall(w http.ResponseWriter, r *http.Request, s *serverStat
 	var nin, nout int64
 	if in != nil {
 		nin, nout = in.n, out.n
+		if e == nil && out.status != 0 {
+			status = out.status // a task's 202
+		}
 	}
 	track.end(r.Context(), outcome, status, nin, nout)
 }
@@ -160,6 +163,9 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 		}
 		return e
 	}
+	if startsTask(r, rt) {
+		return b.startAsync(w, r, st, rt, body, base)
+	}
 	if prefersEvents(r.Header["Accept"]) {
 		return b.stream(w, r, st, rt, body, base, start)
 	}
@@ -210,6 +216,9 @@ func (b *Bridge) logCall(server, tool string, start time.Time, args []byte, out 
 // got none. ctx ends when the client goes away. base is the server's base
 // path as the client sees it, for the links of the answers.
 func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
+	if rt.task == upstream.TaskRequired {
+		return b.awaitTask(ctx, st, rt, args, base)
+	}
 	s, tool := st.cfg, rt.tool.Name
 	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
 	if !ok {

@@ -174,6 +174,9 @@ func (b *Bridge) Close() {
 	for _, f := range b.faces {
 		f.close()
 	}
+	if b.tasks != nil {
+		b.tasks.Close()
+	}
 }
 
 // slogOf is log as the slog.Logger mcp-go logs to.

@@ -546,6 +546,9 @@ func (b *Bridge) audited(method string, serve func(w http.ResponseWriter, r *htt
 			}
 			writeError(&c.out, e)
 		}
+		if rec.status == http.StatusOK && c.out.status != 0 {
+			rec.status = c.out.status // a task's 202 or 204
+		}
 		rec.took, rec.in, rec.out = time.Since(start), c.in.n, c.out.n
 		auditLine(r.Context(), b.audit, rec, "server request", zap.String("method", method))
 		return nil

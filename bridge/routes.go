@@ -89,6 +89,7 @@ var (
 //	/openapi.json, /docs, /docs/{file...}, /health   the mount's pages
 //	/<server>/{tool}                                 POST calls a tool
 //	/<server>/openapi.json, /<server>/docs, /<server>/docs/{file...}
+//	/<server>/tasks/{id}                             GET polls, DELETE cancels a task
 //	/<server>/oauth/authorize, /<server>/oauth/callback,
 //	/<server>/oauth/client-metadata.json             servers with Consent
 //
@@ -139,6 +140,7 @@ func (b *Bridge) routes() *http.ServeMux {
 			at("/"+MCPSegment, mcpPage([]*serverState{st}, false, s.Name))
 		}
 		at("/openapi.json", page{methods: methodsDoc, serve: b.serveServerDoc})
+		at("/"+TasksSegment+"/{id}", b.taskPage())
 		b.endpointRoutes(at)
 		at("/docs", page{methods: methodsDoc, toolMethods: methodsBoth, serve: b.serveDocs})
 		at("/docs/{file...}", page{methods: methodsDoc, serve: b.serveDocs})

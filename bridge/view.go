@@ -28,8 +28,11 @@ type route struct {
 	segment     string // path segment below the server's base
 	operationID string // in the server's own document
 	tool        *upstream.Tool
-	server      string      // the server's name, for logs
-	log         *zap.Logger // where what the schemas lose is told
+	// task is the tool's task support when it runs as a task here
+	// (tasks.go): the server runs tasks, and so does its Caller; "" else.
+	task   string
+	server string      // the server's name, for logs
+	log    *zap.Logger // where what the schemas lose is told
 
 	converted sync.Once
 	input     schema.Result
@@ -100,6 +103,9 @@ type serverState struct {
 	slots slots
 	// security is the scheme the server's document declares; nil for none.
 	security *openapi3.SecurityScheme
+	// tasks keeps the tasks of its tools (tasks.go); nil when its Caller
+	// runs none.
+	tasks *TaskStore
 
 	view atomic.Pointer[view] // the latest view
 	mu   sync.Mutex           // serializes building views
@@ -164,12 +170,16 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 	var namer openapi.Namer
 	namer.Reserve("openapi.json")
 	namer.Reserve("complete")
+	namer.Reserve(TasksSegment)
 	namer.Reserve(MCPSegment)
 	for _, t := range set.Tools {
 		if !s.exposed(t.Name) {
 			continue
 		}
 		rt := newRoute(namer.PathSegment(t.Name), namer.OperationID(t.Name), t, s.cfg.Name, log)
+		if s.tasks != nil {
+			rt.task = t.TaskSupport
+		}
 		rt.index = len(v.routes)
 		v.routes = append(v.routes, rt)
 		v.bySegment[rt.segment] = rt
@@ -180,6 +190,7 @@ func (s *serverState) build(set *upstream.ToolSet, log *zap.Logger) (*view, erro
 		}
 	}
 	v.endpoints = s.endpointsOf(set, &namer)
+	v.endpoints = append(v.endpoints, s.taskEndpoints(v, &namer)...)
 	v.title = s.cfg.Title
 	if v.title == "" {
 		v.title = s.cfg.Name
@@ -309,14 +320,19 @@ func (rt *route) operation(path, operationID, server string) openapi.Operation {
 	in, out := rt.schemas()
 	return openapi.Operation{
 		Path: path, OperationID: operationID, Server: server,
-		Tool: described(rt.tool), Input: in, Output: out,
+		Tool: described(rt.tool, rt.task), Input: in, Output: out, TaskSupport: rt.task,
 	}
 }
 
-// described is what a document says about a listed tool.
-func described(t *upstream.Tool) openapi.Tool {
+// described is what a document says about a listed tool; task is its
+// task support here.
+func described(t *upstream.Tool, task string) openapi.Tool {
+	desc := t.Description
+	if note := taskNote(task); note != "" {
+		desc = strings.TrimSpace(desc + "\n\n" + note)
+	}
 	return openapi.Tool{
-		Name: t.Name, Title: t.Title, Description: t.Description,
+		Name: t.Name, Title: t.Title, Description: desc,
 		InputSchema: t.InputSchema, OutputSchema: t.OutputSchema, Annotations: t.Annotations,
 	}
 }

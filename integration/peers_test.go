@@ -184,8 +184,12 @@ func TestServerEverythingOverEveryTransport(t *testing.T) {
 			doc := loadDoc(t, "everything-"+name, waitReady(t, "/"+name+"/openapi.json"),
 				fixture.InputSchemas(fixture.Options{Captured: "everything"}))
 			paths := toolPaths(t, doc)
-			if _, ok := paths["simulate-research-query"]; ok {
-				t.Error("a tool that needs task support is documented")
+			// A task-only tool is listed, as running as a task (tasks_test.go
+			// calls it).
+			if path, ok := paths["simulate-research-query"]; !ok {
+				t.Error("the task-only tool is not documented")
+			} else if op := doc.Paths.Find(path).Post; op.Extensions["x-mcp-task-support"] != "required" || op.Responses.Status(http.StatusAccepted) == nil {
+				t.Errorf("the task-only tool's operation: x-mcp-task-support %v, 202 %v", op.Extensions["x-mcp-task-support"], op.Responses.Status(http.StatusAccepted))
 			}
 			for _, c := range everythingCalls {
 				path, ok := paths[c.tool]

@@ -24,7 +24,20 @@ type Tool struct {
 	// Annotations holds the tool's behaviour hints (readOnlyHint and the
 	// like), nil when absent.
 	Annotations json.RawMessage
+	// TaskSupport is the tool's execution.taskSupport when the server
+	// declares task-augmented tools/call (tasks.requests.tools.call):
+	// TaskOptional or TaskRequired; "" for a tool that only runs
+	// synchronously.
+	TaskSupport string
 }
+
+// The task support a tool may have (Tool.TaskSupport).
+const (
+	// TaskOptional: the tool runs synchronously or as a task.
+	TaskOptional = "optional"
+	// TaskRequired: the tool only runs as a task.
+	TaskRequired = "required"
+)
 
 // ServerInfo is what the server says about itself.
 type ServerInfo struct {
@@ -63,8 +76,8 @@ type rawTool struct {
 }
 
 // errNeedsTasks marks a tool that can only run as a task (2025-11-25
-// tasks), which this client does not offer.
-var errNeedsTasks = errors.New("it can only run as a task (execution.taskSupport is \"required\"), which caddy-mcpo does not support yet")
+// tasks) of a session that runs none (see session.taskCalls).
+var errNeedsTasks = errors.New("it can only run as a task (execution.taskSupport is \"required\"), and the server runs no tasks on this connection (it declares no tasks.requests.tools.call, or the protocol is 2026-07-28, which has no tasks/result)")
 
 // listTools reads every page of tools/list, and returns the tools with
 // warnings about those it skipped. mcp-go's typed result only decides
@@ -96,7 +109,7 @@ func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 			}
 		}
 		for i, item := range items {
-			t, err := decodeTool(item)
+			t, err := decodeTool(item, s.taskCalls())
 			switch {
 			case errors.Is(err, errNeedsTasks):
 				warnings = append(warnings, fmt.Sprintf("tool %q skipped: %v", t.Name, err))
@@ -160,9 +173,11 @@ func (s *session) callTool(ctx context.Context, name string, args json.RawMessag
 }
 
 // decodeTool reads one raw tool. A tool without a name or with a malformed
-// schema is an error; absent schemas become nil. A tool that needs task
-// support comes back with errNeedsTasks.
-func decodeTool(b json.RawMessage) (*Tool, error) {
+// schema is an error; absent schemas become nil. tasks says whether the
+// server declares task-augmented tools/call: without it, a tool's task
+// support is ignored, and a tool that needs it comes back with
+// errNeedsTasks.
+func decodeTool(b json.RawMessage, tasks bool) (*Tool, error) {
 	var rt rawTool
 	if err := json.Unmarshal(b, &rt); err != nil {
 		return nil, err
@@ -186,8 +201,13 @@ func decodeTool(b json.RawMessage) (*Tool, error) {
 			t.Title = a.Title
 		}
 	}
-	if rt.Execution.TaskSupport == "required" {
-		return t, errNeedsTasks
+	switch rt.Execution.TaskSupport {
+	case TaskRequired, TaskOptional:
+		if tasks {
+			t.TaskSupport = rt.Execution.TaskSupport
+		} else if rt.Execution.TaskSupport == TaskRequired {
+			return t, errNeedsTasks
+		}
 	}
 	return t, nil
 }

@@ -57,6 +57,10 @@ type Operation struct {
 	// them when Input.Schema is nil.
 	Input  schema.Result
 	Output *schema.Result
+	// TaskSupport is the tool's task support, "optional" or "required",
+	// when it runs as a task: its operation then also answers 202 with a
+	// TaskStatus. "" for a tool that runs no task.
+	TaskSupport string
 }
 
 // Convert converts a tool's schemas for an Operation.
@@ -277,6 +281,7 @@ type (
 		Renames     map[string]string `json:"x-mcp-argument-names,omitempty"`
 		Wrapped     string            `json:"x-mcp-arguments-wrapped,omitempty"`
 		Server      string            `json:"x-mcp-server,omitempty"`
+		TaskSupport string            `json:"x-mcp-task-support,omitempty"`
 		ToolName    string            `json:"x-mcp-tool-name"`
 	}
 	requestBodyJSON struct {
@@ -285,8 +290,9 @@ type (
 		Required    bool        `json:"required,omitempty"`
 	}
 	responsesJSON struct {
-		OK      responseJSON `json:"200"`
-		Default responseJSON `json:"default"`
+		OK       responseJSON  `json:"200"`
+		Accepted *responseJSON `json:"202,omitempty"`
+		Default  responseJSON  `json:"default"`
 	}
 	responseJSON struct {
 		Content     contentJSON `json:"content"`
@@ -322,6 +328,9 @@ const (
 		`or error ({"status", "detail"}: the status and body the JSON answer would have had).`
 	ranDescription    = "The tool ran."
 	failedDescription = "The call failed: invalid arguments (4xx), a tool error, or an unavailable server (5xx)."
+	// startedDescription is that of the 202 of a tool that runs as a task.
+	startedDescription = "With the header Prefer: respond-async, the tool started as a task: " +
+		"its Location header is where to poll it (GET) or cancel it (DELETE)."
 )
 
 // eventsMediaType is every operation's streamed answer.
@@ -371,6 +380,19 @@ func operation(comps map[string]component, op Operation) (*operationJSON, []stri
 			Content:     contentJSON{JSON: mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + ErrorSchemaName}}},
 			Description: failedDescription,
 		},
+	}
+
+	if op.TaskSupport != "" {
+		c, err := taskStatusComponent()
+		if err != nil {
+			return nil, nil, err
+		}
+		comps[TaskStatusSchemaName] = c
+		o.TaskSupport = op.TaskSupport
+		o.Responses.Accepted = &responseJSON{
+			Content:     contentJSON{JSON: mediaTypeJSON{schemaJSON{Ref: schema.ComponentsPrefix + TaskStatusSchemaName}}},
+			Description: startedDescription,
+		}
 	}
 
 	o.Description = description(t, warnings)
@@ -460,3 +482,34 @@ func (d *Document) JSON(serverURL string) []byte {
 
 // Size is the length of the document without servers, for logs.
 func (d *Document) Size() int { return len(d.body) }
+
+// TaskStatusSchemaName is the component describing a task's status, in a
+// document with tools that run as tasks.
+const TaskStatusSchemaName = "TaskStatus"
+
+// taskStatusComponent is the TaskStatus schema, encoded once.
+var taskStatusComponent = sync.OnceValues(func() (component, error) {
+	b, titles, err := schema.Encode(taskStatusSchema())
+	return component{json: b, titles: titles}, err
+})
+
+// taskStatusSchema describes the status of a task.
+func taskStatusSchema() *openapi3.Schema {
+	described := func(s *openapi3.Schema, desc string) *openapi3.SchemaRef {
+		s.Description = desc
+		return openapi3.NewSchemaRef("", s)
+	}
+	s := openapi3.NewObjectSchema()
+	s.Description = "A task: a tool call that runs on while its caller polls it."
+	s.Properties = openapi3.Schemas{
+		"id":            described(openapi3.NewStringSchema(), "The task's id, the last segment of its Location."),
+		"tool":          described(openapi3.NewStringSchema(), "The tool the task runs."),
+		"status":        described(openapi3.NewStringSchema().WithEnum("working", "input_required", "completed", "failed", "cancelled"), "Where the task is."),
+		"statusMessage": described(openapi3.NewStringSchema(), "What the server says of the task's progress."),
+		"createdAt":     described(openapi3.NewStringSchema(), "When the task started (RFC 3339)."),
+		"lastUpdatedAt": described(openapi3.NewStringSchema(), "When the server last updated the task (ISO 8601)."),
+		"pollInterval":  described(openapi3.NewIntegerSchema(), "How often to poll, in milliseconds."),
+	}
+	s.Required = []string{"id", "tool", "status", "createdAt"}
+	return s
+}

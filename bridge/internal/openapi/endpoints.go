@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -26,18 +27,22 @@ const (
 	GetPrompt
 	// Complete is POST <base>/complete.
 	Complete
+	// GetTask is GET <base>/tasks/{id}.
+	GetTask
+	// CancelTask is DELETE <base>/tasks/{id}.
+	CancelTask
 )
 
 // EndpointName is the operationId of an endpoint in a server's own
 // document, and its part of the operationId in a document of several
 // servers.
 func (k EndpointKind) EndpointName() string {
-	return [...]string{"list_resources", "read_resource", "list_prompts", "get_prompt", "complete"}[k]
+	return [...]string{"list_resources", "read_resource", "list_prompts", "get_prompt", "complete", "get_task", "cancel_task"}[k]
 }
 
 // EndpointPath is an endpoint's path below its server's base.
 func (k EndpointKind) EndpointPath() string {
-	return [...]string{"/resources", "/resources/read", "/prompts", "/prompts/{name}", "/complete"}[k]
+	return [...]string{"/resources", "/resources/read", "/prompts", "/prompts/{name}", "/complete", "/tasks/{id}", "/tasks/{id}"}[k]
 }
 
 // Endpoint is one of a server's endpoints other than a tool, as a
@@ -102,8 +107,11 @@ func WithEndpoints(d *Document, info Info, eps []Endpoint, tagged bool) (*Docume
 			return nil, fmt.Errorf("adding endpoint %s: %w", ep.OperationID, err)
 		}
 		method := "get"
-		if ep.Kind == GetPrompt || ep.Kind == Complete {
+		switch ep.Kind {
+		case GetPrompt, Complete:
 			method = "post"
+		case CancelTask:
+			method = "delete"
 		}
 		item[method] = b
 		if paths[ep.Path], err = json.Marshal(item); err != nil {
@@ -113,6 +121,11 @@ func WithEndpoints(d *Document, info Info, eps []Endpoint, tagged bool) (*Docume
 	var err error
 	if doc["paths"], err = json.Marshal(paths); err != nil {
 		return nil, fmt.Errorf("adding endpoints: %w", err)
+	}
+	if slices.ContainsFunc(eps, func(ep Endpoint) bool { return ep.Kind == GetTask || ep.Kind == CancelTask }) {
+		if doc["components"], err = withTaskStatus(doc["components"]); err != nil {
+			return nil, fmt.Errorf("adding endpoints: %w", err)
+		}
 	}
 	if tagged {
 		if doc["tags"], err = withTags(doc["tags"], tags); err != nil {
@@ -124,6 +137,37 @@ func WithEndpoints(d *Document, info Info, eps []Endpoint, tagged bool) (*Docume
 		return nil, fmt.Errorf("adding endpoints: %w", err)
 	}
 	return &Document{Warnings: d.Warnings, body: body}, nil
+}
+
+// withTaskStatus returns the document's components (raw) with the
+// TaskStatus schema, which the task endpoints refer to, added when no
+// tool's operation added it.
+func withTaskStatus(raw json.RawMessage) (json.RawMessage, error) {
+	var comps, schemas map[string]json.RawMessage
+	if err := unmarshalPresent(raw, &comps); err != nil {
+		return nil, err
+	}
+	if comps == nil {
+		comps = map[string]json.RawMessage{}
+	}
+	if err := unmarshalPresent(comps["schemas"], &schemas); err != nil {
+		return nil, err
+	}
+	if schemas == nil {
+		schemas = map[string]json.RawMessage{}
+	}
+	if schemas[TaskStatusSchemaName] != nil {
+		return raw, nil
+	}
+	c, err := taskStatusComponent()
+	if err != nil {
+		return nil, err
+	}
+	schemas[TaskStatusSchemaName] = c.json
+	if comps["schemas"], err = json.Marshal(schemas); err != nil {
+		return nil, err
+	}
+	return json.Marshal(comps)
 }
 
 // unmarshalPresent decodes b into v unless b is absent.
@@ -256,10 +300,41 @@ func endpointOperation(ep Endpoint) *openapi3.Operation {
 			}, "ref", "argument"))}
 		ok = "The suggestions: {\"completion\": {\"values\": [...], \"total\": ..., \"hasMore\": ...}}."
 	}
+	errors := openapi3.WithName("default", openapi3.NewResponse().WithDescription(failures).WithContent(openapi3.NewContentWithJSONSchemaRef(
+		openapi3.NewSchemaRef(schema.ComponentsPrefix+ErrorSchemaName, errorSchema()))))
+	switch ep.Kind {
+	case GetTask, CancelTask:
+		status := openapi3.NewContentWithJSONSchemaRef(openapi3.NewSchemaRef(schema.ComponentsPrefix+TaskStatusSchemaName, taskStatusSchema()))
+		p := openapi3.NewPathParameter("id").WithSchema(openapi3.NewStringSchema())
+		p.Description = "The task's id: the last segment of the Location the call that started it answered with."
+		o.AddParameter(p)
+		if ep.Kind == GetTask {
+			o.Summary = "Poll a task"
+			o.Description = fmt.Sprintf("Polls a task of a tool of the MCP server %q, started with the header Prefer: respond-async "+
+				"(or a call of a task-only tool that outlived its timeout). While it works: 202 and its status, with Retry-After. "+
+				"Once it has completed: the tool's answer, as a call gets it. A task another caller started is not found.", ep.Server)
+			o.Responses = openapi3.NewResponses(
+				openapi3.WithStatus(http.StatusOK, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+					WithDescription("The task completed: " + resultDescription).
+					WithContent(openapi3.NewContentWithJSONSchema(&openapi3.Schema{Description: resultDescription}))}),
+				openapi3.WithStatus(http.StatusAccepted, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+					WithDescription("The task works: its status.").WithContent(status)}),
+				errors)
+		} else {
+			o.Summary = "Cancel a task"
+			o.Description = fmt.Sprintf("Cancels a task of a tool of the MCP server %q that works, or forgets one that has ended.", ep.Server)
+			o.Responses = openapi3.NewResponses(
+				openapi3.WithStatus(http.StatusOK, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+					WithDescription("The task was cancelled: its status.").WithContent(status)}),
+				openapi3.WithStatus(http.StatusNoContent, &openapi3.ResponseRef{Value: openapi3.NewResponse().
+					WithDescription("The task had ended: its outcome is forgotten.")}),
+				errors)
+		}
+		return o
+	}
 	o.Responses = openapi3.NewResponses(
 		openapi3.WithStatus(http.StatusOK, &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription(ok).WithContent(result)}),
-		openapi3.WithName("default", openapi3.NewResponse().WithDescription(failures).WithContent(openapi3.NewContentWithJSONSchemaRef(
-			openapi3.NewSchemaRef(schema.ComponentsPrefix+ErrorSchemaName, errorSchema())))),
+		errors,
 	)
 	return o
 }

@@ -53,6 +53,48 @@ func TestWithEndpointsAddsOperationsBesideTheTools(t *testing.T) {
 	}
 }
 
+func TestWithEndpointsAddsTheTaskOperations(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		task string // of the one tool
+	}{
+		{"beside a tool that runs as a task", "required"},
+		{"beside no tool that does (a document of granted tools)", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tool := Operation{Path: "/research", OperationID: "research", TaskSupport: c.task,
+				Tool: Tool{Name: "research", InputSchema: []byte(`{"type":"object"}`)}}
+			doc, err := Build(Info{Title: "t"}, []Operation{tool}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var eps []Endpoint
+			for _, k := range []EndpointKind{GetTask, CancelTask} {
+				eps = append(eps, Endpoint{Kind: k, Path: k.EndpointPath(), OperationID: k.EndpointName(), Server: "s"})
+			}
+			with, err := WithEndpoints(doc, Info{Title: "t"}, eps, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := loadAndValidate(t, with.JSON("/m"))
+			item := d.Paths.Find("/tasks/{id}")
+			if item == nil || item.Get == nil || item.Delete == nil || item.Get.OperationID != "get_task" || item.Delete.OperationID != "cancel_task" {
+				t.Fatalf("the task operations: %+v", item)
+			}
+			if item.Get.Responses.Status(202) == nil || item.Delete.Responses.Status(204) == nil || len(item.Get.Parameters) != 1 {
+				t.Errorf("get_task responses %v, cancel_task's %v", item.Get.Responses, item.Delete.Responses)
+			}
+			if d.Components.Schemas[TaskStatusSchemaName] == nil {
+				t.Error("no TaskStatus schema")
+			}
+			post := d.Paths.Find("/research").Post
+			if accepted := post.Responses.Status(202) != nil; accepted != (c.task != "") || (c.task != "" && post.Extensions["x-mcp-task-support"] != c.task) {
+				t.Errorf("the tool's 202 %v, x-mcp-task-support %v", accepted, post.Extensions["x-mcp-task-support"])
+			}
+		})
+	}
+}
+
 // BenchmarkWithEndpoints measures what the endpoints add to the document
 // of a server of 1,000 tools.
 func BenchmarkWithEndpoints(b *testing.B) {

@@ -169,6 +169,16 @@ func referenceOperation(comps openapi3.Schemas, op Operation) (*openapi3.Operati
 				openapi3.NewSchemaRef(schema.ComponentsPrefix+ErrorSchemaName, errorSchema())))),
 	)
 
+	if op.TaskSupport != "" {
+		comps[TaskStatusSchemaName] = openapi3.NewSchemaRef("", taskStatusSchema())
+		o.Extensions["x-mcp-task-support"] = op.TaskSupport
+		o.Responses.Set("202", &openapi3.ResponseRef{Value: openapi3.NewResponse().
+			WithDescription("With the header Prefer: respond-async, the tool started as a task: " +
+				"its Location header is where to poll it (GET) or cancel it (DELETE).").
+			WithContent(openapi3.NewContentWithJSONSchemaRef(
+				openapi3.NewSchemaRef(schema.ComponentsPrefix+TaskStatusSchemaName, taskStatusSchema())))})
+	}
+
 	o.Description = description(t, warnings)
 	return o, warnings
 }
@@ -196,6 +206,9 @@ func TestBuildMeansWhatKinOpenAPIEncodes(t *testing.T) {
 		Security: openapi3.NewJWTSecurityScheme(), SecurityName: "mcpo"}
 	docs := corpusDocuments()
 	docs = append(docs, corpusDocument{name: "generated", ops: generatedOperations(50)})
+	tasks := generatedOperations(3)
+	tasks[0].TaskSupport, tasks[1].TaskSupport = "required", "optional"
+	docs = append(docs, corpusDocument{name: "tasks", ops: tasks})
 	for _, d := range docs {
 		for _, info := range []Info{{Title: d.name}, secured} {
 			for _, pre := range []string{"converted by Build", "converted beforehand", "converted without encoding"} {
@@ -203,7 +216,7 @@ func TestBuildMeansWhatKinOpenAPIEncodes(t *testing.T) {
 					fresh := func() []Operation {
 						ops := make([]Operation, len(d.ops))
 						for i, op := range d.ops {
-							ops[i] = Operation{Path: op.Path, OperationID: op.OperationID, Server: op.Server, Tool: op.Tool}
+							ops[i] = Operation{Path: op.Path, OperationID: op.OperationID, Server: op.Server, Tool: op.Tool, TaskSupport: op.TaskSupport}
 							if pre != "converted by Build" {
 								ops[i].Input, ops[i].Output = Convert(op.Tool)
 							}
