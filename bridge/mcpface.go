@@ -3,8 +3,8 @@ package bridge
 // The MCP face: every mount is also an MCP server (Streamable HTTP, both
 // the 2025-11-25 era of sessions and the 2026-07-28 one of stateless
 // requests) at <mount>/mcp, and in a mount of several servers each server
-// is one at <mount>/<server>/mcp too. This file is the only one that
-// imports mcp-go's server package: mcp-go owns the transport (sessions,
+// is one at <mount>/<server>/mcp too. The mcpface*.go and mcpevents.go
+// files are the only ones that import mcp-go's server package: mcp-go owns the transport (sessions,
 // SSE, server/discover, subscriptions/listen, cancellation), the bridge
 // owns everything a call passes through (rules, limits, deadlines, the
 // Observer, the audit log), through the same invoke as the REST face.
@@ -80,6 +80,8 @@ type mcpFace struct {
 
 	mu    sync.Mutex // serializes setting the tools
 	tools atomic.Pointer[faceTools]
+
+	faceExtras // resources, prompts and completions
 }
 
 // faceTools is the tools registered from one combination of views.
@@ -107,16 +109,20 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 	hooks.AddOnRequestInitialization(f.refuseDown)
 	hooks.AddAfterInitialize(func(_ context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
 		res.Instructions = f.instructions()
+		f.declare(&res.Capabilities)
 	})
 	hooks.AddAfterDiscover(func(_ context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
 		res.Instructions = f.instructions()
+		f.declare(&res.Capabilities)
 	})
-	f.mcp = server.NewMCPServer(title, "caddy-mcpo",
+	opts := append([]server.ServerOption{
 		server.WithToolCapabilities(true),
 		server.WithToolFilter(f.granted),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
-	)
+	}, f.extrasOptions(hooks)...)
+	f.mcp = server.NewMCPServer(title, "caddy-mcpo", opts...)
+	f.registerExtras()
 	b.faces = append(b.faces, f)
 	return f
 }
@@ -566,7 +572,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		}
 	}
 	p.face.sync()
-	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
+	r = r.WithContext(withLists(context.WithValue(r.Context(), baseKey{}, base)))
 	p.face.handler().ServeHTTP(flusher{w}, r)
 	return nil
 }
