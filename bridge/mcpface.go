@@ -81,7 +81,9 @@ type mcpFace struct {
 	mu    sync.Mutex // serializes setting the tools
 	tools atomic.Pointer[faceTools]
 
-	faceExtras // resources, prompts and completions
+	faceExtras         // resources, prompts and completions
+	faceNotices        // the servers' notices passed on
+	unlisten    func() // ends the passing on of notices; nil before the start
 }
 
 // faceTools is the tools registered from one combination of views.
@@ -120,7 +122,8 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 		server.WithToolFilter(f.granted),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
-	}, f.extrasOptions(hooks)...)
+	}, f.noticeOptions(hooks)...)
+	opts = append(opts, f.extrasOptions(hooks)...)
 	f.mcp = server.NewMCPServer(title, "caddy-mcpo", opts...)
 	f.registerExtras()
 	b.faces = append(b.faces, f)
@@ -150,6 +153,7 @@ func (f *mcpFace) handler() *server.StreamableHTTPServer {
 		opts = append(opts, server.WithSessionIdleTTL(mcpSessionIdleTTL))
 		f.done = make(chan struct{})
 		go f.watch(f.done)
+		f.unlisten = f.listen()
 	}
 	f.http = server.NewStreamableHTTPServer(f.mcp, opts...)
 	return f.http
@@ -193,11 +197,14 @@ func slogOf(log *zap.Logger) *slog.Logger {
 func (f *mcpFace) close() {
 	f.startMu.Lock()
 	f.closed = true
-	h, done := f.http, f.done
-	f.done = nil
+	h, done, unlisten := f.http, f.done, f.unlisten
+	f.done, f.unlisten = nil, nil
 	f.startMu.Unlock()
 	if done != nil {
 		close(done)
+	}
+	if unlisten != nil {
+		unlisten()
 	}
 	if h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -12,9 +12,9 @@ package bridge
 // never show; a URI outside RFC 3986's characters, which that template
 // does not match, is registered as a resource for the read. Prompts are
 // registered by name (mcp-go looks a prompt up before calling its
-// handler), from the servers' lists. mcp-go's own list_changed
-// notifications for resources and prompts are off: registering is not a
-// change the clients should hear of.
+// handler), from the servers' lists; registering a changed set of them
+// tells the clients that the prompts changed (as does registering an odd
+// URI, for resources: such URIs are rare).
 //
 // In a face of several servers, prompts are named <server>_<prompt> as
 // tools are, and a resource's URI is mcpo://<server>/<the server's URI>:
@@ -111,8 +111,8 @@ func (f *mcpFace) extrasOptions(hooks *server.Hooks) []server.ServerOption {
 		}
 	})
 	return []server.ServerOption{
-		server.WithResourceCapabilities(false, false),
-		server.WithPromptCapabilities(false),
+		server.WithResourceCapabilities(false, f.relays),
+		server.WithPromptCapabilities(f.relays),
 		server.WithCompletions(),
 		server.WithPromptCompletionProvider(faceCompletions{f}),
 		server.WithResourceCompletionProvider(faceCompletions{f}),
@@ -147,12 +147,12 @@ func (f *mcpFace) declare(caps *mcp.ServerCapabilities) {
 			caps.Resources = &struct {
 				Subscribe   bool `json:"subscribe,omitempty"`
 				ListChanged bool `json:"listChanged,omitempty"`
-			}{}
+			}{ListChanged: f.relays}
 		}
 		if (v == nil && !st.cfg.DisablePrompts) || (v != nil && v.serves(openapi.ListPrompts)) {
 			caps.Prompts = &struct {
 				ListChanged bool `json:"listChanged,omitempty"`
-			}{}
+			}{ListChanged: f.relays}
 		}
 		if v == nil || v.serves(openapi.Complete) {
 			caps.Completions = &struct{}{}

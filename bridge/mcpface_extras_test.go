@@ -3,11 +3,14 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/yosida95/uritemplate/v3"
 	"go.uber.org/zap"
@@ -322,5 +325,104 @@ func TestMCPFaceSaysWhyAServerIsDownForItsResources(t *testing.T) {
 	}
 	if _, err := readMCP(t, cl, "x://a"); err == nil || !strings.Contains(err.Error(), `server "slowpoke" is starting`) {
 		t.Errorf("resources/read of a starting server: %v; want why", err)
+	}
+}
+
+// noticingCaller is an extrasCaller whose server sends notices when the
+// test says.
+type noticingCaller struct {
+	*extrasCaller
+	mu sync.Mutex
+	fs []func(upstream.Notice)
+}
+
+func (c *noticingCaller) Listen(f func(upstream.Notice)) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fs = append(c.fs, f)
+	return func() {}
+}
+
+func (c *noticingCaller) send(method string, params map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.fs {
+		f(upstream.Notice{Method: method, Params: params})
+	}
+}
+
+func TestMCPFacePassesOnListChangesAndLogMessages(t *testing.T) {
+	one := &noticingCaller{extrasCaller: newExtrasCaller([]string{"x://a"}, nil, "now")}
+	two := &noticingCaller{extrasCaller: newExtrasCaller([]string{"x://b"}, nil, "read")}
+	b, err := New(Config{
+		Servers: []*ServerConfig{{Name: "one", Upstream: one}, {Name: "two", Upstream: two}},
+		Access: Access{Rules: []Rule{
+			{Subjects: []string{"user:ann"}, Tools: []string{"*"}},
+			{Subjects: []string{"user:bob"}, Tools: []string{"one/now"}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	type client struct {
+		got chan string
+	}
+	connectAs := func(user string, level mcp.LoggingLevel) client {
+		cl, init := initialize(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, map[string]string{"X-User": user},
+			transport.WithContinuousListening())
+		if init.Capabilities.Logging == nil || !init.Capabilities.Resources.ListChanged || !init.Capabilities.Prompts.ListChanged {
+			t.Errorf("capabilities = %+v; want logging and listChanged", init.Capabilities)
+		}
+		c := client{make(chan string, 64)}
+		cl.OnNotification(func(n mcp.JSONRPCNotification) {
+			switch n.Method {
+			case string(mcp.MethodNotificationMessage):
+				p := n.Params.AdditionalFields
+				c.got <- fmt.Sprintf("%v %v %v", p["level"], p["logger"], p["data"])
+			case string(mcp.MethodNotificationResourcesListChanged), string(mcp.MethodNotificationPromptsListChanged):
+				c.got <- n.Method
+			}
+		})
+		if err := cl.SetLevel(context.Background(), mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: level}}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ann, bob := connectAs("ann", mcp.LoggingLevelInfo), connectAs("bob", mcp.LoggingLevelWarning)
+	time.Sleep(200 * time.Millisecond) // the GET streams open
+	one.send("notifications/message", map[string]any{"level": "debug", "data": "too fine"})
+	one.send("notifications/message", map[string]any{"level": "info", "logger": "db", "data": "one info"})
+	two.send("notifications/message", map[string]any{"level": "error", "data": map[string]any{"two": "error"}})
+	one.send("notifications/message", map[string]any{"level": "warning", "data": "one warning"})
+	two.send("notifications/resources/list_changed", nil)
+	one.send("notifications/prompts/list_changed", nil)
+	collect := func(c client, n int) []string {
+		var got []string
+		timeout := time.After(5 * time.Second)
+		for len(got) < n {
+			select {
+			case s := <-c.got:
+				got = append(got, s)
+			case <-timeout:
+				return got
+			}
+		}
+		select { // and no more
+		case s := <-c.got:
+			got = append(got, s)
+		case <-time.After(300 * time.Millisecond):
+		}
+		return got
+	}
+	wantAnn := []string{"info one/db one info", "error two map[two:error]", "warning one one warning",
+		"notifications/resources/list_changed", "notifications/prompts/list_changed"}
+	if got := collect(ann, len(wantAnn)); !slices.Equal(got, wantAnn) {
+		t.Errorf("ann got %q, want %q", got, wantAnn)
+	}
+	// bob is not granted two: none of its log messages; his level is warning.
+	wantBob := []string{"warning one one warning", "notifications/resources/list_changed", "notifications/prompts/list_changed"}
+	if got := collect(bob, len(wantBob)); !slices.Equal(got, wantBob) {
+		t.Errorf("bob got %q, want %q", got, wantBob)
 	}
 }
