@@ -4,10 +4,13 @@ package bridge
 // the 2025-11-25 era of sessions and the 2026-07-28 one of stateless
 // requests) at <mount>/mcp, and in a mount of several servers each server
 // is one at <mount>/<server>/mcp too. The mcpface*.go and mcpevents.go
-// files are the only ones that import mcp-go's server package: mcp-go owns the transport (sessions,
-// SSE, server/discover, subscriptions/listen, cancellation), the bridge
-// owns everything a call passes through (rules, limits, deadlines, the
-// Observer, the audit log), through the same invoke as the REST face.
+// files are the only ones that import mcp-go's server package: mcp-go
+// owns the transport (sessions, SSE, server/discover,
+// subscriptions/listen, cancellation), the bridge owns everything a call
+// passes through (rules, limits, deadlines, the Observer, the audit log),
+// through the same invoke as the REST face. Resources, prompts and
+// completions are in mcpface_extras.go, the servers' notices in
+// mcpface_notices.go.
 //
 // Tools are dynamic: a server lists new ones, and each caller may be
 // granted different ones. The face keeps one mcp-go MCPServer per endpoint

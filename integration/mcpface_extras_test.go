@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -274,5 +276,66 @@ func TestMCPFaceServesResourcesPromptsAndProgressToThePythonSDK(t *testing.T) {
 				t.Errorf("the Python client got %s", out)
 			}
 		})
+	}
+}
+
+func TestMCPFacePassesOnServerEverythingsLogAndListChanges(t *testing.T) {
+	script := everythingScript(t)
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /evlog {
+		command node %s stdio
+	}
+}
+`, httpPort, script))
+	waitReady(t, "/evlog/openapi.json")
+	c := mcpGoClientWith(t, "/evlog/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, []transport.StreamableHTTPCOption{transport.WithContinuousListening()})
+	logs, changed := make(chan string, 16), make(chan struct{}, 16)
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		switch n.Method {
+		case string(mcp.MethodNotificationMessage):
+			logs <- fmt.Sprint(n.Params.AdditionalFields["data"])
+		case string(mcp.MethodNotificationResourcesListChanged):
+			changed <- struct{}{}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelDebug}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the GET stream opens
+	if res, err := mcpCall(ctx, c, "toggle-simulated-logging", `{}`); err != nil || res.IsError {
+		t.Fatalf("toggle-simulated-logging = %+v, %v", res, err)
+	}
+	defer func() { _, _ = mcpCall(context.Background(), c, "toggle-simulated-logging", `{}`) }()
+	select {
+	case msg := <-logs:
+		if !strings.Contains(msg, "message") {
+			t.Errorf("log message %q", msg)
+		}
+	case <-ctx.Done():
+		t.Fatal("no log message of server-everything came")
+	}
+	res, err := mcpCall(ctx, c, "gzip-file-as-resource", `{"name":"hello.gz","data":"data:text/plain;base64,aGVsbG8=","outputType":"resourceLink"}`)
+	if err != nil || res.IsError || len(res.Content) != 1 {
+		t.Fatalf("gzip-file-as-resource = %+v, %v", res, err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no notifications/resources/list_changed came")
+	}
+	link, ok := res.Content[0].(mcp.ResourceLink)
+	if !ok {
+		t.Fatalf("gzip-file-as-resource answered %#v", res.Content[0])
+	}
+	list, err := c.ListResources(ctx, mcp.ListResourcesRequest{})
+	if err != nil || !slices.ContainsFunc(list.Resources, func(r mcp.Resource) bool { return r.URI == link.URI }) {
+		t.Errorf("the new resource %s is not listed: %+v, %v", link.URI, list, err)
+	}
+	read := mcp.ReadResourceRequest{}
+	read.Params.URI = link.URI
+	if got, err := c.ReadResource(ctx, read); err != nil || len(got.Contents) != 1 {
+		t.Errorf("read %s = %+v, %v", link.URI, got, err)
 	}
 }
