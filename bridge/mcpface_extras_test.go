@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -181,17 +182,7 @@ func TestMCPFaceServesResourcesPromptsAndCompletionsOfOneServer(t *testing.T) {
 func TestMCPFaceNamespacesResourcesAndPromptsOfSeveralServers(t *testing.T) {
 	odd := []string{"x://a", "demo://r/1?q=a&b=c#frag", "file:///dir/with%2Fslash", "urn:isbn:0451450523", "weird thing é", "mcpo://nested/x://y", ""}
 	one, two := newExtrasCaller(odd, []string{"x://t/{id}{?q}"}, "now"), newExtrasCaller([]string{"x://a"}, nil, "read")
-	b, err := New(Config{
-		Servers: []*ServerConfig{{Name: "one", Upstream: one}, {Name: "two.b", Upstream: two}},
-		Access: Access{Rules: []Rule{
-			{Subjects: []string{"user:ann"}, Tools: []string{"*"}},
-			{Subjects: []string{"user:bob"}, Tools: []string{"one/now"}},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serveBridge(t, b)
+	srv := serveAnnAndBob(t, one, "two.b", two)
 	ctx := context.Background()
 	ann := connect(t, srv.URL+"/m/mcp", "", map[string]string{"X-User": "ann"})
 	lr, err := ann.ListResources(ctx, mcp.ListResourcesRequest{})
@@ -287,6 +278,23 @@ func TestMCPFaceNamespacesResourcesAndPromptsOfSeveralServers(t *testing.T) {
 	}
 }
 
+// serveAnnAndBob serves a mount of servers one and two (named so), ann
+// granted every tool and bob only one's "now".
+func serveAnnAndBob(t *testing.T, one Caller, name string, two Caller) *httptest.Server {
+	t.Helper()
+	b, err := New(Config{
+		Servers: []*ServerConfig{{Name: "one", Upstream: one}, {Name: name, Upstream: two}},
+		Access: Access{Rules: []Rule{
+			{Subjects: []string{"user:ann"}, Tools: []string{"*"}},
+			{Subjects: []string{"user:bob"}, Tools: []string{"one/now"}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveBridge(t, b)
+}
+
 func mustString(v any) string { return string(mustJSON(v)) }
 
 func TestMCPFaceLeavesOutWhatIsTurnedOff(t *testing.T) {
@@ -354,17 +362,7 @@ func (c *noticingCaller) send(method string, params map[string]any) {
 func TestMCPFacePassesOnListChangesAndLogMessages(t *testing.T) {
 	one := &noticingCaller{extrasCaller: newExtrasCaller([]string{"x://a"}, nil, "now")}
 	two := &noticingCaller{extrasCaller: newExtrasCaller([]string{"x://b"}, nil, "read")}
-	b, err := New(Config{
-		Servers: []*ServerConfig{{Name: "one", Upstream: one}, {Name: "two", Upstream: two}},
-		Access: Access{Rules: []Rule{
-			{Subjects: []string{"user:ann"}, Tools: []string{"*"}},
-			{Subjects: []string{"user:bob"}, Tools: []string{"one/now"}},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serveBridge(t, b)
+	srv := serveAnnAndBob(t, one, "two", two)
 	type client struct {
 		got chan string
 	}

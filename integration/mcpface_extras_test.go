@@ -218,6 +218,33 @@ func TestMCPFaceServesResourcesPromptsAndProgressToTheOfficialGoSDK(t *testing.T
 	}
 }
 
+// pythonSDK is the Python of the test peers, skipping the test when it
+// lacks the mcp SDK.
+func pythonSDK(t *testing.T) string {
+	t.Helper()
+	peersDir := peers(t)
+	python := filepath.Join(peersDir, "venv", "bin", "python")
+	if err := exec.Command(python, "-c", "import mcp.client.streamable_http").Run(); err != nil {
+		t.Skipf("the Python mcp SDK is not installed in %s (make peers installs it): %v", peersDir, err)
+	}
+	return python
+}
+
+// runPython runs script with args and returns what it printed.
+func runPython(t *testing.T, python, script string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, append([]string{"-c", script}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the Python client: %v: %s", err, stderr.Bytes())
+	}
+	return out
+}
+
 // pythonMCPExtras lists and reads resources, gets a prompt and calls a
 // tool with progress with the Python SDK's client over Streamable HTTP,
 // pinned to the mode in argv[2], and prints what it got as JSON.
@@ -245,23 +272,11 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 `
 
 func TestMCPFaceServesResourcesPromptsAndProgressToThePythonSDK(t *testing.T) {
-	peersDir := peers(t)
-	python := filepath.Join(peersDir, "venv", "bin", "python")
-	if err := exec.Command(python, "-c", "import mcp.client.streamable_http").Run(); err != nil {
-		t.Skipf("the Python mcp SDK is not installed in %s (make peers installs it): %v", peersDir, err)
-	}
+	python := pythonSDK(t)
 	startExtras(t)
 	for _, mode := range []string{"legacy", "2026-07-28"} {
 		t.Run(mode, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, python, "-c", pythonMCPExtras, base+"/ext/mcp", mode)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("the Python client: %v: %s", err, stderr.Bytes())
-			}
+			out := runPython(t, python, pythonMCPExtras, base+"/ext/mcp", mode)
 			var got struct {
 				Resources []string
 				Read      string
