@@ -84,9 +84,10 @@ type mcpFace struct {
 	mu    sync.Mutex // serializes setting the tools
 	tools atomic.Pointer[faceTools]
 
-	faceExtras         // resources, prompts and completions
-	faceNotices        // the servers' notices passed on
-	unlisten    func() // ends the passing on of notices; nil before the start
+	faceExtras               // resources, prompts and completions
+	faceNotices              // the servers' notices passed on
+	faceSubscriptions        // the sessions' resource subscriptions
+	unlisten          func() // ends the passing on of notices; nil before the start
 }
 
 // faceTools is the tools registered from one combination of views.
@@ -126,6 +127,7 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	}, f.noticeOptions(hooks)...)
+	f.initSubscriptions(hooks)
 	opts = append(opts, f.extrasOptions(hooks)...)
 	f.mcp = server.NewMCPServer(title, "caddy-mcpo", opts...)
 	f.registerExtras()
@@ -174,6 +176,9 @@ func (f *mcpFace) watch(done <-chan struct{}) {
 			return
 		case <-t.C:
 			f.sync()
+			ctx, cancel := context.WithTimeout(context.Background(), watchInterval*5)
+			f.resubscribe(ctx)
+			cancel()
 		}
 	}
 }

@@ -111,7 +111,7 @@ func (f *mcpFace) extrasOptions(hooks *server.Hooks) []server.ServerOption {
 		}
 	})
 	return []server.ServerOption{
-		server.WithResourceCapabilities(false, f.relays),
+		server.WithResourceCapabilities(f.subscribes, f.relays),
 		server.WithPromptCapabilities(f.relays),
 		server.WithCompletions(),
 		server.WithPromptCompletionProvider(faceCompletions{f}),
@@ -144,10 +144,13 @@ func (f *mcpFace) declare(caps *mcp.ServerCapabilities) {
 		}
 		v, _ := st.current(f.b.log)
 		if (v == nil && !st.cfg.DisableResources) || (v != nil && v.serves(openapi.ListResources)) {
-			caps.Resources = &struct {
-				Subscribe   bool `json:"subscribe,omitempty"`
-				ListChanged bool `json:"listChanged,omitempty"`
-			}{ListChanged: f.relays}
+			if caps.Resources == nil {
+				caps.Resources = &struct {
+					Subscribe   bool `json:"subscribe,omitempty"`
+					ListChanged bool `json:"listChanged,omitempty"`
+				}{ListChanged: f.relays}
+			}
+			caps.Resources.Subscribe = caps.Resources.Subscribe || (subscribable(st) && (v == nil || v.set.Server.Subscribe))
 		}
 		if (v == nil && !st.cfg.DisablePrompts) || (v != nil && v.serves(openapi.ListPrompts)) {
 			caps.Prompts = &struct {
@@ -229,6 +232,8 @@ func (f *mcpFace) gather(ctx context.Context, _ any, message any) error {
 				return f.gatherPrompts(ctx, nil)
 			}
 		}
+	case mcp.MethodResourcesSubscribe, mcp.MethodResourcesUnsubscribe:
+		return f.subscribe(ctx, mcp.MCPMethod(m.Method), m.Params.URI)
 	case mcp.MethodResourcesRead:
 		if !anyURI.URITemplate.Regexp().MatchString(m.Params.URI) {
 			f.registerOdd(m.Params.URI)

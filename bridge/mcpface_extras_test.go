@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/yosida95/uritemplate/v3"
@@ -422,5 +423,115 @@ func TestMCPFacePassesOnListChangesAndLogMessages(t *testing.T) {
 	wantBob := []string{"warning one one warning", "notifications/resources/list_changed", "notifications/prompts/list_changed"}
 	if got := collect(bob, len(wantBob)); !slices.Equal(got, wantBob) {
 		t.Errorf("bob got %q, want %q", got, wantBob)
+	}
+}
+
+// subscribingCaller is a noticingCaller whose resources can be subscribed
+// to, recording the subscriptions.
+type subscribingCaller struct {
+	*noticingCaller
+	smu  sync.Mutex
+	subs []string
+}
+
+func newSubscribingCaller(uris []string, tools ...string) *subscribingCaller {
+	c := &subscribingCaller{noticingCaller: &noticingCaller{extrasCaller: newExtrasCaller(uris, nil, tools...)}}
+	c.set.Server.Subscribe = true
+	return c
+}
+
+func (c *subscribingCaller) SubscribeResource(_ context.Context, uri string) error {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	c.subs = append(c.subs, "+"+uri)
+	return nil
+}
+
+func (c *subscribingCaller) UnsubscribeResource(_ context.Context, uri string) error {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	c.subs = append(c.subs, "-"+uri)
+	return nil
+}
+
+func (c *subscribingCaller) subscriptions() []string {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return slices.Clone(c.subs)
+}
+
+func TestMCPFacePassesOnSubscriptionsAndUpdates(t *testing.T) {
+	one, two := newSubscribingCaller([]string{"x://a"}, "now"), newSubscribingCaller([]string{"x://b"}, "read")
+	srv := serveAnnAndBob(t, one, "two", two)
+	ctx := context.Background()
+	type client struct {
+		*mcpclient.Client
+		updates chan string
+	}
+	connectAs := func(user string) client {
+		cl, init := initialize(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, map[string]string{"X-User": user},
+			transport.WithContinuousListening())
+		if init.Capabilities.Resources == nil || !init.Capabilities.Resources.Subscribe {
+			t.Errorf("capabilities = %+v; want resources that can be subscribed to", init.Capabilities)
+		}
+		c := client{cl, make(chan string, 16)}
+		cl.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method == string(mcp.MethodNotificationResourceUpdated) {
+				c.updates <- fmt.Sprint(n.Params.AdditionalFields["uri"])
+			}
+		})
+		return c
+	}
+	subscribe := func(c client, uri string) error {
+		return c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: uri}})
+	}
+	unsubscribe := func(c client, uri string) error {
+		return c.Unsubscribe(ctx, mcp.UnsubscribeRequest{Params: mcp.UnsubscribeParams{URI: uri}})
+	}
+	ann, bob := connectAs("ann"), connectAs("bob")
+	for _, c := range []client{ann, bob} {
+		if err := subscribe(c, "mcpo://one/x://a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := subscribe(bob, "mcpo://two/x://b"); err == nil || !strings.Contains(err.Error(), "not granted") {
+		t.Errorf("bob's subscription to two's resource: %v", err)
+	}
+	if got := one.subscriptions(); !slices.Equal(got, []string{"+x://a"}) {
+		t.Errorf("one was asked %v; want one subscription for both sessions", got)
+	}
+	time.Sleep(200 * time.Millisecond) // the GET streams open
+	two.send("notifications/resources/updated", map[string]any{"uri": "x://b"})
+	one.send("notifications/resources/updated", map[string]any{"uri": "x://a"})
+	for name, c := range map[string]client{"ann": ann, "bob": bob} {
+		select {
+		case got := <-c.updates:
+			if got != "mcpo://one/x://a" {
+				t.Errorf("%s was told of %s", name, got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s was not told of the update", name)
+		}
+	}
+	if err := unsubscribe(ann, "mcpo://one/x://a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := one.subscriptions(); !slices.Equal(got, []string{"+x://a"}) {
+		t.Errorf("one was asked %v; bob still follows x://a", got)
+	}
+	if err := subscribe(ann, "mcpo://one/x://c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unsubscribe(bob, "mcpo://one/x://a"); err != nil {
+		t.Fatal(err)
+	}
+	_ = ann.Close() // ends the session: nobody follows x://c
+	deadline := time.Now().Add(5 * time.Second)
+	want := []string{"+x://a", "+x://c", "-x://a", "-x://c"}
+	for !slices.Equal(one.subscriptions(), want) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := one.subscriptions(); !slices.Equal(got, want) {
+		t.Errorf("one was asked %v, want %v", got, want)
 	}
 }

@@ -99,6 +99,8 @@ func (f *mcpFace) notice(st *serverState, n upstream.Notice) {
 		}
 	case string(mcp.MethodNotificationMessage):
 		f.relayLog(st, v, n.Params)
+	case string(mcp.MethodNotificationResourceUpdated):
+		f.relayUpdated(st, n.Params)
 	}
 }
 
