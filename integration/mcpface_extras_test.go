@@ -294,7 +294,7 @@ func TestMCPFaceServesResourcesPromptsAndProgressToThePythonSDK(t *testing.T) {
 	}
 }
 
-func TestMCPFacePassesOnServerEverythingsLogAndListChanges(t *testing.T) {
+func TestMCPFacePassesOnServerEverythingsLogListChangesAndUpdates(t *testing.T) {
 	script := everythingScript(t)
 	startCaddy(t, fmt.Sprintf(`:%d {
 	mcpo /evlog {
@@ -304,13 +304,15 @@ func TestMCPFacePassesOnServerEverythingsLogAndListChanges(t *testing.T) {
 `, httpPort, script))
 	waitReady(t, "/evlog/openapi.json")
 	c := mcpGoClientWith(t, "/evlog/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, []transport.StreamableHTTPCOption{transport.WithContinuousListening()})
-	logs, changed := make(chan string, 16), make(chan struct{}, 16)
+	logs, changed, updated := make(chan string, 16), make(chan struct{}, 16), make(chan string, 16)
 	c.OnNotification(func(n mcp.JSONRPCNotification) {
 		switch n.Method {
 		case string(mcp.MethodNotificationMessage):
 			logs <- fmt.Sprint(n.Params.AdditionalFields["data"])
 		case string(mcp.MethodNotificationResourcesListChanged):
 			changed <- struct{}{}
+		case string(mcp.MethodNotificationResourceUpdated):
+			updated <- fmt.Sprint(n.Params.AdditionalFields["uri"])
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
@@ -352,5 +354,27 @@ func TestMCPFacePassesOnServerEverythingsLogAndListChanges(t *testing.T) {
 	read.Params.URI = link.URI
 	if got, err := c.ReadResource(ctx, read); err != nil || len(got.Contents) != 1 {
 		t.Errorf("read %s = %+v, %v", link.URI, got, err)
+	}
+
+	// A subscription: server-everything tells of updates of the resources
+	// subscribed to once toggle-subscriber-updates is called.
+	const followed = "demo://resource/static/document/architecture.md"
+	if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: followed}}); err != nil {
+		t.Fatalf("resources/subscribe: %v", err)
+	}
+	if res, err := mcpCall(ctx, c, "toggle-subscriber-updates", `{}`); err != nil || res.IsError {
+		t.Fatalf("toggle-subscriber-updates = %+v, %v", res, err)
+	}
+	defer func() { _, _ = mcpCall(context.Background(), c, "toggle-subscriber-updates", `{}`) }()
+	select {
+	case uri := <-updated:
+		if uri != followed {
+			t.Errorf("told of an update of %s, want %s", uri, followed)
+		}
+	case <-ctx.Done():
+		t.Fatal("no notifications/resources/updated came")
+	}
+	if err := c.Unsubscribe(ctx, mcp.UnsubscribeRequest{Params: mcp.UnsubscribeParams{URI: followed}}); err != nil {
+		t.Errorf("resources/unsubscribe: %v", err)
 	}
 }
