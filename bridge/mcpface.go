@@ -120,6 +120,11 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 	hooks.AddAfterDiscover(func(_ context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
 		res.Instructions = f.instructions()
 		f.declare(&res.Capabilities)
+		if res.Capabilities.Resources != nil {
+			// subscriptions/listen's resource subscriptions are not
+			// passed on (mcp-go's sessions of that era keep none).
+			res.Capabilities.Resources.Subscribe = false
+		}
 	})
 	opts := append([]server.ServerOption{
 		server.WithToolCapabilities(true),
