@@ -157,7 +157,7 @@ func (f *mcpFace) declare(caps *mcp.ServerCapabilities) {
 				ListChanged bool `json:"listChanged,omitempty"`
 			}{ListChanged: f.relays}
 		}
-		if v == nil || v.serves(openapi.Complete) {
+		if (v == nil && !(st.cfg.DisableResources && st.cfg.DisablePrompts)) || (v != nil && v.serves(openapi.Complete)) {
 			caps.Completions = &struct{}{}
 		}
 	}

@@ -535,3 +535,24 @@ func TestMCPFacePassesOnSubscriptionsAndUpdates(t *testing.T) {
 		t.Errorf("one was asked %v, want %v", got, want)
 	}
 }
+
+func TestMCPFaceGivesTheAuthorizeLinkForAResourceOfAServerThatNeedsIt(t *testing.T) {
+	remote := newExtrasCaller([]string{"x://a"}, nil)
+	remote.state, remote.set = upstream.StateNeedsAuth, nil
+	b, err := New(Config{Servers: []*ServerConfig{
+		{Name: "remote", Upstream: remote, Consent: &recordingConsent{}},
+		{Name: "local", Upstream: newExtrasCaller([]string{"x://b"}, nil, "now")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := connect(t, serveBridge(t, b).URL+"/m/mcp", "", nil)
+	list, err := cl.ListResources(context.Background(), mcp.ListResourcesRequest{})
+	if err != nil || len(list.Resources) != 1 || list.Resources[0].URI != "mcpo://local/x://b" {
+		t.Errorf("resources = %+v, %v; want those of the server that is ready", list, err)
+	}
+	if _, err := readMCP(t, cl, "mcpo://remote/x://a"); err == nil || !strings.Contains(err.Error(), `server "remote" needs authorization`) ||
+		!strings.Contains(err.Error(), "/m/remote/oauth/authorize") {
+		t.Errorf("a read of a server that needs authorization: %v; want the link", err)
+	}
+}
