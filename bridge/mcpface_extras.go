@@ -23,6 +23,7 @@ package bridge
 // and any URI (query, fragment and all) maps back by cutting the prefix.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,7 +171,7 @@ func (f *mcpFace) declare(caps *mcp.ServerCapabilities) {
 func (f *mcpFace) gather(ctx context.Context, _ any, message any) error {
 	raw, ok := message.(json.RawMessage)
 	l := listsOf(ctx)
-	if !ok || l == nil {
+	if !ok || l == nil || !mayGather(raw) {
 		return nil
 	}
 	var m struct {
@@ -240,6 +241,20 @@ func (f *mcpFace) gather(ctx context.Context, _ any, message any) error {
 		}
 	}
 	return nil
+}
+
+// gatheredMethods are the prefixes of the methods gather looks at.
+var gatheredMethods = [][]byte{[]byte(`"resources/`), []byte(`"prompts/`), []byte(`"completion/`)}
+
+// mayGather reports whether a message may be of a method gather looks at,
+// without parsing it (a tools/call's arguments may be large).
+func mayGather(raw []byte) bool {
+	for _, m := range gatheredMethods {
+		if bytes.Contains(raw, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // registerOdd registers uri, which anyURI does not match, as a resource
