@@ -381,6 +381,9 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
 	}
+	if fn := f.elicitationOf(ctx); fn != nil {
+		ctx = upstream.WithElicitation(ctx, fn)
+	}
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")

@@ -556,3 +556,76 @@ func TestMCPFaceGivesTheAuthorizeLinkForAResourceOfAServerThatNeedsIt(t *testing
 		t.Errorf("a read of a server that needs authorization: %v; want the link", err)
 	}
 }
+
+// elicitingCaller asks, for its tool "ask", the call's own client when
+// there is one, as an Upstream does with an elicitation it ties to the
+// call; "no one to ask" otherwise.
+type elicitingCaller struct{ *faceCaller }
+
+func (c elicitingCaller) CallTool(ctx context.Context, tool string, args json.RawMessage) (*upstream.CallResult, error) {
+	fn := upstream.ElicitationFrom(ctx)
+	if fn == nil {
+		return &upstream.CallResult{Content: []upstream.Content{text("no one to ask")}}, nil
+	}
+	ans, err := fn(ctx, upstream.Elicitation{Server: "s", Mode: "form", Message: "Which color?",
+		RequestedSchema: json.RawMessage(`{"type":"object","properties":{"color":{"type":"string"}},"required":["color"]}`)})
+	if err != nil {
+		return nil, err
+	}
+	return &upstream.CallResult{Content: []upstream.Content{text(fmt.Sprintf("%s %v", ans.Action, ans.Content))}}, nil
+}
+
+// colorPicker answers every elicitation with the color red.
+type colorPicker struct{ asked []string }
+
+func (p *colorPicker) Elicit(_ context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	p.asked = append(p.asked, req.Params.Message)
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept,
+		Content: map[string]any{"color": "red"}}}, nil
+}
+
+func TestMCPFacePassesAnElicitationOnToTheClientThatCalled(t *testing.T) {
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: elicitingCaller{newFaceCaller("ask")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveBridge(t, b).URL + "/m/mcp"
+	cases := []struct {
+		name, protocol string
+		picker         *colorPicker
+		want           string
+	}{
+		{"a client that declares elicitation", mcp.LATEST_LEGACY_PROTOCOL_VERSION, &colorPicker{}, "accept map[color:red]"},
+		{"a client that does not", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, "no one to ask"},
+		{"2026-07-28", mcp.LATEST_PROTOCOL_VERSION, &colorPicker{}, "no one to ask"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := transport.NewStreamableHTTP(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(tc.protocol)}
+			if tc.picker != nil {
+				opts = append(opts, mcpclient.WithElicitationHandler(tc.picker))
+			}
+			cl := mcpclient.NewClient(tr, opts...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := cl.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			if _, err := cl.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := callMCPTool(cl, "ask", nil)
+			if err != nil || len(res.Content) != 1 || res.Content[0].(mcp.TextContent).Text != tc.want {
+				t.Fatalf("ask = %+v, %v; want %q", res, err, tc.want)
+			}
+			if tc.want != "no one to ask" && !slices.Equal(tc.picker.asked, []string{"Which color?"}) {
+				t.Errorf("the client was asked %q", tc.picker.asked)
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -13,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
@@ -376,5 +380,68 @@ func TestMCPFacePassesOnServerEverythingsLogListChangesAndUpdates(t *testing.T) 
 	}
 	if err := c.Unsubscribe(ctx, mcp.UnsubscribeRequest{Params: mcp.UnsubscribeParams{URI: followed}}); err != nil {
 		t.Errorf("resources/unsubscribe: %v", err)
+	}
+}
+
+// colorPicker answers every elicitation with the color red.
+type colorPicker struct{}
+
+func (colorPicker) Elicit(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept,
+		Content: map[string]any{"color": "red"}}}, nil
+}
+
+func TestMCPFacePassesTheFixturesElicitationOnToTheClientThatCalled(t *testing.T) {
+	fxMCP := server.NewStreamableHTTPServer(fixture.New(fixture.Options{Resources: true}), server.WithDisableLocalhostProtection(true))
+	fx := httptest.NewServer(fxMCP)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = fxMCP.Shutdown(ctx) // ends the sessions Caddy still holds
+		fx.CloseClientConnections()
+		fx.Close()
+	})
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /asks {
+		server http {
+			url %s/mcp
+			protocol legacy
+			elicitation decline
+		}
+		server stdio {
+			%s
+			elicitation decline
+		}
+	}
+}
+`, httpPort, fx.URL, testFixture(t, fixture.Options{Resources: true})))
+	waitReady(t, "/asks/http/openapi.json")
+	waitReady(t, "/asks/stdio/openapi.json")
+	tr, err := transport.NewStreamableHTTP(base + "/asks/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mcpclient.NewClient(tr, mcpclient.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION), mcpclient.WithElicitationHandler(colorPicker{}))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for tool, want := range map[string]string{
+		"http_ask": "accept map[color:red]", // in the call's answer: the client is asked
+		// A legacy stdio server's request comes on its own: the policy answers.
+		"stdio_ask": "decline",
+	} {
+		res, err := mcpCall(ctx, c, tool, `{}`)
+		if err != nil || firstText(res) != want {
+			t.Errorf("%s = %+v, %v; want %q", tool, res, err, want)
+		}
+	}
+	if r := do(t, http.MethodPost, "/asks/http/ask", `{}`); r.status != 200 || !strings.Contains(string(r.body), `"decline"`) {
+		t.Errorf("the HTTP API's call: %s, want the policy's decline", r)
 	}
 }
