@@ -3,11 +3,14 @@ package bridge
 // The MCP face: every mount is also an MCP server (Streamable HTTP, both
 // the 2025-11-25 era of sessions and the 2026-07-28 one of stateless
 // requests) at <mount>/mcp, and in a mount of several servers each server
-// is one at <mount>/<server>/mcp too. This file is the only one that
-// imports mcp-go's server package: mcp-go owns the transport (sessions,
-// SSE, server/discover, subscriptions/listen, cancellation), the bridge
-// owns everything a call passes through (rules, limits, deadlines, the
-// Observer, the audit log), through the same invoke as the REST face.
+// is one at <mount>/<server>/mcp too. The mcpface*.go and mcpevents.go
+// files are the only ones that import mcp-go's server package: mcp-go
+// owns the transport (sessions, SSE, server/discover,
+// subscriptions/listen, cancellation), the bridge owns everything a call
+// passes through (rules, limits, deadlines, the Observer, the audit log),
+// through the same invoke as the REST face. Resources, prompts and
+// completions are in mcpface_extras.go, the servers' notices in
+// mcpface_notices.go.
 //
 // Tools are dynamic: a server lists new ones, and each caller may be
 // granted different ones. The face keeps one mcp-go MCPServer per endpoint
@@ -80,6 +83,11 @@ type mcpFace struct {
 
 	mu    sync.Mutex // serializes setting the tools
 	tools atomic.Pointer[faceTools]
+
+	faceExtras               // resources, prompts and completions
+	faceNotices              // the servers' notices passed on
+	faceSubscriptions        // the sessions' resource subscriptions
+	unlisten          func() // ends the passing on of notices; nil before the start
 }
 
 // faceTools is the tools registered from one combination of views.
@@ -107,16 +115,27 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 	hooks.AddOnRequestInitialization(f.refuseDown)
 	hooks.AddAfterInitialize(func(_ context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
 		res.Instructions = f.instructions()
+		f.declare(&res.Capabilities)
 	})
 	hooks.AddAfterDiscover(func(_ context.Context, _ any, _ *mcp.DiscoverRequest, res *mcp.DiscoverResult) {
 		res.Instructions = f.instructions()
+		f.declare(&res.Capabilities)
+		if res.Capabilities.Resources != nil {
+			// subscriptions/listen's resource subscriptions are not
+			// passed on (mcp-go's sessions of that era keep none).
+			res.Capabilities.Resources.Subscribe = false
+		}
 	})
-	f.mcp = server.NewMCPServer(title, "caddy-mcpo",
+	opts := append([]server.ServerOption{
 		server.WithToolCapabilities(true),
 		server.WithToolFilter(f.granted),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
-	)
+	}, f.noticeOptions(hooks)...)
+	f.initSubscriptions(hooks)
+	opts = append(opts, f.extrasOptions(hooks)...)
+	f.mcp = server.NewMCPServer(title, "caddy-mcpo", opts...)
+	f.registerExtras()
 	b.faces = append(b.faces, f)
 	return f
 }
@@ -144,6 +163,7 @@ func (f *mcpFace) handler() *server.StreamableHTTPServer {
 		opts = append(opts, server.WithSessionIdleTTL(mcpSessionIdleTTL))
 		f.done = make(chan struct{})
 		go f.watch(f.done)
+		f.unlisten = f.listen()
 	}
 	f.http = server.NewStreamableHTTPServer(f.mcp, opts...)
 	return f.http
@@ -161,6 +181,9 @@ func (f *mcpFace) watch(done <-chan struct{}) {
 			return
 		case <-t.C:
 			f.sync()
+			ctx, cancel := context.WithTimeout(context.Background(), watchInterval*5)
+			f.resubscribe(ctx)
+			cancel()
 		}
 	}
 }
@@ -190,11 +213,14 @@ func slogOf(log *zap.Logger) *slog.Logger {
 func (f *mcpFace) close() {
 	f.startMu.Lock()
 	f.closed = true
-	h, done := f.http, f.done
-	f.done = nil
+	h, done, unlisten := f.http, f.done, f.unlisten
+	f.done, f.unlisten = nil, nil
 	f.startMu.Unlock()
 	if done != nil {
 		close(done)
+	}
+	if unlisten != nil {
+		unlisten()
 	}
 	if h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -357,6 +383,9 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
+	}
+	if fn := f.elicitationOf(ctx); fn != nil {
+		ctx = upstream.WithElicitation(ctx, fn)
 	}
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
@@ -569,7 +598,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		}
 	}
 	p.face.sync()
-	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
+	r = r.WithContext(withLists(context.WithValue(r.Context(), baseKey{}, base)))
 	p.face.handler().ServeHTTP(flusher{w}, r)
 	return nil
 }

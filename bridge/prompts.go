@@ -46,7 +46,7 @@ func (b *Bridge) serveGetPrompt(w http.ResponseWriter, r *http.Request, p *page,
 	}
 
 	var listed []json.RawMessage
-	if e := b.exchange(r, st, base, "prompts/list", name, func(ctx context.Context) (err error) {
+	if e := b.exchange(r.Context(), st, base, "prompts/list", name, func(ctx context.Context) (err error) {
 		listed, err = rc.ListPrompts(ctx)
 		return err
 	}); e != nil {
@@ -77,7 +77,7 @@ func (b *Bridge) serveGetPrompt(w http.ResponseWriter, r *http.Request, p *page,
 	}
 
 	var raw json.RawMessage
-	if e := b.exchange(r, st, base, "prompts/get", name, func(ctx context.Context) (err error) {
+	if e := b.exchange(r.Context(), st, base, "prompts/get", name, func(ctx context.Context) (err error) {
 		raw, err = rc.GetPrompt(ctx, name, args)
 		return err
 	}); e != nil {
@@ -212,10 +212,9 @@ func (b *Bridge) serveComplete(w http.ResponseWriter, r *http.Request, p *page, 
 	if req.Argument == nil || req.Argument.Name == "" {
 		return bad("argument.name is missing")
 	}
-	refJSON, _ := json.Marshal(ref)
-	c := upstream.Completion{Ref: refJSON, Argument: req.Argument.Name, Value: req.Argument.Value, Context: req.Context.Arguments}
+	c := completion(ref, req.Argument.Name, req.Argument.Value, req.Context.Arguments)
 	var raw json.RawMessage
-	if e := b.exchange(r, st, base, "completion/complete", req.Argument.Name, func(ctx context.Context) (err error) {
+	if e := b.exchange(r.Context(), st, base, "completion/complete", req.Argument.Name, func(ctx context.Context) (err error) {
 		raw, err = rc.Complete(ctx, c)
 		return err
 	}); e != nil {
@@ -223,4 +222,12 @@ func (b *Bridge) serveComplete(w http.ResponseWriter, r *http.Request, p *page, 
 	}
 	writeJSON(w, http.StatusOK, raw)
 	return nil
+}
+
+// completion is the request for completions of argument arg of ref (its
+// type and its name or uri), which holds value so far; given holds the
+// values of the arguments already given.
+func completion(ref map[string]string, arg, value string, given map[string]string) upstream.Completion {
+	refJSON, _ := json.Marshal(ref)
+	return upstream.Completion{Ref: refJSON, Argument: arg, Value: value, Context: given}
 }

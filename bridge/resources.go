@@ -114,10 +114,21 @@ func (b *Bridge) aggregateEndpoints(views []*view, grants []*granted, namer *ope
 }
 
 // endpoint returns the server's ResourceCaller when it serves endpoint k
-// to the caller of r, else the answer saying why not. With access rules,
-// a caller granted any tool of a server may use its resources, prompts
-// and completions. base is the server's.
+// to the caller of r, else the answer saying why not (see endpointOf).
+// base is the server's.
 func (b *Bridge) endpoint(w http.ResponseWriter, r *http.Request, st *serverState, k openapi.EndpointKind, base string) (ResourceCaller, *httpError) {
+	rc, e := b.endpointOf(r.Context(), st, k, base)
+	if b.policy != nil && (e == nil || e.Status == http.StatusForbidden) {
+		b.varyByCaller(w)
+	}
+	return rc, e
+}
+
+// endpointOf returns the server's ResourceCaller when it serves endpoint
+// k to the caller of ctx, else the answer saying why not. With access
+// rules, a caller granted any tool of a server may use its resources,
+// prompts and completions. base is the server's.
+func (b *Bridge) endpointOf(ctx context.Context, st *serverState, k openapi.EndpointKind, base string) (ResourceCaller, *httpError) {
 	s := st.cfg
 	v, err := st.current(b.log)
 	if v == nil {
@@ -142,32 +153,30 @@ func (b *Bridge) endpoint(w http.ResponseWriter, r *http.Request, st *serverStat
 		}
 		return nil, &httpError{Status: http.StatusNotFound, Detail: errorDetail{Server: s.Name, Message: msg}}
 	}
-	if x := b.allowed(r, st, v); x != nil {
-		b.varyByCaller(w)
-		if x.n == 0 {
-			return nil, &httpError{Status: http.StatusForbidden, Detail: errorDetail{Server: s.Name,
-				Message: fmt.Sprintf("the %s of server %q are not granted to this caller", what, s.Name)}}
-		}
+	if b.policy != nil && b.policy.grantOf(ctx).of(st, v).n == 0 {
+		return nil, &httpError{Status: http.StatusForbidden, Detail: errorDetail{Server: s.Name,
+			Message: fmt.Sprintf("the %s of server %q are not granted to this caller", what, s.Name)}}
 	}
 	return rc, nil
 }
 
-// exchange runs one request to the server, what it does, under the
-// server's concurrency cap and timeout, and returns the answer to a
+// exchange runs one request to the server of the caller of ctx, what it
+// does, under the server's concurrency cap and timeout, and returns the answer to a
 // request that failed. name is what the request is about (a URI, a
 // prompt), for the answer.
-func (b *Bridge) exchange(r *http.Request, st *serverState, base, what, name string, f func(ctx context.Context) error) *httpError {
+func (b *Bridge) exchange(ctx context.Context, st *serverState, base, what, name string, f func(ctx context.Context) error) *httpError {
 	s := st.cfg
-	release, ok := st.slots.acquire(r.Context(), s.QueueTimeout)
+	caller := ctx
+	release, ok := st.slots.acquire(caller, s.QueueTimeout)
 	if !ok {
-		if r.Context().Err() != nil {
+		if caller.Err() != nil {
 			return clientGone
 		}
 		return &httpError{Status: http.StatusTooManyRequests, RetryAfter: time.Second, Detail: errorDetail{Server: s.Name,
 			Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), s.Timeout)
+	ctx, cancel := context.WithTimeout(caller, s.Timeout)
 	defer cancel()
 	start := time.Now()
 	err := f(ctx)
@@ -176,7 +185,7 @@ func (b *Bridge) exchange(r *http.Request, st *serverState, base, what, name str
 	if err == nil {
 		return nil
 	}
-	if r.Context().Err() != nil {
+	if caller.Err() != nil {
 		return clientGone
 	}
 	var (
@@ -212,7 +221,7 @@ func (b *Bridge) serveResources(w http.ResponseWriter, r *http.Request, p *page,
 		Resources []json.RawMessage `json:"resources"`
 		Templates []json.RawMessage `json:"resourceTemplates"`
 	}
-	e = b.exchange(r, p.server, base, "resources/list", "", func(ctx context.Context) (err error) {
+	e = b.exchange(r.Context(), p.server, base, "resources/list", "", func(ctx context.Context) (err error) {
 		if list.Resources, err = rc.ListResources(ctx); err != nil {
 			return err
 		}
@@ -235,7 +244,7 @@ func (b *Bridge) servePrompts(w http.ResponseWriter, r *http.Request, p *page, b
 	var list struct {
 		Prompts []json.RawMessage `json:"prompts"`
 	}
-	e = b.exchange(r, p.server, base, "prompts/list", "", func(ctx context.Context) (err error) {
+	e = b.exchange(r.Context(), p.server, base, "prompts/list", "", func(ctx context.Context) (err error) {
 		list.Prompts, err = rc.ListPrompts(ctx)
 		return err
 	})
@@ -291,7 +300,7 @@ func (b *Bridge) serveReadResource(w http.ResponseWriter, r *http.Request, p *pa
 			"or a resource template as template with its variables as further query parameters")
 	}
 	var raw json.RawMessage
-	if e := b.exchange(r, p.server, base, "resources/read", uri, func(ctx context.Context) (err error) {
+	if e := b.exchange(r.Context(), p.server, base, "resources/read", uri, func(ctx context.Context) (err error) {
 		raw, err = rc.ReadResource(ctx, uri)
 		return err
 	}); e != nil {
@@ -325,7 +334,7 @@ func resourceTooLarge(s *ServerConfig, uri string, limit int64) *httpError {
 func (b *Bridge) expand(r *http.Request, st *serverState, rc ResourceCaller, base, tmpl string, q url.Values) (string, *httpError) {
 	s := st.cfg
 	var templates []json.RawMessage
-	if e := b.exchange(r, st, base, "resources/templates/list", tmpl, func(ctx context.Context) (err error) {
+	if e := b.exchange(r.Context(), st, base, "resources/templates/list", tmpl, func(ctx context.Context) (err error) {
 		templates, err = rc.ListResourceTemplates(ctx)
 		return err
 	}); e != nil {

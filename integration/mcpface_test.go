@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -268,11 +267,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 `
 
 func TestMCPFaceServesThePythonSDK(t *testing.T) {
-	peersDir := peers(t)
-	python := filepath.Join(peersDir, "venv", "bin", "python")
-	if err := exec.Command(python, "-c", "import mcp.client.streamable_http").Run(); err != nil {
-		t.Skipf("the Python mcp SDK is not installed in %s (make peers installs it): %v", peersDir, err)
-	}
+	python := pythonSDK(t)
 	startCaddy(t, fmt.Sprintf(`:%d {
 	mcpo /py {
 		%s
@@ -282,15 +277,7 @@ func TestMCPFaceServesThePythonSDK(t *testing.T) {
 	waitReady(t, "/py/openapi.json")
 	for _, mode := range []string{"legacy", "2026-07-28"} {
 		t.Run(mode, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, python, "-c", pythonMCPClient, base+"/py/mcp", mode)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("the Python client: %v: %s", err, stderr.Bytes())
-			}
+			out := runPython(t, python, pythonMCPClient, base+"/py/mcp", mode)
 			var got struct {
 				Protocol string
 				Tools    []string

@@ -321,6 +321,7 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 		Instructions: res.Instructions,
 		Protocol:     c.ProtocolVersion(),
 		Resources:    s.caps.Resources != nil,
+		Subscribe:    s.caps.Resources != nil && s.caps.Resources.Subscribe,
 		Prompts:      s.caps.Prompts != nil,
 		Completions:  s.caps.Completions != nil,
 	}

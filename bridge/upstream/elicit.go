@@ -77,7 +77,11 @@ func (h elicitor) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.
 		}
 		e.RequestedSchema = b
 	}
-	ans, err := h.fn(ctx, e)
+	fn := h.fn
+	if own := ElicitationFrom(ctx); own != nil {
+		fn = own // the call's own client answers
+	}
+	ans, err := fn(ctx, e)
 	if err != nil {
 		h.log().Warn("elicitation failed", zap.String("mode", e.Mode), zap.Error(err))
 		return nil, fmt.Errorf("elicitation: %w", err)

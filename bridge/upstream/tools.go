@@ -50,6 +50,9 @@ type ServerInfo struct {
 	// Resources, Prompts and Completions say whether the server declared
 	// those capabilities.
 	Resources, Prompts, Completions bool
+	// Subscribe says whether the server declared resource subscriptions
+	// (resources/subscribe).
+	Subscribe bool
 }
 
 // ToolSet is one listing of a server's tools. It is never modified: a new

@@ -160,6 +160,8 @@ type Upstream struct {
 
 	tools atomic.Pointer[ToolSet] // the last listing, kept across restarts
 
+	listeners listeners // of the server's notices (Listen)
+
 	// lastMessage is when the server last sent anything, in Unix
 	// nanoseconds; 0 until it has.
 	lastMessage atomic.Int64
@@ -873,6 +875,7 @@ func (u *Upstream) relistLoop(s *session) {
 // notify handles a server notification. It runs on the transport's reader
 // goroutine, so it must not block or call the client.
 func (u *Upstream) notify(s *session, n mcp.JSONRPCNotification) {
+	u.tell(n)
 	switch n.Method {
 	case string(mcp.MethodNotificationToolsListChanged):
 		select {

@@ -1,0 +1,63 @@
+package bridge
+
+// Elicitations a server sends during a call made at an MCP endpoint are
+// passed on to the client that made the call, when it is of a 2025-11-25
+// session that declared elicitation: mcp-go sends the client
+// elicitation/create on the call's stream and its answer goes back to the
+// server. The server elicits only when its configuration gives it the
+// capability (elicitation decline or defaults); the configured policy
+// answers for the HTTP API's calls, for clients without the capability,
+// and for elicitations the upstream cannot tie to their call (a legacy
+// stdio server's, sent on its own: see upstream.WithElicitation).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// elicitationOf returns the function that passes a server's elicitation on
+// to the client of ctx, or nil when that client cannot be asked.
+func (f *mcpFace) elicitationOf(ctx context.Context) upstream.ElicitFunc {
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		return nil // 2026-07-28 sends no requests of its own to clients
+	}
+	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)
+	if !ok || s.GetClientCapabilities().Elicitation == nil {
+		return nil
+	}
+	return f.elicit
+}
+
+// elicit asks the client of ctx what the server asks.
+func (f *mcpFace) elicit(ctx context.Context, e upstream.Elicitation) (upstream.ElicitationAnswer, error) {
+	req := mcp.ElicitationRequest{}
+	req.Params.Mode, req.Params.Message, req.Params.URL, req.Params.ElicitationID = e.Mode, e.Message, e.URL, e.ElicitationID
+	if len(e.RequestedSchema) > 0 {
+		var schema map[string]any
+		if err := json.Unmarshal(e.RequestedSchema, &schema); err != nil {
+			return upstream.ElicitationAnswer{}, fmt.Errorf("the requested schema: %w", err)
+		}
+		req.Params.RequestedSchema = schema
+	}
+	res, err := f.mcp.RequestElicitation(ctx, req)
+	if err != nil {
+		return upstream.ElicitationAnswer{}, fmt.Errorf("asking the client: %w", err)
+	}
+	ans := upstream.ElicitationAnswer{Action: string(res.Action)}
+	if res.Content != nil {
+		b, err := json.Marshal(res.Content)
+		if err == nil {
+			err = json.Unmarshal(b, &ans.Content)
+		}
+		if err != nil {
+			return upstream.ElicitationAnswer{}, fmt.Errorf("the client's answer is not an object: %w", err)
+		}
+	}
+	return ans, nil
+}

@@ -1,0 +1,26 @@
+package upstream
+
+import "context"
+
+// elicitationKey carries the ElicitFunc of a call's own client.
+type elicitationKey struct{}
+
+// WithElicitation returns ctx carrying fn, which answers the elicitations
+// the server sends for the call made with ctx in place of the server's
+// Options.Elicitation: the bridge's MCP endpoints pass them on to the
+// client that made the call. The server is sent Options.Elicitation's
+// capability only: with Options.Elicitation nil, it elicits nothing.
+//
+// An elicitation is tied to its call when the server sends it in the
+// call's answer (Streamable HTTP) or as the call's multi round-trip result
+// (2026-07-28); one a legacy stdio server sends on its own is answered by
+// Options.Elicitation.
+func WithElicitation(ctx context.Context, fn ElicitFunc) context.Context {
+	return context.WithValue(ctx, elicitationKey{}, fn)
+}
+
+// ElicitationFrom returns the ElicitFunc of WithElicitation, or nil.
+func ElicitationFrom(ctx context.Context) ElicitFunc {
+	fn, _ := ctx.Value(elicitationKey{}).(ElicitFunc)
+	return fn
+}

@@ -1,0 +1,40 @@
+package caddymcpo
+
+import (
+	"context"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// Listen calls f with the notices of a shared server (resources or
+// prompts changed, a resource updated, a log message), for the MCP
+// endpoints to pass on, until stop is called. A per-user server's
+// sessions are the callers' own: their notices are not passed on.
+func (l *lease) Listen(f func(upstream.Notice)) (stop func()) {
+	if l.entry.users != nil || l.entry.upstream == nil {
+		return func() {}
+	}
+	return l.entry.upstream.Listen(f)
+}
+
+// SubscribeResource subscribes to the updates of a resource of a shared
+// server (see upstream.Upstream.SubscribeResource).
+func (l *lease) SubscribeResource(ctx context.Context, uri string) error {
+	if l.entry.users != nil || l.entry.upstream == nil {
+		return errPerUserUpdates
+	}
+	return l.entry.upstream.SubscribeResource(l.callExtras(ctx), uri)
+}
+
+// UnsubscribeResource ends a subscription of SubscribeResource.
+func (l *lease) UnsubscribeResource(ctx context.Context, uri string) error {
+	if l.entry.users != nil || l.entry.upstream == nil {
+		return errPerUserUpdates
+	}
+	return l.entry.upstream.UnsubscribeResource(l.callExtras(ctx), uri)
+}
+
+// errPerUserUpdates refuses a subscription to a resource of a per-user
+// server, whose notices are not passed on.
+var errPerUserUpdates = &bridge.UnsupportedError{Message: "a server with a session per caller does not pass on resource updates"}
