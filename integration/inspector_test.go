@@ -227,3 +227,88 @@ func TestMCPInspectorCLIListsAndCallsToolsThroughTheFace(t *testing.T) {
 		})
 	}
 }
+
+func TestMCPInspectorCLIReadsResourcesAndGetsPromptsThroughTheFace(t *testing.T) {
+	run := inspector(t)
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /everything {
+		command node %s stdio
+	}
+}
+`, httpPort, everythingScript(t)))
+	waitReady(t, "/everything/openapi.json")
+	const doc = "demo://resource/static/document/architecture.md"
+	type resource struct{ URI, Name, MimeType string }
+	type content struct{ URI, MimeType, Text string }
+	for _, era := range []string{"legacy", "modern"} {
+		t.Run(era, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			call := func(args ...string) inspectorRun {
+				t.Helper()
+				r := run(ctx, "/everything/mcp", append([]string{"--protocol-era", era}, args...)...)
+				if r.code != 0 {
+					t.Fatalf("%v: %s", args, r)
+				}
+				return r
+			}
+			resources := inspectorResult[struct {
+				Resources []resource `json:"resources"`
+			}](t, call("--method", "resources/list"))
+			if !slices.ContainsFunc(resources.Resources, func(r resource) bool {
+				return r.URI == doc && r.MimeType == "text/markdown"
+			}) {
+				t.Errorf("resources/list has no %s: %+v", doc, resources.Resources)
+			}
+			templates := inspectorResult[struct {
+				ResourceTemplates []struct{ URITemplate string } `json:"resourceTemplates"`
+			}](t, call("--method", "resources/templates/list"))
+			if !slices.ContainsFunc(templates.ResourceTemplates, func(r struct{ URITemplate string }) bool {
+				return r.URITemplate == "demo://resource/dynamic/text/{resourceId}"
+			}) {
+				t.Errorf("resources/templates/list: %+v", templates.ResourceTemplates)
+			}
+			read := inspectorResult[struct {
+				Contents []content `json:"contents"`
+			}](t, call("--method", "resources/read", "--uri", doc))
+			if len(read.Contents) != 1 || read.Contents[0].URI != doc || !strings.HasPrefix(read.Contents[0].Text, "# Everything Server") {
+				t.Errorf("resources/read %s: %+v", doc, read.Contents)
+			}
+			// A URI of a template, read as the server fabricates it.
+			read = inspectorResult[struct {
+				Contents []content `json:"contents"`
+			}](t, call("--method", "resources/read", "--uri", "demo://resource/dynamic/text/7"))
+			if len(read.Contents) != 1 || !strings.Contains(read.Contents[0].Text, "7") {
+				t.Errorf("resources/read of a template's URI: %+v", read.Contents)
+			}
+			prompts := inspectorResult[struct {
+				Prompts []struct {
+					Name      string `json:"name"`
+					Arguments []struct {
+						Name     string `json:"name"`
+						Required bool   `json:"required"`
+					} `json:"arguments"`
+				} `json:"prompts"`
+			}](t, call("--method", "prompts/list"))
+			var names []string
+			for _, p := range prompts.Prompts {
+				names = append(names, p.Name)
+				if p.Name == "args-prompt" && (len(p.Arguments) != 2 || p.Arguments[0].Name != "city" || !p.Arguments[0].Required) {
+					t.Errorf("args-prompt's arguments: %+v", p.Arguments)
+				}
+			}
+			if !slices.Contains(names, "simple-prompt") || !slices.Contains(names, "args-prompt") {
+				t.Errorf("prompts/list: %v", names)
+			}
+			got := inspectorResult[struct {
+				Messages []struct {
+					Role    string                      `json:"role"`
+					Content struct{ Type, Text string } `json:"content"`
+				} `json:"messages"`
+			}](t, call("--method", "prompts/get", "--prompt-name", "args-prompt", "--prompt-args", "city=Paris"))
+			if len(got.Messages) != 1 || got.Messages[0].Role != "user" || got.Messages[0].Content.Text != "What's weather in Paris?" {
+				t.Errorf("prompts/get args-prompt: %+v", got.Messages)
+			}
+		})
+	}
+}
