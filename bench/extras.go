@@ -466,20 +466,27 @@ func (e *env) startServers(ctx context.Context, name string, n int) (*httpPath, 
 }
 
 // profile profiles a path that can be: the CPU time of the floor and of
-// caddy-mcpo on each protocol era, broken down, and caddy-mcpo's
-// allocations, whose top entries go into <work>/profiles/allocs.txt.
+// caddy-mcpo on each protocol era and on its MCP face, broken down, and
+// caddy-mcpo's allocations, whose top entries go into
+// <work>/profiles/allocs.txt.
 func (e *env) profile(ctx context.Context, name string, p path) (*Profile, error) {
-	switch name {
-	case pathFloor:
-		h := p.(*httpPath)
-		return e.profilePath(ctx, name, h, h.base, e.floorBin)
-	case pathCaddy, pathModern:
-		c := p.(*caddyPath)
-		prof, err := e.profilePath(ctx, name, &c.httpPath, c.admin, e.caddyBin)
+	switch h := p.(type) {
+	case *httpPath:
+		if name != pathFloor {
+			return nil, nil
+		}
+		return e.profilePath(ctx, name, p, h.client, h.base, e.floorBin)
+	case *caddyPath:
+		if name != pathCaddy && name != pathModern {
+			return nil, nil
+		}
+		prof, err := e.profilePath(ctx, name, p, h.client, h.admin, e.caddyBin)
 		if err != nil || name != pathCaddy {
 			return prof, err
 		}
-		return prof, e.allocProfile(ctx, c)
+		return prof, e.allocProfile(ctx, h)
+	case *facePath:
+		return e.profilePath(ctx, name, p, h.client, h.admin, e.caddyBin)
 	}
 	return nil, nil
 }
