@@ -378,8 +378,9 @@ func markdownFace(b *bytes.Buffer, r *Results) {
 	}
 	fmt.Fprintf(b, "\n**The MCP face against the REST face** (%s: mcp-go clients call the tools at `<mount>/mcp` of the same Caddy configuration, "+
 		"servers and load as %s's `POST <mount>/<tool>`, with a session of their own per call under way, so one per load worker, "+
-		"each opened and its tools listed before the measurement; proxy CPU is Caddy's)\n\n", strings.Join(labels(faces), " and "), label(rest))
-	fmt.Fprintf(b, "| upstream | concurrency | path | calls/s | / REST | p50 / p99 ms | p99 / REST | proxy CPU µs/call | / REST |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+		"each opened and its tools listed before the measurement; proxy CPU is Caddy's; client CPU is the load generator's, "+
+		"which shares the machine: what a client costs lowers the throughput of every path on a small one)\n\n", strings.Join(labels(faces), " and "), label(rest))
+	fmt.Fprintf(b, "| upstream | concurrency | path | calls/s | / REST | p50 / p99 ms | p99 / REST | client CPU µs/call | proxy CPU µs/call | / REST |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	rows := append([]string{pathDirect, rest}, faces...)
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
@@ -396,9 +397,9 @@ func markdownFace(b *bytes.Buffer, r *Results) {
 				if !legFor(p).direct {
 					cpu, cpuRatio = fmt.Sprintf("%.0f", cl.ProxyCPUPerCallUS), ratio(cl.ProxyCPUPerCallUS, rc.ProxyCPUPerCallUS)
 				}
-				fmt.Fprintf(b, "| %s | %d | %s | %.0f | %s | %.2f / %.2f | %s | %s | %s |\n", u, c, label(p),
+				fmt.Fprintf(b, "| %s | %d | %s | %.0f | %s | %.2f / %.2f | %s | %.0f | %s | %s |\n", u, c, label(p),
 					cl.Load.Throughput, ratio(cl.Load.Throughput, rc.Load.Throughput),
-					cl.Load.Latency.P50, cl.Load.Latency.P99, ratio(cl.Load.Latency.P99, rc.Load.Latency.P99), cpu, cpuRatio)
+					cl.Load.Latency.P50, cl.Load.Latency.P99, ratio(cl.Load.Latency.P99, rc.Load.Latency.P99), cl.ClientCPUPerCallUS, cpu, cpuRatio)
 			}
 		}
 	}
