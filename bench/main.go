@@ -2,12 +2,15 @@
 // direct MCP client, on one machine in one run, and writes the results to
 // docs/bench: results.json, results.md and results.png.
 //
-// Three paths reach the same upstream MCP servers with the same load:
+// The paths (legs, listed in legs.go) reach the same upstream MCP servers
+// with the same load; among them:
 //
 //   - direct: an in-process mcp-go client over stdio, the upstream's own
 //     limit;
 //   - caddy-mcpo: POST /<mount>/<tool> through a Caddy built from this
 //     repository;
+//   - caddy-mcpo-mcp and caddy-mcpo-mcp-2026: the same Caddy's MCP face,
+//     <mount>/mcp, called by mcp-go clients of each protocol era;
 //   - mcpo: the same through mcpo, run with uvx.
 //
 // The upstreams are a Go echo server (echoserver: negligible work per call,
