@@ -609,6 +609,7 @@ func chart(r *Results, file string) error {
 			p.Y.Tick.Marker = niceLogTicks{}
 			p.Legend.Top, p.Legend.Left = true, true
 		}
+		drawn := 0 // legs in the legend
 		for _, l := range legs {
 			var thr, p50, p99 plotter.XYs
 			for _, c := range concs {
@@ -621,6 +622,7 @@ func chart(r *Results, file string) error {
 			if len(thr) == 0 {
 				continue
 			}
+			drawn++
 			if err := addLine(tp, l, thr, false, true); err != nil {
 				return err
 			}
@@ -632,8 +634,7 @@ func chart(r *Results, file string) error {
 			}
 		}
 		for _, p := range []*plot.Plot{tp, lat} {
-			// Room above the lines for the legend.
-			p.Y.Min, p.Y.Max = p.Y.Min/1.5, p.Y.Max*4
+			roomForLegend(p, drawn)
 		}
 		plots[row] = []*plot.Plot{tp, lat}
 	}
@@ -654,6 +655,16 @@ func chart(r *Results, file string) error {
 	defer f.Close()
 	_, err = vgimg.PngCanvas{Canvas: img}.WriteTo(f)
 	return err
+}
+
+// roomForLegend widens a plot's log Y axis so that the lines stay below
+// its legend at the top: the more legs, the more room.
+func roomForLegend(p *plot.Plot, entries int) {
+	p.Y.Min /= 1.5
+	// The share of the axis the legend takes, at about 4.5% a line.
+	share := min(0.6, 0.04+0.045*float64(entries))
+	span := math.Log10(p.Y.Max / p.Y.Min)
+	p.Y.Max *= math.Pow(10, max(share*span/(1-share), math.Log10(4)))
 }
 
 // addLine adds one leg's series to a plot, in the leg's color.
