@@ -466,42 +466,54 @@ func (e *env) startServers(ctx context.Context, name string, n int) (*httpPath, 
 }
 
 // profile profiles a path that can be: the CPU time of the floor and of
-// caddy-mcpo on each protocol era, broken down, and caddy-mcpo's
-// allocations, whose top entries go into <work>/profiles/allocs.txt.
+// caddy-mcpo on each protocol era and on its MCP face, broken down, and
+// the allocations of caddy-mcpo and of its MCP face, whose top entries go
+// into <work>/profiles/allocs.txt and <leg>.allocs.txt.
 func (e *env) profile(ctx context.Context, name string, p path) (*Profile, error) {
-	switch name {
-	case pathFloor:
-		h := p.(*httpPath)
-		return e.profilePath(ctx, name, h, h.base, e.floorBin)
-	case pathCaddy, pathModern:
-		c := p.(*caddyPath)
-		prof, err := e.profilePath(ctx, name, &c.httpPath, c.admin, e.caddyBin)
+	switch h := p.(type) {
+	case *httpPath:
+		if name != pathFloor {
+			return nil, nil
+		}
+		return e.profilePath(ctx, name, p, h.client, h.base, e.floorBin)
+	case *caddyPath:
+		if name != pathCaddy && name != pathModern {
+			return nil, nil
+		}
+		prof, err := e.profilePath(ctx, name, p, h.client, h.admin, e.caddyBin)
 		if err != nil || name != pathCaddy {
 			return prof, err
 		}
-		return prof, e.allocProfile(ctx, c)
+		return prof, e.allocProfile(ctx, h, "allocs")
+	case *facePath:
+		prof, err := e.profilePath(ctx, name, p, h.client, h.admin, e.caddyBin)
+		if err != nil {
+			return prof, err
+		}
+		return prof, e.allocProfile(ctx, h.caddyPath, name+".allocs")
 	}
 	return nil, nil
 }
 
 // allocProfile writes caddy's allocation profile, after the load of the
-// CPU profile, with its top entries, into <work>/profiles.
-func (e *env) allocProfile(ctx context.Context, c *caddyPath) error {
+// CPU profile, with its top entries, into <work>/profiles: <file>.pprof
+// and <file>.txt.
+func (e *env) allocProfile(ctx context.Context, c *caddyPath, file string) error {
 	dir := filepath.Join(e.o.work, "profiles")
 	b, err := fetchURL(ctx, c.client, c.admin+"/debug/pprof/allocs")
 	if err != nil {
 		return err
 	}
-	file := filepath.Join(dir, "allocs.pprof")
-	if err := os.WriteFile(file, b, 0o644); err != nil {
+	prof := filepath.Join(dir, file+".pprof")
+	if err := os.WriteFile(prof, b, 0o644); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=40", "-sample_index=alloc_space", e.caddyBin, file).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=40", "-sample_index=alloc_space", e.caddyBin, prof).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
 	}
-	log.Printf("profile: %s", filepath.Join(dir, "allocs.txt"))
-	return os.WriteFile(filepath.Join(dir, "allocs.txt"), out, 0o644)
+	log.Printf("profile: %s", filepath.Join(dir, file+".txt"))
+	return os.WriteFile(filepath.Join(dir, file+".txt"), out, 0o644)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

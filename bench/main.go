@@ -2,12 +2,15 @@
 // direct MCP client, on one machine in one run, and writes the results to
 // docs/bench: results.json, results.md and results.png.
 //
-// Three paths reach the same upstream MCP servers with the same load:
+// The paths (legs, listed in legs.go) reach the same upstream MCP servers
+// with the same load; among them:
 //
 //   - direct: an in-process mcp-go client over stdio, the upstream's own
 //     limit;
 //   - caddy-mcpo: POST /<mount>/<tool> through a Caddy built from this
 //     repository;
+//   - caddy-mcpo-mcp and caddy-mcpo-mcp-2026: the same Caddy's MCP face,
+//     <mount>/mcp, called by mcp-go clients of each protocol era;
 //   - mcpo: the same through mcpo, run with uvx.
 //
 // The upstreams are a Go echo server (echoserver: negligible work per call,
@@ -76,7 +79,7 @@ func main() {
 	render := flag.String("render", "", "only render this results.json again into results.md and results.png beside it (and -readme)")
 	flag.StringVar(&o.readme, "readme", "", "the README whose benchmark section to rewrite (default: the repository's, unless -quick)")
 	flag.StringVar(&conc, "concurrency", "1,16,64", "concurrency levels")
-	paths := flag.String("paths", strings.Join(allPaths, ","), "the paths to measure")
+	paths := flag.String("paths", strings.Join(legNames(), ","), "the paths to measure")
 	flag.BoolVar(&o.extras, "extras", true, "also measure start-up, reload, document generation and idle memory")
 	flag.BoolVar(&o.bodies, "bodies", true, "also measure caddy-mcpo's peak memory per MiB of request body in flight")
 	flag.StringVar(&o.caddy, "caddy", "", "measure this caddy binary (built with this module) instead of building ./cmd/caddy")
@@ -152,24 +155,6 @@ func cases(quick bool) []upstreamCase {
 	return cs
 }
 
-// The paths, in the order they run and are reported.
-const (
-	pathDirect = "direct"
-	// pathFloor is bench/floor: the least a bridge must do, no Caddy.
-	pathFloor = "floor"
-	// pathRespond is Caddy answering the echo route with a static
-	// respond: Caddy's own cost per request.
-	pathRespond = "caddy-respond"
-	pathCaddy   = "caddy-mcpo"
-	// pathModern is caddy-mcpo pinned to the 2026-07-28 protocol
-	// (protocol modern), on the echo server only.
-	pathModern = "caddy-mcpo-2026"
-	pathMcpo   = "mcpo"
-)
-
-// allPaths are the paths in run and report order.
-var allPaths = []string{pathDirect, pathFloor, pathRespond, pathCaddy, pathModern, pathMcpo}
-
 // path is a way to call the upstreams.
 type path interface {
 	// caller returns a caller of a case's tool.
@@ -179,6 +164,13 @@ type path interface {
 	// proxy returns the proxy's processes (none for direct).
 	proxy() []procInfo
 	close()
+}
+
+// sessionOpener is a path that calls through sessions it opens as it needs
+// them: the MCP face's clients.
+type sessionOpener interface {
+	// openSessions opens what calls of a case need at a concurrency.
+	openSessions(ctx context.Context, c upstreamCase, concurrency int) error
 }
 
 // env is what every step needs.
@@ -218,7 +210,7 @@ func run(ctx context.Context, o options) error {
 			for _, conc := range o.concurrency {
 				cell := e.measure(ctx, p, c, conc)
 				cell.Path = name
-				log.Printf("%-11s %-16s c=%-3d %8.0f calls/s  p50 %7.2f ms  p99 %7.2f ms  errors %d  CPU/call client %4.0f proxy %4.0f upstream %4.0f µs",
+				log.Printf("%-19s %-16s c=%-3d %8.0f calls/s  p50 %7.2f ms  p99 %7.2f ms  errors %d  CPU/call client %4.0f proxy %4.0f upstream %4.0f µs",
 					name, c.Name, conc, cell.Load.Throughput, cell.Load.Latency.P50, cell.Load.Latency.P99, cell.Load.Errors,
 					cell.ClientCPUPerCallUS, cell.ProxyCPUPerCallUS, cell.UpstreamCPUPerCallUS)
 				res.Cells = append(res.Cells, cell)
@@ -285,6 +277,13 @@ func run(ctx context.Context, o options) error {
 // therefore cover calls+warm calls.
 func (e *env) measure(ctx context.Context, p path, c upstreamCase, conc int) Cell {
 	cell := Cell{Upstream: c.Name}
+	// A path of sessions opens those the concurrency needs first, so that
+	// the figures are of the calls alone.
+	if s, ok := p.(sessionOpener); ok {
+		if err := s.openSessions(ctx, c, conc); err != nil {
+			log.Printf("opening %d sessions for %s: %v", conc, c.Name, err)
+		}
+	}
 	proxy := p.proxy()
 	resetPeak(proxy)
 	p0, s0, u0 := usageOf(proxy), usageOf(e.self()), usageOf(e.upstreams(c))

@@ -20,40 +20,30 @@ import (
 // readyLimit bounds every wait for a server or proxy to come up.
 const readyLimit = 2 * time.Minute
 
-// open starts a path to the echo and time servers.
-func (e *env) open(ctx context.Context, name string) (path, error) {
-	switch name {
-	case pathDirect:
-		return e.openDirect(ctx)
-	case pathCaddy:
-		return e.startCaddy(ctx, "caddy", fmt.Sprintf(`mcpo /echo {
+// startCaddyMcpo runs caddy-mcpo in front of the echo and time servers,
+// each a mount of its own, on the protocol it negotiates.
+func (e *env) startCaddyMcpo(ctx context.Context, name string) (*caddyPath, error) {
+	return e.startCaddy(ctx, name, fmt.Sprintf(`mcpo /echo {
 		command %s
 	}
 	mcpo /time {
 		command %s
 	}`, e.echoBin, strings.Join(e.timeArgv, " ")), "/echo", "/time")
-	case pathModern:
-		// The echo server alone: mcp-server-time speaks the legacy era only.
-		c, err := e.startCaddy(ctx, "caddy-modern", fmt.Sprintf(`mcpo /echo {
+}
+
+// startCaddyModern runs caddy-mcpo in front of the echo server alone,
+// pinned to the 2026-07-28 protocol: mcp-server-time speaks the legacy
+// era only.
+func (e *env) startCaddyModern(ctx context.Context) (*caddyPath, error) {
+	c, err := e.startCaddy(ctx, "caddy-modern", fmt.Sprintf(`mcpo /echo {
 		command %s
 		protocol modern
 	}`, e.echoBin), "/echo")
-		if err != nil {
-			return nil, err
-		}
-		c.only = func(uc upstreamCase) bool { return uc.Server == "echo" }
-		return c, nil
-	case pathRespond:
-		return e.startRespond(ctx)
-	case pathFloor:
-		return e.startFloor(ctx)
-	case pathMcpo:
-		return e.startMcpo(ctx, "mcpo", map[string]any{
-			"echo": map[string]any{"command": e.echoBin},
-			"time": map[string]any{"command": e.timeArgv[0], "args": e.timeArgv[1:]},
-		})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown path %q", name)
+	c.only = func(uc upstreamCase) bool { return uc.Server == "echo" }
+	return c, nil
 }
 
 // directPath calls the servers with in-process mcp-go clients over stdio.
@@ -76,9 +66,14 @@ func (e *env) openDirect(ctx context.Context) (*directPath, error) {
 
 // dialStdio starts a stdio server and initializes a session with it.
 func dialStdio(ctx context.Context, argv []string) (*client.Client, error) {
-	tr := transport.NewStdio(argv[0], nil, argv[1:]...)
-	c := client.NewClient(tr, client.WithProtocolVersion(mcp.LATEST_LEGACY_PROTOCOL_VERSION))
-	if err := c.Start(context.Background()); err != nil { // the process outlives ctx
+	return initialized(ctx, transport.NewStdio(argv[0], nil, argv[1:]...), legacyProtocol)
+}
+
+// initialized starts a client on tr, pinned to protocol, and initializes
+// its session (on 2026-07-28, mcp-go's server/discover).
+func initialized(ctx context.Context, tr transport.Interface, protocol string) (*client.Client, error) {
+	c := client.NewClient(tr, client.WithProtocolVersion(protocol))
+	if err := c.Start(context.Background()); err != nil { // a process outlives ctx
 		return nil, err
 	}
 	ictx, cancel := context.WithTimeout(ctx, readyLimit)
@@ -86,33 +81,41 @@ func dialStdio(ctx context.Context, argv []string) (*client.Client, error) {
 	req := mcp.InitializeRequest{}
 	req.Params.ClientInfo = mcp.Implementation{Name: "caddy-mcpo-bench", Version: "1"}
 	if _, err := c.Initialize(ictx, req); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
 func (d *directPath) caller(uc upstreamCase) caller {
-	c := d.clients[uc.Server]
+	c, args := d.clients[uc.Server], caseArguments(uc)
+	return func(ctx context.Context) error { return callTool(ctx, c, uc, args) }
+}
+
+// caseArguments are a case's arguments as a client sends them.
+func caseArguments(uc upstreamCase) map[string]any {
 	var args map[string]any
 	if err := json.Unmarshal([]byte(uc.Args), &args); err != nil {
 		panic(err) // the cases are constants
 	}
-	return func(ctx context.Context) error {
-		req := mcp.CallToolRequest{}
-		req.Params.Name, req.Params.Arguments = uc.Tool, args
-		res, err := c.CallTool(ctx, req)
-		if err != nil {
-			return err
-		}
-		if res.IsError || len(res.Content) == 0 {
-			return fmt.Errorf("tool error: %+v", res.Content)
-		}
-		if t, ok := res.Content[0].(mcp.TextContent); !ok || !strings.Contains(t.Text, uc.want) {
-			return fmt.Errorf("unexpected result %+v", res.Content)
-		}
-		return nil
+	return args
+}
+
+// callTool calls a case's tool with an MCP client and checks the answer.
+func callTool(ctx context.Context, c *client.Client, uc upstreamCase, args map[string]any) error {
+	req := mcp.CallToolRequest{}
+	req.Params.Name, req.Params.Arguments = uc.Tool, args
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		return err
 	}
+	if res.IsError || len(res.Content) == 0 {
+		return fmt.Errorf("tool error: %+v", res.Content)
+	}
+	if t, ok := res.Content[0].(mcp.TextContent); !ok || !strings.Contains(t.Text, uc.want) {
+		return fmt.Errorf("unexpected result %+v", res.Content)
+	}
+	return nil
 }
 
 func (d *directPath) proxy() []procInfo { return nil }

@@ -59,16 +59,18 @@ const (
 	catMetrics  = "metrics (prometheus)"
 	catLog      = "logging (zap)"
 	catMCPGo    = "mcp-go client"
-	catUpstream = "caddy-mcpo: bridge/upstream"
-	catBridge   = "caddy-mcpo: bridge (routing, call)"
-	catHandler  = "caddy-mcpo: Caddy handler"
-	catCaddy    = "Caddy (server, routes, matchers)"
-	catNetHTTP  = "net/http, net, bufio"
-	catFloor    = "floor: its own code"
-	catOther    = "other"
+	// catMCPGoServer is mcp-go's server package: the MCP face's transport.
+	catMCPGoServer = "mcp-go server (the MCP face)"
+	catUpstream    = "caddy-mcpo: bridge/upstream"
+	catBridge      = "caddy-mcpo: bridge (routing, call)"
+	catHandler     = "caddy-mcpo: Caddy handler"
+	catCaddy       = "Caddy (server, routes, matchers)"
+	catNetHTTP     = "net/http, net, bufio"
+	catFloor       = "floor: its own code"
+	catOther       = "other"
 )
 
-var categoryOrder = []string{catCaddy, catNetHTTP, catHandler, catBridge, catUpstream, catValidate, catMetrics, catLog, catMCPGo,
+var categoryOrder = []string{catCaddy, catNetHTTP, catHandler, catBridge, catUpstream, catValidate, catMetrics, catLog, catMCPGoServer, catMCPGo,
 	catFloor, catJSON, catGC, catSched, catSyscall, catOther}
 
 // classify returns the category of a function, or "" if it belongs to its
@@ -96,6 +98,8 @@ func classify(fn string) string {
 		return catMetrics
 	case hasAnyPrefix(fn, "go.uber.org/zap"):
 		return catLog
+	case hasAnyPrefix(fn, "github.com/mark3labs/mcp-go/server."):
+		return catMCPGoServer
 	case hasAnyPrefix(fn, "github.com/mark3labs/mcp-go"):
 		return catMCPGo
 	case hasAnyPrefix(fn, mod+"/bridge/upstream."):
@@ -212,9 +216,9 @@ func (e *env) profileWindow() time.Duration {
 
 // profilePath takes a CPU profile of a proxy serving the echo tool at the
 // highest concurrency, from its net/http/pprof endpoint at pprofBase,
-// keeps it in <work>/profiles and breaks it down. bin is the proxy's
-// binary, for the symbols.
-func (e *env) profilePath(ctx context.Context, name string, h *httpPath, pprofBase, bin string) (*Profile, error) {
+// keeps it in <work>/profiles and breaks it down. p makes the calls; cl
+// fetches the profile; bin is the proxy's binary, for the symbols.
+func (e *env) profilePath(ctx context.Context, name string, p path, cl *http.Client, pprofBase, bin string) (*Profile, error) {
 	dir := filepath.Join(e.o.work, "profiles")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -223,7 +227,7 @@ func (e *env) profilePath(ctx context.Context, name string, h *httpPath, pprofBa
 	conc := e.o.concurrency[len(e.o.concurrency)-1]
 	window := e.profileWindow()
 	var answered atomic.Int64
-	call := h.caller(echo)
+	call := p.caller(echo)
 	loadCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -240,11 +244,11 @@ func (e *env) profilePath(ctx context.Context, name string, h *httpPath, pprofBa
 	time.Sleep(time.Second)
 	before := answered.Load()
 	began := time.Now()
-	b, err := fetchURL(ctx, h.client, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", pprofBase, int(window.Seconds())))
+	b, err := fetchURL(ctx, cl, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", pprofBase, int(window.Seconds())))
 	if err != nil {
 		return nil, err
 	}
-	p := &Profile{Path: name, Concurrency: conc, Calls: answered.Load() - before, Seconds: time.Since(began).Seconds()}
+	prof := &Profile{Path: name, Concurrency: conc, Calls: answered.Load() - before, Seconds: time.Since(began).Seconds()}
 	file := filepath.Join(dir, name+".cpu.pprof")
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		return nil, err
@@ -258,10 +262,10 @@ func (e *env) profilePath(ctx context.Context, name string, h *httpPath, pprofBa
 		return nil, err
 	}
 	var total time.Duration
-	p.Categories, p.Top, total = breakdown(samples, p.Calls)
-	p.SampledUS = float64(total.Nanoseconds()) / 1e3 / float64(max(p.Calls, 1))
-	log.Printf("profile %-15s %d calls in %.1f s, %.0f µs of CPU sampled per call: %s", name, p.Calls, p.Seconds, p.SampledUS, file)
-	return p, nil
+	prof.Categories, prof.Top, total = breakdown(samples, prof.Calls)
+	prof.SampledUS = float64(total.Nanoseconds()) / 1e3 / float64(max(prof.Calls, 1))
+	log.Printf("profile %-19s %d calls in %.1f s, %.0f µs of CPU sampled per call: %s", name, prof.Calls, prof.Seconds, prof.SampledUS, file)
+	return prof, nil
 }
 
 // fetchURL GETs a URL and wants a 200.
@@ -296,7 +300,7 @@ func markdownProfiles(r *Results) string {
 		r.Started.Format("2006-01-02"), r.Machine.CPU, r.Machine.Cores, r.Versions["caddy-mcpo"], r.Profiles[0].Concurrency)
 	fmt.Fprintf(&b, "| µs per call |")
 	for _, p := range r.Profiles {
-		fmt.Fprintf(&b, " %s flat | cum. |", p.Path)
+		fmt.Fprintf(&b, " %s flat | cum. |", label(p.Path))
 	}
 	var floor *Profile
 	for i := range r.Profiles {
@@ -307,19 +311,23 @@ func markdownProfiles(r *Results) string {
 	others := 0
 	for _, p := range r.Profiles {
 		if floor != nil && p.Path != pathFloor {
-			fmt.Fprintf(&b, " %s − floor, flat |", p.Path)
+			fmt.Fprintf(&b, " %s − floor, flat |", label(p.Path))
 			others++
 		}
 	}
 	fmt.Fprintf(&b, "\n|---|%s%s\n", strings.Repeat("---:|---:|", len(r.Profiles)), strings.Repeat("---:|", others))
-	for i, name := range categoryOrder {
+	for _, name := range categoryOrder {
+		if !r.recorded(name) {
+			continue
+		}
 		fmt.Fprintf(&b, "| %s |", name)
 		for _, p := range r.Profiles {
-			fmt.Fprintf(&b, " %s | %s |", us(p.Categories[i].Flat), us(p.Categories[i].Cumulative))
+			c := p.category(name)
+			fmt.Fprintf(&b, " %s | %s |", us(c.Flat), us(c.Cumulative))
 		}
 		for _, p := range r.Profiles {
 			if floor != nil && p.Path != pathFloor {
-				fmt.Fprintf(&b, " %+.1f |", p.Categories[i].Flat-floor.Categories[i].Flat)
+				fmt.Fprintf(&b, " %+.1f |", p.category(name).Flat-floor.category(name).Flat)
 			}
 		}
 		fmt.Fprintln(&b)
@@ -345,6 +353,30 @@ func markdownProfiles(r *Results) string {
 		}
 	}
 	return b.String()
+}
+
+// category is the profile's category of a name; none (zero) for one it
+// does not record.
+func (p *Profile) category(name string) Category {
+	for _, c := range p.Categories {
+		if c.Name == name {
+			return c
+		}
+	}
+	return Category{Name: name}
+}
+
+// recorded tells whether some profile records a category: a results.json
+// from before a category existed lacks its row.
+func (r *Results) recorded(name string) bool {
+	for _, p := range r.Profiles {
+		for _, c := range p.Categories {
+			if c.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // us renders µs per call, blank for none.

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image/color"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,13 +220,14 @@ func markdown(r *Results) string {
 	return b.String()
 }
 
-// paths lists the paths the results measured, in report order.
+// paths lists the paths the results measured, in report order (that of
+// legs).
 func (r *Results) paths() []string {
 	var out []string
-	for _, p := range allPaths {
+	for _, l := range legs {
 		for _, c := range r.Cells {
-			if c.Path == p {
-				out = append(out, p)
+			if c.Path == l.name {
+				out = append(out, l.name)
 				break
 			}
 		}
@@ -237,7 +236,8 @@ func (r *Results) paths() []string {
 }
 
 // loadRatios are the ratio columns of the throughput and latency tables:
-// a path's figure over another's, when both were measured.
+// a path's figure over another's, when both were measured. The MCP face's
+// ratios to the REST face have a table of their own (markdownFace).
 var loadRatios = []struct{ num, den string }{{pathCaddy, pathFloor}, {pathModern, pathFloor}, {pathCaddy, pathDirect}, {pathCaddy, pathMcpo}}
 
 // markdownLoad renders throughput, latency and cost per path.
@@ -252,7 +252,7 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 	header := func(cols []string, suffix func(num, den string) string) {
 		fmt.Fprintf(b, "| upstream | concurrency | %s |", strings.Join(cols, " | "))
 		for _, q := range ratios {
-			fmt.Fprintf(b, " %s |", suffix(q.num, q.den))
+			fmt.Fprintf(b, " %s |", suffix(label(q.num), label(q.den)))
 		}
 		fmt.Fprintf(b, "\n|---|---:|%s%s\n", strings.Repeat("---:|", len(cols)), strings.Repeat("---:|", len(ratios)))
 	}
@@ -279,12 +279,12 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 	}
 
 	fmt.Fprintf(b, "**Throughput** (calls/s; each cell a fixed number of calls after a warm-up)\n\n")
-	header(paths, func(num, den string) string { return num + " / " + den })
+	header(labels(paths), func(num, den string) string { return num + " / " + den })
 	rows(func(c *Cell) string { return fmt.Sprintf("%.0f", c.Load.Throughput) },
 		func(c *Cell) float64 { return c.Load.Throughput })
 
 	fmt.Fprintf(b, "\n**Latency** (ms, p50 / p99 / max)\n\n")
-	header(paths, func(num, den string) string { return "p99 " + num + " / " + den })
+	header(labels(paths), func(num, den string) string { return "p99 " + num + " / " + den })
 	rows(func(c *Cell) string {
 		l := c.Load.Latency
 		return fmt.Sprintf("%.2f / %.2f / %.1f", l.P50, l.P99, l.Max)
@@ -295,26 +295,26 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 	ratios = nil
 	var proxies []string
 	for _, p := range paths {
-		if p != pathDirect {
+		if l, _ := legOf(p); !l.direct {
 			proxies = append(proxies, p)
 		}
 	}
-	header(append(slices.Clone(paths), "peak RSS, MiB ("+strings.Join(proxies, " / ")+")", "errors ("+strings.Join(paths, " / ")+")"), nil)
+	header(append(labels(paths), "peak RSS, MiB ("+strings.Join(labels(proxies), " / ")+")", "errors ("+strings.Join(labels(paths), " / ")+")"), nil)
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
 			fmt.Fprintf(b, "| %s | %d |", u, c)
 			var rss, errs []string
 			for _, p := range paths {
-				cl := r.cell(u, p, c)
+				cl, l := r.cell(u, p, c), legFor(p)
 				switch {
 				case cl == nil:
 					fmt.Fprintf(b, " |")
 					errs = append(errs, "–")
-					if p != pathDirect {
+					if !l.direct {
 						rss = append(rss, "–")
 					}
 					continue
-				case p == pathDirect:
+				case l.direct:
 					fmt.Fprintf(b, " %.0f + %.0f |", cl.ClientCPUPerCallUS, cl.UpstreamCPUPerCallUS)
 				default:
 					fmt.Fprintf(b, " %.0f + %.0f + %.0f |", cl.ClientCPUPerCallUS, cl.ProxyCPUPerCallUS, cl.UpstreamCPUPerCallUS)
@@ -326,6 +326,7 @@ func markdownLoad(b *bytes.Buffer, r *Results) {
 		}
 	}
 	markdownFloor(b, r)
+	markdownFace(b, r)
 }
 
 // markdownFloor renders caddy-mcpo against the floor on the echo
@@ -343,7 +344,7 @@ func markdownFloor(b *bytes.Buffer, r *Results) {
 		if floor == nil {
 			continue
 		}
-		for _, p := range []string{pathFloor, pathRespond, pathCaddy, pathModern} {
+		for _, p := range append([]string{pathFloor, pathRespond}, floorLegs()...) {
 			cl := r.cell("echo", p, c)
 			if cl == nil {
 				continue
@@ -352,10 +353,54 @@ func markdownFloor(b *bytes.Buffer, r *Results) {
 			if respond != nil && p != pathFloor && p != pathRespond {
 				budget = ratio(cl.ProxyCPUPerCallUS, 1.25*floor.ProxyCPUPerCallUS+respond.ProxyCPUPerCallUS)
 			}
-			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %.2f | %s | %.0f | %s | %s |\n", p, c,
+			fmt.Fprintf(b, "| %s | %d | %.0f | %s | %.2f | %s | %.0f | %s | %s |\n", label(p), c,
 				cl.Load.Throughput, ratio(cl.Load.Throughput, floor.Load.Throughput),
 				cl.Load.Latency.P99, ratio(cl.Load.Latency.P99, floor.Load.Latency.P99),
 				cl.ProxyCPUPerCallUS, ratio(cl.ProxyCPUPerCallUS, floor.ProxyCPUPerCallUS), budget)
+		}
+	}
+}
+
+// markdownFace renders the legs of the MCP face beside the REST face they
+// are measured against and the direct client: throughput, latency and the
+// proxy's CPU time per call, each with its ratio to the REST face's.
+func markdownFace(b *bytes.Buffer, r *Results) {
+	paths := r.paths()
+	var faces []string
+	rest := ""
+	for _, l := range legs {
+		if l.rest != "" && contains(paths, l.name) && contains(paths, l.rest) && (rest == "" || rest == l.rest) {
+			faces, rest = append(faces, l.name), l.rest
+		}
+	}
+	if len(faces) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n**The MCP face against the REST face** (%s: mcp-go clients call the tools at `<mount>/mcp` of the same Caddy configuration, "+
+		"servers and load as %s's `POST <mount>/<tool>`, with a session of their own per call under way, so one per load worker, "+
+		"each opened and its tools listed before the measurement; proxy CPU is Caddy's; client CPU is the load generator's, "+
+		"which shares the machine: what a client costs lowers the throughput of every path on a small one)\n\n", strings.Join(labels(faces), " and "), label(rest))
+	fmt.Fprintf(b, "| upstream | concurrency | path | calls/s | / REST | p50 / p99 ms | p99 / REST | client CPU µs/call | proxy CPU µs/call | / REST |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	rows := append([]string{pathDirect, rest}, faces...)
+	for _, u := range r.upstreams() {
+		for _, c := range r.concurrencies() {
+			rc := r.cell(u, rest, c)
+			if rc == nil {
+				continue
+			}
+			for _, p := range rows {
+				cl := r.cell(u, p, c)
+				if cl == nil {
+					continue
+				}
+				cpu, cpuRatio := "", ""
+				if !legFor(p).direct {
+					cpu, cpuRatio = fmt.Sprintf("%.0f", cl.ProxyCPUPerCallUS), ratio(cl.ProxyCPUPerCallUS, rc.ProxyCPUPerCallUS)
+				}
+				fmt.Fprintf(b, "| %s | %d | %s | %.0f | %s | %.2f / %.2f | %s | %.0f | %s | %s |\n", u, c, label(p),
+					cl.Load.Throughput, ratio(cl.Load.Throughput, rc.Load.Throughput),
+					cl.Load.Latency.P50, cl.Load.Latency.P99, ratio(cl.Load.Latency.P99, rc.Load.Latency.P99), cl.ClientCPUPerCallUS, cpu, cpuRatio)
+			}
 		}
 	}
 }
@@ -474,6 +519,7 @@ func markdownTargets(b *bytes.Buffer, r *Results) {
 		target(b, "p99 latency at concurrency 16 ≤ 1/10 of mcpo's", mc.Load.Latency.P99/cc.Load.Latency.P99, 10)
 	}
 	floorTargets(b, r)
+	faceTargets(b, r)
 	if r.Reload.Servers == 0 {
 		return
 	}
@@ -487,14 +533,15 @@ func markdownTargets(b *bytes.Buffer, r *Results) {
 // floorTargets renders the targets against the floor, of caddy-mcpo on
 // each protocol era measured.
 func floorTargets(b *bytes.Buffer, r *Results) {
-	for _, p := range []string{pathCaddy, pathModern} {
+	for _, p := range floorLegs() {
+		name := label(p)
 		for _, conc := range []int{16, 64} {
 			if cl, fl := r.cell("echo", p, conc), r.cell("echo", pathFloor, conc); cl != nil && fl != nil && fl.Load.Throughput > 0 {
-				target(b, fmt.Sprintf("%s throughput at concurrency %d ≥ 0.8× the floor's", p, conc), cl.Load.Throughput/fl.Load.Throughput, 0.8)
+				target(b, fmt.Sprintf("%s throughput at concurrency %d ≥ 0.8× the floor's", name, conc), cl.Load.Throughput/fl.Load.Throughput, 0.8)
 			}
 		}
 		if cl, fl := r.cell("echo", p, 16), r.cell("echo", pathFloor, 16); cl != nil && fl != nil && fl.Load.Latency.P99 > 0 {
-			targetAtMost(b, fmt.Sprintf("%s p99 latency at concurrency 16 ≤ 1.25× the floor's", p), cl.Load.Latency.P99/fl.Load.Latency.P99, 1.25)
+			targetAtMost(b, fmt.Sprintf("%s p99 latency at concurrency 16 ≤ 1.25× the floor's", name), cl.Load.Latency.P99/fl.Load.Latency.P99, 1.25)
 		}
 		for _, conc := range []int{16, 64} {
 			cl, fl, rs := r.cell("echo", p, conc), r.cell("echo", pathFloor, conc), r.cell("echo", pathRespond, conc)
@@ -503,7 +550,23 @@ func floorTargets(b *bytes.Buffer, r *Results) {
 			}
 			if budget := 1.25*fl.ProxyCPUPerCallUS + rs.ProxyCPUPerCallUS; budget > 0 {
 				targetAtMost(b, fmt.Sprintf("%s CPU per call at concurrency %d ≤ 1.25× the floor's + Caddy's respond (%.0f µs; got %.0f µs)",
-					p, conc, budget, cl.ProxyCPUPerCallUS), cl.ProxyCPUPerCallUS/budget, 1)
+					name, conc, budget, cl.ProxyCPUPerCallUS), cl.ProxyCPUPerCallUS/budget, 1)
+			}
+		}
+	}
+}
+
+// faceTargets renders the targets of the MCP face: on the echo upstream,
+// at each concurrency, ≥ 0.9× the throughput of its REST leg.
+func faceTargets(b *bytes.Buffer, r *Results) {
+	for _, l := range legs {
+		if l.rest == "" {
+			continue
+		}
+		for _, conc := range r.concurrencies() {
+			if cl, rest := r.cell("echo", l.name, conc), r.cell("echo", l.rest, conc); cl != nil && rest != nil && rest.Load.Throughput > 0 {
+				target(b, fmt.Sprintf("%s throughput at concurrency %d ≥ 0.9× the REST face's (%s)", label(l.name), conc, label(l.rest)),
+					cl.Load.Throughput/rest.Load.Throughput, 0.9)
 			}
 		}
 	}
@@ -526,18 +589,8 @@ func target(b *bytes.Buffer, what string, got, want float64) {
 	fmt.Fprintf(b, "- %s: %.2f×, %s\n", what, got, met)
 }
 
-// pathColors and the order of the chart's legend.
-var pathColors = map[string]color.Color{
-	pathDirect:  color.RGBA{R: 120, G: 120, B: 120, A: 255},
-	pathCaddy:   color.RGBA{R: 0, G: 150, B: 136, A: 255},
-	pathMcpo:    color.RGBA{R: 230, G: 120, B: 0, A: 255},
-	pathFloor:   color.RGBA{R: 40, G: 40, B: 200, A: 255},
-	pathRespond: color.RGBA{R: 180, G: 180, B: 180, A: 255},
-	pathModern:  color.RGBA{R: 0, G: 90, B: 80, A: 255},
-}
-
 // chart draws, for each upstream, throughput and latency percentiles
-// against concurrency, all three paths on log scales.
+// against concurrency, every leg measured on log scales.
 func chart(r *Results, file string) error {
 	ups, concs := r.upstreams(), r.concurrencies()
 	ticks := make([]plot.Tick, len(concs))
@@ -556,10 +609,11 @@ func chart(r *Results, file string) error {
 			p.Y.Tick.Marker = niceLogTicks{}
 			p.Legend.Top, p.Legend.Left = true, true
 		}
-		for _, path := range allPaths {
+		drawn := 0 // legs in the legend
+		for _, l := range legs {
 			var thr, p50, p99 plotter.XYs
 			for _, c := range concs {
-				if cell := r.cell(u, path, c); cell != nil && cell.Load.Calls > 0 {
+				if cell := r.cell(u, l.name, c); cell != nil && cell.Load.Calls > 0 {
 					thr = append(thr, plotter.XY{X: float64(c), Y: cell.Load.Throughput})
 					p50 = append(p50, plotter.XY{X: float64(c), Y: max(cell.Load.Latency.P50, 0.001)})
 					p99 = append(p99, plotter.XY{X: float64(c), Y: max(cell.Load.Latency.P99, 0.001)})
@@ -568,19 +622,19 @@ func chart(r *Results, file string) error {
 			if len(thr) == 0 {
 				continue
 			}
-			if err := addLine(tp, path, thr, false, true); err != nil {
+			drawn++
+			if err := addLine(tp, l, thr, false, true); err != nil {
 				return err
 			}
-			if err := addLine(lat, path, p50, false, true); err != nil {
+			if err := addLine(lat, l, p50, false, true); err != nil {
 				return err
 			}
-			if err := addLine(lat, path, p99, true, false); err != nil {
+			if err := addLine(lat, l, p99, true, false); err != nil {
 				return err
 			}
 		}
 		for _, p := range []*plot.Plot{tp, lat} {
-			// Room above the lines for the legend.
-			p.Y.Min, p.Y.Max = p.Y.Min/1.5, p.Y.Max*4
+			roomForLegend(p, drawn)
 		}
 		plots[row] = []*plot.Plot{tp, lat}
 	}
@@ -603,20 +657,30 @@ func chart(r *Results, file string) error {
 	return err
 }
 
-// addLine adds one path's series to a plot, in the path's color.
-func addLine(p *plot.Plot, path string, xys plotter.XYs, dashed, legend bool) error {
+// roomForLegend widens a plot's log Y axis so that the lines stay below
+// its legend at the top: the more legs, the more room.
+func roomForLegend(p *plot.Plot, entries int) {
+	p.Y.Min /= 1.5
+	// The share of the axis the legend takes, at about 4.5% a line.
+	share := min(0.6, 0.04+0.045*float64(entries))
+	span := math.Log10(p.Y.Max / p.Y.Min)
+	p.Y.Max *= math.Pow(10, max(share*span/(1-share), math.Log10(4)))
+}
+
+// addLine adds one leg's series to a plot, in the leg's color.
+func addLine(p *plot.Plot, l leg, xys plotter.XYs, dashed, legend bool) error {
 	line, points, err := plotter.NewLinePoints(xys)
 	if err != nil {
 		return err
 	}
-	line.Color, points.Color = pathColors[path], pathColors[path]
+	line.Color, points.Color = l.color, l.color
 	line.Width = vg.Points(1.5)
 	if dashed {
 		line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
 	}
 	p.Add(line, points)
 	if legend {
-		p.Legend.Add(path, line, points)
+		p.Legend.Add(label(l.name), line, points)
 	}
 	return nil
 }

@@ -183,3 +183,96 @@ func TestWriteGivesWhatASessionPerCallerCostsAndItsTarget(t *testing.T) {
 		t.Errorf("results.md has what the run did not measure:\n%s", md)
 	}
 }
+
+func TestWriteGivesTheMCPFaceBesideTheRESTFaceWithItsTarget(t *testing.T) {
+	r := &Results{Started: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), Machine: Machine{CPU: "test CPU", Cores: 2}}
+	for _, c := range []struct {
+		path           string
+		thr, p99, cpu  float64
+		thr1Ratio      float64 // throughput at concurrency 1, against thr
+		clientUS, upUS float64
+	}{
+		{pathDirect, 20000, 2, 0, 1, 30, 40},
+		{pathCaddy, 12000, 4, 120, 1, 50, 45},
+		{pathFace, 10800, 4.4, 132, 1, 60, 45},
+		{pathFaceModern, 9000, 5, 150, 0.5, 70, 46},
+	} {
+		for _, conc := range []int{1, 16, 64} {
+			thr := c.thr
+			if conc == 1 {
+				thr *= c.thr1Ratio
+			}
+			r.Cells = append(r.Cells, Cell{Upstream: "echo", Path: c.path, ProxyCPUPerCallUS: c.cpu, ClientCPUPerCallUS: c.clientUS, UpstreamCPUPerCallUS: c.upUS,
+				Load: LoadResult{Concurrency: conc, Calls: 100, Throughput: thr, Latency: Latency{P50: c.p99 / 2, P99: c.p99, Max: c.p99 * 2}}})
+		}
+	}
+	writeResults(t, r,
+		"| upstream | concurrency | direct | caddy-mcpo | caddy-mcpo /mcp (2025-11-25) | caddy-mcpo /mcp (2026-07-28) | caddy-mcpo / direct |",
+		"| echo | 16 | 20000 | 12000 | 10800 | 9000 | 0.60× |",
+		"| peak RSS, MiB (caddy-mcpo / caddy-mcpo /mcp (2025-11-25) / caddy-mcpo /mcp (2026-07-28)) |",
+		"| echo | 64 | 30 + 40 | 50 + 120 + 45 | 60 + 132 + 45 | 70 + 150 + 46 | 0 / 0 / 0 | 0 / 0 / 0 / 0 |",
+		"**The MCP face against the REST face** (caddy-mcpo /mcp (2025-11-25) and caddy-mcpo /mcp (2026-07-28):",
+		"| echo | 16 | direct | 20000 | 1.67× | 1.00 / 2.00 | 0.50× | 30 |  |  |",
+		"| echo | 16 | caddy-mcpo | 12000 | 1.00× | 2.00 / 4.00 | 1.00× | 50 | 120 | 1.00× |",
+		"| echo | 16 | caddy-mcpo /mcp (2025-11-25) | 10800 | 0.90× | 2.20 / 4.40 | 1.10× | 60 | 132 | 1.10× |",
+		"| echo | 1 | caddy-mcpo /mcp (2026-07-28) | 4500 | 0.38× | 2.50 / 5.00 | 1.25× | 70 | 150 | 1.25× |",
+		"- caddy-mcpo /mcp (2025-11-25) throughput at concurrency 64 ≥ 0.9× the REST face's (caddy-mcpo): 0.90×, met",
+		"- caddy-mcpo /mcp (2026-07-28) throughput at concurrency 1 ≥ 0.9× the REST face's (caddy-mcpo): 0.38×, missed",
+		"- caddy-mcpo /mcp (2026-07-28) throughput at concurrency 16 ≥ 0.9× the REST face's (caddy-mcpo): 0.75×, missed",
+	)
+}
+
+func TestLegsAreEachOpenedDrawnAndComparedOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, l := range legs {
+		if seen[l.name] || l.name == "" || strings.Contains(l.name, ",") {
+			t.Errorf("leg %q: a name must be unique, given, and fit in -paths", l.name)
+		}
+		seen[l.name] = true
+		if l.open == nil || l.color == nil {
+			t.Errorf("leg %q has no open or no color", l.name)
+		}
+	}
+	for _, l := range legs {
+		if l.rest == "" {
+			continue
+		}
+		if rest, ok := legOf(l.rest); !ok || rest.rest != "" || rest.direct {
+			t.Errorf("leg %q is compared with %q, which is not a REST leg", l.name, l.rest)
+		}
+	}
+	if _, err := (&env{}).open(t.Context(), "no-such-leg"); err == nil || !strings.Contains(err.Error(), pathFaceModern) {
+		t.Errorf("an unknown leg gives %v; want an error naming the legs", err)
+	}
+}
+
+// The published results are what the report renders from their
+// results.json: a change to the report that changes them needs them
+// rendered again (go run . -render ../docs/bench/results.json -readme
+// ../README.md), which also shows the change in review.
+func TestThePublishedResultsAreTheirJSONRendered(t *testing.T) {
+	b, err := os.ReadFile("../docs/bench/results.json")
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rerender(filepath.Join(dir, "results.json"), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"results.md", "profile.md"} {
+		want, err := os.ReadFile(filepath.Join("../docs/bench", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("docs/bench/%s is not what its results.json renders to; render it again", name)
+		}
+	}
+}
