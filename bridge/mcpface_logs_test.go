@@ -10,6 +10,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // progressCall is a tools/call of the fixture's progress tool, of three
@@ -138,35 +140,39 @@ func TestMCPFacePassesACallsLogMessagesOnToItsStream(t *testing.T) {
 }
 
 func TestMCPFaceGivesACallsLogMessageToItsClientOnce(t *testing.T) {
-	srv := fixtureBridge(t, fixtureServer(t))
-	// The client listens on its GET stream too, where the broadcast of the
-	// server's log messages at its level goes.
-	cl := connect(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, transport.WithContinuousListening())
-	got := make(chan string, 64)
-	cl.OnNotification(func(n mcp.JSONRPCNotification) {
-		if n.Method == string(mcp.MethodNotificationMessage) {
-			p := n.Params.AdditionalFields
-			got <- fmt.Sprintf("%v %v %v", p["level"], p["logger"], p["data"])
-		}
-	})
-	if err := cl.SetLevel(context.Background(), mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
-		t.Fatal(err)
+	for _, protocol := range []string{upstream.ProtocolLegacy, upstream.ProtocolModern} {
+		t.Run("a "+protocol+" server", func(t *testing.T) {
+			srv := fixtureBridge(t, fixtureServerOf(t, protocol))
+			// The client listens on its GET stream too, where the broadcast
+			// of the server's log messages at its level goes.
+			cl := connect(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, transport.WithContinuousListening())
+			got := make(chan string, 64)
+			cl.OnNotification(func(n mcp.JSONRPCNotification) {
+				if n.Method == string(mcp.MethodNotificationMessage) {
+					p := n.Params.AdditionalFields
+					got <- fmt.Sprintf("%v %v %v", p["level"], p["logger"], p["data"])
+				}
+			})
+			if err := cl.SetLevel(context.Background(), mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // the GET stream opens
+			if _, err := callMCPTool(cl, "progress", map[string]any{"steps": 3, "ms": 30}); err != nil {
+				t.Fatal(err)
+			}
+			var logs []string
+			for done := time.After(500 * time.Millisecond); ; {
+				select {
+				case l := <-got:
+					logs = append(logs, l)
+					continue
+				case <-done:
+				}
+				break
+			}
+			// Each once, in order: on the call's stream, and not again by
+			// the broadcast.
+			wantStepLogs(t, logs)
+		})
 	}
-	time.Sleep(200 * time.Millisecond) // the GET stream opens
-	if _, err := callMCPTool(cl, "progress", map[string]any{"steps": 3, "ms": 30}); err != nil {
-		t.Fatal(err)
-	}
-	var logs []string
-	for done := time.After(500 * time.Millisecond); ; {
-		select {
-		case l := <-got:
-			logs = append(logs, l)
-			continue
-		case <-done:
-		}
-		break
-	}
-	// Each once, in order: on the call's stream, and not again by the
-	// broadcast.
-	wantStepLogs(t, logs)
 }
