@@ -384,6 +384,8 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
 	}
+	ctx, endLogs := f.relayCallLogs(ctx, st)
+	defer endLogs()
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}

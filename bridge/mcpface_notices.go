@@ -15,10 +15,21 @@ package bridge
 // granted a tool of, at the level it set with logging/setLevel (error
 // until it sets one, mcp-go's default), with logger naming the server in
 // a face of several. The 2026-07-28 era declares log levels per request,
-// and a server's messages belong to no request: those clients get none.
+// and such a message belongs to no request: those clients get none.
+//
+// A call's own log messages, those a Streamable HTTP server sends on the
+// stream answering the call (upstream.WithLog), go to the client that
+// made the call, on the call's stream, as its progress does: in the
+// 2025-11-25 era at the level the session set, every level until it sets
+// one; in the 2026-07-28 era at the level the request declares, none
+// without one. The call asks a 2026-07-28 server for them at that level
+// (upstream.WithLogLevel): such a server sends none otherwise. The server's
+// transport hands the same message to the broadcast above just after: the
+// broadcast skips the session that got it on the call's stream (callLogs).
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -39,7 +50,25 @@ type faceNotices struct {
 	relays bool // some server of the face is a noticeSource
 
 	clients sync.Map // session ID → *grant (nil without access rules): the clients told of log messages
+	levels  sync.Map // session ID → mcp.LoggingLevel: the level a client set with logging/setLevel
+
+	callsMu sync.Mutex
+	calls   map[*callLogs]struct{} // the calls under way whose log messages go to their client
 }
+
+// callLogs is a call under way whose server's log messages about it go to
+// the client that made it, on the call's stream.
+type callLogs struct {
+	session string // the client's session; "" in the 2026-07-28 era, which gets no broadcast
+	server  *serverState
+	// sent counts the messages sent on the call's stream that the
+	// broadcast has not met yet, by logKey: it skips the session for them.
+	sent map[string]int
+}
+
+// maxCallLogsPending bounds callLogs.sent: past it, a message sent on the
+// call's stream may reach the session a second time by the broadcast.
+const maxCallLogsPending = 256
 
 // noticeOptions are the options of mcp-go's server for relaying notices,
 // with their hooks added to hooks.
@@ -61,6 +90,12 @@ func (f *mcpFace) noticeOptions(hooks *server.Hooks) []server.ServerOption {
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, s server.ClientSession) {
 		f.clients.Delete(s.SessionID())
+		f.levels.Delete(s.SessionID())
+	})
+	hooks.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
+		if s := server.ClientSessionFromContext(ctx); s != nil {
+			f.levels.Store(s.SessionID(), req.Params.Level)
+		}
 	})
 	return []server.ServerOption{server.WithLogging()}
 }
@@ -105,10 +140,27 @@ func (f *mcpFace) notice(st *serverState, n upstream.Notice) {
 }
 
 // relayLog passes a log message of server st on to the sessions granted a
-// tool of it, at each one's level.
+// tool of it, at each one's level, but a session that got it on the
+// stream of its call.
 func (f *mcpFace) relayLog(st *serverState, v *view, p map[string]any) {
 	level, _ := p["level"].(string)
 	logger, _ := p["logger"].(string)
+	msg := f.logNotification(st, level, logger, p["data"])
+	skip := f.sentOnACall(st, logKey(msg))
+	f.clients.Range(func(id, g any) bool {
+		if skip[id.(string)] {
+			return true
+		}
+		if g, _ := g.(*grant); g == nil || g.of(st, v).n > 0 {
+			_ = f.mcp.SendLogMessageToSpecificClient(id.(string), msg)
+		}
+		return true
+	})
+}
+
+// logNotification is a log message of server st as the face passes it on:
+// at a face of several servers, logger names the server.
+func (f *mcpFace) logNotification(st *serverState, level, logger string, data any) mcp.LoggingMessageNotification {
 	if f.prefixed {
 		if logger != "" {
 			logger = st.cfg.Name + "/" + logger
@@ -116,11 +168,94 @@ func (f *mcpFace) relayLog(st *serverState, v *view, p map[string]any) {
 			logger = st.cfg.Name
 		}
 	}
-	msg := mcp.NewLoggingMessageNotification(mcp.LoggingLevel(level), logger, p["data"])
-	f.clients.Range(func(id, g any) bool {
-		if g, _ := g.(*grant); g == nil || g.of(st, v).n > 0 {
-			_ = f.mcp.SendLogMessageToSpecificClient(id.(string), msg)
+	return mcp.NewLoggingMessageNotification(mcp.LoggingLevel(level), logger, data)
+}
+
+// logKey tells log messages apart, for the broadcast to find those sent
+// on a call's stream: both sides decode the data the same way.
+func logKey(m mcp.LoggingMessageNotification) string {
+	data, _ := json.Marshal(m.Params.Data)
+	return string(m.Params.Level) + "\x00" + m.Params.Logger + "\x00" + string(data)
+}
+
+// sentOnACall returns the sessions that got the message of key from st on
+// the stream of a call, forgetting that they did.
+func (f *mcpFace) sentOnACall(st *serverState, key string) map[string]bool {
+	f.callsMu.Lock()
+	defer f.callsMu.Unlock()
+	var skip map[string]bool
+	for c := range f.calls {
+		if c.server != st || c.session == "" || c.sent[key] == 0 || skip[c.session] {
+			continue
 		}
-		return true
-	})
+		if c.sent[key]--; c.sent[key] == 0 {
+			delete(c.sent, key)
+		}
+		if skip == nil {
+			skip = map[string]bool{}
+		}
+		skip[c.session] = true
+	}
+	return skip
+}
+
+// callLogLevel is the level of the log messages the client calling under
+// ctx gets on the call's stream, "" for none; and its session, "" in the
+// 2026-07-28 era.
+func (f *mcpFace) callLogLevel(ctx context.Context) (level mcp.LoggingLevel, session string) {
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		return info.LogLevel, ""
+	}
+	s := server.ClientSessionFromContext(ctx)
+	if s == nil {
+		return "", ""
+	}
+	if l, ok := f.levels.Load(s.SessionID()); ok {
+		return l.(mcp.LoggingLevel), s.SessionID()
+	}
+	return mcp.LoggingLevelDebug, s.SessionID() // every level until the client sets one
+}
+
+// relayCallLogs returns ctx whose call to server st passes the server's
+// log messages about it on to the client, on the call's stream, and the
+// function that ends that as the call does. They run on the server's
+// transport reader: queued without waiting, as progress is.
+func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState) (context.Context, func()) {
+	level, session := f.callLogLevel(ctx)
+	if !f.relays || level == "" {
+		return ctx, func() {}
+	}
+	c := &callLogs{session: session, server: st, sent: map[string]int{}}
+	f.callsMu.Lock()
+	if f.calls == nil {
+		f.calls = map[*callLogs]struct{}{}
+	}
+	f.calls[c] = struct{}{}
+	f.callsMu.Unlock()
+	relay := func(m upstream.LogMessage) {
+		if !mcp.LoggingLevel(m.Level).ShouldSendTo(level) {
+			return
+		}
+		var data any
+		if len(m.Data) > 0 {
+			_ = json.Unmarshal(m.Data, &data)
+		}
+		msg := f.logNotification(st, m.Level, m.Logger, data)
+		f.callsMu.Lock()
+		_, live := f.calls[c]
+		if live && session != "" && len(c.sent) < maxCallLogsPending {
+			c.sent[logKey(msg)]++
+		}
+		f.callsMu.Unlock()
+		if live {
+			_ = f.mcp.SendNotificationToClient(ctx, msg.Method, map[string]any{
+				"level": msg.Params.Level, "logger": msg.Params.Logger, "data": msg.Params.Data})
+		}
+	}
+	ctx = upstream.WithLogLevel(upstream.WithLog(ctx, relay), string(level))
+	return ctx, func() {
+		f.callsMu.Lock()
+		defer f.callsMu.Unlock()
+		delete(f.calls, c)
+	}
 }

@@ -131,7 +131,14 @@ func readEvents(t *testing.T, r io.Reader) []sse {
 // progress tool, reached over Streamable HTTP by a real Upstream, ready.
 func fixtureServer(t *testing.T) *ServerConfig {
 	t.Helper()
-	u := upstream.New(upstream.Spec{Name: "fx", Transport: upstream.TransportStreamableHTTP,
+	return fixtureServerOf(t, "")
+}
+
+// fixtureServerOf is fixtureServer speaking protocol (an upstream.Spec's
+// Protocol; "" for auto).
+func fixtureServerOf(t *testing.T, protocol string) *ServerConfig {
+	t.Helper()
+	u := upstream.New(upstream.Spec{Name: "fx", Transport: upstream.TransportStreamableHTTP, Protocol: protocol,
 		URL: fixture.NewStreamableHTTP(t, fixture.Options{Progress: true})},
 		upstream.Options{StartTimeout: 10 * time.Second}, zap.NewNop())
 	u.Start()

@@ -162,6 +162,33 @@ func TestCallMetaReachesToolsCallsMeta(t *testing.T) {
 	})
 }
 
+func TestALogLevelReachesTheMetaOfAModernCallOnly(t *testing.T) {
+	url := fixture.NewStreamableHTTP(t, fixture.Options{})
+	for _, tc := range []struct {
+		protocol string
+		want     any // the call's _meta logLevel
+	}{
+		{ProtocolModern, "debug"},
+		// A 2025-11-25 session's level is the session's.
+		{ProtocolLegacy, nil},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			u, _ := start(t, Spec{Name: "fx", Transport: TransportStreamableHTTP, URL: url, Protocol: tc.protocol}, Options{})
+			meta := map[string]any{"example.com/user": "u1"}
+			info := requestInfo(t, WithLogLevel(WithCallMeta(context.Background(), meta), "debug"), u)
+			if got := info.Meta["io.modelcontextprotocol/logLevel"]; got != tc.want {
+				t.Errorf("_meta logLevel = %v, want %v (_meta %v)", got, tc.want, info.Meta)
+			}
+			if info.Meta["example.com/user"] != "u1" || len(meta) != 1 {
+				t.Errorf("the call's own _meta = %v, and the caller's became %v", info.Meta, meta)
+			}
+			if other := requestInfo(t, context.Background(), u); other.Meta["io.modelcontextprotocol/logLevel"] != nil {
+				t.Errorf("a call asking for no level got one: %v", other.Meta)
+			}
+		})
+	}
+}
+
 func TestReservedHeadersAreThoseACallMayNotSet(t *testing.T) {
 	for name, want := range map[string]bool{
 		"te": true, "Transfer-Encoding": true, "connection": true, "Proxy-Authorization": true, "Host": true,

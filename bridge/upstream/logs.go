@@ -27,8 +27,9 @@ type LogMessage struct {
 type LogFunc func(LogMessage)
 
 type (
-	logKey   struct{}
-	tokenKey struct{} // the progressToken of a call, for its logTap
+	logKey      struct{}
+	logLevelKey struct{}
+	tokenKey    struct{} // the progressToken of a call, for its logTap
 )
 
 // WithLog returns ctx whose tools/call hands fn the log messages the
@@ -39,6 +40,22 @@ type (
 // every log message does).
 func WithLog(ctx context.Context, fn LogFunc) context.Context {
 	return context.WithValue(ctx, logKey{}, fn)
+}
+
+// WithLogLevel returns ctx whose tools/call asks a server of the
+// 2026-07-28 era for its log messages about the call at level and above:
+// the io.modelcontextprotocol/logLevel entry of the call's _meta, without
+// which such a server sends none. A 2025-11-25 session has one level for
+// all its calls, set with logging/setLevel; the session is shared, so it
+// is left as it is, and level is not sent.
+func WithLogLevel(ctx context.Context, level string) context.Context {
+	return context.WithValue(ctx, logLevelKey{}, level)
+}
+
+// logLevelOf returns the log level ctx asks for, "" when none.
+func logLevelOf(ctx context.Context) string {
+	s, _ := ctx.Value(logLevelKey{}).(string)
+	return s
 }
 
 // logOf returns the log function ctx carries, nil when none.

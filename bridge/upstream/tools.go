@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -139,8 +140,9 @@ func (s *session) listTools(ctx context.Context) ([]*Tool, []string, error) {
 }
 
 // callTool calls a tool and returns its result as the server sent it,
-// with the _meta entries ctx carries (WithCallMeta), and a progressToken
-// when ctx carries a ProgressFunc (WithProgress). Errors are those of
+// with the _meta entries ctx carries (WithCallMeta), a progressToken
+// when ctx carries a ProgressFunc (WithProgress), and on a 2026-07-28
+// session the log level ctx asks for (WithLogLevel). Errors are those of
 // send.
 func (s *session) callTool(ctx context.Context, name string, args json.RawMessage) (*CallResult, error) {
 	token, done := progressToken(ctx)
@@ -152,7 +154,15 @@ func (s *session) callTool(ctx context.Context, name string, args json.RawMessag
 		req := mcp.CallToolRequest{}
 		req.Params.Name = name
 		req.Params.Arguments = args
-		if m := callMeta(ctx); m != nil || token != "" {
+		m := callMeta(ctx)
+		if level := logLevelOf(ctx); level != "" && mcp.IsModernProtocol(s.info.Protocol) {
+			m = maps.Clone(m)
+			if m == nil {
+				m = map[string]any{}
+			}
+			m[mcp.MetaKeyLogLevel] = level
+		}
+		if m != nil || token != "" {
 			req.Params.Meta = &mcp.Meta{AdditionalFields: m}
 			if token != "" {
 				req.Params.Meta.ProgressToken = token
