@@ -303,6 +303,10 @@ func (s *eventStream) send(text string) {
 	}
 }
 
+// streamLogLevel is the least level of the log messages a streamed call
+// asks a 2026-07-28 server for.
+const streamLogLevel = "debug"
+
 // stream runs a call of tool rt of st with checked arguments and answers
 // it as server-sent events: progress and log messages as the server sends
 // them, then the result or the error. An error before the stream opened
@@ -312,7 +316,10 @@ func (s *eventStream) send(text string) {
 func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string, start time.Time) *httpError {
 	q := newEventQueue()
 	ctx := upstream.WithProgress(r.Context(), func(p upstream.Progress) { q.push(progressEvent(p)) })
-	ctx = upstream.WithLog(ctx, func(m upstream.LogMessage) { q.push(logEvent(m)) })
+	// A 2026-07-28 server logs about a call only at the level the call
+	// asks for; streamed calls ask for every level, as an MCP client that
+	// set none gets them at the MCP endpoint.
+	ctx = upstream.WithLogLevel(upstream.WithLog(ctx, func(m upstream.LogMessage) { q.push(logEvent(m)) }), streamLogLevel)
 	type answer struct {
 		res *upstream.CallResult
 		e   *httpError

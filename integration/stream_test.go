@@ -251,3 +251,31 @@ func TestAStreamedCallOverCaddyKeepsItsEventsInTheServersOrder(t *testing.T) {
 		})
 	}
 }
+
+// A 2026-07-28 server (the conformance suite's reference server, in its
+// stateless mode) logs about a call only at the level the call asks for.
+func TestAStreamedCallGetsTheLogMessagesOfAStatelessServer(t *testing.T) {
+	port := freePort()
+	startReferenceServer(t, buildReferenceServer(t), port, true)
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /ref {
+		url http://127.0.0.1:%d/mcp
+	}
+}
+`, httpPort, port))
+	waitReady(t, "/ref/openapi.json")
+	resp := postStream(t, context.Background(), "/ref/test_tool_with_logging", `{}`)
+	var logs []string
+	evs := readStream(t, resp.Body, time.Now())
+	for _, ev := range evs {
+		if ev.name == "log" {
+			logs = append(logs, ev.data)
+		}
+	}
+	if len(logs) != 3 || !strings.Contains(logs[0], `"level":"info"`) || !strings.Contains(logs[0], "Tool execution started") {
+		t.Errorf("log events %q, want the server's three", logs)
+	}
+	if len(evs) == 0 || evs[len(evs)-1].name != "result" {
+		t.Errorf("events %+v, want a result last", evs)
+	}
+}
