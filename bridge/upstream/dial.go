@@ -24,7 +24,9 @@ type dialer struct {
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
 	roots  []string   // nil: no roots capability
-	notify func(s *session, n mcp.JSONRPCNotification)
+	// sampling declares the sampling capability (Options.Sampling).
+	sampling bool
+	notify   func(s *session, n mcp.JSONRPCNotification)
 	// maxMessage bounds one message from the server; 0 for the default.
 	maxMessage int64
 	// seen, if set, is called whenever the server sends something.
@@ -282,6 +284,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 	var opts []client.ClientOption
 	if d.elicit != nil {
 		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
+	}
+	if d.sampling {
+		opts = append(opts, client.WithSamplingHandler(sampler{log: d.log}))
 	}
 	if len(d.roots) > 0 {
 		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))
