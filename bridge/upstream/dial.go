@@ -157,13 +157,14 @@ func (d *dialer) sawMessage() {
 
 // dialStreamable connects over Streamable HTTP. A legacy server that says
 // its tools may change only sends tools/list_changed on a standing GET
-// stream, and sends its own requests (elicitation) there too; mcp-go opens
+// stream, and may send its own requests (elicitation, sampling) there too,
+// which wait for a stream that never comes when there is none; mcp-go opens
 // that stream only when told before the handshake: such a server is
 // dialled again, on the version it negotiated, with the stream.
 func (d *dialer) dialStreamable(ctx, parent context.Context) (*session, error) {
 	listen := pinnedLegacy(d.spec.Protocol)
 	s, err := d.dialHTTP(ctx, parent, d.newStreamable(listen), d.spec.Protocol)
-	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || (!toolsMayChange(s.caps) && d.elicit == nil) {
+	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || (!toolsMayChange(s.caps) && d.elicit == nil && !d.sampling) {
 		return s, err
 	}
 	version := s.info.Protocol

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -65,8 +68,7 @@ func TestUpstream_SamplingGoesToTheCallsSampleFuncOrIsRefused(t *testing.T) {
 	}
 }
 
-func TestUpstream_WithoutSamplingDeclaresNone(t *testing.T) {
-	srv := newRawServer(t, legacyAnswers)
+func TestUpstream_SamplingIsDeclaredAndListenedForOnlyWhenRelayed(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		sampling bool
@@ -76,8 +78,13 @@ func TestUpstream_WithoutSamplingDeclaresNone(t *testing.T) {
 		{"relay", true, "{}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			start(t, Spec{Name: "raw", Transport: TransportStreamableHTTP, URL: srv.URL + "/mcp", Protocol: ProtocolLegacy},
-				Options{Sampling: tc.sampling})
+			srv := newRawServer(t, legacyAnswers)
+			// Under protocol auto, a legacy server whose tools do not
+			// change is listened to only for requests of its own.
+			u, _ := start(t, Spec{Name: "raw", Transport: TransportStreamableHTTP, URL: srv.URL + "/mcp"}, Options{Sampling: tc.sampling})
+			if p := u.Tools().Server.Protocol; p != "2025-11-25" {
+				t.Fatalf("protocol %q", p)
+			}
 			inits := srv.requests("initialize")
 			var p struct {
 				Capabilities struct {
@@ -87,6 +94,13 @@ func TestUpstream_WithoutSamplingDeclaresNone(t *testing.T) {
 			_ = json.Unmarshal(inits[len(inits)-1].Params, &p)
 			if got := string(p.Capabilities.Sampling); got != tc.want {
 				t.Errorf("initialize declared sampling %q, want %q", got, tc.want)
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for tc.sampling && !slices.Contains(srv.methods(), http.MethodGet) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := slices.Contains(srv.methods(), http.MethodGet); got != tc.sampling {
+				t.Errorf("standing GET stream opened: %v, want %v (requests %v)", got, tc.sampling, srv.methods())
 			}
 		})
 	}
