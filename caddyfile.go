@@ -79,6 +79,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		prompts on|off
 //		roots <dirs...>
 //		elicitation off|decline|defaults
+//		sampling off|relay
 //		isolation shared|user
 //		idle_timeout <duration>
 //		max_sessions <sessions>

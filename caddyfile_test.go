@@ -93,7 +93,7 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 			}}},
 		},
 		{
-			name: "resources, prompts, roots and elicitation",
+			name: "resources, prompts, roots, elicitation and sampling",
 			input: `mcpo /fs {
 				command mcp-server
 				resources off
@@ -101,9 +101,10 @@ func TestUnmarshalCaddyfile_ParsesValidBlocks(t *testing.T) {
 				roots /srv/a /srv/b
 				roots /srv/c
 				elicitation defaults
+				sampling relay
 			}`,
 			want: &Handler{Mount: "/fs", Servers: []*ServerConfig{{Command: "mcp-server",
-				Resources: new(false), Prompts: new(true), Roots: []string{"/srv/a", "/srv/b", "/srv/c"}, Elicitation: "defaults"}}},
+				Resources: new(false), Prompts: new(true), Roots: []string{"/srv/a", "/srv/b", "/srv/c"}, Elicitation: "defaults", Sampling: "relay"}}},
 		},
 		{
 			name: "mount omitted means /",
@@ -623,6 +624,18 @@ func TestUnmarshalCaddyfile_RejectsBadInputAtTheOffendingLine(t *testing.T) {
 			input:   "mcpo /x {\n\tcommand prog\n\telicitation ask\n}",
 			line:    3,
 			substrs: []string{`elicitation "ask": want off, decline or defaults`},
+		},
+		{
+			name:    "an unknown sampling setting",
+			input:   "mcpo /x {\n\tcommand prog\n\tsampling on\n}",
+			line:    3,
+			substrs: []string{`sampling "on": want off or relay`},
+		},
+		{
+			name:    "sampling without its setting",
+			input:   "mcpo /x {\n\tcommand prog\n\tsampling\n}",
+			line:    3,
+			substrs: []string{"sampling"},
 		},
 		{
 			name:    "unknown subdirective in a server block",

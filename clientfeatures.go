@@ -16,8 +16,14 @@ const (
 	elicitDefaults = "defaults"
 )
 
+// The sampling settings of ServerConfig.Sampling.
+const (
+	samplingOff   = "off"
+	samplingRelay = "relay"
+)
+
 // validateClientFeatures checks what the proxy declares to the server as
-// its client: roots and the elicitation policy.
+// its client: roots, the elicitation policy and sampling.
 func (s *ServerConfig) validateClientFeatures() error {
 	for _, d := range s.Roots {
 		if !filepath.IsAbs(d) {
@@ -26,9 +32,14 @@ func (s *ServerConfig) validateClientFeatures() error {
 	}
 	switch s.Elicitation {
 	case "", elicitOff, elicitDecline, elicitDefaults:
+	default:
+		return fieldErr(fmt.Errorf("elicitation %q: want off, decline or defaults", s.Elicitation), "elicitation")
+	}
+	switch s.Sampling {
+	case "", samplingOff, samplingRelay:
 		return nil
 	}
-	return fieldErr(fmt.Errorf("elicitation %q: want off, decline or defaults", s.Elicitation), "elicitation")
+	return fieldErr(fmt.Errorf("sampling %q: want off or relay", s.Sampling), "sampling")
 }
 
 // elicitPolicy is the answer of policy to a server's elicitations; nil

@@ -175,9 +175,19 @@ type ServerConfig struct {
 	// elicitation capability, so the server asks nothing (a tool that
 	// needs input fails, saying so); "decline" declares it and declines
 	// every request; "defaults" accepts every form with the defaults its
-	// schema gives (a URL elicitation is declined). Sampling is never
-	// declared: the proxy has no model to sample.
+	// schema gives (a URL elicitation is declined). With "decline" or
+	// "defaults", an elicitation during a call made at the MCP endpoint goes
+	// to the client that made the call when it declared elicitation.
 	Elicitation string `json:"elicitation,omitempty"`
+	// Whether the server's sampling requests during a call
+	// (sampling/createMessage) are passed on: "off" (the default) declares
+	// no sampling capability, so the server asks nothing (the proxy has no
+	// model of its own); "relay" declares it and passes each request made
+	// during a call at the MCP endpoint to the client that made the call
+	// when it declared sampling, refusing every other request with JSON-RPC
+	// error -32601 that says why (the HTTP API's calls, clients without
+	// the capability, requests not tied to a call).
+	Sampling string `json:"sampling,omitempty"`
 
 	// OAuth authorizes the requests to an HTTP server with OAuth 2.1.
 	// With isolation "user" (and the authorization-code grant), each

@@ -149,6 +149,8 @@ var directives = []directive{
 		example: "roots /srv/data", parse: list(func(p *parser) *[]string { return &p.s.Roots })},
 	{name: "elicitation", in: setting, syntax: "off|decline|defaults", field: "elicitation",
 		example: "elicitation defaults", parse: text(func(p *parser) *string { return &p.s.Elicitation })},
+	{name: "sampling", in: setting, syntax: "off|relay", field: "sampling",
+		example: "sampling relay", parse: text(func(p *parser) *string { return &p.s.Sampling })},
 	{name: "isolation", in: setting, syntax: "shared|user", field: "isolation",
 		example: "isolation user", parse: text(func(p *parser) *string { return &p.s.Isolation })},
 	{name: "idle_timeout", in: setting, syntax: "<duration>", field: "idle_timeout",

@@ -179,6 +179,7 @@ func (s *ServerConfig) spec(name string, repl *caddy.Replacer) (upstream.Spec, u
 		FailureWindow:   time.Duration(s.FailureWindow),
 		Roots:           s.Roots,
 		Elicitation:     elicitPolicy(s.Elicitation),
+		Sampling:        s.Sampling == samplingRelay,
 	}
 	return spec, opts, nil
 }

@@ -389,6 +389,7 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}
+	ctx = upstream.WithSampling(ctx, f.samplingOf(ctx))
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")

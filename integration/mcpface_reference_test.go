@@ -119,13 +119,20 @@ var faceKnownDifferences = []knownDifference{
 			"tools-call-with-logging",
 		}},
 	// Requests from the server during a call (sampling, elicitation) are
-	// answered by caddy-mcpo's upstream client, never relayed to the
-	// face's client: the tool fails, or gets the elicitation defaults.
-	{revision: "2025-11-25", face: verdictFail, why: "the face relays no sampling or elicitation requests to its client", scenarios: []string{
-		"tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
-	}},
+	// relayed to the face's client when the upstream ties them to the
+	// call, as the stateful HTTP upstream does. A stdio server sends them
+	// on its own, so the upstream's elicitation policy declines them and
+	// sampling is refused; the stateless upstream speaks 2026-07-28, where
+	// these tools cannot send a request of their own at all.
+	{revision: "2025-11-25", ways: []string{"mcp-stdio", "mcp-http"}, face: verdictFail,
+		why: "a stdio server's request is not tied to its call (the elicitation policy declines it, sampling is refused); " +
+			"on the stateless upstream's 2026-07-28 connection the tool cannot send it at all", scenarios: []string{
+			"tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
+		}},
 	// The 2026-07-28 multi round-trip requests (input_required results)
-	// are not relayed either: the call fails with a message saying so.
+	// are not relayed to a 2026-07-28 client as such: the upstream answers
+	// an elicitation with the decline policy and refuses sampling, and
+	// the call fails.
 	{revision: "2026-07-28", face: verdictFail, why: "the face relays no multi round-trip input requests to its client", scenarios: []string{
 		"input-required-result-basic-elicitation", "input-required-result-basic-sampling",
 		"input-required-result-basic-list-roots", "input-required-result-request-state",
@@ -135,8 +142,24 @@ var faceKnownDifferences = []knownDifference{
 	}},
 	// Two SHOULDs of the same: the call fails rather than asking again.
 	{revision: "2026-07-28", face: verdictWarning, why: "the face relays no multi round-trip input requests to its client", scenarios: []string{
-		"input-required-result-missing-input-response", "input-required-result-ignore-extra-params",
+		"input-required-result-missing-input-response",
 	}},
+	// Extra params beside inputResponses: a 2025-11-25 upstream's
+	// elicitation is declined by the policy and the call completes, but
+	// the stateless upstream asks again after each decline until mcp-go's
+	// client gives up, and the call fails (a SHOULD, so a warning).
+	{revision: "2026-07-28", ways: []string{"mcp-http"}, face: verdictWarning,
+		why: "the stateless upstream asks again after each decline of the elicitation policy, until the call fails", scenarios: []string{
+			"input-required-result-ignore-extra-params",
+		}},
+	// Invalid inputResponses: the face takes no part in multi round trips
+	// and ignores them; a 2025-11-25 upstream's elicitation is declined by
+	// the policy and the call completes, where the reference server
+	// refuses them (two SHOULDs, so a warning).
+	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictWarning,
+		why: "the face ignores a client's inputResponses, so invalid ones get no error when the upstream's call completes", scenarios: []string{
+			"input-required-result-validate-input",
+		}},
 	// A JSON-RPC error of the server's reaches the face's client as -32603
 	// with the server's code in the message, so the server's -32021
 	// (MissingRequiredClientCapability, with HTTP 400) does not.
@@ -172,15 +195,24 @@ func TestMCPFaceMatchesTheReferenceServer(t *testing.T) {
 	startCaddy(t, fmt.Sprintf(`:%d {
 	mcpo /ref-stdio {
 		command %s
+		elicitation decline
+		sampling relay
 	}
 	mcpo /ref-http {
 		url http://127.0.0.1:%d/mcp
+		elicitation decline
+		sampling relay
 	}
 	mcpo /ref-http-stateful {
 		url http://127.0.0.1:%d/mcp
+		elicitation decline
+		sampling relay
 	}
 }
 `, httpPort, bin, stateless, stateful))
+	// The mounts relay the server's requests during a call to the client
+	// that made it, as a user wanting them relayed configures them: the
+	// elicitations (declined when they cannot be relayed) and sampling.
 	// The stateful server answers server/discover listing only 2025-11-25
 	// and older: caddy-mcpo takes that for a refusal and falls back to
 	// initialize under protocol auto.

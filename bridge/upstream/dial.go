@@ -24,7 +24,9 @@ type dialer struct {
 	stop   StopTimeouts
 	elicit ElicitFunc // nil: no elicitation capability
 	roots  []string   // nil: no roots capability
-	notify func(s *session, n mcp.JSONRPCNotification)
+	// sampling declares the sampling capability (Options.Sampling).
+	sampling bool
+	notify   func(s *session, n mcp.JSONRPCNotification)
 	// maxMessage bounds one message from the server; 0 for the default.
 	maxMessage int64
 	// seen, if set, is called whenever the server sends something.
@@ -155,13 +157,14 @@ func (d *dialer) sawMessage() {
 
 // dialStreamable connects over Streamable HTTP. A legacy server that says
 // its tools may change only sends tools/list_changed on a standing GET
-// stream, and sends its own requests (elicitation) there too; mcp-go opens
+// stream, and may send its own requests (elicitation, sampling) there too,
+// which wait for a stream that never comes when there is none; mcp-go opens
 // that stream only when told before the handshake: such a server is
 // dialled again, on the version it negotiated, with the stream.
 func (d *dialer) dialStreamable(ctx, parent context.Context) (*session, error) {
 	listen := pinnedLegacy(d.spec.Protocol)
 	s, err := d.dialHTTP(ctx, parent, d.newStreamable(listen), d.spec.Protocol)
-	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || (!toolsMayChange(s.caps) && d.elicit == nil) {
+	if err != nil || listen || mcp.IsModernProtocol(s.info.Protocol) || (!toolsMayChange(s.caps) && d.elicit == nil && !d.sampling) {
 		return s, err
 	}
 	version := s.info.Protocol
@@ -282,6 +285,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 	var opts []client.ClientOption
 	if d.elicit != nil {
 		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
+	}
+	if d.sampling {
+		opts = append(opts, client.WithSamplingHandler(sampler{log: d.log}))
 	}
 	if len(d.roots) > 0 {
 		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))

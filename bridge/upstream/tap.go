@@ -410,12 +410,13 @@ func (t *tap) Close() error { return t.inner.Close() }
 func (t *tap) GetSessionId() string { return t.inner.GetSessionId() }
 
 // SetRequestHandler forwards server-to-client requests (ping,
-// elicitation/create) when the wrapped transport carries them.
+// elicitation/create, sampling/createMessage) when the wrapped transport carries them.
 func (t *tap) SetRequestHandler(h transport.RequestHandler) {
 	b, ok := t.inner.(transport.BidirectionalInterface)
 	if !ok {
 		return
 	}
+	h = refuseSampling(h)
 	if t.seen != nil {
 		next := h
 		h = func(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {

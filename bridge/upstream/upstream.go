@@ -101,6 +101,11 @@ type Options struct {
 	// capability: a tool that asks for input fails with an
 	// *InputRequiredError.
 	Elicitation ElicitFunc
+	// Sampling, when set, declares the sampling capability: the server's
+	// sampling/createMessage requests go to the SampleFunc of the call
+	// they belong to (WithSampling), and are refused with JSON-RPC error
+	// -32601 when there is none. Unset declares no such capability.
+	Sampling bool
 	// Roots, when not empty, are the directories (absolute paths) the
 	// client declares as its roots: it declares the roots capability and
 	// answers the server's roots/list with them as file:// URIs. Empty
@@ -637,6 +642,7 @@ func (u *Upstream) run() {
 		d.stop = opts.Stop
 		d.elicit = opts.Elicitation
 		d.roots = opts.Roots
+		d.sampling = opts.Sampling
 		d.maxMessage = opts.MaxMessageBytes
 		d.lastStop = stoppedIdle
 		var authChanged <-chan struct{}

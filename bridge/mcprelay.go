@@ -1,0 +1,59 @@
+package bridge
+
+// Sampling requests a server sends during a call made at an MCP endpoint
+// are passed on to the client that made the call, when it is of a
+// 2025-11-25 session that declared sampling: mcp-go sends the client
+// sampling/createMessage on the call's stream and its answer goes back to
+// the server. The server is told the proxy samples only when its
+// configuration says so (sampling relay); every request that cannot be
+// passed on is refused with JSON-RPC error -32601 naming why: a client
+// without the capability or of 2026-07-28 here, and in the upstream a call
+// of the HTTP API or a request not tied to its call (a legacy stdio
+// server's, sent on its own: see upstream.WithSampling).
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+)
+
+// Why a call's sampling requests cannot be passed on to its client.
+const (
+	samplingModernClient = "the MCP client that made the call speaks 2026-07-28, to which the endpoint sends no requests of its own"
+	samplingUndeclared   = "the MCP client that made the call did not declare sampling"
+)
+
+// samplingOf returns the function that answers the sampling requests of a
+// call made by the client of ctx: one that asks that client, or one that
+// refuses saying why it cannot be asked.
+func (f *mcpFace) samplingOf(ctx context.Context) upstream.SampleFunc {
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		return refuseSampling(samplingModernClient)
+	}
+	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)
+	if !ok || s.GetClientCapabilities().Sampling == nil {
+		return refuseSampling(samplingUndeclared)
+	}
+	return f.sample
+}
+
+// sample asks the client of ctx to sample what the server asks.
+func (f *mcpFace) sample(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	res, err := f.mcp.RequestSampling(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the client: %w", err)
+	}
+	return res, nil
+}
+
+// refuseSampling returns a SampleFunc that refuses every request for
+// reason.
+func refuseSampling(reason string) upstream.SampleFunc {
+	return func(context.Context, mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+		return nil, &upstream.SamplingRefusedError{Reason: reason}
+	}
+}

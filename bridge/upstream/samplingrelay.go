@@ -1,0 +1,95 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"go.uber.org/zap"
+)
+
+// SampleFunc passes a server's sampling/createMessage request on to a
+// client that can sample (an MCP endpoint's client, for its own call). It
+// runs on a goroutine of its own and must return when ctx ends. A
+// *SamplingRefusedError refuses the request with JSON-RPC error -32601;
+// any other error reaches the server as -32603 with its text.
+type SampleFunc func(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error)
+
+// samplingKey carries the SampleFunc of a call's own client.
+type samplingKey struct{}
+
+// WithSampling returns ctx carrying fn, which answers the sampling
+// requests the server sends for the call made with ctx. The server is
+// told the client samples only with Options.Sampling set; a sampling
+// request without a SampleFunc (a call of the HTTP API, or a legacy stdio
+// server's request, sent on its own rather than in the call's answer) is
+// refused with a *SamplingRefusedError.
+func WithSampling(ctx context.Context, fn SampleFunc) context.Context {
+	return context.WithValue(ctx, samplingKey{}, fn)
+}
+
+// SamplingFrom returns the SampleFunc of WithSampling, or nil.
+func SamplingFrom(ctx context.Context) SampleFunc {
+	fn, _ := ctx.Value(samplingKey{}).(SampleFunc)
+	return fn
+}
+
+// SamplingRefusedError refuses a server's sampling request that nobody can
+// answer. The server gets JSON-RPC error -32601 (method not found) whose
+// message names the Reason.
+type SamplingRefusedError struct {
+	// Reason says why the request cannot be passed on.
+	Reason string
+}
+
+func (e *SamplingRefusedError) Error() string {
+	return "sampling/createMessage is not relayed: " + e.Reason
+}
+
+// errSamplingUntied refuses a sampling request that came with no call's
+// SampleFunc.
+var errSamplingUntied = &SamplingRefusedError{Reason: "no MCP client to ask: the request is not tied to a call made at an MCP endpoint " +
+	"(a call of the HTTP API, or a request the server sent on its own rather than in a call's answer)"}
+
+// sampler adapts the SampleFunc of the call to mcp-go's SamplingHandler.
+type sampler struct {
+	log func() *zap.Logger
+}
+
+// CreateMessage implements client.SamplingHandler.
+func (h sampler) CreateMessage(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	fn := SamplingFrom(ctx)
+	if fn == nil {
+		h.log().Info("sampling refused", zap.String("reason", errSamplingUntied.Reason))
+		return nil, errSamplingUntied
+	}
+	res, err := fn(ctx, req)
+	if refused := (*SamplingRefusedError)(nil); errors.As(err, &refused) {
+		h.log().Info("sampling refused", zap.String("reason", refused.Reason))
+		return nil, err
+	}
+	if err != nil {
+		h.log().Warn("sampling failed", zap.Error(err))
+		return nil, fmt.Errorf("sampling: %w", err)
+	}
+	if res == nil {
+		return nil, errors.New("sampling: the client answered nothing")
+	}
+	h.log().Info("sampling answered", zap.String("model", res.Model), zap.String("stop_reason", res.StopReason))
+	return res, nil
+}
+
+// refuseSampling turns a refused sampling request's error into its
+// JSON-RPC error -32601: mcp-go's transports answer every other error of a
+// request handler with -32603.
+func refuseSampling(next transport.RequestHandler) transport.RequestHandler {
+	return func(ctx context.Context, req transport.JSONRPCRequest) (*transport.JSONRPCResponse, error) {
+		resp, err := next(ctx, req)
+		if refused := (*SamplingRefusedError)(nil); errors.As(err, &refused) {
+			return transport.NewJSONRPCErrorResponse(req.ID, mcp.METHOD_NOT_FOUND, refused.Error(), nil), nil
+		}
+		return resp, err
+	}
+}
