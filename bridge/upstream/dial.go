@@ -74,10 +74,11 @@ func (d *dialer) dial(ctx, parent context.Context) (*session, error) {
 func (d *dialer) newSession(parent context.Context) *session {
 	ctx, cancel := context.WithCancel(parent)
 	return &session{
-		ctx:    ctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
-		relist: make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		relist:  make(chan struct{}, 1),
+		recheck: make(chan struct{}, 1),
 	}
 }
 

@@ -30,6 +30,10 @@ type session struct {
 	endErr  error // why it ended; set before done closes
 
 	relist chan struct{} // a tools/list_changed arrived
+	// recheck: a 2026-07-28 subscription to list changes was acknowledged;
+	// a change between the first listing and the subscription would
+	// otherwise go unheard.
+	recheck chan struct{}
 }
 
 // end marks the session dead with err. Only the first call counts.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -856,10 +857,14 @@ func (u *Upstream) list(ctx context.Context, s *session) (*ToolSet, error) {
 // relistLoop re-reads the tool list each time the server says it changed.
 // It runs off the transport's reader goroutine: mcp-go deadlocks if the
 // client is called from a notification handler.
+// A recheck keeps the previous listing when the new one is the same.
 func (u *Upstream) relistLoop(s *session) {
 	for {
+		recheck := false
 		select {
 		case <-s.relist:
+		case <-s.recheck:
+			recheck = true
 		case <-s.done:
 			return
 		}
@@ -871,6 +876,9 @@ func (u *Upstream) relistLoop(s *session) {
 				u.logger().Warn("re-listing tools after tools/list_changed failed; keeping the previous list",
 					zap.String("server", u.spec.Name), zap.Error(u.redact(err)))
 			}
+			continue
+		}
+		if prev := u.tools.Load(); recheck && prev != nil && reflect.DeepEqual(*prev, *ts) {
 			continue
 		}
 		u.tools.Store(ts)
@@ -892,6 +900,12 @@ func (u *Upstream) notify(s *session, n mcp.JSONRPCNotification) {
 		u.logMessage(n.Params.AdditionalFields)
 	case string(mcp.MethodNotificationProgress):
 		relayProgress(n)
+	case mcp.MethodNotificationSubscriptionsAcknowledged:
+		u.logger().Debug("MCP notification", zap.String("server", u.spec.Name), zap.String("method", n.Method))
+		select {
+		case s.recheck <- struct{}{}:
+		default: // a recheck is already pending
+		}
 	default:
 		u.logger().Debug("MCP notification", zap.String("server", u.spec.Name), zap.String("method", n.Method))
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -731,5 +732,25 @@ func TestUpstream_ATimedOutCallIsCancelledAtTheServer(t *testing.T) {
 				return text(t, call(t, u, "cancelled_calls", `{}`)) == strconv.Itoa(n+1)
 			})
 		})
+	}
+}
+
+func TestUpstream_AnAcknowledgedSubscriptionKeepsAnUnchangedListing(t *testing.T) {
+	spec := Spec{Name: "fx", Transport: TransportStreamableHTTP, URL: fixture.NewStreamableHTTP(t, fixture.Options{})}
+	u, logs := start(t, spec, Options{})
+	if p := u.Tools().Server.Protocol; p != mcp.LATEST_PROTOCOL_VERSION {
+		t.Fatalf("protocol %q, want %s", p, mcp.LATEST_PROTOCOL_VERSION)
+	}
+	before := u.Tools()
+	eventually(t, "the subscription acknowledged", func() bool {
+		return logs.FilterField(zap.String("method", mcp.MethodNotificationSubscriptionsAcknowledged)).Len() > 0
+	})
+	// The recheck the acknowledgement starts lists the same tools.
+	time.Sleep(200 * time.Millisecond)
+	if u.Tools() != before {
+		t.Error("the listing changed though the tools did not")
+	}
+	if n := logs.FilterMessage("MCP server tool list changed").Len(); n != 0 {
+		t.Errorf("%d tool list changes logged, want none", n)
 	}
 }
