@@ -601,24 +601,11 @@ func TestMCPFacePassesAnElicitationOnToTheClientThatCalled(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr, err := transport.NewStreamableHTTP(url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(tc.protocol)}
+			var opts []mcpclient.ClientOption
 			if tc.picker != nil {
 				opts = append(opts, mcpclient.WithElicitationHandler(tc.picker))
 			}
-			cl := mcpclient.NewClient(tr, opts...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := cl.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-			if _, err := cl.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
-				t.Fatal(err)
-			}
+			cl, _ := initializeWith(t, url, tc.protocol, nil, opts)
 			res, err := callMCPTool(cl, "ask", nil)
 			if err != nil || len(res.Content) != 1 || res.Content[0].(mcp.TextContent).Text != tc.want {
 				t.Fatalf("ask = %+v, %v; want %q", res, err, tc.want)

@@ -129,11 +129,17 @@ func connect(t *testing.T, url, protocol string, headers map[string]string, opts
 // initialize is connect that also returns the initialize result.
 func initialize(t *testing.T, url, protocol string, headers map[string]string, opts ...transport.StreamableHTTPCOption) (*client.Client, *mcp.InitializeResult) {
 	t.Helper()
+	return initializeWith(t, url, protocol, headers, nil, opts...)
+}
+
+// initializeWith is initialize with client options (the handlers of the
+// client's capabilities) besides the protocol.
+func initializeWith(t *testing.T, url, protocol string, headers map[string]string, copts []client.ClientOption, opts ...transport.StreamableHTTPCOption) (*client.Client, *mcp.InitializeResult) {
+	t.Helper()
 	tr, err := transport.NewStreamableHTTP(url, append(opts, transport.WithHTTPHeaders(headers))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var copts []client.ClientOption
 	if protocol != "" {
 		copts = append(copts, client.WithProtocolVersion(protocol))
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
-	"time"
 
 	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -69,24 +68,11 @@ func TestMCPFacePassesSamplingOnToTheClientThatCalledOrRefusesSayingWhy(t *testi
 				// standing GET stream.
 				topts = append(topts, transport.WithContinuousListening())
 			}
-			tr, err := transport.NewStreamableHTTP(url, topts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(tc.protocol)}
+			var opts []mcpclient.ClientOption
 			if tc.sampler != nil {
 				opts = append(opts, mcpclient.WithSamplingHandler(tc.sampler))
 			}
-			cl := mcpclient.NewClient(tr, opts...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := cl.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-			if _, err := cl.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
-				t.Fatal(err)
-			}
+			cl, _ := initializeWith(t, url, tc.protocol, nil, opts, topts...)
 			res, err := callMCPTool(cl, "sample", nil)
 			if err != nil || len(res.Content) != 1 || res.Content[0].(mcp.TextContent).Text != tc.want {
 				t.Fatalf("sample = %+v, %v; want %q", res, err, tc.want)
