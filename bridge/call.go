@@ -220,14 +220,9 @@ func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args js
 		return b.awaitTask(ctx, st, rt, args, base)
 	}
 	s, tool := st.cfg, rt.tool.Name
-	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
-	if !ok {
-		if ctx.Err() != nil {
-			return nil, clientGone
-		}
-		return nil, &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
-			Detail: errorDetail{Server: s.Name, Tool: tool,
-				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
+	release, e := st.slot(ctx, tool)
+	if e != nil {
+		return nil, e
 	}
 	defer release()
 
@@ -246,6 +241,23 @@ func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args js
 		return nil, e
 	}
 	return res, nil
+}
+
+// slot waits, up to the server's queue_timeout, for one of the calls its
+// max_concurrent allows, for tool ("" for a request that is no call). It
+// fails with clientGone when ctx ends first, with 429 when the wait does.
+func (st *serverState) slot(ctx context.Context, tool string) (release func(), e *httpError) {
+	s := st.cfg
+	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
+	if ok {
+		return release, nil
+	}
+	if ctx.Err() != nil {
+		return nil, clientGone
+	}
+	return nil, &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
+		Detail: errorDetail{Server: s.Name, Tool: tool,
+			Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
 }
 
 // maxLoggedBytes bounds the arguments and results in debug logs.

@@ -167,13 +167,9 @@ func (b *Bridge) endpointOf(ctx context.Context, st *serverState, k openapi.Endp
 func (b *Bridge) exchange(ctx context.Context, st *serverState, base, what, name string, f func(ctx context.Context) error) *httpError {
 	s := st.cfg
 	caller := ctx
-	release, ok := st.slots.acquire(caller, s.QueueTimeout)
-	if !ok {
-		if caller.Err() != nil {
-			return clientGone
-		}
-		return &httpError{Status: http.StatusTooManyRequests, RetryAfter: time.Second, Detail: errorDetail{Server: s.Name,
-			Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
+	release, busy := st.slot(caller, "")
+	if busy != nil {
+		return busy
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(caller, s.Timeout)

@@ -473,14 +473,9 @@ func prefersAsync(header http.Header) bool {
 func (b *Bridge) startTask(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*task, string, *httpError) {
 	s, tool := st.cfg, rt.tool.Name
 	tc := s.Upstream.(TaskCaller)
-	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
-	if !ok {
-		if ctx.Err() != nil {
-			return nil, "", clientGone
-		}
-		return nil, "", &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,
-			Detail: errorDetail{Server: s.Name, Tool: tool,
-				Message: fmt.Sprintf("server %q is busy: %d calls are under way, its limit; try again shortly", s.Name, s.MaxConcurrent)}}
+	release, e := st.slot(ctx, tool)
+	if e != nil {
+		return nil, "", e
 	}
 	limit := min(s.timeoutFor(tool), taskRequestTimeout)
 	startCtx, cancel := context.WithTimeout(ctx, limit)
