@@ -104,8 +104,9 @@ type Options struct {
 	Elicitation ElicitFunc
 	// Sampling, when set, declares the sampling capability: the server's
 	// sampling/createMessage requests go to the SampleFunc of the call
-	// they belong to (WithSampling), and are refused with JSON-RPC error
-	// -32601 when there is none. Unset declares no such capability.
+	// they belong to (WithSampling, WithCaller), and are refused with
+	// JSON-RPC error -32601 when there is none. Unset declares no such
+	// capability.
 	Sampling bool
 	// Roots, when not empty, are the directories (absolute paths) the
 	// client declares as its roots: it declares the roots capability and
@@ -437,10 +438,10 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 	})
 }
 
-// acquire returns the ready session and counts a call under way, which
-// release(c) ends.
-func (u *Upstream) acquire() (*session, *activeCall, error) {
-	c := &activeCall{start: time.Now()}
+// acquire returns the ready session and counts a call under way, made
+// with ctx, which release(c) ends.
+func (u *Upstream) acquire(ctx context.Context) (*session, *activeCall, error) {
+	c := &activeCall{start: time.Now(), ctx: ctx}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.draining {
@@ -468,7 +469,10 @@ func (u *Upstream) release(c *activeCall) {
 
 // activeCall is a call under way, from acquire to release.
 type activeCall struct {
-	start      time.Time
+	start time.Time
+	// ctx is the call's: who it is for (WithCaller), and what answers
+	// the server's requests about it (see soleCaller).
+	ctx        context.Context
 	prev, next *activeCall
 }
 
@@ -633,7 +637,7 @@ func closed(ch <-chan struct{}) bool {
 // until Close.
 func (u *Upstream) run() {
 	defer close(u.done)
-	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage}
+	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage, sole: u.soleCaller}
 	failures := 0
 	var guard crashGuard
 	retriedAtOnce := false // after a start the authorization changed under
