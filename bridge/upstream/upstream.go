@@ -193,6 +193,7 @@ type Upstream struct {
 	draining      bool          // Close has begun: no new calls
 	stopBegan     time.Time     // when Close, done draining, began to stop the server
 	drained       chan struct{} // closed when inflight reaches 0 while draining
+	votes         logVotes      // the log levels asked for (SetLogLevel)
 }
 
 // New returns an idle Upstream for spec. Nothing runs until Start.
@@ -210,6 +211,7 @@ func New(spec Spec, opts Options, log *zap.Logger) *Upstream {
 		wake:    make(chan struct{}, 1),
 
 		reconfigured: make(chan struct{}, 1),
+		votes:        logVotes{byVoter: map[any]mcp.LoggingLevel{}, wake: make(chan struct{}, 1)},
 	}
 	u.SetLogger(log)
 	u.SetOptions(opts)
@@ -725,6 +727,7 @@ func (u *Upstream) run() {
 		u.mu.Lock()
 		u.sess = sess
 		u.failures = 0
+		u.votes.active = hasLogLevel(sess) // logLevelLoop's, from now on
 		u.mu.Unlock()
 		u.setState(StateReady, nil, time.Time{})
 		ts := u.tools.Load()
@@ -737,7 +740,7 @@ func (u *Upstream) run() {
 		}
 		u.logger().Info("MCP server ready", fields...)
 
-		relisted, pinged := make(chan struct{}), make(chan struct{})
+		relisted, pinged, leveled := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(relisted)
 			u.relistLoop(sess)
@@ -745,6 +748,10 @@ func (u *Upstream) run() {
 		go func() {
 			defer close(pinged)
 			u.pingLoop(sess)
+		}()
+		go func() {
+			defer close(leveled)
+			u.logLevelLoop(sess)
 		}()
 		var ended error
 		select {
@@ -762,6 +769,7 @@ func (u *Upstream) run() {
 		how := sess.close(opts.Stop, u.serverLogger())
 		<-relisted
 		<-pinged
+		<-leveled
 		if u.ctx.Err() != nil {
 			u.stopped(how)
 			return
