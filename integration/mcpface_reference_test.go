@@ -108,16 +108,6 @@ var faceKnownDifferences = []knownDifference{
 	{revision: "2026-07-28", face: verdictWarning, why: "the face answers a server's JSON-RPC error with -32603, not the server's own code (here -32602)", scenarios: []string{
 		"sep-2164-resource-not-found",
 	}},
-	// A call's log messages: the scenario sets its level (debug) on the
-	// face, and the face asks a 2026-07-28 server for the call's log
-	// messages at it (the request's _meta), but a 2025-11-25 server has one
-	// level per session, which the face, sharing the session among its
-	// clients, does not set; the reference server sends nothing until one
-	// is set.
-	{revision: "2025-11-25", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
-		why: "a 2025-11-25 upstream session has no log level set (the face sends no logging/setLevel upstream), and the reference server logs nothing until one is", scenarios: []string{
-			"tools-call-with-logging",
-		}},
 	// Requests from the server during a call (sampling, elicitation) are
 	// relayed to the face's client when the upstream ties them to the
 	// call, as the stateful HTTP upstream does, and, for a stdio server's
