@@ -109,3 +109,32 @@ func TestUpstream_StdioRequestsGoToTheSoleCallerUnderWay(t *testing.T) {
 		}
 	})
 }
+
+func TestUpstream_SoleCallerIsNamedOnlyWhenUnambiguous(t *testing.T) {
+	alice, bob := WithCaller(context.Background(), "alice"), WithCaller(context.Background(), "bob")
+	related := &mcp.Meta{AdditionalFields: map[string]any{mcp.RelatedTaskMetaKey: map[string]any{"taskId": "t1"}}}
+	for _, tc := range []struct {
+		name  string
+		calls []context.Context
+		meta  *mcp.Meta
+		sole  context.Context
+		why   string
+	}{
+		{"no call under way", nil, nil, nil, untiedNoCall},
+		{"one caller", []context.Context{alice, alice}, nil, alice, ""},
+		{"two callers", []context.Context{alice, bob}, nil, nil, untiedCallers},
+		{"a call of the HTTP API", []context.Context{alice, context.Background()}, nil, nil, untiedAnon},
+		{"a request about a task", []context.Context{alice}, related, nil, untiedRelated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := New(Spec{Name: "u", Transport: TransportStdio, Command: "true"}, Options{}, nil)
+			for _, ctx := range tc.calls {
+				u.calls.push(&activeCall{ctx: ctx})
+			}
+			sole, why := u.soleCaller(nil, tc.meta)
+			if sole != tc.sole || why != tc.why {
+				t.Errorf("soleCaller = %v, %q; want %v, %q", sole, why, tc.sole, tc.why)
+			}
+		})
+	}
+}
