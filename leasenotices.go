@@ -18,6 +18,29 @@ func (l *lease) Listen(f func(upstream.Notice)) (stop func()) {
 	return l.entry.upstream.Listen(f)
 }
 
+// SetLogLevel casts voter's vote on the log level of a shared server
+// (see upstream.Upstream.SetLogLevel). A per-user server's sessions are
+// the callers' own, and their log messages are not passed on: it is left
+// at its level.
+func (l *lease) SetLogLevel(voter any, level string) <-chan struct{} {
+	if l.entry.users != nil || l.entry.upstream == nil {
+		return settled
+	}
+	return l.entry.upstream.SetLogLevel(voter, level)
+}
+
+// A lease's server's log level is voted on as an Upstream's.
+var _ interface {
+	SetLogLevel(voter any, level string) <-chan struct{}
+} = (*lease)(nil)
+
+// settled is a closed channel: a level that needs nothing sent.
+var settled = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
 // SubscribeResource subscribes to the updates of a resource of a shared
 // server (see upstream.Upstream.SubscribeResource).
 func (l *lease) SubscribeResource(ctx context.Context, uri string) error {

@@ -386,6 +386,7 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	}
 	ctx, endLogs := f.relayCallLogs(ctx, st)
 	defer endLogs()
+	ctx = f.withCaller(ctx)
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}

@@ -7,8 +7,10 @@ package bridge
 // server. The server elicits only when its configuration gives it the
 // capability (elicitation decline or defaults); the configured policy
 // answers for the HTTP API's calls, for clients without the capability,
-// and for elicitations the upstream cannot tie to their call (a legacy
-// stdio server's, sent on its own: see upstream.WithElicitation).
+// and for elicitations the upstream cannot tie to a call: one a stdio (or
+// legacy HTTP+SSE) server sends on its own while calls of other clients,
+// or of the HTTP API, are under way (see upstream.WithCaller); while the
+// calls under way are all one client's, it goes to that client.
 
 import (
 	"context"
@@ -20,6 +22,30 @@ import (
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
+
+// faceClient names a client session of a face, the caller of its calls
+// (upstream.WithCaller).
+type faceClient struct {
+	face    *mcpFace
+	session string
+}
+
+// withCaller returns ctx whose calls are made for the client session of
+// ctx (upstream.WithCaller): a request a server sends on its own, with
+// nothing tying it to a call (a stdio server's), is passed on to that
+// client when its calls are the only ones under way on the server. A
+// client of the 2026-07-28 era, to which the endpoint sends no requests
+// of its own, is no such caller.
+func (f *mcpFace) withCaller(ctx context.Context) context.Context {
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		return ctx
+	}
+	s := server.ClientSessionFromContext(ctx)
+	if s == nil || s.SessionID() == "" {
+		return ctx
+	}
+	return upstream.WithCaller(ctx, faceClient{face: f, session: s.SessionID()})
+}
 
 // elicitationOf returns the function that passes a server's elicitation on
 // to the client of ctx, or nil when that client cannot be asked.

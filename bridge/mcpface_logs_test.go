@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +178,95 @@ func TestMCPFaceGivesACallsLogMessageToItsClientOnce(t *testing.T) {
 			wantStepLogs(t, logs)
 		})
 	}
+}
+
+// votingCaller records the log levels the face's sessions vote for, by
+// session.
+type votingCaller struct {
+	*faceCaller
+	votesMu sync.Mutex
+	votes   map[string]string
+}
+
+func (c *votingCaller) Listen(func(upstream.Notice)) func() { return func() {} }
+
+func (c *votingCaller) SetLogLevel(voter any, level string) <-chan struct{} {
+	c.votesMu.Lock()
+	defer c.votesMu.Unlock()
+	session := voter.(faceClient).session
+	if level == "" {
+		delete(c.votes, session)
+	} else {
+		c.votes[session] = level
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
+}
+
+// voted returns the votes by the names of the sessions in names.
+func (c *votingCaller) voted(names map[string]string) map[string]string {
+	c.votesMu.Lock()
+	defer c.votesMu.Unlock()
+	out := map[string]string{}
+	for id, level := range c.votes {
+		out[names[id]] = level
+	}
+	return out
+}
+
+func TestMCPFaceVotesForTheLogLevelOfTheServersASessionIsGranted(t *testing.T) {
+	clock, files := &votingCaller{faceCaller: newFaceCaller("now"), votes: map[string]string{}},
+		&votingCaller{faceCaller: newFaceCaller("read"), votes: map[string]string{}}
+	b, err := New(Config{
+		Servers: []*ServerConfig{{Name: "time", Upstream: clock}, {Name: "files", Upstream: files}},
+		Access: Access{Rules: []Rule{
+			{Subjects: []string{"user:ann"}, Tools: []string{"*"}},
+			{Subjects: []string{"user:bob"}, Tools: []string{"time/now"}},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	url := srv.URL + "/m/mcp"
+	names := map[string]string{}
+	session := func(user string, level mcp.LoggingLevel) map[string]string {
+		t.Helper()
+		resp, _ := postMCP(t, url, initMsg, map[string]string{"X-User": user})
+		h := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-11-25", "X-User": user}
+		names[h["Mcp-Session-Id"]] = user
+		postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, h)
+		if _, body := postMCP(t, url, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"`+string(level)+`"}}`, h); !strings.Contains(body, `"result"`) {
+			t.Fatalf("logging/setLevel answered %s", body)
+		}
+		return h
+	}
+	want := func(step string, wantTime, wantFiles map[string]string) {
+		t.Helper()
+		if got := clock.voted(names); !maps.Equal(got, wantTime) {
+			t.Errorf("%s: votes on time %v, want %v", step, got, wantTime)
+		}
+		if got := files.voted(names); !maps.Equal(got, wantFiles) {
+			t.Errorf("%s: votes on files %v, want %v", step, got, wantFiles)
+		}
+	}
+	ann := session("ann", mcp.LoggingLevelDebug)
+	session("bob", mcp.LoggingLevelWarning)
+	want("ann at debug, bob at warning granted time alone",
+		map[string]string{"ann": "debug", "bob": "warning"}, map[string]string{"ann": "debug"})
+
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	for k, v := range ann {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want("ann's session ended", map[string]string{"bob": "warning"}, map[string]string{})
+
+	b.Close()
+	want("the endpoint closed", map[string]string{}, map[string]string{})
 }

@@ -7,15 +7,18 @@ package bridge
 // list_changed goes to every client of the face, as the face's own
 // (it says nothing but that a list changed).
 //
-// Log messages: the servers' sessions are shared between clients, so the
-// face does not change a server's level (logging/setLevel is not sent
-// upstream, and the server sends at its own level, as it does to the
-// REST face, which writes each message to Caddy's log). Each client
-// session of the 2025-11-25 era gets the messages of the servers it is
-// granted a tool of, at the level it set with logging/setLevel (error
-// until it sets one, mcp-go's default), with logger naming the server in
-// a face of several. The 2026-07-28 era declares log levels per request,
-// and such a message belongs to no request: those clients get none.
+// Log messages: the servers' sessions are shared between clients, so a
+// client's logging/setLevel is the face's to answer, not passed upstream
+// as such: it is the session's vote on the level of each server it is
+// granted a tool of (upstream.Upstream.SetLogLevel), which sets a
+// 2025-11-25 server's session to the most verbose level voted (some
+// servers send nothing until a level is set), and back when the voters
+// leave. Each client session of the 2025-11-25 era gets the messages of
+// the servers it is granted a tool of, at the level it set with
+// logging/setLevel (error until it sets one, mcp-go's default), with
+// logger naming the server in a face of several: no client gets more than
+// it asked for. The 2026-07-28 era declares log levels per request, and
+// such a message belongs to no request: those clients get none.
 //
 // A call's own log messages, those a Streamable HTTP server sends on the
 // stream answering the call (upstream.WithLog), go to the client that
@@ -31,6 +34,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -51,6 +55,9 @@ type faceNotices struct {
 
 	clients sync.Map // session ID → *grant (nil without access rules): the clients told of log messages
 	levels  sync.Map // session ID → mcp.LoggingLevel: the level a client set with logging/setLevel
+
+	votesMu sync.Mutex
+	voting  bool // the face's sessions vote on its servers' log levels: between listen and its stop
 
 	callsMu sync.Mutex
 	calls   map[*callLogs]struct{} // the calls under way whose log messages go to their client
@@ -89,18 +96,22 @@ func (f *mcpFace) noticeOptions(hooks *server.Hooks) []server.ServerOption {
 		f.clients.Store(s.SessionID(), g)
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, s server.ClientSession) {
+		f.voteLogLevel(s.SessionID(), "")
 		f.clients.Delete(s.SessionID())
 		f.levels.Delete(s.SessionID())
 	})
 	hooks.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
 		if s := server.ClientSessionFromContext(ctx); s != nil {
 			f.levels.Store(s.SessionID(), req.Params.Level)
+			f.awaitLogLevel(ctx, f.voteLogLevel(s.SessionID(), req.Params.Level))
 		}
 	})
 	return []server.ServerOption{server.WithLogging()}
 }
 
-// listen starts passing on the notices of the face's servers until stop.
+// listen starts passing on the notices of the face's servers, and the
+// votes of its sessions on their log levels, until stop, which withdraws
+// the votes.
 func (f *mcpFace) listen() (stop func()) {
 	var stops []func()
 	for _, st := range f.servers {
@@ -108,11 +119,83 @@ func (f *mcpFace) listen() (stop func()) {
 			stops = append(stops, ns.Listen(func(n upstream.Notice) { f.notice(st, n) }))
 		}
 	}
+	f.votesMu.Lock()
+	f.voting = true
+	f.votesMu.Unlock()
 	return func() {
 		for _, s := range stops {
 			s()
 		}
+		f.votesMu.Lock()
+		defer f.votesMu.Unlock()
+		f.voting = false
+		f.levels.Range(func(id, _ any) bool {
+			f.voteLocked(id.(string), "")
+			return true
+		})
 	}
+}
+
+var _ logLevelVoter = (*upstream.Upstream)(nil)
+
+// logLevelVoter is a Caller whose server's log level the face's sessions
+// vote on: *upstream.Upstream, and the module's leases of shared servers.
+type logLevelVoter interface {
+	SetLogLevel(voter any, level string) (settled <-chan struct{})
+}
+
+// maxLogLevelWait bounds how long a client's logging/setLevel waits for
+// its servers to be set to the level.
+const maxLogLevelWait = 2 * time.Second
+
+// awaitLogLevel waits, within ctx and maxLogLevelWait, until the servers
+// were set as votes want, so that a client's next call finds them
+// sending at its level.
+func (f *mcpFace) awaitLogLevel(ctx context.Context, votes []<-chan struct{}) {
+	t := time.NewTimer(maxLogLevelWait)
+	defer t.Stop()
+	for _, settled := range votes {
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// voteLogLevel casts the vote of session on the log level of the face's
+// servers it is granted a tool of: level, or "" to withdraw it (the
+// session ended). Once the face stops listening, its sessions cast none.
+// It returns the votes' settled channels (upstream.Upstream.SetLogLevel).
+func (f *mcpFace) voteLogLevel(session string, level mcp.LoggingLevel) []<-chan struct{} {
+	f.votesMu.Lock()
+	defer f.votesMu.Unlock()
+	if f.voting || level == "" {
+		return f.voteLocked(session, level)
+	}
+	return nil
+}
+
+// voteLocked casts a vote of voteLogLevel, under votesMu.
+func (f *mcpFace) voteLocked(session string, level mcp.LoggingLevel) []<-chan struct{} {
+	var votes []<-chan struct{}
+	g, _ := f.clients.Load(session)
+	for _, st := range f.servers {
+		lv, ok := st.cfg.Upstream.(logLevelVoter)
+		if !ok {
+			continue
+		}
+		vote := string(level)
+		if v, _ := st.current(f.b.log); v == nil {
+			vote = ""
+		} else if g, _ := g.(*grant); g != nil && g.of(st, v).n == 0 {
+			vote = ""
+		}
+		votes = append(votes, lv.SetLogLevel(faceClient{face: f, session: session}, vote))
+	}
+	return votes
 }
 
 // notice passes on a notice of server st. It runs on the server's

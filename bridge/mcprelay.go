@@ -8,8 +8,9 @@ package bridge
 // configuration says so (sampling relay); every request that cannot be
 // passed on is refused with JSON-RPC error -32601 naming why: a client
 // without the capability or of 2026-07-28 here, and in the upstream a call
-// of the HTTP API or a request not tied to its call (a legacy stdio
-// server's, sent on its own: see upstream.WithSampling).
+// of the HTTP API or a request not tied to a call (a stdio server's, sent
+// on its own while calls of other clients or of the HTTP API are under
+// way: see upstream.WithCaller).
 
 import (
 	"context"

@@ -443,13 +443,31 @@ func TestMCPFacePassesTheFixturesElicitationOnToTheClientThatCalled(t *testing.T
 	}
 	for tool, want := range map[string]string{
 		"http_ask": "accept map[color:red]", // in the call's answer: the client is asked
-		// A legacy stdio server's request comes on its own: the policy answers.
-		"stdio_ask": "decline",
+		// A stdio server's request comes on its own: with this client's
+		// call the only one under way, it is the client's.
+		"stdio_ask": "accept map[color:red]",
 	} {
 		res, err := mcpCall(ctx, c, tool, `{}`)
 		if err != nil || firstText(res) != want {
 			t.Errorf("%s = %+v, %v; want %q", tool, res, err, want)
 		}
+	}
+	// A call of the HTTP API under way could be the one asking: the
+	// policy answers.
+	slow := make(chan response, 1)
+	go func() {
+		r, _ := send(ctx, http.MethodPost, "/asks/stdio/slow", `{"ms":3000}`)
+		slow <- r
+	}()
+	deadline := time.Now().Add(waitLimit)
+	for serverOf(t, "/asks", "stdio").InFlight == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res, err := mcpCall(ctx, c, "stdio_ask", `{}`); err != nil || firstText(res) != "decline" {
+		t.Errorf("stdio_ask with a call of the HTTP API under way = %+v, %v; want the policy's decline", res, err)
+	}
+	if r := <-slow; r.status != http.StatusOK {
+		t.Errorf("the HTTP API's slow call: %s", r)
 	}
 	if r := do(t, http.MethodPost, "/asks/http/ask", `{}`); r.status != 200 || !strings.Contains(string(r.body), `"decline"`) {
 		t.Errorf("the HTTP API's call: %s, want the policy's decline", r)

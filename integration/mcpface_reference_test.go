@@ -108,25 +108,14 @@ var faceKnownDifferences = []knownDifference{
 	{revision: "2026-07-28", face: verdictWarning, why: "the face answers a server's JSON-RPC error with -32603, not the server's own code (here -32602)", scenarios: []string{
 		"sep-2164-resource-not-found",
 	}},
-	// A call's log messages: the scenario sets its level (debug) on the
-	// face, and the face asks a 2026-07-28 server for the call's log
-	// messages at it (the request's _meta), but a 2025-11-25 server has one
-	// level per session, which the face, sharing the session among its
-	// clients, does not set; the reference server sends nothing until one
-	// is set.
-	{revision: "2025-11-25", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
-		why: "a 2025-11-25 upstream session has no log level set (the face sends no logging/setLevel upstream), and the reference server logs nothing until one is", scenarios: []string{
-			"tools-call-with-logging",
-		}},
 	// Requests from the server during a call (sampling, elicitation) are
 	// relayed to the face's client when the upstream ties them to the
-	// call, as the stateful HTTP upstream does. A stdio server sends them
-	// on its own, so the upstream's elicitation policy declines them and
-	// sampling is refused; the stateless upstream speaks 2026-07-28, where
-	// these tools cannot send a request of their own at all.
-	{revision: "2025-11-25", ways: []string{"mcp-stdio", "mcp-http"}, face: verdictFail,
-		why: "a stdio server's request is not tied to its call (the elicitation policy declines it, sampling is refused); " +
-			"on the stateless upstream's 2026-07-28 connection the tool cannot send it at all", scenarios: []string{
+	// call, as the stateful HTTP upstream does, and, for a stdio server's
+	// sent on their own, when the client's calls are the only ones under
+	// way; the stateless upstream speaks 2026-07-28, where these tools
+	// cannot send a request of their own at all.
+	{revision: "2025-11-25", ways: []string{"mcp-http"}, face: verdictFail,
+		why: "on the stateless upstream's 2026-07-28 connection the tool cannot send a request of its own", scenarios: []string{
 			"tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
 		}},
 	// The 2026-07-28 multi round-trip requests (input_required results)

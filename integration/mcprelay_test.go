@@ -82,10 +82,12 @@ func TestMCPFaceRelaysSamplingToTheClientThatCalledAndRefusesTheRest(t *testing.
 		{"a request in the call's answer goes to the client", true, "http_sample", "m1: quiet relay"},
 		{"a client without sampling is not asked", false, "http_sample",
 			refused + "the MCP client that made the call did not declare sampling"},
-		// A legacy stdio server's request comes on its own. (mcp-go's
-		// stdio server keeps the message of the -32601 only.)
-		{"a request not tied to the call is refused", true, "stdio_sample",
-			"sampling request failed: sampling/createMessage is not relayed: no MCP client to ask"},
+		// A stdio server's request comes on its own: with this client's
+		// call the only one under way, it is the client's. (mcp-go's stdio
+		// server keeps the message of the -32601 only.)
+		{"a stdio server's request goes to the only client calling", true, "stdio_sample", "m1: quiet relay"},
+		{"a stdio server's request is not passed to a client without sampling", false, "stdio_sample",
+			"sampling request failed: sampling/createMessage is not relayed: the MCP client that made the call did not declare sampling"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)

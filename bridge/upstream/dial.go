@@ -27,6 +27,9 @@ type dialer struct {
 	// sampling declares the sampling capability (Options.Sampling).
 	sampling bool
 	notify   func(s *session, n mcp.JSONRPCNotification)
+	// sole finds the call a request the server sent on its own is for
+	// (Upstream.soleCaller); nil for none.
+	sole func(s *session, meta *mcp.Meta) (context.Context, string)
 	// maxMessage bounds one message from the server; 0 for the default.
 	maxMessage int64
 	// seen, if set, is called whenever the server sends something.
@@ -284,11 +287,15 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 		t.seen = d.sawMessage // stdio's are seen as stdoutReader reads them
 	}
 	var opts []client.ClientOption
+	var sole func(meta *mcp.Meta) (context.Context, string)
+	if d.sole != nil {
+		sole = func(meta *mcp.Meta) (context.Context, string) { return d.sole(s, meta) }
+	}
 	if d.elicit != nil {
-		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
+		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log, sole: sole}))
 	}
 	if d.sampling {
-		opts = append(opts, client.WithSamplingHandler(sampler{log: d.log}))
+		opts = append(opts, client.WithSamplingHandler(sampler{log: d.log, sole: sole}))
 	}
 	if len(d.roots) > 0 {
 		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))

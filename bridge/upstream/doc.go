@@ -4,9 +4,11 @@
 // process group, with its stderr sent to the log and its stdout read with a
 // bound on each message) or dials a Streamable HTTP or HTTP+SSE endpoint,
 // negotiates the protocol era, lists the tools with their raw JSON schemas,
-// calls tools, passes resources and prompts through, answers the server's
-// elicitations with the proxy's policy, and reconnects with backoff when the
-// connection dies. It pings a ready server and restarts one that stops
+// calls tools, passes resources and prompts through, passes the server's
+// elicitations and sampling requests to the caller they are for (or
+// answers them with the proxy's policy), sets the session's log level to
+// what the receivers of its log messages vote for, and reconnects with
+// backoff when the connection dies. It pings a ready server and restarts one that stops
 // answering, stops restarting one that fails too often (StateFailed), and
 // bounds a stdio server's process with Linux resource limits (Limits). It
 // knows nothing of HTTP routing, OpenAPI or Caddy.

@@ -55,6 +55,9 @@ type elicitor struct {
 	fn   ElicitFunc
 	name string // the Spec's Name
 	log  func() *zap.Logger
+	// sole finds the call an elicitation the server sent on its own is
+	// for (Upstream.soleCaller); nil for none.
+	sole func(meta *mcp.Meta) (context.Context, string)
 }
 
 // Elicit implements client.ElicitationHandler.
@@ -78,6 +81,9 @@ func (h elicitor) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.
 		e.RequestedSchema = b
 	}
 	fn := h.fn
+	ctx, release := untied(ctx, string(mcp.MethodElicitationCreate), func(ctx context.Context) bool { return ElicitationFrom(ctx) != nil },
+		func() (context.Context, string) { return soleOf(h.sole, p.Meta) }, h.log())
+	defer release()
 	if own := ElicitationFrom(ctx); own != nil {
 		fn = own // the call's own client answers
 	}

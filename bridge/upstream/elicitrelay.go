@@ -13,8 +13,9 @@ type elicitationKey struct{}
 //
 // An elicitation is tied to its call when the server sends it in the
 // call's answer (Streamable HTTP) or as the call's multi round-trip result
-// (2026-07-28); one a legacy stdio server sends on its own is answered by
-// Options.Elicitation.
+// (2026-07-28). One a stdio (or legacy HTTP+SSE) server sends on its own
+// goes to the fn of the calls under way when they are all of one caller
+// (WithCaller), and is answered by Options.Elicitation otherwise.
 func WithElicitation(ctx context.Context, fn ElicitFunc) context.Context {
 	return context.WithValue(ctx, elicitationKey{}, fn)
 }

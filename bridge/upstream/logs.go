@@ -46,8 +46,9 @@ func WithLog(ctx context.Context, fn LogFunc) context.Context {
 // 2026-07-28 era for its log messages about the call at level and above:
 // the io.modelcontextprotocol/logLevel entry of the call's _meta, without
 // which such a server sends none. A 2025-11-25 session has one level for
-// all its calls, set with logging/setLevel; the session is shared, so it
-// is left as it is, and level is not sent.
+// all its calls, set with logging/setLevel; the session is shared, so
+// level is not sent with the call: its receivers vote for the session's
+// level with SetLogLevel.
 func WithLogLevel(ctx context.Context, level string) context.Context {
 	return context.WithValue(ctx, logLevelKey{}, level)
 }

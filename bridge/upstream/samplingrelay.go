@@ -22,10 +22,12 @@ type samplingKey struct{}
 
 // WithSampling returns ctx carrying fn, which answers the sampling
 // requests the server sends for the call made with ctx. The server is
-// told the client samples only with Options.Sampling set; a sampling
-// request without a SampleFunc (a call of the HTTP API, or a legacy stdio
-// server's request, sent on its own rather than in the call's answer) is
-// refused with a *SamplingRefusedError.
+// told the client samples only with Options.Sampling set. A request a
+// stdio (or legacy HTTP+SSE) server sends on its own, rather than in the
+// call's answer, goes to the fn of the calls under way when they are all
+// of one caller (WithCaller). A sampling request without a SampleFunc (a
+// call of the HTTP API, or one sent on its own while calls of several
+// callers are under way) is refused with a *SamplingRefusedError.
 func WithSampling(ctx context.Context, fn SampleFunc) context.Context {
 	return context.WithValue(ctx, samplingKey{}, fn)
 }
@@ -51,15 +53,21 @@ func (e *SamplingRefusedError) Error() string {
 // errSamplingUntied refuses a sampling request that came with no call's
 // SampleFunc.
 var errSamplingUntied = &SamplingRefusedError{Reason: "no MCP client to ask: the request is not tied to a call made at an MCP endpoint " +
-	"(a call of the HTTP API, or a request the server sent on its own rather than in a call's answer)"}
+	"(a call of the HTTP API, or a request the server sent on its own while calls of other clients or of the HTTP API were under way)"}
 
 // sampler adapts the SampleFunc of the call to mcp-go's SamplingHandler.
 type sampler struct {
 	log func() *zap.Logger
+	// sole finds the call a request the server sent on its own is for
+	// (Upstream.soleCaller); nil for none.
+	sole func(meta *mcp.Meta) (context.Context, string)
 }
 
 // CreateMessage implements client.SamplingHandler.
 func (h sampler) CreateMessage(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	ctx, release := untied(ctx, string(mcp.MethodSamplingCreateMessage), func(ctx context.Context) bool { return SamplingFrom(ctx) != nil },
+		func() (context.Context, string) { return soleOf(h.sole, req.Request.Params.Meta) }, h.log())
+	defer release()
 	fn := SamplingFrom(ctx)
 	if fn == nil {
 		h.log().Info("sampling refused", zap.String("reason", errSamplingUntied.Reason))

@@ -25,7 +25,7 @@ import (
 // StateNeedsAuth.
 func withSession[T any](ctx context.Context, u *Upstream, method mcp.MCPMethod, name string, f func(s *session) (T, error)) (T, error) {
 	var zero T
-	s, c, err := u.acquire()
+	s, c, err := u.acquire(ctx)
 	if err != nil {
 		return zero, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -34,6 +35,10 @@ type session struct {
 	// a change between the first listing and the subscription would
 	// otherwise go unheard.
 	recheck chan struct{}
+
+	// tasked is set once a task was started on the session: a request
+	// the server sends on its own may then be about it (soleCaller).
+	tasked atomic.Bool
 }
 
 // end marks the session dead with err. Only the first call counts.

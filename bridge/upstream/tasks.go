@@ -66,6 +66,7 @@ func (u *Upstream) StartTask(ctx context.Context, name string, args json.RawMess
 		if !s.taskCalls() {
 			return nil, fmt.Errorf("server %q does not run tools as tasks on this connection (no tasks.requests.tools.call, or protocol %s)", u.spec.Name, s.info.Protocol)
 		}
+		s.tasked.Store(true)
 		raw, err := s.send(ctx, mcp.MethodToolsCall, func(ctx context.Context) error {
 			req := mcp.CallToolRequest{}
 			req.Params.Name = name

@@ -104,8 +104,9 @@ type Options struct {
 	Elicitation ElicitFunc
 	// Sampling, when set, declares the sampling capability: the server's
 	// sampling/createMessage requests go to the SampleFunc of the call
-	// they belong to (WithSampling), and are refused with JSON-RPC error
-	// -32601 when there is none. Unset declares no such capability.
+	// they belong to (WithSampling, WithCaller), and are refused with
+	// JSON-RPC error -32601 when there is none. Unset declares no such
+	// capability.
 	Sampling bool
 	// Roots, when not empty, are the directories (absolute paths) the
 	// client declares as its roots: it declares the roots capability and
@@ -192,6 +193,7 @@ type Upstream struct {
 	draining      bool          // Close has begun: no new calls
 	stopBegan     time.Time     // when Close, done draining, began to stop the server
 	drained       chan struct{} // closed when inflight reaches 0 while draining
+	votes         logVotes      // the log levels asked for (SetLogLevel)
 }
 
 // New returns an idle Upstream for spec. Nothing runs until Start.
@@ -209,6 +211,7 @@ func New(spec Spec, opts Options, log *zap.Logger) *Upstream {
 		wake:    make(chan struct{}, 1),
 
 		reconfigured: make(chan struct{}, 1),
+		votes:        logVotes{byVoter: map[any]mcp.LoggingLevel{}, wake: make(chan struct{}, 1)},
 	}
 	u.SetLogger(log)
 	u.SetOptions(opts)
@@ -437,10 +440,10 @@ func (u *Upstream) CallTool(ctx context.Context, name string, args json.RawMessa
 	})
 }
 
-// acquire returns the ready session and counts a call under way, which
-// release(c) ends.
-func (u *Upstream) acquire() (*session, *activeCall, error) {
-	c := &activeCall{start: time.Now()}
+// acquire returns the ready session and counts a call under way, made
+// with ctx, which release(c) ends.
+func (u *Upstream) acquire(ctx context.Context) (*session, *activeCall, error) {
+	c := &activeCall{start: time.Now(), ctx: ctx}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.draining {
@@ -468,7 +471,10 @@ func (u *Upstream) release(c *activeCall) {
 
 // activeCall is a call under way, from acquire to release.
 type activeCall struct {
-	start      time.Time
+	start time.Time
+	// ctx is the call's: who it is for (WithCaller), and what answers
+	// the server's requests about it (see soleCaller).
+	ctx        context.Context
 	prev, next *activeCall
 }
 
@@ -633,7 +639,7 @@ func closed(ch <-chan struct{}) bool {
 // until Close.
 func (u *Upstream) run() {
 	defer close(u.done)
-	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage}
+	d := &dialer{spec: u.spec, log: u.serverLogger, notify: u.notify, seen: u.sawMessage, sole: u.soleCaller}
 	failures := 0
 	var guard crashGuard
 	retriedAtOnce := false // after a start the authorization changed under
@@ -721,6 +727,7 @@ func (u *Upstream) run() {
 		u.mu.Lock()
 		u.sess = sess
 		u.failures = 0
+		u.votes.active = hasLogLevel(sess) // logLevelLoop's, from now on
 		u.mu.Unlock()
 		u.setState(StateReady, nil, time.Time{})
 		ts := u.tools.Load()
@@ -733,7 +740,7 @@ func (u *Upstream) run() {
 		}
 		u.logger().Info("MCP server ready", fields...)
 
-		relisted, pinged := make(chan struct{}), make(chan struct{})
+		relisted, pinged, leveled := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(relisted)
 			u.relistLoop(sess)
@@ -741,6 +748,10 @@ func (u *Upstream) run() {
 		go func() {
 			defer close(pinged)
 			u.pingLoop(sess)
+		}()
+		go func() {
+			defer close(leveled)
+			u.logLevelLoop(sess)
 		}()
 		var ended error
 		select {
@@ -758,6 +769,7 @@ func (u *Upstream) run() {
 		how := sess.close(opts.Stop, u.serverLogger())
 		<-relisted
 		<-pinged
+		<-leveled
 		if u.ctx.Err() != nil {
 			u.stopped(how)
 			return

@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
+)
+
+// A 2025-11-25 stdio server that sends its debug messages only once its
+// session's level is debug: the endpoint's clients vote for its level
+// with their logging/setLevel, each gets the messages at its own level,
+// and the server goes back to Caddy's log's level when they leave.
+func TestMCPFaceSetsAStdioServersLogLevelToWhatItsClientsAskFor(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /loglv {
+		%s
+	}
+}
+`, httpPort, testFixture(t, fixture.Options{LogLevels: true})))
+	waitReady(t, "/loglv/openapi.json")
+	dropIdleConnections()
+	// levelsSet is what the fixture's log tool says, called over the HTTP
+	// API: the levels its process was set to, in order.
+	levelsSet := func() string {
+		r := do(t, http.MethodPost, "/loglv/log", `{}`)
+		_, set, _ := strings.Cut(string(r.body), "levels set: ")
+		set, _, _ = strings.Cut(set, `"`)
+		return set
+	}
+	if got := levelsSet(); got != "none" {
+		t.Fatalf("levels set before any client asked: %q, want none", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	listen := []transport.StreamableHTTPCOption{transport.WithContinuousListening()}
+	type client struct {
+		level mcp.LoggingLevel
+		logs  chan string
+	}
+	verbose, quiet := &client{level: mcp.LoggingLevelDebug}, &client{level: mcp.LoggingLevelError}
+	verboseClient := mcpGoClientWith(t, "/loglv/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, listen)
+	quietClient := mcpGoClientWith(t, "/loglv/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, listen)
+	for c, mc := range map[*client]interface {
+		OnNotification(func(mcp.JSONRPCNotification))
+		SetLevel(context.Context, mcp.SetLevelRequest) error
+	}{verbose: verboseClient, quiet: quietClient} {
+		c.logs = make(chan string, 16)
+		mc.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method == string(mcp.MethodNotificationMessage) {
+				c.logs <- fmt.Sprint(n.Params.AdditionalFields["level"], " ", n.Params.AdditionalFields["data"])
+			}
+		})
+		if err := mc.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: c.level}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the GET streams open
+
+	// The server is set to debug, the most verbose level asked for, once,
+	// before the client's logging/setLevel is answered.
+	res, err := mcpCall(ctx, verboseClient, "log", `{}`)
+	if err != nil || firstText(res) != "levels set: debug" {
+		t.Fatalf("log = %+v, %v; want the server set to debug once", res, err)
+	}
+	select {
+	case got := <-verbose.logs:
+		if want := "debug " + fixture.LogLevelMessage; got != want {
+			t.Errorf("the debug client got %q, want %q", got, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("the client at debug got no log message")
+	}
+	time.Sleep(200 * time.Millisecond) // the broadcast reaches every session at once
+	select {
+	case got := <-quiet.logs:
+		t.Errorf("the client at error got %q", got)
+	default:
+	}
+
+	// The debug client leaves: the server goes back to what Caddy's log
+	// writes (info), the other client asking for less.
+	if err := verboseClient.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	got := levelsSet()
+	for got == "debug" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		got = levelsSet()
+	}
+	if got != "debug,info" {
+		t.Errorf("levels set after the debug client left: %q, want debug,info", got)
+	}
+}
