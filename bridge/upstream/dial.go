@@ -285,13 +285,16 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 	}
 	var opts []client.ClientOption
 	if d.elicit != nil {
-		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}))
+		s.answers.elicit = &elicitor{fn: d.elicit, name: d.spec.Name, log: d.log}
+		opts = append(opts, client.WithElicitationHandler(s.answers.elicit))
 	}
 	if d.sampling {
-		opts = append(opts, client.WithSamplingHandler(sampler{log: d.log}))
+		s.answers.sample = &sampler{log: d.log}
+		opts = append(opts, client.WithSamplingHandler(s.answers.sample))
 	}
 	if len(d.roots) > 0 {
-		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))
+		s.answers.roots = &rootsList{dirs: d.roots, log: d.log}
+		opts = append(opts, client.WithRootsHandler(s.answers.roots))
 	}
 	switch protocol {
 	case "":
