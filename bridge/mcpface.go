@@ -394,14 +394,13 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
 	}
-	res, e := f.invoke(ctx, st, rt, args, base)
+	done, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
+		return f.invoke(ctx, st, rt, args, base)
+	})
+	res, _ := done.(*upstream.CallResult)
 	var result *mcp.CallToolResult
-	if ir := (*upstream.InputRequiredError)(nil); e != nil && round != nil && errors.As(e.Cause, &ir) {
-		if asked, err := askClient(ir, st.cfg.Name, rt.tool.Name); err != nil {
-			e.Detail.Message = err.Error()
-		} else {
-			e, result = nil, &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: asked}
-		}
+	if asked != nil {
+		result = &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}
 	}
 	outcome, status, out := OutcomeOK, http.StatusOK, int64(0)
 	switch {

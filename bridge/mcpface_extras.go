@@ -526,26 +526,30 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 	if e != nil {
 		return nil, &faceError{e}
 	}
-	var (
-		raw json.RawMessage
-		ir  *upstream.InputRequiredError
-	)
-	if e := f.serverRequest(ctx, st, "prompts/get", fp.prompt.Name, func(ctx context.Context) (err error) {
-		raw, err = rc.GetPrompt(ctx, fp.prompt.Name, args)
-		if round != nil && errors.As(err, &ir) {
-			return nil // the client is asked
+	out, e, asked := f.run(ctx, round, st, fp.prompt.Name, func(ctx context.Context) (any, *httpError) {
+		var (
+			raw json.RawMessage
+			ir  *upstream.InputRequiredError
+		)
+		e := f.serverRequest(ctx, st, "prompts/get", fp.prompt.Name, func(ctx context.Context) (err error) {
+			raw, err = rc.GetPrompt(ctx, fp.prompt.Name, args)
+			if round != nil && errors.As(err, &ir) {
+				return nil // the client is asked
+			}
+			return err
+		})
+		if ir != nil && e == nil {
+			return ir, nil
 		}
-		return err
-	}); e != nil {
+		return raw, e
+	})
+	switch {
+	case e != nil:
 		return nil, faceErr(e)
+	case asked != nil:
+		return &mcp.GetPromptResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}, nil
 	}
-	if ir != nil {
-		asked, err := askClient(ir, st.cfg.Name, fp.prompt.Name)
-		if err != nil {
-			return nil, err
-		}
-		return &mcp.GetPromptResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: asked}, nil
-	}
+	raw, _ := out.(json.RawMessage)
 	var wire struct {
 		Description string `json:"description"`
 		Messages    []struct {

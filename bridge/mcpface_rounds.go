@@ -57,6 +57,11 @@ type roundState struct {
 	// Answered are the answers the upstream gave to the round's requests
 	// that the client was not asked.
 	Answered map[string]json.RawMessage `json:"a,omitempty"`
+	// Park is the ID of the parked call the round resumes (see parked),
+	// and Round the number of the round that gave the state; State and
+	// Answered are then empty.
+	Park  string `json:"p,omitempty"`
+	Round int    `json:"r,omitempty"`
 }
 
 // roundStatePrefix begins every requestState the endpoint gives.
@@ -96,60 +101,141 @@ func openRoundState(state, server, name string) (*roundState, error) {
 	return &rs, nil
 }
 
+// faceRound is a request of a 2026-07-28 client, which takes part in a
+// multi round trip.
+type faceRound struct {
+	// up is the round of a 2026-07-28 server's multi round trip: the
+	// client's answers beside the upstream's, and the server's state.
+	up *upstream.RoundTrip
+	// park is the parked call the request resumes, nil for none; answers
+	// are then the client's inputResponses.
+	park    *parked
+	answers map[string]json.RawMessage
+	// caps are the capabilities the client declared for the request.
+	caps *mcp.ClientCapabilities
+}
+
 // asking returns ctx for a request of its client to server's name (a tool
 // or a prompt), in which the server's requests for input reach that
 // client where they can: a 2025-11-25 client's through requests of the
-// endpoint's own, a 2026-07-28 client's in the request's answer, the
-// request taking part in round (nil for a 2025-11-25 client). p are the
-// client's params of the round.
-func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRoundTripParams) (context.Context, *upstream.RoundTrip, error) {
-	round, err := f.roundOf(ctx, server, name, p)
+// endpoint's own; a 2026-07-28 client's in the request's answer, the
+// request being the round fr (nil for a 2025-11-25 client) given the
+// client's params p.
+func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRoundTripParams) (context.Context, *faceRound, error) {
+	fr, err := f.roundOf(ctx, server, name, p)
 	if err != nil {
 		return ctx, nil, err
 	}
-	if round != nil {
-		ctx = upstream.WithRoundTrip(ctx, round)
+	if fr != nil {
+		ctx = upstream.WithRoundTrip(ctx, fr.up)
 	}
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}
-	return upstream.WithSampling(ctx, f.samplingOf(ctx)), round, nil
+	return upstream.WithSampling(ctx, f.samplingOf(ctx)), fr, nil
 }
 
 // roundOf returns the round that a request of ctx for server's name (a
-// tool or a prompt) takes part in, given the client's params: nil for a
-// client of 2025-11-25. The client's answers go to the server beside the
-// upstream's of the state.
-func (f *mcpFace) roundOf(ctx context.Context, server string, name string, p mcp.MultiRoundTripParams) (*upstream.RoundTrip, error) {
+// tool or a prompt) is, given the client's params: nil for a client of
+// 2025-11-25. The client's answers go to the server beside the upstream's
+// of the state, or to the parked call the state names.
+func (f *mcpFace) roundOf(ctx context.Context, server string, name string, p mcp.MultiRoundTripParams) (*faceRound, error) {
 	info := serverRequestInfo(ctx)
 	if info == nil || !info.Modern {
 		return nil, nil
 	}
-	rt := &upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}
-	if p.RequestState != "" {
-		rs, err := openRoundState(p.RequestState, server, name)
+	fr := &faceRound{up: &upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}, caps: info.ClientCapabilities}
+	answers := make(map[string]json.RawMessage, len(p.InputResponses))
+	for id, ans := range p.InputResponses {
+		b, err := json.Marshal(ans) // as the client sent it
 		if err != nil {
+			return nil, fmt.Errorf("inputResponses %q: %w", id, err)
+		}
+		answers[id] = b
+	}
+	if p.RequestState == "" {
+		fr.up.InputResponses = answers
+		return fr, nil
+	}
+	rs, err := openRoundState(p.RequestState, server, name)
+	if err != nil {
+		return nil, err
+	}
+	if rs.Park != "" {
+		if fr.park, err = parkedCalls.resume(ctx, rs, server, name); err != nil {
 			return nil, err
 		}
-		rt.RequestState = rs.State
-		rt.InputResponses = rs.Answered
+		fr.answers = answers
+		return fr, nil
 	}
-	if len(p.InputResponses) > 0 {
-		if rt.InputResponses == nil {
-			rt.InputResponses = make(map[string]json.RawMessage, len(p.InputResponses))
-		}
-		for id, ans := range p.InputResponses {
-			if _, ours := rt.InputResponses[id]; ours {
-				return nil, fmt.Errorf("inputResponses answers %q, which the endpoint answered itself", id)
-			}
-			b, err := json.Marshal(ans) // as the client sent it
-			if err != nil {
-				return nil, fmt.Errorf("inputResponses %q: %w", id, err)
-			}
-			rt.InputResponses[id] = b
-		}
+	fr.up.RequestState = rs.State
+	fr.up.InputResponses = rs.Answered
+	if fr.up.InputResponses == nil {
+		fr.up.InputResponses = make(map[string]json.RawMessage, len(answers))
 	}
-	return rt, nil
+	for id, ans := range answers {
+		if _, ours := fr.up.InputResponses[id]; ours {
+			return nil, fmt.Errorf("inputResponses answers %q, which the endpoint answered itself", id)
+		}
+		fr.up.InputResponses[id] = ans
+	}
+	return fr, nil
+}
+
+// run runs a request of the client of ctx to st's name (a tool or a
+// prompt) with do. A round of a 2026-07-28 client's whose server may ask
+// for input runs it as a parked call, or resumes the call it parked. The
+// server's input requests end the request with asked set: the result
+// asking the client for them. do's outcome asks for input when it is an
+// *upstream.InputRequiredError (or its error's Cause is).
+func (f *mcpFace) run(ctx context.Context, fr *faceRound, st *serverState, name string,
+	do func(ctx context.Context) (any, *httpError)) (out any, e *httpError, asked *mcp.MultiRoundTripResult) {
+	server := st.cfg.Name
+	switch {
+	case fr == nil:
+		out, e = do(ctx)
+		return out, e, nil
+	case fr.park != nil:
+		out, e, asked = fr.park.round(ctx, fr.answers)
+	case parkable(fr.caps, st.cfg.Upstream):
+		if p := parkedCalls.park(ctx, server, name, fr.caps, do); p != nil {
+			out, e, asked = p.round(ctx, nil)
+			break
+		}
+		fallthrough
+	default:
+		out, e = do(ctx)
+	}
+	ir, _ := out.(*upstream.InputRequiredError)
+	if ir == nil && e != nil {
+		errors.As(e.Cause, &ir)
+	}
+	if asked != nil || ir == nil {
+		return out, e, asked
+	}
+	res, err := askClient(ir, server, name)
+	if err != nil {
+		return nil, &httpError{Status: 502, Outcome: OutcomeUpstreamError, Cause: err, Detail: errorDetail{Server: server, Message: err.Error()}}, nil
+	}
+	return nil, nil, &res
+}
+
+// parkable tells whether a 2026-07-28 client's request to server is
+// parked: when the client declared it answers elicitations or sampling,
+// and the server may ask for either (InputAsker).
+func parkable(caps *mcp.ClientCapabilities, server Caller) bool {
+	if caps == nil || (caps.Elicitation == nil && caps.Sampling == nil) {
+		return false
+	}
+	a, ok := server.(InputAsker)
+	return !ok || a.MayAsk()
+}
+
+// InputAsker is a Caller that tells whether its server may ask the client
+// for input during a request (elicitation, sampling). A Caller that does
+// not tell is taken to be one that may.
+type InputAsker interface {
+	MayAsk() bool
 }
 
 // serverRequestInfo is mcp-go's reading of the request's protocol era.

@@ -124,23 +124,36 @@ var faceKnownDifferences = []knownDifference{
 			"on the stateless upstream's 2026-07-28 connection the tool cannot send it at all", scenarios: []string{
 			"tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
 		}},
-	// The 2026-07-28 multi round-trip requests: a 2026-07-28 upstream's
+	// The 2026-07-28 multi round-trip requests. A 2026-07-28 upstream's
 	// input_required results are passed on to the client (the stateless
-	// way gives the direct verdicts), but the stdio child and the stateful
+	// way gives the direct verdicts). The stdio child and the stateful
 	// server speak 2025-11-25 to the proxy, and ask with requests of their
-	// own during the call, which the face does not turn into
-	// input_required results: the elicitation policy declines, sampling is
-	// refused, and the call completes or fails.
-	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
-		why: "a 2025-11-25 upstream asks with requests of its own, which the face answers with the policy rather than as input_required", scenarios: []string{
-			"input-required-result-basic-elicitation", "input-required-result-basic-sampling",
-			"input-required-result-request-state", "input-required-result-multi-round",
-			"input-required-result-result-type", "input-required-result-tampered-state",
-			"input-required-result-capability-check", "input-required-result-non-tool-request",
+	// own during the call (the Go SDK turns its handlers' input_required
+	// results into them): the face parks the call and asks the client in
+	// an input_required result of its own. The stdio child's requests are
+	// not tied to the call, so the elicitation policy declines them and
+	// sampling is refused, and the call completes or fails.
+	{revision: "2026-07-28", ways: []string{"mcp-stdio"}, face: verdictFail,
+		why: "a stdio server's request is not tied to its call, so the face cannot ask the client that made it", scenarios: []string{
+			"input-required-result-basic-sampling",
+			"input-required-result-request-state", "input-required-result-result-type",
+			"input-required-result-tampered-state", "input-required-result-capability-check",
+			"input-required-result-non-tool-request",
 		}},
-	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictWarning,
-		why: "a 2025-11-25 upstream asks with requests of its own, which the face answers with the policy rather than as input_required", scenarios: []string{
+	{revision: "2026-07-28", ways: []string{"mcp-stdio"}, face: verdictWarning,
+		why: "a stdio server's request is not tied to its call, so the face cannot ask the client that made it", scenarios: []string{
 			"input-required-result-missing-input-response", "input-required-result-validate-input",
+		}},
+	// As above behind the stdio child; behind the stateful server, the
+	// server's own IDs of its input requests never reach the proxy
+	// (elicitation/create has none), so the client gets the face's
+	// ("mcpo-1"), and the Go SDK turns only one round of a handler's input
+	// requests into requests of its own, answering a 2025-11-25 client the
+	// handler's second input_required result as an empty result.
+	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
+		why: "a stdio server's request is not tied to its call; a 2025-11-25 upstream's requests carry no input request IDs, " +
+			"and the Go SDK relays only one round to a 2025-11-25 client", scenarios: []string{
+			"input-required-result-basic-elicitation", "input-required-result-multi-round",
 		}},
 	// Roots are the operator's (the roots setting, here none), never the
 	// client's: they bound what a server may touch on the proxy's machine.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
@@ -239,6 +241,103 @@ func TestMCPFacePassesAServersInputRequestsOnToItsClientInBothEras(t *testing.T)
 				t.Errorf("brief = %+v, want the client's answer in it", res.Messages)
 			}
 			if q := user.questions(); !slices.Equal(q, []string{"Proceed?"}) {
+				t.Errorf("the client was asked %q", q)
+			}
+		})
+	}
+}
+
+// newAskingLegacyServer serves a stateful Streamable HTTP server of the
+// official Go SDK whose tool "confirm" asks its client, with requests of
+// its own sent in the call's answer (2025-11-25): an elicitation
+// ("Proceed?"), then a sampling of fixture.SamplePrompt. It answers the
+// action and content of the first and the model and text of the second.
+func newAskingLegacyServer(t *testing.T) string {
+	s := sdk.NewServer(&sdk.Implementation{Name: "asking", Version: "1"}, nil)
+	s.AddTool(&sdk.Tool{Name: "confirm", InputSchema: map[string]any{"type": "object"}},
+		func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+			e, err := req.Session.Elicit(ctx, &sdk.ElicitParams{Message: "Proceed?", RequestedSchema: map[string]any{"type": "object",
+				"properties": map[string]any{"sure": map[string]any{"type": "boolean"}}}})
+			if err != nil {
+				return nil, fmt.Errorf("elicitation: %w", err)
+			}
+			content, _ := json.Marshal(e.Content)
+			text := "ok: " + e.Action + " " + string(content)
+			m, err := req.Session.CreateMessage(ctx, &sdk.CreateMessageParams{MaxTokens: 20,
+				Messages: []*sdk.SamplingMessage{{Role: "user", Content: &sdk.TextContent{Text: fixture.SamplePrompt}}}})
+			if err != nil {
+				text += "\nhaiku: " + err.Error()
+			} else {
+				said, _ := m.Content.(*sdk.TextContent)
+				text += "\nhaiku: " + m.Model + " " + said.Text
+			}
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: text}}}, nil
+		})
+	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return srv.URL
+}
+
+func TestMCPFaceAsksA2026ClientWhatA2025ServerAsksDuringTheCall(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /asking {
+		url %s
+		protocol legacy
+		elicitation decline
+		sampling relay
+	}
+}
+`, httpPort, newAskingLegacyServer(t)))
+	waitReady(t, "/asking/openapi.json")
+	dropIdleConnections()
+
+	for _, tc := range []struct {
+		name     string
+		user     bool // the client answers elicitations
+		sampling bool // and samples
+		want     string
+	}{
+		{name: "a client that answers both is asked both, a round each", user: true, sampling: true,
+			want: "ok: accept {\"sure\":true}\nhaiku: m1 quiet relay"},
+		{name: "a client that only elicits is asked that, and sampling is refused", user: true,
+			want: "ok: accept {\"sure\":true}\nhaiku: calling \"sampling/createMessage\": sampling/createMessage is not relayed: the MCP client that made the call did not declare sampling"},
+		{name: "a client that answers nothing gets the policy's answer",
+			want: "ok: decline null\nhaiku: calling \"sampling/createMessage\": sampling/createMessage is not relayed: the MCP client that made the call did not declare sampling"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(mcp.LATEST_PROTOCOL_VERSION)}
+			user := &sureUser{}
+			if tc.user {
+				opts = append(opts, mcpclient.WithElicitationHandler(user))
+			}
+			if tc.sampling {
+				opts = append(opts, mcpclient.WithSamplingHandler(haikuSampler{}))
+			}
+			tr, err := transport.NewStreamableHTTP(base + "/asking/mcp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := mcpclient.NewClient(tr, opts...)
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := mcpCall(ctx, c, "confirm", `{}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := firstText(res); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("confirm answered %q, want %q", got, tc.want)
+			}
+			if q, want := user.questions(), tc.user; (len(q) == 1 && q[0] == "Proceed?") != want {
 				t.Errorf("the client was asked %q", q)
 			}
 		})
