@@ -298,6 +298,10 @@ func (l *lease) callExtras(ctx context.Context) context.Context {
 // Status describes the server.
 func (l *lease) Status() upstream.Status { return l.entry.status() }
 
+// MayAsk tells whether the server may ask for input during a request: its
+// configuration lets it elicit or sample.
+func (l *lease) MayAsk() bool { return l.opts.Elicitation != nil || l.opts.Sampling }
+
 // Sessions returns how many sessions a per-user server runs and may run;
 // ok is false for a shared server.
 func (l *lease) Sessions() (running, limit int, ok bool) { return l.entry.Sessions() }
@@ -376,6 +380,7 @@ func (l *liveStorage) Unlock(ctx context.Context, name string) error {
 var (
 	_ caddy.Destructor      = (*entry)(nil)
 	_ bridge.Caller         = (*lease)(nil)
+	_ bridge.InputAsker     = (*lease)(nil)
 	_ bridge.SessionCounter = (*lease)(nil)
 	_ bridge.SessionCounter = (*entry)(nil)
 	_ oauth.Store           = (*liveStorage)(nil)

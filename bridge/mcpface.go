@@ -380,31 +380,38 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		return nil, fmt.Errorf("tool %q is not listed any more; list the tools again", req.Params.Name)
 	}
 	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
+	ctx, round, err := f.asking(ctx, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams)
+	if err != nil {
+		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, err)
+	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
 	}
 	ctx, endLogs := f.relayCallLogs(ctx, st)
 	defer endLogs()
-	ctx = f.withCaller(ctx)
-	if fn := f.elicitationOf(ctx); fn != nil {
-		ctx = upstream.WithElicitation(ctx, fn)
-	}
-	ctx = upstream.WithSampling(ctx, f.samplingOf(ctx))
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
 	}
-	res, e := f.invoke(ctx, st, rt, args, base)
+	done, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
+		return f.invoke(ctx, st, rt, args, base)
+	})
+	res, _ := done.(*upstream.CallResult)
+	var result *mcp.CallToolResult
+	if asked != nil {
+		result = &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}
+	}
 	outcome, status, out := OutcomeOK, http.StatusOK, int64(0)
 	switch {
+	case result != nil:
+		outcome = OutcomeInputRequired
 	case e != nil:
 		outcome, status = e.Outcome, e.Status
 		f.b.logFailure(st.cfg.Name, e)
 	case res.IsError:
 		outcome = OutcomeToolError
 	}
-	var result *mcp.CallToolResult
 	if res != nil {
 		result, out = mcpResult(res)
 	}

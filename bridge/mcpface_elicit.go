@@ -62,18 +62,35 @@ func (f *mcpFace) elicitationOf(ctx context.Context) upstream.ElicitFunc {
 
 // elicit asks the client of ctx what the server asks.
 func (f *mcpFace) elicit(ctx context.Context, e upstream.Elicitation) (upstream.ElicitationAnswer, error) {
-	req := mcp.ElicitationRequest{}
-	req.Params.Mode, req.Params.Message, req.Params.URL, req.Params.ElicitationID = e.Mode, e.Message, e.URL, e.ElicitationID
+	params, err := elicitationParams(e)
+	if err != nil {
+		return upstream.ElicitationAnswer{}, err
+	}
+	res, err := f.mcp.RequestElicitation(ctx, mcp.ElicitationRequest{Params: params})
+	if err != nil {
+		return upstream.ElicitationAnswer{}, fmt.Errorf("asking the client: %w", err)
+	}
+	return elicitationAnswer(res)
+}
+
+// elicitationParams are the params of the elicitation/create that asks a
+// client what a server asks.
+func elicitationParams(e upstream.Elicitation) (mcp.ElicitationParams, error) {
+	p := mcp.ElicitationParams{Mode: e.Mode, Message: e.Message, URL: e.URL, ElicitationID: e.ElicitationID}
 	if len(e.RequestedSchema) > 0 {
 		var schema map[string]any
 		if err := json.Unmarshal(e.RequestedSchema, &schema); err != nil {
-			return upstream.ElicitationAnswer{}, fmt.Errorf("the requested schema: %w", err)
+			return p, fmt.Errorf("the requested schema: %w", err)
 		}
-		req.Params.RequestedSchema = schema
+		p.RequestedSchema = schema
 	}
-	res, err := f.mcp.RequestElicitation(ctx, req)
-	if err != nil {
-		return upstream.ElicitationAnswer{}, fmt.Errorf("asking the client: %w", err)
+	return p, nil
+}
+
+// elicitationAnswer is a client's answer to an elicitation, for the server.
+func elicitationAnswer(res *mcp.ElicitationResult) (upstream.ElicitationAnswer, error) {
+	if res == nil {
+		return upstream.ElicitationAnswer{}, fmt.Errorf("the client answered nothing")
 	}
 	ans := upstream.ElicitationAnswer{Action: string(res.Action)}
 	if res.Content != nil {

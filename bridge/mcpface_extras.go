@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // URIScheme is the scheme of the resource URIs at an MCP endpoint of
@@ -509,6 +510,10 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 		return nil, fmt.Errorf("prompt %q is not listed any more; list the prompts again", req.Params.Name)
 	}
 	st := fp.st
+	ctx, round, err := f.asking(ctx, st.cfg.Name, fp.prompt.Name, req.Params.MultiRoundTripParams)
+	if err != nil {
+		return nil, fmt.Errorf("prompt %q: %w", req.Params.Name, err)
+	}
 	rc, err := f.use(ctx, st, openapi.GetPrompt)
 	if err != nil {
 		return nil, err
@@ -521,13 +526,30 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 	if e != nil {
 		return nil, &faceError{e}
 	}
-	var raw json.RawMessage
-	if e := f.serverRequest(ctx, st, "prompts/get", fp.prompt.Name, func(ctx context.Context) (err error) {
-		raw, err = rc.GetPrompt(ctx, fp.prompt.Name, args)
-		return err
-	}); e != nil {
+	out, e, asked := f.run(ctx, round, st, fp.prompt.Name, func(ctx context.Context) (any, *httpError) {
+		var (
+			raw json.RawMessage
+			ir  *upstream.InputRequiredError
+		)
+		e := f.serverRequest(ctx, st, "prompts/get", fp.prompt.Name, func(ctx context.Context) (err error) {
+			raw, err = rc.GetPrompt(ctx, fp.prompt.Name, args)
+			if round != nil && errors.As(err, &ir) {
+				return nil // the client is asked
+			}
+			return err
+		})
+		if ir != nil && e == nil {
+			return ir, nil
+		}
+		return raw, e
+	})
+	switch {
+	case e != nil:
 		return nil, faceErr(e)
+	case asked != nil:
+		return &mcp.GetPromptResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}, nil
 	}
+	raw, _ := out.(json.RawMessage)
 	var wire struct {
 		Description string `json:"description"`
 		Messages    []struct {

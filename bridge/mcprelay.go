@@ -7,10 +7,12 @@ package bridge
 // the server. The server is told the proxy samples only when its
 // configuration says so (sampling relay); every request that cannot be
 // passed on is refused with JSON-RPC error -32601 naming why: a client
-// without the capability or of 2026-07-28 here, and in the upstream a call
-// of the HTTP API or a request not tied to a call (a stdio server's, sent
-// on its own while calls of other clients or of the HTTP API are under
-// way: see upstream.WithCaller).
+// without the capability, or a 2026-07-28 client's call whose server sent
+// the request on its own rather than in an input_required result (those
+// are passed on in the call's answer: mcpface_rounds.go), and in the
+// upstream a call of the HTTP API or a request not tied to a call (a
+// stdio server's, sent on its own while calls of other clients or of the
+// HTTP API are under way: see upstream.WithCaller).
 
 import (
 	"context"
@@ -24,7 +26,7 @@ import (
 
 // Why a call's sampling requests cannot be passed on to its client.
 const (
-	samplingModernClient = "the MCP client that made the call speaks 2026-07-28, to which the endpoint sends no requests of its own"
+	samplingModernClient = "the MCP client that made the call speaks 2026-07-28, which is asked for input only in a call's input_required result, and the server sent its request on its own"
 	samplingUndeclared   = "the MCP client that made the call did not declare sampling"
 )
 
@@ -33,6 +35,9 @@ const (
 // refuses saying why it cannot be asked.
 func (f *mcpFace) samplingOf(ctx context.Context) upstream.SampleFunc {
 	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		if info.ClientCapabilities == nil || info.ClientCapabilities.Sampling == nil {
+			return refuseSampling(samplingUndeclared)
+		}
 		return refuseSampling(samplingModernClient)
 	}
 	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)

@@ -18,6 +18,7 @@ const (
 	OutcomeCanceled         Outcome = "canceled"          // the client went away
 	OutcomeRejected         Outcome = "rejected"          // a limit was reached: the server's concurrency cap, or the Caller refused (RefusedError)
 	OutcomeUpstreamError    Outcome = "upstream_error"    // the server failed otherwise
+	OutcomeInputRequired    Outcome = "input_required"    // the server asked the MCP client for input, which its next request brings (2026-07-28)
 )
 
 // Observer is told about every tool call, for metrics. Its methods must be

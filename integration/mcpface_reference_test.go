@@ -97,11 +97,6 @@ var faceKnownDifferences = []knownDifference{
 		why: "a 2026-07-28 upstream has no resources/subscribe to pass a subscription on to", scenarios: []string{
 			"resources-subscribe", "resources-unsubscribe",
 		}},
-	// The non-tool multi round-trip request is a prompts/get that asks for
-	// input: not relayed, as below.
-	{revision: "2026-07-28", face: verdictFail, why: "the face relays no multi round-trip input requests to its client", scenarios: []string{
-		"input-required-result-non-tool-request",
-	}},
 	// A missing resource: the server's -32602 with the URI reaches the
 	// client as -32603 with the server's code in the message (two SHOULDs,
 	// so a warning).
@@ -118,37 +113,42 @@ var faceKnownDifferences = []knownDifference{
 		why: "on the stateless upstream's 2026-07-28 connection the tool cannot send a request of its own", scenarios: []string{
 			"tools-call-sampling", "tools-call-elicitation", "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
 		}},
-	// The 2026-07-28 multi round-trip requests (input_required results)
-	// are not relayed to a 2026-07-28 client as such: the upstream answers
-	// an elicitation with the decline policy and refuses sampling, and
-	// the call fails.
-	{revision: "2026-07-28", face: verdictFail, why: "the face relays no multi round-trip input requests to its client", scenarios: []string{
-		"input-required-result-basic-elicitation", "input-required-result-basic-sampling",
-		"input-required-result-basic-list-roots", "input-required-result-request-state",
-		"input-required-result-multiple-input-requests", "input-required-result-multi-round",
-		"input-required-result-result-type", "input-required-result-tampered-state",
-		"input-required-result-capability-check",
-	}},
-	// Two SHOULDs of the same: the call fails rather than asking again.
-	{revision: "2026-07-28", face: verdictWarning, why: "the face relays no multi round-trip input requests to its client", scenarios: []string{
-		"input-required-result-missing-input-response",
-	}},
-	// Extra params beside inputResponses: a 2025-11-25 upstream's
-	// elicitation is declined by the policy and the call completes, but
-	// the stateless upstream asks again after each decline until mcp-go's
-	// client gives up, and the call fails (a SHOULD, so a warning).
-	{revision: "2026-07-28", ways: []string{"mcp-http"}, face: verdictWarning,
-		why: "the stateless upstream asks again after each decline of the elicitation policy, until the call fails", scenarios: []string{
-			"input-required-result-ignore-extra-params",
+	// The 2026-07-28 multi round-trip requests. A 2026-07-28 upstream's
+	// input_required results are passed on to the client (the stateless
+	// way gives the direct verdicts). The stdio child and the stateful
+	// server speak 2025-11-25 to the proxy, and ask with requests of their
+	// own during the call (the Go SDK turns its handlers' input_required
+	// results into them): the face parks the call and asks the client in
+	// an input_required result of its own. The stdio child's requests are
+	// not tied to the call, so the elicitation policy declines them and
+	// sampling is refused, and the call completes or fails.
+	{revision: "2026-07-28", ways: []string{"mcp-stdio"}, face: verdictFail,
+		why: "a stdio server's request is not tied to its call, so the face cannot ask the client that made it", scenarios: []string{
+			"input-required-result-basic-sampling",
+			"input-required-result-request-state", "input-required-result-result-type",
+			"input-required-result-tampered-state", "input-required-result-capability-check",
+			"input-required-result-non-tool-request",
 		}},
-	// Invalid inputResponses: the face takes no part in multi round trips
-	// and ignores them; a 2025-11-25 upstream's elicitation is declined by
-	// the policy and the call completes, where the reference server
-	// refuses them (two SHOULDs, so a warning).
-	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictWarning,
-		why: "the face ignores a client's inputResponses, so invalid ones get no error when the upstream's call completes", scenarios: []string{
-			"input-required-result-validate-input",
+	{revision: "2026-07-28", ways: []string{"mcp-stdio"}, face: verdictWarning,
+		why: "a stdio server's request is not tied to its call, so the face cannot ask the client that made it", scenarios: []string{
+			"input-required-result-missing-input-response", "input-required-result-validate-input",
 		}},
+	// As above behind the stdio child; behind the stateful server, the
+	// server's own IDs of its input requests never reach the proxy
+	// (elicitation/create has none), so the client gets the face's
+	// ("mcpo-1"), and the Go SDK turns only one round of a handler's input
+	// requests into requests of its own, answering a 2025-11-25 client the
+	// handler's second input_required result as an empty result.
+	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
+		why: "a stdio server's request is not tied to its call; a 2025-11-25 upstream's requests carry no input request IDs, " +
+			"and the Go SDK relays only one round to a 2025-11-25 client", scenarios: []string{
+			"input-required-result-basic-elicitation", "input-required-result-multi-round",
+		}},
+	// Roots are the operator's (the roots setting, here none), never the
+	// client's: they bound what a server may touch on the proxy's machine.
+	{revision: "2026-07-28", face: verdictFail, why: "the face answers roots/list with the configured roots, not the client's", scenarios: []string{
+		"input-required-result-basic-list-roots", "input-required-result-multiple-input-requests",
+	}},
 	// A JSON-RPC error of the server's reaches the face's client as -32603
 	// with the server's code in the message, so the server's -32021
 	// (MissingRequiredClientCapability, with HTTP 400) does not.

@@ -292,13 +292,16 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 		sole = func(meta *mcp.Meta) (context.Context, string) { return d.sole(s, meta) }
 	}
 	if d.elicit != nil {
-		opts = append(opts, client.WithElicitationHandler(elicitor{fn: d.elicit, name: d.spec.Name, log: d.log, sole: sole}))
+		s.answers.elicit = &elicitor{fn: d.elicit, name: d.spec.Name, log: d.log, sole: sole}
+		opts = append(opts, client.WithElicitationHandler(s.answers.elicit))
 	}
 	if d.sampling {
-		opts = append(opts, client.WithSamplingHandler(sampler{log: d.log, sole: sole}))
+		s.answers.sample = &sampler{log: d.log, sole: sole}
+		opts = append(opts, client.WithSamplingHandler(s.answers.sample))
 	}
 	if len(d.roots) > 0 {
-		opts = append(opts, client.WithRootsHandler(rootsList{dirs: d.roots, log: d.log}))
+		s.answers.roots = &rootsList{dirs: d.roots, log: d.log}
+		opts = append(opts, client.WithRootsHandler(s.answers.roots))
 	}
 	switch protocol {
 	case "":

@@ -86,7 +86,7 @@ func decodeCallResult(b json.RawMessage) (*CallResult, error) {
 		return nil, decodeCallResultError(b, err)
 	}
 	if raw.ResultType != "" && raw.ResultType != "complete" {
-		return nil, &InputRequiredError{ResultType: raw.ResultType}
+		return nil, newInputRequired(b)
 	}
 	content := raw.Content
 	if content == nil {
@@ -142,16 +142,37 @@ const (
 	CodeInvalidParams  = -32602
 )
 
-// InputRequiredError reports a tool that asked for input (elicitation,
-// sampling) through a multi round-trip result, which a proxy without a
-// human in the loop cannot give.
+// InputRequiredError reports a request whose server asked for input
+// (elicitation, sampling, roots) through a multi round-trip result
+// (2026-07-28) that was not answered here: a caller of the HTTP API has
+// nobody to answer it, and a caller taking part in the round trip
+// (WithRoundTrip) answers it itself.
 type InputRequiredError struct {
 	ResultType string
+	// Requests are the server's input requests, keyed by their IDs, each
+	// as it sent it; none when it sheds load, asking to be sent the
+	// request again later. Under WithRoundTrip, only those the caller
+	// answers.
+	Requests map[string]json.RawMessage
+	// Answered are the answers the Upstream gave to the round's other
+	// requests (see RoundTrip.Asks), to be sent back beside the caller's.
+	Answered map[string]json.RawMessage
+	// RequestState is the state the server asks to be echoed in the next
+	// round.
+	RequestState string
+	// Cause, when set, is why the input could not be given: mcp-go's
+	// client tried to answer the requests and failed.
+	Cause error
 }
 
 func (e *InputRequiredError) Error() string {
+	if e.Cause != nil {
+		return "the server asked for input that could not be given: " + e.Cause.Error()
+	}
 	return fmt.Sprintf("the tool asked for interactive input (result type %q), which this proxy cannot provide", e.ResultType)
 }
+
+func (e *InputRequiredError) Unwrap() error { return e.Cause }
 
 // UnavailableError reports a server that cannot take calls right now.
 type UnavailableError struct {

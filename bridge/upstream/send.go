@@ -81,8 +81,20 @@ func (u *Upstream) refused(ctx context.Context, s *session, err error) *Unavaila
 // knows the session, or the transport's error (wrapping the context's error
 // on timeout or cancellation), which ends the session when the transport
 // is closed.
+//
+// A request of a caller taking part in a multi round trip (WithRoundTrip)
+// is sent once per round the Upstream answers alone (see rounds).
 func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx context.Context) error) (json.RawMessage, error) {
-	x := &exchange{stand: s.standIn(method)}
+	if rt := roundTripOf(ctx, method); rt != nil {
+		return s.rounds(ctx, rt, func(rt *RoundTrip) (json.RawMessage, error) { return s.sendOnce(ctx, method, rt, do) })
+	}
+	return s.sendOnce(ctx, method, nil, do)
+}
+
+// sendOnce sends a request once, with round's answers and state when it
+// is not nil.
+func (s *session) sendOnce(ctx context.Context, method mcp.MCPMethod, round *RoundTrip, do func(ctx context.Context) error) (json.RawMessage, error) {
+	x := &exchange{stand: s.standIn(method), round: round}
 	err := do(context.WithValue(ctx, exchangeKey{}, x))
 	if resp := x.last(); resp != nil {
 		// The answer arrived; mcp-go's own reading of it does not matter.
@@ -92,7 +104,11 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 		case resp.Error != nil:
 			return nil, newRPCError(resp.Error)
 		case inputRequired(resp.Result):
-			return nil, &InputRequiredError{ResultType: "input_required"}
+			ir := newInputRequired(resp.Result)
+			if round == nil && ctx.Err() == nil {
+				ir.Cause = err // why mcp-go could not answer the requests
+			}
+			return nil, ir
 		}
 		return resp.Result, nil
 	}

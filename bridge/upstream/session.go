@@ -22,6 +22,9 @@ type session struct {
 	junk   *junkLog            // a stdio server's junk lines; nil for HTTP transports
 	info   ServerInfo
 	caps   mcp.ServerCapabilities
+	// answers answers the server's input requests that a caller taking
+	// part in a multi round trip leaves to the Upstream.
+	answers inputAnswers
 
 	ctx    context.Context // ends when the session is closed
 	cancel context.CancelFunc

@@ -85,6 +85,11 @@ type exchange struct {
 	// stand, when set, is what mcp-go gets in place of a complete result,
 	// for a method whose typed result nobody reads (see standIns).
 	stand json.RawMessage
+	// round, when set, is the round of a multi round-trip request the
+	// caller takes part in: the request carries its answers and state, and
+	// an answer asking for input reaches mcp-go as its stand-in, ending
+	// the request rather than being answered by mcp-go.
+	round *RoundTrip
 
 	mu sync.Mutex
 	// answer is the last answer to the request: a multi round-trip
@@ -112,12 +117,13 @@ func (x *exchange) overLimit() *MessageTooLargeError {
 
 // record keeps resp as the exchange's answer and returns what mcp-go gets.
 // An answer still asking for input (2026-07-28) reaches mcp-go as sent,
-// for it to answer with the elicitation policy and send the request again.
+// for it to answer with the elicitation policy and send the request again,
+// unless the caller takes part in the round trip.
 func (x *exchange) record(resp *transport.JSONRPCResponse) *transport.JSONRPCResponse {
 	x.mu.Lock()
 	x.answer = resp
 	x.mu.Unlock()
-	if x.stand == nil || resp.Error != nil || inputRequired(resp.Result) {
+	if x.stand == nil || resp.Error != nil || (x.round == nil && inputRequired(resp.Result)) {
 		return resp
 	}
 	stood := *resp
@@ -150,6 +156,10 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 			req.Params = declareApplyDefaults(req.Params)
 		}
 	}
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	if x != nil && x.round != nil {
+		req.Params = x.round.into(req.Params)
+	}
 	resp, err := t.inner.SendRequest(ctx, req)
 	if resp != nil && t.seen != nil {
 		t.seen()
@@ -173,7 +183,7 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 	case string(mcp.MethodInitialize):
 		t.noteHandshake(req.Method, resp, err)
 	}
-	if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok && resp != nil {
+	if x != nil && resp != nil {
 		resp = x.record(resp)
 	}
 	if err != nil {

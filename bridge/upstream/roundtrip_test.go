@@ -1,0 +1,142 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// roundAnswers is a 2026-07-28 server whose tools/call asks, in an
+// input_required result with the state "s1", for an elicitation ("ask"),
+// the roots ("where") and a sampling ("llm"), as many as the tool's
+// argument "ask" lists; sent again with the state, it answers with the
+// inputResponses it got, as JSON text.
+func roundAnswers(r rpcRequest) (int, any) {
+	if r.Method != "tools/call" {
+		return modernAnswers(r)
+	}
+	var p struct {
+		Arguments      struct{ Ask []string }     `json:"arguments"`
+		InputResponses map[string]json.RawMessage `json:"inputResponses"`
+		RequestState   string                     `json:"requestState"`
+	}
+	_ = json.Unmarshal(r.Params, &p)
+	if p.RequestState == "s1" {
+		b, _ := json.Marshal(p.InputResponses)
+		return 200, result(r.ID, map[string]any{"content": []any{map[string]any{"type": "text", "text": string(b)}}})
+	}
+	requests := map[string]any{}
+	for _, a := range p.Arguments.Ask {
+		switch a {
+		case "ask":
+			requests[a] = map[string]any{"method": "elicitation/create",
+				"params": map[string]any{"message": "Sure?", "requestedSchema": map[string]any{"type": "object", "properties": map[string]any{}}}}
+		case "where":
+			requests[a] = map[string]any{"method": "roots/list"}
+		case "llm":
+			requests[a] = map[string]any{"method": "sampling/createMessage",
+				"params": map[string]any{"maxTokens": 5, "messages": []any{map[string]any{"role": "user", "content": map[string]any{"type": "text", "text": "hi"}}}}}
+		}
+	}
+	return 200, result(r.ID, map[string]any{"resultType": "input_required", "requestState": "s1", "inputRequests": requests})
+}
+
+func TestUpstream_ACallerInTheRoundTripIsAskedWhatItAnswersAndTheRestIsAnsweredHere(t *testing.T) {
+	decline := func(context.Context, Elicitation) (ElicitationAnswer, error) {
+		return ElicitationAnswer{Action: ElicitDecline}, nil
+	}
+	roots := []string{"/srv/data"}
+	asks := func(methods ...mcp.MCPMethod) func(mcp.MCPMethod) bool {
+		return func(m mcp.MCPMethod) bool { return slices.Contains(methods, m) }
+	}
+	const declined, rooted = `{"action":"decline"}`, `{"roots":[{"uri":"file:///srv/data","name":"data"}]}`
+	for _, tc := range []struct {
+		name string
+		opts Options
+		ask  []string
+		asks func(mcp.MCPMethod) bool
+		// asked are the requests the caller gets; answered the answers
+		// given here beside them. With none asked, the call completes
+		// with the server's text.
+		asked    []string
+		answered map[string]string
+		text     string
+		err      string
+	}{
+		{name: "the caller answers the elicitation, the roots are the configuration's",
+			opts: Options{Elicitation: decline, Roots: roots}, ask: []string{"ask", "where"},
+			asks: asks(mcp.MethodElicitationCreate), asked: []string{"ask"}, answered: map[string]string{"where": rooted}},
+		{name: "a caller that answers nothing leaves every request to the policy and roots",
+			opts: Options{Elicitation: decline, Roots: roots}, ask: []string{"ask", "where"},
+			asks: asks(), text: `{"ask":` + declined + `,"where":` + rooted + `}`},
+		{name: "the caller is not asked what the configuration does not let the server ask",
+			opts: Options{Roots: roots}, ask: []string{"ask"},
+			asks: asks(mcp.MethodElicitationCreate), err: "elicitation/create is not answered: this server's configuration declares no such capability"},
+		{name: "sampling goes to a caller that samples when the server may sample",
+			opts: Options{Sampling: true}, ask: []string{"llm"},
+			asks: asks(mcp.MethodSamplingCreateMessage), asked: []string{"llm"}, answered: map[string]string{}},
+		{name: "sampling nobody answers is refused",
+			opts: Options{Sampling: true}, ask: []string{"llm"},
+			asks: asks(), err: "sampling/createMessage is not relayed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newRawServer(t, roundAnswers)
+			u, _ := start(t, modernSpec(srv.URL), tc.opts)
+			args, _ := json.Marshal(map[string]any{"ask": tc.ask})
+			ctx := WithRoundTrip(context.Background(), &RoundTrip{Asks: tc.asks})
+			res, err := u.CallTool(ctx, "add", args)
+			var ir *InputRequiredError
+			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one saying %q", err, tc.err)
+				}
+				return
+			case tc.asked == nil:
+				if err != nil || res.Content[0].Text != tc.text {
+					t.Fatalf("result %+v, %v; want the text %s", res, err, tc.text)
+				}
+				return
+			case !errors.As(err, &ir):
+				t.Fatalf("result %+v, %v; want an *InputRequiredError", res, err)
+			}
+			if got := slices.Sorted(maps.Keys(ir.Requests)); !slices.Equal(got, tc.asked) {
+				t.Errorf("the caller is asked %v, want %v", got, tc.asked)
+			}
+			answered := map[string]string{}
+			for id, a := range ir.Answered {
+				answered[id] = string(a)
+			}
+			if !maps.Equal(answered, tc.answered) {
+				t.Errorf("answered here %v, want %v", answered, tc.answered)
+			}
+			if ir.RequestState != "s1" {
+				t.Errorf("state %q, want the server's", ir.RequestState)
+			}
+
+			// The next round carries the caller's answers beside those
+			// given here, and the server's state.
+			next := &RoundTrip{RequestState: ir.RequestState, Asks: tc.asks, InputResponses: maps.Clone(ir.Answered)}
+			for _, id := range tc.asked {
+				next.InputResponses[id] = json.RawMessage(`{"from":"the caller"}`)
+			}
+			res, err = u.CallTool(WithRoundTrip(context.Background(), next), "add", args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(res.Content[0].Text), &got); err != nil {
+				t.Fatalf("the server got %s: %v", res.Content[0].Text, err)
+			}
+			if !maps.EqualFunc(got, next.InputResponses, func(a, b json.RawMessage) bool { return string(a) == string(b) }) {
+				t.Errorf("the server got %s, want %v", res.Content[0].Text, next.InputResponses)
+			}
+		})
+	}
+}
