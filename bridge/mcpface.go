@@ -73,6 +73,9 @@ type mcpFace struct {
 	prefixed bool
 	mcp      *server.MCPServer
 	sessions *faceSessions
+	// parks are the calls of 2026-07-28 clients waiting for their next
+	// round (mcpface_park.go).
+	parks *parks
 
 	// The transport and the watcher start with the first request, so that
 	// an endpoint nobody uses runs nothing; close ends them.
@@ -110,7 +113,7 @@ const watchInterval = time.Second
 // newMCPFace returns the endpoint of servers, prefixed naming their tools
 // <server>_<tool>; title names it to clients.
 func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string) *mcpFace {
-	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}}
+	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}, parks: newParks()}
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(f.refuseDown)
 	hooks.AddAfterInitialize(func(_ context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
@@ -222,6 +225,7 @@ func (f *mcpFace) close() {
 	if unlisten != nil {
 		unlisten()
 	}
+	f.parks.close()
 	if h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -597,7 +597,9 @@ func TestMCPFacePassesAnElicitationOnToTheClientThatCalled(t *testing.T) {
 	}{
 		{"a client that declares elicitation", mcp.LATEST_LEGACY_PROTOCOL_VERSION, &colorPicker{}, "accept map[color:red]"},
 		{"a client that does not", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, "no one to ask"},
-		{"2026-07-28", mcp.LATEST_PROTOCOL_VERSION, &colorPicker{}, "no one to ask"},
+		// Asked in an input_required result, the call parked meanwhile.
+		{"a 2026-07-28 client that declares elicitation", mcp.LATEST_PROTOCOL_VERSION, &colorPicker{}, "accept map[color:red]"},
+		{"a 2026-07-28 client that does not", mcp.LATEST_PROTOCOL_VERSION, nil, "no one to ask"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,11 +10,12 @@ package bridge
 // carries its answers, which go to the server as the answers to its
 // requests; the round waits for the call's result or its next request.
 //
-// A parked call is held in this process only (a round that reaches
-// another process, or this one after the call was dropped, is told to
-// start over), is bound to its caller, server and tool, ends with its
-// deadline as any call does, and its result waits parkedResultTTL for the
-// client's last round before it is dropped.
+// A parked call is held by its endpoint in this process only (a round
+// that reaches another process, or the endpoint of a reloaded
+// configuration, is told to start over), is bound to its caller, server
+// and tool, and ends with its deadline as any call does, when the client
+// does not come back within parkedIdle, or when its endpoint closes. Its
+// result waits parkedResultTTL for the client's last round.
 
 import (
 	"context"
@@ -43,16 +44,34 @@ const (
 	// parkedResultTTL is how long an ended call's outcome waits for the
 	// client's round that collects it.
 	parkedResultTTL = time.Minute
+	// parkedIdle is how long a call waits for the client's next round
+	// before it is ended: a client that leaves a round trip does not hold
+	// the server's call (and its place under max_concurrent) until the
+	// call's deadline.
+	parkedIdle = 5 * time.Minute
 )
 
-// parkedCalls are the parked calls of the process, by ID. They outlive a
-// reload, as the MCP sessions do.
-var parkedCalls = &parks{byID: map[string]*parked{}}
-
-// parks holds the parked calls.
+// parks holds the parked calls of an MCP endpoint, by ID. They end when
+// the endpoint closes (a reload): the client's next round is told to
+// start over.
 type parks struct {
-	mu   sync.Mutex
-	byID map[string]*parked
+	mu     sync.Mutex
+	byID   map[string]*parked
+	closed bool
+}
+
+func newParks() *parks { return &parks{byID: map[string]*parked{}} }
+
+// close ends every parked call.
+func (ps *parks) close() {
+	ps.mu.Lock()
+	ps.closed = true
+	calls := ps.byID
+	ps.byID = map[string]*parked{}
+	ps.mu.Unlock()
+	for _, p := range calls {
+		p.cancel()
+	}
 }
 
 // parked is a call of a 2026-07-28 client that runs across its rounds.
@@ -75,6 +94,8 @@ type parked struct {
 	seq     int
 	// rounds counts the states given: only the last one resumes the call.
 	rounds atomic.Int32
+	// idle ends the call when the client does not come back (parkedIdle).
+	idle *time.Timer
 }
 
 // inputAsk is one request of the server's, waiting for the client's
@@ -95,15 +116,16 @@ func (ps *parks) park(ctx context.Context, server, name string, caps *mcp.Client
 	_, _ = rand.Read(b[:])
 	p := &parked{ps: ps, id: hex.EncodeToString(b[:]), caller: callerOf(ctx), server: server, name: name,
 		asks: make(chan *inputAsk), done: make(chan struct{}), pending: map[string]*inputAsk{}}
+	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	ps.mu.Lock()
-	if len(ps.byID) >= maxParked {
+	if ps.closed || len(ps.byID) >= maxParked {
 		ps.mu.Unlock()
+		p.cancel()
 		return nil
 	}
 	ps.byID[p.id] = p
 	ps.mu.Unlock()
 
-	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if caps != nil && caps.Elicitation != nil {
 		ctx = upstream.WithElicitation(ctx, p.elicit)
 	}
@@ -185,7 +207,12 @@ func (p *parked) sample(ctx context.Context, req mcp.CreateMessageRequest) (*mcp
 		return nil, err
 	}
 	var res mcp.CreateMessageResult
-	if err := json.Unmarshal(raw, &res); err != nil {
+	err = json.Unmarshal(raw, &res)
+	if err == nil {
+		// Typed, as mcp-go types the answers to its own requests.
+		res.Content, err = mcp.ParseSamplingContent(res.Content)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("the client's answer is no sampling result: %w", err)
 	}
 	return &res, nil
@@ -202,6 +229,14 @@ func (p *parked) round(ctx context.Context, answers map[string]json.RawMessage) 
 			Message: "another round of this call is under way: wait for its answer"}}, nil
 	}
 	defer p.turn.Unlock()
+	if p.idle != nil {
+		p.idle.Stop()
+	}
+	defer func() {
+		if asked != nil {
+			p.idle = time.AfterFunc(parkedIdle, p.cancel)
+		}
+	}()
 	for id, ans := range answers {
 		if a, ok := p.pending[id]; ok {
 			a.answer <- ans

@@ -28,7 +28,7 @@ func askedOf(t *testing.T, res *mcp.MultiRoundTripResult) map[string]string {
 }
 
 func TestAParkedCallAsksItsCallerRoundByRound(t *testing.T) {
-	ps := &parks{byID: map[string]*parked{}}
+	ps := newParks()
 	ann := WithIdentity(context.Background(), Identity{ID: "ann"})
 	caps := &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapability{}}
 	p := ps.park(ann, "s", "confirm", caps, func(ctx context.Context) (any, *httpError) {
@@ -96,7 +96,7 @@ func TestAParkedCallAsksItsCallerRoundByRound(t *testing.T) {
 }
 
 func TestAParkedCallEndsWithTheRoundItsClientLeaves(t *testing.T) {
-	ps := &parks{byID: map[string]*parked{}}
+	ps := newParks()
 	caps := &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapability{}}
 	ended := make(chan error, 1)
 	p := ps.park(context.Background(), "s", "wait", caps, func(ctx context.Context) (any, *httpError) {

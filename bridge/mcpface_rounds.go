@@ -164,7 +164,7 @@ func (f *mcpFace) roundOf(ctx context.Context, server string, name string, p mcp
 		return nil, err
 	}
 	if rs.Park != "" {
-		if fr.park, err = parkedCalls.resume(ctx, rs, server, name); err != nil {
+		if fr.park, err = f.parks.resume(ctx, rs, server, name); err != nil {
 			return nil, err
 		}
 		fr.answers = answers
@@ -200,7 +200,7 @@ func (f *mcpFace) run(ctx context.Context, fr *faceRound, st *serverState, name 
 	case fr.park != nil:
 		out, e, asked = fr.park.round(ctx, fr.answers)
 	case parkable(fr.caps, st.cfg.Upstream):
-		if p := parkedCalls.park(ctx, server, name, fr.caps, do); p != nil {
+		if p := f.parks.park(ctx, server, name, fr.caps, do); p != nil {
 			out, e, asked = p.round(ctx, nil)
 			break
 		}

@@ -58,7 +58,9 @@ func TestMCPFacePassesSamplingOnToTheClientThatCalledOrRefusesSayingWhy(t *testi
 	}{
 		{"a client that declares sampling", mcp.LATEST_LEGACY_PROTOCOL_VERSION, &greeter{}, "m1: hi"},
 		{"a client that does not", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, "refused: " + samplingUndeclared},
-		{"a 2026-07-28 client", mcp.LATEST_PROTOCOL_VERSION, &greeter{}, "refused: " + samplingModernClient},
+		// Asked in an input_required result, the call parked meanwhile.
+		{"a 2026-07-28 client that declares sampling", mcp.LATEST_PROTOCOL_VERSION, &greeter{}, "m1: hi"},
+		{"a 2026-07-28 client that does not", mcp.LATEST_PROTOCOL_VERSION, nil, "refused: " + samplingUndeclared},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -119,28 +119,31 @@ var faceKnownDifferences = []knownDifference{
 	// server speak 2025-11-25 to the proxy, and ask with requests of their
 	// own during the call (the Go SDK turns its handlers' input_required
 	// results into them): the face parks the call and asks the client in
-	// an input_required result of its own. The stdio child's requests are
-	// not tied to the call, so the elicitation policy declines them and
-	// sampling is refused, and the call completes or fails.
+	// an input_required result of its own. A stdio child's request is tied
+	// to the call only while that call's client is the only one calling
+	// (upstream.WithCaller): the first scenario's call stays parked (its
+	// client gives up on the face's input request IDs, below) until
+	// parkedIdle, so the requests of the scenarios after it are answered
+	// by the elicitation policy, or refused (sampling).
 	{revision: "2026-07-28", ways: []string{"mcp-stdio"}, face: verdictFail,
-		why: "a stdio server's request is not tied to its call, so the face cannot ask the client that made it", scenarios: []string{
+		why: "a stdio server's request is not tied to its call while another client's call is under way (a parked call the runner left)", scenarios: []string{
 			"input-required-result-basic-sampling",
 			"input-required-result-request-state", "input-required-result-result-type",
 			"input-required-result-tampered-state", "input-required-result-capability-check",
 			"input-required-result-non-tool-request",
 		}},
 	{revision: "2026-07-28", ways: []string{"mcp-stdio"}, face: verdictWarning,
-		why: "a stdio server's request is not tied to its call, so the face cannot ask the client that made it", scenarios: []string{
+		why: "a stdio server's request is not tied to its call while another client's call is under way (a parked call the runner left)", scenarios: []string{
 			"input-required-result-missing-input-response", "input-required-result-validate-input",
 		}},
-	// As above behind the stdio child; behind the stateful server, the
-	// server's own IDs of its input requests never reach the proxy
-	// (elicitation/create has none), so the client gets the face's
-	// ("mcpo-1"), and the Go SDK turns only one round of a handler's input
-	// requests into requests of its own, answering a 2025-11-25 client the
-	// handler's second input_required result as an empty result.
+	// Behind both 2025-11-25 upstreams, the server's own IDs of its input
+	// requests never reach the proxy (elicitation/create has none), so the
+	// client gets the face's ("mcpo-1"); and the Go SDK turns only one
+	// round of a handler's input requests into requests of its own,
+	// answering a 2025-11-25 client the handler's second input_required
+	// result as an empty result.
 	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
-		why: "a stdio server's request is not tied to its call; a 2025-11-25 upstream's requests carry no input request IDs, " +
+		why: "a 2025-11-25 upstream's requests carry no input request IDs (and a stdio server's are not tied to their call after the first), " +
 			"and the Go SDK relays only one round to a 2025-11-25 client", scenarios: []string{
 			"input-required-result-basic-elicitation", "input-required-result-multi-round",
 		}},
