@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -225,7 +226,7 @@ func (p *parked) sample(ctx context.Context, req mcp.CreateMessageRequest) (*mcp
 // state that resumes the call.
 func (p *parked) round(ctx context.Context, answers map[string]json.RawMessage) (out any, e *httpError, asked *mcp.MultiRoundTripResult) {
 	if !p.turn.TryLock() {
-		return nil, &httpError{Status: 409, Outcome: OutcomeRejected, Detail: errorDetail{Server: p.server,
+		return nil, &httpError{Status: http.StatusConflict, Outcome: OutcomeRejected, Detail: errorDetail{Server: p.server,
 			Message: "another round of this call is under way: wait for its answer"}}, nil
 	}
 	defer p.turn.Unlock()

@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -217,7 +218,7 @@ func (f *mcpFace) run(ctx context.Context, fr *faceRound, st *serverState, name 
 	}
 	res, err := askClient(ir, server, name)
 	if err != nil {
-		return nil, &httpError{Status: 502, Outcome: OutcomeUpstreamError, Cause: err, Detail: errorDetail{Server: server, Message: err.Error()}}, nil
+		return nil, &httpError{Status: http.StatusBadGateway, Outcome: OutcomeUpstreamError, Cause: err, Detail: errorDetail{Server: server, Message: err.Error()}}, nil
 	}
 	return nil, nil, &res
 }
