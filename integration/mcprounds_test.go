@@ -136,6 +136,40 @@ func (u *sureUser) questions() []string {
 	return slices.Clone(u.asked)
 }
 
+// askedClient is an mcp-go client of the endpoint at path, initialized
+// with protocol, that answers elicitations as user does (none when nil)
+// and samples as haikuSampler does when sampling is set.
+func askedClient(t *testing.T, path, protocol string, user *sureUser, sampling bool) *mcpclient.Client {
+	t.Helper()
+	var topts []transport.StreamableHTTPCOption
+	if protocol != mcp.LATEST_PROTOCOL_VERSION {
+		// A 2025-11-25 client is asked on the standing GET stream.
+		topts = append(topts, transport.WithContinuousListening())
+	}
+	tr, err := transport.NewStreamableHTTP(base+path, topts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(protocol)}
+	if user != nil {
+		opts = append(opts, mcpclient.WithElicitationHandler(user))
+	}
+	if sampling {
+		opts = append(opts, mcpclient.WithSamplingHandler(haikuSampler{}))
+	}
+	c := mcpclient.NewClient(tr, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestMCPFacePassesAServersInputRequestsOnToItsClientInBothEras(t *testing.T) {
 	rootDir := t.TempDir()
 	startCaddy(t, fmt.Sprintf(`:%d {
@@ -152,34 +186,7 @@ func TestMCPFacePassesAServersInputRequestsOnToItsClientInBothEras(t *testing.T)
 	where := "where: file://" + rootDir
 
 	connect := func(t *testing.T, protocol string, user *sureUser, sampling bool) *mcpclient.Client {
-		t.Helper()
-		var topts []transport.StreamableHTTPCOption
-		if protocol != mcp.LATEST_PROTOCOL_VERSION {
-			// A 2025-11-25 client is asked on the standing GET stream.
-			topts = append(topts, transport.WithContinuousListening())
-		}
-		tr, err := transport.NewStreamableHTTP(base+"/rounds/mcp", topts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(protocol)}
-		if user != nil {
-			opts = append(opts, mcpclient.WithElicitationHandler(user))
-		}
-		if sampling {
-			opts = append(opts, mcpclient.WithSamplingHandler(haikuSampler{}))
-		}
-		c := mcpclient.NewClient(tr, opts...)
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		defer cancel()
-		if err := c.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return askedClient(t, "/rounds/mcp", protocol, user, sampling)
 	}
 
 	for _, protocol := range []string{mcp.LATEST_PROTOCOL_VERSION, mcp.LATEST_LEGACY_PROTOCOL_VERSION} {
@@ -308,28 +315,14 @@ func TestMCPFaceAsksA2026ClientWhatA2025ServerAsksDuringTheCall(t *testing.T) {
 			want: "ok: decline null\nhaiku: calling \"sampling/createMessage\": sampling/createMessage is not relayed: the MCP client that made the call did not declare sampling"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []mcpclient.ClientOption{mcpclient.WithProtocolVersion(mcp.LATEST_PROTOCOL_VERSION)}
 			user := &sureUser{}
-			if tc.user {
-				opts = append(opts, mcpclient.WithElicitationHandler(user))
+			answering := user
+			if !tc.user {
+				answering = nil
 			}
-			if tc.sampling {
-				opts = append(opts, mcpclient.WithSamplingHandler(haikuSampler{}))
-			}
-			tr, err := transport.NewStreamableHTTP(base + "/asking/mcp")
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := mcpclient.NewClient(tr, opts...)
+			c := askedClient(t, "/asking/mcp", mcp.LATEST_PROTOCOL_VERSION, answering, tc.sampling)
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
-			if err := c.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
-			if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
-				t.Fatal(err)
-			}
 			res, err := mcpCall(ctx, c, "confirm", `{}`)
 			if err != nil {
 				t.Fatal(err)
