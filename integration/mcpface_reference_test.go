@@ -102,12 +102,6 @@ var faceKnownDifferences = []knownDifference{
 	{revision: "2026-07-28", face: verdictFail, why: "the face relays no multi round-trip input requests to its client", scenarios: []string{
 		"input-required-result-non-tool-request",
 	}},
-	// A missing resource: the server's -32602 with the URI reaches the
-	// client as -32603 with the server's code in the message (two SHOULDs,
-	// so a warning).
-	{revision: "2026-07-28", face: verdictWarning, why: "the face answers a server's JSON-RPC error with -32603, not the server's own code (here -32602)", scenarios: []string{
-		"sep-2164-resource-not-found",
-	}},
 	// A call's log messages: the scenario sets its level (debug) on the
 	// face, and the face asks a 2026-07-28 server for the call's log
 	// messages at it (the request's _meta), but a 2025-11-25 server has one
@@ -160,10 +154,13 @@ var faceKnownDifferences = []knownDifference{
 		why: "the face ignores a client's inputResponses, so invalid ones get no error when the upstream's call completes", scenarios: []string{
 			"input-required-result-validate-input",
 		}},
-	// A JSON-RPC error of the server's reaches the face's client as -32603
-	// with the server's code in the message, so the server's -32021
-	// (MissingRequiredClientCapability, with HTTP 400) does not.
-	{revision: "2026-07-28", face: verdictFail, why: "the face answers a server's JSON-RPC error with -32603, not the server's own code (here -32021)", scenarios: []string{
+	// A tool that needs the client's sampling capability, called by a
+	// client that declared none: the face's connection to the server
+	// declares sampling (the mounts relay it) for all the clients it
+	// serves, so the server runs the tool instead of answering -32021
+	// (MissingRequiredClientCapability, with HTTP 400), which the face
+	// would pass on as the server sent it.
+	{revision: "2026-07-28", face: verdictFail, why: "the face's connection to the server declares sampling (sampling relay) for every client, so the server runs the tool rather than answering -32021", scenarios: []string{
 		"server-stateless",
 	}},
 	// Not scored (pending in the suite): the face answers this call as
