@@ -225,7 +225,7 @@ func (w *rpcWriter) WriteHeader(status int) {
 func (w *rpcWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	b, p := unmarkRPCErrors(b)
-	if w.held != 0 {
+	if w.held > 0 {
 		if p != nil && (p.Modern || w.held != http.StatusOK) {
 			w.held = statusOfRPCError(p.Code)
 		}

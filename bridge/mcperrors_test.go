@@ -14,12 +14,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
-	"go.uber.org/zap"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
@@ -133,20 +131,9 @@ func rpcErrorBridge(t *testing.T) (*httptest.Server, *rpcErrorServer) {
 	fx := &rpcErrorServer{release: make(chan struct{})}
 	up := httptest.NewServer(fx)
 	t.Cleanup(up.Close)
-	u := upstream.New(upstream.Spec{Name: "rpc", Transport: upstream.TransportStreamableHTTP,
-		Protocol: upstream.ProtocolLegacy, URL: up.URL + "/mcp"},
-		upstream.Options{StartTimeout: 10 * time.Second}, zap.NewNop())
-	u.Start()
-	t.Cleanup(func() { _ = u.Close() })
-	deadline := time.After(10 * time.Second)
-	for u.Status().State != upstream.StateReady {
-		select {
-		case <-u.Changed():
-		case <-deadline:
-			t.Fatalf("the server is not ready: %+v", u.Status())
-		}
-	}
-	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "rpc", Upstream: u}}})
+	s := readyServer(t, upstream.Spec{Name: "rpc", Transport: upstream.TransportStreamableHTTP,
+		Protocol: upstream.ProtocolLegacy, URL: up.URL + "/mcp"})
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{s}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,5 +461,33 @@ func TestUnmarkRPCErrorsRestoresTheServersErrorAndNothingElse(t *testing.T) {
 	}
 	if err := faceErr(context.Background(), clientGone); !errors.Is(err, context.Canceled) {
 		t.Errorf("a client gone = %v, want context.Canceled", err)
+	}
+}
+
+// BenchmarkRPCWriter is what the face's writer adds to an answer: an
+// ordinary one (a 2 KB tool result), and one with a server's error.
+func BenchmarkRPCWriter(b *testing.B) {
+	result := mustJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "result": map[string]any{
+		"content": []any{map[string]any{"type": "text", "text": strings.Repeat("a quick brown fox ", 110)}}}})
+	marked := mustJSON(mcp.NewJSONRPCError(mcp.NewRequestId(1), mcp.INTERNAL_ERROR, "server \"s\" failed "+
+		(&rpcPassed{Code: -32001, Message: "quota exhausted", Data: json.RawMessage(`{"left":0}`)}).marker(), nil))
+	for _, bc := range []struct {
+		name string
+		body []byte
+		wrap bool
+	}{{"plain writer", result, false}, {"ordinary answer", result, true}, {"server's error", marked, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				var w http.ResponseWriter = rec
+				if bc.wrap {
+					w = &rpcWriter{ResponseWriter: rec}
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write(bc.body)
+			}
+		})
 	}
 }
