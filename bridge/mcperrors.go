@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -145,13 +146,16 @@ func unmarkMessage(msg []byte) ([]byte, *rpcPassed) {
 		Message string          `json:"message"`
 		Data    json.RawMessage `json:"data,omitempty"`
 	}{p.Code, p.Message, p.Data})
-	out, err := json.Marshal(struct {
-		JSONRPC json.RawMessage `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Error   json.RawMessage `json:"error"`
-	}{m["jsonrpc"], m["id"], m["error"]})
-	if len(m) != 3 || m["jsonrpc"] == nil || m["id"] == nil {
-		out, err = json.Marshal(m) // not mcp-go's JSONRPCError: every member kept
+	var out []byte
+	var err error
+	if len(m) == 3 && m["jsonrpc"] != nil && m["id"] != nil { // mcp-go's JSONRPCError, in its order
+		out, err = json.Marshal(struct {
+			JSONRPC json.RawMessage `json:"jsonrpc"`
+			ID      json.RawMessage `json:"id"`
+			Error   json.RawMessage `json:"error"`
+		}{m["jsonrpc"], m["id"], m["error"]})
+	} else {
+		out, err = json.Marshal(m) // every member kept
 	}
 	if err != nil {
 		return cutMarkers(msg), nil
@@ -161,13 +165,9 @@ func unmarkMessage(msg []byte) ([]byte, *rpcPassed) {
 
 // markedRPC reads the error a message's marker carries.
 func markedRPC(msg string) (*rpcPassed, bool) {
-	i := bytes.Index([]byte(msg), rpcMarker)
-	if i < 0 {
-		return nil, false
-	}
-	rest := msg[i+len(rpcMarker):]
-	end := bytes.IndexByte([]byte(rest), '}')
-	if end < 0 {
+	_, rest, found := strings.Cut(msg, string(rpcMarker))
+	end := strings.IndexByte(rest, '}')
+	if !found || end < 0 {
 		return nil, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(rest[:end])

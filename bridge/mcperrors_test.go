@@ -448,6 +448,10 @@ func TestUnmarkRPCErrorsRestoresTheServersErrorAndNothingElse(t *testing.T) {
 			"event: message\ndata: " + `{"jsonrpc":"2.0","id":"b","error":{"code":-32602,"message":"Resource not found","data":{"uri":"x://a"}}}` + "\n\n", missing},
 		{"a marker outside an error is cut out", `{"jsonrpc":"2.0","id":1,"result":{"text":"see ` + quota.marker() + `"}}`,
 			`{"jsonrpc":"2.0","id":1,"result":{"text":"see"}}`, nil},
+		{"a damaged marker is cut out", `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"failed ` + string(rpcMarker) + `!!}"}}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"failed"}}`, nil},
+		{"a message with more members keeps them", `{"jsonrpc":"2.0","id":1,"x":[1],"error":{"code":-32603,"message":"m ` + missing.marker() + `"}}`,
+			`{"error":{"code":-32602,"message":"Resource not found","data":{"uri":"x://a"}},"id":1,"jsonrpc":"2.0","x":[1]}`, missing},
 		{"a marker of another process is no marker", `{"a":"` + forged + `"}`, `{"a":"` + forged + `"}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
