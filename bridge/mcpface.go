@@ -425,10 +425,7 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	}, e)
 	track.end(ctx, outcome, status, int64(len(args)), out)
 	if e != nil {
-		if e == clientGone {
-			return nil, context.Canceled
-		}
-		return nil, &faceError{e}
+		return nil, faceErr(ctx, e)
 	}
 	return result, nil
 }
@@ -536,13 +533,36 @@ type rawContent struct {
 // MarshalJSON returns the item as the server sent it.
 func (c rawContent) MarshalJSON() ([]byte, error) { return c.raw, nil }
 
-// faceError is the JSON-RPC error of a call that got no result. mcp-go
-// answers a handler's error with code -32603 and the error's message
-// (server/handler_errors.go): the message says what the REST face's
-// answer says, with the server's JSON-RPC code and data when it sent one.
-type faceError struct{ e *httpError }
+// faceError is the JSON-RPC error of a request that got no result. mcp-go
+// answers a handler's error with code -32603 and the error's text
+// (server/handler_errors.go): the text says what the REST face's answer
+// says. A server's own JSON-RPC error is passed on with its code, message
+// and data, which the text carries in a marker (mcperrors.go) that the
+// face's writer turns back into them.
+type faceError struct {
+	e *httpError
+	// rpc is the server's JSON-RPC error behind e, nil for the face's own.
+	rpc *rpcPassed
+}
+
+// faceErr is the error of a request under ctx that failed with e.
+func faceErr(ctx context.Context, e *httpError) error {
+	if e == clientGone {
+		return context.Canceled
+	}
+	return &faceError{e: e, rpc: passedRPC(ctx, e)}
+}
 
 func (f *faceError) Error() string {
+	if f.rpc == nil {
+		return f.text()
+	}
+	return f.text() + " " + f.rpc.marker()
+}
+
+// text is the error as the REST face says it, with the server's JSON-RPC
+// code and data when it sent one.
+func (f *faceError) text() string {
 	d := f.e.Detail
 	msg := d.Message
 	if d.Code != nil {
@@ -614,21 +634,11 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	}
 	p.face.sync()
 	r = r.WithContext(withLists(context.WithValue(r.Context(), baseKey{}, base)))
-	p.face.handler().ServeHTTP(flusher{w}, r)
+	rw := &rpcWriter{ResponseWriter: w}
+	p.face.handler().ServeHTTP(rw, r)
+	rw.release()
 	return nil
 }
-
-// flusher is a ResponseWriter that mcp-go sees as one it can stream on
-// (an http.Flusher): Caddy's writers flush through
-// http.ResponseController, not by the interface, and without it mcp-go
-// would refuse the GET stream and drop the notifications of a call.
-type flusher struct{ http.ResponseWriter }
-
-// Flush sends what is buffered to the client.
-func (f flusher) Flush() { _ = http.NewResponseController(f.ResponseWriter).Flush() }
-
-// Unwrap gives http.ResponseController the writer underneath.
-func (f flusher) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // localOrigin reports a request from a page of the same machine to a
 // server it reaches as the same machine: both the Origin's host and the

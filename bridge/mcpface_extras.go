@@ -355,7 +355,10 @@ func (f *mcpFace) registerPrompts(listed [][]prompt) [][]string {
 // some do and none gives its list, the request is refused with why (in a
 // face of several servers, those that fail are logged and left out).
 func (f *mcpFace) gatherList(ctx context.Context, k openapi.EndpointKind, method string, add func(ctx context.Context, i int, st *serverState, rc ResourceCaller) error) error {
-	var failed []string
+	var (
+		failed []string
+		first  error // the error of the first server that failed
+	)
 	tried := 0
 	for i, st := range f.servers {
 		base := baseOf(ctx) + f.prefixOf(st)
@@ -373,7 +376,13 @@ func (f *mcpFace) gatherList(ctx context.Context, k openapi.EndpointKind, method
 		if e == clientGone {
 			return context.Canceled
 		}
-		failed = append(failed, (&faceError{e}).Error())
+		if first == nil {
+			first = faceErr(ctx, e)
+		}
+		failed = append(failed, (&faceError{e: e}).text())
+	}
+	if len(failed) == 1 && tried == 1 {
+		return first // a server's JSON-RPC error keeps its code
 	}
 	if len(failed) > 0 && len(failed) == tried {
 		return errors.New(strings.Join(failed, "; "))
@@ -408,17 +417,9 @@ func (f *mcpFace) serverRequest(ctx context.Context, st *serverState, method, na
 func (f *mcpFace) use(ctx context.Context, st *serverState, k openapi.EndpointKind) (ResourceCaller, error) {
 	rc, e := f.b.endpointOf(ctx, st, k, baseOf(ctx)+f.prefixOf(st))
 	if e != nil {
-		return nil, &faceError{e}
+		return nil, faceErr(ctx, e)
 	}
 	return rc, nil
-}
-
-// faceErr is the error of a request that failed with e.
-func faceErr(e *httpError) error {
-	if e == clientGone {
-		return context.Canceled
-	}
-	return &faceError{e}
 }
 
 // wrapURI is the URI the face gives uri of server st.
@@ -470,10 +471,10 @@ func (f *mcpFace) readResource(ctx context.Context, req mcp.ReadResourceRequest)
 		if e != clientGone {
 			e.Detail.Message += fmt.Sprintf(" (resource %q)", uri)
 		}
-		return nil, faceErr(e)
+		return nil, faceErr(ctx, e)
 	}
 	if int64(len(raw)) > f.b.maxResourceBytes() {
-		return nil, &faceError{resourceTooLarge(st.cfg, uri, f.b.maxResourceBytes())}
+		return nil, faceErr(ctx, resourceTooLarge(st.cfg, uri, f.b.maxResourceBytes()))
 	}
 	var res struct {
 		Contents []map[string]json.RawMessage `json:"contents"`
@@ -524,7 +525,7 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 	}
 	args, e := promptArgs(st.cfg, &fp.prompt, given)
 	if e != nil {
-		return nil, &faceError{e}
+		return nil, faceErr(ctx, e)
 	}
 	out, e, asked := f.run(ctx, round, st, fp.prompt.Name, func(ctx context.Context) (any, *httpError) {
 		var (
@@ -545,7 +546,7 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 	})
 	switch {
 	case e != nil:
-		return nil, faceErr(e)
+		return nil, faceErr(ctx, e)
 	case asked != nil:
 		return &mcp.GetPromptResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}, nil
 	}
@@ -613,7 +614,7 @@ func (f *mcpFace) complete(ctx context.Context, st *serverState, ref map[string]
 		raw, err = rc.Complete(ctx, completion(ref, arg.Name, arg.Value, cctx.Arguments))
 		return err
 	}); e != nil {
-		return nil, faceErr(e)
+		return nil, faceErr(ctx, e)
 	}
 	var res struct {
 		Completion mcp.Completion `json:"completion"`

@@ -131,7 +131,7 @@ func (f *mcpFace) subscribe(ctx context.Context, method mcp.MCPMethod, uri strin
 // upstreamSubscription sends the server a subscription request, do.
 func (f *mcpFace) upstreamSubscription(ctx context.Context, st *serverState, do func(context.Context, string) error, method, uri string) error {
 	if e := f.serverRequest(ctx, st, method, uri, func(ctx context.Context) error { return do(ctx, uri) }); e != nil {
-		return faceErr(e)
+		return faceErr(ctx, e)
 	}
 	return nil
 }

@@ -138,9 +138,15 @@ func fixtureServer(t *testing.T) *ServerConfig {
 // Protocol; "" for auto).
 func fixtureServerOf(t *testing.T, protocol string) *ServerConfig {
 	t.Helper()
-	u := upstream.New(upstream.Spec{Name: "fx", Transport: upstream.TransportStreamableHTTP, Protocol: protocol,
-		URL: fixture.NewStreamableHTTP(t, fixture.Options{Progress: true})},
-		upstream.Options{StartTimeout: 10 * time.Second}, zap.NewNop())
+	return readyServer(t, upstream.Spec{Name: "fx", Transport: upstream.TransportStreamableHTTP, Protocol: protocol,
+		URL: fixture.NewStreamableHTTP(t, fixture.Options{Progress: true})})
+}
+
+// readyServer is a ServerConfig of the server of spec, reached by a real
+// Upstream, ready.
+func readyServer(t *testing.T, spec upstream.Spec) *ServerConfig {
+	t.Helper()
+	u := upstream.New(spec, upstream.Options{StartTimeout: 10 * time.Second}, zap.NewNop())
 	u.Start()
 	t.Cleanup(func() { _ = u.Close() })
 	deadline := time.After(10 * time.Second)
@@ -148,10 +154,10 @@ func fixtureServerOf(t *testing.T, protocol string) *ServerConfig {
 		select {
 		case <-u.Changed():
 		case <-deadline:
-			t.Fatalf("the fixture server is not ready: %+v", u.Status())
+			t.Fatalf("server %s is not ready: %+v", spec.Name, u.Status())
 		}
 	}
-	return &ServerConfig{Name: "fx", Upstream: u}
+	return &ServerConfig{Name: spec.Name, Upstream: u}
 }
 
 // fixtureBridge serves s alone at /m.

@@ -97,12 +97,6 @@ var faceKnownDifferences = []knownDifference{
 		why: "a 2026-07-28 upstream has no resources/subscribe to pass a subscription on to", scenarios: []string{
 			"resources-subscribe", "resources-unsubscribe",
 		}},
-	// A missing resource: the server's -32602 with the URI reaches the
-	// client as -32603 with the server's code in the message (two SHOULDs,
-	// so a warning).
-	{revision: "2026-07-28", face: verdictWarning, why: "the face answers a server's JSON-RPC error with -32603, not the server's own code (here -32602)", scenarios: []string{
-		"sep-2164-resource-not-found",
-	}},
 	// Requests from the server during a call (sampling, elicitation) are
 	// relayed to the face's client when the upstream ties them to the
 	// call, as the stateful HTTP upstream does, and, for a stdio server's
@@ -152,10 +146,13 @@ var faceKnownDifferences = []knownDifference{
 	{revision: "2026-07-28", face: verdictFail, why: "the face answers roots/list with the configured roots, not the client's", scenarios: []string{
 		"input-required-result-basic-list-roots", "input-required-result-multiple-input-requests",
 	}},
-	// A JSON-RPC error of the server's reaches the face's client as -32603
-	// with the server's code in the message, so the server's -32021
-	// (MissingRequiredClientCapability, with HTTP 400) does not.
-	{revision: "2026-07-28", face: verdictFail, why: "the face answers a server's JSON-RPC error with -32603, not the server's own code (here -32021)", scenarios: []string{
+	// A tool that needs the client's sampling capability, called by a
+	// client that declared none: the face's connection to the server
+	// declares sampling (the mounts relay it) for all the clients it
+	// serves, so the server runs the tool instead of answering -32021
+	// (MissingRequiredClientCapability, with HTTP 400), which the face
+	// would pass on as the server sent it.
+	{revision: "2026-07-28", face: verdictFail, why: "the face's connection to the server declares sampling (sampling relay) for every client, so the server runs the tool rather than answering -32021", scenarios: []string{
 		"server-stateless",
 	}},
 	// Not scored (pending in the suite): the face answers this call as

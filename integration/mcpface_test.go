@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -166,9 +167,10 @@ func TestMCPFaceServesTheFixtureToMCPGoInBothEras(t *testing.T) {
 			if err != nil || !res.IsError || firstText(res) != "fixture failure: nope" {
 				t.Errorf("fail = %+v, %v; want the tool's own error result", res, err)
 			}
+			// The server's -32602, and its message, pass through.
 			_, err = mcpCall(ctx, c, "invalid_params", `{}`)
-			if err == nil || !strings.Contains(err.Error(), "-32602") {
-				t.Errorf("invalid_params = %v; want an error with the server's code", err)
+			if !errors.Is(err, mcp.ErrInvalidParams) || !strings.HasSuffix(err.Error(), ": "+fixture.InvalidParamsMessage) {
+				t.Errorf("invalid_params = %v; want the server's -32602 and its message", err)
 			}
 
 			many := mcpGoClient(t, "/many/mcp", protocol)
