@@ -135,7 +135,12 @@ func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRo
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}
-	return f.withCaller(upstream.WithSampling(ctx, f.samplingOf(ctx))), fr, nil
+	sample, declared := f.samplingOf(ctx)
+	if !declared {
+		// A 2026-07-28 server learns so (capabilities are per request).
+		ctx = upstream.WithoutSamplingCapability(ctx)
+	}
+	return f.withCaller(upstream.WithSampling(ctx, sample)), fr, nil
 }
 
 // roundOf returns the round that a request of ctx for server's name (a

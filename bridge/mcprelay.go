@@ -32,19 +32,20 @@ const (
 
 // samplingOf returns the function that answers the sampling requests of a
 // call made by the client of ctx: one that asks that client, or one that
-// refuses saying why it cannot be asked.
-func (f *mcpFace) samplingOf(ctx context.Context) upstream.SampleFunc {
+// refuses saying why it cannot be asked; and whether the client declared
+// sampling.
+func (f *mcpFace) samplingOf(ctx context.Context) (fn upstream.SampleFunc, declared bool) {
 	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
 		if info.ClientCapabilities == nil || info.ClientCapabilities.Sampling == nil {
-			return refuseSampling(samplingUndeclared)
+			return refuseSampling(samplingUndeclared), false
 		}
-		return refuseSampling(samplingModernClient)
+		return refuseSampling(samplingModernClient), true
 	}
 	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)
 	if !ok || s.GetClientCapabilities().Sampling == nil {
-		return refuseSampling(samplingUndeclared)
+		return refuseSampling(samplingUndeclared), false
 	}
-	return f.sample
+	return f.sample, true
 }
 
 // sample asks the client of ctx to sample what the server asks.

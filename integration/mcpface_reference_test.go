@@ -147,12 +147,14 @@ var faceKnownDifferences = []knownDifference{
 		"input-required-result-basic-list-roots", "input-required-result-multiple-input-requests",
 	}},
 	// A tool that needs the client's sampling capability, called by a
-	// client that declared none: the face's connection to the server
-	// declares sampling (the mounts relay it) for all the clients it
-	// serves, so the server runs the tool instead of answering -32021
+	// client that declared none: a 2026-07-28 upstream request declares
+	// the capabilities of the call's client, so the server answers -32021
 	// (MissingRequiredClientCapability, with HTTP 400), which the face
-	// would pass on as the server sent it.
-	{revision: "2026-07-28", face: verdictFail, why: "the face's connection to the server declares sampling (sampling relay) for every client, so the server runs the tool rather than answering -32021", scenarios: []string{
+	// passes on; a 2025-11-25 upstream session declared sampling (the
+	// mounts relay it) once for all the clients it serves, so the server
+	// runs the tool.
+	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
+		why: "a 2025-11-25 upstream session declares sampling (sampling relay) for every client, so the server runs the tool rather than answering -32021", scenarios: []string{
 		"server-stateless",
 	}},
 	// Not scored (pending in the suite): the face answers this call as

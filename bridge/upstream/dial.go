@@ -191,6 +191,17 @@ func toolsMayChange(caps mcp.ServerCapabilities) bool {
 	return caps.Tools != nil && caps.Tools.ListChanged
 }
 
+// listChanges are the list changes a 2026-07-28 session subscribes to:
+// those the server says it announces. Tool changes relist the tools;
+// the others reach Listen's functions (an MCP endpoint's clients).
+func listChanges(caps mcp.ServerCapabilities) mcp.SubscriptionFilter {
+	return mcp.SubscriptionFilter{
+		ToolsListChanged:     toolsMayChange(caps),
+		PromptsListChanged:   caps.Prompts != nil && caps.Prompts.ListChanged,
+		ResourcesListChanged: caps.Resources != nil && caps.Resources.ListChanged,
+	}
+}
+
 // newStreamable returns a constructor of Streamable HTTP transports; listen
 // opens the standing GET stream of legacy connections.
 func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface, error) {
@@ -260,15 +271,15 @@ func (d *dialer) dialHTTP(ctx, parent context.Context, newTransport func(*sessio
 		d.closeSession(s)
 		return nil, err
 	}
-	if mcp.IsModernProtocol(s.info.Protocol) && toolsMayChange(s.caps) {
+	if changes := listChanges(s.caps); mcp.IsModernProtocol(s.info.Protocol) && !changes.IsEmpty() {
 		// 2026-07-28 delivers list changes on a subscription.
-		_, err := s.client.ListenAsync(s.ctx, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) {
+		_, err := s.client.ListenAsync(s.ctx, changes, func(err error) {
 			if s.err() == nil {
 				d.log().Debug("subscriptions/listen ended", zap.Error(err))
 			}
 		})
 		if err != nil {
-			d.log().Warn("cannot subscribe to tool list changes", zap.Error(err))
+			d.log().Warn("cannot subscribe to list changes", zap.Error(err))
 		}
 	}
 	return s, nil

@@ -52,12 +52,21 @@ func WithRoundTrip(ctx context.Context, rt *RoundTrip) context.Context {
 // roundTripOf returns the round of method's request under ctx, nil when
 // the caller takes no part (mcp-go answers the server's input requests).
 func roundTripOf(ctx context.Context, method mcp.MCPMethod) *RoundTrip {
+	if !asksInput(method) {
+		return nil
+	}
+	rt, _ := ctx.Value(roundTripKey{}).(*RoundTrip)
+	return rt
+}
+
+// asksInput tells whether a server may answer requests of method asking
+// for input (2026-07-28).
+func asksInput(method mcp.MCPMethod) bool {
 	switch method {
 	case mcp.MethodToolsCall, mcp.MethodPromptsGet, mcp.MethodResourcesRead:
-		rt, _ := ctx.Value(roundTripKey{}).(*RoundTrip)
-		return rt
+		return true
 	}
-	return nil
+	return false
 }
 
 // into returns params with the round's answers and state in place of those

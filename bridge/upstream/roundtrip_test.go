@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -138,5 +139,82 @@ func TestUpstream_ACallerInTheRoundTripIsAskedWhatItAnswersAndTheRestIsAnsweredH
 				t.Errorf("the server got %s, want %v", res.Content[0].Text, next.InputResponses)
 			}
 		})
+	}
+}
+
+func TestUpstream_A2026RequestDeclaresSamplingOnlyForACallerThatSamples(t *testing.T) {
+	srv := newRawServer(t, roundAnswers)
+	decline := func(context.Context, Elicitation) (ElicitationAnswer, error) {
+		return ElicitationAnswer{Action: ElicitDecline}, nil
+	}
+	u, _ := start(t, modernSpec(srv.URL), Options{Sampling: true, Elicitation: decline})
+	sample := func(context.Context, mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+		return nil, errors.New("not asked here")
+	}
+	for _, tc := range []struct {
+		name     string
+		ctx      context.Context
+		declares bool
+	}{
+		{"a caller that samples", WithSampling(context.Background(), sample), true},
+		{"a caller of the HTTP API", context.Background(), false},
+		{"a caller whose client declared no sampling", WithoutSamplingCapability(WithSampling(context.Background(), sample)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(srv.requests("tools/call"))
+			if _, err := u.CallTool(tc.ctx, "add", json.RawMessage(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+			calls := srv.requests("tools/call")
+			if len(calls) <= before {
+				t.Fatal("no tools/call sent")
+			}
+			var p struct {
+				Meta struct {
+					Caps map[string]json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
+				} `json:"_meta"`
+			}
+			if err := json.Unmarshal(calls[before].Params, &p); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := p.Meta.Caps["sampling"]; ok != tc.declares {
+				t.Errorf("declared %s; sampling declared: %v, want %v", slices.Sorted(maps.Keys(p.Meta.Caps)), ok, tc.declares)
+			}
+			if p.Meta.Caps["elicitation"] == nil {
+				t.Errorf("declared %s, without elicitation", slices.Sorted(maps.Keys(p.Meta.Caps)))
+			}
+		})
+	}
+}
+
+func TestUpstream_A2026SessionSubscribesToTheListChangesTheServerAnnounces(t *testing.T) {
+	srv := newRawServer(t, func(r rpcRequest) (int, any) {
+		if r.Method == "server/discover" {
+			return 200, result(r.ID, map[string]any{
+				"resultType": "complete", "supportedVersions": []string{mcp.LATEST_PROTOCOL_VERSION},
+				"capabilities": map[string]any{"tools": map[string]any{},
+					"prompts": map[string]any{"listChanged": true}, "resources": map[string]any{"listChanged": true}},
+				"serverInfo": map[string]any{"name": "raw", "version": "1"},
+			})
+		}
+		return modernAnswers(r)
+	})
+	start(t, modernSpec(srv.URL), Options{})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(srv.requests("subscriptions/listen")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no subscriptions/listen sent; the server got %v", srv.methods())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var p struct {
+		Filter map[string]any `json:"notifications"`
+	}
+	if err := json.Unmarshal(srv.requests("subscriptions/listen")[0].Params, &p); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"promptsListChanged": true, "resourcesListChanged": true}
+	if !maps.Equal(p.Filter, want) {
+		t.Errorf("subscribed to %v, want %v", p.Filter, want)
 	}
 }

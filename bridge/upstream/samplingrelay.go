@@ -32,6 +32,25 @@ func WithSampling(ctx context.Context, fn SampleFunc) context.Context {
 	return context.WithValue(ctx, samplingKey{}, fn)
 }
 
+// noSamplingKey marks a caller that cannot sample.
+type noSamplingKey struct{}
+
+// WithoutSamplingCapability returns ctx whose tools/call, prompts/get and
+// resources/read do not declare the sampling capability on a 2026-07-28
+// session, which declares capabilities per request: its caller cannot
+// sample (an MCP client that did not declare it), so the server learns so
+// (and may answer -32021, or do without) rather than ask and be refused.
+// A request without a SampleFunc (WithSampling) declares none either.
+func WithoutSamplingCapability(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noSamplingKey{}, true)
+}
+
+// declaresSampling tells whether a request made with ctx on a 2026-07-28
+// session declares the sampling capability the Upstream has.
+func declaresSampling(ctx context.Context) bool {
+	return SamplingFrom(ctx) != nil && ctx.Value(noSamplingKey{}) == nil
+}
+
 // SamplingFrom returns the SampleFunc of WithSampling, or nil.
 func SamplingFrom(ctx context.Context) SampleFunc {
 	fn, _ := ctx.Value(samplingKey{}).(SampleFunc)

@@ -95,6 +95,9 @@ func (s *session) send(ctx context.Context, method mcp.MCPMethod, do func(ctx co
 // is not nil.
 func (s *session) sendOnce(ctx context.Context, method mcp.MCPMethod, round *RoundTrip, do func(ctx context.Context) error) (json.RawMessage, error) {
 	x := &exchange{stand: s.standIn(method), round: round}
+	if s.answers.sample != nil && asksInput(method) && mcp.IsModernProtocol(s.info.Protocol) && !declaresSampling(ctx) {
+		x.undeclare = "sampling" // the caller cannot sample
+	}
 	err := do(context.WithValue(ctx, exchangeKey{}, x))
 	if resp := x.last(); resp != nil {
 		// The answer arrived; mcp-go's own reading of it does not matter.

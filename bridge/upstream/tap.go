@@ -90,6 +90,10 @@ type exchange struct {
 	// an answer asking for input reaches mcp-go as its stand-in, ending
 	// the request rather than being answered by mcp-go.
 	round *RoundTrip
+	// undeclare is a capability the request does not declare, though the
+	// session's client has it (2026-07-28 declares them per request); ""
+	// for none.
+	undeclare string
 
 	mu sync.Mutex
 	// answer is the last answer to the request: a multi round-trip
@@ -159,6 +163,9 @@ func (t *tap) SendRequest(ctx context.Context, req transport.JSONRPCRequest) (*t
 	x, _ := ctx.Value(exchangeKey{}).(*exchange)
 	if x != nil && x.round != nil {
 		req.Params = x.round.into(req.Params)
+	}
+	if x != nil && x.undeclare != "" {
+		req.Params = withoutCapability(req.Params, x.undeclare)
 	}
 	resp, err := t.inner.SendRequest(ctx, req)
 	if resp != nil && t.seen != nil {
@@ -468,3 +475,33 @@ var (
 	_ transport.BidirectionalInterface = (*tap)(nil)
 	_ transport.HTTPConnection         = (*httpTap)(nil)
 )
+
+// withoutCapability returns a 2026-07-28 request's params whose _meta
+// declares no capability named name; params it cannot read are returned
+// as they are.
+func withoutCapability(params any, name string) any {
+	fields, ok := params.(map[string]json.RawMessage) // as mcp-go's applyRequestMeta leaves them
+	if !ok {
+		b, err := json.Marshal(params)
+		if err != nil || json.Unmarshal(b, &fields) != nil {
+			return params
+		}
+	}
+	var meta map[string]json.RawMessage
+	var caps map[string]json.RawMessage
+	if json.Unmarshal(fields["_meta"], &meta) != nil || json.Unmarshal(meta[mcp.MetaKeyClientCapabilities], &caps) != nil {
+		return params
+	}
+	if _, ok := caps[name]; !ok {
+		return params
+	}
+	delete(caps, name)
+	var err error
+	if meta[mcp.MetaKeyClientCapabilities], err = json.Marshal(caps); err != nil {
+		return params
+	}
+	if fields["_meta"], err = json.Marshal(meta); err != nil {
+		return params
+	}
+	return fields
+}
