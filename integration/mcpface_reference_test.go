@@ -155,8 +155,8 @@ var faceKnownDifferences = []knownDifference{
 	// runs the tool.
 	{revision: "2026-07-28", ways: []string{"mcp-stdio", "mcp-http-stateful"}, face: verdictFail,
 		why: "a 2025-11-25 upstream session declares sampling (sampling relay) for every client, so the server runs the tool rather than answering -32021", scenarios: []string{
-		"server-stateless",
-	}},
+			"server-stateless",
+		}},
 	// Not scored (pending in the suite): the face answers this call as
 	// JSON, which the transport allows, so the scenario's checks of the
 	// SSE priming event do not apply; the reference server streams it
