@@ -288,6 +288,9 @@ func waitReady(t *testing.T, docPath string) []byte {
 	for {
 		r := do(t, http.MethodGet, docPath, "")
 		if r.status == http.StatusOK {
+			// The clients' POSTs that follow must not take a connection
+			// the reload closed (see dropIdleConnections).
+			dropIdleConnections()
 			return r.body
 		}
 		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
