@@ -121,9 +121,8 @@ type faceRound struct {
 // client where they can (even a stdio server's, not tied to the request,
 // when the client is its only caller: see withCaller): a 2025-11-25
 // client's through requests of the endpoint's own; a 2026-07-28 client's
-// in the request's answer, the
-// request being the round fr (nil for a 2025-11-25 client) given the
-// client's params p.
+// in the request's answer, the request being the round fr (nil for a
+// 2025-11-25 client) given the client's params p.
 func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRoundTripParams) (context.Context, *faceRound, error) {
 	fr, err := f.roundOf(ctx, server, name, p)
 	if err != nil {
