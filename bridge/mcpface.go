@@ -389,16 +389,19 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, err)
 	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
+	stream := &callStream{ctx: ctx}
+	ctx = context.WithValue(ctx, callStreamKey{}, stream)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
-		ctx = upstream.WithProgress(ctx, f.relayProgress(ctx, req.Params.Meta.ProgressToken))
+		stream.token = req.Params.Meta.ProgressToken
+		ctx = upstream.WithProgress(ctx, f.relayProgress(stream))
 	}
-	ctx, endLogs := f.relayCallLogs(ctx, st)
-	defer endLogs()
+	ctx, endLogs := f.relayCallLogs(ctx, st, stream)
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
 	}
 	done, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
+		defer endLogs() // with the call, which a parked one outlives the request
 		return f.invoke(ctx, st, rt, args, base)
 	})
 	res, _ := done.(*upstream.CallResult)
@@ -432,10 +435,15 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 
 // relayProgress returns the function that passes the progress
 // notifications of the server's call on to the client, under the client's
-// progress token. The server sends them on the session's reader, so they
-// are queued without waiting (a client that does not read loses them).
-func (f *mcpFace) relayProgress(ctx context.Context, token mcp.ProgressToken) upstream.ProgressFunc {
+// progress token, on the call's stream. The server sends them on the
+// session's reader, so they are queued without waiting (a client that
+// does not read loses them).
+func (f *mcpFace) relayProgress(stream *callStream) upstream.ProgressFunc {
 	return func(p upstream.Progress) {
+		ctx, token := stream.target()
+		if ctx == nil || token == nil {
+			return // between the rounds of a parked call
+		}
 		params := map[string]any{"progressToken": token, "progress": p.Progress}
 		if p.Total > 0 {
 			params["total"] = p.Total
@@ -445,6 +453,42 @@ func (f *mcpFace) relayProgress(ctx context.Context, token mcp.ProgressToken) up
 		}
 		_ = f.mcp.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
 	}
+}
+
+// callStream is where the notifications of a call (progress, log
+// messages) go: the client's request under way, with its progress token.
+// A parked call's is the request of the round under way, none between
+// rounds (see parked.round).
+type callStream struct {
+	mu    sync.Mutex
+	ctx   context.Context // nil between rounds
+	token mcp.ProgressToken
+}
+
+// callStreamKey carries the *callStream of a call's request.
+type callStreamKey struct{}
+
+// target returns the request the notifications go to, and its progress
+// token; a nil ctx for none.
+func (s *callStream) target() (context.Context, mcp.ProgressToken) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctx, s.token
+}
+
+// follow points s at the request of ctx (its callStream's), or at none
+// when ctx is nil.
+func (s *callStream) follow(ctx context.Context) {
+	var ctxTo context.Context
+	var token mcp.ProgressToken
+	if ctx != nil {
+		if next, ok := ctx.Value(callStreamKey{}).(*callStream); ok {
+			ctxTo, token = next.target()
+		}
+	}
+	s.mu.Lock()
+	s.ctx, s.token = ctxTo, token
+	s.mu.Unlock()
 }
 
 // invoke checks the arguments and calls the tool. Arguments the tool's

@@ -303,7 +303,7 @@ func (f *mcpFace) callLogLevel(ctx context.Context) (level mcp.LoggingLevel, ses
 // log messages about it on to the client, on the call's stream, and the
 // function that ends that as the call does. They run on the server's
 // transport reader: queued without waiting, as progress is.
-func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState) (context.Context, func()) {
+func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *callStream) (context.Context, func()) {
 	level, session := f.callLogLevel(ctx)
 	if !f.relays || level == "" {
 		return ctx, func() {}
@@ -330,8 +330,8 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState) (context.C
 			c.sent[logKey(msg)]++
 		}
 		f.callsMu.Unlock()
-		if live {
-			_ = f.mcp.SendNotificationToClient(ctx, msg.Method, map[string]any{
+		if to, _ := stream.target(); live && to != nil {
+			_ = f.mcp.SendNotificationToClient(to, msg.Method, map[string]any{
 				"level": msg.Params.Level, "logger": msg.Params.Logger, "data": msg.Params.Data})
 		}
 	}

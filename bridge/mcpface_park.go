@@ -97,6 +97,9 @@ type parked struct {
 	rounds atomic.Int32
 	// idle ends the call when the client does not come back (parkedIdle).
 	idle *time.Timer
+	// stream is where the call's notifications go (callStream); nil for
+	// a request that has none.
+	stream *callStream
 }
 
 // inputAsk is one request of the server's, waiting for the client's
@@ -117,6 +120,7 @@ func (ps *parks) park(ctx context.Context, server, name string, caps *mcp.Client
 	_, _ = rand.Read(b[:])
 	p := &parked{ps: ps, id: hex.EncodeToString(b[:]), caller: callerOf(ctx), server: server, name: name,
 		asks: make(chan *inputAsk), done: make(chan struct{}), pending: map[string]*inputAsk{}}
+	p.stream, _ = ctx.Value(callStreamKey{}).(*callStream)
 	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	ps.mu.Lock()
 	if ps.closed || len(ps.byID) >= maxParked {
@@ -232,6 +236,12 @@ func (p *parked) round(ctx context.Context, answers map[string]json.RawMessage) 
 	defer p.turn.Unlock()
 	if p.idle != nil {
 		p.idle.Stop()
+	}
+	if p.stream != nil {
+		// The call's notifications go to this round's request while it
+		// is under way, and nowhere between rounds.
+		p.stream.follow(ctx)
+		defer p.stream.follow(nil)
 	}
 	defer func() {
 		if asked != nil {

@@ -270,6 +270,10 @@ func newAskingLegacyServer(t *testing.T) string {
 			}
 			content, _ := json.Marshal(e.Content)
 			text := "ok: " + e.Action + " " + string(content)
+			if token := req.Params.GetProgressToken(); token != nil {
+				// After the answer: on the client's next round.
+				_ = req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{ProgressToken: token, Progress: 1, Total: 2, Message: "answered"})
+			}
 			m, err := req.Session.CreateMessage(ctx, &sdk.CreateMessageParams{MaxTokens: 20,
 				Messages: []*sdk.SamplingMessage{{Role: "user", Content: &sdk.TextContent{Text: fixture.SamplePrompt}}}})
 			if err != nil {
@@ -334,5 +338,48 @@ func TestMCPFaceAsksA2026ClientWhatA2025ServerAsksDuringTheCall(t *testing.T) {
 				t.Errorf("the client was asked %q", q)
 			}
 		})
+	}
+}
+
+func TestMCPFacePassesAParkedCallsProgressOnInTheRoundUnderWay(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /asking {
+		url %s
+		protocol legacy
+		elicitation decline
+	}
+}
+`, httpPort, newAskingLegacyServer(t)))
+	waitReady(t, "/asking/openapi.json")
+	c := askedClient(t, "/asking/mcp", mcp.LATEST_PROTOCOL_VERSION, &sureUser{}, false)
+	var (
+		mu       sync.Mutex
+		progress []string
+	)
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == string(mcp.MethodNotificationProgress) {
+			mu.Lock()
+			defer mu.Unlock()
+			p := n.Params.AdditionalFields
+			progress = append(progress, fmt.Sprintf("%v %v/%v %v", p["progressToken"], p["progress"], p["total"], p["message"]))
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "confirm"
+	req.Params.Arguments = map[string]any{}
+	req.Params.Meta = &mcp.Meta{ProgressToken: "p1"}
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := firstText(res); !strings.HasPrefix(got, `ok: accept {"sure":true}`) {
+		t.Fatalf("confirm answered %q", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"p1 1/2 answered"}; !slices.Equal(progress, want) {
+		t.Errorf("progress %q, want %q: sent on the second round, after the client's answer", progress, want)
 	}
 }
