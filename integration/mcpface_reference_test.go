@@ -90,13 +90,6 @@ type knownDifference struct {
 // An entry must go when its difference does: the test fails while a stale
 // one remains.
 var faceKnownDifferences = []knownDifference{
-	// resources/subscribe is a 2025-11-25 method: the stateless upstream
-	// (2026-07-28) has none, so the face offers the 2025-11-25 client no
-	// subscription to its resources.
-	{revision: "2025-11-25", ways: []string{"mcp-http"}, face: verdictFail,
-		why: "a 2026-07-28 upstream has no resources/subscribe to pass a subscription on to", scenarios: []string{
-			"resources-subscribe", "resources-unsubscribe",
-		}},
 	// Requests from the server during a call (sampling, elicitation) are
 	// relayed to the face's client when the upstream ties them to the
 	// call, as the stateful HTTP upstream does, and, for a stdio server's

@@ -273,16 +273,26 @@ func (d *dialer) dialHTTP(ctx, parent context.Context, newTransport func(*sessio
 	}
 	if changes := listChanges(s.caps); mcp.IsModernProtocol(s.info.Protocol) && !changes.IsEmpty() {
 		// 2026-07-28 delivers list changes on a subscription.
-		_, err := s.client.ListenAsync(s.ctx, changes, func(err error) {
-			if s.err() == nil {
-				d.log().Debug("subscriptions/listen ended", zap.Error(err))
-			}
-		})
+		s.listenMu.Lock()
+		err := s.listen(changes, d.log)
+		s.listenMu.Unlock()
 		if err != nil {
 			d.log().Warn("cannot subscribe to list changes", zap.Error(err))
 		}
 	}
 	return s, nil
+}
+
+// listen opens the session's subscriptions/listen stream (2026-07-28)
+// with filter, in the background until the session ends or a stream
+// opened after it replaces it. The caller holds listenMu.
+func (s *session) listen(filter mcp.SubscriptionFilter, log func() *zap.Logger) error {
+	_, err := s.client.ListenAsync(s.ctx, filter, func(err error) {
+		if s.err() == nil {
+			log().Debug("subscriptions/listen ended", zap.Error(err))
+		}
+	})
+	return err
 }
 
 // clientInfo is how caddy-mcpo introduces itself to servers.

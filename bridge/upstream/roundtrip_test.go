@@ -218,3 +218,62 @@ func TestUpstream_A2026SessionSubscribesToTheListChangesTheServerAnnounces(t *te
 		t.Errorf("subscribed to %v, want %v", p.Filter, want)
 	}
 }
+
+func TestUpstream_A2026SessionSubscribesToAResourceInItsListenFilter(t *testing.T) {
+	srv := newRawServer(t, func(r rpcRequest) (int, any) {
+		if r.Method == "server/discover" {
+			return 200, result(r.ID, map[string]any{
+				"resultType": "complete", "supportedVersions": []string{mcp.LATEST_PROTOCOL_VERSION},
+				"capabilities": map[string]any{"tools": map[string]any{}, "resources": map[string]any{"subscribe": true}},
+				"serverInfo":   map[string]any{"name": "raw", "version": "1"},
+			})
+		}
+		return modernAnswers(r)
+	})
+	u, _ := start(t, modernSpec(srv.URL), Options{})
+	// listened waits for a subscriptions/listen whose filter is want:
+	// mcp-go opens each stream in the background, and the one a newer
+	// replaces before it is sent is not.
+	listened := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var got []string
+			for _, r := range srv.requests("subscriptions/listen") {
+				var p struct {
+					Filter json.RawMessage `json:"notifications"`
+				}
+				_ = json.Unmarshal(r.Params, &p)
+				got = append(got, string(p.Filter))
+			}
+			if slices.Contains(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("subscriptions/listen filters %v, none %s", got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	ctx := context.Background()
+	for _, step := range []struct {
+		subscribe bool
+		uri, want string
+	}{
+		{true, "file:///a", `{"resourceSubscriptions":["file:///a"]}`},
+		{true, "file:///b", `{"resourceSubscriptions":["file:///a","file:///b"]}`},
+		{false, "file:///a", `{"resourceSubscriptions":["file:///b"]}`},
+	} {
+		do := u.UnsubscribeResource
+		if step.subscribe {
+			do = u.SubscribeResource
+		}
+		if err := do(ctx, step.uri); err != nil {
+			t.Fatal(err)
+		}
+		listened(step.want)
+	}
+	if m := srv.methods(); slices.Contains(m, "resources/subscribe") || slices.Contains(m, "resources/unsubscribe") {
+		t.Errorf("the server got %v: a method 2026-07-28 does not have", m)
+	}
+}

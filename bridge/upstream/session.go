@@ -25,6 +25,9 @@ type session struct {
 	// answers answers the server's input requests that a caller taking
 	// part in a multi round trip leaves to the Upstream.
 	answers inputAnswers
+	// listenMu orders the openings of a 2026-07-28 session's
+	// subscriptions/listen stream, each replacing the one before.
+	listenMu sync.Mutex
 
 	ctx    context.Context // ends when the session is closed
 	cancel context.CancelFunc
