@@ -383,3 +383,38 @@ func TestMCPFacePassesAParkedCallsProgressOnInTheRoundUnderWay(t *testing.T) {
 		t.Errorf("progress %q, want %q: sent on the second round, after the client's answer", progress, want)
 	}
 }
+
+func TestMCPFaceParksTheCallsOfManyClientsAtOnce(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /asking {
+		url %s
+		protocol legacy
+		elicitation decline
+		sampling relay
+	}
+}
+`, httpPort, newAskingLegacyServer(t)))
+	waitReady(t, "/asking/openapi.json")
+	const clients = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		c := askedClient(t, "/asking/mcp", mcp.LATEST_PROTOCOL_VERSION, &sureUser{}, true)
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			res, err := mcpCall(ctx, c, "confirm", `{}`)
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("client %d: %w", i, err)
+			case firstText(res) != "ok: accept {\"sure\":true}\nhaiku: m1 quiet relay":
+				errs <- fmt.Errorf("client %d: confirm answered %q", i, firstText(res))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
