@@ -182,7 +182,6 @@ func TestMCPFacePassesAServersInputRequestsOnToItsClientInBothEras(t *testing.T)
 }
 `, httpPort, newRoundTripServer(t), rootDir))
 	waitReady(t, "/rounds/openapi.json")
-	dropIdleConnections()
 	where := "where: file://" + rootDir
 
 	connect := func(t *testing.T, protocol string, user *sureUser, sampling bool) *mcpclient.Client {
@@ -292,18 +291,25 @@ func newAskingLegacyServer(t *testing.T) string {
 	return srv.URL
 }
 
-func TestMCPFaceAsksA2026ClientWhatA2025ServerAsksDuringTheCall(t *testing.T) {
+// startAsking serves newAskingLegacyServer at /asking, spoken to in
+// 2025-11-25, its elicitations declined when they cannot be passed on, with
+// the settings given besides.
+func startAsking(t *testing.T, settings string) {
+	t.Helper()
 	startCaddy(t, fmt.Sprintf(`:%d {
 	mcpo /asking {
 		url %s
 		protocol legacy
 		elicitation decline
-		sampling relay
+		%s
 	}
 }
-`, httpPort, newAskingLegacyServer(t)))
+`, httpPort, newAskingLegacyServer(t), settings))
 	waitReady(t, "/asking/openapi.json")
-	dropIdleConnections()
+}
+
+func TestMCPFaceAsksA2026ClientWhatA2025ServerAsksDuringTheCall(t *testing.T) {
+	startAsking(t, "sampling relay")
 
 	for _, tc := range []struct {
 		name     string
@@ -342,15 +348,7 @@ func TestMCPFaceAsksA2026ClientWhatA2025ServerAsksDuringTheCall(t *testing.T) {
 }
 
 func TestMCPFacePassesAParkedCallsProgressOnInTheRoundUnderWay(t *testing.T) {
-	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /asking {
-		url %s
-		protocol legacy
-		elicitation decline
-	}
-}
-`, httpPort, newAskingLegacyServer(t)))
-	waitReady(t, "/asking/openapi.json")
+	startAsking(t, "")
 	c := askedClient(t, "/asking/mcp", mcp.LATEST_PROTOCOL_VERSION, &sureUser{}, false)
 	var (
 		mu       sync.Mutex
@@ -385,16 +383,7 @@ func TestMCPFacePassesAParkedCallsProgressOnInTheRoundUnderWay(t *testing.T) {
 }
 
 func TestMCPFaceParksTheCallsOfManyClientsAtOnce(t *testing.T) {
-	startCaddy(t, fmt.Sprintf(`:%d {
-	mcpo /asking {
-		url %s
-		protocol legacy
-		elicitation decline
-		sampling relay
-	}
-}
-`, httpPort, newAskingLegacyServer(t)))
-	waitReady(t, "/asking/openapi.json")
+	startAsking(t, "sampling relay")
 	const clients = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
