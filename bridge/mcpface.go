@@ -400,11 +400,11 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
 	}
-	done, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
+	got, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
 		defer endLogs() // with the call, which a parked one outlives the request
 		return f.invoke(ctx, st, rt, args, base)
 	})
-	res, _ := done.(*upstream.CallResult)
+	res, _ := got.(*upstream.CallResult)
 	var result *mcp.CallToolResult
 	if asked != nil {
 		result = &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}
@@ -736,11 +736,16 @@ type sessionIDs struct {
 const maxTerminated = 100000
 
 func newSessionIDs() *sessionIDs {
+	return &sessionIDs{key: newKey("MCP session IDs"), terminated: map[string]bool{}}
+}
+
+// newKey returns a random key of the process, to sign what names.
+func newKey(what string) []byte {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
-		panic("bridge: no randomness for MCP session IDs: " + err.Error())
+		panic("bridge: no randomness for " + what + ": " + err.Error())
 	}
-	return &sessionIDs{key: key, terminated: map[string]bool{}}
+	return key
 }
 
 func (s *sessionIDs) sign(id string) string {

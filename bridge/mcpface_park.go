@@ -19,8 +19,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,9 +114,7 @@ type inputAsk struct {
 // when maxParked calls are parked.
 func (ps *parks) park(ctx context.Context, server, name string, caps *mcp.ClientCapabilities,
 	run func(ctx context.Context) (any, *httpError)) *parked {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	p := &parked{ps: ps, id: hex.EncodeToString(b[:]), caller: callerOf(ctx), server: server, name: name,
+	p := &parked{ps: ps, id: newID(), caller: callerOf(ctx), server: server, name: name,
 		asks: make(chan *inputAsk), done: make(chan struct{}), pending: map[string]*inputAsk{}}
 	p.stream, _ = ctx.Value(callStreamKey{}).(*callStream)
 	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))

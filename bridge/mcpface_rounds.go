@@ -22,7 +22,6 @@ package bridge
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -39,13 +38,7 @@ import (
 
 // roundStateKey signs the endpoint's requestState. It lives as long as the
 // process, so that a round trip outlives a reload.
-var roundStateKey = func() []byte {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		panic("bridge: no randomness for the MCP endpoint's request states: " + err.Error())
-	}
-	return key
-}()
+var roundStateKey = newKey("the MCP endpoint's request states")
 
 // roundState is what the endpoint's requestState carries.
 type roundState struct {
@@ -142,12 +135,12 @@ func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRo
 	return f.withCaller(upstream.WithSampling(ctx, sample)), fr, nil
 }
 
-// roundOf returns the round that a request of ctx for server's name (a
+// roundOf returns the round that a request of ctx for server srv's name (a
 // tool or a prompt) is, given the client's params: nil for a client of
 // 2025-11-25. The client's answers go to the server beside the upstream's
 // of the state, or to the parked call the state names.
-func (f *mcpFace) roundOf(ctx context.Context, server string, name string, p mcp.MultiRoundTripParams) (*faceRound, error) {
-	info := serverRequestInfo(ctx)
+func (f *mcpFace) roundOf(ctx context.Context, srv, name string, p mcp.MultiRoundTripParams) (*faceRound, error) {
+	info := server.RequestProtocolInfoFromContext(ctx)
 	if info == nil || !info.Modern {
 		return nil, nil
 	}
@@ -164,12 +157,12 @@ func (f *mcpFace) roundOf(ctx context.Context, server string, name string, p mcp
 		fr.up.InputResponses = answers
 		return fr, nil
 	}
-	rs, err := openRoundState(p.RequestState, server, name)
+	rs, err := openRoundState(p.RequestState, srv, name)
 	if err != nil {
 		return nil, err
 	}
 	if rs.Park != "" {
-		if fr.park, err = f.parks.resume(ctx, rs, server, name); err != nil {
+		if fr.park, err = f.parks.resume(ctx, rs, srv, name); err != nil {
 			return nil, err
 		}
 		fr.answers = answers
@@ -244,9 +237,6 @@ func parkable(caps *mcp.ClientCapabilities, server Caller) bool {
 type InputAsker interface {
 	MayAsk() bool
 }
-
-// serverRequestInfo is mcp-go's reading of the request's protocol era.
-var serverRequestInfo = server.RequestProtocolInfoFromContext
 
 // asksOf returns which of a server's input requests go to a client of caps:
 // elicitations and sampling requests when it declares them. Roots are the

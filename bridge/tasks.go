@@ -214,8 +214,9 @@ func (s *TaskStore) oldestEndedLocked() (string, *task) {
 	return id, old
 }
 
-// newTaskID returns 128 random bits in hex.
-func newTaskID() string {
+// newID returns 128 random bits in hex: the IDs of tasks and of parked
+// calls.
+func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -488,7 +489,7 @@ func (b *Bridge) startTask(ctx context.Context, st *serverState, rt *route, args
 	case err != nil:
 		return nil, "", callFailed(startCtx, s, base, tool, err, limit)
 	}
-	t := &task{id: newTaskID(), owner: callerOf(ctx), server: s, tool: rt.tool, remote: remote.ID,
+	t := &task{id: newID(), owner: callerOf(ctx), server: s, tool: rt.tool, remote: remote.ID,
 		created: time.Now(), ttl: s.TaskTTL, done: make(chan struct{}), state: *remote}
 	if err := st.tasks.add(ctx, tc, t); err != nil {
 		// Nobody could ask for it: cancel it.
