@@ -281,15 +281,7 @@ func TestMCPInspectorCLIReadsResourcesAndGetsPromptsThroughTheFace(t *testing.T)
 			if len(read.Contents) != 1 || !strings.Contains(read.Contents[0].Text, "7") {
 				t.Errorf("resources/read of a template's URI: %+v", read.Contents)
 			}
-			prompts := inspectorResult[struct {
-				Prompts []struct {
-					Name      string `json:"name"`
-					Arguments []struct {
-						Name     string `json:"name"`
-						Required bool   `json:"required"`
-					} `json:"arguments"`
-				} `json:"prompts"`
-			}](t, call("--method", "prompts/list"))
+			prompts := inspectorResult[promptList](t, call("--method", "prompts/list"))
 			var names []string
 			for _, p := range prompts.Prompts {
 				names = append(names, p.Name)

@@ -280,6 +280,13 @@ var client = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
+// dropIdleConnections closes the idle connections the clients' default
+// transport keeps: a connection of an earlier test that the reload closed
+// would fail the next POST with EOF (POSTs are not retried).
+func dropIdleConnections() {
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+}
+
 // waitReady polls an OpenAPI document until its server is ready, and
 // returns the document.
 func waitReady(t *testing.T, docPath string) []byte {

@@ -51,14 +51,6 @@ func startExtras(t *testing.T) {
 	for _, s := range []string{"everything", "memory", "fx"} {
 		waitReady(t, "/ext/"+s+"/openapi.json")
 	}
-	dropIdleConnections()
-}
-
-// dropIdleConnections closes the idle connections the clients' default
-// transport keeps: a connection of an earlier test that the reload closed
-// would fail the next POST with EOF (POSTs are not retried).
-func dropIdleConnections() {
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
 
 // textOf is the text of a read's contents, or of a prompt's messages, as
@@ -315,7 +307,6 @@ func TestMCPFacePassesOnServerEverythingsLogListChangesAndUpdates(t *testing.T) 
 }
 `, httpPort, script))
 	waitReady(t, "/evlog/openapi.json")
-	dropIdleConnections()
 	c := mcpGoClientWith(t, "/evlog/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, []transport.StreamableHTTPCOption{transport.WithContinuousListening()})
 	logs, changed, updated := make(chan string, 16), make(chan struct{}, 16), make(chan string, 16)
 	c.OnNotification(func(n mcp.JSONRPCNotification) {
@@ -426,7 +417,6 @@ func TestMCPFacePassesTheFixturesElicitationOnToTheClientThatCalled(t *testing.T
 `, httpPort, fx.URL, testFixture(t, fixture.Options{Resources: true})))
 	waitReady(t, "/asks/http/openapi.json")
 	waitReady(t, "/asks/stdio/openapi.json")
-	dropIdleConnections()
 	tr, err := transport.NewStreamableHTTP(base + "/asks/mcp")
 	if err != nil {
 		t.Fatal(err)

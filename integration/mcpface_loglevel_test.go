@@ -26,7 +26,6 @@ func TestMCPFaceSetsAStdioServersLogLevelToWhatItsClientsAskFor(t *testing.T) {
 }
 `, httpPort, testFixture(t, fixture.Options{LogLevels: true})))
 	waitReady(t, "/loglv/openapi.json")
-	dropIdleConnections()
 	// levelsSet is what the fixture's log tool says, called over the HTTP
 	// API: the levels its process was set to, in order.
 	levelsSet := func() string {

@@ -48,7 +48,6 @@ func TestMCPFaceRelaysSamplingToTheClientThatCalledAndRefusesTheRest(t *testing.
 `, httpPort, sdk.URL, testFixture(t, fixture.Options{Resources: true})))
 	waitReady(t, "/samples/http/openapi.json")
 	waitReady(t, "/samples/stdio/openapi.json")
-	dropIdleConnections()
 
 	connect := func(t *testing.T, ctx context.Context, sampling bool) *mcpclient.Client {
 		t.Helper()

@@ -29,7 +29,7 @@ type resourceList struct {
 	} `json:"resourceTemplates"`
 }
 
-// promptList is the answer of GET <base>/prompts.
+// promptList is the answer of GET <base>/prompts, as of MCP's prompts/list.
 type promptList struct {
 	Prompts []struct {
 		Name      string `json:"name"`
