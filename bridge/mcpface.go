@@ -61,6 +61,10 @@ import (
 // another path segment on the REST face.
 const MCPSegment = "mcp"
 
+// mcpFaceVersion is the version the MCP endpoints give as their
+// implementation's.
+const mcpFaceVersion = "caddy-mcpo"
+
 // mcpSessionIdleTTL is how long an MCP session nobody uses is kept.
 const mcpSessionIdleTTL = time.Hour
 
@@ -76,6 +80,15 @@ type mcpFace struct {
 	// parks are the calls of 2026-07-28 clients waiting for their next
 	// round (mcpface_park.go).
 	parks *parks
+	title string // the endpoint's name to clients
+
+	// The direct path of tools/call (mcpface_fast.go): the 2025-11-25
+	// sessions mcp-go registered (*liveSession by session ID), the
+	// cancellations of the calls under way on it, by fastKey; and, for
+	// tests, whether it is off.
+	live      sync.Map
+	fastCalls sync.Map
+	noFast    bool
 
 	// The transport and the watcher start with the first request, so that
 	// an endpoint nobody uses runs nothing; close ends them.
@@ -113,8 +126,9 @@ const watchInterval = time.Second
 // newMCPFace returns the endpoint of servers, prefixed naming their tools
 // <server>_<tool>; title names it to clients.
 func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string) *mcpFace {
-	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}, parks: newParks()}
+	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}, parks: newParks(), title: title}
 	hooks := &server.Hooks{}
+	f.initFast(hooks)
 	hooks.AddOnRequestInitialization(f.refuseDown)
 	hooks.AddAfterInitialize(func(_ context.Context, _ any, _ *mcp.InitializeRequest, res *mcp.InitializeResult) {
 		res.Instructions = f.instructions()
@@ -137,7 +151,7 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 	}, f.noticeOptions(hooks)...)
 	f.initSubscriptions(hooks)
 	opts = append(opts, f.extrasOptions(hooks)...)
-	f.mcp = server.NewMCPServer(title, "caddy-mcpo", opts...)
+	f.mcp = server.NewMCPServer(title, mcpFaceVersion, opts...)
 	f.registerExtras()
 	b.faces = append(b.faces, f)
 	return f
@@ -451,7 +465,7 @@ func (f *mcpFace) relayProgress(stream *callStream) upstream.ProgressFunc {
 		if p.Message != "" {
 			params["message"] = p.Message
 		}
-		_ = f.mcp.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), params)
+		f.notify(ctx, string(mcp.MethodNotificationProgress), params)
 	}
 }
 
@@ -463,6 +477,17 @@ type callStream struct {
 	mu    sync.Mutex
 	ctx   context.Context // nil between rounds
 	token mcp.ProgressToken
+}
+
+// notify sends a notification of method with params to the client of the
+// request of ctx, on the request's stream: the direct path's sink, or
+// mcp-go's session.
+func (f *mcpFace) notify(ctx context.Context, method string, params map[string]any) {
+	if sink, ok := ctx.Value(fastSinkKey{}).(*fastSink); ok {
+		sink.notify(method, params)
+		return
+	}
+	_ = f.mcp.SendNotificationToClient(ctx, method, params)
 }
 
 // callStreamKey carries the *callStream of a call's request.
@@ -644,8 +669,10 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	if e := b.gate.admit(r, false); e != nil {
 		return e
 	}
+	var body []byte
 	if r.Method == http.MethodPost {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBodyBytes))
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBodyBytes))
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
@@ -677,8 +704,16 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		}
 	}
 	p.face.sync()
-	r = r.WithContext(withLists(context.WithValue(r.Context(), baseKey{}, base)))
+	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
 	rw := &rpcWriter{ResponseWriter: w}
+	if r.Method == http.MethodPost && !p.face.noFast && p.face.serveFast(rw, r, body) {
+		rw.release()
+		return nil
+	}
+	if r.Method == http.MethodPost {
+		p.face.passing(r, body)
+	}
+	r = r.WithContext(withLists(r.Context()))
 	p.face.handler().ServeHTTP(rw, r)
 	rw.release()
 	return nil

@@ -331,7 +331,7 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *ca
 		}
 		f.callsMu.Unlock()
 		if to, _ := stream.target(); live && to != nil {
-			_ = f.mcp.SendNotificationToClient(to, msg.Method, map[string]any{
+			f.notify(to, msg.Method, map[string]any{
 				"level": msg.Params.Level, "logger": msg.Params.Logger, "data": msg.Params.Data})
 		}
 	}

@@ -1,0 +1,493 @@
+package bridge
+
+// The MCP face's direct path for tools/call. mcp-go's transport reads a
+// tools/call six to eight times over (its probe, the era, the envelope,
+// the protocol information, the trace context, the header checks, the
+// request), starts a goroutine and a channel per request to forward
+// notifications, registers the request for cancellation, builds an
+// ephemeral session per 2026-07-28 request, and writes the result through
+// a map: together they cost more than the whole call through the REST
+// face. So a tools/call that needs nothing of the transport but its answer
+// is served here, by the same handler (mcpFace.call), with the same
+// checks, and answered as mcp-go answers it; everything else, and every
+// request this path is not sure of, goes to mcp-go unchanged.
+//
+// A request takes this path when it is a single tools/call with a plain id
+// (a string of letters, digits and ._:-, or an integer), no task and no
+// progress token, of a tool the caller is granted, and:
+//   - on 2025-11-25, names a session this endpoint registered, whose client
+//     declared neither elicitation nor sampling (a server's requests are
+//     relayed on the POST's stream by mcp-go), and that mcp-go's transport
+//     saw within fastTouch (which keeps the session from being swept as
+//     idle, and delivers what mcp-go queued for it);
+//   - on 2026-07-28, passes mcp-go's transport checks (the versions of the
+//     header and of _meta agree and are served, the client's capabilities
+//     are declared, no Last-Event-ID, the standard and x-mcp-header headers
+//     agree with the body).
+//
+// The call's log messages, the only notifications it can send its client
+// without a progress token, upgrade the answer to server-sent events as
+// mcp-go does: on 2025-11-25 each event is stored for resumption under the
+// session, and a client resuming with Last-Event-ID gets them replayed by
+// mcp-go. notifications/cancelled of such a call is seen in serveMCP.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+)
+
+// fastTouch is how long a session's calls may take the direct path after
+// mcp-go's transport last handled one of its requests.
+const fastTouch = time.Minute
+
+// fastQueue bounds the notifications of a call waiting to be written to
+// a client that reads its stream slowly; past it they are dropped, as
+// mcp-go drops those of a full session channel.
+const fastQueue = 64
+
+// liveSession is a 2025-11-25 session mcp-go's transport registered on the
+// endpoint.
+type liveSession struct {
+	s server.ClientSession
+	// seen is when mcp-go's transport last handled a request of the
+	// session, in Unix seconds.
+	seen atomic.Int64
+}
+
+// fastRequest is a JSON-RPC message as the direct path reads it.
+type fastRequest struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+// fastParams is the params of a tools/call, as mcp.CallToolParams but
+// without decoding the arguments.
+type fastParams struct {
+	Name      string          `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+	Meta      *mcp.Meta       `json:"_meta"`
+	Task      json.RawMessage `json:"task"`
+	mcp.MultiRoundTripParams
+}
+
+// initFast registers the hooks that keep the face's live sessions.
+func (f *mcpFace) initFast(hooks *server.Hooks) {
+	hooks.AddOnRegisterSession(func(_ context.Context, s server.ClientSession) {
+		ls := &liveSession{s: s}
+		ls.seen.Store(time.Now().Unix())
+		f.live.Store(s.SessionID(), ls)
+	})
+	hooks.AddOnUnregisterSession(func(_ context.Context, s server.ClientSession) {
+		f.live.Delete(s.SessionID())
+	})
+}
+
+// passing notes a POST (its body message) that mcp-go's transport is
+// about to handle: the session was seen, and a notifications/cancelled
+// of a call on the direct path cancels it.
+func (f *mcpFace) passing(r *http.Request, message []byte) {
+	sid := r.Header.Get(server.HeaderKeySessionID)
+	if sid == "" {
+		return
+	}
+	if ls, ok := f.live.Load(sid); ok {
+		ls.(*liveSession).seen.Store(time.Now().Unix())
+	}
+	if !bytes.Contains(message, []byte(mcp.MethodNotificationCancelled)) {
+		return
+	}
+	var n struct {
+		Method string `json:"method"`
+		Params struct {
+			RequestID json.RawMessage `json:"requestId"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(message, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) {
+		return
+	}
+	if cancel, ok := f.fastCalls.Load(fastKey(sid, n.Params.RequestID)); ok {
+		cancel.(context.CancelFunc)()
+	}
+}
+
+// fastKey names a call on the direct path for notifications/cancelled.
+func fastKey(session string, id json.RawMessage) string {
+	return session + "\x00" + string(bytes.TrimSpace(id))
+}
+
+// serveFast answers r, a POST whose body is message, when it is a
+// tools/call the direct path serves (see the file's comment), and reports
+// whether it did; when not, nothing is written.
+func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []byte) bool {
+	if !bytes.Contains(message, []byte(mcp.MethodToolsCall)) {
+		return false
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return false
+	}
+	var m fastRequest
+	if json.Unmarshal(message, &m) != nil || m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) || !plainID(m.ID) {
+		return false
+	}
+	var p fastParams
+	if json.Unmarshal(m.Params, &p) != nil || nonNullJSON(p.Task) != nil || (p.Meta != nil && p.Meta.ProgressToken != nil) {
+		return false
+	}
+	t := f.tools.Load()
+	if t == nil {
+		return false
+	}
+	ft, ok := t.byName[p.Name]
+	if !ok {
+		return false
+	}
+	ctx, session, ok := f.fastContext(r, m.Params, p.Meta, p.Name, ft)
+	if !ok {
+		return false
+	}
+	if f.b.policy != nil && !f.b.policy.grantOf(ctx).of(ft.st, ft.v).permits(ft.rt) {
+		return false
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if session != "" {
+		key := fastKey(session, m.ID)
+		f.fastCalls.Store(key, cancel)
+		defer f.fastCalls.Delete(key)
+	}
+	sink := &fastSink{f: f, w: w, session: session, ctx: ctx}
+	ctx = context.WithValue(ctx, fastSinkKey{}, sink)
+	req := mcp.CallToolRequest{Header: r.Header}
+	req.Method = string(mcp.MethodToolsCall)
+	req.Params = mcp.CallToolParams{Name: p.Name, Meta: p.Meta, MultiRoundTripParams: p.MultiRoundTripParams, RawArguments: p.Arguments}
+	res, err := f.recovered(ctx, req)
+	streamed := sink.end()
+	if err != nil && r.Context().Err() != nil {
+		return true // the client is gone, as mcp-go leaves it
+	}
+	answer, err := f.fastAnswer(m.ID, res, err, session == "")
+	if err != nil {
+		// Not expected: the result is made of JSON read from the server.
+		answer, _ = json.Marshal(mcp.NewJSONRPCError(mcp.NewRequestId(nil), mcp.INTERNAL_ERROR, err.Error(), nil))
+	}
+	if streamed {
+		sink.event(answer)
+		return true
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK) // an rpcWriter gives a 2026-07-28 error its status
+	_, _ = w.Write(append(answer, '\n'))
+	return true
+}
+
+// fastContext returns the context of a tools/call of tool ft (its params
+// raw, and their _meta), as mcp-go's transport would make it, and the
+// 2025-11-25 session it is of ("" on 2026-07-28); false when the request
+// is left to mcp-go.
+func (f *mcpFace) fastContext(r *http.Request, params json.RawMessage, meta *mcp.Meta, name string, ft faceTool) (context.Context, string, bool) {
+	ctx := r.Context()
+	header := r.Header.Get(mcp.HeaderProtocolVersion)
+	version := meta.ProtocolVersion()
+	if !mcp.IsModernProtocol(header) && !mcp.IsModernProtocol(version) {
+		if header != "" && !mcp.IsValidProtocolVersion(header) {
+			return nil, "", false
+		}
+		sid := r.Header.Get(server.HeaderKeySessionID)
+		v, ok := f.live.Load(sid)
+		if !ok || time.Now().Unix()-v.(*liveSession).seen.Load() > int64(fastTouch/time.Second) {
+			return nil, "", false
+		}
+		if ended, err := f.sessions.Validate(sid); err != nil || ended {
+			return nil, "", false
+		}
+		s := v.(*liveSession).s
+		if c, ok := s.(server.SessionWithClientInfo); ok {
+			caps := c.GetClientCapabilities()
+			if caps.Elicitation != nil || caps.Sampling != nil {
+				return nil, "", false
+			}
+		}
+		return f.mcp.WithContext(ctx, s), sid, true
+	}
+	if header == "" || header != version || !mcp.IsValidProtocolVersion(version) || r.Header.Get(mcp.HeaderLastEventID) != "" {
+		return nil, "", false
+	}
+	caps := meta.ClientCapabilities()
+	if caps == nil {
+		return nil, "", false
+	}
+	if mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MethodToolsCall, params) != nil {
+		return nil, "", false
+	}
+	if bytes.Contains(ft.rt.tool.InputSchema, []byte("x-mcp-header")) {
+		tool := mcpTool(name, ft.rt.tool)
+		if mcp.ValidateParamHeadersLookup(func(h string) (string, bool) {
+			v := r.Header.Values(h)
+			if len(v) == 0 {
+				return "", false
+			}
+			return v[0], true
+		}, &tool, params) != nil {
+			return nil, "", false
+		}
+	}
+	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
+		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo(),
+		ClientCapabilities: caps, LogLevel: meta.LogLevel(),
+	}), "", true
+}
+
+// plainID reports a JSON-RPC id the direct path echoes byte for byte as
+// mcp-go would re-encode it: a string of letters, digits and ._:-, or an
+// integer of at most 15 digits.
+func plainID(id json.RawMessage) bool {
+	if len(id) < 1 || len(id) > 130 {
+		return false
+	}
+	if id[0] == '"' {
+		if len(id) < 2 || id[len(id)-1] != '"' {
+			return false
+		}
+		for _, c := range id[1 : len(id)-1] {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+				return false
+			}
+		}
+		return true
+	}
+	digits := id
+	if digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 15 || (digits[0] == '0' && len(digits) > 1) {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// recovered calls the tool as mcp-go's WithRecovery does: a panic is the
+// call's error.
+func (f *mcpFace) recovered(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("panic recovered in %s tool handler: %v", req.Params.Name, r)
+		}
+	}()
+	return f.call(ctx, req)
+}
+
+// fastAnswer is the JSON-RPC response of request id: res, or err as mcp-go
+// answers a handler's error. A 2026-07-28 (modern) result carries its
+// resultType and the endpoint's identity in _meta, as mcp-go stamps them.
+func (f *mcpFace) fastAnswer(id json.RawMessage, res *mcp.CallToolResult, err error, modern bool) ([]byte, error) {
+	if err != nil {
+		var v any // the id as mcp-go reads and writes it
+		if jErr := json.Unmarshal(id, &v); jErr != nil {
+			return nil, jErr
+		}
+		return json.Marshal(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(v),
+			Error: mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, err.Error(), nil)})
+	}
+	if modern {
+		if res.ResultType == "" {
+			res.ResultType = mcp.ResultTypeComplete
+		}
+		if meta := res.EnsureResultMeta(); meta.ServerInfo() == nil {
+			meta.SetServerInfo(mcp.Implementation{Name: f.title, Version: mcpFaceVersion})
+		}
+	}
+	b := make([]byte, 0, 128+resultSize(res))
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b, err = appendToolResult(b, res)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '}'), nil
+}
+
+// resultSize is about the bytes of res's content passed on as sent.
+func resultSize(res *mcp.CallToolResult) int {
+	n := len(res.RawStructuredContent)
+	for _, c := range res.Content {
+		if rc, ok := c.(rawContent); ok {
+			n += len(rc.raw) + 1
+		}
+	}
+	return n
+}
+
+// appendToolResult appends r's JSON, with the members mcp-go's
+// CallToolResult.MarshalJSON writes, in its order (a map's: by name), and
+// without its map and copies: content items passed on as the server sent
+// them are written as they are.
+func appendToolResult(b []byte, r *mcp.CallToolResult) ([]byte, error) {
+	member := func(name string, v any) error {
+		enc, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		b = append(append(append(append(b, '"'), name...), `":`...), enc...)
+		b = append(b, ',')
+		return nil
+	}
+	b = append(b, '{')
+	if r.Meta != nil {
+		if err := member("_meta", r.Meta); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `"content":[`...)
+	for i, c := range r.Content {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if rc, ok := c.(rawContent); ok {
+			b = append(b, rc.raw...)
+			continue
+		}
+		enc, err := json.Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("content %d: %w", i, err)
+		}
+		b = append(b, enc...)
+	}
+	b = append(b, "],"...)
+	if len(r.InputRequests) > 0 {
+		if err := member("inputRequests", r.InputRequests); err != nil {
+			return nil, err
+		}
+	}
+	if r.IsError {
+		b = append(b, `"isError":true,`...)
+	}
+	if r.RequestState != "" {
+		if err := member("requestState", r.RequestState); err != nil {
+			return nil, err
+		}
+	}
+	if r.ResultType != "" {
+		if err := member("resultType", r.ResultType); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.RawStructuredContent) > 0 {
+		b = append(append(b, `"structuredContent":`...), r.RawStructuredContent...)
+		b = append(b, ',')
+	} else if r.StructuredContent != nil {
+		if err := member("structuredContent", r.StructuredContent); err != nil {
+			return nil, err
+		}
+	}
+	b[len(b)-1] = '}' // the last member's comma
+	return b, nil
+}
+
+// fastSinkKey carries the *fastSink of a call on the direct path.
+type fastSinkKey struct{}
+
+// fastSink is where the notifications of a call on the direct path go:
+// its response, upgraded to server-sent events at the first. They are
+// queued, and written by a goroutine started with the first, so that the
+// server's reader that sends them never waits for the client.
+type fastSink struct {
+	f       *mcpFace
+	w       http.ResponseWriter
+	session string // the 2025-11-25 session the events are stored under; "" for none
+	ctx     context.Context
+
+	mu     sync.Mutex
+	ended  bool
+	queue  chan []byte   // nil until the first notification
+	done   chan struct{} // closed when the writer has written the queue
+	stream string        // the stored events' stream
+}
+
+// notify queues a notification of method with params for the client.
+func (s *fastSink) notify(method string, params map[string]any) {
+	msg, err := json.Marshal(mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION,
+		Notification: mcp.Notification{Method: method, Params: mcp.NotificationParams{AdditionalFields: params}}})
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	if s.queue == nil {
+		s.queue, s.done = make(chan []byte, fastQueue), make(chan struct{})
+		s.w.Header().Set("Content-Type", "text/event-stream")
+		s.w.Header().Set("Connection", "keep-alive")
+		s.w.Header().Set("Cache-Control", "no-cache")
+		s.w.WriteHeader(http.StatusOK)
+		if s.session != "" {
+			s.stream = uuid.NewString()
+		}
+		go s.write(s.queue, s.done)
+	}
+	select {
+	case s.queue <- msg:
+	default: // the client does not read
+	}
+}
+
+// write writes the queued notifications until the queue is closed.
+func (s *fastSink) write(queue <-chan []byte, done chan<- struct{}) {
+	defer close(done)
+	for msg := range queue {
+		s.event(msg)
+	}
+}
+
+// event writes msg as an event of the stream, stored first when the
+// stream is a session's.
+func (s *fastSink) event(msg []byte) {
+	var id string
+	if s.session != "" {
+		id, _ = faceEvents{eventStore: mcpEvents, closed: &s.f.sessions.closed}.StoreEvent(context.WithoutCancel(s.ctx), s.session, s.stream, msg)
+	}
+	var b []byte
+	if id != "" {
+		b = append(append(append(b, "id: "...), id...), '\n')
+	}
+	b = append(append(append(b, "event: message\ndata: "...), msg...), "\n\n"...)
+	if _, err := s.w.Write(b); err == nil {
+		_ = http.NewResponseController(s.w).Flush()
+	}
+}
+
+// end stops the notifications, once those queued are written, and reports
+// whether the response is a stream.
+func (s *fastSink) end() bool {
+	s.mu.Lock()
+	s.ended = true
+	queue, done := s.queue, s.done
+	s.mu.Unlock()
+	if queue == nil {
+		return false
+	}
+	close(queue)
+	<-done
+	return true
+}

@@ -1,0 +1,289 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// fastFace is the MCP endpoint of a bridge of the fixture server, served
+// at url, with mcp-go answering every request that comes over HTTP
+// (noFast), so that the direct path can be compared with it.
+func fastFace(t *testing.T, noFast bool) (*mcpFace, string) {
+	t.Helper()
+	b, err := New(Config{Servers: []*ServerConfig{fixtureServer(t)}, Single: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.faces) != 1 {
+		t.Fatalf("%d MCP endpoints, want 1", len(b.faces))
+	}
+	f := b.faces[0]
+	f.noFast = noFast
+	return f, serveBridge(t, b).URL + "/m/mcp"
+}
+
+// serveDirect offers body, with header, to f's direct path as serveMCP
+// does, and returns whether it answered, and the answer.
+func serveDirect(f *mcpFace, body string, header map[string]string) (bool, *httptest.ResponseRecorder) {
+	req := httptest.NewRequest(http.MethodPost, "/m/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	req = req.WithContext(context.WithValue(req.Context(), baseKey{}, "/m"))
+	f.sync()
+	rec := httptest.NewRecorder()
+	rw := &rpcWriter{ResponseWriter: rec}
+	served := f.serveFast(rw, req, []byte(body))
+	if served {
+		rw.release()
+	}
+	return served, rec
+}
+
+// callOf is a tools/call of tool with args (a JSON object) and id, with
+// the members meta (of a JSON object) in its _meta; and the headers of a
+// 2026-07-28 request of it when modern.
+func callOf(id, tool, args, meta string, modern bool) (string, map[string]string) {
+	var h map[string]string
+	if modern {
+		if meta != "" {
+			meta += ","
+		}
+		meta += `"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},` +
+			`"io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"}`
+		h = map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": tool}
+	}
+	return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `,"_meta":{` + meta + `}}}`, h
+}
+
+// jsonValue is body decoded, for comparing answers as JSON.
+func jsonValue(t *testing.T, body string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("the answer is not JSON: %v\n%s", err, body)
+	}
+	return v
+}
+
+func TestMCPFaceAnswersToolCallsDirectlyAsMCPGoDoes(t *testing.T) {
+	f, url := fastFace(t, true)
+	calls := []struct{ id, tool, args string }{
+		{"1", "echo", `{"message":"a <b> & \"c\" ü"}`},
+		{`"call-2.x:y_z"`, "multi", `{}`},
+		{"3", "image", `{}`},
+		{"4", "audio", `{}`},
+		{"5", "resource_link", `{}`},
+		{"6", "embedded_text", `{}`},
+		{"7", "embedded_blob", `{}`},
+		{"8", "structured", `{}`},
+		{"9", "fail", `{"reason":"bad <input>"}`},
+		{"10", "invalid_params", `{}`},                              // the server's JSON-RPC error, its code kept
+		{"11", "add", `{"a":"x","b":1}`},                            // refused by the schema: a tool error
+		{"12", "echo_args", `{"n":123456789012345678901234567890}`}, // precision kept
+		{"-13", "no_args", `null`},
+		{"14", "with_title", `{}`},
+	}
+	for _, era := range []string{"2025-11-25", "2026-07-28"} {
+		modern := era == "2026-07-28"
+		var session map[string]string
+		if !modern {
+			session = legacySession(t, url, "")
+		}
+		for _, c := range calls {
+			t.Run(era+"/"+c.tool, func(t *testing.T) {
+				body, header := callOf(c.id, c.tool, c.args, "", modern)
+				if !modern {
+					header = session
+				}
+				resp, slow := postMCP(t, url, body, header)
+				served, rec := serveDirect(f, body, header)
+				if !served {
+					t.Fatal("the direct path left the call to mcp-go")
+				}
+				if rec.Code != resp.StatusCode {
+					t.Errorf("status %d, mcp-go's %d", rec.Code, resp.StatusCode)
+				}
+				if got, want := rec.Header().Get("Content-Type"), resp.Header.Get("Content-Type"); got != want {
+					t.Errorf("Content-Type %q, mcp-go's %q", got, want)
+				}
+				if got, want := jsonValue(t, rec.Body.String()), jsonValue(t, slow); !reflect.DeepEqual(got, want) {
+					t.Errorf("answered\n%s\nmcp-go answers\n%s", rec.Body.String(), slow)
+				}
+			})
+		}
+	}
+}
+
+func TestMCPFaceLeavesToMCPGoWhatTheDirectPathDoesNotServe(t *testing.T) {
+	f, url := fastFace(t, true)
+	session := legacySession(t, url, "")
+	resp, _ := postMCP(t, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",`+
+		`"capabilities":{"sampling":{}},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	sampling := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-11-25"}
+	postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, sampling)
+	legacy := func(id, tool, meta string) func() (string, map[string]string) {
+		return func() (string, map[string]string) {
+			body, _ := callOf(id, tool, `{}`, meta, false)
+			return body, session
+		}
+	}
+	modernWith := func(edit func(body string, h map[string]string) string) func() (string, map[string]string) {
+		return func() (string, map[string]string) {
+			body, h := callOf("1", "no_args", `{}`, "", true)
+			return edit(body, h), h
+		}
+	}
+	cases := []struct {
+		name string
+		req  func() (string, map[string]string)
+	}{
+		{"a call with a progress token", legacy("1", "no_args", `"progressToken":"p"`)},
+		{"a call as a task", func() (string, map[string]string) {
+			return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"no_args","task":{"ttl":60000}}}`, session
+		}},
+		{"a tool the endpoint does not list", legacy("1", "nope", "")},
+		{"a fractional id", legacy("1.5", "no_args", "")},
+		{"a null id", legacy("null", "no_args", "")},
+		{"an id mcp-go re-encodes", legacy(`"a b"`, "no_args", "")},
+		{"another method", func() (string, map[string]string) {
+			return `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, session
+		}},
+		{"no session", func() (string, map[string]string) {
+			body, _ := callOf("1", "no_args", `{}`, "", false)
+			return body, nil
+		}},
+		{"a session this endpoint did not begin", func() (string, map[string]string) {
+			body, _ := callOf("1", "no_args", `{}`, "", false)
+			return body, map[string]string{"Mcp-Session-Id": mcpSessions.Generate()}
+		}},
+		{"a session whose client samples", func() (string, map[string]string) {
+			body, _ := callOf("1", "no_args", `{}`, "", false)
+			return body, sampling
+		}},
+		{"2026-07-28 with another tool's Mcp-Name", modernWith(func(body string, h map[string]string) string {
+			h["Mcp-Name"] = "echo"
+			return body
+		})},
+		{"2026-07-28 without the client's capabilities", modernWith(func(body string, _ map[string]string) string {
+			return strings.Replace(body, `"io.modelcontextprotocol/clientCapabilities":{},`, "", 1)
+		})},
+		{"2026-07-28 with versions that differ", modernWith(func(body string, h map[string]string) string {
+			h["Mcp-Protocol-Version"] = "2025-11-25"
+			return body
+		})},
+		{"2026-07-28 with a Last-Event-ID", modernWith(func(body string, h map[string]string) string {
+			h["Last-Event-ID"] = "1"
+			return body
+		})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body, header := tc.req()
+			served, rec := serveDirect(f, body, header)
+			if served {
+				t.Fatalf("the direct path answered: %d %s", rec.Code, rec.Body.String())
+			}
+			if rec.Body.Len() != 0 || len(rec.Header()) != 0 {
+				t.Errorf("the direct path wrote %v %q before leaving the request", rec.Header(), rec.Body.String())
+			}
+		})
+	}
+}
+
+func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
+	f, url := fastFace(t, false)
+	session := legacySession(t, url, "")
+	count := func() int {
+		body, _ := callOf("100", "cancelled_calls", `{}`, "", false)
+		_, answer := postMCP(t, url, body, session)
+		var m struct {
+			Result struct {
+				Content []struct{ Text string } `json:"content"`
+			} `json:"result"`
+		}
+		if json.Unmarshal([]byte(answer), &m) != nil || len(m.Result.Content) != 1 {
+			t.Fatalf("cancelled_calls answered %s", answer)
+		}
+		n, _ := strconv.Atoi(m.Result.Content[0].Text)
+		return n
+	}
+	before := count()
+	done := make(chan string, 1)
+	go func() {
+		body, _ := callOf(`"slow-1"`, "slow", `{"ms":20000}`, "", false)
+		_, answer := postMCP(t, url, body, session)
+		done <- answer
+	}()
+	key := fastKey(session["Mcp-Session-Id"], json.RawMessage(`"slow-1"`))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := f.fastCalls.Load(key); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call did not take the direct path")
+		}
+	}
+	resp, _ := postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"test"}}`, session)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("notifications/cancelled answered %d, want 202", resp.StatusCode)
+	}
+	select {
+	case answer := <-done:
+		if strings.Contains(answer, `"done"`) {
+			t.Fatalf("the call ran to its end: %s", answer)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call went on after notifications/cancelled")
+	}
+	for deadline := time.Now().Add(5 * time.Second); count() <= before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not see the call cancelled")
+		}
+	}
+	if _, ok := f.fastCalls.Load(key); ok {
+		t.Error("the ended call is still registered for cancellation")
+	}
+}
+
+func TestAppendToolResultWritesWhatMCPGosMarshalWrites(t *testing.T) {
+	meta := &mcp.Meta{AdditionalFields: map[string]any{"k": "v<"}}
+	cases := map[string]*mcp.CallToolResult{
+		"empty":                {},
+		"raw items":            {Content: []mcp.Content{rawContent{raw: json.RawMessage(`{"type":"text","text":"a"}`)}, rawContent{raw: json.RawMessage(`{"type":"image","data":"AA==","mimeType":"image/png"}`)}}},
+		"typed item":           {Content: []mcp.Content{mcp.NewTextContent("x")}},
+		"error":                {IsError: true, Content: []mcp.Content{mcp.NewTextContent("bad")}},
+		"structured raw":       {RawStructuredContent: json.RawMessage(`{"a":1}`)},
+		"structured value":     {StructuredContent: map[string]any{"b": 2}},
+		"meta":                 {Result: mcp.Result{Meta: meta}},
+		"result type":          {Result: mcp.Result{ResultType: mcp.ResultTypeComplete}},
+		"input required":       {Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: mcp.MultiRoundTripResult{RequestState: "s", InputRequests: mcp.InputRequests{"r": mcp.NewRootsInputRequest()}}},
+		"everything, in order": {Result: mcp.Result{Meta: meta, ResultType: mcp.ResultTypeComplete}, IsError: true, RawStructuredContent: json.RawMessage(`[1]`), Content: []mcp.Content{mcp.NewTextContent("x")}},
+	}
+	for name, r := range cases {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := appendToolResult(nil, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("wrote\n%s\nmcp-go writes\n%s", got, want)
+			}
+		})
+	}
+}
