@@ -491,6 +491,12 @@ func (e *env) profile(ctx context.Context, name string, p path) (*Profile, error
 			return prof, err
 		}
 		return prof, e.allocProfile(ctx, h.caddyPath, name+".allocs")
+	case *postFacePath:
+		prof, err := e.profilePath(ctx, name, p, h.client, h.admin, e.caddyBin)
+		if err != nil {
+			return prof, err
+		}
+		return prof, e.allocProfile(ctx, h.caddyPath, name+".allocs")
 	}
 	return nil, nil
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -171,4 +176,119 @@ func dialHTTP(ctx context.Context, url, protocol string, hc *http.Client) (*clie
 		return nil, fmt.Errorf("tools/list: %w", err)
 	}
 	return c, nil
+}
+
+// postFacePath is caddy-mcpo's MCP face called with plain HTTP POSTs of
+// prepared JSON-RPC messages, as the REST legs post prepared bodies: the
+// client's cost is that of a POST, not of an MCP SDK, so that the load
+// generator takes the same share of the machine as on the REST face and
+// the two faces' throughputs compare the proxy alone. On 2025-11-25 every
+// call goes in one session, begun before the load, each with an id of
+// its own; on 2026-07-28 each is a request of its own, with the headers
+// and _meta that era asks of every request.
+type postFacePath struct {
+	*caddyPath
+	protocol string
+	sessions map[string]string // per server: the Mcp-Session-Id, on 2025-11-25
+	ids      atomic.Int64
+}
+
+// startPostFace runs the caddy-mcpo leg's Caddy and, on 2025-11-25, begins
+// a session with each mount's /mcp.
+func (e *env) startPostFace(ctx context.Context, name, protocol string) (*postFacePath, error) {
+	c, err := e.startCaddyMcpo(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	f := &postFacePath{caddyPath: c, protocol: protocol, sessions: map[string]string{}}
+	if protocol == modernProtocol {
+		return f, nil
+	}
+	for _, server := range []string{"echo", "time"} {
+		sid, err := f.initialize(ctx, c.base+"/"+server+"/mcp")
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("%s/mcp: %w", server, err)
+		}
+		f.sessions[server] = sid
+	}
+	return f, nil
+}
+
+// initialize begins a 2025-11-25 session with the endpoint at url.
+func (f *postFacePath) initialize(ctx context.Context, url string) (string, error) {
+	post := func(body string, header http.Header) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header = header
+		resp, err := f.client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, nil
+	}
+	h := http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
+	resp, err := post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"`+legacyProtocol+
+		`","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`, h)
+	if err != nil {
+		return "", err
+	}
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || sid == "" {
+		return "", fmt.Errorf("initialize answered %s without a session", resp.Status)
+	}
+	h.Set("Mcp-Session-Id", sid)
+	h.Set("Mcp-Protocol-Version", legacyProtocol)
+	if resp, err = post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, h); err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("notifications/initialized answered %s", resp.Status)
+	}
+	return sid, nil
+}
+
+func (f *postFacePath) caller(uc upstreamCase) caller {
+	url := f.base + "/" + uc.Server + "/mcp"
+	head := `{"jsonrpc":"2.0","id":`
+	tail := `,"method":"tools/call","params":{"name":"` + uc.Tool + `","arguments":` + uc.Args + `}}`
+	h := http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
+	if f.protocol == modernProtocol {
+		tail = `,"method":"tools/call","params":{"name":"` + uc.Tool + `","arguments":` + uc.Args +
+			`,"_meta":{"io.modelcontextprotocol/protocolVersion":"` + modernProtocol + `",` +
+			`"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}}}`
+		h.Set("Mcp-Protocol-Version", modernProtocol)
+		h.Set("Mcp-Method", "tools/call")
+		h.Set("Mcp-Name", uc.Tool)
+	} else {
+		h.Set("Mcp-Protocol-Version", legacyProtocol)
+		h.Set("Mcp-Session-Id", f.sessions[uc.Server])
+	}
+	want := []byte(uc.want)
+	return func(ctx context.Context) error {
+		body := strconv.AppendInt([]byte(head), f.ids.Add(1), 10)
+		body = append(body, tail...)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header = h.Clone()
+		resp, err := f.client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"result"`)) || !bytes.Contains(b, want) {
+			return fmt.Errorf("status %d: %.200s", resp.StatusCode, b)
+		}
+		return nil
+	}
 }

@@ -24,6 +24,10 @@ const (
 	// protocol, in front of the same servers as pathCaddy.
 	pathFace       = "caddy-mcpo-mcp"
 	pathFaceModern = "caddy-mcpo-mcp-2026"
+	// pathFacePost and pathFacePostModern are the same face called with
+	// plain POSTs of prepared messages, as the REST legs call theirs.
+	pathFacePost       = "caddy-mcpo-mcp-post"
+	pathFacePostModern = "caddy-mcpo-mcp-2026-post"
 	pathMcpo       = "mcpo"
 )
 
@@ -63,6 +67,14 @@ var legs = []leg{
 	{name: pathFaceModern, label: "caddy-mcpo /mcp (2026-07-28)", color: color.RGBA{R: 220, G: 60, B: 120, A: 255}, rest: pathCaddy,
 		open: func(ctx context.Context, e *env) (path, error) {
 			return e.startFace(ctx, "caddy-mcp-2026", modernProtocol)
+		}},
+	{name: pathFacePost, label: "caddy-mcpo /mcp (2025-11-25, plain POST)", color: color.RGBA{R: 110, G: 30, B: 140, A: 255}, rest: pathCaddy,
+		open: func(ctx context.Context, e *env) (path, error) {
+			return e.startPostFace(ctx, "caddy-mcp-post", legacyProtocol)
+		}},
+	{name: pathFacePostModern, label: "caddy-mcpo /mcp (2026-07-28, plain POST)", color: color.RGBA{R: 170, G: 30, B: 80, A: 255}, rest: pathCaddy,
+		open: func(ctx context.Context, e *env) (path, error) {
+			return e.startPostFace(ctx, "caddy-mcp-2026-post", modernProtocol)
 		}},
 	{name: pathMcpo, color: color.RGBA{R: 230, G: 120, B: 0, A: 255},
 		open: func(ctx context.Context, e *env) (path, error) {

@@ -801,9 +801,14 @@ func (s *sessionIDs) Validate(sessionID string) (isTerminated bool, err error) {
 	if !ok || !hmac.Equal([]byte(sig), []byte(s.sign(id))) {
 		return false, errors.New("unknown session ID")
 	}
+	return s.ended(sessionID), nil
+}
+
+// ended reports a session ended, of an ID known to be one it issued.
+func (s *sessionIDs) ended(sessionID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.terminated[sessionID], nil
+	return s.terminated[sessionID]
 }
 
 // Terminate ends a session.

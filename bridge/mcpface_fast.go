@@ -211,7 +211,7 @@ func (f *mcpFace) fastContext(r *http.Request, params json.RawMessage, meta *mcp
 		if !ok || time.Now().Unix()-v.(*liveSession).seen.Load() > int64(fastTouch/time.Second) {
 			return nil, "", false
 		}
-		if ended, err := f.sessions.Validate(sid); err != nil || ended {
+		if f.sessions.ended(sid) { // an ID mcp-go registered is one the endpoint issued
 			return nil, "", false
 		}
 		s := v.(*liveSession).s

@@ -168,6 +168,31 @@ func TestMCPFaceLeavesToMCPGoWhatTheDirectPathDoesNotServe(t *testing.T) {
 			body, _ := callOf("1", "no_args", `{}`, "", false)
 			return body, map[string]string{"Mcp-Session-Id": mcpSessions.Generate()}
 		}},
+		{"a session its client ended", func() (string, map[string]string) {
+			ended := legacySession(t, url, "")
+			req, _ := http.NewRequest(http.MethodDelete, url, nil)
+			req.Header.Set("Mcp-Session-Id", ended["Mcp-Session-Id"])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("DELETE answered %s", resp.Status)
+			}
+			body, _ := callOf("1", "no_args", `{}`, "", false)
+			return body, ended
+		}},
+		{"a session mcp-go's transport has not seen for a while", func() (string, map[string]string) {
+			idle := legacySession(t, url, "")
+			ls, ok := f.live.Load(idle["Mcp-Session-Id"])
+			if !ok {
+				t.Fatal("the session is not registered")
+			}
+			ls.(*liveSession).seen.Add(-int64(2 * fastTouch / time.Second))
+			body, _ := callOf("1", "no_args", `{}`, "", false)
+			return body, idle
+		}},
 		{"a session whose client samples", func() (string, map[string]string) {
 			body, _ := callOf("1", "no_args", `{}`, "", false)
 			return body, sampling

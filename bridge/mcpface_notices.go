@@ -308,7 +308,7 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *ca
 	if !f.relays || level == "" {
 		return ctx, func() {}
 	}
-	c := &callLogs{session: session, server: st, sent: map[string]int{}}
+	c := &callLogs{session: session, server: st} // sent is made with the first message
 	f.callsMu.Lock()
 	if f.calls == nil {
 		f.calls = map[*callLogs]struct{}{}
@@ -327,6 +327,9 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *ca
 		f.callsMu.Lock()
 		_, live := f.calls[c]
 		if live && session != "" && len(c.sent) < maxCallLogsPending {
+			if c.sent == nil {
+				c.sent = map[string]int{}
+			}
 			c.sent[logKey(msg)]++
 		}
 		f.callsMu.Unlock()
