@@ -28,7 +28,7 @@ const (
 	// plain POSTs of prepared messages, as the REST legs call theirs.
 	pathFacePost       = "caddy-mcpo-mcp-post"
 	pathFacePostModern = "caddy-mcpo-mcp-2026-post"
-	pathMcpo       = "mcpo"
+	pathMcpo           = "mcpo"
 )
 
 // leg is one way to call the upstreams: how the harness opens it, and how
