@@ -277,18 +277,6 @@ func (f *postFacePath) caller(uc upstreamCase) caller {
 			return err
 		}
 		req.Header = h.Clone()
-		resp, err := f.client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"result"`)) || !bytes.Contains(b, want) {
-			return fmt.Errorf("status %d: %.200s", resp.StatusCode, b)
-		}
-		return nil
+		return postChecked(f.client, req, []byte(`"result"`), want)
 	}
 }

@@ -172,20 +172,30 @@ func postCallerAs(cl *http.Client, url string, body []byte, want string, user fu
 		if user != nil {
 			req.Header.Set(userHeader, user())
 		}
-		resp, err := cl.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(want)) {
-			return fmt.Errorf("%s: %d %.200s", url, resp.StatusCode, b)
-		}
-		return nil
+		return postChecked(cl, req, []byte(want))
 	}
+}
+
+// postChecked sends req with cl and checks for a 200 whose body holds
+// each of wants.
+func postChecked(cl *http.Client, req *http.Request, wants ...[]byte) error {
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	ok := resp.StatusCode == http.StatusOK
+	for _, w := range wants {
+		ok = ok && bytes.Contains(b, w)
+	}
+	if !ok {
+		return fmt.Errorf("%s: %d %.200s", req.URL, resp.StatusCode, b)
+	}
+	return nil
 }
 
 // proxy is the proxy's processes, without the upstream servers and

@@ -20,10 +20,9 @@ package bridge
 // tools (SetTools, which also tells connected sessions that the list
 // changed). What a caller sees and may call is decided per request by a
 // tool filter over the caller's grant, which mcp-go applies to tools/list
-// and again to tools/call. Handling tools/list and tools/call ourselves
-// would mean parsing JSON-RPC in front of mcp-go's transport and losing
-// its SSE answers, cancellation and era handling; registering per request
-// would rebuild the tools on every call.
+// and again to tools/call; registering per request would rebuild the
+// tools on every call. A plain tools/call is answered without mcp-go's
+// transport (mcpface_fast.go), by the same handler, with the same checks.
 
 import (
 	"bytes"
