@@ -536,32 +536,24 @@ func invalidResult(msg string) *upstream.CallResult {
 }
 
 // mcpResult is res as the face answers it: every content item, the
-// structured content and _meta as the server sent them (from res.Raw); and
-// the bytes of those.
+// structured content and _meta as the server sent them; and the bytes of
+// those.
 func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
 	out := &mcp.CallToolResult{IsError: res.IsError, RawStructuredContent: res.Structured}
-	var wire struct {
-		Content []json.RawMessage `json:"content"`
-		Meta    json.RawMessage   `json:"_meta"`
-	}
-	if res.Raw == nil || json.Unmarshal(res.Raw, &wire) != nil {
-		// A result made here, not read from a server.
-		wire.Content, wire.Meta = nil, nil
-		for i := range res.Content {
-			c := res.Content[i].Raw
-			if c == nil {
-				c = contentJSON(&res.Content[i])
-			}
-			wire.Content = append(wire.Content, c)
+	n := int64(len(res.Structured) + len(res.Meta))
+	out.Content = make([]mcp.Content, len(res.Content))
+	for i := range res.Content {
+		c := res.Content[i].Wire // as sent, annotations and _meta included
+		if c == nil {
+			c = res.Content[i].Raw
 		}
-	}
-	n := int64(len(res.Structured) + len(wire.Meta))
-	out.Content = make([]mcp.Content, len(wire.Content))
-	for i, c := range wire.Content {
+		if c == nil { // an item made here, not read from a server
+			c = contentJSON(&res.Content[i])
+		}
 		out.Content[i] = rawContent{raw: c}
 		n += int64(len(c))
 	}
-	if m := nonNullJSON(wire.Meta); m != nil {
+	if m := nonNullJSON(res.Meta); m != nil {
 		var meta mcp.Meta
 		if json.Unmarshal(m, &meta) == nil {
 			out.Meta = &meta
@@ -703,16 +695,16 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		}
 	}
 	p.face.sync()
-	r = r.WithContext(context.WithValue(r.Context(), baseKey{}, base))
+	ctx := context.WithValue(r.Context(), baseKey{}, base)
 	rw := &rpcWriter{ResponseWriter: w}
-	if r.Method == http.MethodPost && !p.face.noFast && p.face.serveFast(rw, r, body) {
+	if r.Method == http.MethodPost && !p.face.noFast && p.face.serveFast(rw, r, ctx, body) {
 		rw.release()
 		return nil
 	}
 	if r.Method == http.MethodPost {
 		p.face.passing(r, body)
 	}
-	r = r.WithContext(withLists(r.Context()))
+	r = r.WithContext(withLists(ctx))
 	p.face.handler().ServeHTTP(rw, r)
 	rw.release()
 	return nil

@@ -78,9 +78,21 @@ type fastRequest struct {
 type fastParams struct {
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
-	Meta      *mcp.Meta       `json:"_meta"`
+	Meta      *fastMeta       `json:"_meta"`
 	Task      json.RawMessage `json:"task"`
 	mcp.MultiRoundTripParams
+}
+
+// fastMeta is the members of a request's _meta the direct path reads,
+// decoded as mcp.Meta's accessors decode them (without its map): a member
+// of another shape fails the decoding, and the request goes to mcp-go,
+// which refuses it.
+type fastMeta struct {
+	ProgressToken      json.RawMessage         `json:"progressToken"`
+	ProtocolVersion    string                  `json:"io.modelcontextprotocol/protocolVersion"`
+	ClientInfo         *mcp.Implementation     `json:"io.modelcontextprotocol/clientInfo"`
+	ClientCapabilities *mcp.ClientCapabilities `json:"io.modelcontextprotocol/clientCapabilities"`
+	LogLevel           mcp.LoggingLevel        `json:"io.modelcontextprotocol/logLevel"`
 }
 
 // initFast registers the hooks that keep the face's live sessions.
@@ -128,10 +140,11 @@ func fastKey(session string, id json.RawMessage) string {
 	return session + "\x00" + string(bytes.TrimSpace(id))
 }
 
-// serveFast answers r, a POST whose body is message, when it is a
-// tools/call the direct path serves (see the file's comment), and reports
-// whether it did; when not, nothing is written.
-func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []byte) bool {
+// serveFast answers r, a POST whose body is message, under ctx (r's with
+// the face's base path), when it is a tools/call the direct path serves
+// (see the file's comment), and reports whether it did; when not, nothing
+// is written.
+func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.Context, message []byte) bool {
 	if !bytes.Contains(message, []byte(mcp.MethodToolsCall)) {
 		return false
 	}
@@ -143,7 +156,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []by
 		return false
 	}
 	var p fastParams
-	if json.Unmarshal(m.Params, &p) != nil || nonNullJSON(p.Task) != nil || (p.Meta != nil && p.Meta.ProgressToken != nil) {
+	if json.Unmarshal(m.Params, &p) != nil || nonNullJSON(p.Task) != nil || (p.Meta != nil && nonNullJSON(p.Meta.ProgressToken) != nil) {
 		return false
 	}
 	t := f.tools.Load()
@@ -154,7 +167,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []by
 	if !ok {
 		return false
 	}
-	ctx, session, ok := f.fastContext(r, m.Params, p.Meta, p.Name, ft)
+	ctx, session, ok := f.fastContext(r, ctx, m.Params, p.Meta, p.Name, ft)
 	if !ok {
 		return false
 	}
@@ -162,9 +175,10 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []by
 		return false
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if session != "" {
+	if session != "" { // a 2026-07-28 client cancels by closing its request
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
 		key := fastKey(session, m.ID)
 		f.fastCalls.Store(key, cancel)
 		defer f.fastCalls.Delete(key)
@@ -173,7 +187,9 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []by
 	ctx = context.WithValue(ctx, fastSinkKey{}, sink)
 	req := mcp.CallToolRequest{Header: r.Header}
 	req.Method = string(mcp.MethodToolsCall)
-	req.Params = mcp.CallToolParams{Name: p.Name, Meta: p.Meta, MultiRoundTripParams: p.MultiRoundTripParams, RawArguments: p.Arguments}
+	// No _meta: the handler reads only its progress token, which a call on
+	// this path has none of.
+	req.Params = mcp.CallToolParams{Name: p.Name, MultiRoundTripParams: p.MultiRoundTripParams, RawArguments: p.Arguments}
 	res, err := f.recovered(ctx, req)
 	streamed := sink.end()
 	if err != nil && r.Context().Err() != nil {
@@ -194,14 +210,16 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, message []by
 	return true
 }
 
-// fastContext returns the context of a tools/call of tool ft (its params
-// raw, and their _meta), as mcp-go's transport would make it, and the
+// fastContext returns ctx as mcp-go's transport would make it for r, a
+// tools/call of tool ft (its params raw, and their _meta), and the
 // 2025-11-25 session it is of ("" on 2026-07-28); false when the request
 // is left to mcp-go.
-func (f *mcpFace) fastContext(r *http.Request, params json.RawMessage, meta *mcp.Meta, name string, ft faceTool) (context.Context, string, bool) {
-	ctx := r.Context()
+func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, params json.RawMessage, meta *fastMeta, name string, ft faceTool) (context.Context, string, bool) {
+	if meta == nil {
+		meta = &fastMeta{}
+	}
 	header := r.Header.Get(mcp.HeaderProtocolVersion)
-	version := meta.ProtocolVersion()
+	version := meta.ProtocolVersion
 	if !mcp.IsModernProtocol(header) && !mcp.IsModernProtocol(version) {
 		if header != "" && !mcp.IsValidProtocolVersion(header) {
 			return nil, "", false
@@ -226,7 +244,7 @@ func (f *mcpFace) fastContext(r *http.Request, params json.RawMessage, meta *mcp
 	if header == "" || header != version || !mcp.IsValidProtocolVersion(version) || r.Header.Get(mcp.HeaderLastEventID) != "" {
 		return nil, "", false
 	}
-	caps := meta.ClientCapabilities()
+	caps := meta.ClientCapabilities
 	if caps == nil {
 		return nil, "", false
 	}
@@ -246,8 +264,8 @@ func (f *mcpFace) fastContext(r *http.Request, params json.RawMessage, meta *mcp
 		}
 	}
 	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
-		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo(),
-		ClientCapabilities: caps, LogLevel: meta.LogLevel(),
+		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo,
+		ClientCapabilities: caps, LogLevel: meta.LogLevel,
 	}), "", true
 }
 

@@ -40,11 +40,10 @@ func serveDirect(f *mcpFace, body string, header map[string]string) (bool, *http
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	req = req.WithContext(context.WithValue(req.Context(), baseKey{}, "/m"))
 	f.sync()
 	rec := httptest.NewRecorder()
 	rw := &rpcWriter{ResponseWriter: rec}
-	served := f.serveFast(rw, req, []byte(body))
+	served := f.serveFast(rw, req, context.WithValue(req.Context(), baseKey{}, "/m"), []byte(body))
 	if served {
 		rw.release()
 	}

@@ -81,20 +81,23 @@ func raw(s string) upstream.Content {
 	return c
 }
 
-// wireResult is a result as a server sends it: Raw, and the fields the
-// REST face reads.
+// wireResult is a result as upstream reads it from a server: Raw and
+// Meta, each item with its Wire, and the fields the REST face reads.
 func wireResult(s string) *upstream.CallResult {
 	var r struct {
 		Content    []json.RawMessage `json:"content"`
 		Structured json.RawMessage   `json:"structuredContent"`
+		Meta       json.RawMessage   `json:"_meta"`
 		IsError    bool              `json:"isError"`
 	}
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
 		panic(err)
 	}
-	res := &upstream.CallResult{Structured: r.Structured, IsError: r.IsError, Raw: json.RawMessage(s)}
+	res := &upstream.CallResult{Structured: r.Structured, Meta: r.Meta, IsError: r.IsError, Raw: json.RawMessage(s)}
 	for _, c := range r.Content {
-		res.Content = append(res.Content, raw(string(c)))
+		item := raw(string(c))
+		item.Wire = c
+		res.Content = append(res.Content, item)
 	}
 	return res
 }

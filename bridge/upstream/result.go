@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -22,6 +23,8 @@ type CallResult struct {
 	// and _meta, and its own _meta. It is the buffer the result was read
 	// from, not a copy.
 	Raw json.RawMessage
+	// Meta is the result's _meta, byte for byte; nil when absent.
+	Meta json.RawMessage
 }
 
 // Content is one content item of a tool result. Type says which fields are
@@ -41,6 +44,10 @@ type Content struct {
 	Size        *int64            `json:"size"`
 	Resource    *ResourceContents `json:"resource"`
 	Raw         json.RawMessage   `json:"-"`
+	// Wire is the item as the server sent it, a part of its result's Raw
+	// (so costing nothing to keep); nil for an item not read from a
+	// server's result.
+	Wire json.RawMessage `json:"-"`
 }
 
 // ResourceContents is the resource of an embedded resource item: Text for a
@@ -53,10 +60,39 @@ type ResourceContents struct {
 }
 
 type rawCallResult struct {
-	Content           []Content       `json:"content"`
+	Content           []wireContent   `json:"content"`
 	StructuredContent json.RawMessage `json:"structuredContent"`
+	Meta              json.RawMessage `json:"_meta"`
 	IsError           bool            `json:"isError"`
 	ResultType        string          `json:"resultType"`
+}
+
+// wireContent is a content item of a result being decoded, with the part
+// of the result's buffer it was read from (Wire).
+type wireContent struct{ Content }
+
+// A wireContent is laid out as a Content (decodeCallResult relies on it):
+// neither can be larger than the other.
+var (
+	_ [unsafe.Sizeof(wireContent{}) - unsafe.Sizeof(Content{})]struct{}
+	_ [unsafe.Sizeof(Content{}) - unsafe.Sizeof(wireContent{})]struct{}
+)
+
+func (w *wireContent) UnmarshalJSON(b []byte) error {
+	if err := w.Content.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	w.Wire = b // checked to be a part of the result's buffer by decodeCallResult
+	return nil
+}
+
+// within reports part a slice of whole's memory.
+func within(part, whole []byte) bool {
+	if len(part) == 0 || len(whole) == 0 {
+		return false
+	}
+	p, w := uintptr(unsafe.Pointer(unsafe.SliceData(part))), uintptr(unsafe.Pointer(unsafe.SliceData(whole)))
+	return p >= w && p+uintptr(len(part)) <= w+uintptr(len(whole))
 }
 
 // UnmarshalJSON decodes a content item, keeping its JSON (Raw) only when
@@ -88,11 +124,20 @@ func decodeCallResult(b json.RawMessage) (*CallResult, error) {
 	if raw.ResultType != "" && raw.ResultType != "complete" {
 		return nil, newInputRequired(b)
 	}
-	content := raw.Content
+	// A wireContent is a Content and nothing else: the items are used as
+	// they are, not copied.
+	content := unsafe.Slice((*Content)(unsafe.Pointer(unsafe.SliceData(raw.Content))), len(raw.Content))
 	if content == nil {
 		content = []Content{}
 	}
-	return &CallResult{Content: content, Structured: nonNull(raw.StructuredContent), IsError: raw.IsError, Raw: b}, nil
+	for i := range content {
+		if !within(content[i].Wire, b) {
+			// encoding/json gave the item in a buffer of its own, which
+			// it may reuse.
+			content[i].Wire = bytes.Clone(content[i].Wire)
+		}
+	}
+	return &CallResult{Content: content, Structured: nonNull(raw.StructuredContent), Meta: nonNull(raw.Meta), IsError: raw.IsError, Raw: b}, nil
 }
 
 // decodeCallResultError says why b could not be decoded, naming the

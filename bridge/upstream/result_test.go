@@ -58,3 +58,54 @@ func TestDecodeCallResultKeepsTheJSONOfItemsItsFieldsDoNotDescribe(t *testing.T)
 		})
 	}
 }
+
+func TestDecodeCallResultKeepsEachItemAndTheMetaAsSentWithoutCopies(t *testing.T) {
+	items := []string{
+		`{"type":"text","text":"hi","annotations":{"audience":["user"]}}`,
+		`{ "type" : "image", "data":"AA==", "mimeType":"image/png", "_meta":{"k":1} }`,
+		`{"type":"hologram","depth":3}`,
+	}
+	meta := `{"trace":"abc"}`
+	b := json.RawMessage(`{"content":[` + strings.Join(items, ", ") + `],"_meta":` + meta + `}`)
+	res, err := decodeCallResult(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Content) != len(items) {
+		t.Fatalf("%d items, want %d", len(res.Content), len(items))
+	}
+	for i, want := range items {
+		w := res.Content[i].Wire
+		if string(w) != want {
+			t.Errorf("item %d's Wire = %s, want %s", i, w, want)
+		}
+		if !within(w, b) {
+			t.Errorf("item %d's Wire is a copy, not a part of the result's buffer", i)
+		}
+	}
+	if string(res.Meta) != meta {
+		t.Errorf("Meta = %s, want %s", res.Meta, meta)
+	}
+	if res, _ := decodeCallResult(json.RawMessage(`{"content":[]}`)); res.Meta != nil {
+		t.Errorf("Meta of a result without one = %s, want nil", res.Meta)
+	}
+}
+
+func TestWithinTellsAPartOfABufferFromACopy(t *testing.T) {
+	whole := []byte("0123456789")
+	for _, tc := range []struct {
+		name string
+		part []byte
+		want bool
+	}{
+		{"a middle part", whole[2:5], true},
+		{"the whole", whole, true},
+		{"the last byte", whole[9:], true},
+		{"a copy", []byte("234"), false},
+		{"empty", whole[3:3], false},
+	} {
+		if got := within(tc.part, whole); got != tc.want {
+			t.Errorf("%s: within = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
