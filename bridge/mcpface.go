@@ -89,6 +89,9 @@ type mcpFace struct {
 	fastCalls sync.Map
 	noFast    bool
 
+	serverMetaOnce sync.Once
+	serverMetaJSON json.RawMessage // see serverMeta
+
 	// The transport and the watcher start with the first request, so that
 	// an endpoint nobody uses runs nothing; close ends them.
 	startMu sync.Mutex

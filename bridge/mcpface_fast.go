@@ -22,8 +22,8 @@ package bridge
 //     idle, and delivers what mcp-go queued for it);
 //   - on 2026-07-28, passes mcp-go's transport checks (the versions of the
 //     header and of _meta agree and are served, the client's capabilities
-//     are declared, no Last-Event-ID, the standard and x-mcp-header headers
-//     agree with the body).
+//     are declared, no Last-Event-ID, the standard headers agree with the
+//     body), of a tool without x-mcp-header parameters.
 //
 // The call's log messages, the only notifications it can send its client
 // without a progress token, upgrade the answer to server-sent events as
@@ -65,12 +65,13 @@ type liveSession struct {
 	seen atomic.Int64
 }
 
-// fastRequest is a JSON-RPC message as the direct path reads it.
+// fastRequest is a JSON-RPC message as the direct path reads it, in one
+// pass.
 type fastRequest struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
 	Method  string          `json:"method"`
-	Params  json.RawMessage `json:"params"`
+	Params  fastParams      `json:"params"`
 }
 
 // fastParams is the params of a tools/call, as mcp.CallToolParams but
@@ -155,8 +156,8 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	if json.Unmarshal(message, &m) != nil || m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) || !plainID(m.ID) {
 		return false
 	}
-	var p fastParams
-	if json.Unmarshal(m.Params, &p) != nil || nonNullJSON(p.Task) != nil || (p.Meta != nil && nonNullJSON(p.Meta.ProgressToken) != nil) {
+	p := &m.Params
+	if nonNullJSON(p.Task) != nil || (p.Meta != nil && nonNullJSON(p.Meta.ProgressToken) != nil) {
 		return false
 	}
 	t := f.tools.Load()
@@ -167,7 +168,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	if !ok {
 		return false
 	}
-	ctx, session, ok := f.fastContext(r, ctx, m.Params, p.Meta, p.Name, ft)
+	ctx, session, ok := f.fastContext(r, ctx, p.Meta, p.Name, ft)
 	if !ok {
 		return false
 	}
@@ -211,10 +212,10 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 }
 
 // fastContext returns ctx as mcp-go's transport would make it for r, a
-// tools/call of tool ft (its params raw, and their _meta), and the
+// tools/call of tool ft under name (with the _meta of its params), and the
 // 2025-11-25 session it is of ("" on 2026-07-28); false when the request
 // is left to mcp-go.
-func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, params json.RawMessage, meta *fastMeta, name string, ft faceTool) (context.Context, string, bool) {
+func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMeta, name string, ft faceTool) (context.Context, string, bool) {
 	if meta == nil {
 		meta = &fastMeta{}
 	}
@@ -248,25 +249,27 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, params json.
 	if caps == nil {
 		return nil, "", false
 	}
-	if mcp.ValidateStandardHeaders(r.Header.Get, version, mcp.MethodToolsCall, params) != nil {
-		return nil, "", false
-	}
-	if bytes.Contains(ft.rt.tool.InputSchema, []byte("x-mcp-header")) {
-		tool := mcpTool(name, ft.rt.tool)
-		if mcp.ValidateParamHeadersLookup(func(h string) (string, bool) {
-			v := r.Header.Values(h)
-			if len(v) == 0 {
-				return "", false
-			}
-			return v[0], true
-		}, &tool, params) != nil {
-			return nil, "", false
-		}
+	if !standardHeadersAgree(r.Header, version, name) || bytes.Contains(ft.rt.tool.InputSchema, []byte("x-mcp-header")) {
+		return nil, "", false // mcp-go checks the parameters' headers
 	}
 	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
 		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo,
 		ClientCapabilities: caps, LogLevel: meta.LogLevel,
 	}), "", true
+}
+
+// standardHeadersAgree is mcp.ValidateStandardHeaders of a tools/call of
+// tool name, made of its parts, on the name already read from the body.
+func standardHeadersAgree(h http.Header, version, name string) bool {
+	if !mcp.RequiresStandardHeaders(version) {
+		return true
+	}
+	if h.Get(mcp.HeaderMethod) != string(mcp.MethodToolsCall) {
+		return false
+	}
+	header := h.Get(mcp.HeaderName)
+	decoded, ok := mcp.DecodeHeaderValue(header)
+	return header != "" && ok && decoded == name
 }
 
 // plainID reports a JSON-RPC id the direct path echoes byte for byte as
@@ -325,23 +328,44 @@ func (f *mcpFace) fastAnswer(id json.RawMessage, res *mcp.CallToolResult, err er
 		return json.Marshal(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(v),
 			Error: mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, err.Error(), nil)})
 	}
+	var meta json.RawMessage // res.Meta's JSON, when known
 	if modern {
 		if res.ResultType == "" {
 			res.ResultType = mcp.ResultTypeComplete
 		}
-		if meta := res.EnsureResultMeta(); meta.ServerInfo() == nil {
-			meta.SetServerInfo(mcp.Implementation{Name: f.title, Version: mcpFaceVersion})
+		switch {
+		case res.Meta == nil:
+			meta = f.serverMeta()
+		case res.Meta.ServerInfo() == nil:
+			res.Meta.SetServerInfo(f.implementation())
 		}
 	}
-	b := make([]byte, 0, 128+resultSize(res))
+	b := make([]byte, 0, 128+len(meta)+resultSize(res))
 	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	b = append(b, id...)
 	b = append(b, `,"result":`...)
-	b, err = appendToolResult(b, res)
+	b, err = appendToolResult(b, res, meta)
 	if err != nil {
 		return nil, err
 	}
 	return append(b, '}'), nil
+}
+
+// implementation is the endpoint's identity, as mcp-go gives it in
+// results.
+func (f *mcpFace) implementation() mcp.Implementation {
+	return mcp.Implementation{Name: f.title, Version: mcpFaceVersion}
+}
+
+// serverMeta is the _meta mcp-go gives a 2026-07-28 result that has none:
+// the endpoint's identity. Made once.
+func (f *mcpFace) serverMeta() json.RawMessage {
+	f.serverMetaOnce.Do(func() {
+		var m mcp.Meta
+		m.SetServerInfo(f.implementation())
+		f.serverMetaJSON, _ = json.Marshal(&m)
+	})
+	return f.serverMetaJSON
 }
 
 // resultSize is about the bytes of res's content passed on as sent.
@@ -359,7 +383,7 @@ func resultSize(res *mcp.CallToolResult) int {
 // CallToolResult.MarshalJSON writes, in its order (a map's: by name), and
 // without its map and copies: content items passed on as the server sent
 // them are written as they are.
-func appendToolResult(b []byte, r *mcp.CallToolResult) ([]byte, error) {
+func appendToolResult(b []byte, r *mcp.CallToolResult, meta json.RawMessage) ([]byte, error) {
 	member := func(name string, v any) error {
 		enc, err := json.Marshal(v)
 		if err != nil {
@@ -370,7 +394,10 @@ func appendToolResult(b []byte, r *mcp.CallToolResult) ([]byte, error) {
 		return nil
 	}
 	b = append(b, '{')
-	if r.Meta != nil {
+	switch {
+	case meta != nil:
+		b = append(append(append(b, `"_meta":`...), meta...), ',')
+	case r.Meta != nil:
 		if err := member("_meta", r.Meta); err != nil {
 			return nil, err
 		}
@@ -404,7 +431,9 @@ func appendToolResult(b []byte, r *mcp.CallToolResult) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if r.ResultType != "" {
+	if r.ResultType == mcp.ResultTypeComplete {
+		b = append(b, `"resultType":"complete",`...)
+	} else if r.ResultType != "" {
 		if err := member("resultType", r.ResultType); err != nil {
 			return nil, err
 		}

@@ -301,7 +301,7 @@ func TestAppendToolResultWritesWhatMCPGosMarshalWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := appendToolResult(nil, r)
+			got, err := appendToolResult(nil, r, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
