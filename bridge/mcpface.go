@@ -665,16 +665,32 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	}
 	var body []byte
 	if r.Method == http.MethodPost {
-		var err error
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBodyBytes))
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			writeRPCError(w, http.StatusRequestEntityTooLarge, mcp.INVALID_REQUEST,
-				fmt.Sprintf("the message is larger than %d bytes, this server's limit (max_request_body)", b.cfg.MaxBodyBytes))
+		// Read as a REST call's body is: counted in the bytes in flight
+		// until the answer is written, gzip decoded.
+		h := hold{b: &b.bodies}
+		defer h.release()
+		var e *httpError
+		if body, e = readBody(w, r, b.cfg.MaxBodyBytes, &h); e != nil {
+			if e == clientGone {
+				return e
+			}
+			settle(r, e, b.cfg.MaxBodyBytes, &h)
+			msg := e.Detail.Message
+			if e.Status == http.StatusRequestEntityTooLarge {
+				how := ""
+				if strings.HasSuffix(msg, " once decoded") {
+					how = " once decoded"
+				}
+				msg = fmt.Sprintf("the message is larger than %d bytes%s, this server's limit (max_request_body)", b.cfg.MaxBodyBytes, how)
+			}
+			for k, v := range e.Header {
+				w.Header()[k] = append(w.Header()[k], v...)
+			}
+			if e.RetryAfter > 0 {
+				w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
+			}
+			writeRPCError(w, e.Status, mcp.INVALID_REQUEST, msg)
 			return nil
-		case err != nil:
-			return clientGone
 		}
 		if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '[' {
 			writeRPCError(w, http.StatusBadRequest, mcp.INVALID_REQUEST,

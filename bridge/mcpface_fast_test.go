@@ -1,8 +1,11 @@
 package bridge
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -309,5 +312,69 @@ func TestAppendToolResultWritesWhatMCPGosMarshalWrites(t *testing.T) {
 				t.Errorf("wrote\n%s\nmcp-go writes\n%s", got, want)
 			}
 		})
+	}
+}
+
+func TestMCPFaceCountsItsMessagesInTheBytesInFlight(t *testing.T) {
+	b, err := New(Config{Servers: []*ServerConfig{fixtureServer(t)}, Single: true, MaxBodyBytes: 2000, MaxBodyBytesInFlight: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveBridge(t, b)
+	url := srv.URL + "/m/mcp"
+	pad := strings.Repeat("x", 1500)
+	held := make(chan struct{})
+	go func() { // a REST call holding 1.5 KB until it is answered
+		defer close(held)
+		resp, err := http.Post(srv.URL+"/m/slow", "application/json", strings.NewReader(`{"ms":1500,"pad":"`+pad+`"}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); b.bodies.used.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the REST call's body is not held")
+		}
+	}
+	session := legacySession(t, url, "")
+	body, _ := callOf("1", "echo", `{"message":"`+pad+`"}`, "", false)
+	resp, answer := postMCP(t, url, body, session)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(answer, "max_request_bytes_in_flight") {
+		t.Fatalf("with the bytes in flight full: %d (Retry-After %q) %s", resp.StatusCode, resp.Header.Get("Retry-After"), answer)
+	}
+	<-held
+	resp, answer = postMCP(t, url, body, session)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(answer, pad) {
+		t.Fatalf("once the REST call ended: %d %.200s", resp.StatusCode, answer)
+	}
+	if n := b.bodies.used.Load(); n != 0 {
+		t.Errorf("%d bytes still held after the answers", n)
+	}
+}
+
+func TestMCPFaceReadsAGzippedMessage(t *testing.T) {
+	_, url := fastFace(t, false)
+	session := legacySession(t, url, "")
+	body, _ := callOf("1", "echo", `{"message":"squeezed"}`, "", false)
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	_, _ = zw.Write([]byte(body))
+	_ = zw.Close()
+	req, _ := http.NewRequest(http.MethodPost, url, &z)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range session {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), "squeezed") {
+		t.Fatalf("answered %d %s", resp.StatusCode, answer)
 	}
 }
