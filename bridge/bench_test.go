@@ -152,3 +152,81 @@ func BenchmarkServeCall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkServeMCPCall is BenchmarkServeCall's call (with the audit log)
+// through the server's MCP endpoint instead: a tools/call in a 2025-11-25
+// session, and a 2026-07-28 one, both of the shapes the direct path
+// serves (TestMCPFaceAnswersToolCallsDirectlyAsMCPGoDoes); and the same
+// through mcp-go's transport.
+func BenchmarkServeMCPCall(b *testing.B) {
+	set := &upstream.ToolSet{Tools: []*upstream.Tool{{
+		Name:        "get_current_time",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
+	}}}
+	br, err := New(Config{
+		Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
+		Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
+		Audit:   zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(br.Close)
+	post := func(w *discardWriter, message string, header map[string]string) {
+		r := httptest.NewRequest(http.MethodPost, "/m/time/mcp", strings.NewReader(message))
+		r.ContentLength = int64(len(message))
+		r.Header.Set("Authorization", "Bearer first-key-0123456789abcdef")
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Accept", "application/json, text/event-stream")
+		for k, v := range header {
+			r.Header.Set(k, v)
+		}
+		br.Serve(w, r, "/time/mcp", "/m")
+	}
+	w := &discardWriter{h: http.Header{}}
+	post(w, initMsg, nil)
+	session := map[string]string{"Mcp-Session-Id": w.h.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-11-25"}
+	post(&discardWriter{h: http.Header{}}, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, session)
+	modernCall, modernHeader := callOf("7", "get_current_time", `{"timezone":"Europe/Paris"}`, "", true)
+	legacyCall, _ := callOf("7", "get_current_time", `{"timezone":"Europe/Paris"}`, "", false)
+	var face *mcpFace // of /m/time/mcp
+	for _, f := range br.faces {
+		if !f.prefixed && len(f.servers) == 1 && f.servers[0].cfg.Name == "time" {
+			face = f
+		}
+	}
+	for _, era := range []struct {
+		name, message string
+		header        map[string]string
+		noFast        bool
+	}{
+		{"2025-11-25", legacyCall, session, false},
+		{"2026-07-28", modernCall, modernHeader, false},
+		{"2025-11-25, mcp-go's transport", legacyCall, session, true},
+		{"2026-07-28, mcp-go's transport", modernCall, modernHeader, true},
+	} {
+		b.Run(era.name, func(b *testing.B) {
+			face.noFast = era.noFast
+			defer func() { face.noFast = false }()
+			r := httptest.NewRequest(http.MethodPost, "/m/time/mcp", nil)
+			body := strings.NewReader(era.message)
+			r.Body, r.ContentLength = io.NopCloser(body), int64(len(era.message))
+			r.Header.Set("Authorization", "Bearer first-key-0123456789abcdef")
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Accept", "application/json, text/event-stream")
+			for k, v := range era.header {
+				r.Header.Set(k, v)
+			}
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset(era.message)
+				clear(w.h)
+				br.Serve(w, r, "/time/mcp", "/m")
+				if w.status != http.StatusOK {
+					b.Fatal(w.status)
+				}
+			}
+		})
+	}
+}

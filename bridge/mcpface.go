@@ -51,6 +51,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/openapi"
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
@@ -253,12 +254,12 @@ func (f *mcpFace) close() {
 // sync registers the tools of the servers' current views when they are
 // not those registered.
 func (f *mcpFace) sync() *faceTools {
+	if t := f.tools.Load(); t != nil && f.registered(t) {
+		return t
+	}
 	views := make([]*view, len(f.servers))
 	for i, st := range f.servers {
 		views[i], _ = st.current(f.b.log)
-	}
-	if t := f.tools.Load(); t != nil && sameViews(t.views, views) {
-		return t
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -284,6 +285,17 @@ func (f *mcpFace) sync() *faceTools {
 	f.mcp.SetTools(tools...)
 	f.tools.Store(t)
 	return t
+}
+
+// registered reports whether t was registered from the servers' current
+// views.
+func (f *mcpFace) registered(t *faceTools) bool {
+	for i, st := range f.servers {
+		if v, _ := st.current(f.b.log); v != t.views[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // instructions are the instructions of the face's servers, as their
@@ -522,7 +534,7 @@ func (s *callStream) follow(ctx context.Context) {
 // schema refuses come back as a tool error, which the model reads and can
 // correct, as mcp-go's own input validation does.
 func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
-	if _, err := members(args); err != nil {
+	if err := jsonbody.Members(args, MaxBodyDepth, func(string, []byte) {}); err != nil {
 		return invalidResult("the arguments must be a JSON object: " + err.Error()), nil
 	}
 	args, e := checkArgs(args, st.cfg, rt)
@@ -697,7 +709,6 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 				"JSON-RPC batches are not supported: send one message per request")
 			return nil
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if r.Method != http.MethodPost && !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
 		// mcp-go opens a GET stream, and keeps its session, for any
@@ -722,6 +733,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	}
 	if r.Method == http.MethodPost {
 		p.face.passing(r, body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	r = r.WithContext(withLists(ctx))
 	p.face.handler().ServeHTTP(rw, r)

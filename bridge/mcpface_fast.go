@@ -149,8 +149,10 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	if !bytes.Contains(message, []byte(mcp.MethodToolsCall)) {
 		return false
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return false
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return false
+		}
 	}
 	var m fastRequest
 	if json.Unmarshal(message, &m) != nil || m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) || !plainID(m.ID) {

@@ -37,13 +37,13 @@ const (
 func (f *mcpFace) samplingOf(ctx context.Context) (fn upstream.SampleFunc, declared bool) {
 	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
 		if info.ClientCapabilities == nil || info.ClientCapabilities.Sampling == nil {
-			return refuseSampling(samplingUndeclared), false
+			return refuseUndeclared, false
 		}
-		return refuseSampling(samplingModernClient), true
+		return refuseModernClient, true
 	}
 	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)
 	if !ok || s.GetClientCapabilities().Sampling == nil {
-		return refuseSampling(samplingUndeclared), false
+		return refuseUndeclared, false
 	}
 	return f.sample, true
 }
@@ -56,6 +56,12 @@ func (f *mcpFace) sample(ctx context.Context, req mcp.CreateMessageRequest) (*mc
 	}
 	return res, nil
 }
+
+// The refusals of samplingOf, made once.
+var (
+	refuseUndeclared   = refuseSampling(samplingUndeclared)
+	refuseModernClient = refuseSampling(samplingModernClient)
+)
 
 // refuseSampling returns a SampleFunc that refuses every request for
 // reason.

@@ -48,10 +48,16 @@ func TestMCPFaceSetsAStdioServersLogLevelToWhatItsClientsAskFor(t *testing.T) {
 	verbose, quiet := &client{level: mcp.LoggingLevelDebug}, &client{level: mcp.LoggingLevelError}
 	verboseClient := mcpGoClientWith(t, "/loglv/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, listen)
 	quietClient := mcpGoClientWith(t, "/loglv/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, listen)
-	for c, mc := range map[*client]interface {
-		OnNotification(func(mcp.JSONRPCNotification))
-		SetLevel(context.Context, mcp.SetLevelRequest) error
-	}{verbose: verboseClient, quiet: quietClient} {
+	// The verbose client asks first: had the quiet one asked first, the
+	// server would be set to info (what Caddy's log writes) before debug.
+	for _, cc := range []struct {
+		c  *client
+		mc interface {
+			OnNotification(func(mcp.JSONRPCNotification))
+			SetLevel(context.Context, mcp.SetLevelRequest) error
+		}
+	}{{verbose, verboseClient}, {quiet, quietClient}} {
+		c, mc := cc.c, cc.mc
 		c.logs = make(chan string, 16)
 		mc.OnNotification(func(n mcp.JSONRPCNotification) {
 			if n.Method == string(mcp.MethodNotificationMessage) {
