@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,9 @@ type fastRequest struct {
 	ID      json.RawMessage `json:"id"`
 	Method  string          `json:"method"`
 	Params  fastParams      `json:"params"`
+	// Result makes the message a response to mcp-go, which answers it 202
+	// without calling anything.
+	Result json.RawMessage `json:"result"`
 }
 
 // fastParams is the params of a tools/call, as mcp.CallToolParams but
@@ -79,21 +83,31 @@ type fastRequest struct {
 type fastParams struct {
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
-	Meta      *fastMeta       `json:"_meta"`
+	Meta      fastMeta        `json:"_meta"`
 	Task      json.RawMessage `json:"task"`
 	mcp.MultiRoundTripParams
 }
 
-// fastMeta is the members of a request's _meta the direct path reads,
-// decoded as mcp.Meta's accessors decode them (without its map): a member
-// of another shape fails the decoding, and the request goes to mcp-go,
-// which refuses it.
-type fastMeta struct {
-	ProgressToken      json.RawMessage         `json:"progressToken"`
-	ProtocolVersion    string                  `json:"io.modelcontextprotocol/protocolVersion"`
-	ClientInfo         *mcp.Implementation     `json:"io.modelcontextprotocol/clientInfo"`
-	ClientCapabilities *mcp.ClientCapabilities `json:"io.modelcontextprotocol/clientCapabilities"`
-	LogLevel           mcp.LoggingLevel        `json:"io.modelcontextprotocol/logLevel"`
+// fastMeta is a request's _meta, each member as sent, read by its exact
+// name as mcp-go's mcp.Meta reads it (a map, made anew by each _meta of
+// the message), each value decoded as mcp.Meta's accessors decode it: a
+// value of another shape reads as none.
+type fastMeta map[string]json.RawMessage
+
+func (m *fastMeta) UnmarshalJSON(b []byte) error {
+	var fresh map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fresh); err != nil {
+		return err
+	}
+	*m = fresh
+	return nil
+}
+
+// value decodes member key into v, reporting whether it is there and of
+// v's shape.
+func (m fastMeta) value(key string, v any) bool {
+	raw, ok := m[key]
+	return ok && json.Unmarshal(raw, v) == nil
 }
 
 // initFast registers the hooks that keep the face's live sessions.
@@ -131,14 +145,37 @@ func (f *mcpFace) passing(r *http.Request, message []byte) {
 	if json.Unmarshal(message, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) {
 		return
 	}
-	if cancel, ok := f.fastCalls.Load(fastKey(sid, n.Params.RequestID)); ok {
+	var id any
+	if json.Unmarshal(n.Params.RequestID, &id) != nil {
+		return
+	}
+	if cancel, ok := f.fastCalls.Load(fastKey(sid, id)); ok {
 		cancel.(context.CancelFunc)()
 	}
 }
 
-// fastKey names a call on the direct path for notifications/cancelled.
-func fastKey(session string, id json.RawMessage) string {
-	return session + "\x00" + string(bytes.TrimSpace(id))
+// fastKey names a call of session on the direct path for
+// notifications/cancelled, by its id as decoded from JSON (a string or a
+// float64), printed as mcp-go prints it to name its own calls (%v): a
+// notification names a call as mcp-go would find it.
+func fastKey(session string, id any) string {
+	switch id := id.(type) {
+	case string:
+		return session + "\x00" + id
+	case float64:
+		return session + "\x00" + strconv.FormatFloat(id, 'g', -1, 64) // as %v prints it
+	default:
+		return session + "\x00" + fmt.Sprint(id)
+	}
+}
+
+// plainIDValue is a plainID as JSON decodes it.
+func plainIDValue(id json.RawMessage) any {
+	if id[0] == '"' {
+		return string(id[1 : len(id)-1]) // nothing in it is escaped
+	}
+	f, _ := strconv.ParseFloat(string(id), 64)
+	return f
 }
 
 // serveFast answers r, a POST whose body is message, under ctx (r's with
@@ -155,11 +192,12 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		}
 	}
 	var m fastRequest
-	if json.Unmarshal(message, &m) != nil || m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) || !plainID(m.ID) {
+	if json.Unmarshal(message, &m) != nil || m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) ||
+		!plainID(m.ID) || nonNullJSON(m.Result) != nil {
 		return false
 	}
 	p := &m.Params
-	if nonNullJSON(p.Task) != nil || (p.Meta != nil && nonNullJSON(p.Meta.ProgressToken) != nil) {
+	if nonNullJSON(p.Task) != nil || nonNullJSON(p.Meta["progressToken"]) != nil {
 		return false
 	}
 	t := f.tools.Load()
@@ -182,7 +220,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
-		key := fastKey(session, m.ID)
+		key := fastKey(session, plainIDValue(m.ID))
 		f.fastCalls.Store(key, cancel)
 		defer f.fastCalls.Delete(key)
 	}
@@ -194,9 +232,12 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	// this path has none of.
 	req.Params = mcp.CallToolParams{Name: p.Name, MultiRoundTripParams: p.MultiRoundTripParams, RawArguments: p.Arguments}
 	res, err := f.recovered(ctx, req)
+	if res == nil && err == nil {
+		err = fmt.Errorf("tool %q returned no result", p.Name)
+	}
 	streamed := sink.end()
-	if err != nil && r.Context().Err() != nil {
-		return true // the client is gone, as mcp-go leaves it
+	if !streamed && err != nil && r.Context().Err() != nil {
+		return true // the client is gone, as mcp-go leaves it (a stream's answer is stored)
 	}
 	answer, err := f.fastAnswer(m.ID, res, err, session == "")
 	if err != nil {
@@ -217,12 +258,10 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 // tools/call of tool ft under name (with the _meta of its params), and the
 // 2025-11-25 session it is of ("" on 2026-07-28); false when the request
 // is left to mcp-go.
-func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMeta, name string, ft faceTool) (context.Context, string, bool) {
-	if meta == nil {
-		meta = &fastMeta{}
-	}
+func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMeta, name string, ft faceTool) (context.Context, string, bool) {
 	header := r.Header.Get(mcp.HeaderProtocolVersion)
-	version := meta.ProtocolVersion
+	var version string
+	meta.value(mcp.MetaKeyProtocolVersion, &version)
 	if !mcp.IsModernProtocol(header) && !mcp.IsModernProtocol(version) {
 		if header != "" && !mcp.IsValidProtocolVersion(header) {
 			return nil, "", false
@@ -236,6 +275,10 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMe
 			return nil, "", false
 		}
 		s := v.(*liveSession).s
+		if len(s.NotificationChannel()) > 0 {
+			// mcp-go sends what is queued for the session on the answer.
+			return nil, "", false
+		}
 		if c, ok := s.(server.SessionWithClientInfo); ok {
 			caps := c.GetClientCapabilities()
 			if caps.Elicitation != nil || caps.Sampling != nil {
@@ -247,17 +290,17 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMe
 	if header == "" || header != version || !mcp.IsValidProtocolVersion(version) || r.Header.Get(mcp.HeaderLastEventID) != "" {
 		return nil, "", false
 	}
-	caps := meta.ClientCapabilities
-	if caps == nil {
+	var caps *mcp.ClientCapabilities
+	if meta.value(mcp.MetaKeyClientCapabilities, &caps); caps == nil {
 		return nil, "", false
 	}
 	if !standardHeadersAgree(r.Header, version, name) || bytes.Contains(ft.rt.tool.InputSchema, []byte("x-mcp-header")) {
 		return nil, "", false // mcp-go checks the parameters' headers
 	}
-	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
-		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo,
-		ClientCapabilities: caps, LogLevel: meta.LogLevel,
-	}), "", true
+	info := &server.RequestProtocolInfo{Modern: true, ProtocolVersion: version, ClientCapabilities: caps}
+	meta.value(mcp.MetaKeyClientInfo, &info.ClientInfo)
+	meta.value(mcp.MetaKeyLogLevel, &info.LogLevel)
+	return server.WithRequestProtocolInfo(ctx, info), "", true
 }
 
 // standardHeadersAgree is mcp.ValidateStandardHeaders of a tools/call of

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -159,6 +160,9 @@ func TestMCPFaceLeavesToMCPGoWhatTheDirectPathDoesNotServe(t *testing.T) {
 		{"a fractional id", legacy("1.5", "no_args", "")},
 		{"a null id", legacy("null", "no_args", "")},
 		{"an id mcp-go re-encodes", legacy(`"a b"`, "no_args", "")},
+		{"a message that is also a response (a result member)", func() (string, map[string]string) {
+			return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"no_args"},"result":{}}`, session
+		}},
 		{"another method", func() (string, map[string]string) {
 			return `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, session
 		}},
@@ -210,6 +214,21 @@ func TestMCPFaceLeavesToMCPGoWhatTheDirectPathDoesNotServe(t *testing.T) {
 			h["Mcp-Protocol-Version"] = "2025-11-25"
 			return body
 		})},
+		{"2026-07-28 whose _meta names its members in another case", modernWith(func(body string, _ map[string]string) string {
+			return strings.Replace(body, `"io.modelcontextprotocol/protocolVersion"`, `"IO.MODELCONTEXTPROTOCOL/PROTOCOLVERSION"`, 1)
+		})},
+		{"2026-07-28 whose second _meta lacks what the first has", modernWith(func(body string, _ map[string]string) string {
+			return body[:len(body)-2] + `,"_meta":{"x":1}}}` // after the params' own
+		})},
+		{"a session with notifications queued for it", func() (string, map[string]string) {
+			queued := legacySession(t, url, "")
+			if err := f.mcp.SendNotificationToSpecificClient(queued["Mcp-Session-Id"], "notifications/message",
+				map[string]any{"level": "info", "data": "queued"}); err != nil {
+				t.Fatal(err)
+			}
+			body, _ := callOf("1", "no_args", `{}`, "", false)
+			return body, queued
+		}},
 		{"2026-07-28 with a Last-Event-ID", modernWith(func(body string, h map[string]string) string {
 			h["Last-Event-ID"] = "1"
 			return body
@@ -253,7 +272,7 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 		_, answer := postMCP(t, url, body, session)
 		done <- answer
 	}()
-	key := fastKey(session["Mcp-Session-Id"], json.RawMessage(`"slow-1"`))
+	key := fastKey(session["Mcp-Session-Id"], "slow-1")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, ok := f.fastCalls.Load(key); ok {
 			break
@@ -376,5 +395,23 @@ func TestMCPFaceReadsAGzippedMessage(t *testing.T) {
 	answer, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), "squeezed") {
 		t.Fatalf("answered %d %s", resp.StatusCode, answer)
+	}
+}
+
+func TestFastKeyNamesACallAsMCPGoNamesIt(t *testing.T) {
+	for _, tc := range []struct{ id, cancelled string }{
+		{`7`, `7`}, {`7`, `7.0`}, {`7`, `"7"`}, {`1234567`, `1234567`}, {`-13`, `-13`},
+		{`"call-2.x:y_z"`, `"call-2.x:y_z"`},
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(tc.cancelled), &v); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := fastKey("s", plainIDValue(json.RawMessage(tc.id))), fastKey("s", v); a != b {
+			t.Errorf("id %s is %q, notifications/cancelled of %s names %q", tc.id, a, tc.cancelled, b)
+		}
+		if a, b := fastKey("s", plainIDValue(json.RawMessage(tc.id))), "s:"+fmt.Sprintf("%v", v); a[2:] != b[2:] {
+			t.Errorf("id %s is %q; mcp-go names it %q", tc.id, a, b)
+		}
 	}
 }
