@@ -106,6 +106,30 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) WriteHeader(status int)      { w.status = status }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 
+// benchBridge is the mount of BenchmarkServeCall: two servers of
+// get_current_time that cost nothing, behind an API key; audit is its
+// audit log.
+func benchBridge(b *testing.B, audit *zap.Logger) *Bridge {
+	set := &upstream.ToolSet{Tools: []*upstream.Tool{{
+		Name:        "get_current_time",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
+	}}}
+	br, err := New(Config{
+		Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
+		Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
+		Audit:   audit,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return br
+}
+
+// discardedAudit is an audit log encoding its lines to nowhere.
+func discardedAudit() *zap.Logger {
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
+}
+
 // BenchmarkServeCall measures a whole call through Bridge.Serve, from the
 // request to the written answer, with a server that costs nothing: what
 // the bridge adds to every call (routing, the key check, reading and
@@ -118,21 +142,10 @@ func BenchmarkServeCall(b *testing.B) {
 		audit *zap.Logger
 	}{
 		{"no audit log", nil},
-		{"audit log", zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))},
+		{"audit log", discardedAudit()},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			set := &upstream.ToolSet{Tools: []*upstream.Tool{{
-				Name:        "get_current_time",
-				InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
-			}}}
-			br, err := New(Config{
-				Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
-				Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
-				Audit:   bc.audit,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			br := benchBridge(b, bc.audit)
 			const args = `{"timezone":"Europe/Paris"}`
 			body := strings.NewReader(args)
 			r := httptest.NewRequest(http.MethodPost, "/m/time/get_current_time", nil)
@@ -159,18 +172,7 @@ func BenchmarkServeCall(b *testing.B) {
 // serves (TestMCPFaceAnswersToolCallsDirectlyAsMCPGoDoes); and the same
 // through mcp-go's transport.
 func BenchmarkServeMCPCall(b *testing.B) {
-	set := &upstream.ToolSet{Tools: []*upstream.Tool{{
-		Name:        "get_current_time",
-		InputSchema: json.RawMessage(`{"type":"object","properties":{"timezone":{"type":"string"}},"required":["timezone"]}`),
-	}}}
-	br, err := New(Config{
-		Servers: []*ServerConfig{{Name: "time", Upstream: &benchCaller{set: set}}, {Name: "other", Upstream: &benchCaller{set: set}}},
-		Access:  Access{Keys: []string{"first-key-0123456789abcdef"}},
-		Audit:   zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	br := benchBridge(b, discardedAudit())
 	b.Cleanup(br.Close)
 	post := func(w *discardWriter, message string, header map[string]string) {
 		r := httptest.NewRequest(http.MethodPost, "/m/time/mcp", strings.NewReader(message))

@@ -83,31 +83,55 @@ type fastRequest struct {
 type fastParams struct {
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
-	Meta      fastMeta        `json:"_meta"`
+	Meta      json.RawMessage `json:"_meta"` // a second _meta replaces the first, as in mcp-go's map
 	Task      json.RawMessage `json:"task"`
 	mcp.MultiRoundTripParams
 }
 
-// fastMeta is a request's _meta, each member as sent, read by its exact
-// name as mcp-go's mcp.Meta reads it (a map, made anew by each _meta of
-// the message), each value decoded as mcp.Meta's accessors decode it: a
-// value of another shape reads as none.
-type fastMeta map[string]json.RawMessage
-
-func (m *fastMeta) UnmarshalJSON(b []byte) error {
-	var fresh map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fresh); err != nil {
-		return err
-	}
-	*m = fresh
-	return nil
+// fastMeta is the members of a request's _meta the direct path reads,
+// decoded as mcp.Meta's accessors decode them.
+type fastMeta struct {
+	ProgressToken      json.RawMessage         `json:"progressToken"`
+	ProtocolVersion    string                  `json:"io.modelcontextprotocol/protocolVersion"`
+	ClientInfo         *mcp.Implementation     `json:"io.modelcontextprotocol/clientInfo"`
+	ClientCapabilities *mcp.ClientCapabilities `json:"io.modelcontextprotocol/clientCapabilities"`
+	LogLevel           mcp.LoggingLevel        `json:"io.modelcontextprotocol/logLevel"`
 }
 
-// value decodes member key into v, reporting whether it is there and of
-// v's shape.
-func (m fastMeta) value(key string, v any) bool {
-	raw, ok := m[key]
-	return ok && json.Unmarshal(raw, v) == nil
+// metaNames are fastMeta's members, quoted.
+var metaNames = [][]byte{[]byte(`"progressToken"`), []byte(`"` + mcp.MetaKeyProtocolVersion + `"`),
+	[]byte(`"` + mcp.MetaKeyClientInfo + `"`), []byte(`"` + mcp.MetaKeyClientCapabilities + `"`), []byte(`"` + mcp.MetaKeyLogLevel + `"`)}
+
+// readMeta decodes raw, a request's _meta, as mcp-go's mcp.Meta reads it,
+// or reports false when the two could read it differently: mcp.Meta is a
+// map, whose members are found by their exact names, where a struct's
+// decoding matches names in any case (and after their escapes), and a
+// value of another shape reads as none, where it fails a struct's
+// decoding.
+func readMeta(raw json.RawMessage) (*fastMeta, bool) {
+	m := &fastMeta{}
+	if nonNullJSON(raw) == nil {
+		return m, true
+	}
+	if bytes.IndexByte(raw, '\\') >= 0 || otherCase(raw) || json.Unmarshal(raw, m) != nil {
+		return nil, false
+	}
+	return m, true
+}
+
+// otherCase reports one of metaNames in raw in another case.
+func otherCase(raw []byte) bool {
+	for i, c := range raw {
+		if c != '"' {
+			continue
+		}
+		for _, name := range metaNames {
+			if n := raw[i:min(i+len(name), len(raw))]; len(n) == len(name) && bytes.EqualFold(n, name) && !bytes.Equal(n, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // initFast registers the hooks that keep the face's live sessions.
@@ -197,7 +221,8 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		return false
 	}
 	p := &m.Params
-	if nonNullJSON(p.Task) != nil || nonNullJSON(p.Meta["progressToken"]) != nil {
+	meta, ok := readMeta(p.Meta)
+	if !ok || nonNullJSON(p.Task) != nil || nonNullJSON(meta.ProgressToken) != nil {
 		return false
 	}
 	t := f.tools.Load()
@@ -208,7 +233,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	if !ok {
 		return false
 	}
-	ctx, session, ok := f.fastContext(r, ctx, p.Meta, p.Name, ft)
+	ctx, session, ok := f.fastContext(r, ctx, meta, p.Name, ft)
 	if !ok {
 		return false
 	}
@@ -258,10 +283,9 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 // tools/call of tool ft under name (with the _meta of its params), and the
 // 2025-11-25 session it is of ("" on 2026-07-28); false when the request
 // is left to mcp-go.
-func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMeta, name string, ft faceTool) (context.Context, string, bool) {
+func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMeta, name string, ft faceTool) (context.Context, string, bool) {
 	header := r.Header.Get(mcp.HeaderProtocolVersion)
-	var version string
-	meta.value(mcp.MetaKeyProtocolVersion, &version)
+	version := meta.ProtocolVersion
 	if !mcp.IsModernProtocol(header) && !mcp.IsModernProtocol(version) {
 		if header != "" && !mcp.IsValidProtocolVersion(header) {
 			return nil, "", false
@@ -290,17 +314,17 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMet
 	if header == "" || header != version || !mcp.IsValidProtocolVersion(version) || r.Header.Get(mcp.HeaderLastEventID) != "" {
 		return nil, "", false
 	}
-	var caps *mcp.ClientCapabilities
-	if meta.value(mcp.MetaKeyClientCapabilities, &caps); caps == nil {
+	caps := meta.ClientCapabilities
+	if caps == nil {
 		return nil, "", false
 	}
 	if !standardHeadersAgree(r.Header, version, name) || bytes.Contains(ft.rt.tool.InputSchema, []byte("x-mcp-header")) {
 		return nil, "", false // mcp-go checks the parameters' headers
 	}
-	info := &server.RequestProtocolInfo{Modern: true, ProtocolVersion: version, ClientCapabilities: caps}
-	meta.value(mcp.MetaKeyClientInfo, &info.ClientInfo)
-	meta.value(mcp.MetaKeyLogLevel, &info.LogLevel)
-	return server.WithRequestProtocolInfo(ctx, info), "", true
+	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
+		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo,
+		ClientCapabilities: caps, LogLevel: meta.LogLevel,
+	}), "", true
 }
 
 // standardHeadersAgree is mcp.ValidateStandardHeaders of a tools/call of

@@ -415,3 +415,46 @@ func TestFastKeyNamesACallAsMCPGoNamesIt(t *testing.T) {
 		}
 	}
 }
+
+func TestReadMetaReadsAsMCPGosMetaOrDeclines(t *testing.T) {
+	const v, caps, info = `"io.modelcontextprotocol/protocolVersion":"2026-07-28"`, `"io.modelcontextprotocol/clientCapabilities":{"sampling":{}}`,
+		`"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}`
+	for _, tc := range []struct {
+		name, raw string
+		read      bool
+	}{
+		{"none", ``, true},
+		{"empty", `{}`, true},
+		{"every member", `{` + v + `,` + caps + `,` + info + `,"io.modelcontextprotocol/logLevel":"info","progressToken":3}`, true},
+		{"a member repeated", `{` + v + `,"io.modelcontextprotocol/protocolVersion":"2025-11-25"}`, true},
+		{"others", `{"x":{"y":[1,2]},` + v + `}`, true},
+		{"a name in another case", `{"IO.ModelContextProtocol/protocolVersion":"2026-07-28"}`, false},
+		{"an escaped name", `{"io.modelcontextprotocol/protocol\u0056ersion":"2026-07-28"}`, false},
+		{"a value of another shape", `{"io.modelcontextprotocol/protocolVersion":5}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, ok := readMeta(json.RawMessage(tc.raw))
+			if ok != tc.read {
+				t.Fatalf("read %v, want %v", ok, tc.read)
+			}
+			if !ok || tc.raw == "" {
+				return
+			}
+			var want mcp.Meta
+			if err := json.Unmarshal([]byte(tc.raw), &want); err != nil {
+				t.Fatal(err)
+			}
+			if m.ProtocolVersion != want.ProtocolVersion() || m.LogLevel != want.LogLevel() ||
+				(nonNullJSON(m.ProgressToken) != nil) != (want.ProgressToken != nil) {
+				t.Errorf("read %+v, mcp.Meta reads version %q, level %q, progress token %v", m, want.ProtocolVersion(), want.LogLevel(), want.ProgressToken)
+			}
+			for name, pair := range map[string][2]any{"capabilities": {m.ClientCapabilities, want.ClientCapabilities()}, "client": {m.ClientInfo, want.ClientInfo()}} {
+				got, _ := json.Marshal(pair[0])
+				wanted, _ := json.Marshal(pair[1])
+				if string(got) != string(wanted) {
+					t.Errorf("%s %s, mcp.Meta reads %s", name, got, wanted)
+				}
+			}
+		})
+	}
+}
