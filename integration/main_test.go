@@ -199,6 +199,9 @@ func startCaddyWith(t *testing.T, global []string, site string) {
 	if err := loadRaw(config, "text/caddyfile"); err != nil {
 		t.Fatalf("loading the Caddyfile: %v", err)
 	}
+	// The load closed the connections of the servers it replaced: the
+	// next request must not take one (it fails with a reset or EOF).
+	dropIdleConnections()
 }
 
 // response is a finished HTTP exchange.
@@ -282,7 +285,8 @@ var client = &http.Client{
 
 // dropIdleConnections closes the idle connections the clients' default
 // transport keeps: a connection of an earlier test that the reload closed
-// would fail the next POST with EOF (POSTs are not retried).
+// would fail the next request with EOF or a reset (POSTs are not retried,
+// nor a GET whose connection is reset).
 func dropIdleConnections() {
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
