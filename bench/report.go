@@ -376,10 +376,12 @@ func markdownFace(b *bytes.Buffer, r *Results) {
 	if len(faces) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n**The MCP face against the REST face** (%s: mcp-go clients call the tools at `<mount>/mcp` of the same Caddy configuration, "+
-		"servers and load as %s's `POST <mount>/<tool>`, with a session of their own per call under way, so one per load worker, "+
-		"each opened and its tools listed before the measurement; proxy CPU is Caddy's; client CPU is the load generator's, "+
-		"which shares the machine: what a client costs lowers the throughput of every path on a small one)\n\n", strings.Join(labels(faces), " and "), label(rest))
+	fmt.Fprintf(b, "\n**The MCP face against the REST face** (%s: the tools are called at `<mount>/mcp` of the same Caddy configuration, "+
+		"servers and load as %s's `POST <mount>/<tool>`: by mcp-go clients, with a session of their own per call under way, so one per load worker, "+
+		"each opened and its tools listed before the measurement; or, on the plain-POST legs, by posts of prepared JSON-RPC messages, "+
+		"as the REST leg posts prepared bodies (on 2025-11-25 in one session begun before the measurement); proxy CPU is Caddy's; "+
+		"client CPU is the load generator's, which shares the machine: what a client costs lowers the throughput of every path on a small one)\n\n",
+		strings.Join(labels(faces), " and "), label(rest))
 	fmt.Fprintf(b, "| upstream | concurrency | path | calls/s | / REST | p50 / p99 ms | p99 / REST | client CPU µs/call | proxy CPU µs/call | / REST |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	rows := append([]string{pathDirect, rest}, faces...)
 	for _, u := range r.upstreams() {
