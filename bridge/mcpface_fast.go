@@ -13,13 +13,14 @@ package bridge
 // request this path is not sure of, goes to mcp-go unchanged.
 //
 // A request takes this path when it is a single tools/call with a plain id
-// (a string of letters, digits and ._:-, or an integer), no task and no
-// progress token, of a tool the caller is granted, and:
+// (a string of letters, digits and ._:-, or an integer), no task, no
+// progress token and no result member, with a _meta read as mcp-go reads
+// it (readMeta), of a tool the caller is granted, and:
 //   - on 2025-11-25, names a session this endpoint registered, whose client
 //     declared neither elicitation nor sampling (a server's requests are
-//     relayed on the POST's stream by mcp-go), and that mcp-go's transport
-//     saw within fastTouch (which keeps the session from being swept as
-//     idle, and delivers what mcp-go queued for it);
+//     relayed on the POST's stream by mcp-go), with nothing queued for it
+//     (mcp-go sends that on the answer), and that mcp-go's transport saw
+//     within fastTouch (which keeps the session from being swept as idle);
 //   - on 2026-07-28, passes mcp-go's transport checks (the versions of the
 //     header and of _meta agree and are served, the client's capabilities
 //     are declared, no Last-Event-ID, the standard headers agree with the
