@@ -77,14 +77,19 @@ func writeError(w http.ResponseWriter, e *httpError) {
 	if e.Status == 0 || e.streamed {
 		return
 	}
-	h := w.Header()
+	e.setHeaders(w.Header())
+	writeJSON(w, e.Status, detailBody(e.Detail))
+}
+
+// setHeaders adds the headers of the answer e to h: its own, and
+// Retry-After.
+func (e *httpError) setHeaders(h http.Header) {
 	for k, v := range e.Header {
 		h[k] = append(h[k], v...)
 	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", retryAfterSeconds(e.RetryAfter))
 	}
-	writeJSON(w, e.Status, detailBody(e.Detail))
 }
 
 // retryAfterSeconds is d as a Retry-After: whole seconds, rounded up.

@@ -171,4 +171,10 @@ func (f faceEvents) PurgeSession(ctx context.Context, sessionID string) error {
 	return f.eventStore.PurgeSession(ctx, sessionID)
 }
 
+// events is the endpoint's event store, which mcp-go's transport and the
+// direct path (fastSink) store the events of a session's streams in.
+func (f *mcpFace) events() faceEvents {
+	return faceEvents{eventStore: mcpEvents, closed: &f.sessions.closed}
+}
+
 var _ server.EventStore = faceEvents{}

@@ -90,8 +90,9 @@ type mcpFace struct {
 	fastCalls sync.Map
 	noFast    bool
 
-	serverMetaOnce sync.Once
-	serverMetaJSON json.RawMessage // see serverMeta
+	// serverMeta is the _meta mcp-go gives a 2026-07-28 result that has
+	// none: the endpoint's identity, made with the endpoint.
+	serverMeta json.RawMessage
 
 	// The transport and the watcher start with the first request, so that
 	// an endpoint nobody uses runs nothing; close ends them.
@@ -130,6 +131,9 @@ const watchInterval = time.Second
 // <server>_<tool>; title names it to clients.
 func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string) *mcpFace {
 	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}, parks: newParks(), title: title}
+	var meta mcp.Meta
+	meta.SetServerInfo(f.implementation())
+	f.serverMeta = mustJSON(&meta)
 	hooks := &server.Hooks{}
 	f.initFast(hooks)
 	hooks.AddOnRequestInitialization(f.refuseDown)
@@ -176,7 +180,7 @@ func (f *mcpFace) handler() *server.StreamableHTTPServer {
 		// listening on 127.0.0.1 behind a proxy.
 		server.WithDisableLocalhostProtection(true),
 		server.WithSessionIdManager(f.sessions),
-		server.WithEventStore(faceEvents{eventStore: mcpEvents, closed: &f.sessions.closed}),
+		server.WithEventStore(f.events()),
 		server.WithStreamableHTTPLogger(slogOf(f.b.log)),
 	}
 	if !f.closed {
@@ -695,12 +699,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 				}
 				msg = fmt.Sprintf("the message is larger than %d bytes%s, this server's limit (max_request_body)", b.cfg.MaxBodyBytes, how)
 			}
-			for k, v := range e.Header {
-				w.Header()[k] = append(w.Header()[k], v...)
-			}
-			if e.RetryAfter > 0 {
-				w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
-			}
+			e.setHeaders(w.Header())
 			writeRPCError(w, e.Status, mcp.INVALID_REQUEST, msg)
 			return nil
 		}

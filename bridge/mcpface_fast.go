@@ -405,7 +405,7 @@ func (f *mcpFace) fastAnswer(id json.RawMessage, res *mcp.CallToolResult, err er
 		}
 		switch {
 		case res.Meta == nil:
-			meta = f.serverMeta()
+			meta = f.serverMeta
 		case res.Meta.ServerInfo() == nil:
 			res.Meta.SetServerInfo(f.implementation())
 		}
@@ -425,17 +425,6 @@ func (f *mcpFace) fastAnswer(id json.RawMessage, res *mcp.CallToolResult, err er
 // results.
 func (f *mcpFace) implementation() mcp.Implementation {
 	return mcp.Implementation{Name: f.title, Version: mcpFaceVersion}
-}
-
-// serverMeta is the _meta mcp-go gives a 2026-07-28 result that has none:
-// the endpoint's identity. Made once.
-func (f *mcpFace) serverMeta() json.RawMessage {
-	f.serverMetaOnce.Do(func() {
-		var m mcp.Meta
-		m.SetServerInfo(f.implementation())
-		f.serverMetaJSON, _ = json.Marshal(&m)
-	})
-	return f.serverMetaJSON
 }
 
 // resultSize is about the bytes of res's content passed on as sent.
@@ -582,7 +571,7 @@ func (s *fastSink) write(queue <-chan []byte, done chan<- struct{}) {
 func (s *fastSink) event(msg []byte) {
 	var id string
 	if s.session != "" {
-		id, _ = faceEvents{eventStore: mcpEvents, closed: &s.f.sessions.closed}.StoreEvent(context.WithoutCancel(s.ctx), s.session, s.stream, msg)
+		id, _ = s.f.events().StoreEvent(context.WithoutCancel(s.ctx), s.session, s.stream, msg)
 	}
 	var b []byte
 	if id != "" {
