@@ -121,6 +121,9 @@ type faceTool struct {
 	st *serverState
 	v  *view
 	rt *route
+	// headerParams is set for a tool whose input schema has x-mcp-header
+	// parameters, which a 2026-07-28 request mirrors in its headers.
+	headerParams bool
 }
 
 // watchInterval is how often a face looks for new tool listings of its
@@ -282,7 +285,8 @@ func (f *mcpFace) sync() *faceTools {
 			if f.prefixed {
 				name = namer.OperationID(st.cfg.Name, rt.tool.Name)
 			}
-			t.byName[name] = faceTool{st: st, v: views[i], rt: rt}
+			t.byName[name] = faceTool{st: st, v: views[i], rt: rt,
+				headerParams: bytes.Contains(rt.tool.InputSchema, []byte("x-mcp-header"))}
 			tools = append(tools, server.ServerTool{Tool: mcpTool(name, rt.tool), Handler: f.call})
 		}
 	}

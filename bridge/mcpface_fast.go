@@ -319,7 +319,7 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMe
 	if caps == nil {
 		return nil, "", false
 	}
-	if !standardHeadersAgree(r.Header, version, name) || bytes.Contains(ft.rt.tool.InputSchema, []byte("x-mcp-header")) {
+	if !standardHeadersAgree(r.Header, version, name) || ft.headerParams {
 		return nil, "", false // mcp-go checks the parameters' headers
 	}
 	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
