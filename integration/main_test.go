@@ -228,15 +228,17 @@ func do(t *testing.T, method, path, body string, header ...string) response {
 // send is do for any goroutine: it reports failures instead of ending the
 // test.
 //
-// A request whose fresh connection is closed without an answer is sent once
-// more. That happens, rarely, at a reload: Caddy's previous HTTP server may
-// accept a connection in the instant before it shuts down, and net/http
-// then closes a connection whose request it reads after shutdown began,
-// without running any handler.
+// A request whose fresh connection is closed without an answer is sent
+// again, up to five times in all. That happens, rarely, at a reload:
+// Caddy's previous HTTP server may accept a connection in the instant
+// before it shuts down, and net/http then closes a connection whose
+// request it reads after shutdown began, without running any handler (and
+// under load that instant lasted past one retry).
 func send(ctx context.Context, method, path, body string, header ...string) (response, error) {
 	r, err := sendOnce(ctx, method, path, body, header...)
-	if droppedUnread(err) && ctx.Err() == nil {
-		return sendOnce(ctx, method, path, body, header...)
+	for tries := 1; tries < 5 && droppedUnread(err) && ctx.Err() == nil; tries++ {
+		time.Sleep(20 * time.Millisecond)
+		r, err = sendOnce(ctx, method, path, body, header...)
 	}
 	return r, err
 }
