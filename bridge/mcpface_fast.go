@@ -43,10 +43,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
 )
 
 // fastTouch is how long a session's calls may take the direct path after
@@ -77,6 +80,112 @@ type fastRequest struct {
 	// Result makes the message a response to mcp-go, which answers it 202
 	// without calling anything.
 	Result json.RawMessage `json:"result"`
+}
+
+// The members of fastRequest and fastParams, by their names.
+var (
+	requestMembers = []string{"jsonrpc", "id", "method", "params", "result"}
+	paramsMembers  = []string{"name", "arguments", "_meta", "task", "inputResponses", "requestState"}
+)
+
+// scanRequest reads message into m as json.Unmarshal reads it, without
+// its reflection and copies (the raw members are slices of message), and
+// reports whether it could. It cannot, and the caller decodes message with
+// json.Unmarshal, when message is not an object that jsonbody accepts
+// (one JSON value, valid UTF-8, no repeated names), when a member name is
+// one encoding/json could match to a field in another case or after its
+// escapes (matchMember), when a string member is not a string without
+// escapes, when params is not an object, and when params carries a
+// 2026-07-28 retry's inputResponses or requestState.
+func scanRequest(message []byte, m *fastRequest) bool {
+	sure := true
+	var params []byte
+	err := jsonbody.RawMembers(message, MaxBodyDepth, func(name []byte, escaped bool, value []byte) {
+		i, ok := matchMember(name, escaped, requestMembers)
+		sure = sure && ok
+		switch i {
+		case 0:
+			m.JSONRPC, ok = plainString(value, mcp.JSONRPC_VERSION)
+			sure = sure && ok
+		case 1:
+			m.ID = value
+		case 2:
+			m.Method, ok = plainString(value, string(mcp.MethodToolsCall))
+			sure = sure && ok
+		case 3:
+			params = value
+		case 4:
+			m.Result = value
+		}
+	})
+	if err != nil || !sure {
+		return false
+	}
+	if params == nil {
+		return true
+	}
+	if params[0] != '{' {
+		return false
+	}
+	p := &m.Params
+	err = jsonbody.RawMembers(params, MaxBodyDepth, func(name []byte, escaped bool, value []byte) {
+		i, ok := matchMember(name, escaped, paramsMembers)
+		sure = sure && ok
+		switch i {
+		case 0:
+			p.Name, ok = plainString(value, "")
+			sure = sure && ok
+		case 1:
+			p.Arguments = value
+		case 2:
+			p.Meta = value
+		case 3:
+			p.Task = value
+		case 4, 5:
+			sure = false // decoded by json.Unmarshal
+		}
+	})
+	return err == nil && sure
+}
+
+// matchMember returns the index in names of the member name (as it stands
+// in a message, quotes excluded, escaped if it holds escapes), -1 for a
+// name that is none of them, and false when encoding/json could match it
+// to one of them where the comparison here cannot: a name with escapes or
+// non-ASCII bytes (which encoding/json folds), or one of names in another
+// case.
+func matchMember(name []byte, escaped bool, names []string) (int, bool) {
+	if escaped {
+		return -1, false
+	}
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			return -1, false
+		}
+	}
+	for i, n := range names {
+		if string(name) == n {
+			return i, true
+		}
+		if len(name) == len(n) && bytes.EqualFold(name, []byte(n)) {
+			return -1, false
+		}
+	}
+	return -1, true
+}
+
+// plainString returns the contents of value, a JSON string without
+// escapes (as common if it is common, without a copy), or false when
+// value is anything else.
+func plainString(value []byte, common string) (string, bool) {
+	if len(value) < 2 || value[0] != '"' || bytes.IndexByte(value, '\\') >= 0 {
+		return "", false
+	}
+	v := value[1 : len(value)-1]
+	if string(v) == common {
+		return common, true
+	}
+	return string(v), true
 }
 
 // fastParams is the params of a tools/call, as mcp.CallToolParams but
@@ -217,8 +326,10 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		}
 	}
 	var m fastRequest
-	if json.Unmarshal(message, &m) != nil || m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) ||
-		!plainID(m.ID) || nonNullJSON(m.Result) != nil {
+	if !scanRequest(message, &m) && json.Unmarshal(message, &m) != nil {
+		return false
+	}
+	if m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) || !plainID(m.ID) || nonNullJSON(m.Result) != nil {
 		return false
 	}
 	p := &m.Params

@@ -458,3 +458,77 @@ func TestReadMetaReadsAsMCPGosMetaOrDeclines(t *testing.T) {
 		})
 	}
 }
+
+// scanSeeds are messages for scanRequest, and whether it reads them.
+var scanSeeds = []struct {
+	name, message string
+	scanned       bool
+}{
+	{"a legacy call", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`, true},
+	{"a modern call", `{"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"echo","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, true},
+	{"white space around everything", " {\n\t\"jsonrpc\" : \"2.0\" , \"id\" : 1 ,\"method\":\"tools/call\", \"params\" : { \"name\" : \"echo\" , \"arguments\" : { } } }\r\n", true},
+	{"other members", `{"jsonrpc":"2.0","id":1,"method":"tools/call","x":[1,{"y":null}],"params":{"name":"echo","task":{"ttl":5},"z":true}}`, true},
+	{"a result member", `{"jsonrpc":"2.0","id":1,"method":"tools/call","result":{},"params":{"name":"echo"}}`, true},
+	{"another method", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"tools/call"}}`, true},
+	{"another version", `{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"echo"}}`, true},
+	{"no params", `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, true},
+	{"a null id", `{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo"}}`, true},
+	{"a name in another case", `{"jsonrpc":"2.0","ID":1,"method":"tools/call","params":{"name":"echo"}}`, false},
+	{"a params member in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"echo"}}`, false},
+	{"an escaped name", `{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","params":{"name":"echo"}}`, false},
+	{"a folding name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","ta\u017fk":{}}}`, false},
+	{"a non-ASCII name", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"taſk\":{}}}", false},
+	{"an escaped method", `{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"echo"}}`, false},
+	{"a method of another type", `{"jsonrpc":"2.0","id":1,"method":5,"params":{"name":"echo"}}`, false},
+	{"a null name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":null}}`, false},
+	{"params not an object", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}`, false},
+	{"null params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}`, false},
+	{"a retry's input responses", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","inputResponses":{"a":{}}}}`, false},
+	{"a retry's request state", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","requestState":"s"}}`, false},
+	{"a repeated member", `{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"echo"}}`, false},
+	{"invalid UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"m\":\"\xff\"}}}", false},
+	{"a batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}]`, false},
+	{"not JSON", `{"jsonrpc":"2.0","id":1,"method":"tools/call",`, false},
+}
+
+func TestScanRequestReadsAToolCallAsJSONUnmarshalOrDeclines(t *testing.T) {
+	for _, tc := range scanSeeds {
+		t.Run(tc.name, func(t *testing.T) {
+			var m fastRequest
+			if got := scanRequest([]byte(tc.message), &m); got != tc.scanned {
+				t.Fatalf("scanned %v, want %v", got, tc.scanned)
+			}
+			if tc.scanned {
+				sameAsUnmarshal(t, tc.message, &m)
+			}
+		})
+	}
+}
+
+func FuzzScanRequest(f *testing.F) {
+	for _, tc := range scanSeeds {
+		f.Add(tc.message)
+	}
+	f.Fuzz(func(t *testing.T, message string) {
+		var m fastRequest
+		if scanRequest([]byte(message), &m) {
+			sameAsUnmarshal(t, message, &m)
+		}
+	})
+}
+
+// sameAsUnmarshal fails t unless m is what json.Unmarshal reads from
+// message.
+func sameAsUnmarshal(t *testing.T, message string, m *fastRequest) {
+	t.Helper()
+	var want fastRequest
+	if err := json.Unmarshal([]byte(message), &want); err != nil {
+		t.Fatalf("scanned what json.Unmarshal refuses: %v", err)
+	}
+	got, _ := json.Marshal(m)
+	wanted, _ := json.Marshal(&want)
+	if string(got) != string(wanted) || !bytes.Equal(m.ID, want.ID) || !bytes.Equal(m.Result, want.Result) ||
+		!bytes.Equal(m.Params.Arguments, want.Params.Arguments) || !bytes.Equal(m.Params.Meta, want.Params.Meta) || !bytes.Equal(m.Params.Task, want.Params.Task) {
+		t.Errorf("scanned %s\njson.Unmarshal reads %s", got, wanted)
+	}
+}

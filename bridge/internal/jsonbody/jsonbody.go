@@ -50,6 +50,16 @@ func Check(b []byte, maxDepth int) error {
 // an object. It reports an error if b is not an object; f may have been
 // called with members before a fault.
 func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
+	return RawMembers(b, maxDepth, func(name []byte, escaped bool, value []byte) {
+		f(decodeName(name, escaped), value)
+	})
+}
+
+// RawMembers is Members with each name as it stands in b, quotes
+// excluded: escaped reports whether it holds escapes, which are not
+// decoded. It allocates nothing for a body whose objects have up to
+// linearScanKeys members.
+func RawMembers(b []byte, maxDepth int, f func(name []byte, escaped bool, value []byte)) error {
 	if err := check(b, maxDepth, f); err != nil {
 		return err
 	}
@@ -61,7 +71,7 @@ func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
 
 // check is Check, calling member, if not nil, with each member of a
 // top-level object.
-func check(b []byte, maxDepth int, member func(name string, value []byte)) error {
+func check(b []byte, maxDepth int, member func(name []byte, escaped bool, value []byte)) error {
 	c := checkers.Get().(*checker)
 	defer checkers.Put(c)
 	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0], member: member}
@@ -98,7 +108,7 @@ type checker struct {
 	keys []key
 	// member, if not nil, is called with each member of a top-level
 	// object.
-	member func(name string, value []byte)
+	member func(name []byte, escaped bool, value []byte)
 }
 
 // key is an object member's name as it stands in the body, b[start:end]
@@ -263,7 +273,7 @@ func (c *checker) object(depth int) error {
 			return err
 		}
 		if depth == 1 && c.member != nil {
-			c.member(c.decodeName(k), c.b[value:c.i])
+			c.member(c.b[k.start:k.end], k.escaped, c.b[value:c.i])
 		}
 		c.skipSpace()
 		if c.i >= len(c.b) {
@@ -396,12 +406,16 @@ func (c *checker) sameName(a, b key) bool {
 	return c.decodeName(a) == c.decodeName(b)
 }
 
-// decodeName returns what a member name decodes to. Its escapes were
-// checked while reading it; a lone surrogate decodes to U+FFFD, as
-// encoding/json decodes it.
+// decodeName returns what a member name decodes to.
 func (c *checker) decodeName(k key) string {
-	b := c.b[k.start:k.end]
-	if !k.escaped {
+	return decodeName(c.b[k.start:k.end], k.escaped)
+}
+
+// decodeName returns what b, a member name as it stands in a body (quotes
+// excluded) decodes to. Its escapes were checked while reading it; a lone
+// surrogate decodes to U+FFFD, as encoding/json decodes it.
+func decodeName(b []byte, escaped bool) string {
+	if !escaped {
 		return string(b)
 	}
 	out := make([]byte, 0, len(b))

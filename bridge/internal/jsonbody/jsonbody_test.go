@@ -242,3 +242,30 @@ func TestMembersAreTheTopLevelObjectsNamesAndValuesAsSent(t *testing.T) {
 		}
 	}
 }
+
+func TestRawMembersGiveNamesAsTheyStandAndAllocateNothingForPlainOnes(t *testing.T) {
+	body := []byte(`{"a":1,"\u0061\n":"x","params":{"name":"echo"}}`)
+	type member struct {
+		name    string
+		escaped bool
+		value   string
+	}
+	var got []member
+	if err := RawMembers(body, 3, func(name []byte, escaped bool, value []byte) {
+		got = append(got, member{string(name), escaped, string(value)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []member{{"a", false, "1"}, {`\u0061\n`, true, `"x"`}, {"params", false, `{"name":"echo"}`}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("RawMembers gave %v, want %v", got, want)
+	}
+	plain := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}`)
+	if n := testing.AllocsPerRun(100, func() {
+		if err := RawMembers(plain, 3, func([]byte, bool, []byte) {}); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("RawMembers allocates %v times per run, want 0", n)
+	}
+}
