@@ -148,6 +148,18 @@ func scanRequest(message []byte, m *fastRequest) bool {
 	return err == nil && sure
 }
 
+// readRequest reads message as json.Unmarshal reads it, with scanRequest
+// where it can, and reports false for a message json.Unmarshal refuses.
+func readRequest(message []byte) (fastRequest, bool) {
+	var m fastRequest
+	if scanRequest(message, &m) {
+		return m, true
+	}
+	u := new(fastRequest)
+	err := json.Unmarshal(message, u)
+	return *u, err == nil
+}
+
 // matchMember returns the index in names of the member name (as it stands
 // in a message, quotes excluded, escaped if it holds escapes), -1 for a
 // name that is none of them, and false when encoding/json could match it
@@ -218,15 +230,57 @@ var metaNames = [][]byte{[]byte(`"progressToken"`), []byte(`"` + mcp.MetaKeyProt
 // decoding matches names in any case (and after their escapes), and a
 // value of another shape reads as none, where it fails a struct's
 // decoding.
-func readMeta(raw json.RawMessage) (*fastMeta, bool) {
-	m := &fastMeta{}
+func readMeta(raw json.RawMessage) (fastMeta, bool) {
+	var m fastMeta
 	if nonNullJSON(raw) == nil {
 		return m, true
 	}
-	if bytes.IndexByte(raw, '\\') >= 0 || otherCase(raw) || json.Unmarshal(raw, m) != nil {
-		return nil, false
+	if bytes.IndexByte(raw, '\\') >= 0 || otherCase(raw) {
+		return fastMeta{}, false
 	}
-	return m, true
+	if scanMeta(raw, &m) {
+		return m, true
+	}
+	u := new(fastMeta) // as json.Unmarshal reads it: a repeated member's last value
+	if json.Unmarshal(raw, u) != nil {
+		return fastMeta{}, false
+	}
+	return *u, true
+}
+
+// metaMembers are fastMeta's members, by their names.
+var metaMembers = []string{"progressToken", mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientInfo, mcp.MetaKeyClientCapabilities, mcp.MetaKeyLogLevel}
+
+// scanMeta reads raw, a _meta without escapes or metaNames in another
+// case, into m as json.Unmarshal reads it, with a decoding of its own for
+// the object and the strings (see scanRequest), and reports whether it
+// could.
+func scanMeta(raw []byte, m *fastMeta) bool {
+	sure := true
+	err := jsonbody.RawMembers(raw, MaxBodyDepth, func(name []byte, escaped bool, value []byte) {
+		i, ok := matchMember(name, escaped, metaMembers)
+		sure = sure && ok
+		var s string
+		switch i {
+		case 0:
+			m.ProgressToken = value
+		case 1:
+			m.ProtocolVersion, ok = plainString(value, mcp.ProtocolVersion20260728)
+		case 2:
+			var info *mcp.Implementation
+			ok = json.Unmarshal(value, &info) == nil
+			m.ClientInfo = info
+		case 3:
+			var caps *mcp.ClientCapabilities
+			ok = json.Unmarshal(value, &caps) == nil
+			m.ClientCapabilities = caps
+		case 4:
+			s, ok = plainString(value, "")
+			m.LogLevel = mcp.LoggingLevel(s)
+		}
+		sure = sure && ok
+	})
+	return err == nil && sure
 }
 
 // otherCase reports one of metaNames in raw in another case.
@@ -325,8 +379,8 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 			return false
 		}
 	}
-	var m fastRequest
-	if !scanRequest(message, &m) && json.Unmarshal(message, &m) != nil {
+	m, ok := readRequest(message)
+	if !ok {
 		return false
 	}
 	if m.JSONRPC != mcp.JSONRPC_VERSION || m.Method != string(mcp.MethodToolsCall) || !plainID(m.ID) || nonNullJSON(m.Result) != nil {
@@ -395,7 +449,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 // tools/call of tool ft under name (with the _meta of its params), and the
 // 2025-11-25 session it is of ("" on 2026-07-28); false when the request
 // is left to mcp-go.
-func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta *fastMeta, name string, ft faceTool) (context.Context, string, bool) {
+func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMeta, name string, ft faceTool) (context.Context, string, bool) {
 	header := r.Header.Get(mcp.HeaderProtocolVersion)
 	version := meta.ProtocolVersion
 	if !mcp.IsModernProtocol(header) && !mcp.IsModernProtocol(version) {

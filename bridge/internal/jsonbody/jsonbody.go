@@ -42,13 +42,15 @@ func (e *Error) Error() string {
 // member names in every object, and at most maxDepth nested arrays and
 // objects.
 func Check(b []byte, maxDepth int) error {
-	return check(b, maxDepth, nil)
+	c := checkers.Get().(*checker)
+	defer c.release()
+	return c.check(b, maxDepth, false)
 }
 
-// Members checks b as Check does, and calls f with the name (decoded) and
-// the value (as it stands in b) of each member of b, in order, when b is
-// an object. It reports an error if b is not an object; f may have been
-// called with members before a fault.
+// Members checks b as Check does and, when b is an object without fault,
+// calls f with the name (decoded) and the value (as it stands in b) of
+// each of its members, in order. It reports an error if b is not an
+// object.
 func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
 	return RawMembers(b, maxDepth, func(name []byte, escaped bool, value []byte) {
 		f(decodeName(name, escaped), value)
@@ -58,24 +60,32 @@ func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
 // RawMembers is Members with each name as it stands in b, quotes
 // excluded: escaped reports whether it holds escapes, which are not
 // decoded. It allocates nothing for a body whose objects have up to
-// linearScanKeys members.
+// linearScanKeys members, none of them escaped.
 func RawMembers(b []byte, maxDepth int, f func(name []byte, escaped bool, value []byte)) error {
-	if err := check(b, maxDepth, f); err != nil {
+	c := checkers.Get().(*checker)
+	defer c.release()
+	if err := c.check(b, maxDepth, true); err != nil {
 		return err
 	}
 	if t := bytes.TrimLeft(b, " \t\r\n"); t[0] != '{' {
 		return &Error{Offset: len(b) - len(t), Kind: Syntax, Reason: "not a JSON object"}
 	}
+	for _, m := range c.members {
+		f(b[m.name.start:m.name.end], m.name.escaped, b[m.start:m.end])
+	}
 	return nil
 }
 
-// check is Check, calling member, if not nil, with each member of a
-// top-level object.
-func check(b []byte, maxDepth int, member func(name []byte, escaped bool, value []byte)) error {
-	c := checkers.Get().(*checker)
-	defer checkers.Put(c)
-	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0], member: member}
-	defer func() { c.b, c.member = nil, nil }() // keep no body alive in the pool
+// release returns c to the pool, keeping no body alive.
+func (c *checker) release() {
+	c.b = nil
+	checkers.Put(c)
+}
+
+// check is Check, noting in c.members, when members is set, each member
+// of a top-level object.
+func (c *checker) check(b []byte, maxDepth int, members bool) error {
+	*c = checker{b: b, maxDepth: maxDepth, keys: c.keys[:0], members: c.members[:0], collect: members}
 	c.skipSpace()
 	if c.i == len(b) {
 		return c.fail("no JSON value")
@@ -94,9 +104,9 @@ func check(b []byte, maxDepth int, member func(name []byte, escaped bool, value 
 // each other directly; larger objects use a map.
 const linearScanKeys = 16
 
-// checkers are reused, with the room their keys grew to.
+// checkers are reused, with the room their keys and members grew to.
 var checkers = sync.Pool{New: func() any {
-	return &checker{keys: make([]key, 0, 4*linearScanKeys)}
+	return &checker{keys: make([]key, 0, 4*linearScanKeys), members: make([]member, 0, linearScanKeys)}
 }}
 
 type checker struct {
@@ -106,9 +116,16 @@ type checker struct {
 	// keys holds the member names of the objects being read, innermost
 	// last; each object uses keys[start:].
 	keys []key
-	// member, if not nil, is called with each member of a top-level
-	// object.
-	member func(name []byte, escaped bool, value []byte)
+	// collect says to note each member of a top-level object in members.
+	collect bool
+	members []member
+}
+
+// member is a member of the top-level object: its name, and its value,
+// b[start:end].
+type member struct {
+	name       key
+	start, end int
 }
 
 // key is an object member's name as it stands in the body, b[start:end]
@@ -272,8 +289,8 @@ func (c *checker) object(depth int) error {
 		if err := c.value(depth); err != nil {
 			return err
 		}
-		if depth == 1 && c.member != nil {
-			c.member(c.b[k.start:k.end], k.escaped, c.b[value:c.i])
+		if depth == 1 && c.collect {
+			c.members = append(c.members, member{name: k, start: value, end: c.i})
 		}
 		c.skipSpace()
 		if c.i >= len(c.b) {
