@@ -15,6 +15,11 @@ const (
 	// pathRespond is Caddy answering the echo route with a static
 	// respond: Caddy's own cost per request.
 	pathRespond = "caddy-respond"
+	// pathRespondFace is the same for the echo call of the MCP face: its
+	// request and answer, as the plain-POST 2025-11-25 leg sends and
+	// gets them, answered by a static respond: Caddy's own cost per
+	// request of that shape.
+	pathRespondFace = "caddy-respond-mcp"
 	pathCaddy   = "caddy-mcpo"
 	// pathModern is caddy-mcpo pinned to the 2026-07-28 protocol
 	// (protocol modern), on the echo server only.
@@ -58,6 +63,8 @@ var legs = []leg{
 		open: func(ctx context.Context, e *env) (path, error) { return e.startFloor(ctx) }},
 	{name: pathRespond, color: color.RGBA{R: 180, G: 180, B: 180, A: 255},
 		open: func(ctx context.Context, e *env) (path, error) { return e.startRespond(ctx) }},
+	{name: pathRespondFace, label: "caddy-respond (/mcp)", color: color.RGBA{R: 210, G: 180, B: 220, A: 255},
+		open: func(ctx context.Context, e *env) (path, error) { return e.startRespondFace(ctx) }},
 	{name: pathCaddy, color: color.RGBA{R: 0, G: 150, B: 136, A: 255}, againstFloor: true,
 		open: func(ctx context.Context, e *env) (path, error) { return e.startCaddyMcpo(ctx, "caddy") }},
 	{name: pathModern, color: color.RGBA{R: 0, G: 90, B: 80, A: 255}, againstFloor: true,

@@ -368,6 +368,33 @@ func (e *env) startRespond(ctx context.Context) (*caddyPath, error) {
 	return c, nil
 }
 
+// respondSession stands for an Mcp-Session-Id the face issues: of the same
+// length and form.
+const respondSession = "0b5ab1f6-6d6e-4f62-9a39-4c1b0e3f9d21.q2Vb1XkTz0p9sLmN4dE7aw"
+
+// startRespondFace runs the caddy of the caddy-mcpo path with the echo
+// mount's MCP endpoint answered by a static respond of what the face
+// answers the echo call, with the face's headers, and calls it as the
+// plain-POST 2025-11-25 leg calls the face: Caddy's own cost per request
+// of the MCP face's shape.
+func (e *env) startRespondFace(ctx context.Context) (*postFacePath, error) {
+	answer := `{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":` + respondBody + `}]}}`
+	c, err := e.startCaddy(ctx, "caddy-respond-mcp", "header /echo/mcp Cache-Control no-store\n\t"+
+		"header /echo/mcp Content-Type application/json\n\t"+
+		"respond /echo/mcp `"+answer+"` 200")
+	if err != nil {
+		return nil, err
+	}
+	echo := cases(true)[0]
+	c.only = func(uc upstreamCase) bool { return uc.Name == echo.Name }
+	f := &postFacePath{caddyPath: c, protocol: legacyProtocol, sessions: map[string]string{echo.Server: respondSession}}
+	if _, err := retry(ctx, readyLimit, f.caller(echo)); err != nil {
+		c.close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // startFloor runs bench/floor with the echo and time servers and waits
 // until both answer.
 func (e *env) startFloor(ctx context.Context) (*httpPath, error) {

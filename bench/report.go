@@ -383,7 +383,7 @@ func markdownFace(b *bytes.Buffer, r *Results) {
 		"client CPU is the load generator's, which shares the machine: what a client costs lowers the throughput of every path on a small one)\n\n",
 		strings.Join(labels(faces), " and "), label(rest))
 	fmt.Fprintf(b, "| upstream | concurrency | path | calls/s | / REST | p50 / p99 ms | p99 / REST | client CPU µs/call | proxy CPU µs/call | / REST |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	rows := append([]string{pathDirect, rest}, faces...)
+	rows := append([]string{pathDirect, pathRespond, pathRespondFace, rest}, faces...)
 	for _, u := range r.upstreams() {
 		for _, c := range r.concurrencies() {
 			rc := r.cell(u, rest, c)
@@ -404,6 +404,32 @@ func markdownFace(b *bytes.Buffer, r *Results) {
 					cl.Load.Latency.P50, cl.Load.Latency.P99, ratio(cl.Load.Latency.P99, rc.Load.Latency.P99), cl.ClientCPUPerCallUS, cpu, cpuRatio)
 			}
 		}
+	}
+	markdownFaceShape(b, r, rest)
+}
+
+// markdownFaceShape splits the CPU time of an echo call through the REST
+// face and through the MCP face (plain POSTs, 2025-11-25) into Caddy's own
+// cost for a request and answer of that shape (a static respond of them)
+// and the rest, the module's.
+func markdownFaceShape(b *bytes.Buffer, r *Results, rest string) {
+	header := false
+	for _, c := range r.concurrencies() {
+		rs, rsFace, rc, face := r.cell("echo", pathRespond, c), r.cell("echo", pathRespondFace, c), r.cell("echo", rest, c), r.cell("echo", pathFacePost, c)
+		if rs == nil || rsFace == nil || rc == nil || face == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(b, "\n**The cost of the MCP face's shape** (echo: %s and %s answer the request of %s and of %s with a static `respond` of their answer, "+
+				"headers included: Caddy's and the client's own cost for a call of that shape; what the proxy spends beyond it is the module's)\n\n",
+				label(pathRespond), label(pathRespondFace), label(rest), label(pathFacePost))
+			fmt.Fprintf(b, "| concurrency | proxy CPU µs/call of a respond: REST / MCP shape | %s beyond its respond | %s beyond its respond | / REST | client CPU µs/call: REST / MCP shape |\n|---:|---:|---:|---:|---:|---:|\n",
+				label(rest), label(pathFacePost))
+			header = true
+		}
+		restOwn, faceOwn := rc.ProxyCPUPerCallUS-rs.ProxyCPUPerCallUS, face.ProxyCPUPerCallUS-rsFace.ProxyCPUPerCallUS
+		fmt.Fprintf(b, "| %d | %.0f / %.0f | %.0f | %.0f | %s | %.0f / %.0f |\n", c, rs.ProxyCPUPerCallUS, rsFace.ProxyCPUPerCallUS,
+			restOwn, faceOwn, ratio(faceOwn, restOwn), rs.ClientCPUPerCallUS, rsFace.ClientCPUPerCallUS)
 	}
 }
 

@@ -222,6 +222,28 @@ func TestWriteGivesTheMCPFaceBesideTheRESTFaceWithItsTarget(t *testing.T) {
 	)
 }
 
+func TestWriteSplitsTheFacesCPUIntoTheirShapesAndTheModules(t *testing.T) {
+	r := &Results{Started: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), Machine: Machine{CPU: "test CPU", Cores: 2}}
+	for _, c := range []struct {
+		path          string
+		thr, cpu, cli float64
+	}{
+		{pathRespond, 30000, 40, 35}, {pathRespondFace, 27000, 46, 38}, {pathCaddy, 12000, 120, 50}, {pathFacePost, 11000, 128, 52},
+	} {
+		for _, conc := range []int{16, 64} {
+			r.Cells = append(r.Cells, Cell{Upstream: "echo", Path: c.path, ProxyCPUPerCallUS: c.cpu * float64(conc) / 64, ClientCPUPerCallUS: c.cli,
+				Load: LoadResult{Concurrency: conc, Calls: 100, Throughput: c.thr, Latency: Latency{P50: 1, P99: 2, Max: 3}}})
+		}
+	}
+	writeResults(t, r,
+		"| echo | 64 | caddy-respond (/mcp) | 27000 | 2.25× | 1.00 / 2.00 | 1.00× | 38 | 46 | 0.38× |",
+		"**The cost of the MCP face's shape** (echo: caddy-respond and caddy-respond (/mcp) answer the request of caddy-mcpo and of caddy-mcpo /mcp (2025-11-25, plain POST)",
+		"| concurrency | proxy CPU µs/call of a respond: REST / MCP shape | caddy-mcpo beyond its respond | caddy-mcpo /mcp (2025-11-25, plain POST) beyond its respond | / REST | client CPU µs/call: REST / MCP shape |",
+		"| 16 | 10 / 12 | 20 | 20 | 1.02× | 35 / 38 |",
+		"| 64 | 40 / 46 | 80 | 82 | 1.02× | 35 / 38 |",
+	)
+}
+
 func TestLegsAreEachOpenedDrawnAndComparedOnce(t *testing.T) {
 	seen := map[string]bool{}
 	for _, l := range legs {
