@@ -422,7 +422,7 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
 	ctx, round, err := f.asking(ctx, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams)
 	if err != nil {
-		return nil, fmt.Errorf("tool %q: %w", req.Params.Name, err)
+		return nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
 	stream := &callStream{ctx: ctx}
@@ -634,6 +634,15 @@ func faceErr(ctx context.Context, e *httpError) error {
 		return context.Canceled
 	}
 	return &faceError{e: e, rpc: passedRPC(ctx, e)}
+}
+
+// paramsErr is the error of a request under ctx whose params the face
+// refuses, msg saying why: a JSON-RPC invalid params error (-32602), as
+// mcp-go answers the params it refuses itself, where it answers a
+// handler's error as an internal one.
+func paramsErr(ctx context.Context, msg string) error {
+	return &faceError{e: &httpError{Status: http.StatusBadRequest, Outcome: OutcomeInvalidArguments, Detail: errorDetail{Message: msg}},
+		rpc: &rpcPassed{Code: mcp.INVALID_PARAMS, Message: msg, Modern: mcp.IsModernProtocol(server.RequestProtocolVersion(ctx))}}
 }
 
 func (f *faceError) Error() string {

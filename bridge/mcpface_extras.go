@@ -513,7 +513,7 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 	st := fp.st
 	ctx, round, err := f.asking(ctx, st.cfg.Name, fp.prompt.Name, req.Params.MultiRoundTripParams)
 	if err != nil {
-		return nil, fmt.Errorf("prompt %q: %w", req.Params.Name, err)
+		return nil, paramsErr(ctx, fmt.Sprintf("prompt %q: %v", req.Params.Name, err))
 	}
 	rc, err := f.use(ctx, st, openapi.GetPrompt)
 	if err != nil {

@@ -40,3 +40,29 @@ func TestRoundStateOpensOnlyAsSealedForItsRequest(t *testing.T) {
 		})
 	}
 }
+
+func TestMCPFaceRefusesAnAlteredRequestStateAsInvalidParams(t *testing.T) {
+	for _, path := range []struct {
+		name   string
+		noFast bool
+	}{{"direct path", false}, {"mcp-go's transport", true}} {
+		t.Run(path.name, func(t *testing.T) {
+			_, url := fastFace(t, path.noFast)
+			body, header := callOf("1", "echo", `{"message":"again"}`, "", true)
+			body = strings.Replace(body, `"arguments":`, `"requestState":"`+roundStatePrefix+`e30.forged","arguments":`, 1)
+			resp, answer := postMCP(t, url, body, header)
+			var m struct {
+				Error *struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(answer), &m); err != nil || m.Error == nil {
+				t.Fatalf("answered %d %s; want a JSON-RPC error", resp.StatusCode, answer)
+			}
+			if m.Error.Code != -32602 || resp.StatusCode != 400 || !strings.Contains(m.Error.Message, "requestState was not given by this endpoint") {
+				t.Errorf("answered %d, error %d %q; want 400, -32602 saying the requestState is not the endpoint's", resp.StatusCode, m.Error.Code, m.Error.Message)
+			}
+		})
+	}
+}
