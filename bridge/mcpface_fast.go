@@ -70,8 +70,8 @@ type liveSession struct {
 	seen atomic.Int64
 }
 
-// fastRequest is a JSON-RPC message as the direct path reads it, in one
-// pass.
+// fastRequest is a JSON-RPC message as the direct path reads it
+// (readRequest).
 type fastRequest struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
@@ -267,13 +267,9 @@ func scanMeta(raw []byte, m *fastMeta) bool {
 		case 1:
 			m.ProtocolVersion, ok = plainString(value, mcp.ProtocolVersion20260728)
 		case 2:
-			var info *mcp.Implementation
-			ok = json.Unmarshal(value, &info) == nil
-			m.ClientInfo = info
+			m.ClientInfo, ok = clientInfos.decode(value)
 		case 3:
-			var caps *mcp.ClientCapabilities
-			ok = json.Unmarshal(value, &caps) == nil
-			m.ClientCapabilities = caps
+			m.ClientCapabilities, ok = clientCapabilities.decode(value)
 		case 4:
 			s, ok = plainString(value, "")
 			m.LogLevel = mcp.LoggingLevel(s)
@@ -281,6 +277,47 @@ func scanMeta(raw []byte, m *fastMeta) bool {
 		sure = sure && ok
 	})
 	return err == nil && sure
+}
+
+// clientInfos and clientCapabilities are the clientInfo and
+// clientCapabilities of 2026-07-28 requests' _meta, decoded: a client
+// sends the same ones with every request, and decoding them took longer
+// than reading the rest of the message.
+var (
+	clientInfos        decodedJSON[mcp.Implementation]
+	clientCapabilities decodedJSON[mcp.ClientCapabilities]
+)
+
+// maxDecodedJSON bounds a decodedJSON: past it, it starts again empty.
+const maxDecodedJSON = 256
+
+// decodedJSON keeps JSON values decoded into a *T by their bytes. The
+// values it gives are shared by every request that sent those bytes, and
+// are only read.
+type decodedJSON[T any] struct {
+	mu sync.RWMutex
+	m  map[string]*T
+}
+
+// decode returns raw decoded as json.Unmarshal decodes it into a *T (nil
+// for null), and false when it fails.
+func (d *decodedJSON[T]) decode(raw []byte) (*T, bool) {
+	d.mu.RLock()
+	v, ok := d.m[string(raw)]
+	d.mu.RUnlock()
+	if ok {
+		return v, true
+	}
+	if json.Unmarshal(raw, &v) != nil {
+		return nil, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= maxDecodedJSON {
+		d.m = make(map[string]*T)
+	}
+	d.m[string(raw)] = v
+	return v, true
 }
 
 // otherCase reports one of metaNames in raw in another case.

@@ -532,3 +532,29 @@ func sameAsUnmarshal(t *testing.T, message string, m *fastRequest) {
 		t.Errorf("scanned %s\njson.Unmarshal reads %s", got, wanted)
 	}
 }
+
+func TestDecodedJSONGivesOneValuePerBytesAndStaysBounded(t *testing.T) {
+	var d decodedJSON[mcp.ClientCapabilities]
+	a, okA := d.decode([]byte(`{"sampling":{},"experimental":{"x":{"y":1}}}`))
+	b, okB := d.decode([]byte(`{"sampling":{},"experimental":{"x":{"y":1}}}`))
+	if !okA || !okB || a != b || a.Sampling == nil || a.Experimental["x"] == nil {
+		t.Fatalf("decoded %+v (%v) and %+v (%v); want one value, with sampling and the experimental member", a, okA, b, okB)
+	}
+	if other, _ := d.decode([]byte(`{"elicitation":{}}`)); other == a || other.Elicitation == nil || other.Sampling != nil {
+		t.Errorf("other bytes decoded to %+v", other)
+	}
+	if v, ok := d.decode([]byte(`null`)); !ok || v != nil {
+		t.Errorf("null decoded to %+v, %v; want nil", v, ok)
+	}
+	if _, ok := d.decode([]byte(`[1]`)); ok {
+		t.Error("an array decoded as capabilities")
+	}
+	for i := range 3 * maxDecodedJSON {
+		if _, ok := d.decode(fmt.Appendf(nil, `{"experimental":{"x%d":{}}}`, i)); !ok {
+			t.Fatal("not decoded")
+		}
+	}
+	if len(d.m) > maxDecodedJSON {
+		t.Errorf("%d values kept, more than %d", len(d.m), maxDecodedJSON)
+	}
+}
