@@ -492,6 +492,9 @@ func (e *env) profile(ctx context.Context, name string, p path) (*Profile, error
 		}
 		return prof, e.allocProfile(ctx, h.caddyPath, name+".allocs")
 	case *postFacePath:
+		if name == pathRespondFace {
+			return nil, nil
+		}
 		prof, err := e.profilePath(ctx, name, p, h.client, h.admin, e.caddyBin)
 		if err != nil {
 			return prof, err
