@@ -20,7 +20,7 @@ const (
 	// gets them, answered by a static respond: Caddy's own cost per
 	// request of that shape.
 	pathRespondFace = "caddy-respond-mcp"
-	pathCaddy   = "caddy-mcpo"
+	pathCaddy       = "caddy-mcpo"
 	// pathModern is caddy-mcpo pinned to the 2026-07-28 protocol
 	// (protocol modern), on the echo server only.
 	pathModern = "caddy-mcpo-2026"

@@ -59,6 +59,7 @@ type options struct {
 	extras      bool     // measure start-up, reload, documents and memory too
 	bodies      bool     // measure the memory large request bodies take
 	sessions    bool     // measure a session per caller against a shared server
+	pairs       int      // rounds of the faces measured in turns; 0 for none
 	caddy       string   // a caddy binary to measure instead of building one
 }
 
@@ -84,6 +85,7 @@ func main() {
 	flag.BoolVar(&o.bodies, "bodies", true, "also measure caddy-mcpo's peak memory per MiB of request body in flight")
 	flag.StringVar(&o.caddy, "caddy", "", "measure this caddy binary (built with this module) instead of building ./cmd/caddy")
 	flag.BoolVar(&o.sessions, "sessions", true, "also measure a session per caller (isolation user) against a shared server")
+	flag.IntVar(&o.pairs, "pairs", 5, "rounds of the REST face and the MCP face measured in turns on one Caddy (0: none)")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -257,6 +259,12 @@ func run(ctx context.Context, o options) error {
 			log.Printf("sessions: skipped: %v", err)
 		} else if err != nil {
 			return fmt.Errorf("sessions: %w", err)
+		}
+	}
+	if o.pairs > 0 {
+		log.Print("the REST face and the MCP face in turns")
+		if res.FacePairs, err = e.facePairs(ctx, o.pairs); err != nil {
+			return fmt.Errorf("faces in turns: %w", err)
 		}
 	}
 	res.Finished = time.Now().UTC()

@@ -34,6 +34,7 @@ type Results struct {
 	IdleMemory IdleMemory        `json:"idle_memory"`
 	Bodies     *BodyMemory       `json:"bodies,omitempty"`
 	Sessions   *Sessions         `json:"sessions,omitempty"`
+	FacePairs  *FacePairs        `json:"face_pairs,omitempty"`
 	Profiles   []Profile         `json:"profiles,omitempty"`
 }
 
@@ -214,7 +215,10 @@ func markdown(r *Results) string {
 	if r.Sessions != nil {
 		markdownSessions(&b, r.Sessions)
 	}
-	if len(r.Cells) > 0 || r.Sessions != nil {
+	if r.FacePairs != nil {
+		markdownFacePairs(&b, r.FacePairs)
+	}
+	if len(r.Cells) > 0 || r.Sessions != nil || r.FacePairs != nil {
 		markdownTargets(&b, r)
 	}
 	return b.String()
@@ -535,6 +539,7 @@ func markdownTargets(b *bytes.Buffer, r *Results) {
 			}
 		}
 	}
+	pairTargets(b, r.FacePairs)
 	if len(r.Cells) == 0 {
 		return
 	}
