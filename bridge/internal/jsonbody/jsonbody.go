@@ -76,9 +76,13 @@ func RawMembers(b []byte, maxDepth int, f func(name []byte, escaped bool, value 
 	return nil
 }
 
-// release returns c to the pool, keeping no body alive.
+// release returns c to the pool, keeping no body alive, nor the room of
+// an object with many members.
 func (c *checker) release() {
 	c.b = nil
+	if cap(c.members) > 64*linearScanKeys {
+		c.members = nil
+	}
 	checkers.Put(c)
 }
 
