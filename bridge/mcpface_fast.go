@@ -288,8 +288,13 @@ var (
 	clientCapabilities decodedJSON[mcp.ClientCapabilities]
 )
 
-// maxDecodedJSON bounds a decodedJSON: past it, it starts again empty.
-const maxDecodedJSON = 256
+// maxDecodedJSON bounds a decodedJSON: past it, it starts again empty;
+// and a value of more than maxDecodedJSONBytes is decoded without being
+// kept, so that clients cannot make it hold more than 256 KiB of keys.
+const (
+	maxDecodedJSON      = 256
+	maxDecodedJSONBytes = 1024
+)
 
 // decodedJSON keeps JSON values decoded into a *T by their bytes. The
 // values it gives are shared by every request that sent those bytes, and
@@ -310,6 +315,9 @@ func (d *decodedJSON[T]) decode(raw []byte) (*T, bool) {
 	}
 	if json.Unmarshal(raw, &v) != nil {
 		return nil, false
+	}
+	if len(raw) > maxDecodedJSONBytes {
+		return v, true
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

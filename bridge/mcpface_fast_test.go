@@ -557,4 +557,12 @@ func TestDecodedJSONGivesOneValuePerBytesAndStaysBounded(t *testing.T) {
 	if len(d.m) > maxDecodedJSON {
 		t.Errorf("%d values kept, more than %d", len(d.m), maxDecodedJSON)
 	}
+	large := fmt.Appendf(nil, `{"experimental":{"x":{"pad":%q}}}`, strings.Repeat("x", maxDecodedJSONBytes))
+	v, ok := d.decode(large)
+	if !ok || v.Experimental["x"] == nil {
+		t.Fatalf("a large value decoded to %+v, %v", v, ok)
+	}
+	if _, kept := d.m[string(large)]; kept {
+		t.Errorf("a value of %d bytes is kept; at most %d are", len(large), maxDecodedJSONBytes)
+	}
 }
