@@ -542,7 +542,7 @@ func (s *callStream) follow(ctx context.Context) {
 // schema refuses come back as a tool error, which the model reads and can
 // correct, as mcp-go's own input validation does.
 func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
-	if err := jsonbody.RawMembers(args, MaxBodyDepth, func([]byte, bool, []byte) {}); err != nil {
+	if err := jsonbody.Object(args, MaxBodyDepth); err != nil {
 		return invalidResult("the arguments must be a JSON object: " + err.Error()), nil
 	}
 	args, e := checkArgs(args, st.cfg, rt)

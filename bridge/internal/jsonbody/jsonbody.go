@@ -57,6 +57,14 @@ func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
 	})
 }
 
+// Object checks b as Check does, and reports an error if b is not an
+// object.
+func Object(b []byte, maxDepth int) error {
+	c := checkers.Get().(*checker)
+	defer c.release()
+	return c.checkObject(b, maxDepth, false)
+}
+
 // RawMembers is Members with each name as it stands in b, quotes
 // excluded: escaped reports whether it holds escapes, which are not
 // decoded. It allocates nothing for a body whose objects have up to
@@ -64,14 +72,22 @@ func Members(b []byte, maxDepth int, f func(name string, value []byte)) error {
 func RawMembers(b []byte, maxDepth int, f func(name []byte, escaped bool, value []byte)) error {
 	c := checkers.Get().(*checker)
 	defer c.release()
-	if err := c.check(b, maxDepth, true); err != nil {
+	if err := c.checkObject(b, maxDepth, true); err != nil {
+		return err
+	}
+	for _, m := range c.members {
+		f(b[m.name.start:m.name.end], m.name.escaped, b[m.start:m.end])
+	}
+	return nil
+}
+
+// checkObject is check, and an error if b is not an object.
+func (c *checker) checkObject(b []byte, maxDepth int, members bool) error {
+	if err := c.check(b, maxDepth, members); err != nil {
 		return err
 	}
 	if t := bytes.TrimLeft(b, " \t\r\n"); t[0] != '{' {
 		return &Error{Offset: len(b) - len(t), Kind: Syntax, Reason: "not a JSON object"}
-	}
-	for _, m := range c.members {
-		f(b[m.name.start:m.name.end], m.name.escaped, b[m.start:m.end])
 	}
 	return nil
 }

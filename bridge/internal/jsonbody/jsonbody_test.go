@@ -270,3 +270,18 @@ func TestRawMembersGiveNamesAsTheyStandAndAllocateNothingForPlainOnes(t *testing
 		t.Errorf("RawMembers allocates %v times per run, want 0", n)
 	}
 }
+
+func TestObjectAcceptsOnlyAnObjectCheckAccepts(t *testing.T) {
+	for _, tc := range []struct{ body, err string }{
+		{` {"a":[1,{"b":null}]} `, ""},
+		{`[{"a":1}]`, "not a JSON object"},
+		{`"a"`, "not a JSON object"},
+		{`{"a":1,"a":2}`, "appears twice"},
+		{`{"a":`, "unexpected end"},
+	} {
+		err := Object([]byte(tc.body), 3)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("Object(%q) = %v, want an error saying %q", tc.body, err, tc.err)
+		}
+	}
+}
