@@ -232,14 +232,12 @@ var metaNames = [][]byte{[]byte(`"progressToken"`), []byte(`"` + mcp.MetaKeyProt
 // decoding.
 func readMeta(raw json.RawMessage) (fastMeta, bool) {
 	var m fastMeta
-	if nonNullJSON(raw) == nil {
+	if nonNullJSON(raw) == nil || scanMeta(raw, &m) {
 		return m, true
 	}
+	// scanMeta reads no name it could mistake; json.Unmarshal could.
 	if bytes.IndexByte(raw, '\\') >= 0 || otherCase(raw) {
 		return fastMeta{}, false
-	}
-	if scanMeta(raw, &m) {
-		return m, true
 	}
 	u := new(fastMeta) // as json.Unmarshal reads it: a repeated member's last value
 	if json.Unmarshal(raw, u) != nil {
@@ -251,10 +249,11 @@ func readMeta(raw json.RawMessage) (fastMeta, bool) {
 // metaMembers are fastMeta's members, by their names.
 var metaMembers = []string{"progressToken", mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientInfo, mcp.MetaKeyClientCapabilities, mcp.MetaKeyLogLevel}
 
-// scanMeta reads raw, a _meta without escapes or metaNames in another
-// case, into m as json.Unmarshal reads it, with a decoding of its own for
-// the object and the strings (see scanRequest), and reports whether it
-// could.
+// scanMeta reads raw, a _meta, into m as mcp.Meta reads it, with a
+// decoding of its own for the object and the strings (see scanRequest),
+// and reports whether it could: not when one of its names is escaped or
+// one of metaNames in another case, where mcp.Meta's map and a struct's
+// decoding part.
 func scanMeta(raw []byte, m *fastMeta) bool {
 	sure := true
 	err := jsonbody.RawMembers(raw, MaxBodyDepth, func(name []byte, escaped bool, value []byte) {

@@ -430,6 +430,7 @@ func TestReadMetaReadsAsMCPGosMetaOrDeclines(t *testing.T) {
 		{"others", `{"x":{"y":[1,2]},` + v + `}`, true},
 		{"a name in another case", `{"IO.ModelContextProtocol/protocolVersion":"2026-07-28"}`, false},
 		{"an escaped name", `{"io.modelcontextprotocol/protocol\u0056ersion":"2026-07-28"}`, false},
+		{"an escape in a value", `{` + v + `,"io.modelcontextprotocol/clientInfo":{"name":"c\u0021\"","version":"1"}}`, true},
 		{"a value of another shape", `{"io.modelcontextprotocol/protocolVersion":5}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
