@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -380,20 +379,9 @@ func TestMCPFaceReadsAGzippedMessage(t *testing.T) {
 	zw := gzip.NewWriter(&z)
 	_, _ = zw.Write([]byte(body))
 	_ = zw.Close()
-	req, _ := http.NewRequest(http.MethodPost, url, &z)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	for k, v := range session {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), "squeezed") {
+	session["Content-Encoding"] = "gzip"
+	resp, answer := postMCP(t, url, z.String(), session)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(answer, "squeezed") {
 		t.Fatalf("answered %d %s", resp.StatusCode, answer)
 	}
 }
