@@ -205,10 +205,10 @@ func listChanges(caps mcp.ServerCapabilities) mcp.SubscriptionFilter {
 // newStreamable returns a constructor of Streamable HTTP transports; listen
 // opens the standing GET stream of legacy connections.
 func (d *dialer) newStreamable(listen bool) func(*session) (transport.Interface, error) {
-	return func(*session) (transport.Interface, error) {
+	return func(s *session) (transport.Interface, error) {
 		opts := []transport.StreamableHTTPCOption{
 			transport.WithHTTPHeaders(d.spec.Headers),
-			transport.WithHTTPLogger(d.slog()),
+			transport.WithHTTPLogger(d.slog(s)),
 			transport.WithHTTPBasicClient(d.httpClient()),
 		}
 		if listen {
@@ -241,7 +241,7 @@ func (d *dialer) httpClient() *http.Client {
 func (d *dialer) newSSE(s *session) (transport.Interface, error) {
 	opts := []transport.ClientOption{
 		transport.WithHeaders(d.spec.Headers),
-		transport.WithSSELogger(d.slog()),
+		transport.WithSSELogger(d.slog(s)),
 		// Calls carry their own deadlines; the transport's default of 60 s
 		// would cut long tool calls short.
 		transport.WithResponseTimeout(24 * time.Hour),
@@ -339,7 +339,9 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 	if err := c.Start(s.ctx); err != nil {
 		return fmt.Errorf("connecting: %w", err)
 	}
-	c.OnNotification(func(n mcp.JSONRPCNotification) { d.notify(s, n) })
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		s.callbacks.pass(func() { d.notify(s, n) })
+	})
 
 	req := mcp.InitializeRequest{}
 	req.Params.ClientInfo = clientInfo
@@ -374,8 +376,10 @@ func isRefusal(err error) bool {
 	return errors.As(err, &rpc) || errors.As(err, &unsupported)
 }
 
-func (d *dialer) slog() *slog.Logger {
+// slog returns mcp-go's logger for the transport of s, which logs until
+// s is closed.
+func (d *dialer) slog(s *session) *slog.Logger {
 	h := zapslog.NewHandler(d.log().Core(), zapslog.WithName("mcp-go"),
 		zapslog.AddStacktraceAt(slog.Level(127))) // no stack traces in logs
-	return slog.New(h) // the core names the server
+	return slog.New(gatedHandler{h, &s.callbacks}) // the core names the server
 }

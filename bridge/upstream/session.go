@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -45,6 +46,56 @@ type session struct {
 	// tasked is set once a task was started on the session: a request
 	// the server sends on its own may then be about it (soleCaller).
 	tasked atomic.Bool
+
+	// callbacks passes what mcp-go's goroutines call back into (the
+	// server's notifications, mcp-go's log lines). Those goroutines are
+	// not the session's to join, so close shuts the gate instead: once it
+	// has returned, none of them reaches the Upstream or its logger.
+	callbacks gate
+}
+
+// gate passes the calls of goroutines that something else owns until it
+// is shut, and none after. Shutting waits for the calls under way, so
+// what passes must return at once.
+type gate struct {
+	mu   sync.RWMutex
+	shut bool
+}
+
+// pass runs f unless the gate is shut.
+func (g *gate) pass(f func()) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if !g.shut {
+		f()
+	}
+}
+
+// close shuts the gate once the calls under way have returned.
+func (g *gate) close() {
+	g.mu.Lock()
+	g.shut = true
+	g.mu.Unlock()
+}
+
+// gatedHandler is a slog handler that logs only while its gate is open.
+type gatedHandler struct {
+	slog.Handler
+	gate *gate
+}
+
+func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	h.gate.pass(func() { err = h.Handler.Handle(ctx, r) })
+	return err
+}
+
+func (h gatedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return gatedHandler{h.Handler.WithAttrs(attrs), h.gate}
+}
+
+func (h gatedHandler) WithGroup(name string) slog.Handler {
+	return gatedHandler{h.Handler.WithGroup(name), h.gate}
 }
 
 // end marks the session dead with err. Only the first call counts.
@@ -80,6 +131,7 @@ func (s *session) close(t StopTimeouts, log *zap.Logger) string {
 	if s.tr != nil {
 		_ = s.tr.Close() // what the client's Close does
 	}
+	s.callbacks.close()
 	if s.proc == nil {
 		return stoppedHTTP
 	}

@@ -1,0 +1,57 @@
+package upstream
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestGate_PassesUntilShutAndShuttingWaitsForTheCallUnderWay(t *testing.T) {
+	var g gate
+	ran := 0
+	g.pass(func() { ran++ })
+	if ran != 1 {
+		t.Fatalf("an open gate ran %d calls, want 1", ran)
+	}
+
+	inside, release := make(chan struct{}), make(chan struct{})
+	go g.pass(func() { close(inside); <-release })
+	<-inside
+	shut := make(chan struct{})
+	go func() { g.close(); close(shut) }()
+	select {
+	case <-shut:
+		t.Fatal("close returned while a call was under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-shut:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close did not return once the call under way had")
+	}
+
+	g.pass(func() { ran++ })
+	if ran != 1 {
+		t.Error("a shut gate ran a call")
+	}
+}
+
+func TestGatedHandler_LogsNothingOnceItsGateIsShut(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	d := &dialer{log: func() *zap.Logger { return zap.New(core) }}
+	s := &session{}
+	l := d.slog(s).With("k", "v").WithGroup("grp")
+	l.Info("before")
+	s.callbacks.close()
+	l.Info("after")
+	l.Log(context.Background(), slog.LevelError, "after, as an error")
+	if got := logs.All(); len(got) != 1 || got[0].Message != "before" {
+		t.Errorf("logged %v, want only the line before the gate shut", got)
+	}
+}
