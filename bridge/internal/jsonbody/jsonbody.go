@@ -521,3 +521,104 @@ func (c *checker) quoteName(k key) string {
 	}
 	return fmt.Sprintf("%q", raw)
 }
+
+// Split calls f with each member of b as RawMembers does, without checking
+// b again: b must be an object that a check accepted, alone or inside a
+// larger value (a member of a body RawMembers gave). It is the cheap way
+// into the nested objects of a checked body. On bytes no check accepted,
+// what it passes to f is unspecified, but it returns.
+func Split(b []byte, f func(name []byte, escaped bool, value []byte)) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return // '}'
+		}
+		end, escaped := stringEnd(b, i)
+		if end < 0 {
+			return
+		}
+		name := b[i+1 : end-1]
+		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
+			return
+		}
+		i = skipSpace(b, i+1)
+		end = valueEnd(b, i)
+		if end < 0 {
+			return
+		}
+		f(name, escaped, b[i:end])
+		if i = skipSpace(b, end); i >= len(b) || b[i] != ',' {
+			return
+		}
+		i++
+	}
+}
+
+// skipSpace returns the offset of the first byte from i on in b that is
+// not white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the offset after the string that starts at b[i] (a
+// quote), -1 if it does not end, and whether it holds escapes.
+func stringEnd(b []byte, i int) (int, bool) {
+	escaped := false
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i + 1, escaped
+		}
+	}
+	return -1, escaped
+}
+
+// valueEnd returns the offset after the value that starts at b[i], -1 if
+// it does not end.
+func valueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		end, _ := stringEnd(b, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				end, _ := stringEnd(b, i)
+				if end < 0 {
+					return -1
+				}
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return -1
+	}
+	for ; i < len(b); i++ { // a number or a literal
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+	}
+	return i
+}

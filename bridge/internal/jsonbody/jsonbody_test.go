@@ -285,3 +285,72 @@ func TestObjectAcceptsOnlyAnObjectCheckAccepts(t *testing.T) {
 		}
 	}
 }
+
+// rawMember is a member as RawMembers and Split give it.
+type rawMember struct {
+	name    string
+	escaped bool
+	value   string
+}
+
+func splitOf(b []byte) []rawMember {
+	var got []rawMember
+	Split(b, func(name []byte, escaped bool, value []byte) {
+		got = append(got, rawMember{string(name), escaped, string(value)})
+	})
+	return got
+}
+
+// splitAgrees fails t unless Split gives the members RawMembers gives, for
+// b and for every object among its members' values, when b is an object
+// RawMembers accepts.
+func splitAgrees(t *testing.T, b []byte, depth int) {
+	t.Helper()
+	var want []rawMember
+	if RawMembers(b, depth, func(name []byte, escaped bool, value []byte) {
+		want = append(want, rawMember{string(name), escaped, string(value)})
+	}) != nil {
+		return
+	}
+	if got := splitOf(b); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Split(%q) gave %+v, RawMembers %+v", b, got, want)
+	}
+	for _, m := range want {
+		if m.value[0] == '{' {
+			splitAgrees(t, []byte(m.value), depth-1)
+		}
+	}
+}
+
+func TestSplitGivesTheMembersRawMembersGivesOfACheckedObject(t *testing.T) {
+	for _, body := range []string{
+		`{}`, ` { } `,
+		`{"a":1,"\u0061\n":"x\"}","params":{"name":"echo","arguments":{"q":"[{\\"}"}}}`,
+		"{\n\t\"n\" : -1.5e+3 ,\r\n \"t\":true,\"f\":false,\"z\":null , \"l\":[1,[2,{\"]\":\"}\"}],[]]}",
+		`{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"},"progressToken":7}}`,
+		`{"s":"\\","u":"\ud83d\ude00😀"}`,
+	} {
+		splitAgrees(t, []byte(body), 8)
+	}
+}
+
+func TestSplitReturnsOnBytesNoCheckAccepted(t *testing.T) {
+	for _, body := range []string{
+		``, `[`, `{`, `{"a`, `{"a"`, `{"a":`, `{"a":"`, `{"a":{`, `{"a":[1,{"b":"}`, `{"a":1,`, `{"a":1 "b":2}`,
+		`{"a":\`, `"{"`, `{"a":tru`, `{1:2}`, `}`, `{"a":1}}`,
+	} {
+		splitOf([]byte(body)) // must return, and not panic
+	}
+}
+
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"a":{"b":[1,2,{"c":"\u00e9"}]},"d":"}"}`, `{"\"":"\\\"","x":[{"]":"["}]}`, `{"a":1,"b":[true,false,null]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		splitOf(b) // returns on anything
+		splitAgrees(t, b, 6)
+	})
+}
