@@ -436,9 +436,11 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
 	}
+	sink, _ := ctx.Value(fastSinkKey{}).(*fastSink)
+	checked := sink != nil && sink.argsChecked
 	got, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
 		defer endLogs() // with the call, which a parked one outlives the request
-		return f.invoke(ctx, st, rt, args, base)
+		return f.invoke(ctx, st, rt, args, base, checked)
 	})
 	res, _ := got.(*upstream.CallResult)
 	var result *mcp.CallToolResult
@@ -540,10 +542,14 @@ func (s *callStream) follow(ctx context.Context) {
 
 // invoke checks the arguments and calls the tool. Arguments the tool's
 // schema refuses come back as a tool error, which the model reads and can
-// correct, as mcp-go's own input validation does.
-func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
-	if err := jsonbody.Object(args, MaxBodyDepth); err != nil {
-		return invalidResult("the arguments must be a JSON object: " + err.Error()), nil
+// correct, as mcp-go's own input validation does. checked says jsonbody
+// checked args with the message they came in (the direct path's
+// scanRequest): an object among them needs no second pass.
+func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string, checked bool) (*upstream.CallResult, *httpError) {
+	if !checked || args[0] != '{' {
+		if err := jsonbody.Object(args, MaxBodyDepth); err != nil {
+			return invalidResult("the arguments must be a JSON object: " + err.Error()), nil
+		}
 	}
 	args, e := checkArgs(args, st.cfg, rt)
 	if e != nil {

@@ -80,6 +80,9 @@ type fastRequest struct {
 	// Result makes the message a response to mcp-go, which answers it 202
 	// without calling anything.
 	Result json.RawMessage `json:"result"`
+	// checked is set when scanRequest read the message: jsonbody checked
+	// it whole, the raw members' values too.
+	checked bool
 }
 
 // The members of fastRequest and fastParams, by their names.
@@ -121,14 +124,11 @@ func scanRequest(message []byte, m *fastRequest) bool {
 	if err != nil || !sure {
 		return false
 	}
-	if params == nil {
-		return true
-	}
-	if params[0] != '{' {
+	if params != nil && params[0] != '{' {
 		return false
 	}
 	p := &m.Params
-	err = jsonbody.RawMembers(params, MaxBodyDepth, func(name []byte, escaped bool, value []byte) {
+	jsonbody.Split(params, func(name []byte, escaped bool, value []byte) { // checked with the message
 		i, ok := matchMember(name, escaped, paramsMembers)
 		sure = sure && ok
 		switch i {
@@ -145,7 +145,8 @@ func scanRequest(message []byte, m *fastRequest) bool {
 			sure = false // decoded by json.Unmarshal
 		}
 	})
-	return err == nil && sure
+	m.checked = sure
+	return sure
 }
 
 // readRequest reads message as json.Unmarshal reads it, with scanRequest
@@ -230,9 +231,9 @@ var metaNames = [][]byte{[]byte(`"progressToken"`), []byte(`"` + mcp.MetaKeyProt
 // decoding matches names in any case (and after their escapes), and a
 // value of another shape reads as none, where it fails a struct's
 // decoding.
-func readMeta(raw json.RawMessage) (fastMeta, bool) {
+func readMeta(raw json.RawMessage, checked bool) (fastMeta, bool) {
 	var m fastMeta
-	if nonNullJSON(raw) == nil || scanMeta(raw, &m) {
+	if nonNullJSON(raw) == nil || scanMeta(raw, checked, &m) {
 		return m, true
 	}
 	// scanMeta reads no name it could mistake; json.Unmarshal could.
@@ -253,10 +254,10 @@ var metaMembers = []string{"progressToken", mcp.MetaKeyProtocolVersion, mcp.Meta
 // decoding of its own for the object and the strings (see scanRequest),
 // and reports whether it could: not when one of its names is escaped or
 // one of metaNames in another case, where mcp.Meta's map and a struct's
-// decoding part.
-func scanMeta(raw []byte, m *fastMeta) bool {
+// decoding part. checked says a check of the message accepted raw.
+func scanMeta(raw []byte, checked bool, m *fastMeta) bool {
 	sure := true
-	err := jsonbody.RawMembers(raw, MaxBodyDepth, func(name []byte, escaped bool, value []byte) {
+	ok := objectMembers(raw, checked, func(name []byte, escaped bool, value []byte) {
 		i, ok := matchMember(name, escaped, metaMembers)
 		sure = sure && ok
 		var s string
@@ -275,7 +276,21 @@ func scanMeta(raw []byte, m *fastMeta) bool {
 		}
 		sure = sure && ok
 	})
-	return err == nil && sure
+	return ok && sure
+}
+
+// objectMembers calls f with the members of raw as jsonbody.RawMembers does,
+// and reports false when raw is not an object, or fails the check. When
+// checked (a check of the message accepted raw), raw is only split.
+func objectMembers(raw []byte, checked bool, f func(name []byte, escaped bool, value []byte)) bool {
+	if !checked {
+		return jsonbody.RawMembers(raw, MaxBodyDepth, f) == nil
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return false
+	}
+	jsonbody.Split(raw, f)
+	return true
 }
 
 // clientInfos and clientCapabilities are the clientInfo and
@@ -312,6 +327,12 @@ func (d *decodedJSON[T]) decode(raw []byte) (*T, bool) {
 	if ok {
 		return v, true
 	}
+	return d.add(raw)
+}
+
+// add is decode of bytes it has not kept.
+func (d *decodedJSON[T]) add(raw []byte) (*T, bool) {
+	var v *T
 	if json.Unmarshal(raw, &v) != nil {
 		return nil, false
 	}
@@ -431,7 +452,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		return false
 	}
 	p := &m.Params
-	meta, ok := readMeta(p.Meta)
+	meta, ok := readMeta(p.Meta, m.checked)
 	if !ok || nonNullJSON(p.Task) != nil || nonNullJSON(meta.ProgressToken) != nil {
 		return false
 	}
@@ -459,7 +480,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		f.fastCalls.Store(key, cancel)
 		defer f.fastCalls.Delete(key)
 	}
-	sink := &fastSink{f: f, w: w, session: session, ctx: ctx}
+	sink := &fastSink{f: f, w: w, session: session, ctx: ctx, argsChecked: m.checked}
 	ctx = context.WithValue(ctx, fastSinkKey{}, sink)
 	req := mcp.CallToolRequest{Header: r.Header}
 	req.Method = string(mcp.MethodToolsCall)
@@ -730,6 +751,9 @@ type fastSink struct {
 	w       http.ResponseWriter
 	session string // the 2025-11-25 session the events are stored under; "" for none
 	ctx     context.Context
+	// argsChecked says jsonbody checked the call's arguments with its
+	// message (scanRequest), so they need no second pass.
+	argsChecked bool
 
 	mu     sync.Mutex
 	ended  bool

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
 )
 
 // fastFace is the MCP endpoint of a bridge of the fixture server, served
@@ -96,6 +98,8 @@ func TestMCPFaceAnswersToolCallsDirectlyAsMCPGoDoes(t *testing.T) {
 		{"12", "echo_args", `{"n":123456789012345678901234567890}`}, // precision kept
 		{"-13", "no_args", `null`},
 		{"14", "with_title", `{}`},
+		{"15", "echo_args", `[1,{"a":2}]`}, // not an object: a tool error
+		{"16", "add", `"a=1"`},
 	}
 	for _, era := range []string{"2025-11-25", "2026-07-28"} {
 		modern := era == "2026-07-28"
@@ -420,11 +424,19 @@ func TestReadMetaReadsAsMCPGosMetaOrDeclines(t *testing.T) {
 		{"an escaped name", `{"io.modelcontextprotocol/protocol\u0056ersion":"2026-07-28"}`, false},
 		{"an escape in a value", `{` + v + `,"io.modelcontextprotocol/clientInfo":{"name":"c\u0021\"","version":"1"}}`, true},
 		{"a value of another shape", `{"io.modelcontextprotocol/protocolVersion":5}`, false},
+		{"not an object", `[{` + v + `}]`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, ok := readMeta(json.RawMessage(tc.raw))
+			m, ok := readMeta(json.RawMessage(tc.raw), false)
 			if ok != tc.read {
 				t.Fatalf("read %v, want %v", ok, tc.read)
+			}
+			// Bytes a check of their message accepted are split, not
+			// checked again, and read alike.
+			if tc.raw != "" && jsonbody.Check([]byte(tc.raw), MaxBodyDepth) == nil {
+				if split, ok := readMeta(json.RawMessage(tc.raw), true); ok != tc.read || fmt.Sprint(split) != fmt.Sprint(m) {
+					t.Fatalf("read checked bytes as %+v (%v), unchecked as %+v (%v)", split, ok, m, tc.read)
+				}
 			}
 			if !ok || tc.raw == "" {
 				return
@@ -513,6 +525,9 @@ func sameAsUnmarshal(t *testing.T, message string, m *fastRequest) {
 	var want fastRequest
 	if err := json.Unmarshal([]byte(message), &want); err != nil {
 		t.Fatalf("scanned what json.Unmarshal refuses: %v", err)
+	}
+	if err := jsonbody.Check([]byte(message), MaxBodyDepth); !m.checked || err != nil {
+		t.Fatalf("scanned a message, checked %v, that jsonbody's check finds %v", m.checked, err)
 	}
 	got, _ := json.Marshal(m)
 	wanted, _ := json.Marshal(&want)
