@@ -100,7 +100,7 @@ func openRoundState(state, server, name string) (*roundState, error) {
 type faceRound struct {
 	// up is the round of a 2026-07-28 server's multi round trip: the
 	// client's answers beside the upstream's, and the server's state.
-	up *upstream.RoundTrip
+	up upstream.RoundTrip
 	// park is the parked call the request resumes, nil for none; answers
 	// are then the client's inputResponses.
 	park    *parked
@@ -122,7 +122,7 @@ func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRo
 		return ctx, nil, err
 	}
 	if fr != nil {
-		ctx = upstream.WithRoundTrip(ctx, fr.up)
+		ctx = upstream.WithRoundTrip(ctx, &fr.up)
 	}
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
@@ -144,8 +144,11 @@ func (f *mcpFace) roundOf(ctx context.Context, srv, name string, p mcp.MultiRoun
 	if info == nil || !info.Modern {
 		return nil, nil
 	}
-	fr := &faceRound{up: &upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}, caps: info.ClientCapabilities}
-	answers := make(map[string]json.RawMessage, len(p.InputResponses))
+	fr := &faceRound{up: upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}, caps: info.ClientCapabilities}
+	var answers map[string]json.RawMessage // none on a first round
+	if len(p.InputResponses) > 0 {
+		answers = make(map[string]json.RawMessage, len(p.InputResponses))
+	}
 	for id, ans := range p.InputResponses {
 		b, err := json.Marshal(ans) // as the client sent it
 		if err != nil {
@@ -242,18 +245,28 @@ type InputAsker interface {
 // elicitations and sampling requests when it declares them. Roots are the
 // operator's.
 func asksOf(caps *mcp.ClientCapabilities) func(mcp.MCPMethod) bool {
-	return func(method mcp.MCPMethod) bool {
-		switch {
-		case caps == nil:
-			return false
-		case method == mcp.MethodElicitationCreate:
-			return caps.Elicitation != nil
-		case method == mcp.MethodSamplingCreateMessage:
-			return caps.Sampling != nil
-		}
-		return false
+	var i int
+	if caps != nil && caps.Elicitation != nil {
+		i |= 1
 	}
+	if caps != nil && caps.Sampling != nil {
+		i |= 2
+	}
+	return askers[i]
 }
+
+// askers are the functions of asksOf, made once rather than for every
+// request: bit 0 of the index says that the client elicits, bit 1 that it
+// samples.
+var askers = func() (a [4]func(mcp.MCPMethod) bool) {
+	for i := range a {
+		elicits, samples := i&1 != 0, i&2 != 0
+		a[i] = func(method mcp.MCPMethod) bool {
+			return method == mcp.MethodElicitationCreate && elicits || method == mcp.MethodSamplingCreateMessage && samples
+		}
+	}
+	return a
+}()
 
 // askClient returns the result asking the client for the input of ir,
 // with the endpoint's state for a request of server's name.
