@@ -209,11 +209,15 @@ func cutMarkers(b []byte) []byte {
 // call. mcp-go calls it from one goroutine at a time.
 type rpcWriter struct {
 	http.ResponseWriter
-	held int // the status of a JSON answer not written yet
+	held   int // the status of a JSON answer not written yet
+	status int // the first status written or held
 }
 
 // WriteHeader holds the status of a JSON answer, and writes any other.
 func (w *rpcWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
 	if w.held == 0 && w.Header().Get("Content-Type") == "application/json" {
 		w.held = status
 		return

@@ -749,12 +749,16 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		rw.release()
 		return nil
 	}
+	var cancel context.CancelFunc // of a direct call the message cancels
 	if r.Method == http.MethodPost {
-		p.face.passing(r, body)
+		cancel = p.face.passing(r, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	r = r.WithContext(withLists(ctx))
 	p.face.handler().ServeHTTP(rw, r)
+	if cancel != nil && rw.status == http.StatusAccepted {
+		cancel()
+	}
 	rw.release()
 	return nil
 }

@@ -376,18 +376,21 @@ func (f *mcpFace) initFast(hooks *server.Hooks) {
 }
 
 // passing notes a POST (its body message) that mcp-go's transport is
-// about to handle: the session was seen, and a notifications/cancelled
-// of a call on the direct path cancels it.
-func (f *mcpFace) passing(r *http.Request, message []byte) {
+// about to handle: the session was seen. When the message is a
+// notifications/cancelled of a call on the direct path, it returns the
+// call's cancellation, for the caller to carry out once the transport has
+// accepted the message (a 202: it checked the session and the headers);
+// nil otherwise.
+func (f *mcpFace) passing(r *http.Request, message []byte) context.CancelFunc {
 	sid := r.Header.Get(server.HeaderKeySessionID)
 	if sid == "" {
-		return
+		return nil
 	}
 	if ls, ok := f.live.Load(sid); ok {
 		ls.(*liveSession).seen.Store(time.Now().Unix())
 	}
 	if !bytes.Contains(message, []byte(mcp.MethodNotificationCancelled)) {
-		return
+		return nil
 	}
 	var n struct {
 		Method string `json:"method"`
@@ -396,15 +399,16 @@ func (f *mcpFace) passing(r *http.Request, message []byte) {
 		} `json:"params"`
 	}
 	if json.Unmarshal(message, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) {
-		return
+		return nil
 	}
 	var id any
 	if json.Unmarshal(n.Params.RequestID, &id) != nil {
-		return
+		return nil
 	}
 	if cancel, ok := f.fastCalls.Load(fastKey(sid, id)); ok {
-		cancel.(context.CancelFunc)()
+		return cancel.(context.CancelFunc)
 	}
+	return nil
 }
 
 // fastKey names a call of session on the direct path for

@@ -284,7 +284,19 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 			t.Fatal("the call did not take the direct path")
 		}
 	}
-	resp, _ := postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"test"}}`, session)
+	cancel := `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"test"}}`
+	// One the transport refuses (a protocol version it does not know)
+	// cancels nothing.
+	refused := map[string]string{"Mcp-Session-Id": session["Mcp-Session-Id"], "Mcp-Protocol-Version": "1999-01-01"}
+	if resp, _ := postMCP(t, url, cancel, refused); resp.StatusCode == http.StatusAccepted {
+		t.Fatalf("a cancellation with protocol version 1999-01-01 was accepted")
+	}
+	select {
+	case answer := <-done:
+		t.Fatalf("a refused cancellation ended the call: %s", answer)
+	case <-time.After(200 * time.Millisecond):
+	}
+	resp, _ := postMCP(t, url, cancel, session)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("notifications/cancelled answered %d, want 202", resp.StatusCode)
 	}
