@@ -159,6 +159,7 @@ func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string)
 		server.WithHooks(hooks),
 		server.WithRecovery(),
 	}, f.noticeOptions(hooks)...)
+	f.carryOver(hooks) // after noticeOptions, whose hooks note a session's grant
 	f.initSubscriptions(hooks)
 	opts = append(opts, f.extrasOptions(hooks)...)
 	f.mcp = server.NewMCPServer(title, mcpFaceVersion, opts...)
@@ -808,6 +809,9 @@ type sessionIDs struct {
 
 	mu         sync.Mutex
 	terminated map[string]bool // bounded by maxTerminated
+	// states are what the clients of live sessions told their endpoint
+	// (see sessionState), bounded by maxTerminated.
+	states map[string]*sessionState
 }
 
 // maxTerminated bounds the terminated IDs remembered; past it, the oldest
@@ -863,6 +867,7 @@ func (s *sessionIDs) Terminate(sessionID string) (isNotAllowed bool, err error) 
 		s.terminated = map[string]bool{}
 	}
 	s.terminated[sessionID] = true
+	delete(s.states, sessionID)
 	return false, nil
 }
 

@@ -559,46 +559,28 @@ func TestMCPFaceRefusesBadRequests(t *testing.T) {
 }
 
 func TestMCPSessionsOutliveTheBridge(t *testing.T) {
-	cfg := func() Config {
+	srv, reload := reloadable(t, func() Config {
 		return Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: newFaceCaller("echo")}}}
-	}
-	b1, err := New(cfg())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cur struct {
-		sync.Mutex
-		b *Bridge
-	}
-	cur.b = b1
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cur.Lock()
-		b := cur.b
-		cur.Unlock()
-		b.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/m"), "/m")
-	}))
-	defer srv.Close()
+	})
 	cl := connect(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil)
 	if _, err := callMCPTool(cl, "echo", nil); err != nil {
 		t.Fatal(err)
 	}
-	// A reload: a new bridge, the old one closed.
-	b2, err := New(cfg())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Lock()
-	cur.b = b2
-	cur.Unlock()
-	b1.Close()
-	defer b2.Close()
+	reload()
 	if res, err := callMCPTool(cl, "echo", nil); err != nil || res.IsError {
 		t.Errorf("a call in a session begun before the reload = %+v, %v", res, err)
 	}
-	// A session the client ends (DELETE) is gone for good.
+	// A session the client ends (DELETE) is gone for good, and what its
+	// client told the endpoint forgotten.
 	sid := cl.GetSessionId()
+	if _, ok := mcpSessions.recall(sid); !ok {
+		t.Error("a live session's state is not kept")
+	}
 	if err := cl.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, ok := mcpSessions.recall(sid); ok {
+		t.Error("an ended session's state is still kept")
 	}
 	resp, body := postMCP(t, srv.URL+"/m/mcp", `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`,
 		map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"})

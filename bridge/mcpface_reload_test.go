@@ -1,0 +1,99 @@
+package bridge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mcpclient "github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// reloadable serves the bridge cfg makes at /m, and returns the function
+// that reloads it: a new bridge of cfg, the old one closed, as the module
+// does on a reload of an unchanged server.
+func reloadable(t *testing.T, cfg func() Config) (*httptest.Server, func()) {
+	t.Helper()
+	var cur struct {
+		sync.Mutex
+		b *Bridge
+	}
+	next := func() *Bridge {
+		b, err := New(cfg())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cur.b = next()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur.Lock()
+		b := cur.b
+		cur.Unlock()
+		b.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/m"), "/m")
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		cur.Lock()
+		defer cur.Unlock()
+		cur.b.Close()
+	})
+	return srv, func() {
+		b := next()
+		cur.Lock()
+		old := cur.b
+		cur.b = b
+		cur.Unlock()
+		old.Close()
+	}
+}
+
+func TestMCPSessionsKeepTheirLogLevelOverAReload(t *testing.T) {
+	s := fixtureServer(t)
+	srv, reload := reloadable(t, func() Config { return Config{Servers: []*ServerConfig{s}, Single: true} })
+	url := srv.URL + "/m/mcp"
+	warning := legacySession(t, url, mcp.LoggingLevelWarning)
+	unset := legacySession(t, url, "")
+	for _, when := range []string{"before the reload", "after it"} {
+		if when != "before the reload" {
+			reload()
+		}
+		_, answer := postMCP(t, url, progressCall(""), warning)
+		if logs, last := streamedLogs(t, answer); len(logs) != 0 || !last {
+			t.Errorf("%s, a session that set warning got log messages %q (result last: %v)", when, logs, last)
+		}
+		_, answer = postMCP(t, url, progressCall(""), unset)
+		logs, _ := streamedLogs(t, answer)
+		wantStepLogs(t, logs)
+	}
+}
+
+func TestMCPSessionsKeepTheirClientsCapabilitiesOverAReload(t *testing.T) {
+	srv, reload := reloadable(t, func() Config {
+		return Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: samplingCaller{newFaceCaller("sample")}}}}
+	})
+	sampler := &greeter{}
+	// mcp-go's server sends sampling/createMessage on the standing GET
+	// stream, which the client opens again when a reload ends it.
+	cl, _ := initializeWith(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil,
+		[]mcpclient.ClientOption{mcpclient.WithSamplingHandler(sampler)}, transport.WithContinuousListening())
+	if res, err := callMCPTool(cl, "sample", nil); err != nil || res.Content[0].(mcp.TextContent).Text != "m1: hi" {
+		t.Fatalf("before the reload, sample = %+v, %v", res, err)
+	}
+	reload()
+	var said string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		res, err := callMCPTool(cl, "sample", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if said = res.Content[0].(mcp.TextContent).Text; said == "m1: hi" {
+			return
+		}
+	}
+	t.Errorf("after the reload, sample = %q; want the client, which declared sampling, asked", said)
+}
