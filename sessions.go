@@ -45,6 +45,10 @@ import (
 // A janitor goroutine, ended by close, stops idle sessions and takes up
 // the listings of the sessions.
 //
+// The notices of a caller's session go to the MCP endpoints with the
+// caller's ID, for that caller's MCP sessions, and their votes on the log
+// level to the caller's session (callerNotices).
+//
 // With oauth (auth), each caller's session authorizes its requests with
 // the caller's own token (see userOAuth): a caller without one gets the
 // link where they authorize instead of a session. No listing session runs
@@ -59,6 +63,9 @@ type userSessions struct {
 	log     atomic.Pointer[zap.Logger]
 	listing atomic.Pointer[upstream.ToolSet] // nil until the first
 	created time.Time
+	// notices passes the notices of the callers' sessions on to the MCP
+	// endpoints, and keeps their votes on each caller's log level.
+	notices callerNotices
 
 	ctx    context.Context // ends with close
 	cancel context.CancelFunc
@@ -317,6 +324,7 @@ func (us *userSessions) acquire(ctx context.Context, id bridge.Identity, auth up
 		if victim, ok := us.takeLocked(); ok {
 			s := &userSession{key: key, id: id.ID, auth: auth}
 			s.u = upstream.New(spec, us.options(), us.sessionLogger(s))
+			us.notices.attach(s)
 			s.elem = us.lru.PushFront(s)
 			us.byKey[key] = s
 			us.starts++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -360,35 +361,59 @@ func (c *noticingCaller) send(method string, params map[string]any) {
 	}
 }
 
+// noticedClient connects a 2025-11-25 client of user to the endpoint at
+// url, listening on its GET stream, at log level level, and returns what
+// it is told: its log messages ("<level> <logger> <data>") and the
+// list_changed notifications' methods.
+func noticedClient(t *testing.T, url, user string, level mcp.LoggingLevel) chan string {
+	t.Helper()
+	cl, init := initialize(t, url, mcp.LATEST_LEGACY_PROTOCOL_VERSION, map[string]string{"X-User": user},
+		transport.WithContinuousListening())
+	if init.Capabilities.Logging == nil || !init.Capabilities.Resources.ListChanged || !init.Capabilities.Prompts.ListChanged {
+		t.Errorf("capabilities = %+v; want logging and listChanged", init.Capabilities)
+	}
+	got := make(chan string, 64)
+	cl.OnNotification(func(n mcp.JSONRPCNotification) {
+		switch n.Method {
+		case string(mcp.MethodNotificationMessage):
+			p := n.Params.AdditionalFields
+			got <- fmt.Sprintf("%v %v %v", p["level"], p["logger"], p["data"])
+		case string(mcp.MethodNotificationResourcesListChanged), string(mcp.MethodNotificationPromptsListChanged):
+			got <- n.Method
+		}
+	})
+	if err := cl.SetLevel(context.Background(), mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: level}}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// collectNotices returns the n notices c is told within 5 s, and any more
+// it is told within 300 ms after them.
+func collectNotices(c chan string, n int) []string {
+	var got []string
+	timeout := time.After(5 * time.Second)
+	for len(got) < n {
+		select {
+		case s := <-c:
+			got = append(got, s)
+		case <-timeout:
+			return got
+		}
+	}
+	select { // and no more
+	case s := <-c:
+		got = append(got, s)
+	case <-time.After(300 * time.Millisecond):
+	}
+	return got
+}
+
 func TestMCPFacePassesOnListChangesAndLogMessages(t *testing.T) {
 	one := &noticingCaller{extrasCaller: newExtrasCaller([]string{"x://a"}, nil, "now")}
 	two := &noticingCaller{extrasCaller: newExtrasCaller([]string{"x://b"}, nil, "read")}
-	srv := serveAnnAndBob(t, one, "two", two)
-	type client struct {
-		got chan string
-	}
-	connectAs := func(user string, level mcp.LoggingLevel) client {
-		cl, init := initialize(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, map[string]string{"X-User": user},
-			transport.WithContinuousListening())
-		if init.Capabilities.Logging == nil || !init.Capabilities.Resources.ListChanged || !init.Capabilities.Prompts.ListChanged {
-			t.Errorf("capabilities = %+v; want logging and listChanged", init.Capabilities)
-		}
-		c := client{make(chan string, 64)}
-		cl.OnNotification(func(n mcp.JSONRPCNotification) {
-			switch n.Method {
-			case string(mcp.MethodNotificationMessage):
-				p := n.Params.AdditionalFields
-				c.got <- fmt.Sprintf("%v %v %v", p["level"], p["logger"], p["data"])
-			case string(mcp.MethodNotificationResourcesListChanged), string(mcp.MethodNotificationPromptsListChanged):
-				c.got <- n.Method
-			}
-		})
-		if err := cl.SetLevel(context.Background(), mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: level}}); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	ann, bob := connectAs("ann", mcp.LoggingLevelInfo), connectAs("bob", mcp.LoggingLevelWarning)
+	url := serveAnnAndBob(t, one, "two", two).URL + "/m/mcp"
+	ann, bob := noticedClient(t, url, "ann", mcp.LoggingLevelInfo), noticedClient(t, url, "bob", mcp.LoggingLevelWarning)
 	time.Sleep(200 * time.Millisecond) // the GET streams open
 	one.send("notifications/message", map[string]any{"level": "debug", "data": "too fine"})
 	one.send("notifications/message", map[string]any{"level": "info", "logger": "db", "data": "one info"})
@@ -396,33 +421,79 @@ func TestMCPFacePassesOnListChangesAndLogMessages(t *testing.T) {
 	one.send("notifications/message", map[string]any{"level": "warning", "data": "one warning"})
 	two.send("notifications/resources/list_changed", nil)
 	one.send("notifications/prompts/list_changed", nil)
-	collect := func(c client, n int) []string {
-		var got []string
-		timeout := time.After(5 * time.Second)
-		for len(got) < n {
-			select {
-			case s := <-c.got:
-				got = append(got, s)
-			case <-timeout:
-				return got
-			}
-		}
-		select { // and no more
-		case s := <-c.got:
-			got = append(got, s)
-		case <-time.After(300 * time.Millisecond):
-		}
-		return got
-	}
 	wantAnn := []string{"info one/db one info", "error two map[two:error]", "warning one one warning",
 		"notifications/resources/list_changed", "notifications/prompts/list_changed"}
-	if got := collect(ann, len(wantAnn)); !slices.Equal(got, wantAnn) {
+	if got := collectNotices(ann, len(wantAnn)); !slices.Equal(got, wantAnn) {
 		t.Errorf("ann got %q, want %q", got, wantAnn)
 	}
 	// bob is not granted two: none of its log messages; his level is warning.
 	wantBob := []string{"warning one one warning", "notifications/resources/list_changed", "notifications/prompts/list_changed"}
-	if got := collect(bob, len(wantBob)); !slices.Equal(got, wantBob) {
+	if got := collectNotices(bob, len(wantBob)); !slices.Equal(got, wantBob) {
 		t.Errorf("bob got %q, want %q", got, wantBob)
+	}
+}
+
+// perCallerCaller is an extrasCaller run as a server with a session per
+// caller: the test sends the notices of a caller's session, and it keeps
+// the votes on each caller's log level.
+type perCallerCaller struct {
+	*extrasCaller
+	mu    sync.Mutex
+	fs    []func(string, upstream.Notice)
+	votes map[string]string // caller → level
+}
+
+func (c *perCallerCaller) ListenCallers(f func(string, upstream.Notice)) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fs = append(c.fs, f)
+	return func() {}
+}
+
+func (c *perCallerCaller) SetCallerLogLevel(caller string, _ any, level string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.votes == nil {
+		c.votes = map[string]string{}
+	}
+	c.votes[caller] = level
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}
+
+func (c *perCallerCaller) sendAs(caller, method string, params map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.fs {
+		f(caller, upstream.Notice{Method: method, Params: params})
+	}
+}
+
+func TestMCPFacePassesAPerCallerServersNoticesToTheirCallerOnly(t *testing.T) {
+	c := &perCallerCaller{extrasCaller: newExtrasCaller([]string{"x://a"}, nil, "now")}
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveBridge(t, b).URL + "/m/mcp"
+	ann, bob := noticedClient(t, url, "ann", mcp.LoggingLevelInfo), noticedClient(t, url, "bob", mcp.LoggingLevelWarning)
+	time.Sleep(200 * time.Millisecond) // the GET streams open
+	c.sendAs("ann", "notifications/resources/list_changed", nil)
+	c.sendAs("bob", "notifications/message", map[string]any{"level": "info", "data": "under bob's level"})
+	c.sendAs("bob", "notifications/message", map[string]any{"level": "error", "data": "bob's"})
+	c.sendAs("ann", "notifications/message", map[string]any{"level": "info", "data": "ann's"})
+	c.sendAs("carol", "notifications/prompts/list_changed", nil)
+	if got, want := collectNotices(ann, 2), []string{"notifications/resources/list_changed", "info  ann's"}; !slices.Equal(got, want) {
+		t.Errorf("ann got %q, want %q", got, want)
+	}
+	if got, want := collectNotices(bob, 1), []string{"error  bob's"}; !slices.Equal(got, want) {
+		t.Errorf("bob got %q, want %q", got, want)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if want := map[string]string{"ann": "info", "bob": "warning"}; !maps.Equal(c.votes, want) {
+		t.Errorf("the votes on the callers' levels are %v, want %v", c.votes, want)
 	}
 }
 

@@ -49,12 +49,23 @@ type noticeSource interface {
 	Listen(f func(upstream.Notice)) (stop func())
 }
 
+// callerNoticeSource is a Caller that runs a session of its server for
+// each caller (the module's leases of per-user servers): each of its
+// notices is of one caller's session, and goes to that caller's MCP
+// sessions only; and an MCP session's vote on the server's log level goes
+// to its caller's session of the server.
+type callerNoticeSource interface {
+	ListenCallers(f func(caller string, n upstream.Notice)) (stop func())
+	SetCallerLogLevel(caller string, voter any, level string) <-chan struct{}
+}
+
 // faceNotices is the state of a face's relaying of notices.
 type faceNotices struct {
 	relays bool // some server of the face is a noticeSource
 
 	clients sync.Map // session ID → *grant (nil without access rules): the clients told of log messages
 	levels  sync.Map // session ID → mcp.LoggingLevel: the level a client set with logging/setLevel
+	callers sync.Map // session ID → the ID of its caller (Identity), for the notices of per-user servers
 
 	votesMu sync.Mutex
 	voting  bool // the face's sessions vote on its servers' log levels: between listen and its stop
@@ -81,9 +92,9 @@ const maxCallLogsPending = 256
 // with their hooks added to hooks.
 func (f *mcpFace) noticeOptions(hooks *server.Hooks) []server.ServerOption {
 	for _, st := range f.servers {
-		if _, ok := st.cfg.Upstream.(noticeSource); ok {
-			f.relays = true
-		}
+		_, shared := st.cfg.Upstream.(noticeSource)
+		_, perCaller := st.cfg.Upstream.(callerNoticeSource)
+		f.relays = f.relays || shared || perCaller
 	}
 	if !f.relays {
 		return nil
@@ -93,20 +104,30 @@ func (f *mcpFace) noticeOptions(hooks *server.Hooks) []server.ServerOption {
 		if f.b.policy != nil {
 			g = f.b.policy.grantOf(ctx)
 		}
+		f.noteCaller(ctx, s.SessionID())
 		f.clients.Store(s.SessionID(), g)
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, s server.ClientSession) {
 		f.voteLogLevel(s.SessionID(), "")
 		f.clients.Delete(s.SessionID())
 		f.levels.Delete(s.SessionID())
+		f.callers.Delete(s.SessionID())
 	})
 	hooks.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
 		if s := server.ClientSessionFromContext(ctx); s != nil {
+			f.noteCaller(ctx, s.SessionID())
 			f.levels.Store(s.SessionID(), req.Params.Level)
 			f.awaitLogLevel(ctx, f.voteLogLevel(s.SessionID(), req.Params.Level))
 		}
 	})
 	return []server.ServerOption{server.WithLogging()}
+}
+
+// noteCaller notes the caller of session, who makes the request of ctx.
+func (f *mcpFace) noteCaller(ctx context.Context, session string) {
+	if id, ok := IdentityFrom(ctx); ok && id.ID != "" {
+		f.callers.Store(session, id.ID)
+	}
 }
 
 // listen starts passing on the notices of the face's servers, and the
@@ -116,7 +137,15 @@ func (f *mcpFace) listen() (stop func()) {
 	var stops []func()
 	for _, st := range f.servers {
 		if ns, ok := st.cfg.Upstream.(noticeSource); ok {
-			stops = append(stops, ns.Listen(func(n upstream.Notice) { f.notice(st, n) }))
+			stops = append(stops, ns.Listen(func(n upstream.Notice) { f.notice(st, n, nil) }))
+		}
+		if cs, ok := st.cfg.Upstream.(callerNoticeSource); ok {
+			stops = append(stops, cs.ListenCallers(func(caller string, n upstream.Notice) {
+				f.notice(st, n, func(session string) bool {
+					c, _ := f.callers.Load(session)
+					return c == caller
+				})
+			}))
 		}
 	}
 	f.votesMu.Lock()
@@ -182,26 +211,31 @@ func (f *mcpFace) voteLogLevel(session string, level mcp.LoggingLevel) []<-chan 
 func (f *mcpFace) voteLocked(session string, level mcp.LoggingLevel) []<-chan struct{} {
 	var votes []<-chan struct{}
 	g, _ := f.clients.Load(session)
+	caller, _ := f.callers.Load(session)
 	for _, st := range f.servers {
-		lv, ok := st.cfg.Upstream.(logLevelVoter)
-		if !ok {
-			continue
-		}
 		vote := string(level)
 		if v, _ := st.current(f.b.log); v == nil {
 			vote = ""
 		} else if g, _ := g.(*grant); g != nil && g.of(st, v).n == 0 {
 			vote = ""
 		}
-		votes = append(votes, lv.SetLogLevel(faceClient{face: f, session: session}, vote))
+		voter := faceClient{face: f, session: session}
+		if lv, ok := st.cfg.Upstream.(logLevelVoter); ok {
+			votes = append(votes, lv.SetLogLevel(voter, vote))
+		}
+		if cs, ok := st.cfg.Upstream.(callerNoticeSource); ok && caller != nil {
+			votes = append(votes, cs.SetCallerLogLevel(caller.(string), voter, vote))
+		}
 	}
 	return votes
 }
 
-// notice passes on a notice of server st. It runs on the server's
+// notice passes on a notice of server st to the face's sessions, those
+// of which to says so when to is not nil (a notice of a caller's session
+// of a per-user server goes to that caller's). It runs on the server's
 // transport reader: nothing here blocks (mcp-go drops a notification for
 // a client whose queue is full).
-func (f *mcpFace) notice(st *serverState, n upstream.Notice) {
+func (f *mcpFace) notice(st *serverState, n upstream.Notice, to func(session string) bool) {
 	v, _ := st.current(f.b.log)
 	if v == nil {
 		return
@@ -209,29 +243,46 @@ func (f *mcpFace) notice(st *serverState, n upstream.Notice) {
 	switch n.Method {
 	case string(mcp.MethodNotificationResourcesListChanged):
 		if v.serves(openapi.ListResources) {
-			f.mcp.SendNotificationToAllClients(n.Method, nil)
+			f.sendListChanged(n.Method, to)
 		}
 	case string(mcp.MethodNotificationPromptsListChanged):
 		if v.serves(openapi.ListPrompts) {
-			f.mcp.SendNotificationToAllClients(n.Method, nil)
+			f.sendListChanged(n.Method, to)
 		}
 	case string(mcp.MethodNotificationMessage):
-		f.relayLog(st, v, n.Params)
+		f.relayLog(st, v, n.Params, to)
 	case string(mcp.MethodNotificationResourceUpdated):
-		f.relayUpdated(st, n.Params)
+		if to == nil { // a per-user server's resources cannot be subscribed to
+			f.relayUpdated(st, n.Params)
+		}
 	}
 }
 
+// sendListChanged sends a list_changed notification of method to every
+// session of the face, or to those of which to says so.
+func (f *mcpFace) sendListChanged(method string, to func(session string) bool) {
+	if to == nil {
+		f.mcp.SendNotificationToAllClients(method, nil)
+		return
+	}
+	f.clients.Range(func(id, _ any) bool {
+		if to(id.(string)) {
+			_ = f.mcp.SendNotificationToSpecificClient(id.(string), method, nil)
+		}
+		return true
+	})
+}
+
 // relayLog passes a log message of server st on to the sessions granted a
-// tool of it, at each one's level, but a session that got it on the
-// stream of its call.
-func (f *mcpFace) relayLog(st *serverState, v *view, p map[string]any) {
+// tool of it (those of which to says so, when it is not nil), at each
+// one's level, but a session that got it on the stream of its call.
+func (f *mcpFace) relayLog(st *serverState, v *view, p map[string]any, to func(session string) bool) {
 	level, _ := p["level"].(string)
 	logger, _ := p["logger"].(string)
 	msg := f.logNotification(st, level, logger, p["data"])
 	skip := f.sentOnACall(st, logKey(msg))
 	f.clients.Range(func(id, g any) bool {
-		if skip[id.(string)] {
+		if skip[id.(string)] || to != nil && !to(id.(string)) {
 			return true
 		}
 		if g, _ := g.(*grant); g == nil || g.of(st, v).n > 0 {

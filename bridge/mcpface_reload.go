@@ -71,20 +71,21 @@ func (f *mcpFace) carryOver(hooks *server.Hooks) {
 		}
 	})
 	hooks.AddBeforeAny(func(ctx context.Context, _ any, _ mcp.MCPMethod, _ any) {
-		f.restore(server.ClientSessionFromContext(ctx), false)
+		f.restore(ctx, server.ClientSessionFromContext(ctx), false)
 	})
-	hooks.AddOnRegisterSession(func(_ context.Context, s server.ClientSession) { f.restore(s, true) })
+	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) { f.restore(ctx, s, true) })
 }
 
-// restore gives s, a session of the face's mcp-go server, the state its
-// client told an endpoint before a reload, when s lacks it. The client's
+// restore gives s, a session of the face's mcp-go server of a request of
+// ctx, the state its client told an endpoint before a reload, when s
+// lacks it. The client's
 // clientInfo and capabilities go only to a registered session (the
 // client's GET stream opened again): mcp-go sends the server's requests
 // on that stream, and a session made for one request (registered is
 // false) has none, so that a request sent to it would never be answered;
 // the client is refused as one that did not declare them until its
 // stream is back.
-func (f *mcpFace) restore(s server.ClientSession, registered bool) {
+func (f *mcpFace) restore(ctx context.Context, s server.ClientSession, registered bool) {
 	withInfo, ok := s.(server.SessionWithClientInfo)
 	if !ok || s.SessionID() == "" {
 		return // of the 2026-07-28 era
@@ -107,6 +108,7 @@ func (f *mcpFace) restore(s server.ClientSession, registered bool) {
 		logging.SetLogLevel(st.level)
 	}
 	if _, known := f.levels.LoadOrStore(s.SessionID(), st.level); !known && f.relays {
+		f.noteCaller(ctx, s.SessionID())
 		f.voteLogLevel(s.SessionID(), st.level)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -104,5 +105,71 @@ func TestMCPFaceSetsAStdioServersLogLevelToWhatItsClientsAskFor(t *testing.T) {
 	}
 	if got != "debug,info" {
 		t.Errorf("levels set after the debug client left: %q, want debug,info", got)
+	}
+}
+
+// A server with a session per caller: what each caller's session says
+// goes to that caller's MCP sessions only, and each caller's
+// logging/setLevel sets their own session, started by their first call
+// after they asked.
+func TestMCPFacePassesAPerUserServersLogMessagesToItsCallerOnly(t *testing.T) {
+	startCaddy(t, fmt.Sprintf(`:%d {
+	mcpo /ulog {
+		identity {http.request.header.%s}
+		server fx {
+			%s			isolation user
+		}
+	}
+}
+`, httpPort, userHeader, testFixture(t, fixture.Options{LogLevels: true})))
+	waitReady(t, "/ulog/fx/openapi.json")
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	listen := []transport.StreamableHTTPCOption{transport.WithContinuousListening()}
+	type caller struct {
+		c    *mcpclient.Client
+		logs chan string
+	}
+	callers := map[string]*caller{}
+	for _, user := range []string{"alice", "bob"} {
+		c := &caller{c: mcpGoClientWith(t, "/ulog/fx/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, listen, userHeader, user), logs: make(chan string, 64)}
+		c.c.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method == string(mcp.MethodNotificationMessage) {
+				c.logs <- fmt.Sprint(n.Params.AdditionalFields["level"], " ", n.Params.AdditionalFields["data"])
+			}
+		})
+		if err := c.c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelDebug}}); err != nil {
+			t.Fatal(err)
+		}
+		callers[user] = c
+	}
+	time.Sleep(200 * time.Millisecond) // the GET streams open
+
+	for _, tc := range []struct{ user, other string }{{"alice", "bob"}, {"bob", "alice"}} {
+		// The caller's first call starts their session, which is set to
+		// the level they asked for as it starts: its log tool sends its
+		// debug message once it is.
+		eventually(t, waitLimit, tc.user+"'s session set to debug", func() bool {
+			res, err := mcpCall(ctx, callers[tc.user].c, "log", `{}`)
+			return err == nil && firstText(res) == "levels set: debug"
+		})
+		select {
+		case got := <-callers[tc.user].logs:
+			if want := "debug " + fixture.LogLevelMessage; got != want {
+				t.Errorf("%s got %q, want %q", tc.user, got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s got no log message of their session", tc.user)
+		}
+		time.Sleep(300 * time.Millisecond) // the messages reach every session at once
+		select {
+		case got := <-callers[tc.other].logs:
+			t.Errorf("%s got %q, a message of %s's session", tc.other, got, tc.user)
+		default:
+		}
+		for len(callers[tc.user].logs) > 0 {
+			<-callers[tc.user].logs
+		}
 	}
 }
