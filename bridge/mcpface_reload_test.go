@@ -1,10 +1,14 @@
 package bridge
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,4 +100,47 @@ func TestMCPSessionsKeepTheirClientsCapabilitiesOverAReload(t *testing.T) {
 		}
 	}
 	t.Errorf("after the reload, sample = %q; want the client, which declared sampling, asked", said)
+}
+
+func TestMCPSessionsKeepTheirSubscriptionsOverAReload(t *testing.T) {
+	var caller atomic.Pointer[subscribingCaller] // the server of the bridge serving
+	srv, reload := reloadable(t, func() Config {
+		c := newSubscribingCaller([]string{"x://a", "x://b"}, "now")
+		caller.Store(c)
+		return Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: c}}}
+	})
+	updates := make(chan string, 16)
+	cl, _ := initialize(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil, transport.WithContinuousListening())
+	cl.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == string(mcp.MethodNotificationResourceUpdated) {
+			updates <- fmt.Sprint(n.Params.AdditionalFields["uri"])
+		}
+	})
+	ctx := context.Background()
+	for _, uri := range []string{"x://a", "x://b"} {
+		if err := cl.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: uri}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Unsubscribe(ctx, mcp.UnsubscribeRequest{Params: mcp.UnsubscribeParams{URI: "x://b"}}); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	// The client opens its GET stream again, and its session subscribes
+	// to x://a again, not to x://b.
+	for deadline := time.Now().Add(10 * time.Second); !slices.Equal(caller.Load().subscriptions(), []string{"+x://a"}); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server of the reloaded endpoint got subscriptions %q, want +x://a", caller.Load().subscriptions())
+		}
+	}
+	caller.Load().send("notifications/resources/updated", map[string]any{"uri": "x://b"})
+	caller.Load().send("notifications/resources/updated", map[string]any{"uri": "x://a"})
+	select {
+	case uri := <-updates:
+		if uri != "x://a" {
+			t.Errorf("the client heard of an update of %s", uri)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the client heard of no update after the reload")
+	}
 }

@@ -98,6 +98,7 @@ func (f *mcpFace) subscribe(ctx context.Context, method mcp.MCPMethod, uri strin
 		if !has {
 			return nil
 		}
+		f.sessions.remember(id, func(st *sessionState) { delete(st.subscribed, uri) })
 		f.subMu.Lock()
 		delete(mine, uri)
 		last := f.subs[uri] <= 1
@@ -118,6 +119,12 @@ func (f *mcpFace) subscribe(ctx context.Context, method mcp.MCPMethod, uri strin
 			return err
 		}
 	}
+	f.sessions.remember(id, func(st *sessionState) {
+		if st.subscribed == nil {
+			st.subscribed = map[string]bool{}
+		}
+		st.subscribed[uri] = true
+	})
 	f.subMu.Lock()
 	defer f.subMu.Unlock()
 	if f.bySession[id] == nil {
