@@ -173,3 +173,47 @@ func TestMCPFacePassesAPerUserServersLogMessagesToItsCallerOnly(t *testing.T) {
 		}
 	}
 }
+
+// A reload keeps a session's log level: the reloaded endpoint votes it
+// again, and passes the server's messages on at it.
+func TestMCPFaceKeepsASessionsLogLevelThroughAReload(t *testing.T) {
+	site := func(extra string) string {
+		return fmt.Sprintf(`:%d {
+	mcpo /relog {
+		%s
+		%s
+	}
+}
+`, httpPort, testFixture(t, fixture.Options{LogLevels: true}), extra)
+	}
+	startCaddy(t, site(""))
+	waitReady(t, "/relog/openapi.json")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	c := mcpGoClientWith(t, "/relog/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION,
+		[]transport.StreamableHTTPCOption{transport.WithContinuousListening()})
+	logs := make(chan string, 64)
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == string(mcp.MethodNotificationMessage) {
+			logs <- fmt.Sprint(n.Params.AdditionalFields["data"])
+		}
+	})
+	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelDebug}}); err != nil {
+		t.Fatal(err)
+	}
+	startCaddy(t, site("timeout 41s"))
+	// The reloaded endpoint votes the session's level again at its next
+	// request: the server is set back to debug, and its debug messages
+	// reach the client.
+	eventually(t, waitLimit, "a debug message after the reload", func() bool {
+		if _, err := mcpCall(ctx, c, "log", `{}`); err != nil {
+			return false
+		}
+		select {
+		case got := <-logs:
+			return got == fixture.LogLevelMessage
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	})
+}
