@@ -2,14 +2,14 @@ package bridge
 
 // What the client of a 2025-11-25 session told its endpoint, carried over
 // a reload: its clientInfo and capabilities, its log level and its
-// resource subscriptions. A session outlives its endpoint (see faceSessions): the
-// endpoint of the reloaded configuration serves its requests. But mcp-go
-// keeps the client's clientInfo and capabilities, and the log level it
-// set, in the server the reload replaced, and the face its level in its
-// own state: without them a client that declared elicitation or sampling
-// would have the server's requests refused after a reload, one that set a
-// log level would get every level again, and one that subscribed to a
-// resource would hear of it no more. The process's session IDs
+// resource subscriptions. A session outlives its endpoint (see
+// faceSessions): the endpoint of the reloaded configuration serves its
+// requests. But mcp-go keeps the client's clientInfo and capabilities, and
+// the log level it set, in the server the reload replaced, and the face
+// its level and subscriptions in its own state: without them a client
+// that declared elicitation or sampling would have the server's requests
+// refused after a reload, one that set a log level would get every level
+// again, and one that subscribed to a resource would hear of it no more. The process's session IDs
 // (sessionIDs) keep them beside the ID, until the session ends, and each
 // endpoint gives them back to an mcp-go session that lacks them (see
 // restore): a request's, before mcp-go handles it, and a GET stream's, as
@@ -19,10 +19,9 @@ import (
 	"context"
 	"maps"
 
-	"go.uber.org/zap"
-
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/zap"
 )
 
 // sessionState is what the client of a session told its endpoint that a
