@@ -78,20 +78,20 @@ func TestMCPSessionsKeepTheirLogLevelOverAReload(t *testing.T) {
 
 func TestMCPSessionsKeepTheirClientsCapabilitiesOverAReload(t *testing.T) {
 	srv, reload := reloadable(t, func() Config {
-		return Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: samplingCaller{newFaceCaller("sample")}}}}
+		return Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: samplingCaller{newFaceCaller("sample")}, Timeout: sampleTimeout}}}
 	})
 	sampler := &greeter{}
 	// mcp-go's server sends sampling/createMessage on the standing GET
 	// stream, which the client opens again when a reload ends it.
 	cl, _ := initializeWith(t, srv.URL+"/m/mcp", mcp.LATEST_LEGACY_PROTOCOL_VERSION, nil,
 		[]mcpclient.ClientOption{mcpclient.WithSamplingHandler(sampler)}, transport.WithContinuousListening())
-	if res, err := callMCPTool(cl, "sample", nil); err != nil || res.Content[0].(mcp.TextContent).Text != "m1: hi" {
+	if res, err := callSampling(t, cl); err != nil || res.Content[0].(mcp.TextContent).Text != "m1: hi" {
 		t.Fatalf("before the reload, sample = %+v, %v", res, err)
 	}
 	reload()
 	var said string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		res, err := callMCPTool(cl, "sample", nil)
+		res, err := callSampling(t, cl)
 		if err != nil {
 			t.Fatal(err)
 		}

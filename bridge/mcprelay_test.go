@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -45,8 +47,29 @@ func (g *greeter) CreateMessage(context.Context, mcp.CreateMessageRequest) (*mcp
 		SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent("hi")}}, nil
 }
 
+// sampleTimeout bounds a call of the sampling tools in these tests: see
+// callSampling.
+const sampleTimeout = 3 * time.Second
+
+// callSampling calls the sampling tool "sample" until it answers within
+// sampleTimeout, at most five times. mcp-go's server sends
+// sampling/createMessage on the session's standing GET stream, which the
+// client may open more than once as its session starts; each opening
+// replaces the connection before, and a request sent on a replaced one
+// never reaches the client: the call then times out, and is made again.
+func callSampling(t *testing.T, cl *mcpclient.Client) (*mcp.CallToolResult, error) {
+	t.Helper()
+	for range 4 {
+		res, err := callMCPTool(cl, "sample", nil)
+		if err == nil || !strings.Contains(err.Error(), "did not answer within") {
+			return res, err
+		}
+	}
+	return callMCPTool(cl, "sample", nil)
+}
+
 func TestMCPFacePassesSamplingOnToTheClientThatCalledOrRefusesSayingWhy(t *testing.T) {
-	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: samplingCaller{newFaceCaller("sample")}}}})
+	b, err := New(Config{Single: true, Servers: []*ServerConfig{{Name: "s", Upstream: samplingCaller{newFaceCaller("sample")}, Timeout: sampleTimeout}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +98,7 @@ func TestMCPFacePassesSamplingOnToTheClientThatCalledOrRefusesSayingWhy(t *testi
 				opts = append(opts, mcpclient.WithSamplingHandler(tc.sampler))
 			}
 			cl, _ := initializeWith(t, url, tc.protocol, nil, opts, topts...)
-			res, err := callMCPTool(cl, "sample", nil)
+			res, err := callSampling(t, cl)
 			if err != nil || len(res.Content) != 1 || res.Content[0].(mcp.TextContent).Text != tc.want {
 				t.Fatalf("sample = %+v, %v; want %q", res, err, tc.want)
 			}
