@@ -173,16 +173,7 @@ func (c *checker) describe() string {
 	return fmt.Sprintf("byte 0x%02x", ch)
 }
 
-func (c *checker) skipSpace() {
-	for c.i < len(c.b) {
-		switch c.b[c.i] {
-		case ' ', '\t', '\n', '\r':
-			c.i++
-		default:
-			return
-		}
-	}
-}
+func (c *checker) skipSpace() { c.i = skipSpace(c.b, c.i) }
 
 // value reads one value at the cursor; depth is the number of arrays and
 // objects it is inside.
