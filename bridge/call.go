@@ -169,7 +169,7 @@ func (b *Bridge) call(w http.ResponseWriter, r *http.Request, st *serverState, r
 	if prefersEvents(r.Header["Accept"]) {
 		return b.stream(w, r, st, rt, body, base, start)
 	}
-	res, e := b.invoke(r.Context(), st, rt, body, base)
+	res, e := b.invoke(r.Context(), st, rt, body, base, nil)
 	if e != nil {
 		return e
 	}
@@ -213,14 +213,17 @@ func (b *Bridge) logCall(server, tool string, start time.Time, args []byte, out 
 // it waits for a slot under the server's concurrency cap, calls with the
 // tool's deadline (which progress notifications extend up to
 // MaxTimeout), and returns the result, or the answer to a call that
-// got none. ctx ends when the client goes away. base is the server's base
-// path as the client sees it, for the links of the answers.
-func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*upstream.CallResult, *httpError) {
+// got none. ctx ends when the client goes away; stop, when not nil, stops
+// the call as that does (the MCP face's direct path, whose client cancels
+// with a message: a task-required tool's calls do not take it). base is
+// the server's base path as the client sees it, for the links of the
+// answers.
+func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string, stop *callStop) (*upstream.CallResult, *httpError) {
 	if rt.task == upstream.TaskRequired {
 		return b.awaitTask(ctx, st, rt, args, base)
 	}
 	s, tool := st.cfg, rt.tool.Name
-	release, e := st.slot(ctx, tool)
+	release, e := st.slot(ctx, tool, stop)
 	if e != nil {
 		return nil, e
 	}
@@ -228,9 +231,10 @@ func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args js
 
 	callCtx, deadline, cancel := withCallDeadline(ctx, s, tool)
 	defer cancel()
+	stop.bind(cancel)
 	res, err := s.Upstream.CallTool(callCtx, tool, args)
 	switch {
-	case err != nil && ctx.Err() != nil:
+	case err != nil && (ctx.Err() != nil || stop.isStopped()):
 		b.log.Debug("client disconnected during a call", zap.String("server", s.Name), zap.String("tool", tool))
 		return nil, clientGone
 	case err != nil:
@@ -245,14 +249,19 @@ func (b *Bridge) invoke(ctx context.Context, st *serverState, rt *route, args js
 
 // slot waits, up to the server's queue_timeout, for one of the calls its
 // max_concurrent allows, for tool ("" for a request that is no call). It
-// fails with clientGone when ctx ends first, with 429 when the wait does.
-func (st *serverState) slot(ctx context.Context, tool string) (release func(), e *httpError) {
+// fails with clientGone when ctx ends or the call is stopped first, with
+// 429 when the wait does.
+func (st *serverState) slot(ctx context.Context, tool string, stop *callStop) (release func(), e *httpError) {
 	s := st.cfg
-	release, ok := st.slots.acquire(ctx, s.QueueTimeout)
-	if ok {
+	release, ok := st.slots.acquire(ctx, s.QueueTimeout, stop)
+	if ok && !stop.isStopped() {
 		return release, nil
 	}
-	if ctx.Err() != nil {
+	if ok {
+		release()
+		return nil, clientGone
+	}
+	if ctx.Err() != nil || stop.isStopped() {
 		return nil, clientGone
 	}
 	return nil, &httpError{Status: http.StatusTooManyRequests, Outcome: OutcomeRejected, RetryAfter: time.Second,

@@ -84,10 +84,10 @@ type mcpFace struct {
 
 	// The direct path of tools/call (mcpface_fast.go): the 2025-11-25
 	// sessions mcp-go registered (*liveSession by session ID), the
-	// cancellations of the calls under way on it, by fastKey; and, for
+	// calls under way on it, for notifications/cancelled; and, for
 	// tests, whether it is off.
 	live      sync.Map
-	fastCalls sync.Map
+	fastCalls fastCalls
 	noFast    bool
 
 	// serverMeta is the _meta mcp-go gives a 2026-07-28 result that has
@@ -438,10 +438,9 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		args = json.RawMessage("{}")
 	}
 	sink, _ := ctx.Value(fastSinkKey{}).(*fastSink)
-	checked := sink != nil && sink.argsChecked
 	got, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
 		defer endLogs() // with the call, which a parked one outlives the request
-		return f.invoke(ctx, st, rt, args, base, checked)
+		return f.invoke(ctx, st, rt, args, base, sink)
 	})
 	res, _ := got.(*upstream.CallResult)
 	var result *mcp.CallToolResult
@@ -543,11 +542,13 @@ func (s *callStream) follow(ctx context.Context) {
 
 // invoke checks the arguments and calls the tool. Arguments the tool's
 // schema refuses come back as a tool error, which the model reads and can
-// correct, as mcp-go's own input validation does. checked says jsonbody
-// checked args with the message they came in (the direct path's
-// scanRequest): an object among them needs no second pass.
-func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string, checked bool) (*upstream.CallResult, *httpError) {
-	if !checked || args[0] != '{' {
+// correct, as mcp-go's own input validation does. sink is the direct
+// path's call (nil for a call mcp-go's transport made): jsonbody checked
+// its args with the message they came in (scanRequest), so an object
+// among them needs no second pass, and its notifications/cancelled stops
+// it.
+func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string, sink *fastSink) (*upstream.CallResult, *httpError) {
+	if sink == nil || !sink.argsChecked || args[0] != '{' {
 		if err := jsonbody.Object(args, MaxBodyDepth); err != nil {
 			return invalidResult("the arguments must be a JSON object: " + err.Error()), nil
 		}
@@ -556,7 +557,11 @@ func (f *mcpFace) invoke(ctx context.Context, st *serverState, rt *route, args j
 	if e != nil {
 		return invalidResult(e.Detail.Message), nil
 	}
-	return f.b.invoke(ctx, st, rt, args, base)
+	var stop *callStop
+	if sink != nil && sink.session != "" {
+		stop = &sink.stop
+	}
+	return f.b.invoke(ctx, st, rt, args, base, stop)
 }
 
 // invalidResult is the tool error of arguments refused before the call.
@@ -750,15 +755,15 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		rw.release()
 		return nil
 	}
-	var cancel context.CancelFunc // of a direct call the message cancels
+	var stop *callStop // of a direct call the message cancels
 	if r.Method == http.MethodPost {
-		cancel = p.face.passing(r, body)
+		stop = p.face.passing(r, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	r = r.WithContext(withLists(ctx))
 	p.face.handler().ServeHTTP(rw, r)
-	if cancel != nil && rw.status == http.StatusAccepted {
-		cancel()
+	if stop != nil && rw.status == http.StatusAccepted {
+		stop.stop()
 	}
 	rw.release()
 	return nil

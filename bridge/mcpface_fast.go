@@ -50,6 +50,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
 // fastTouch is how long a session's calls may take the direct path after
@@ -378,10 +379,10 @@ func (f *mcpFace) initFast(hooks *server.Hooks) {
 // passing notes a POST (its body message) that mcp-go's transport is
 // about to handle: the session was seen. When the message is a
 // notifications/cancelled of a call on the direct path, it returns the
-// call's cancellation, for the caller to carry out once the transport has
+// call's stop, for the caller to carry out once the transport has
 // accepted the message (a 202: it checked the session and the headers);
 // nil otherwise.
-func (f *mcpFace) passing(r *http.Request, message []byte) context.CancelFunc {
+func (f *mcpFace) passing(r *http.Request, message []byte) *callStop {
 	sid := r.Header.Get(server.HeaderKeySessionID)
 	if sid == "" {
 		return nil
@@ -405,25 +406,56 @@ func (f *mcpFace) passing(r *http.Request, message []byte) context.CancelFunc {
 	if json.Unmarshal(n.Params.RequestID, &id) != nil {
 		return nil
 	}
-	if cancel, ok := f.fastCalls.Load(fastKey(sid, id)); ok {
-		return cancel.(context.CancelFunc)
-	}
-	return nil
+	return f.fastCalls.find(fastKey{sid, fastID(id)})
 }
 
-// fastKey names a call of session on the direct path for
-// notifications/cancelled, by its id as decoded from JSON (a string or a
-// float64), printed as mcp-go prints it to name its own calls (%v): a
-// notification names a call as mcp-go would find it.
-func fastKey(session string, id any) string {
+// fastKey names a call on the direct path for notifications/cancelled:
+// its session and its id (fastID).
+type fastKey struct{ session, id string }
+
+// fastID is a call's id as decoded from JSON (a string or a float64),
+// printed as mcp-go prints it to name its own calls (%v): a notification
+// names a call as mcp-go would find it.
+func fastID(id any) string {
 	switch id := id.(type) {
 	case string:
-		return session + "\x00" + id
+		return id
 	case float64:
-		return session + "\x00" + strconv.FormatFloat(id, 'g', -1, 64) // as %v prints it
+		return strconv.FormatFloat(id, 'g', -1, 64) // as %v prints it
 	default:
-		return session + "\x00" + fmt.Sprint(id)
+		return fmt.Sprint(id)
 	}
+}
+
+// fastCalls are the calls under way on the direct path of 2025-11-25
+// sessions, for notifications/cancelled to stop.
+type fastCalls struct {
+	mu sync.Mutex
+	m  map[fastKey]*callStop
+}
+
+func (c *fastCalls) add(k fastKey, stop *callStop) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[fastKey]*callStop)
+	}
+	c.m[k] = stop
+}
+
+// remove forgets the call k, if stop is still the one under that name.
+func (c *fastCalls) remove(k fastKey, stop *callStop) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[k] == stop {
+		delete(c.m, k)
+	}
+}
+
+func (c *fastCalls) find(k fastKey) *callStop {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[k]
 }
 
 // plainIDValue is a plainID as JSON decodes it.
@@ -465,7 +497,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		return false
 	}
 	ft, ok := t.byName[p.Name]
-	if !ok {
+	if !ok || ft.rt.task == upstream.TaskRequired {
 		return false
 	}
 	ctx, session, ok := f.fastContext(r, ctx, meta, p.Name, ft)
@@ -476,15 +508,13 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		return false
 	}
 
+	sink := &fastSink{f: f, w: w, session: session, argsChecked: m.checked}
 	if session != "" { // a 2026-07-28 client cancels by closing its request
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		key := fastKey(session, plainIDValue(m.ID))
-		f.fastCalls.Store(key, cancel)
-		defer f.fastCalls.Delete(key)
+		key := fastKey{session, fastID(plainIDValue(m.ID))}
+		f.fastCalls.add(key, &sink.stop)
+		defer f.fastCalls.remove(key, &sink.stop)
 	}
-	sink := &fastSink{f: f, w: w, session: session, ctx: ctx, argsChecked: m.checked}
+	sink.ctx = ctx
 	ctx = context.WithValue(ctx, fastSinkKey{}, sink)
 	req := mcp.CallToolRequest{Header: r.Header}
 	req.Method = string(mcp.MethodToolsCall)
@@ -758,6 +788,8 @@ type fastSink struct {
 	// argsChecked says jsonbody checked the call's arguments with its
 	// message (scanRequest), so they need no second pass.
 	argsChecked bool
+	// stop is the call's, for notifications/cancelled (2025-11-25).
+	stop callStop
 
 	mu     sync.Mutex
 	ended  bool

@@ -24,7 +24,13 @@ import (
 // (noFast), so that the direct path can be compared with it.
 func fastFace(t *testing.T, noFast bool) (*mcpFace, string) {
 	t.Helper()
-	b, err := New(Config{Servers: []*ServerConfig{fixtureServer(t)}, Single: true})
+	return fastFaceOf(t, fixtureServer(t), noFast)
+}
+
+// fastFaceOf is fastFace of the server s.
+func fastFaceOf(t *testing.T, s *ServerConfig, noFast bool) (*mcpFace, string) {
+	t.Helper()
+	b, err := New(Config{Servers: []*ServerConfig{s}, Single: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,9 +281,9 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 		_, answer := postMCP(t, url, body, session)
 		done <- answer
 	}()
-	key := fastKey(session["Mcp-Session-Id"], "slow-1")
+	key := fastKey{session["Mcp-Session-Id"], "slow-1"}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, ok := f.fastCalls.Load(key); ok {
+		if f.fastCalls.find(key) != nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -313,9 +319,101 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 			t.Fatal("the server did not see the call cancelled")
 		}
 	}
-	if _, ok := f.fastCalls.Load(key); ok {
+	if f.fastCalls.find(key) != nil {
 		t.Error("the ended call is still registered for cancellation")
 	}
+}
+
+func TestMCPFaceCancelsADirectCallWaitingForASlot(t *testing.T) {
+	s := fixtureServer(t)
+	s.MaxConcurrent, s.QueueTimeout = 1, time.Minute
+	f, url := fastFaceOf(t, s, false)
+	session := legacySession(t, url, "")
+	answers := map[string]chan string{}
+	for _, id := range []string{"running", "queued"} {
+		answers[id] = make(chan string, 1)
+		body, _ := callOf(`"`+id+`"`, "slow", `{"ms":20000}`, "", false)
+		go func() {
+			_, answer := postMCP(t, url, body, session)
+			answers[id] <- answer
+		}()
+		for deadline := time.Now().Add(10 * time.Second); f.fastCalls.find(fastKey{session["Mcp-Session-Id"], id}) == nil ||
+			len(f.servers[0].slots) == 0; time.Sleep(10 * time.Millisecond) { // the first call holds the slot
+			if time.Now().After(deadline) {
+				t.Fatalf("call %s did not take the direct path", id)
+			}
+		}
+	}
+	cancel := func(id string) {
+		resp, _ := postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"`+id+`"}}`, session)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Errorf("notifications/cancelled of %s answered %d, want 202", id, resp.StatusCode)
+		}
+	}
+	cancel("queued")
+	select {
+	case answer := <-answers["queued"]:
+		if strings.Contains(answer, `"done"`) {
+			t.Fatalf("the queued call ran: %s", answer)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued call went on waiting for a slot after notifications/cancelled")
+	}
+	select {
+	case answer := <-answers["running"]:
+		t.Fatalf("cancelling the queued call ended the running one: %s", answer)
+	default:
+	}
+	cancel("running")
+	select {
+	case <-answers["running"]:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the running call went on after notifications/cancelled")
+	}
+}
+
+func TestCallStopStopsACallWhereverItIs(t *testing.T) {
+	t.Run("before it has a deadline", func(t *testing.T) {
+		var c callStop
+		c.stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		c.bind(cancel)
+		if ctx.Err() == nil || !c.isStopped() {
+			t.Error("a call stopped before its deadline was bound runs")
+		}
+	})
+	t.Run("under way", func(t *testing.T) {
+		var c callStop
+		ctx, cancel := context.WithCancel(context.Background())
+		c.bind(cancel)
+		if ctx.Err() != nil || c.isStopped() {
+			t.Fatal("binding stopped the call")
+		}
+		c.stop()
+		c.stop() // twice is once
+		if ctx.Err() == nil {
+			t.Error("stop did not cancel the call's deadline")
+		}
+	})
+	t.Run("waiting", func(t *testing.T) {
+		var c callStop
+		done := c.done()
+		select {
+		case <-done:
+			t.Fatal("done before the stop")
+		default:
+		}
+		c.stop()
+		<-done
+		<-c.done() // made after the stop, and closed
+	})
+	t.Run("nil", func(t *testing.T) {
+		var c *callStop
+		if c.done() != nil || c.isStopped() {
+			t.Error("a nil callStop stops")
+		}
+		c.bind(func() { t.Error("a nil callStop cancelled") })
+	})
 }
 
 func TestAppendToolResultWritesWhatMCPGosMarshalWrites(t *testing.T) {
@@ -402,7 +500,7 @@ func TestMCPFaceReadsAGzippedMessage(t *testing.T) {
 	}
 }
 
-func TestFastKeyNamesACallAsMCPGoNamesIt(t *testing.T) {
+func TestFastIDNamesACallAsMCPGoNamesIt(t *testing.T) {
 	for _, tc := range []struct{ id, cancelled string }{
 		{`7`, `7`}, {`7`, `7.0`}, {`7`, `"7"`}, {`1234567`, `1234567`}, {`-13`, `-13`},
 		{`"call-2.x:y_z"`, `"call-2.x:y_z"`},
@@ -411,10 +509,10 @@ func TestFastKeyNamesACallAsMCPGoNamesIt(t *testing.T) {
 		if err := json.Unmarshal([]byte(tc.cancelled), &v); err != nil {
 			t.Fatal(err)
 		}
-		if a, b := fastKey("s", plainIDValue(json.RawMessage(tc.id))), fastKey("s", v); a != b {
+		if a, b := fastID(plainIDValue(json.RawMessage(tc.id))), fastID(v); a != b {
 			t.Errorf("id %s is %q, notifications/cancelled of %s names %q", tc.id, a, tc.cancelled, b)
 		}
-		if a, b := fastKey("s", plainIDValue(json.RawMessage(tc.id))), "s:"+fmt.Sprintf("%v", v); a[2:] != b[2:] {
+		if a, b := fastID(plainIDValue(json.RawMessage(tc.id))), fmt.Sprintf("%v", v); a != b {
 			t.Errorf("id %s is %q; mcp-go names it %q", tc.id, a, b)
 		}
 	}

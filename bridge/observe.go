@@ -54,8 +54,9 @@ func newSlots(n int) slots {
 }
 
 // acquire takes a slot, waiting up to wait for one (not at all when wait
-// is 0). It returns the slot's release, or false when none came.
-func (s slots) acquire(ctx context.Context, wait time.Duration) (func(), bool) {
+// is 0), or until ctx ends or stop stops the call. It returns the slot's
+// release, or false when none came.
+func (s slots) acquire(ctx context.Context, wait time.Duration, stop *callStop) (func(), bool) {
 	if s == nil {
 		return func() {}, true
 	}
@@ -76,6 +77,8 @@ func (s slots) acquire(ctx context.Context, wait time.Duration) (func(), bool) {
 	case <-t.C:
 		return nil, false
 	case <-ctx.Done():
+		return nil, false
+	case <-stop.done():
 		return nil, false
 	}
 }

@@ -167,7 +167,7 @@ func (b *Bridge) endpointOf(ctx context.Context, st *serverState, k openapi.Endp
 func (b *Bridge) exchange(ctx context.Context, st *serverState, base, what, name string, f func(ctx context.Context) error) *httpError {
 	s := st.cfg
 	caller := ctx
-	release, busy := st.slot(caller, "")
+	release, busy := st.slot(caller, "", nil)
 	if busy != nil {
 		return busy
 	}

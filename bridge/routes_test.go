@@ -250,7 +250,7 @@ func TestObserverSeesEveryCallOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release, _ := b.servers["busy"].slots.acquire(context.Background(), 0)
+	release, _ := b.servers["busy"].slots.acquire(context.Background(), 0, nil)
 	defer release()
 	for _, rq := range []struct{ method, rel, body string }{
 		{"POST", "/time/get_time", "{}"},

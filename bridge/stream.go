@@ -326,7 +326,7 @@ func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, st *serverState,
 	}
 	done := make(chan answer, 1)
 	go func() { // ends with the call, which ends when the client goes away
-		res, e := b.invoke(ctx, st, rt, args, base)
+		res, e := b.invoke(ctx, st, rt, args, base, nil)
 		done <- answer{res, e}
 	}()
 	s := &eventStream{w: w, rc: http.NewResponseController(w)}

@@ -474,7 +474,7 @@ func prefersAsync(header http.Header) bool {
 func (b *Bridge) startTask(ctx context.Context, st *serverState, rt *route, args json.RawMessage, base string) (*task, string, *httpError) {
 	s, tool := st.cfg, rt.tool.Name
 	tc := s.Upstream.(TaskCaller)
-	release, e := st.slot(ctx, tool)
+	release, e := st.slot(ctx, tool, nil)
 	if e != nil {
 		return nil, "", e
 	}
