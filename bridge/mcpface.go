@@ -426,8 +426,7 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		return nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
-	stream := &callStream{ctx: ctx}
-	ctx = context.WithValue(ctx, callStreamKey{}, stream)
+	ctx, stream := withCallStream(ctx)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		stream.token = req.Params.Meta.ProgressToken
 		ctx = upstream.WithProgress(ctx, f.relayProgress(stream))
@@ -437,7 +436,10 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
 	}
-	sink, _ := ctx.Value(fastSinkKey{}).(*fastSink)
+	var sink *fastSink
+	if fr := faceRequestOf(ctx); fr != nil {
+		sink = fr.sink
+	}
 	got, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
 		defer endLogs() // with the call, which a parked one outlives the request
 		return f.invoke(ctx, st, rt, args, base, sink)
@@ -501,21 +503,59 @@ type callStream struct {
 	mu    sync.Mutex
 	ctx   context.Context // nil between rounds
 	token mcp.ProgressToken
+	taken bool // by a call
 }
 
 // notify sends a notification of method with params to the client of the
 // request of ctx, on the request's stream: the direct path's sink, or
 // mcp-go's session.
 func (f *mcpFace) notify(ctx context.Context, method string, params map[string]any) {
-	if sink, ok := ctx.Value(fastSinkKey{}).(*fastSink); ok {
-		sink.notify(method, params)
+	if fr := faceRequestOf(ctx); fr != nil && fr.sink != nil {
+		fr.sink.notify(method, params)
 		return
 	}
 	_ = f.mcp.SendNotificationToClient(ctx, method, params)
 }
 
-// callStreamKey carries the *callStream of a call's request.
+// callStreamKey carries the *callStream of a call made under a request
+// whose faceRequest's is taken.
 type callStreamKey struct{}
+
+// withCallStream returns ctx with the callStream of a call made under it,
+// pointed at ctx's request: its faceRequest's, the one call a request
+// carries.
+func withCallStream(ctx context.Context) (context.Context, *callStream) {
+	if fr := faceRequestOf(ctx); fr != nil {
+		s := &fr.stream
+		s.mu.Lock()
+		taken := s.taken
+		if !taken {
+			s.taken, s.ctx = true, ctx
+		}
+		s.mu.Unlock()
+		if !taken {
+			return ctx, s
+		}
+	}
+	s := &callStream{ctx: ctx, taken: true}
+	return context.WithValue(ctx, callStreamKey{}, s), s
+}
+
+// streamOf returns the callStream of the call made under ctx, or nil.
+func streamOf(ctx context.Context) *callStream {
+	if s, ok := ctx.Value(callStreamKey{}).(*callStream); ok {
+		return s
+	}
+	if fr := faceRequestOf(ctx); fr != nil {
+		s := &fr.stream
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.taken {
+			return s
+		}
+	}
+	return nil
+}
 
 // target returns the request the notifications go to, and its progress
 // token; a nil ctx for none.
@@ -531,7 +571,7 @@ func (s *callStream) follow(ctx context.Context) {
 	var ctxTo context.Context
 	var token mcp.ProgressToken
 	if ctx != nil {
-		if next, ok := ctx.Value(callStreamKey{}).(*callStream); ok {
+		if next := streamOf(ctx); next != nil {
 			ctxTo, token = next.target()
 		}
 	}
@@ -683,12 +723,38 @@ func (f *faceError) text() string {
 
 func (f *faceError) Unwrap() error { return f.e }
 
-// baseKey carries the base path of the face as the client sees it.
-type baseKey struct{}
+// faceRequest is what the face keeps of a request it serves, carried in
+// the request's context as one value: the base path, and the places its
+// handlers fill in for the one message a request carries.
+type faceRequest struct {
+	base   string     // the face's base path as the client sees it
+	lists  faceLists  // what the servers list, for a list request (gather)
+	stream callStream // where the notifications of a call go
+	sink   *fastSink  // the direct path's, when it serves the request
+}
 
+// faceRequestKey carries the *faceRequest of a request.
+type faceRequestKey struct{}
+
+// withFaceRequest returns ctx carrying a faceRequest for a request under
+// the base path base.
+func withFaceRequest(ctx context.Context, base string) (context.Context, *faceRequest) {
+	fr := &faceRequest{base: base}
+	return context.WithValue(ctx, faceRequestKey{}, fr), fr
+}
+
+// faceRequestOf returns the faceRequest of ctx, or nil.
+func faceRequestOf(ctx context.Context) *faceRequest {
+	fr, _ := ctx.Value(faceRequestKey{}).(*faceRequest)
+	return fr
+}
+
+// baseOf is the face's base path as the client of ctx sees it.
 func baseOf(ctx context.Context) string {
-	s, _ := ctx.Value(baseKey{}).(string)
-	return s
+	if fr := faceRequestOf(ctx); fr != nil {
+		return fr.base
+	}
+	return ""
 }
 
 // serveMCP serves an MCP endpoint: it checks the Origin (DNS rebinding),
@@ -749,9 +815,9 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		}
 	}
 	p.face.sync()
-	ctx := context.WithValue(r.Context(), baseKey{}, base)
+	ctx, fr := withFaceRequest(r.Context(), base)
 	rw := &rpcWriter{ResponseWriter: w}
-	if r.Method == http.MethodPost && !p.face.noFast && p.face.serveFast(rw, r, ctx, body) {
+	if r.Method == http.MethodPost && !p.face.noFast && p.face.serveFast(rw, r, ctx, fr, body) {
 		rw.release()
 		return nil
 	}
@@ -760,7 +826,7 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 		stop = p.face.passing(r, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	r = r.WithContext(withLists(ctx))
+	r = r.WithContext(ctx)
 	p.face.handler().ServeHTTP(rw, r)
 	if stop != nil && rw.status == http.StatusAccepted {
 		stop.stop()

@@ -64,17 +64,12 @@ type faceLists struct {
 	prompts   []mcp.Prompt
 }
 
-// listsKey carries a request's *faceLists.
-type listsKey struct{}
-
-// withLists is ctx carrying a place for the lists of its request.
-func withLists(ctx context.Context) context.Context {
-	return context.WithValue(ctx, listsKey{}, &faceLists{})
-}
-
+// listsOf returns the place for the lists of ctx's request, or nil.
 func listsOf(ctx context.Context) *faceLists {
-	l, _ := ctx.Value(listsKey{}).(*faceLists)
-	return l
+	if fr := faceRequestOf(ctx); fr != nil {
+		return &fr.lists
+	}
+	return nil
 }
 
 // facePrompt is a registered prompt: its server and its name there.

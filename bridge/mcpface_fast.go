@@ -468,10 +468,10 @@ func plainIDValue(id json.RawMessage) any {
 }
 
 // serveFast answers r, a POST whose body is message, under ctx (r's with
-// the face's base path), when it is a tools/call the direct path serves
+// fr, its faceRequest), when it is a tools/call the direct path serves
 // (see the file's comment), and reports whether it did; when not, nothing
 // is written.
-func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.Context, message []byte) bool {
+func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.Context, fr *faceRequest, message []byte) bool {
 	if !bytes.Contains(message, []byte(mcp.MethodToolsCall)) {
 		return false
 	}
@@ -515,7 +515,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		defer f.fastCalls.remove(key, &sink.stop)
 	}
 	sink.ctx = ctx
-	ctx = context.WithValue(ctx, fastSinkKey{}, sink)
+	fr.sink = sink
 	req := mcp.CallToolRequest{Header: r.Header}
 	req.Method = string(mcp.MethodToolsCall)
 	// No _meta: the handler reads only its progress token, which a call on
@@ -772,9 +772,6 @@ func appendToolResult(b []byte, r *mcp.CallToolResult, meta json.RawMessage) ([]
 	b[len(b)-1] = '}' // the last member's comma
 	return b, nil
 }
-
-// fastSinkKey carries the *fastSink of a call on the direct path.
-type fastSinkKey struct{}
 
 // fastSink is where the notifications of a call on the direct path go:
 // its response, upgraded to server-sent events at the first. They are

@@ -54,7 +54,8 @@ func serveDirect(f *mcpFace, body string, header map[string]string) (bool, *http
 	f.sync()
 	rec := httptest.NewRecorder()
 	rw := &rpcWriter{ResponseWriter: rec}
-	served := f.serveFast(rw, req, context.WithValue(req.Context(), baseKey{}, "/m"), []byte(body))
+	ctx, fr := withFaceRequest(req.Context(), "/m")
+	served := f.serveFast(rw, req, ctx, fr, []byte(body))
 	if served {
 		rw.release()
 	}

@@ -116,7 +116,7 @@ func (ps *parks) park(ctx context.Context, server, name string, caps *mcp.Client
 	run func(ctx context.Context) (any, *httpError)) *parked {
 	p := &parked{ps: ps, id: newID(), caller: callerOf(ctx), server: server, name: name,
 		asks: make(chan *inputAsk), done: make(chan struct{}), pending: map[string]*inputAsk{}}
-	p.stream, _ = ctx.Value(callStreamKey{}).(*callStream)
+	p.stream = streamOf(ctx)
 	ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	ps.mu.Lock()
 	if ps.closed || len(ps.byID) >= maxParked {
