@@ -71,7 +71,7 @@ type faceNotices struct {
 	voting  bool // the face's sessions vote on its servers' log levels: between listen and its stop
 
 	callsMu sync.Mutex
-	calls   map[*callLogs]struct{} // the calls under way whose log messages go to their client
+	calls   map[*callLogs]struct{} // the calls under way that sent their client a log message on their stream
 }
 
 // callLogs is a call under way whose server's log messages about it go to
@@ -81,7 +81,8 @@ type callLogs struct {
 	server  *serverState
 	// sent counts the messages sent on the call's stream that the
 	// broadcast has not met yet, by logKey: it skips the session for them.
-	sent map[string]int
+	sent  map[string]int
+	ended bool // with the call; guarded by the face's callsMu
 }
 
 // maxCallLogsPending bounds callLogs.sent: past it, a message sent on the
@@ -359,13 +360,9 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *ca
 	if !f.relays || level == "" {
 		return ctx, func() {}
 	}
-	c := &callLogs{session: session, server: st} // sent is made with the first message
-	f.callsMu.Lock()
-	if f.calls == nil {
-		f.calls = map[*callLogs]struct{}{}
-	}
-	f.calls[c] = struct{}{}
-	f.callsMu.Unlock()
+	// c joins f.calls with the first message it sends: most calls send
+	// none, and the broadcast looks for those that did.
+	c := &callLogs{session: session, server: st}
 	relay := func(m upstream.LogMessage) {
 		if !mcp.LoggingLevel(m.Level).ShouldSendTo(level) {
 			return
@@ -376,10 +373,14 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *ca
 		}
 		msg := f.logNotification(st, m.Level, m.Logger, data)
 		f.callsMu.Lock()
-		_, live := f.calls[c]
+		live := !c.ended
 		if live && session != "" && len(c.sent) < maxCallLogsPending {
 			if c.sent == nil {
 				c.sent = map[string]int{}
+				if f.calls == nil {
+					f.calls = map[*callLogs]struct{}{}
+				}
+				f.calls[c] = struct{}{}
 			}
 			c.sent[logKey(msg)]++
 		}
@@ -393,6 +394,7 @@ func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *ca
 	return ctx, func() {
 		f.callsMu.Lock()
 		defer f.callsMu.Unlock()
+		c.ended = true
 		delete(f.calls, c)
 	}
 }
