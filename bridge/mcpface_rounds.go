@@ -127,12 +127,13 @@ func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRo
 	if fn := f.elicitationOf(ctx); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}
-	sample, declared := f.samplingOf(ctx)
-	if !declared {
+	if sample, declared := f.samplingOf(ctx); declared {
+		ctx = upstream.WithSampling(ctx, sample)
+	} else {
 		// A 2026-07-28 server learns so (capabilities are per request).
-		ctx = upstream.WithoutSamplingCapability(ctx)
+		ctx = upstream.WithoutSampling(ctx, sample)
 	}
-	return f.withCaller(upstream.WithSampling(ctx, sample)), fr, nil
+	return f.withCaller(ctx), fr, nil
 }
 
 // roundOf returns the round that a request of ctx for server srv's name (a

@@ -158,7 +158,7 @@ func TestUpstream_A2026RequestDeclaresSamplingOnlyForACallerThatSamples(t *testi
 	}{
 		{"a caller that samples", WithSampling(context.Background(), sample), true},
 		{"a caller of the HTTP API", context.Background(), false},
-		{"a caller whose client declared no sampling", WithoutSamplingCapability(WithSampling(context.Background(), sample)), false},
+		{"a caller whose client declared no sampling", WithoutSampling(context.Background(), sample), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(srv.requests("tools/call"))

@@ -32,29 +32,39 @@ func WithSampling(ctx context.Context, fn SampleFunc) context.Context {
 	return context.WithValue(ctx, samplingKey{}, fn)
 }
 
-// noSamplingKey marks a caller that cannot sample.
-type noSamplingKey struct{}
+// undeclaredSampling is the SampleFunc of WithoutSampling, told apart by
+// its type under samplingKey.
+type undeclaredSampling SampleFunc
 
-// WithoutSamplingCapability returns ctx whose tools/call, prompts/get and
-// resources/read do not declare the sampling capability on a 2026-07-28
-// session, which declares capabilities per request: its caller cannot
-// sample (an MCP client that did not declare it), so the server learns so
-// (and may answer -32021, or do without) rather than ask and be refused.
-// A request without a SampleFunc (WithSampling) declares none either.
-func WithoutSamplingCapability(ctx context.Context) context.Context {
-	return context.WithValue(ctx, noSamplingKey{}, true)
+// WithoutSampling returns ctx whose caller cannot sample (an MCP client
+// that did not declare it): refuse answers the sampling requests the
+// server sends for the call made with ctx, as fn of WithSampling would,
+// and the call's tools/call, prompts/get and resources/read do not
+// declare the sampling capability on a 2026-07-28 session, which
+// declares capabilities per request, so the server learns so (and may
+// answer -32021, or do without) rather than ask and be refused. A request
+// without a SampleFunc declares none either.
+func WithoutSampling(ctx context.Context, refuse SampleFunc) context.Context {
+	return context.WithValue(ctx, samplingKey{}, undeclaredSampling(refuse))
 }
 
 // declaresSampling tells whether a request made with ctx on a 2026-07-28
 // session declares the sampling capability the Upstream has.
 func declaresSampling(ctx context.Context) bool {
-	return SamplingFrom(ctx) != nil && ctx.Value(noSamplingKey{}) == nil
+	fn, _ := ctx.Value(samplingKey{}).(SampleFunc)
+	return fn != nil
 }
 
-// SamplingFrom returns the SampleFunc of WithSampling, or nil.
+// SamplingFrom returns the SampleFunc of WithSampling or WithoutSampling,
+// or nil.
 func SamplingFrom(ctx context.Context) SampleFunc {
-	fn, _ := ctx.Value(samplingKey{}).(SampleFunc)
-	return fn
+	switch fn := ctx.Value(samplingKey{}).(type) {
+	case SampleFunc:
+		return fn
+	case undeclaredSampling:
+		return SampleFunc(fn)
+	}
+	return nil
 }
 
 // SamplingRefusedError refuses a server's sampling request that nobody can

@@ -126,3 +126,36 @@ func TestUpstream_SamplingSentOnItsOwnIsRefusedAsUntied(t *testing.T) {
 		t.Errorf("sample = %+v, want an error with %q", res.Content, want)
 	}
 }
+
+func TestSamplingFromGivesTheCallersFunctionDeclaredOrNot(t *testing.T) {
+	asked := ""
+	sample := func(tag string) SampleFunc {
+		return func(context.Context, mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			asked = tag
+			return nil, nil
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		ctx      context.Context
+		want     string // the function SamplingFrom gives, "" for none
+		declares bool
+	}{
+		{"a caller that samples", WithSampling(context.Background(), sample("relay")), "relay", true},
+		{"a caller that cannot", WithoutSampling(context.Background(), sample("refuse")), "refuse", false},
+		{"a caller of the HTTP API", context.Background(), "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked = ""
+			if fn := SamplingFrom(tc.ctx); fn != nil {
+				_, _ = fn(tc.ctx, mcp.CreateMessageRequest{})
+			}
+			if asked != tc.want {
+				t.Errorf("SamplingFrom gave %q's function, want %q's", asked, tc.want)
+			}
+			if got := declaresSampling(tc.ctx); got != tc.declares {
+				t.Errorf("declaresSampling = %v, want %v", got, tc.declares)
+			}
+		})
+	}
+}
