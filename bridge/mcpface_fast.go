@@ -53,6 +53,10 @@ import (
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
 
+// lastEventID is mcp.HeaderLastEventID as http.Header keeps it: Get
+// would make it so, a string per request.
+var lastEventID = http.CanonicalHeaderKey(mcp.HeaderLastEventID)
+
 // fastTouch is how long a session's calls may take the direct path after
 // mcp-go's transport last handled one of its requests.
 const fastTouch = time.Minute
@@ -576,7 +580,7 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMet
 		}
 		return f.mcp.WithContext(ctx, s), sid, true
 	}
-	if header == "" || header != version || !mcp.IsValidProtocolVersion(version) || r.Header.Get(mcp.HeaderLastEventID) != "" {
+	if header == "" || header != version || !mcp.IsValidProtocolVersion(version) || r.Header.Get(lastEventID) != "" {
 		return nil, "", false
 	}
 	caps := meta.ClientCapabilities
