@@ -410,12 +410,8 @@ func (f *mcpFace) passing(r *http.Request, message []byte) *callStop {
 	if json.Unmarshal(n.Params.RequestID, &id) != nil {
 		return nil
 	}
-	return f.fastCalls.find(fastKey{sid, fastID(id)})
+	return f.fastCalls.find(sid, fastID(id))
 }
-
-// fastKey names a call on the direct path for notifications/cancelled:
-// its session and its id (fastID).
-type fastKey struct{ session, id string }
 
 // fastID is a call's id as decoded from JSON (a string or a float64),
 // printed as mcp-go prints it to name its own calls (%v): a notification
@@ -432,34 +428,47 @@ func fastID(id any) string {
 }
 
 // fastCalls are the calls under way on the direct path of 2025-11-25
-// sessions, for notifications/cancelled to stop.
+// sessions, for notifications/cancelled to stop. A call is kept as its
+// message names it; a notification, rare beside calls, names it by
+// fastID, which find works out for each call of the session.
 type fastCalls struct {
 	mu sync.Mutex
-	m  map[fastKey]*callStop
+	m  map[*callStop]fastCall
 }
 
-func (c *fastCalls) add(k fastKey, stop *callStop) {
+// fastCall is a call on the direct path: its session, and its id as its
+// message wrote it (a plainID; the message outlives the call's entry).
+type fastCall struct {
+	session string
+	id      json.RawMessage
+}
+
+func (c *fastCalls) add(stop *callStop, call fastCall) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = make(map[fastKey]*callStop)
+		c.m = make(map[*callStop]fastCall)
 	}
-	c.m[k] = stop
+	c.m[stop] = call
 }
 
-// remove forgets the call k, if stop is still the one under that name.
-func (c *fastCalls) remove(k fastKey, stop *callStop) {
+func (c *fastCalls) remove(stop *callStop) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m[k] == stop {
-		delete(c.m, k)
-	}
+	delete(c.m, stop)
 }
 
-func (c *fastCalls) find(k fastKey) *callStop {
+// find returns the stop of the call of session whose id is named id
+// (fastID), or nil.
+func (c *fastCalls) find(session, id string) *callStop {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[k]
+	for stop, call := range c.m {
+		if call.session == session && fastID(plainIDValue(call.id)) == id {
+			return stop
+		}
+	}
+	return nil
 }
 
 // plainIDValue is a plainID as JSON decodes it.
@@ -514,9 +523,8 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 
 	sink := &fastSink{f: f, w: w, session: session, argsChecked: m.checked}
 	if session != "" { // a 2026-07-28 client cancels by closing its request
-		key := fastKey{session, fastID(plainIDValue(m.ID))}
-		f.fastCalls.add(key, &sink.stop)
-		defer f.fastCalls.remove(key, &sink.stop)
+		f.fastCalls.add(&sink.stop, fastCall{session, m.ID})
+		defer f.fastCalls.remove(&sink.stop)
 	}
 	sink.ctx = ctx
 	fr.sink = sink

@@ -282,9 +282,9 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 		_, answer := postMCP(t, url, body, session)
 		done <- answer
 	}()
-	key := fastKey{session["Mcp-Session-Id"], "slow-1"}
+	sid := session["Mcp-Session-Id"]
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if f.fastCalls.find(key) != nil {
+		if f.fastCalls.find(sid, "slow-1") != nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -320,7 +320,7 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 			t.Fatal("the server did not see the call cancelled")
 		}
 	}
-	if f.fastCalls.find(key) != nil {
+	if f.fastCalls.find(sid, "slow-1") != nil {
 		t.Error("the ended call is still registered for cancellation")
 	}
 }
@@ -338,7 +338,7 @@ func TestMCPFaceCancelsADirectCallWaitingForASlot(t *testing.T) {
 			_, answer := postMCP(t, url, body, session)
 			answers[id] <- answer
 		}()
-		for deadline := time.Now().Add(10 * time.Second); f.fastCalls.find(fastKey{session["Mcp-Session-Id"], id}) == nil ||
+		for deadline := time.Now().Add(10 * time.Second); f.fastCalls.find(session["Mcp-Session-Id"], id) == nil ||
 			len(f.servers[0].slots) == 0; time.Sleep(10 * time.Millisecond) { // the first call holds the slot
 			if time.Now().After(deadline) {
 				t.Fatalf("call %s did not take the direct path", id)
@@ -516,6 +516,34 @@ func TestFastIDNamesACallAsMCPGoNamesIt(t *testing.T) {
 		if a, b := fastID(plainIDValue(json.RawMessage(tc.id))), fmt.Sprintf("%v", v); a != b {
 			t.Errorf("id %s is %q; mcp-go names it %q", tc.id, a, b)
 		}
+	}
+}
+
+func TestFastCallsFindsACallByTheIDANotificationNames(t *testing.T) {
+	var calls fastCalls
+	var a, b, c callStop
+	calls.add(&a, fastCall{"s1", json.RawMessage(`7`)})
+	calls.add(&b, fastCall{"s1", json.RawMessage(`"x-1"`)})
+	calls.add(&c, fastCall{"s2", json.RawMessage(`1234567`)})
+	for _, tc := range []struct {
+		session, cancelled string // the notification's requestId
+		want               *callStop
+	}{
+		{"s1", `7`, &a}, {"s1", `7.0`, &a}, {"s1", `"7"`, &a}, {"s2", `7`, nil},
+		{"s1", `"x-1"`, &b}, {"s1", `"x-2"`, nil},
+		{"s2", `1234567`, &c}, {"s1", `1234567`, nil},
+	} {
+		var id any
+		if err := json.Unmarshal([]byte(tc.cancelled), &id); err != nil {
+			t.Fatal(err)
+		}
+		if got := calls.find(tc.session, fastID(id)); got != tc.want {
+			t.Errorf("session %s, requestId %s: found %p, want %p", tc.session, tc.cancelled, got, tc.want)
+		}
+	}
+	calls.remove(&a)
+	if calls.find("s1", "7") != nil {
+		t.Error("a removed call is found")
 	}
 }
 
