@@ -421,7 +421,8 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		return nil, fmt.Errorf("tool %q is not listed any more; list the tools again", req.Params.Name)
 	}
 	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
-	ctx, round, err := f.asking(ctx, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams)
+	who := requesterOf(ctx)
+	ctx, round, err := f.asking(ctx, who, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams)
 	if err != nil {
 		return nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
@@ -431,7 +432,7 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		stream.token = req.Params.Meta.ProgressToken
 		ctx = upstream.WithProgress(ctx, f.relayProgress(stream))
 	}
-	ctx, endLogs := f.relayCallLogs(ctx, st, stream)
+	ctx, endLogs := f.relayCallLogs(ctx, who, st, stream)
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
@@ -878,7 +879,7 @@ var mcpSessions = newSessionIDs()
 type sessionIDs struct {
 	key []byte
 
-	mu         sync.Mutex
+	mu         sync.RWMutex    // read by every request of a session
 	terminated map[string]bool // bounded by maxTerminated
 	// states are what the clients of live sessions told their endpoint
 	// (see sessionState), bounded by maxTerminated.
@@ -925,8 +926,8 @@ func (s *sessionIDs) Validate(sessionID string) (isTerminated bool, err error) {
 
 // ended reports a session ended, of an ID known to be one it issued.
 func (s *sessionIDs) ended(sessionID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.terminated[sessionID]
 }
 

@@ -18,7 +18,6 @@ import (
 	"fmt"
 
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
@@ -31,30 +30,24 @@ type faceClient struct {
 }
 
 // withCaller returns ctx whose calls are made for the client session of
-// ctx (upstream.WithCaller): a request a server sends on its own, with
+// who (upstream.WithCaller): a request a server sends on its own, with
 // nothing tying it to a call (a stdio server's), is passed on to that
 // client when its calls are the only ones under way on the server. A
 // client of the 2026-07-28 era, to which the endpoint sends no requests
 // of its own, is no such caller.
-func (f *mcpFace) withCaller(ctx context.Context) context.Context {
-	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
-		return ctx
-	}
-	s := server.ClientSessionFromContext(ctx)
-	if s == nil || s.SessionID() == "" {
+func (f *mcpFace) withCaller(ctx context.Context, who requester) context.Context {
+	s := who.session
+	if s == nil || s.SessionID() == "" { // none on 2026-07-28
 		return ctx
 	}
 	return upstream.WithCaller(ctx, faceClient{face: f, session: s.SessionID()})
 }
 
 // elicitationOf returns the function that passes a server's elicitation on
-// to the client of ctx, or nil when that client cannot be asked.
-func (f *mcpFace) elicitationOf(ctx context.Context) upstream.ElicitFunc {
-	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
-		return nil // 2026-07-28 sends no requests of its own to clients
-	}
-	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)
-	if !ok || s.GetClientCapabilities().Elicitation == nil {
+// to the client who, or nil when that client cannot be asked (a
+// 2026-07-28 client is sent no requests of the endpoint's own).
+func (f *mcpFace) elicitationOf(who requester) upstream.ElicitFunc {
+	if caps, ok := who.capabilities(); !ok || caps.Elicitation == nil {
 		return nil
 	}
 	return f.elicit

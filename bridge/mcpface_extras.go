@@ -506,7 +506,7 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 		return nil, fmt.Errorf("prompt %q is not listed any more; list the prompts again", req.Params.Name)
 	}
 	st := fp.st
-	ctx, round, err := f.asking(ctx, st.cfg.Name, fp.prompt.Name, req.Params.MultiRoundTripParams)
+	ctx, round, err := f.asking(ctx, requesterOf(ctx), st.cfg.Name, fp.prompt.Name, req.Params.MultiRoundTripParams)
 	if err != nil {
 		return nil, paramsErr(ctx, fmt.Sprintf("prompt %q: %v", req.Params.Name, err))
 	}

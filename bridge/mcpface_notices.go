@@ -334,14 +334,14 @@ func (f *mcpFace) sentOnACall(st *serverState, key string) map[string]bool {
 	return skip
 }
 
-// callLogLevel is the level of the log messages the client calling under
-// ctx gets on the call's stream, "" for none; and its session, "" in the
-// 2026-07-28 era.
-func (f *mcpFace) callLogLevel(ctx context.Context) (level mcp.LoggingLevel, session string) {
-	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+// callLogLevel is the level of the log messages the client who gets on
+// the call's stream, "" for none; and its session, "" in the 2026-07-28
+// era.
+func (f *mcpFace) callLogLevel(who requester) (level mcp.LoggingLevel, session string) {
+	if info := who.info; info != nil {
 		return info.LogLevel, ""
 	}
-	s := server.ClientSessionFromContext(ctx)
+	s := who.session
 	if s == nil {
 		return "", ""
 	}
@@ -355,8 +355,8 @@ func (f *mcpFace) callLogLevel(ctx context.Context) (level mcp.LoggingLevel, ses
 // log messages about it on to the client, on the call's stream, and the
 // function that ends that as the call does. They run on the server's
 // transport reader: queued without waiting, as progress is.
-func (f *mcpFace) relayCallLogs(ctx context.Context, st *serverState, stream *callStream) (context.Context, func()) {
-	level, session := f.callLogLevel(ctx)
+func (f *mcpFace) relayCallLogs(ctx context.Context, who requester, st *serverState, stream *callStream) (context.Context, func()) {
+	level, session := f.callLogLevel(who)
 	if !f.relays || level == "" {
 		return ctx, func() {}
 	}

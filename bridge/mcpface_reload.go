@@ -53,8 +53,8 @@ func (s *sessionIDs) remember(id string, change func(*sessionState)) {
 
 // recall returns the state of session id, false when there is none.
 func (s *sessionIDs) recall(id string) (sessionState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	st, ok := s.states[id]
 	if !ok {
 		return sessionState{}, false

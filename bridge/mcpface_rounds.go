@@ -109,6 +109,32 @@ type faceRound struct {
 	caps *mcp.ClientCapabilities
 }
 
+// requester is the client that made a request: on 2026-07-28 the
+// request's protocol information, on 2025-11-25 its session. The helpers
+// of a request take it looked up once.
+type requester struct {
+	info    *server.RequestProtocolInfo // nil on 2025-11-25
+	session server.ClientSession        // nil on 2026-07-28, or without one
+}
+
+// requesterOf returns the client of the request of ctx.
+func requesterOf(ctx context.Context) requester {
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		return requester{info: info}
+	}
+	return requester{session: server.ClientSessionFromContext(ctx)}
+}
+
+// capabilities returns what a 2025-11-25 client declared; false when
+// unknown (on 2026-07-28, info has them per request).
+func (r requester) capabilities() (mcp.ClientCapabilities, bool) {
+	s, ok := r.session.(server.SessionWithClientInfo)
+	if !ok {
+		return mcp.ClientCapabilities{}, false
+	}
+	return s.GetClientCapabilities(), true
+}
+
 // asking returns ctx for a request of its client to server's name (a tool
 // or a prompt), in which the server's requests for input reach that
 // client where they can (even a stdio server's, not tied to the request,
@@ -116,33 +142,33 @@ type faceRound struct {
 // client's through requests of the endpoint's own; a 2026-07-28 client's
 // in the request's answer, the request being the round fr (nil for a
 // 2025-11-25 client) given the client's params p.
-func (f *mcpFace) asking(ctx context.Context, server, name string, p mcp.MultiRoundTripParams) (context.Context, *faceRound, error) {
-	fr, err := f.roundOf(ctx, server, name, p)
+func (f *mcpFace) asking(ctx context.Context, who requester, server, name string, p mcp.MultiRoundTripParams) (context.Context, *faceRound, error) {
+	fr, err := f.roundOf(ctx, who, server, name, p)
 	if err != nil {
 		return ctx, nil, err
 	}
 	if fr != nil {
 		ctx = upstream.WithRoundTrip(ctx, &fr.up)
 	}
-	if fn := f.elicitationOf(ctx); fn != nil {
+	if fn := f.elicitationOf(who); fn != nil {
 		ctx = upstream.WithElicitation(ctx, fn)
 	}
-	if sample, declared := f.samplingOf(ctx); declared {
+	if sample, declared := f.samplingOf(who); declared {
 		ctx = upstream.WithSampling(ctx, sample)
 	} else {
 		// A 2026-07-28 server learns so (capabilities are per request).
 		ctx = upstream.WithoutSampling(ctx, sample)
 	}
-	return f.withCaller(ctx), fr, nil
+	return f.withCaller(ctx, who), fr, nil
 }
 
 // roundOf returns the round that a request of ctx for server srv's name (a
 // tool or a prompt) is, given the client's params: nil for a client of
 // 2025-11-25. The client's answers go to the server beside the upstream's
 // of the state, or to the parked call the state names.
-func (f *mcpFace) roundOf(ctx context.Context, srv, name string, p mcp.MultiRoundTripParams) (*faceRound, error) {
-	info := server.RequestProtocolInfoFromContext(ctx)
-	if info == nil || !info.Modern {
+func (f *mcpFace) roundOf(ctx context.Context, who requester, srv, name string, p mcp.MultiRoundTripParams) (*faceRound, error) {
+	info := who.info
+	if info == nil {
 		return nil, nil
 	}
 	fr := &faceRound{up: upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}, caps: info.ClientCapabilities}

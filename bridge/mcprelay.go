@@ -19,7 +19,6 @@ import (
 	"fmt"
 
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
@@ -31,18 +30,17 @@ const (
 )
 
 // samplingOf returns the function that answers the sampling requests of a
-// call made by the client of ctx: one that asks that client, or one that
+// call made by the client who: one that asks that client, or one that
 // refuses saying why it cannot be asked; and whether the client declared
 // sampling.
-func (f *mcpFace) samplingOf(ctx context.Context) (fn upstream.SampleFunc, declared bool) {
-	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+func (f *mcpFace) samplingOf(who requester) (fn upstream.SampleFunc, declared bool) {
+	if info := who.info; info != nil {
 		if info.ClientCapabilities == nil || info.ClientCapabilities.Sampling == nil {
 			return refuseUndeclared, false
 		}
 		return refuseModernClient, true
 	}
-	s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo)
-	if !ok || s.GetClientCapabilities().Sampling == nil {
+	if caps, ok := who.capabilities(); !ok || caps.Sampling == nil {
 		return refuseUndeclared, false
 	}
 	return f.sample, true
