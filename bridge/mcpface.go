@@ -134,6 +134,7 @@ const watchInterval = time.Second
 // <server>_<tool>; title names it to clients.
 func (b *Bridge) newMCPFace(servers []*serverState, prefixed bool, title string) *mcpFace {
 	f := &mcpFace{b: b, servers: servers, prefixed: prefixed, sessions: &faceSessions{sessionIDs: mcpSessions}, parks: newParks(), title: title}
+	f.sessions.forget = f.forgetSession
 	var meta mcp.Meta
 	meta.SetServerInfo(f.implementation())
 	f.serverMeta = mustJSON(&meta)
@@ -949,12 +950,19 @@ func (s *sessionIDs) Terminate(sessionID string) (isNotAllowed bool, err error) 
 type faceSessions struct {
 	*sessionIDs
 	closed atomic.Bool
+	// forget forgets what the endpoint keeps of a session it ends; set
+	// with the endpoint.
+	forget func(sessionID string)
 }
 
-// Terminate ends a session, unless the endpoint is closed.
+// Terminate ends a session (a DELETE, or mcp-go's sweep of idle
+// sessions), unless the endpoint is closed.
 func (s *faceSessions) Terminate(sessionID string) (bool, error) {
 	if s.closed.Load() {
 		return false, nil
+	}
+	if s.forget != nil {
+		s.forget(sessionID)
 	}
 	return s.sessionIDs.Terminate(sessionID)
 }

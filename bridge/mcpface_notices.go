@@ -124,6 +124,20 @@ func (f *mcpFace) noticeOptions(hooks *server.Hooks) []server.ServerOption {
 	return []server.ServerOption{server.WithLogging()}
 }
 
+// forgetSession forgets what the face keeps of a session that ended: its
+// vote on the servers' log levels, its level, its caller and its grant.
+// mcp-go's unregistering does so for a session it registered; one that
+// an endpoint before a reload registered, restored here (restore), is
+// never registered with this one.
+func (f *mcpFace) forgetSession(session string) {
+	if _, voted := f.levels.Load(session); voted {
+		f.voteLogLevel(session, "")
+	}
+	f.clients.Delete(session)
+	f.levels.Delete(session)
+	f.callers.Delete(session)
+}
+
 // noteCaller notes the caller of session, who makes the request of ctx.
 func (f *mcpFace) noteCaller(ctx context.Context, session string) {
 	if id, ok := IdentityFrom(ctx); ok && id.ID != "" {

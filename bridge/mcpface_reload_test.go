@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -143,4 +144,38 @@ func TestMCPSessionsKeepTheirSubscriptionsOverAReload(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the client heard of no update after the reload")
 	}
+}
+
+func TestMCPFaceForgetsASessionRestoredAfterAReloadWhenItEnds(t *testing.T) {
+	clock := &votingCaller{faceCaller: newFaceCaller("now"), votes: map[string]string{}}
+	srv, reload := reloadable(t, func() Config { return Config{Single: true, Servers: []*ServerConfig{{Name: "time", Upstream: clock}}} })
+	url := srv.URL + "/m/mcp"
+	ann := legacySession(t, url, mcp.LoggingLevelDebug)
+	names := map[string]string{ann["Mcp-Session-Id"]: "ann"}
+	want := func(step string, votes map[string]string) {
+		t.Helper()
+		if got := clock.voted(names); !maps.Equal(got, votes) {
+			t.Errorf("%s: votes %v, want %v", step, got, votes)
+		}
+	}
+	want("ann at debug", map[string]string{"ann": "debug"})
+	reload()
+	// The session goes on in the new endpoint, which gives it its level
+	// back with its next request, a vote included; mcp-go registered the
+	// session with the endpoint the reload replaced, not with this one.
+	if _, body := postMCP(t, url, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, ann); !strings.Contains(body, `"result"`) {
+		t.Fatalf("tools/list after the reload answered %s", body)
+	}
+	want("ann's session after the reload", map[string]string{"ann": "debug"})
+
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	for k, v := range ann {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want("ann's session ended", map[string]string{})
 }
