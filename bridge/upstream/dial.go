@@ -303,7 +303,8 @@ var clientInfo = mcp.Implementation{Name: "caddy-mcpo", Version: "0.1.0"}
 // performs the handshake under ctx. On success the session has its client,
 // capabilities and ServerInfo.
 func (d *dialer) initialize(ctx context.Context, s *session, protocol string) error {
-	t := &tap{inner: s.tr, log: d.log, modernOnly: pinnedModern(protocol), applyDefaults: d.elicit != nil}
+	log := s.gatedLog(d.log) // for what mcp-go's goroutines run
+	t := &tap{inner: s.tr, log: log, modernOnly: pinnedModern(protocol), applyDefaults: d.elicit != nil}
 	if _, stdio := s.tr.(*transport.Stdio); !stdio {
 		t.seen = d.sawMessage // stdio's are seen as stdoutReader reads them
 	}
@@ -313,15 +314,15 @@ func (d *dialer) initialize(ctx context.Context, s *session, protocol string) er
 		sole = func(meta *mcp.Meta) (context.Context, string) { return d.sole(s, meta) }
 	}
 	if d.elicit != nil {
-		s.answers.elicit = &elicitor{fn: d.elicit, name: d.spec.Name, log: d.log, sole: sole}
+		s.answers.elicit = &elicitor{fn: d.elicit, name: d.spec.Name, log: log, sole: sole}
 		opts = append(opts, client.WithElicitationHandler(s.answers.elicit))
 	}
 	if d.sampling {
-		s.answers.sample = &sampler{log: d.log, sole: sole}
+		s.answers.sample = &sampler{log: log, sole: sole}
 		opts = append(opts, client.WithSamplingHandler(s.answers.sample))
 	}
 	if len(d.roots) > 0 {
-		s.answers.roots = &rootsList{dirs: d.roots, log: d.log}
+		s.answers.roots = &rootsList{dirs: d.roots, log: log}
 		opts = append(opts, client.WithRootsHandler(s.answers.roots))
 	}
 	switch protocol {

@@ -11,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // session is one live connection to a server: an initialized mcp-go client,
@@ -96,6 +97,39 @@ func (h gatedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h gatedHandler) WithGroup(name string) slog.Handler {
 	return gatedHandler{h.Handler.WithGroup(name), h.gate}
+}
+
+// gatedLog returns log, whose loggers write only while the session's
+// callbacks gate is open: for what mcp-go's goroutines run (the handlers
+// of the server's requests, the transport's tap).
+func (s *session) gatedLog(log func() *zap.Logger) func() *zap.Logger {
+	wrap := zap.WrapCore(func(c zapcore.Core) zapcore.Core { return gatedCore{c, &s.callbacks} })
+	return func() *zap.Logger { return log().WithOptions(wrap) }
+}
+
+// gatedCore is a zap core that writes only while its gate is open.
+type gatedCore struct {
+	zapcore.Core
+	gate *gate
+}
+
+func (c gatedCore) With(fields []zapcore.Field) zapcore.Core {
+	return gatedCore{c.Core.With(fields), c.gate}
+}
+
+// Check asks the core underneath (its level, its sampling), and has the
+// entry written through c.
+func (c gatedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Core.Check(e, nil) == nil {
+		return ce
+	}
+	return ce.AddCore(e, c)
+}
+
+func (c gatedCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	var err error
+	c.gate.pass(func() { err = c.Core.Write(e, fields) })
+	return err
 }
 
 // end marks the session dead with err. Only the first call counts.

@@ -55,3 +55,17 @@ func TestGatedHandler_LogsNothingOnceItsGateIsShut(t *testing.T) {
 		t.Errorf("logged %v, want only the line before the gate shut", got)
 	}
 }
+
+func TestGatedLog_LogsAtTheLevelsOfTheCoreUnderneathUntilTheGateIsShut(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := &session{}
+	log := s.gatedLog(func() *zap.Logger { return zap.New(core) })
+	log().Debug("below the core's level")
+	log().With(zap.String("server", "x")).Info("while open")
+	s.callbacks.close()
+	log().Info("once shut")
+	got := logs.AllUntimed()
+	if len(got) != 1 || got[0].Message != "while open" || got[0].ContextMap()["server"] != "x" {
+		t.Fatalf("logged %+v, want the one line logged at info while the gate was open, with its field", got)
+	}
+}
