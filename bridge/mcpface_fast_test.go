@@ -186,16 +186,7 @@ func TestMCPFaceLeavesToMCPGoWhatTheDirectPathDoesNotServe(t *testing.T) {
 		}},
 		{"a session its client ended", func() (string, map[string]string) {
 			ended := legacySession(t, url, "")
-			req, _ := http.NewRequest(http.MethodDelete, url, nil)
-			req.Header.Set("Mcp-Session-Id", ended["Mcp-Session-Id"])
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("DELETE answered %s", resp.Status)
-			}
+			endSession(t, url, ended)
 			body, _ := callOf("1", "no_args", `{}`, "", false)
 			return body, ended
 		}},

@@ -88,6 +88,24 @@ func legacySession(t *testing.T, url string, level mcp.LoggingLevel) map[string]
 	return session
 }
 
+// endSession ends the MCP session of header (its Mcp-Session-Id and the
+// rest) at url with a DELETE.
+func endSession(t *testing.T, url string, header map[string]string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE answered %s", resp.Status)
+	}
+}
+
 func TestMCPFacePassesACallsLogMessagesOnToItsStream(t *testing.T) {
 	srv := fixtureBridge(t, fixtureServer(t))
 	url := srv.URL + "/m/mcp"
@@ -256,15 +274,7 @@ func TestMCPFaceVotesForTheLogLevelOfTheServersASessionIsGranted(t *testing.T) {
 	want("ann at debug, bob at warning granted time alone",
 		map[string]string{"ann": "debug", "bob": "warning"}, map[string]string{"ann": "debug"})
 
-	req, _ := http.NewRequest(http.MethodDelete, url, nil)
-	for k, v := range ann {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	endSession(t, url, ann)
 	want("ann's session ended", map[string]string{"bob": "warning"}, map[string]string{})
 
 	b.Close()

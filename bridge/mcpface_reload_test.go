@@ -168,14 +168,6 @@ func TestMCPFaceForgetsASessionRestoredAfterAReloadWhenItEnds(t *testing.T) {
 	}
 	want("ann's session after the reload", map[string]string{"ann": "debug"})
 
-	req, _ := http.NewRequest(http.MethodDelete, url, nil)
-	for k, v := range ann {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	endSession(t, url, ann)
 	want("ann's session ended", map[string]string{})
 }
