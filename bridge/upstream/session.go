@@ -117,19 +117,34 @@ func (c gatedCore) With(fields []zapcore.Field) zapcore.Core {
 	return gatedCore{c.Core.With(fields), c.gate}
 }
 
-// Check asks the core underneath (its level, its sampling), and has the
-// entry written through c.
+// Check has the core underneath pick where the entry goes (by its level,
+// its sampling, each of a tee's cores by its own), and the entry written
+// there through the gate.
 func (c gatedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Core.Check(e, nil) == nil {
+	picked := c.Core.Check(e, nil)
+	if picked == nil {
 		return ce
 	}
-	return ce.AddCore(e, c)
+	return ce.AddCore(e, gatedEntry{c.Core, picked, c.gate})
 }
 
 func (c gatedCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	var err error
 	c.gate.pass(func() { err = c.Core.Write(e, fields) })
 	return err
+}
+
+// gatedEntry writes an entry the core underneath a gatedCore checked,
+// while the gate is open.
+type gatedEntry struct {
+	zapcore.Core
+	picked *zapcore.CheckedEntry
+	gate   *gate
+}
+
+func (g gatedEntry) Write(_ zapcore.Entry, fields []zapcore.Field) error {
+	g.gate.pass(func() { g.picked.Write(fields...) })
+	return nil
 }
 
 // end marks the session dead with err. Only the first call counts.

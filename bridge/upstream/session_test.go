@@ -2,7 +2,9 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -56,16 +58,25 @@ func TestGatedHandler_LogsNothingOnceItsGateIsShut(t *testing.T) {
 	}
 }
 
-func TestGatedLog_LogsAtTheLevelsOfTheCoreUnderneathUntilTheGateIsShut(t *testing.T) {
-	core, logs := observer.New(zapcore.InfoLevel)
+func TestGatedLog_LogsAtTheLevelsOfTheCoresUnderneathUntilTheGateIsShut(t *testing.T) {
+	info, infoLogs := observer.New(zapcore.InfoLevel)
+	debug, debugLogs := observer.New(zapcore.DebugLevel)
 	s := &session{}
-	log := s.gatedLog(func() *zap.Logger { return zap.New(core) })
-	log().Debug("below the core's level")
+	log := s.gatedLog(func() *zap.Logger { return zap.New(zapcore.NewTee(info, debug)) })
+	log().Debug("below the first core's level")
 	log().With(zap.String("server", "x")).Info("while open")
 	s.callbacks.close()
 	log().Info("once shut")
-	got := logs.AllUntimed()
-	if len(got) != 1 || got[0].Message != "while open" || got[0].ContextMap()["server"] != "x" {
-		t.Fatalf("logged %+v, want the one line logged at info while the gate was open, with its field", got)
+	messages := func(logs *observer.ObservedLogs) (out []string) {
+		for _, e := range logs.AllUntimed() {
+			out = append(out, e.Message+" "+fmt.Sprint(e.ContextMap()))
+		}
+		return out
+	}
+	if got, want := messages(infoLogs), []string{"while open map[server:x]"}; !slices.Equal(got, want) {
+		t.Errorf("the info core got %q, want %q", got, want)
+	}
+	if got, want := messages(debugLogs), []string{"below the first core's level map[]", "while open map[server:x]"}; !slices.Equal(got, want) {
+		t.Errorf("the debug core got %q, want %q", got, want)
 	}
 }
