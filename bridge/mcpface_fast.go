@@ -15,7 +15,8 @@ package bridge
 // A request takes this path when it is a single tools/call with a plain id
 // (a string of letters, digits and ._:-, or an integer), no task, no
 // progress token and no result member, with a _meta read as mcp-go reads
-// it (readMeta), of a tool the caller is granted, and:
+// it (readMeta), of a tool the caller is granted that does not require a
+// task, and:
 //   - on 2025-11-25, names a session this endpoint registered, whose client
 //     declared neither elicitation nor sampling (a server's requests are
 //     relayed on the POST's stream by mcp-go), with nothing queued for it
