@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/internal/jsonbody"
+	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/fixture"
 )
 
 // fastFace is the MCP endpoint of a bridge of the fixture server, served
@@ -313,6 +316,29 @@ func TestMCPFaceCancelsADirectCallOnNotificationsCancelled(t *testing.T) {
 	}
 	if f.fastCalls.find(sid, "slow-1") != nil {
 		t.Error("the ended call is still registered for cancellation")
+	}
+}
+
+func TestMCPFaceLeavesAToolThatRequiresATaskToMCPGo(t *testing.T) {
+	s := readyServer(t, upstream.Spec{Name: "fx", Transport: upstream.TransportStreamableHTTP,
+		URL: fixture.NewStreamableHTTP(t, fixture.Options{Tasks: true}), Protocol: upstream.ProtocolLegacy})
+	s.Tasks = NewTaskStore(TaskLimits{MaxTasks: 10}, nil)
+	answers := map[bool]string{} // by whether the direct path is off
+	for _, noFast := range []bool{false, true} {
+		f, url := fastFaceOf(t, s, noFast)
+		session := legacySession(t, url, "")
+		body, _ := callOf("1", fixture.TaskOnlyTool, `{"ms":10}`, "", false)
+		if served, rec := serveDirect(f, body, session); served {
+			t.Fatalf("the direct path answered a call of a tool that requires a task: %s", rec.Body)
+		}
+		_, answers[noFast] = postMCP(t, url, body, session)
+	}
+	// The answer is mcp-go's, whichever way the request went: the call
+	// waits for its task, which it names.
+	taskID := regexp.MustCompile(`"taskId":"[^"]+"`)
+	on, off := taskID.ReplaceAllString(answers[false], `"taskId":"…"`), taskID.ReplaceAllString(answers[true], `"taskId":"…"`)
+	if on != off || !strings.Contains(on, "researched for 10 ms") {
+		t.Errorf("with the direct path on, answered %s; mcp-go answers %s", on, off)
 	}
 }
 
