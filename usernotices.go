@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
+	"github.com/caddy-mcpo/caddy-mcpo/internal/listeners"
 )
 
 // callerNotices is what a per-user server's sessions tell the MCP
@@ -14,9 +15,9 @@ import (
 // caller's session of the server, kept for a session that starts later
 // (sessions start on a caller's first call, and stop when idle).
 type callerNotices struct {
-	mu        sync.Mutex
-	next      int
-	listeners map[int]func(caller string, n upstream.Notice)
+	listeners listeners.Set[func(caller string, n upstream.Notice)]
+
+	mu sync.Mutex
 	// votes are the votes on each caller's log level, by sessionKey of
 	// the caller: the level of each voter.
 	votes map[string]map[any]string
@@ -26,19 +27,7 @@ type callerNotices struct {
 // caller's ID, until stop is called. f runs on the session's transport
 // reader: it must neither block nor call the server.
 func (c *callerNotices) listen(f func(caller string, n upstream.Notice)) (stop func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.listeners == nil {
-		c.listeners = map[int]func(string, upstream.Notice){}
-	}
-	id := c.next
-	c.next++
-	c.listeners[id] = f
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		delete(c.listeners, id)
-	}
+	return c.listeners.Add(f)
 }
 
 // attach ties s, a caller's session made and not started yet, to the
@@ -60,13 +49,7 @@ func (c *callerNotices) attach(s *userSession) {
 
 // tell passes n, of caller's session, on to the listeners.
 func (c *callerNotices) tell(caller string, n upstream.Notice) {
-	c.mu.Lock()
-	fs := make([]func(string, upstream.Notice), 0, len(c.listeners))
-	for _, f := range c.listeners {
-		fs = append(fs, f)
-	}
-	c.mu.Unlock()
-	for _, f := range fs {
+	for _, f := range c.listeners.All() {
 		f(caller, n)
 	}
 }

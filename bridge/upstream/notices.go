@@ -1,10 +1,6 @@
 package upstream
 
-import (
-	"sync"
-
-	"github.com/mark3labs/mcp-go/mcp"
-)
+import "github.com/mark3labs/mcp-go/mcp"
 
 // Notice is a notification of the server that a client of the bridge may
 // be told of: that its resources or prompts changed
@@ -24,31 +20,11 @@ var noticeMethods = map[string]bool{
 	string(mcp.MethodNotificationMessage):              true,
 }
 
-// listeners are the functions Listen registered.
-type listeners struct {
-	mu   sync.Mutex
-	next int
-	fs   map[int]func(Notice)
-}
-
 // Listen calls f with every Notice the server sends from now on, of
 // whichever of its sessions, until stop is called. f runs on the
 // transport's reader: it must neither block nor call the server.
 func (u *Upstream) Listen(f func(Notice)) (stop func()) {
-	l := &u.listeners
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fs == nil {
-		l.fs = map[int]func(Notice){}
-	}
-	id := l.next
-	l.next++
-	l.fs[id] = f
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		delete(l.fs, id)
-	}
+	return u.listeners.Add(f)
 }
 
 // tell passes n to the functions Listen registered, when it is a Notice.
@@ -56,14 +32,7 @@ func (u *Upstream) tell(n mcp.JSONRPCNotification) {
 	if !noticeMethods[n.Method] {
 		return
 	}
-	l := &u.listeners
-	l.mu.Lock()
-	fs := make([]func(Notice), 0, len(l.fs))
-	for _, f := range l.fs {
-		fs = append(fs, f)
-	}
-	l.mu.Unlock()
-	for _, f := range fs {
+	for _, f := range u.listeners.All() {
 		f(Notice{Method: n.Method, Params: n.Params.AdditionalFields})
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-mcpo/caddy-mcpo/internal/listeners"
 )
 
 // State is where an Upstream is in its life.
@@ -167,7 +169,7 @@ type Upstream struct {
 
 	tools atomic.Pointer[ToolSet] // the last listing, kept across restarts
 
-	listeners listeners // of the server's notices (Listen)
+	listeners listeners.Set[func(Notice)] // of the server's notices (Listen)
 
 	// lastMessage is when the server last sent anything, in Unix
 	// nanoseconds; 0 until it has.
