@@ -86,12 +86,18 @@ func BenchmarkAccessCheck(b *testing.B) {
 }
 
 // benchCaller is an in-memory server with one tool that answers at once
-// with a short text.
+// with a short text, as a session gives a server's result: the item with
+// the JSON it was read from.
 type benchCaller struct{ set *upstream.ToolSet }
+
+// benchAnswer is benchCaller's text, and its item as a server sends it.
+const benchAnswer = "The current time in UTC is 20:20:19."
+
+var benchItem = json.RawMessage(`{"type":"text","text":"` + benchAnswer + `"}`)
 
 func (c *benchCaller) Tools() *upstream.ToolSet { return c.set }
 func (*benchCaller) CallTool(context.Context, string, json.RawMessage) (*upstream.CallResult, error) {
-	return &upstream.CallResult{Content: []upstream.Content{text("The current time in UTC is 20:20:19.")}}, nil
+	return &upstream.CallResult{Content: []upstream.Content{{Type: "text", Text: benchAnswer, Wire: benchItem}}}, nil
 }
 func (*benchCaller) Status() upstream.Status { return upstream.Status{State: upstream.StateReady} }
 

@@ -417,15 +417,26 @@ func (f *mcpFace) prefixOf(st *serverState) string {
 // call is the handler of every registered tool: it calls the tool through
 // the bridge's invoke, with the same bookkeeping as a REST call.
 func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	res, asked, err := f.callTool(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return toolResult(res, asked), nil
+}
+
+// callTool is call, with the server's result as the session gave it (the
+// direct path writes it without mcp-go's type) or the input the server
+// asks for before it goes on.
+func (f *mcpFace) callTool(ctx context.Context, req mcp.CallToolRequest) (*upstream.CallResult, *mcp.MultiRoundTripResult, error) {
 	ft, ok := f.tools.Load().byName[req.Params.Name]
 	if !ok { // the tools changed since mcp-go looked it up
-		return nil, fmt.Errorf("tool %q is not listed any more; list the tools again", req.Params.Name)
+		return nil, nil, fmt.Errorf("tool %q is not listed any more; list the tools again", req.Params.Name)
 	}
 	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
 	who := requesterOf(ctx)
 	ctx, round, err := f.asking(ctx, who, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams)
 	if err != nil {
-		return nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
+		return nil, nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
 	ctx, stream := withCallStream(ctx)
@@ -447,32 +458,37 @@ func (f *mcpFace) call(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 		return f.invoke(ctx, st, rt, args, base, sink)
 	})
 	res, _ := got.(*upstream.CallResult)
-	var result *mcp.CallToolResult
-	if asked != nil {
-		result = &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}
-	}
-	outcome, status, out := OutcomeOK, http.StatusOK, int64(0)
+	outcome, status := OutcomeOK, http.StatusOK
 	switch {
-	case result != nil:
-		outcome = OutcomeInputRequired
+	case asked != nil:
+		outcome, res = OutcomeInputRequired, nil
 	case e != nil:
 		outcome, status = e.Outcome, e.Status
 		f.b.logFailure(st.cfg.Name, e)
 	case res.IsError:
 		outcome = OutcomeToolError
 	}
-	if res != nil {
-		result, out = mcpResult(res)
-	}
 	f.b.logCall(st.cfg.Name, rt.tool.Name, track.start, args, func() []byte {
-		b, _ := json.Marshal(result)
+		b, _ := json.Marshal(toolResult(res, asked))
 		return b
 	}, e)
-	track.end(ctx, outcome, status, int64(len(args)), out)
+	track.end(ctx, outcome, status, int64(len(args)), resultBytes(res))
 	if e != nil {
-		return nil, faceErr(ctx, e)
+		return nil, nil, faceErr(ctx, e)
 	}
-	return result, nil
+	return res, asked, nil
+}
+
+// toolResult is the answer of a call as mcp-go's type: res, or the input
+// asked when the server asked for some.
+func toolResult(res *upstream.CallResult, asked *mcp.MultiRoundTripResult) *mcp.CallToolResult {
+	if asked != nil {
+		return &mcp.CallToolResult{Result: mcp.Result{ResultType: mcp.ResultTypeInputRequired}, MultiRoundTripResult: *asked}
+	}
+	if res == nil {
+		return nil
+	}
+	return mcpResult(res)
 }
 
 // relayProgress returns the function that passes the progress
@@ -613,22 +629,12 @@ func invalidResult(msg string) *upstream.CallResult {
 }
 
 // mcpResult is res as the face answers it: every content item, the
-// structured content and _meta as the server sent them; and the bytes of
-// those.
-func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
+// structured content and _meta as the server sent them.
+func mcpResult(res *upstream.CallResult) *mcp.CallToolResult {
 	out := &mcp.CallToolResult{IsError: res.IsError, RawStructuredContent: res.Structured}
-	n := int64(len(res.Structured) + len(res.Meta))
 	out.Content = make([]mcp.Content, len(res.Content))
 	for i := range res.Content {
-		c := res.Content[i].Wire // as sent, annotations and _meta included
-		if c == nil {
-			c = res.Content[i].Raw
-		}
-		if c == nil { // an item made here, not read from a server
-			c = contentJSON(&res.Content[i])
-		}
-		out.Content[i] = rawContent{raw: c}
-		n += int64(len(c))
+		out.Content[i] = rawContent{raw: contentOf(&res.Content[i])}
 	}
 	if m := nonNullJSON(res.Meta); m != nil {
 		var meta mcp.Meta
@@ -636,7 +642,40 @@ func mcpResult(res *upstream.CallResult) (*mcp.CallToolResult, int64) {
 			out.Meta = &meta
 		}
 	}
-	return out, n
+	return out
+}
+
+// contentOf is the JSON of a content item: as the server sent it,
+// annotations and _meta included, or made here for an item made here.
+func contentOf(c *upstream.Content) json.RawMessage {
+	if c.Wire != nil {
+		return c.Wire
+	}
+	if c.Raw != nil {
+		return c.Raw
+	}
+	return contentJSON(c)
+}
+
+// resultBytes is the size of the server's result passed on: its content
+// items, structured content and _meta; 0 for none.
+func resultBytes(res *upstream.CallResult) int64 {
+	if res == nil {
+		return 0
+	}
+	n := len(res.Structured) + len(res.Meta)
+	for i := range res.Content {
+		c := &res.Content[i]
+		switch {
+		case c.Wire != nil:
+			n += len(c.Wire)
+		case c.Raw != nil:
+			n += len(c.Raw)
+		default: // an item made here
+			n += len(contentJSON(c))
+		}
+	}
+	return int64(n)
 }
 
 // nonNullJSON returns nil for an absent or null JSON value.

@@ -534,28 +534,33 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	// No _meta: the handler reads only its progress token, which a call on
 	// this path has none of.
 	req.Params = mcp.CallToolParams{Name: p.Name, MultiRoundTripParams: p.MultiRoundTripParams, RawArguments: p.Arguments}
-	res, err := f.recovered(ctx, req)
-	if res == nil && err == nil {
-		err = fmt.Errorf("tool %q returned no result", p.Name)
-	}
+	res, asked, err := f.recovered(ctx, req)
 	streamed := sink.end()
 	if !streamed && err != nil && r.Context().Err() != nil {
 		return true // the client is gone, as mcp-go leaves it (a stream's answer is stored)
 	}
-	answer, err := f.fastAnswer(m.ID, res, err, session == "")
-	if err != nil {
-		// Not expected: the result is made of JSON read from the server.
-		answer, _ = json.Marshal(mcp.NewJSONRPCError(mcp.NewRequestId(nil), mcp.INTERNAL_ERROR, err.Error(), nil))
-	}
 	if streamed {
-		sink.event(answer)
+		sink.event(f.fastAnswer(nil, m.ID, res, asked, err, session == ""))
 		return true
 	}
+	buf := answers.Get().(*[]byte)
+	answer := append(f.fastAnswer((*buf)[:0], m.ID, res, asked, err, session == ""), '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK) // an rpcWriter gives a 2026-07-28 error its status
-	_, _ = w.Write(append(answer, '\n'))
+	_, _ = w.Write(answer)
+	if cap(answer) <= maxPooledAnswer {
+		*buf = answer
+		answers.Put(buf)
+	}
 	return true
 }
+
+// answers are the buffers the direct path writes its answers in, and
+// maxPooledAnswer the largest kept: most answers are small, and writing
+// copies them out.
+var answers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledAnswer = 16 << 10
 
 // fastContext returns ctx as mcp-go's transport would make it for r, a
 // tools/call of tool ft under name (with the _meta of its params), and the
@@ -654,65 +659,102 @@ func plainID(id json.RawMessage) bool {
 
 // recovered calls the tool as mcp-go's WithRecovery does: a panic is the
 // call's error.
-func (f *mcpFace) recovered(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
+func (f *mcpFace) recovered(ctx context.Context, req mcp.CallToolRequest) (res *upstream.CallResult, asked *mcp.MultiRoundTripResult, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			res, err = nil, fmt.Errorf("panic recovered in %s tool handler: %v", req.Params.Name, r)
+			res, asked, err = nil, nil, fmt.Errorf("panic recovered in %s tool handler: %v", req.Params.Name, r)
 		}
 	}()
-	return f.call(ctx, req)
+	res, asked, err = f.callTool(ctx, req)
+	if res == nil && asked == nil && err == nil {
+		err = fmt.Errorf("tool %q returned no result", req.Params.Name)
+	}
+	return res, asked, err
 }
 
-// fastAnswer is the JSON-RPC response of request id: res, or err as mcp-go
-// answers a handler's error. A 2026-07-28 (modern) result carries its
-// resultType and the endpoint's identity in _meta, as mcp-go stamps them.
-func (f *mcpFace) fastAnswer(id json.RawMessage, res *mcp.CallToolResult, err error, modern bool) ([]byte, error) {
-	if err != nil {
-		var v any // the id as mcp-go reads and writes it
-		if jErr := json.Unmarshal(id, &v); jErr != nil {
-			return nil, jErr
+// fastAnswer appends to b the JSON-RPC response of request id: the
+// server's result res, the input it asks for, or err as mcp-go answers a
+// handler's error. It writes what mcp-go writes for the same answer: a
+// 2026-07-28 (modern) result carries its resultType and the endpoint's
+// identity in _meta, as mcp-go stamps them.
+func (f *mcpFace) fastAnswer(b []byte, id json.RawMessage, res *upstream.CallResult, asked *mcp.MultiRoundTripResult, err error, modern bool) []byte {
+	if err == nil {
+		head := len(b)
+		b = append(append(append(b, `{"jsonrpc":"2.0","id":`...), id...), `,"result":`...)
+		if asked == nil && nonNullJSON(res.Meta) == nil {
+			var meta json.RawMessage
+			if modern {
+				meta = f.serverMeta
+			}
+			return append(appendCallResult(b, res, meta, modern), '}')
 		}
-		return json.Marshal(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(v),
-			Error: mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, err.Error(), nil)})
+		var rb []byte
+		if rb, err = f.appendMCPResult(b, toolResult(res, asked), modern); err == nil {
+			return append(rb, '}')
+		}
+		b = b[:head] // not expected: the result is made of JSON read from the server
+		id = nil
 	}
-	var meta json.RawMessage // res.Meta's JSON, when known
+	var v any // the id as mcp-go reads and writes it
+	if json.Unmarshal(id, &v) != nil {
+		v = nil
+	}
+	e, _ := json.Marshal(mcp.NewJSONRPCError(mcp.NewRequestId(v), mcp.INTERNAL_ERROR, err.Error(), nil))
+	return append(b, e...)
+}
+
+// appendMCPResult appends r as mcp-go writes it, a 2026-07-28 (modern)
+// one with its resultType and the endpoint's identity in its _meta.
+func (f *mcpFace) appendMCPResult(b []byte, r *mcp.CallToolResult, modern bool) ([]byte, error) {
+	var meta json.RawMessage // r.Meta's JSON, when known
 	if modern {
-		if res.ResultType == "" {
-			res.ResultType = mcp.ResultTypeComplete
+		if r.ResultType == "" {
+			r.ResultType = mcp.ResultTypeComplete
 		}
 		switch {
-		case res.Meta == nil:
+		case r.Meta == nil:
 			meta = f.serverMeta
-		case res.Meta.ServerInfo() == nil:
-			res.Meta.SetServerInfo(f.implementation())
+		case r.Meta.ServerInfo() == nil:
+			r.Meta.SetServerInfo(f.implementation())
 		}
 	}
-	b := make([]byte, 0, 128+len(meta)+resultSize(res))
-	b = append(b, `{"jsonrpc":"2.0","id":`...)
-	b = append(b, id...)
-	b = append(b, `,"result":`...)
-	b, err = appendToolResult(b, res, meta)
-	if err != nil {
-		return nil, err
+	return appendToolResult(b, r, meta)
+}
+
+// appendCallResult appends what appendToolResult appends for
+// mcpResult(res), res without a _meta of its own, without making it:
+// meta is the result's _meta (nil for none), and a complete result says
+// so when modern.
+func appendCallResult(b []byte, res *upstream.CallResult, meta json.RawMessage, modern bool) []byte {
+	b = append(b, '{')
+	if meta != nil {
+		b = append(append(append(b, `"_meta":`...), meta...), ',')
 	}
-	return append(b, '}'), nil
+	b = append(b, `"content":[`...)
+	for i := range res.Content {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, contentOf(&res.Content[i])...)
+	}
+	b = append(b, "],"...)
+	if res.IsError {
+		b = append(b, `"isError":true,`...)
+	}
+	if modern {
+		b = append(b, `"resultType":"complete",`...)
+	}
+	if len(res.Structured) > 0 {
+		b = append(append(append(b, `"structuredContent":`...), res.Structured...), ',')
+	}
+	b[len(b)-1] = '}' // the last member's comma
+	return b
 }
 
 // implementation is the endpoint's identity, as mcp-go gives it in
 // results.
 func (f *mcpFace) implementation() mcp.Implementation {
 	return mcp.Implementation{Name: f.title, Version: mcpFaceVersion}
-}
-
-// resultSize is about the bytes of res's content passed on as sent.
-func resultSize(res *mcp.CallToolResult) int {
-	n := len(res.RawStructuredContent)
-	for _, c := range res.Content {
-		if rc, ok := c.(rawContent); ok {
-			n += len(rc.raw) + 1
-		}
-	}
-	return n
 }
 
 // appendToolResult appends r's JSON, with the members mcp-go's

@@ -465,6 +465,46 @@ func TestAppendToolResultWritesWhatMCPGosMarshalWrites(t *testing.T) {
 	}
 }
 
+func TestAppendCallResultWritesWhatMCPGoWritesForTheSameResult(t *testing.T) {
+	item := json.RawMessage(`{"type":"text","text":"a","annotations":{"priority":1}}`)
+	cases := map[string]*upstream.CallResult{
+		"no items":        {Content: []upstream.Content{}},
+		"an item as sent": {Content: []upstream.Content{{Type: "text", Text: "a", Wire: item}}},
+		"items of each kind": {Content: []upstream.Content{
+			{Type: "text", Text: "a", Wire: item},
+			{Type: "x-unknown", Raw: json.RawMessage(`{"type":"x-unknown","v":[1]}`)},
+			{Type: "image", Data: "AA==", MIMEType: "image/png"}, // made here: no JSON of its own
+		}},
+		"a tool error":        {IsError: true, Content: []upstream.Content{{Type: "text", Text: "bad", Wire: item}}},
+		"structured content":  {Content: []upstream.Content{}, Structured: json.RawMessage(`{"a":[1,2]}`)},
+		"everything but meta": {IsError: true, Structured: json.RawMessage(`[1]`), Content: []upstream.Content{{Type: "text", Text: "a", Wire: item}}},
+	}
+	meta := json.RawMessage(`{"io.modelcontextprotocol/serverInfo":{"name":"m","version":"1"}}`)
+	for name, res := range cases {
+		for _, modern := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/modern=%v", name, modern), func(t *testing.T) {
+				r := mcpResult(res) // as mcp-go's handler returns it
+				var m json.RawMessage
+				if modern {
+					m = meta
+					r.ResultType = mcp.ResultTypeComplete
+					r.Meta = new(mcp.Meta)
+					if err := json.Unmarshal(meta, r.Meta); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, err := json.Marshal(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := appendCallResult([]byte("prefix"), res, m, modern); string(got) != "prefix"+string(want) {
+					t.Errorf("wrote\n%s\nmcp-go writes\n%s", got, want)
+				}
+			})
+		}
+	}
+}
+
 func TestMCPFaceCountsItsMessagesInTheBytesInFlight(t *testing.T) {
 	b, err := New(Config{Servers: []*ServerConfig{fixtureServer(t)}, Single: true, MaxBodyBytes: 2000, MaxBodyBytesInFlight: 3000})
 	if err != nil {
