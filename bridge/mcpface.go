@@ -434,7 +434,8 @@ func (f *mcpFace) callTool(ctx context.Context, req mcp.CallToolRequest) (*upstr
 	}
 	st, rt, base := ft.st, ft.rt, baseOf(ctx)+f.prefixOf(ft.st)
 	who := requesterOf(ctx)
-	ctx, round, err := f.asking(ctx, who, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams)
+	hooks := upstream.HooksFrom(ctx) // the call's, set in one value
+	round, err := f.asking(ctx, who, st.cfg.Name, rt.tool.Name, req.Params.MultiRoundTripParams, &hooks)
 	if err != nil {
 		return nil, nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
@@ -442,9 +443,10 @@ func (f *mcpFace) callTool(ctx context.Context, req mcp.CallToolRequest) (*upstr
 	ctx, stream := withCallStream(ctx)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		stream.token = req.Params.Meta.ProgressToken
-		ctx = upstream.WithProgress(ctx, f.relayProgress(stream))
+		hooks.Progress = f.relayProgress(stream)
 	}
-	ctx, endLogs := f.relayCallLogs(ctx, who, st, stream)
+	logs := f.relayCallLogs(who, st, stream, &hooks)
+	ctx = upstream.WithHooks(ctx, &hooks)
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
@@ -454,7 +456,7 @@ func (f *mcpFace) callTool(ctx context.Context, req mcp.CallToolRequest) (*upstr
 		sink = fr.sink
 	}
 	got, e, asked := f.run(ctx, round, st, rt.tool.Name, func(ctx context.Context) (any, *httpError) {
-		defer endLogs() // with the call, which a parked one outlives the request
+		defer logs.end() // with the call, which a parked one outlives the request
 		return f.invoke(ctx, st, rt, args, base, sink)
 	})
 	res, _ := got.(*upstream.CallResult)

@@ -23,24 +23,24 @@ import (
 )
 
 // faceClient names a client session of a face, the caller of its calls
-// (upstream.WithCaller).
+// (upstream.Hooks.Caller).
 type faceClient struct {
 	face    *mcpFace
 	session string
 }
 
-// withCaller returns ctx whose calls are made for the client session of
-// who (upstream.WithCaller): a request a server sends on its own, with
+// callerFor is the caller (upstream.Hooks.Caller) of the calls of client
+// who, its client session: a request a server sends on its own, with
 // nothing tying it to a call (a stdio server's), is passed on to that
 // client when its calls are the only ones under way on the server. A
 // client of the 2026-07-28 era, to which the endpoint sends no requests
-// of its own, is no such caller.
-func (f *mcpFace) withCaller(ctx context.Context, who requester) context.Context {
+// of its own, is no such caller: nil.
+func (f *mcpFace) callerFor(who requester) any {
 	s := who.session
 	if s == nil || s.SessionID() == "" { // none on 2026-07-28
-		return ctx
+		return nil
 	}
-	return upstream.WithCaller(ctx, faceClient{face: f, session: s.SessionID()})
+	return faceClient{face: f, session: s.SessionID()}
 }
 
 // elicitationOf returns the function that passes a server's elicitation on

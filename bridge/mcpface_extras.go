@@ -506,10 +506,12 @@ func (f *mcpFace) getPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp
 		return nil, fmt.Errorf("prompt %q is not listed any more; list the prompts again", req.Params.Name)
 	}
 	st := fp.st
-	ctx, round, err := f.asking(ctx, requesterOf(ctx), st.cfg.Name, fp.prompt.Name, req.Params.MultiRoundTripParams)
+	hooks := upstream.HooksFrom(ctx)
+	round, err := f.asking(ctx, requesterOf(ctx), st.cfg.Name, fp.prompt.Name, req.Params.MultiRoundTripParams, &hooks)
 	if err != nil {
 		return nil, paramsErr(ctx, fmt.Sprintf("prompt %q: %v", req.Params.Name, err))
 	}
+	ctx = upstream.WithHooks(ctx, &hooks)
 	rc, err := f.use(ctx, st, openapi.GetPrompt)
 	if err != nil {
 		return nil, err

@@ -77,8 +77,11 @@ type faceNotices struct {
 // callLogs is a call under way whose server's log messages about it go to
 // the client that made it, on the call's stream.
 type callLogs struct {
+	f       *mcpFace
 	session string // the client's session; "" in the 2026-07-28 era, which gets no broadcast
 	server  *serverState
+	level   mcp.LoggingLevel // the client's
+	stream  *callStream
 	// sent counts the messages sent on the call's stream that the
 	// broadcast has not met yet, by logKey: it skips the session for them.
 	sent  map[string]int
@@ -365,50 +368,60 @@ func (f *mcpFace) callLogLevel(who requester) (level mcp.LoggingLevel, session s
 	return mcp.LoggingLevelDebug, s.SessionID() // every level until the client sets one
 }
 
-// relayCallLogs returns ctx whose call to server st passes the server's
-// log messages about it on to the client, on the call's stream, and the
-// function that ends that as the call does. They run on the server's
-// transport reader: queued without waiting, as progress is.
-func (f *mcpFace) relayCallLogs(ctx context.Context, who requester, st *serverState, stream *callStream) (context.Context, func()) {
+// relayCallLogs sets the hooks h of a call of client who to server st so
+// that the server's log messages about the call reach the client, on the
+// call's stream, and returns what the call ends as it ends (nil for
+// nothing to end). The messages come on the server's transport reader:
+// they are queued without waiting, as progress is.
+func (f *mcpFace) relayCallLogs(who requester, st *serverState, stream *callStream, h *upstream.Hooks) *callLogs {
 	level, session := f.callLogLevel(who)
 	if !f.relays || level == "" {
-		return ctx, func() {}
+		return nil
 	}
 	// c joins f.calls with the first message it sends: most calls send
 	// none, and the broadcast looks for those that did.
-	c := &callLogs{session: session, server: st}
-	relay := func(m upstream.LogMessage) {
-		if !mcp.LoggingLevel(m.Level).ShouldSendTo(level) {
-			return
-		}
-		var data any
-		if len(m.Data) > 0 {
-			_ = json.Unmarshal(m.Data, &data)
-		}
-		msg := f.logNotification(st, m.Level, m.Logger, data)
-		f.callsMu.Lock()
-		live := !c.ended
-		if live && session != "" && len(c.sent) < maxCallLogsPending {
-			if c.sent == nil {
-				c.sent = map[string]int{}
-				if f.calls == nil {
-					f.calls = map[*callLogs]struct{}{}
-				}
-				f.calls[c] = struct{}{}
+	c := &callLogs{f: f, session: session, server: st, level: level, stream: stream}
+	h.Log, h.LogLevel = c.relay, string(level)
+	return c
+}
+
+// relay passes a log message of the server on to the call's client.
+func (c *callLogs) relay(m upstream.LogMessage) {
+	if !mcp.LoggingLevel(m.Level).ShouldSendTo(c.level) {
+		return
+	}
+	var data any
+	if len(m.Data) > 0 {
+		_ = json.Unmarshal(m.Data, &data)
+	}
+	f := c.f
+	msg := f.logNotification(c.server, m.Level, m.Logger, data)
+	f.callsMu.Lock()
+	live := !c.ended
+	if live && c.session != "" && len(c.sent) < maxCallLogsPending {
+		if c.sent == nil {
+			c.sent = map[string]int{}
+			if f.calls == nil {
+				f.calls = map[*callLogs]struct{}{}
 			}
-			c.sent[logKey(msg)]++
+			f.calls[c] = struct{}{}
 		}
-		f.callsMu.Unlock()
-		if to, _ := stream.target(); live && to != nil {
-			f.notify(to, msg.Method, map[string]any{
-				"level": msg.Params.Level, "logger": msg.Params.Logger, "data": msg.Params.Data})
-		}
+		c.sent[logKey(msg)]++
 	}
-	ctx = upstream.WithLogLevel(upstream.WithLog(ctx, relay), string(level))
-	return ctx, func() {
-		f.callsMu.Lock()
-		defer f.callsMu.Unlock()
-		c.ended = true
-		delete(f.calls, c)
+	f.callsMu.Unlock()
+	if to, _ := c.stream.target(); live && to != nil {
+		f.notify(to, msg.Method, map[string]any{
+			"level": msg.Params.Level, "logger": msg.Params.Logger, "data": msg.Params.Data})
 	}
+}
+
+// end ends the relay with the call; nothing for a nil c.
+func (c *callLogs) end() {
+	if c == nil {
+		return
+	}
+	c.f.callsMu.Lock()
+	defer c.f.callsMu.Unlock()
+	c.ended = true
+	delete(c.f.calls, c)
 }

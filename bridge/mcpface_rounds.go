@@ -135,31 +135,28 @@ func (r requester) capabilities() (mcp.ClientCapabilities, bool) {
 	return s.GetClientCapabilities(), true
 }
 
-// asking returns ctx for a request of its client to server's name (a tool
-// or a prompt), in which the server's requests for input reach that
+// asking sets the hooks h of a request of client who to server's name (a
+// tool or a prompt) so that the server's requests for input reach that
 // client where they can (even a stdio server's, not tied to the request,
-// when the client is its only caller: see withCaller): a 2025-11-25
+// when the client is its only caller: see callerFor): a 2025-11-25
 // client's through requests of the endpoint's own; a 2026-07-28 client's
 // in the request's answer, the request being the round fr (nil for a
 // 2025-11-25 client) given the client's params p.
-func (f *mcpFace) asking(ctx context.Context, who requester, server, name string, p mcp.MultiRoundTripParams) (context.Context, *faceRound, error) {
+func (f *mcpFace) asking(ctx context.Context, who requester, server, name string, p mcp.MultiRoundTripParams, h *upstream.Hooks) (*faceRound, error) {
 	fr, err := f.roundOf(ctx, who, server, name, p)
 	if err != nil {
-		return ctx, nil, err
+		return nil, err
 	}
 	if fr != nil {
-		ctx = upstream.WithRoundTrip(ctx, &fr.up)
+		h.RoundTrip = &fr.up
 	}
-	if fn := f.elicitationOf(who); fn != nil {
-		ctx = upstream.WithElicitation(ctx, fn)
-	}
-	if sample, declared := f.samplingOf(who); declared {
-		ctx = upstream.WithSampling(ctx, sample)
-	} else {
-		// A 2026-07-28 server learns so (capabilities are per request).
-		ctx = upstream.WithoutSampling(ctx, sample)
-	}
-	return f.withCaller(ctx, who), fr, nil
+	h.Elicit = f.elicitationOf(who)
+	// An undeclared capability is refused, and a 2026-07-28 server learns
+	// so (capabilities are per request).
+	sample, declared := f.samplingOf(who)
+	h.Sample, h.SamplingUndeclared = sample, !declared
+	h.Caller = f.callerFor(who)
+	return fr, nil
 }
 
 // roundOf returns the round that a request of ctx for server srv's name (a

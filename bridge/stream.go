@@ -315,11 +315,13 @@ const streamLogLevel = "debug"
 // sees it; start is when the call started.
 func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, st *serverState, rt *route, args json.RawMessage, base string, start time.Time) *httpError {
 	q := newEventQueue()
-	ctx := upstream.WithProgress(r.Context(), func(p upstream.Progress) { q.push(progressEvent(p)) })
+	hooks := upstream.HooksFrom(r.Context())
+	hooks.Progress = func(p upstream.Progress) { q.push(progressEvent(p)) }
 	// A 2026-07-28 server logs about a call only at the level the call
 	// asks for; streamed calls ask for every level, as an MCP client that
 	// set none gets them at the MCP endpoint.
-	ctx = upstream.WithLogLevel(upstream.WithLog(ctx, func(m upstream.LogMessage) { q.push(logEvent(m)) }), streamLogLevel)
+	hooks.Log, hooks.LogLevel = func(m upstream.LogMessage) { q.push(logEvent(m)) }, streamLogLevel
+	ctx := upstream.WithHooks(r.Context(), &hooks)
 	type answer struct {
 		res *upstream.CallResult
 		e   *httpError

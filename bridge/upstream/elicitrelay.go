@@ -2,9 +2,6 @@ package upstream
 
 import "context"
 
-// elicitationKey carries the ElicitFunc of a call's own client.
-type elicitationKey struct{}
-
 // WithElicitation returns ctx carrying fn, which answers the elicitations
 // the server sends for the call made with ctx in place of the server's
 // Options.Elicitation: the bridge's MCP endpoints pass them on to the
@@ -17,11 +14,10 @@ type elicitationKey struct{}
 // goes to the fn of the calls under way when they are all of one caller
 // (WithCaller), and is answered by Options.Elicitation otherwise.
 func WithElicitation(ctx context.Context, fn ElicitFunc) context.Context {
-	return context.WithValue(ctx, elicitationKey{}, fn)
+	return withHook(ctx, func(h *Hooks) { h.Elicit = fn })
 }
 
 // ElicitationFrom returns the ElicitFunc of WithElicitation, or nil.
 func ElicitationFrom(ctx context.Context) ElicitFunc {
-	fn, _ := ctx.Value(elicitationKey{}).(ElicitFunc)
-	return fn
+	return hooksOf(ctx).Elicit
 }

@@ -26,11 +26,7 @@ type LogMessage struct {
 // never call the server.
 type LogFunc func(LogMessage)
 
-type (
-	logKey      struct{}
-	logLevelKey struct{}
-	tokenKey    struct{} // the progressToken of a call, for its logTap
-)
+type tokenKey struct{} // the progressToken of a call, for its logTap
 
 // WithLog returns ctx whose tools/call hands fn the log messages the
 // server sends about the call. Only those that can be told apart from the
@@ -39,7 +35,7 @@ type (
 // names no request, so none is handed on (they go to Caddy's log, as
 // every log message does).
 func WithLog(ctx context.Context, fn LogFunc) context.Context {
-	return context.WithValue(ctx, logKey{}, fn)
+	return withHook(ctx, func(h *Hooks) { h.Log = fn })
 }
 
 // WithLogLevel returns ctx whose tools/call asks a server of the
@@ -50,19 +46,17 @@ func WithLog(ctx context.Context, fn LogFunc) context.Context {
 // level is not sent with the call: its receivers vote for the session's
 // level with SetLogLevel.
 func WithLogLevel(ctx context.Context, level string) context.Context {
-	return context.WithValue(ctx, logLevelKey{}, level)
+	return withHook(ctx, func(h *Hooks) { h.LogLevel = level })
 }
 
 // logLevelOf returns the log level ctx asks for, "" when none.
 func logLevelOf(ctx context.Context) string {
-	s, _ := ctx.Value(logLevelKey{}).(string)
-	return s
+	return hooksOf(ctx).LogLevel
 }
 
 // logOf returns the log function ctx carries, nil when none.
 func logOf(ctx context.Context) LogFunc {
-	fn, _ := ctx.Value(logKey{}).(LogFunc)
-	return fn
+	return hooksOf(ctx).Log
 }
 
 // maxLogEventBytes bounds the event of a log message handed on: an event

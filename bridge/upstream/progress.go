@@ -21,21 +21,18 @@ type Progress struct {
 // the server.
 type ProgressFunc func(Progress)
 
-type progressKey struct{}
-
 // ProgressFrom returns the progress function ctx carries (WithProgress),
 // nil when it carries none: for a wrapper that adds its own and passes
 // each notification on, and for a Caller that is not an Upstream.
 func ProgressFrom(ctx context.Context) ProgressFunc {
-	fn, _ := ctx.Value(progressKey{}).(ProgressFunc)
-	return fn
+	return hooksOf(ctx).Progress
 }
 
 // WithProgress returns ctx whose tools/call asks the server for progress
 // notifications (a progressToken of its own in params._meta) and hands
 // each to fn while the call is under way.
 func WithProgress(ctx context.Context, fn ProgressFunc) context.Context {
-	return context.WithValue(ctx, progressKey{}, fn)
+	return withHook(ctx, func(h *Hooks) { h.Progress = fn })
 }
 
 // progressCalls routes progress notifications to the calls under way, by

@@ -40,13 +40,10 @@ type RoundTrip struct {
 	Asks func(method mcp.MCPMethod) bool
 }
 
-// roundTripKey carries a *RoundTrip.
-type roundTripKey struct{}
-
 // WithRoundTrip returns a context whose tools/call, prompts/get and
 // resources/read take part in a multi round-trip request as rt says.
 func WithRoundTrip(ctx context.Context, rt *RoundTrip) context.Context {
-	return context.WithValue(ctx, roundTripKey{}, rt)
+	return withHook(ctx, func(h *Hooks) { h.RoundTrip = rt })
 }
 
 // roundTripOf returns the round of method's request under ctx, nil when
@@ -55,8 +52,7 @@ func roundTripOf(ctx context.Context, method mcp.MCPMethod) *RoundTrip {
 	if !asksInput(method) {
 		return nil
 	}
-	rt, _ := ctx.Value(roundTripKey{}).(*RoundTrip)
-	return rt
+	return hooksOf(ctx).RoundTrip
 }
 
 // asksInput tells whether a server may answer requests of method asking

@@ -17,9 +17,6 @@ import (
 // any other error reaches the server as -32603 with its text.
 type SampleFunc func(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error)
 
-// samplingKey carries the SampleFunc of a call's own client.
-type samplingKey struct{}
-
 // WithSampling returns ctx carrying fn, which answers the sampling
 // requests the server sends for the call made with ctx. The server is
 // told the client samples only with Options.Sampling set. A request a
@@ -29,12 +26,8 @@ type samplingKey struct{}
 // call of the HTTP API, or one sent on its own while calls of several
 // callers are under way) is refused with a *SamplingRefusedError.
 func WithSampling(ctx context.Context, fn SampleFunc) context.Context {
-	return context.WithValue(ctx, samplingKey{}, fn)
+	return withHook(ctx, func(h *Hooks) { h.Sample, h.SamplingUndeclared = fn, false })
 }
-
-// undeclaredSampling is the SampleFunc of WithoutSampling, told apart by
-// its type under samplingKey.
-type undeclaredSampling SampleFunc
 
 // WithoutSampling returns ctx whose caller cannot sample (an MCP client
 // that did not declare it): refuse answers the sampling requests the
@@ -45,26 +38,20 @@ type undeclaredSampling SampleFunc
 // answer -32021, or do without) rather than ask and be refused. A request
 // without a SampleFunc declares none either.
 func WithoutSampling(ctx context.Context, refuse SampleFunc) context.Context {
-	return context.WithValue(ctx, samplingKey{}, undeclaredSampling(refuse))
+	return withHook(ctx, func(h *Hooks) { h.Sample, h.SamplingUndeclared = refuse, true })
 }
 
 // declaresSampling tells whether a request made with ctx on a 2026-07-28
 // session declares the sampling capability the Upstream has.
 func declaresSampling(ctx context.Context) bool {
-	fn, _ := ctx.Value(samplingKey{}).(SampleFunc)
-	return fn != nil
+	h := hooksOf(ctx)
+	return h.Sample != nil && !h.SamplingUndeclared
 }
 
 // SamplingFrom returns the SampleFunc of WithSampling or WithoutSampling,
 // or nil.
 func SamplingFrom(ctx context.Context) SampleFunc {
-	switch fn := ctx.Value(samplingKey{}).(type) {
-	case SampleFunc:
-		return fn
-	case undeclaredSampling:
-		return SampleFunc(fn)
-	}
-	return nil
+	return hooksOf(ctx).Sample
 }
 
 // SamplingRefusedError refuses a server's sampling request that nobody can

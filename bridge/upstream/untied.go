@@ -16,9 +16,6 @@ import (
 // one caller (soleCaller); else the server's Options answer it, as they
 // do a call of the HTTP API.
 
-// callerKey carries the identity of the client a call is made for.
-type callerKey struct{}
-
 // WithCaller returns ctx whose calls are made for caller: a comparable
 // value naming one client, such as an MCP endpoint's client session. A
 // server request that names no call goes to the ElicitFunc or SampleFunc
@@ -26,11 +23,11 @@ type callerKey struct{}
 // caller (see soleCaller); a call without one (a call of the HTTP API)
 // keeps such requests from being passed on to anybody.
 func WithCaller(ctx context.Context, caller any) context.Context {
-	return context.WithValue(ctx, callerKey{}, caller)
+	return withHook(ctx, func(h *Hooks) { h.Caller = caller })
 }
 
 // callerOf returns the caller of WithCaller, or nil.
-func callerOf(ctx context.Context) any { return ctx.Value(callerKey{}) }
+func callerOf(ctx context.Context) any { return hooksOf(ctx).Caller }
 
 // Why a server request that names no call is not passed on to a caller.
 const (
