@@ -440,13 +440,14 @@ func (f *mcpFace) callTool(ctx context.Context, req mcp.CallToolRequest) (*upstr
 		return nil, nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
-	ctx, stream := withCallStream(ctx)
+	ctx, stream, slot := withCallStream(ctx)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		stream.token = req.Params.Meta.ProgressToken
 		hooks.Progress = f.relayProgress(stream)
 	}
 	logs := f.relayCallLogs(who, st, stream, &hooks)
-	ctx = upstream.WithHooks(ctx, &hooks)
+	*slot = hooks
+	ctx = upstream.WithHooks(ctx, slot)
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
@@ -543,8 +544,8 @@ type callStreamKey struct{}
 
 // withCallStream returns ctx with the callStream of a call made under it,
 // pointed at ctx's request: its faceRequest's, the one call a request
-// carries.
-func withCallStream(ctx context.Context) (context.Context, *callStream) {
+// carries; and the place for the call's hooks.
+func withCallStream(ctx context.Context) (context.Context, *callStream, *upstream.Hooks) {
 	if fr := faceRequestOf(ctx); fr != nil {
 		s := &fr.stream
 		s.mu.Lock()
@@ -554,11 +555,11 @@ func withCallStream(ctx context.Context) (context.Context, *callStream) {
 		}
 		s.mu.Unlock()
 		if !taken {
-			return ctx, s
+			return ctx, s, &fr.hooks
 		}
 	}
 	s := &callStream{ctx: ctx, taken: true}
-	return context.WithValue(ctx, callStreamKey{}, s), s
+	return context.WithValue(ctx, callStreamKey{}, s), s, new(upstream.Hooks)
 }
 
 // streamOf returns the callStream of the call made under ctx, or nil.
@@ -770,10 +771,12 @@ func (f *faceError) Unwrap() error { return f.e }
 // the request's context as one value: the base path, and the places its
 // handlers fill in for the one message a request carries.
 type faceRequest struct {
-	base   string     // the face's base path as the client sees it
-	lists  faceLists  // what the servers list, for a list request (gather)
-	stream callStream // where the notifications of a call go
-	sink   *fastSink  // the direct path's, when it serves the request
+	base   string         // the face's base path as the client sees it
+	lists  faceLists      // what the servers list, for a list request (gather)
+	stream callStream     // where the notifications of a call go
+	hooks  upstream.Hooks // the call's, with the stream
+	sink   *fastSink      // the direct path's, when it serves the request: fast
+	fast   fastSink
 }
 
 // faceRequestKey carries the *faceRequest of a request.

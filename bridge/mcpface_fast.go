@@ -522,7 +522,8 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 		return false
 	}
 
-	sink := &fastSink{f: f, w: w, session: session, argsChecked: m.checked}
+	fr.fast = fastSink{f: f, w: w, session: session, argsChecked: m.checked}
+	sink := &fr.fast
 	if session != "" { // a 2026-07-28 client cancels by closing its request
 		f.fastCalls.add(&sink.stop, fastCall{session, m.ID})
 		defer f.fastCalls.remove(&sink.stop)
