@@ -328,37 +328,53 @@ func (e *env) document(ctx context.Context) (Document, error) {
 // liveHeap is caddy's live heap: its heap in use right after a garbage
 // collection, which the admin API's heap profile runs.
 func (c *caddyPath) liveHeap(ctx context.Context) (uint64, error) {
-	get := func(rel string) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.admin+rel, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.client.Do(req)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			err = fmt.Errorf("GET %s: %d", rel, resp.StatusCode)
-		}
-		return resp, err
-	}
-	resp, err := get("/debug/pprof/heap?gc=1")
+	resp, err := c.adminGet(ctx, "/debug/pprof/heap?gc=1")
 	if err != nil {
 		return 0, err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp, err = get("/debug/vars"); err != nil {
-		return 0, err
+	m, err := c.memStats(ctx)
+	return m.HeapAlloc, err
+}
+
+// goMemStats are the figures of a Go process's runtime.MemStats the
+// benchmark reads.
+type goMemStats struct {
+	HeapAlloc  uint64
+	Mallocs    uint64 // objects allocated, ever
+	TotalAlloc uint64 // bytes allocated, ever
+}
+
+// memStats is caddy's runtime.MemStats, as its admin API's /debug/vars
+// gives them.
+func (c *caddyPath) memStats(ctx context.Context) (goMemStats, error) {
+	resp, err := c.adminGet(ctx, "/debug/vars")
+	if err != nil {
+		return goMemStats{}, err
 	}
 	defer resp.Body.Close()
 	var vars struct {
-		MemStats struct {
-			HeapAlloc uint64
-		} `json:"memstats"`
+		MemStats goMemStats `json:"memstats"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
-		return 0, fmt.Errorf("GET /debug/vars: %w", err)
+		return goMemStats{}, fmt.Errorf("GET /debug/vars: %w", err)
 	}
-	return vars.MemStats.HeapAlloc, nil
+	return vars.MemStats, nil
+}
+
+// adminGet gets rel of caddy's admin API and wants a 200.
+func (c *caddyPath) adminGet(ctx context.Context, rel string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.admin+rel, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		err = fmt.Errorf("GET %s: %d", rel, resp.StatusCode)
+	}
+	return resp, err
 }
 
 // adminPost posts to caddy's admin API and wants a 2xx.

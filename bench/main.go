@@ -294,10 +294,21 @@ func (e *env) measure(ctx context.Context, p path, c upstreamCase, conc int) Cel
 	}
 	proxy := p.proxy()
 	resetPeak(proxy)
+	mem, _ := p.(goMemPath)
+	var m0 goMemStats
+	if mem != nil {
+		m0, _ = mem.memStats(ctx)
+	}
 	p0, s0, u0 := usageOf(proxy), usageOf(e.self()), usageOf(e.upstreams(c))
 	cell.Load = runLoad(ctx, p.caller(c), conc, c.warm, c.calls, 3*time.Minute)
 	p1, s1, u1 := usageOf(p.proxy()), usageOf(e.self()), usageOf(e.upstreams(c))
 	calls := float64(cell.Load.Calls + c.warm)
+	if mem != nil && m0.Mallocs > 0 {
+		if m1, err := mem.memStats(ctx); err == nil {
+			cell.ProxyAllocsPerCall = float64(m1.Mallocs-m0.Mallocs) / calls
+			cell.ProxyBytesPerCall = float64(m1.TotalAlloc-m0.TotalAlloc) / calls
+		}
+	}
 	perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / calls }
 	cell.ClientCPUPerCallUS = perCall(s1.cpu - s0.cpu)
 	cell.UpstreamCPUPerCallUS = perCall(u1.cpu - u0.cpu)
@@ -307,6 +318,13 @@ func (e *env) measure(ctx context.Context, p path, c upstreamCase, conc int) Cel
 		cell.ProxyPeakRSSMB = float64(p1.hwm) / (1 << 20)
 	}
 	return cell
+}
+
+// goMemPath is a path whose proxy is a Go process that gives its memory
+// statistics: a Caddy's allocations per call, which the machine's pace
+// does not change, beside its CPU time per call, which it does.
+type goMemPath interface {
+	memStats(context.Context) (goMemStats, error)
 }
 
 // self is this process alone.

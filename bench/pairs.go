@@ -69,16 +69,18 @@ func (e *env) facePairs(ctx context.Context, rounds int) (*FacePairs, error) {
 				}
 			}
 			r, f := medianCell(run.REST), medianCell(run.Face)
-			log.Printf("in turns, %s c=%-3d REST %8.0f calls/s %4.0f µs, /mcp %8.0f calls/s %4.0f µs: %.2f×",
-				face.protocol, conc, r.Load.Throughput, r.ProxyCPUPerCallUS, f.Load.Throughput, f.ProxyCPUPerCallUS, f.Load.Throughput/r.Load.Throughput)
+			log.Printf("in turns, %s c=%-3d REST %8.0f calls/s %4.0f µs %5.1f allocs %6.0f B, /mcp %8.0f calls/s %4.0f µs %5.1f allocs %6.0f B: %.2f×",
+				face.protocol, conc, r.Load.Throughput, r.ProxyCPUPerCallUS, r.ProxyAllocsPerCall, r.ProxyBytesPerCall,
+				f.Load.Throughput, f.ProxyCPUPerCallUS, f.ProxyAllocsPerCall, f.ProxyBytesPerCall, f.Load.Throughput/r.Load.Throughput)
 			out.Runs = append(out.Runs, run)
 		}
 	}
 	return out, nil
 }
 
-// medianCell is the median throughput and the median proxy and client CPU
-// per call of cells, each on its own.
+// medianCell is the median throughput, the median proxy and client CPU
+// per call and the median proxy allocations per call of cells, each on
+// its own.
 func medianCell(cells []Cell) Cell {
 	of := func(v func(Cell) float64) float64 {
 		if len(cells) == 0 {
@@ -98,6 +100,8 @@ func medianCell(cells []Cell) Cell {
 	m.Load.Throughput = of(func(c Cell) float64 { return c.Load.Throughput })
 	m.ProxyCPUPerCallUS = of(func(c Cell) float64 { return c.ProxyCPUPerCallUS })
 	m.ClientCPUPerCallUS = of(func(c Cell) float64 { return c.ClientCPUPerCallUS })
+	m.ProxyAllocsPerCall = of(func(c Cell) float64 { return c.ProxyAllocsPerCall })
+	m.ProxyBytesPerCall = of(func(c Cell) float64 { return c.ProxyBytesPerCall })
 	return m
 }
 
@@ -117,19 +121,30 @@ func markdownFacePairs(b *bytes.Buffer, p *FacePairs) {
 	fmt.Fprintf(b, "\n**The MCP face and the REST face in turns** (echo, one Caddy of %s's configuration: %d rounds each of `POST <mount>/<tool>` "+
 		"and of plain POSTs of prepared messages to `<mount>/mcp` (as the plain-POST legs post them), in turns, the REST face first in even rounds; "+
 		"medians, and the range of the rounds' ratios. The legs above run minutes apart in Caddy processes of their own, "+
-		"and the pace of a shared machine drifts between them by as much as the faces differ)\n\n", label(pathCaddy), p.Rounds)
-	fmt.Fprintf(b, "| protocol | concurrency | REST calls/s | /mcp calls/s | / REST | rounds' / REST | proxy CPU µs/call: REST / /mcp | / REST | client CPU µs/call: REST / /mcp |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"and the pace of a shared machine drifts between them by as much as the faces differ. "+
+		"Caddy's heap allocations per call, from its runtime's counters, do not drift with the machine: what a call through each face costs Caddy in objects and bytes)\n\n", label(pathCaddy), p.Rounds)
+	fmt.Fprintf(b, "| protocol | concurrency | REST calls/s | /mcp calls/s | / REST | rounds' / REST | proxy CPU µs/call: REST / /mcp | / REST | client CPU µs/call: REST / /mcp | Caddy allocations/call: REST / /mcp | Caddy bytes/call: REST / /mcp |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, run := range p.Runs {
 		r, f := medianCell(run.REST), medianCell(run.Face)
 		rounds := "–"
 		if rs := run.ratios(); len(rs) > 0 {
 			rounds = fmt.Sprintf("%.2f–%.2f×", slices.Min(rs), slices.Max(rs))
 		}
-		fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | %s | %s | %.0f / %.0f | %s | %.0f / %.0f |\n", run.Protocol, run.Concurrency,
+		fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | %s | %s | %.0f / %.0f | %s | %.0f / %.0f | %s | %s |\n", run.Protocol, run.Concurrency,
 			r.Load.Throughput, f.Load.Throughput, ratio(f.Load.Throughput, r.Load.Throughput), rounds,
 			r.ProxyCPUPerCallUS, f.ProxyCPUPerCallUS, ratio(f.ProxyCPUPerCallUS, r.ProxyCPUPerCallUS),
-			r.ClientCPUPerCallUS, f.ClientCPUPerCallUS)
+			r.ClientCPUPerCallUS, f.ClientCPUPerCallUS,
+			pairOf(r.ProxyAllocsPerCall, f.ProxyAllocsPerCall), pairOf(r.ProxyBytesPerCall, f.ProxyBytesPerCall))
 	}
+}
+
+// pairOf renders a figure of each face, "–" where a run did not measure
+// it.
+func pairOf(rest, face float64) string {
+	if rest == 0 || face == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f / %.0f", rest, face)
 }
 
 // pairTargets renders the MCP face's target measured in turns: ≥ 0.9× the

@@ -46,6 +46,11 @@ type Cell struct {
 	ProxyCPUSeconds   float64    `json:"proxy_cpu_seconds,omitempty"`
 	ProxyCPUPerCallUS float64    `json:"proxy_cpu_us_per_call,omitempty"`
 	ProxyPeakRSSMB    float64    `json:"proxy_peak_rss_mib,omitempty"`
+	// The proxy's heap allocations per call, objects and bytes, for a
+	// proxy that gives them (a Caddy: its admin API's /debug/vars). The
+	// few of its timers and health checks during the load are counted in.
+	ProxyAllocsPerCall float64 `json:"proxy_allocs_per_call,omitempty"`
+	ProxyBytesPerCall  float64 `json:"proxy_bytes_per_call,omitempty"`
 	// CPU time per call of the client (the load generator, or the direct
 	// MCP client) and of the upstream server.
 	ClientCPUPerCallUS   float64 `json:"client_cpu_us_per_call"`

@@ -302,7 +302,8 @@ func TestThePublishedResultsAreTheirJSONRendered(t *testing.T) {
 func TestWriteGivesTheFacesInTurnsWithTheirTarget(t *testing.T) {
 	r := &Results{Started: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), Machine: Machine{CPU: "test CPU", Cores: 2}}
 	cell := func(thr, cpu float64) Cell {
-		return Cell{Upstream: "echo", ProxyCPUPerCallUS: cpu, ClientCPUPerCallUS: 40, Load: LoadResult{Concurrency: 64, Calls: 100, Throughput: thr}}
+		return Cell{Upstream: "echo", ProxyCPUPerCallUS: cpu, ClientCPUPerCallUS: 40, ProxyAllocsPerCall: cpu * 2, ProxyBytesPerCall: cpu * 100,
+			Load: LoadResult{Concurrency: 64, Calls: 100, Throughput: thr}}
 	}
 	r.FacePairs = &FacePairs{Rounds: 3, Runs: []FacePair{
 		{Protocol: legacyProtocol, Concurrency: 64,
@@ -314,9 +315,9 @@ func TestWriteGivesTheFacesInTurnsWithTheirTarget(t *testing.T) {
 	}}
 	writeResults(t, r,
 		"**The MCP face and the REST face in turns** (echo, one Caddy of caddy-mcpo's configuration: 3 rounds each",
-		"| protocol | concurrency | REST calls/s | /mcp calls/s | / REST | rounds' / REST | proxy CPU µs/call: REST / /mcp | / REST | client CPU µs/call: REST / /mcp |",
-		"| 2025-11-25 | 64 | 11000 | 10000 | 0.91× | 0.83–0.95× | 78 / 84 | 1.08× | 40 / 40 |",
-		"| 2026-07-28 | 64 | 10000 | 8500 | 0.85× | 0.80–0.90× | 80 / 92 | 1.15× | 40 / 40 |",
+		"| protocol | concurrency | REST calls/s | /mcp calls/s | / REST | rounds' / REST | proxy CPU µs/call: REST / /mcp | / REST | client CPU µs/call: REST / /mcp | Caddy allocations/call: REST / /mcp | Caddy bytes/call: REST / /mcp |",
+		"| 2025-11-25 | 64 | 11000 | 10000 | 0.91× | 0.83–0.95× | 78 / 84 | 1.08× | 40 / 40 | 156 / 168 | 7800 / 8400 |",
+		"| 2026-07-28 | 64 | 10000 | 8500 | 0.85× | 0.80–0.90× | 80 / 92 | 1.15× | 40 / 40 | 160 / 184 | 8000 / 9200 |",
 		"- /mcp (2025-11-25, plain POST) in turns with the REST face at concurrency 64 ≥ 0.9× its throughput (medians of 3 rounds): 0.91×, met",
 		"- /mcp (2026-07-28, plain POST) in turns with the REST face at concurrency 64 ≥ 0.9× its throughput (medians of 3 rounds): 0.85×, missed",
 	)
