@@ -440,14 +440,14 @@ func (f *mcpFace) callTool(ctx context.Context, req mcp.CallToolRequest) (*upstr
 		return nil, nil, paramsErr(ctx, fmt.Sprintf("tool %q: %v", req.Params.Name, err))
 	}
 	ctx, track := f.b.beginCall(ctx, req.Header, FaceMCP, st.cfg.Name, rt.tool.Name, rt.tool.Name)
-	ctx, stream, slot := withCallStream(ctx)
+	ctx, stream, places := withCallStream(ctx)
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
 		stream.token = req.Params.Meta.ProgressToken
 		hooks.Progress = f.relayProgress(stream)
 	}
-	logs := f.relayCallLogs(who, st, stream, &hooks)
-	*slot = hooks
-	ctx = upstream.WithHooks(ctx, slot)
+	logs := f.relayCallLogs(who, st, stream, &hooks, places.logs)
+	*places.hooks = hooks
+	ctx = upstream.WithHooks(ctx, places.hooks)
 	args := bytes.TrimSpace(req.Params.RawArguments) // as sent: numbers keep their precision
 	if len(args) == 0 || bytes.Equal(args, []byte("null")) {
 		args = json.RawMessage("{}")
@@ -544,8 +544,8 @@ type callStreamKey struct{}
 
 // withCallStream returns ctx with the callStream of a call made under it,
 // pointed at ctx's request: its faceRequest's, the one call a request
-// carries; and the place for the call's hooks.
-func withCallStream(ctx context.Context) (context.Context, *callStream, *upstream.Hooks) {
+// carries; and the places for the call's hooks and log relay.
+func withCallStream(ctx context.Context) (context.Context, *callStream, callPlaces) {
 	if fr := faceRequestOf(ctx); fr != nil {
 		s := &fr.stream
 		s.mu.Lock()
@@ -555,11 +555,18 @@ func withCallStream(ctx context.Context) (context.Context, *callStream, *upstrea
 		}
 		s.mu.Unlock()
 		if !taken {
-			return ctx, s, &fr.hooks
+			return ctx, s, callPlaces{&fr.hooks, &fr.logs}
 		}
 	}
 	s := &callStream{ctx: ctx, taken: true}
-	return context.WithValue(ctx, callStreamKey{}, s), s, new(upstream.Hooks)
+	return context.WithValue(ctx, callStreamKey{}, s), s, callPlaces{new(upstream.Hooks), new(callLogs)}
+}
+
+// callPlaces are where a call keeps what its context and the face point
+// at while it runs: the request's, for the call that takes its stream.
+type callPlaces struct {
+	hooks *upstream.Hooks
+	logs  *callLogs
 }
 
 // streamOf returns the callStream of the call made under ctx, or nil.
@@ -775,8 +782,10 @@ type faceRequest struct {
 	lists  faceLists      // what the servers list, for a list request (gather)
 	stream callStream     // where the notifications of a call go
 	hooks  upstream.Hooks // the call's, with the stream
+	logs   callLogs       // the call's log relay, with the stream
 	sink   *fastSink      // the direct path's, when it serves the request: fast
 	fast   fastSink
+	rw     rpcWriter // what the request is answered through
 }
 
 // faceRequestKey carries the *faceRequest of a request.
@@ -862,7 +871,8 @@ func (b *Bridge) serveMCP(w http.ResponseWriter, r *http.Request, p *page, base 
 	}
 	p.face.sync()
 	ctx, fr := withFaceRequest(r.Context(), base)
-	rw := &rpcWriter{ResponseWriter: w}
+	fr.rw = rpcWriter{ResponseWriter: w}
+	rw := &fr.rw
 	if r.Method == http.MethodPost && !p.face.noFast && p.face.serveFast(rw, r, ctx, fr, body) {
 		rw.release()
 		return nil

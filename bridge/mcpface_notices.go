@@ -371,16 +371,17 @@ func (f *mcpFace) callLogLevel(who requester) (level mcp.LoggingLevel, session s
 // relayCallLogs sets the hooks h of a call of client who to server st so
 // that the server's log messages about the call reach the client, on the
 // call's stream, and returns what the call ends as it ends (nil for
-// nothing to end). The messages come on the server's transport reader:
-// they are queued without waiting, as progress is.
-func (f *mcpFace) relayCallLogs(who requester, st *serverState, stream *callStream, h *upstream.Hooks) *callLogs {
+// nothing to end): c, set up for the call. The messages come on the
+// server's transport reader: they are queued without waiting, as progress
+// is.
+func (f *mcpFace) relayCallLogs(who requester, st *serverState, stream *callStream, h *upstream.Hooks, c *callLogs) *callLogs {
 	level, session := f.callLogLevel(who)
 	if !f.relays || level == "" {
 		return nil
 	}
 	// c joins f.calls with the first message it sends: most calls send
 	// none, and the broadcast looks for those that did.
-	c := &callLogs{f: f, session: session, server: st, level: level, stream: stream}
+	*c = callLogs{f: f, session: session, server: st, level: level, stream: stream}
 	h.Log, h.LogLevel = c.relay, string(level)
 	return c
 }

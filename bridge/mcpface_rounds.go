@@ -235,7 +235,10 @@ func (f *mcpFace) run(ctx context.Context, fr *faceRound, st *serverState, name 
 	}
 	ir, _ := out.(*upstream.InputRequiredError)
 	if ir == nil && e != nil {
-		errors.As(e.Cause, &ir)
+		var cause *upstream.InputRequiredError // not made for calls without an error
+		if errors.As(e.Cause, &cause) {
+			ir = cause
+		}
 	}
 	if asked != nil || ir == nil {
 		return out, e, asked

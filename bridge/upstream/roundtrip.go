@@ -109,6 +109,9 @@ const maxLocalRounds = 10
 func (s *session) rounds(ctx context.Context, rt *RoundTrip, once func(rt *RoundTrip) (json.RawMessage, error)) (json.RawMessage, error) {
 	for range maxLocalRounds {
 		res, err := once(rt)
+		if err == nil {
+			return res, nil
+		}
 		var ir *InputRequiredError
 		if !errors.As(err, &ir) || len(ir.Requests) == 0 {
 			return res, err // a result, an error, or a server shedding load
