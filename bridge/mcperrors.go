@@ -29,7 +29,6 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/caddy-mcpo/caddy-mcpo/bridge/upstream"
 )
@@ -69,7 +68,7 @@ func passedRPC(ctx context.Context, e *httpError) *rpcPassed {
 	if errors.As(e.Cause, &rpc) {
 		p.Message = rpc.Message // as sent, without what the face adds
 	}
-	p.Modern = mcp.IsModernProtocol(server.RequestProtocolVersion(ctx))
+	p.Modern = modernRequest(ctx)
 	return p
 }
 

@@ -745,7 +745,7 @@ func faceErr(ctx context.Context, e *httpError) error {
 // handler's error as an internal one.
 func paramsErr(ctx context.Context, msg string) error {
 	return &faceError{e: &httpError{Status: http.StatusBadRequest, Outcome: OutcomeInvalidArguments, Detail: errorDetail{Message: msg}},
-		rpc: &rpcPassed{Code: mcp.INVALID_PARAMS, Message: msg, Modern: mcp.IsModernProtocol(server.RequestProtocolVersion(ctx))}}
+		rpc: &rpcPassed{Code: mcp.INVALID_PARAMS, Message: msg, Modern: modernRequest(ctx)}}
 }
 
 func (f *faceError) Error() string {
@@ -786,6 +786,13 @@ type faceRequest struct {
 	sink   *fastSink      // the direct path's, when it serves the request: fast
 	fast   fastSink
 	rw     rpcWriter // what the request is answered through
+	// info is a 2026-07-28 request's protocol information when the direct
+	// path serves it (fastContext); zero otherwise.
+	info server.RequestProtocolInfo
+	// round is the place of a 2026-07-28 request's round (newFaceRound),
+	// taken by the request's goroutine.
+	round      faceRound
+	roundTaken bool
 }
 
 // faceRequestKey carries the *faceRequest of a request.

@@ -514,7 +514,7 @@ func (f *mcpFace) serveFast(w http.ResponseWriter, r *http.Request, ctx context.
 	if !ok || ft.rt.task == upstream.TaskRequired {
 		return false
 	}
-	ctx, session, ok := f.fastContext(r, ctx, meta, p.Name, ft)
+	ctx, session, ok := f.fastContext(r, ctx, fr, meta, p.Name, ft)
 	if !ok {
 		return false
 	}
@@ -566,8 +566,11 @@ const maxPooledAnswer = 16 << 10
 // fastContext returns ctx as mcp-go's transport would make it for r, a
 // tools/call of tool ft under name (with the _meta of its params), and the
 // 2025-11-25 session it is of ("" on 2026-07-28); false when the request
-// is left to mcp-go.
-func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMeta, name string, ft faceTool) (context.Context, string, bool) {
+// is left to mcp-go. A 2026-07-28 request's protocol information goes in
+// its faceRequest fr, where requesterOf and modernRequest find it, not in
+// a context value of mcp-go's: the face asks mcp-go for it only through
+// those two.
+func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, fr *faceRequest, meta fastMeta, name string, ft faceTool) (context.Context, string, bool) {
 	header := r.Header.Get(mcp.HeaderProtocolVersion)
 	version := meta.ProtocolVersion
 	if !mcp.IsModernProtocol(header) && !mcp.IsModernProtocol(version) {
@@ -605,10 +608,11 @@ func (f *mcpFace) fastContext(r *http.Request, ctx context.Context, meta fastMet
 	if !standardHeadersAgree(r.Header, version, name) || ft.headerParams {
 		return nil, "", false // mcp-go checks the parameters' headers
 	}
-	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
+	fr.info = server.RequestProtocolInfo{
 		Modern: true, ProtocolVersion: version, ClientInfo: meta.ClientInfo,
 		ClientCapabilities: caps, LogLevel: meta.LogLevel,
-	}), "", true
+	}
+	return ctx, "", true
 }
 
 // standardHeadersAgree is mcp.ValidateStandardHeaders of a tools/call of

@@ -117,8 +117,22 @@ type requester struct {
 	session server.ClientSession        // nil on 2026-07-28, or without one
 }
 
-// requesterOf returns the client of the request of ctx.
+// modernRequest tells whether the request of ctx is of the 2026-07-28 era:
+// by the direct path's protocol information (fastContext), or mcp-go's.
+func modernRequest(ctx context.Context) bool {
+	if fr := faceRequestOf(ctx); fr != nil && fr.info.Modern {
+		return true
+	}
+	return mcp.IsModernProtocol(server.RequestProtocolVersion(ctx))
+}
+
+// requesterOf returns the client of the request of ctx: a 2026-07-28
+// request's protocol information is the direct path's (fastContext) or
+// mcp-go's.
 func requesterOf(ctx context.Context) requester {
+	if fr := faceRequestOf(ctx); fr != nil && fr.info.Modern {
+		return requester{info: &fr.info}
+	}
 	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
 		return requester{info: info}
 	}
@@ -159,6 +173,16 @@ func (f *mcpFace) asking(ctx context.Context, who requester, server, name string
 	return fr, nil
 }
 
+// newFaceRound returns the place for the round of the request of ctx: its
+// faceRequest's for the first, the one a request's message is.
+func newFaceRound(ctx context.Context) *faceRound {
+	if fr := faceRequestOf(ctx); fr != nil && !fr.roundTaken {
+		fr.roundTaken = true
+		return &fr.round
+	}
+	return new(faceRound)
+}
+
 // roundOf returns the round that a request of ctx for server srv's name (a
 // tool or a prompt) is, given the client's params: nil for a client of
 // 2025-11-25. The client's answers go to the server beside the upstream's
@@ -168,7 +192,8 @@ func (f *mcpFace) roundOf(ctx context.Context, who requester, srv, name string, 
 	if info == nil {
 		return nil, nil
 	}
-	fr := &faceRound{up: upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}, caps: info.ClientCapabilities}
+	fr := newFaceRound(ctx)
+	*fr = faceRound{up: upstream.RoundTrip{Asks: asksOf(info.ClientCapabilities)}, caps: info.ClientCapabilities}
 	var answers map[string]json.RawMessage // none on a first round
 	if len(p.InputResponses) > 0 {
 		answers = make(map[string]json.RawMessage, len(p.InputResponses))
