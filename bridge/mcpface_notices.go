@@ -64,6 +64,10 @@ type faceNotices struct {
 	relays bool // some server of the face is a noticeSource
 
 	clients sync.Map // session ID → *grant (nil without access rules): the clients told of log messages
+	// voters are the grants of sessions that vote on the servers' log
+	// levels before mcp-go registers them with this endpoint (restored
+	// after a reload, see restore), until it does or they end.
+	voters  sync.Map // session ID → *grant
 	levels  sync.Map // session ID → mcp.LoggingLevel: the level a client set with logging/setLevel
 	callers sync.Map // session ID → the ID of its caller (Identity), for the notices of per-user servers
 
@@ -104,22 +108,20 @@ func (f *mcpFace) noticeOptions(hooks *server.Hooks) []server.ServerOption {
 		return nil
 	}
 	hooks.AddOnRegisterSession(func(ctx context.Context, s server.ClientSession) {
-		var g *grant
-		if f.b.policy != nil {
-			g = f.b.policy.grantOf(ctx)
-		}
 		f.noteCaller(ctx, s.SessionID())
-		f.clients.Store(s.SessionID(), g)
+		f.clients.Store(s.SessionID(), f.grantOf(ctx))
+		f.voters.Delete(s.SessionID())
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, s server.ClientSession) {
 		f.voteLogLevel(s.SessionID(), "")
 		f.clients.Delete(s.SessionID())
+		f.voters.Delete(s.SessionID())
 		f.levels.Delete(s.SessionID())
 		f.callers.Delete(s.SessionID())
 	})
 	hooks.AddAfterSetLevel(func(ctx context.Context, _ any, req *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
 		if s := server.ClientSessionFromContext(ctx); s != nil {
-			f.noteCaller(ctx, s.SessionID())
+			f.noteVoter(ctx, s.SessionID())
 			f.levels.Store(s.SessionID(), req.Params.Level)
 			f.awaitLogLevel(ctx, f.voteLogLevel(s.SessionID(), req.Params.Level))
 		}
@@ -137,8 +139,29 @@ func (f *mcpFace) forgetSession(session string) {
 		f.voteLogLevel(session, "")
 	}
 	f.clients.Delete(session)
+	f.voters.Delete(session)
 	f.levels.Delete(session)
 	f.callers.Delete(session)
+}
+
+// noteVoter notes the caller of session, who makes the request of ctx
+// and votes on the servers' log levels, and, when mcp-go has not
+// registered the session with this endpoint (one restored after a
+// reload), the caller's grant, which the votes go by.
+func (f *mcpFace) noteVoter(ctx context.Context, session string) {
+	f.noteCaller(ctx, session)
+	if _, registered := f.clients.Load(session); !registered {
+		f.voters.Store(session, f.grantOf(ctx))
+	}
+}
+
+// grantOf is the grant of the caller of ctx's request: nil without access
+// rules.
+func (f *mcpFace) grantOf(ctx context.Context) *grant {
+	if f.b.policy == nil {
+		return nil
+	}
+	return f.b.policy.grantOf(ctx)
 }
 
 // noteCaller notes the caller of session, who makes the request of ctx.
@@ -228,7 +251,10 @@ func (f *mcpFace) voteLogLevel(session string, level mcp.LoggingLevel) []<-chan 
 // voteLocked casts a vote of voteLogLevel, under votesMu.
 func (f *mcpFace) voteLocked(session string, level mcp.LoggingLevel) []<-chan struct{} {
 	var votes []<-chan struct{}
-	g, _ := f.clients.Load(session)
+	g, registered := f.clients.Load(session)
+	if !registered {
+		g, _ = f.voters.Load(session)
+	}
 	caller, _ := f.callers.Load(session)
 	for _, st := range f.servers {
 		vote := string(level)

@@ -118,7 +118,7 @@ func (f *mcpFace) restore(ctx context.Context, s server.ClientSession, registere
 		logging.SetLogLevel(st.level)
 	}
 	if _, known := f.levels.LoadOrStore(s.SessionID(), st.level); !known && f.relays {
-		f.noteCaller(ctx, s.SessionID())
+		f.noteVoter(ctx, s.SessionID())
 		f.voteLogLevel(s.SessionID(), st.level)
 	}
 }

@@ -18,7 +18,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
-// reloadable serves the bridge cfg makes at /m, and returns the function
+// reloadable serves the bridge cfg makes at /m, an X-User header naming
+// the caller as with serveBridge, and returns the function
 // that reloads it: a new bridge of cfg, the old one closed, as the module
 // does on a reload of an unchanged server.
 func reloadable(t *testing.T, cfg func() Config) (*httptest.Server, func()) {
@@ -39,6 +40,9 @@ func reloadable(t *testing.T, cfg func() Config) (*httptest.Server, func()) {
 		cur.Lock()
 		b := cur.b
 		cur.Unlock()
+		if u := r.Header.Get("X-User"); u != "" { // as serveBridge does
+			r = r.WithContext(WithIdentity(r.Context(), Identity{ID: u}))
+		}
 		b.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/m"), "/m")
 	}))
 	t.Cleanup(func() {
@@ -170,4 +174,55 @@ func TestMCPFaceForgetsASessionRestoredAfterAReloadWhenItEnds(t *testing.T) {
 
 	endSession(t, url, ann)
 	want("ann's session ended", map[string]string{})
+}
+
+func TestMCPFaceVotesOnlyForGrantedServersForASessionRestoredAfterAReload(t *testing.T) {
+	clock, files := &votingCaller{faceCaller: newFaceCaller("now"), votes: map[string]string{}},
+		&votingCaller{faceCaller: newFaceCaller("read"), votes: map[string]string{}}
+	srv, reload := reloadable(t, func() Config {
+		return Config{
+			Servers: []*ServerConfig{{Name: "time", Upstream: clock}, {Name: "files", Upstream: files}},
+			Access:  Access{Rules: []Rule{{Subjects: []string{"user:bob"}, Tools: []string{"time/now"}}}},
+		}
+	})
+	url := srv.URL + "/m/mcp"
+	session := func() map[string]string {
+		resp, _ := postMCP(t, url, initMsg, map[string]string{"X-User": "bob"})
+		h := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-11-25", "X-User": "bob"}
+		postMCP(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, h)
+		return h
+	}
+	setLevel := func(h map[string]string, level mcp.LoggingLevel) {
+		t.Helper()
+		if _, body := postMCP(t, url, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"`+string(level)+`"}}`, h); !strings.Contains(body, `"result"`) {
+			t.Fatalf("logging/setLevel answered %s", body)
+		}
+	}
+	bob, later := session(), session()
+	setLevel(bob, mcp.LoggingLevelDebug)
+	names := map[string]string{bob["Mcp-Session-Id"]: "bob", later["Mcp-Session-Id"]: "later"}
+	want := func(step string, wantTime, wantFiles map[string]string) {
+		t.Helper()
+		if got := clock.voted(names); !maps.Equal(got, wantTime) {
+			t.Errorf("%s: votes on time %v, want %v", step, got, wantTime)
+		}
+		if got := files.voted(names); !maps.Equal(got, wantFiles) {
+			t.Errorf("%s: votes on files %v, want %v", step, got, wantFiles)
+		}
+	}
+	want("bob at debug, granted time alone", map[string]string{"bob": "debug"}, map[string]string{})
+	reload()
+	// The new endpoint gives the session its level back with its next
+	// request, before mcp-go registers it with this endpoint (it never
+	// does without a GET stream): the vote still goes by bob's grant.
+	if _, body := postMCP(t, url, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, bob); !strings.Contains(body, `"result"`) {
+		t.Fatalf("tools/list after the reload answered %s", body)
+	}
+	want("bob's session after the reload", map[string]string{"bob": "debug"}, map[string]string{})
+	// A session that sets its level only now, unregistered too.
+	setLevel(later, mcp.LoggingLevelInfo)
+	want("bob's other session at info after the reload", map[string]string{"bob": "debug", "later": "info"}, map[string]string{})
+	endSession(t, url, bob)
+	endSession(t, url, later)
+	want("bob's sessions ended", map[string]string{}, map[string]string{})
 }
