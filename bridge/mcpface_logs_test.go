@@ -222,6 +222,15 @@ func (c *votingCaller) SetLogLevel(voter any, level string) <-chan struct{} {
 	return done
 }
 
+// want fails t unless c, server, holds votes, by the names of the
+// sessions in names, after step.
+func (c *votingCaller) want(t *testing.T, step, server string, names, votes map[string]string) {
+	t.Helper()
+	if got := c.voted(names); !maps.Equal(got, votes) {
+		t.Errorf("%s: votes on %s %v, want %v", step, server, got, votes)
+	}
+}
+
 // voted returns the votes by the names of the sessions in names.
 func (c *votingCaller) voted(names map[string]string) map[string]string {
 	c.votesMu.Lock()
@@ -262,12 +271,8 @@ func TestMCPFaceVotesForTheLogLevelOfTheServersASessionIsGranted(t *testing.T) {
 	}
 	want := func(step string, wantTime, wantFiles map[string]string) {
 		t.Helper()
-		if got := clock.voted(names); !maps.Equal(got, wantTime) {
-			t.Errorf("%s: votes on time %v, want %v", step, got, wantTime)
-		}
-		if got := files.voted(names); !maps.Equal(got, wantFiles) {
-			t.Errorf("%s: votes on files %v, want %v", step, got, wantFiles)
-		}
+		clock.want(t, step, "time", names, wantTime)
+		files.want(t, step, "files", names, wantFiles)
 	}
 	ann := session("ann", mcp.LoggingLevelDebug)
 	session("bob", mcp.LoggingLevelWarning)

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -158,9 +157,7 @@ func TestMCPFaceForgetsASessionRestoredAfterAReloadWhenItEnds(t *testing.T) {
 	names := map[string]string{ann["Mcp-Session-Id"]: "ann"}
 	want := func(step string, votes map[string]string) {
 		t.Helper()
-		if got := clock.voted(names); !maps.Equal(got, votes) {
-			t.Errorf("%s: votes %v, want %v", step, got, votes)
-		}
+		clock.want(t, step, "time", names, votes)
 	}
 	want("ann at debug", map[string]string{"ann": "debug"})
 	reload()
@@ -203,12 +200,8 @@ func TestMCPFaceVotesOnlyForGrantedServersForASessionRestoredAfterAReload(t *tes
 	names := map[string]string{bob["Mcp-Session-Id"]: "bob", later["Mcp-Session-Id"]: "later"}
 	want := func(step string, wantTime, wantFiles map[string]string) {
 		t.Helper()
-		if got := clock.voted(names); !maps.Equal(got, wantTime) {
-			t.Errorf("%s: votes on time %v, want %v", step, got, wantTime)
-		}
-		if got := files.voted(names); !maps.Equal(got, wantFiles) {
-			t.Errorf("%s: votes on files %v, want %v", step, got, wantFiles)
-		}
+		clock.want(t, step, "time", names, wantTime)
+		files.want(t, step, "files", names, wantFiles)
 	}
 	want("bob at debug, granted time alone", map[string]string{"bob": "debug"}, map[string]string{})
 	reload()
