@@ -675,15 +675,7 @@ func resultBytes(res *upstream.CallResult) int64 {
 	}
 	n := len(res.Structured) + len(res.Meta)
 	for i := range res.Content {
-		c := &res.Content[i]
-		switch {
-		case c.Wire != nil:
-			n += len(c.Wire)
-		case c.Raw != nil:
-			n += len(c.Raw)
-		default: // an item made here
-			n += len(contentJSON(c))
-		}
+		n += len(contentOf(&res.Content[i]))
 	}
 	return int64(n)
 }
